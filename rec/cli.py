@@ -1,0 +1,54 @@
+"""The `rec` command: global options, then one subcommand per stage."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from rec import __version__
+from rec.console import set_quiet
+from rec.paths import Paths
+from rec.stages import download, preprocess, status
+
+app = typer.Typer(
+    name="rec",
+    help="Recommender toolbox on PaddlePaddle: MovieLens to explained recommendations and a CTR ranker.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_text() -> str:
+    return f"rec {__version__}"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(_version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", envvar="REC_DATA_DIR",
+                                           help="Raw data folder [default: data]."),
+    output_dir: Optional[str] = typer.Option(None, "--output-dir", envvar="REC_OUTPUT_DIR",
+                                             help="Artifacts folder [default: output]."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or logs on stderr."),
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                 help="Show the version and exit."),
+) -> None:
+    set_quiet(quiet)
+    ctx.obj = Paths.from_env(data_dir, output_dir)
+
+
+app.command("download", help=download.HELP)(download.command)
+app.command("preprocess", help=preprocess.HELP)(preprocess.command)
+app.command("status", help=status.HELP)(status.command)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,124 @@
+"""The preprocessed dataset contract: the files `rec preprocess` writes to output/dataset/.
+
+Every later stage (train, evaluate, save-features, recommend, ctr-*) reads these and nothing
+under data/. Row i of a feature table describes dense index i; raw ids live in vocab.json.
+
+    users.npy         int64 (U, 4)  [user index, gender, age bucket, occupation]; 0 = unknown
+    movie_genres.npy  int64 (M, G)  genre ids, left-aligned, padded with 0 (0 reserved)
+    movie_titles.npy  int64 (M, T)  title word ids, left-aligned, padded with 0 (0 reserved)
+    rating_users.npy  int32 (N,)    user index of each rating
+    rating_movies.npy int32 (N,)    movie index of each rating
+    rating_values.npy float32 (N,)  the rating (ml-latest-small has half stars)
+    rating_times.npy  int64 (N,)    unix timestamp
+    split.npy         uint8 (N,)    0 = train, 1 = validation (fixed by preprocess)
+    vocab.json        id maps and labels: see `Vocab`
+
+Unknown demographic values (ml-latest-small has none at all) are index 0, labelled "unknown".
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rec.errors import UsageError
+from rec.paths import Paths, require
+
+FORMAT_VERSION = 1
+ARRAY_FILES = ["users.npy", "movie_genres.npy", "movie_titles.npy", "rating_users.npy",
+               "rating_movies.npy", "rating_values.npy", "rating_times.npy", "split.npy"]
+ALL_FILES = ARRAY_FILES + ["vocab.json"]
+
+TRAIN, VAL = 0, 1
+USER_COLUMNS = ["user", "gender", "age", "occupation"]
+
+# Labels used by MovieLens-1M (and mapped onto by the other formats where possible).
+GENDERS = ["unknown", "M", "F"]
+ML1M_AGES = {1: "Under 18", 18: "18-24", 25: "25-34", 35: "35-44", 45: "45-49", 50: "50-55",
+             56: "56+"}
+AGES = ["unknown"] + list(ML1M_AGES.values())
+OCCUPATIONS = ["unknown", "other", "academic/educator", "artist", "clerical/admin",
+               "college/grad student", "customer service", "doctor/health care",
+               "executive/managerial", "farmer", "homemaker", "K-12 student", "lawyer",
+               "programmer", "retired", "sales/marketing", "scientist", "self-employed",
+               "technician/engineer", "tradesman/craftsman", "unemployed", "writer"]
+GENRES = ["Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+          "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
+          "Thriller", "War", "Western"]
+
+
+@dataclass
+class Vocab:
+    """vocab.json: raw ids in index order, labels for every categorical value."""
+
+    dataset: str
+    user_ids: list[int]
+    movie_ids: list[int]
+    titles: list[str]  # full titles as published, e.g. "Toy Story (1995)"
+    years: list[int | None]
+    genres: list[str]  # genres[0] == "<pad>"
+    title_words: list[str]  # title_words[0] == "<pad>"
+    genders: list[str]
+    ages: list[str]
+    occupations: list[str]
+    has_demographics: bool
+    split: dict
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT_VERSION, **self.__dict__}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "Vocab":
+        if obj.get("format") != FORMAT_VERSION:
+            raise UsageError("output/dataset was written by another rec version: "
+                             "run `rec preprocess` again")
+        fields = {k: v for k, v in obj.items() if k != "format"}
+        return cls(**fields)
+
+
+@dataclass
+class Dataset:
+    vocab: Vocab
+    users: np.ndarray
+    movie_genres: np.ndarray
+    movie_titles: np.ndarray
+    rating_users: np.ndarray
+    rating_movies: np.ndarray
+    rating_values: np.ndarray
+    rating_times: np.ndarray
+    split: np.ndarray
+
+    @property
+    def n_users(self) -> int:
+        return int(self.users.shape[0])
+
+    @property
+    def n_movies(self) -> int:
+        return int(self.movie_genres.shape[0])
+
+    def part(self, which: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(users, movies, ratings) of the train (0) or validation (1) part."""
+        mask = self.split == which
+        return self.rating_users[mask], self.rating_movies[mask], self.rating_values[mask]
+
+
+def dataset_paths(paths: Paths) -> list[Path]:
+    return [paths.dataset_file(name) for name in ALL_FILES]
+
+
+def load_vocab(paths: Paths) -> Vocab:
+    require([paths.vocab], "rec preprocess")
+    return Vocab.from_json(json.loads(paths.vocab.read_text(encoding="utf-8")))
+
+
+def load_dataset(paths: Paths, mmap: bool = False) -> Dataset:
+    """Read the whole contract back; exit 2 naming `rec preprocess` if anything is missing."""
+    require(dataset_paths(paths), "rec preprocess")
+    vocab = load_vocab(paths)
+    mode = "r" if mmap else None
+    arrays = {name[:-4]: np.load(paths.dataset_file(name), mmap_mode=mode, allow_pickle=False)
+              for name in ARRAY_FILES}
+    return Dataset(vocab=vocab, **arrays)

@@ -1,0 +1,47 @@
+"""One module per stage: pure functions that do the work, plus a thin Typer command.
+
+Stage modules must not import paddle at module level: `rec --help`, `download`, `preprocess`,
+`status` and `recommend` stay fast because only the training stages import it, inside their
+functions.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import typer
+
+from rec.console import error_line
+from rec.errors import RecError
+from rec.paths import Paths
+
+
+def get_paths(ctx: typer.Context) -> Paths:
+    root = ctx.find_root()
+    obj = root.obj if isinstance(root.obj, Paths) else None
+    return obj or Paths.from_env()
+
+
+def guarded(fn):
+    """Turn expected failures into one stderr line and an exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RecError as e:
+            error_line(str(e))
+            raise typer.Exit(e.exit_code)
+        except KeyboardInterrupt:
+            error_line("interrupted; files already written are complete, nothing half-written was kept")
+            raise typer.Exit(130)
+        except BrokenPipeError:
+            # The reader of our stdout went away (e.g. `| head`): not an error.
+            try:
+                sys.stdout = open("/dev/null", "w")
+            except OSError:
+                pass
+            raise typer.Exit(0)
+
+    return wrapper
