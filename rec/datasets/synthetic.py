@@ -2,7 +2,7 @@
 
 Ratings follow a known recipe, so tests can check that a model learned it:
 
-    rating = round(clip(3.3 + user_bias + movie_quality + mean_g(taste[user, g]) + noise, 1, 5))
+    rating = round(clip(3.55 + user_bias + movie_quality + mean_g(taste[user, g]) + noise, 1, 5))
 
 over the movie's genres g, where a user's `taste` is a strong liking for one favourite genre
 (drawn mostly from their age bucket and gender) plus milder demographic leanings. Titles
@@ -93,7 +93,7 @@ def generate(out_dir: Path, spec: SyntheticSpec) -> dict:
     u_idx = np.repeat(np.arange(n_u), counts)
     m_idx = np.concatenate([order[u, :c] for u, c in enumerate(counts)])
     affinity = (taste[u_idx] * genre_mask[m_idx]).sum(axis=1)
-    raw = 3.3 + user_bias[u_idx] + quality[m_idx] + affinity + rng.normal(0, 0.5, size=len(u_idx))
+    raw = 3.55 + user_bias[u_idx] + quality[m_idx] + affinity + rng.normal(0, 0.5, size=len(u_idx))
     rating = np.clip(np.rint(raw), 1, 5).astype(int)
     start = rng.integers(956_700_000, 1_040_000_000, size=n_u)
     times = start[u_idx] + np.concatenate([np.sort(rng.integers(0, 5_000_000, size=c))
