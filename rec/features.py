@@ -1,0 +1,136 @@
+"""The saved user and movie vectors (output/features/) and the one scoring function.
+
+`rec save-features` writes, `rec recommend` / `rec similar` read (numpy only, no paddle):
+
+    usr_feat.pkl   {str(raw user id): float32 vector (D,)}   the course's shape
+    mov_feat.pkl   {str(raw movie id): float32 vector (D,)}
+    scoring.json   how the model turns two vectors into a predicted rating:
+                   {"match": "dot" | "cosine", "scale": s, "offset": o, "clip": [lo, hi],
+                    "taste_dims": k}
+                   dot:    o + s * (u . m)
+                   cosine: o + s * cos(u, m)
+                   The first `taste_dims` components are the taste space used for
+                   movie-to-movie similarity (bias components ride along after them).
+
+Pickles are read back with a restricted unpickler that only rebuilds plain containers and
+numpy arrays, so a pickle from elsewhere cannot run code.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rec.atomic import write_bytes, write_json
+from rec.errors import RecError, UsageError
+
+USER_FILE, MOVIE_FILE, SCORING_FILE = "usr_feat.pkl", "mov_feat.pkl", "scoring.json"
+MATCHES = ("dot", "cosine")
+
+_ALLOWED_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer"),
+    ("builtins", "dict"), ("builtins", "list"), ("builtins", "tuple"),
+    ("collections", "OrderedDict"),
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that refuses every global except numpy array plumbing and plain containers."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}: only plain containers "
+                                     "and numpy arrays are allowed")
+
+
+def safe_load_pickle(path: Path):
+    try:
+        with open(path, "rb") as f:
+            return RestrictedUnpickler(io.BufferedReader(f)).load()
+    except pickle.UnpicklingError as e:
+        raise RecError(f"{path}: {e}")
+    except (EOFError, ValueError, TypeError, AttributeError) as e:
+        raise RecError(f"{path}: not a valid feature pickle ({e})")
+
+
+@dataclass
+class Features:
+    user_ids: list[str]
+    users: np.ndarray  # float32 (U, D), row i is user_ids[i]
+    movie_ids: list[str]
+    movies: np.ndarray  # float32 (M, D)
+    scoring: dict
+
+    def user_row(self) -> dict[str, int]:
+        return {u: i for i, u in enumerate(self.user_ids)}
+
+    def movie_row(self) -> dict[str, int]:
+        return {m: i for i, m in enumerate(self.movie_ids)}
+
+    def taste(self) -> np.ndarray:
+        """Movie vectors in the taste space (bias components dropped), for similarity."""
+        return self.movies[:, : int(self.scoring.get("taste_dims", self.movies.shape[1]))]
+
+
+def score(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
+    """Predicted ratings (len(users), len(movies)): exactly the model's matching function."""
+    users = np.asarray(users, dtype=np.float32)
+    movies = np.asarray(movies, dtype=np.float32)
+    if scoring["match"] == "cosine":
+        users = users / np.maximum(np.linalg.norm(users, axis=-1, keepdims=True), 1e-12)
+        movies = movies / np.maximum(np.linalg.norm(movies, axis=-1, keepdims=True), 1e-12)
+    return np.float32(scoring.get("offset", 0.0)) + np.float32(scoring["scale"]) * (users @ movies.T)
+
+
+def save_features(folder: Path, user_ids, user_vecs: np.ndarray, movie_ids, movie_vecs: np.ndarray,
+                  scoring: dict) -> list[Path]:
+    """Write both pickles and scoring.json atomically; return the paths written."""
+    if scoring.get("match") not in MATCHES:
+        raise ValueError(f"unknown match {scoring.get('match')!r}")
+    folder = Path(folder)
+    users = {str(u): np.asarray(v, dtype=np.float32) for u, v in zip(user_ids, user_vecs)}
+    movies = {str(m): np.asarray(v, dtype=np.float32) for m, v in zip(movie_ids, movie_vecs)}
+    write_bytes(folder / USER_FILE, pickle.dumps(users, protocol=4))
+    write_bytes(folder / MOVIE_FILE, pickle.dumps(movies, protocol=4))
+    write_json(folder / SCORING_FILE, {**scoring, "dim": int(np.asarray(user_vecs).shape[1])})
+    return [folder / USER_FILE, folder / MOVIE_FILE, folder / SCORING_FILE]
+
+
+def _as_matrix(path: Path, table) -> tuple[list[str], np.ndarray]:
+    if not isinstance(table, dict) or not table:
+        raise RecError(f"{path}: expected a non-empty {{id: vector}} dict")
+    ids = list(table)
+    try:
+        matrix = np.stack([np.asarray(table[i], dtype=np.float32) for i in ids])
+    except ValueError as e:
+        raise RecError(f"{path}: vectors differ in shape ({e})")
+    if matrix.ndim != 2:
+        raise RecError(f"{path}: expected one vector per id")
+    return [str(i) for i in ids], matrix
+
+
+def load_features(folder: Path) -> Features:
+    folder = Path(folder)
+    for name in (USER_FILE, MOVIE_FILE, SCORING_FILE):
+        if not (folder / name).exists():
+            raise UsageError(f"missing {folder / name}: run `rec save-features` first")
+    user_ids, users = _as_matrix(folder / USER_FILE, safe_load_pickle(folder / USER_FILE))
+    movie_ids, movies = _as_matrix(folder / MOVIE_FILE, safe_load_pickle(folder / MOVIE_FILE))
+    try:
+        scoring = json.loads((folder / SCORING_FILE).read_text())
+        assert scoring["match"] in MATCHES and float(scoring["scale"])
+    except (ValueError, KeyError, AssertionError, TypeError):
+        raise RecError(f"{folder / SCORING_FILE}: not a valid scoring description")
+    if users.shape[1] != movies.shape[1]:
+        raise RecError(f"{folder}: user vectors have {users.shape[1]} components, "
+                       f"movie vectors {movies.shape[1]}")
+    return Features(user_ids, users, movie_ids, movies, scoring)

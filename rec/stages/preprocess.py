@@ -1,0 +1,214 @@
+"""`rec preprocess`: a downloaded dataset -> the .npy contract in output/dataset/.
+
+Raw ids become dense indices, titles become word ids, genres become genre ids (0 is padding
+in both), and the train/validation split is drawn once and saved, so every later stage and
+any outside tool evaluates on the same rows. See rec/datasets/contract.py for the files.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from rec import manifest
+from rec.atomic import save_npy, write_json
+from rec.console import emit_object, log, show_table, warn
+from rec.datasets.contract import (
+    GENDERS, GENRES, TRAIN, VAL, Vocab, dataset_paths,
+)
+from rec.datasets.movielens import YEAR_RE, RawMovieLens, parse_folder
+from rec.errors import UsageError
+from rec.stages import get_paths, guarded
+
+HELP = "Parse a downloaded dataset into .npy arrays in output/dataset/, with a saved split."
+MAX_TITLE_WORDS = 15
+WORD_RE = re.compile(r"[a-z0-9']+")
+SPLITS = ("random", "time")
+
+
+# --- pure functions -----------------------------------------------------------------------
+
+
+def index_of(ids: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dense index of each value in `ids` and a mask of the values found."""
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    pos = np.searchsorted(sorted_ids, values).clip(0, max(len(ids) - 1, 0))
+    found = sorted_ids[pos] == values if len(ids) else np.zeros(len(values), bool)
+    return order[pos], found
+
+
+def random_split(n: int, val_ratio: float, seed: int) -> np.ndarray:
+    """Mask with round(n * val_ratio) validation rows drawn uniformly (seeded)."""
+    split = np.full(n, TRAIN, dtype=np.uint8)
+    perm = np.random.default_rng(seed).permutation(n)
+    split[perm[: int(round(n * val_ratio))]] = VAL
+    return split
+
+
+def time_split(users: np.ndarray, times: np.ndarray, val_ratio: float) -> np.ndarray:
+    """Per user, the latest round(count * val_ratio) ratings (at least one, if the user has
+    two or more) go to validation. Ties in time keep file order."""
+    n = len(users)
+    order = np.lexsort((np.arange(n), times, users))  # by user, then time, then position
+    u_sorted = users[order]
+    starts = np.flatnonzero(np.r_[True, u_sorted[1:] != u_sorted[:-1]])
+    counts = np.diff(np.r_[starts, n])
+    n_val = np.where(counts >= 2, np.maximum(1, np.rint(counts * val_ratio)), 0).astype(np.int64)
+    rank_from_end = np.repeat(starts + counts, counts) - np.arange(n)  # 1 = latest
+    split = np.full(n, TRAIN, dtype=np.uint8)
+    split[order[rank_from_end <= np.repeat(n_val, counts)]] = VAL
+    return split
+
+
+def title_words(title: str) -> list[str]:
+    """Lower-cased words of a title without its trailing "(year)"."""
+    return WORD_RE.findall(YEAR_RE.sub("", title).lower())
+
+
+def padded(rows: list[list[int]], width: int) -> np.ndarray:
+    out = np.zeros((len(rows), max(width, 1)), dtype=np.int64)
+    for i, row in enumerate(rows):
+        row = row[:width]
+        out[i, : len(row)] = row
+    return out
+
+
+def build(raw: RawMovieLens, dataset: str, split: str, val_ratio: float,
+          seed: int) -> tuple[dict[str, np.ndarray], Vocab, dict]:
+    """Turn parsed raw tables into the contract's arrays, vocab and a report of what was done."""
+    user_idx, user_ok = index_of(raw.user_ids, raw.rating_users)
+    movie_idx, movie_ok = index_of(raw.movie_ids, raw.rating_movies)
+    keep = user_ok & movie_ok
+    report = {"unknown_user_ratings": int((~user_ok).sum()),
+              "unknown_movie_ratings": int((~movie_ok & user_ok).sum())}
+    if not keep.all():
+        bad = np.flatnonzero(~keep)[:3]
+        examples = ", ".join(f"user {raw.rating_users[i]} movie {raw.rating_movies[i]}" for i in bad)
+        warn(f"dropped {int((~keep).sum())} ratings that reference unknown users or movies "
+             f"(e.g. {examples})")
+
+    # genres: the MovieLens-1M order first, then any others the dataset uses, sorted
+    used = {g for gs in raw.movie_genres for g in gs}
+    genre_names = ["<pad>"] + [g for g in GENRES if g in used] + sorted(used - set(GENRES))
+    genre_id = {g: i for i, g in enumerate(genre_names)}
+    genre_rows = [[genre_id[g] for g in gs] for gs in raw.movie_genres]
+
+    # title words: ids by frequency (then alphabetically), so the vocabulary is deterministic
+    words = [title_words(t) for t in raw.titles]
+    freq = Counter(w for ws in words for w in ws)
+    word_names = ["<pad>"] + sorted(freq, key=lambda w: (-freq[w], w))
+    word_id = {w: i for i, w in enumerate(word_names)}
+    title_rows = [[word_id[w] for w in ws] for ws in words]
+    longest = max((len(r) for r in title_rows), default=1)
+
+    users = np.stack([np.arange(len(raw.user_ids)), raw.gender, raw.age, raw.occupation],
+                     axis=1).astype(np.int64)
+    r_users = user_idx[keep].astype(np.int32)
+    r_times = raw.rating_times[keep].astype(np.int64)
+    if split == "random":
+        split_mask = random_split(len(r_users), val_ratio, seed)
+    else:
+        split_mask = time_split(r_users, r_times, val_ratio)
+    arrays = {
+        "users.npy": users,
+        "movie_genres.npy": padded(genre_rows, max((len(r) for r in genre_rows), default=1)),
+        "movie_titles.npy": padded(title_rows, min(longest, MAX_TITLE_WORDS)),
+        "rating_users.npy": r_users,
+        "rating_movies.npy": movie_idx[keep].astype(np.int32),
+        "rating_values.npy": raw.rating_values[keep].astype(np.float32),
+        "rating_times.npy": r_times,
+        "split.npy": split_mask,
+    }
+    years = []
+    for t in raw.titles:
+        m = YEAR_RE.search(t)
+        years.append(int(m.group(1)) if m else None)
+    vocab = Vocab(
+        dataset=dataset, user_ids=raw.user_ids.tolist(), movie_ids=raw.movie_ids.tolist(),
+        titles=list(raw.titles), years=years, genres=genre_names, title_words=word_names,
+        genders=list(GENDERS), ages=list(raw.ages), occupations=list(raw.occupations),
+        has_demographics=raw.has_demographics,
+        split={"method": split, "val_ratio": val_ratio, "seed": seed if split == "random" else None},
+    )
+    report.update(users=len(raw.user_ids), movies=len(raw.movie_ids), ratings=int(keep.sum()),
+                  train=int((split_mask == TRAIN).sum()), validation=int((split_mask == VAL).sum()),
+                  genres=len(genre_names) - 1, title_words=len(word_names) - 1)
+    return arrays, vocab, report
+
+
+def write_dataset(out_dir: Path, arrays: dict[str, np.ndarray], vocab: Vocab) -> None:
+    """Write every file into a fresh folder, then swap it in: readers never see a mix."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".dataset.", dir=out_dir.parent))
+    try:
+        for name, array in arrays.items():
+            save_npy(tmp / name, array)
+        write_json(tmp / "vocab.json", vocab.to_json())
+        old = None
+        if out_dir.exists():
+            old = out_dir.parent / f".dataset.old.{time.time_ns()}"
+            out_dir.rename(old)
+        tmp.rename(out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- command ------------------------------------------------------------------------------
+
+
+def default_dataset(paths) -> str:
+    """The dataset `rec download` fetched last, else ml-1m."""
+    entry = manifest.load(paths).get("stages", {}).get("download")
+    return (entry or {}).get("params", {}).get("dataset") or "ml-1m"
+
+
+@guarded
+def command(
+    ctx: typer.Context,
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset folder under data/ "
+                                          "[default: the one downloaded last]."),
+    split: str = typer.Option("random", "--split", help="random | time (per user, latest to validation)."),
+    val_ratio: float = typer.Option(0.1, "--val-ratio", help="Share of ratings for validation."),
+    seed: int = typer.Option(42, "--seed", help="Seed of the random split."),
+    fmt: str = typer.Option("auto", "--format", help="auto | table | tsv | json."),
+) -> None:
+    paths = get_paths(ctx)
+    if split not in SPLITS:
+        raise UsageError(f"unknown --split {split!r}: choose random or time")
+    if not 0.0 < val_ratio < 1.0:
+        raise UsageError(f"--val-ratio must be between 0 and 1 (got {val_ratio})")
+    dataset = dataset or default_dataset(paths)
+    folder = paths.raw(dataset)
+    if not folder.is_dir():
+        raise UsageError(f"missing {folder}: run `rec download --dataset {dataset}` first")
+    t0 = time.perf_counter()
+    log(f"parsing {folder}")
+    raw = parse_folder(folder)
+    arrays, vocab, report = build(raw, dataset, split, val_ratio, seed)
+    write_dataset(paths.dataset_dir, arrays, vocab)
+    seconds = time.perf_counter() - t0
+    manifest.record(paths, "preprocess", {"dataset": dataset, "split": split,
+                                          "val_ratio": val_ratio, "seed": seed},
+                    inputs=[folder], outputs=dataset_paths(paths))
+    table = Table(title=f"preprocess {dataset}: {seconds:.2f}s")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for key, value in report.items():
+        table.add_row(key.replace("_", " "), f"{value:,}")
+    show_table(table)
+    emit_object({"dataset": dataset, "split": split, **report, "seconds": round(seconds, 3),
+                 "output": str(paths.dataset_dir)}, fmt)
+

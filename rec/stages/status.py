@@ -1,0 +1,33 @@
+"""`rec status`: which stages have run, when, with what, and whether they are still fresh."""
+
+from __future__ import annotations
+
+import typer
+
+from rec import manifest
+from rec.console import emit
+from rec.stages import get_paths, guarded
+
+HELP = "Show which stages have run, when, with which parameters, and whether they are stale."
+KEY_PARAMS = 4  # parameters shown per stage; the manifest has them all
+
+
+@guarded
+def command(
+    ctx: typer.Context,
+    fmt: str = typer.Option("auto", "--format", help="auto | table | tsv | json."),
+) -> None:
+    paths = get_paths(ctx)
+    stages = manifest.load(paths).get("stages", {})
+    names = manifest.STAGES + [s for s in stages if s not in manifest.STAGES]
+    rows = []
+    for name in names:
+        entry = stages.get(name)
+        params = (entry or {}).get("params", {})
+        rows.append({
+            "stage": name,
+            "state": manifest.stage_state(entry),
+            "when": (entry or {}).get("time", ""),
+            "params": " ".join(f"{k}={v}" for k, v in list(params.items())[:KEY_PARAMS]),
+        })
+    emit(rows, ["stage", "state", "when", "params"], fmt, title=f"rec status ({paths.output_dir})")
