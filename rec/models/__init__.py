@@ -1,0 +1,1 @@
+"""Paddle `nn.Layer` classes only: no file or console I/O here."""
