@@ -8,8 +8,6 @@ any outside tool evaluates on the same rows. See rec/datasets/contract.py for th
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,7 +18,7 @@ import typer
 from rich.table import Table
 
 from rec import manifest
-from rec.atomic import save_npy, write_json
+from rec.atomic import atomic_dir, save_npy, write_json
 from rec.console import emit_object, log, show_table, warn
 from rec.datasets.contract import (
     GENDERS, GENRES, TRAIN, VAL, Vocab, dataset_paths,
@@ -148,22 +146,10 @@ def build(raw: RawMovieLens, dataset: str, split: str, val_ratio: float,
 
 def write_dataset(out_dir: Path, arrays: dict[str, np.ndarray], vocab: Vocab) -> None:
     """Write every file into a fresh folder, then swap it in: readers never see a mix."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".dataset.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         for name, array in arrays.items():
             save_npy(tmp / name, array)
         write_json(tmp / "vocab.json", vocab.to_json())
-        old = None
-        if out_dir.exists():
-            old = out_dir.parent / f".dataset.old.{time.time_ns()}"
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --- command ------------------------------------------------------------------------------
