@@ -10,6 +10,7 @@ from rec import __version__
 from rec.console import set_quiet
 from rec.paths import Paths
 from rec.stages import download, preprocess, status
+from rec.stages import recommend
 
 app = typer.Typer(
     name="rec",
@@ -48,6 +49,8 @@ def root(
 app.command("download", help=download.HELP)(download.command)
 app.command("preprocess", help=preprocess.HELP)(preprocess.command)
 app.command("status", help=status.HELP)(status.command)
+app.command("recommend", help=recommend.HELP)(recommend.recommend_command)
+app.command("similar", help=recommend.SIMILAR_HELP)(recommend.similar_command)
 
 
 def main() -> None:

@@ -1,0 +1,172 @@
+"""Why a movie is recommended: one short sentence built from evidence.
+
+For each recommended movie three kinds of evidence are measured, each as a strength on
+a common scale (1.0 = "as strong as a liked movie pointing the same way"), and the strongest
+one that qualifies is printed; ties go to the earlier kind in this list:
+
+  1. similar  "because you rated Heat 5 stars": of the movies the user rated >= 4 stars, the
+              one closest to the recommendation in the taste space (cosine of
+              `Features.taste()` vectors; ties go to the higher rating).
+              Strength = the cosine; qualifies from 0.5.
+  2. genre    "you like Thrillers": the recommendation's genre the user rates furthest above
+              their own average, lift = sum(rating - user mean) / (count + 3) over their ratings
+              in that genre (the +3 shrinks the lift of a genre rated only once or twice).
+              Strength = the lift in stars; qualifies from 0.25 with at least 3 ratings.
+  3. group    "popular with 25-34 year-old programmers": users of the same age bucket and
+              occupation rate the movie above its overall mean. Their mean, shrunk towards the
+              movie's mean by 5 ratings, minus the global mean rating = the strength in stars;
+              qualifies from 0.25 with at least 5 ratings from the group. Only for datasets with
+              demographics, and users whose age and occupation are both known.
+
+When nothing qualifies the reason is still true: "highly rated overall" (the movie's mean,
+shrunk by 10 ratings, beats the global mean by half a star), else "predicted from your ratings"
+(the user has some), "predicted from your age and occupation" (none, demographics known) or
+"predicted from everyone's ratings". A seen movie (--include-seen) says "you rated it 4 stars";
+an explored pick adds "; a random pick for variety".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rec.recommending import Catalog, ChunkRatings, Picks, display_title
+
+LIKED_MIN = 4.0  # a rating from which a movie counts as "rated highly"
+SIMILAR_MIN = 0.5
+GENRE_PRIOR, GENRE_MIN_COUNT, GENRE_MIN_LIFT = 3.0, 3, 0.25
+GROUP_PRIOR, GROUP_MIN_COUNT, GROUP_MIN_LIFT = 5.0, 5, 0.25
+OVERALL_MIN_LIFT = 0.5
+SIMILAR, GENRE, GROUP = 0, 1, 2  # evidence kinds, in tie-break order
+
+GENRE_PLURALS = {"Action": "Action movies", "Adventure": "Adventures", "Children's": "Children's movies",
+                 "Comedy": "Comedies", "Documentary": "Documentaries", "Drama": "Dramas",
+                 "Musical": "Musicals", "Mystery": "Mysteries", "Thriller": "Thrillers",
+                 "War": "War movies", "Western": "Westerns"}
+OCCUPATION_PLURALS = {
+    "other": "people", "academic/educator": "academics", "artist": "artists",
+    "clerical/admin": "clerical workers", "college/grad student": "college students",
+    "customer service": "customer service workers", "doctor/health care": "health workers",
+    "executive/managerial": "managers", "farmer": "farmers", "homemaker": "homemakers",
+    "K-12 student": "school students", "lawyer": "lawyers", "programmer": "programmers",
+    "retired": "retirees", "sales/marketing": "sales people", "scientist": "scientists",
+    "self-employed": "self-employed people", "technician/engineer": "engineers",
+    "tradesman/craftsman": "craftspeople", "unemployed": "unemployed people", "writer": "writers",
+}
+
+
+def stars(value: float) -> str:
+    text = f"{value:g}"
+    return f"{text} star" if text == "1" else f"{text} stars"
+
+
+def group_phrase(age: str, occupation: str) -> str:
+    """('25-34', 'programmer') -> '25-34 year-old programmers'."""
+    people = OCCUPATION_PLURALS.get(occupation, f"people in {occupation}")
+    if age.lower().startswith("under"):
+        return f"{people} {age.lower()}"
+    return f"{age} year-old {people}"
+
+
+def _closest_liked(cat: Catalog, picks: Picks, ratings: ChunkRatings):
+    """For each pick, the user's highly rated movie closest to it: (cosine, movie, rating)."""
+    shape = picks.movies.shape
+    cosine = np.full(shape, -np.inf, dtype=np.float32)
+    movie = np.full(shape, -1, dtype=np.int64)
+    rating = np.zeros(shape, dtype=np.float32)
+    liked = ratings.value >= LIKED_MIN
+    pos, lm, lv = ratings.pos[liked], ratings.movie[liked], ratings.value[liked]
+    bounds = np.searchsorted(pos, np.arange(shape[0] + 1))
+    for b in np.flatnonzero(np.diff(bounds) > 0):  # one small product per user with likes
+        lo, hi, n = bounds[b], bounds[b + 1], picks.counts[b]
+        recs = picks.movies[b, :n]
+        sims = cat.taste[recs] @ cat.taste[lm[lo:hi]].T  # (n, liked)
+        sims[recs[:, None] == lm[None, lo:hi]] = -np.inf  # never explain a movie by itself
+        j = sims.argmax(axis=1)  # first of equals = the higher rating (ratings sorted best first)
+        cosine[b, :n] = sims[np.arange(n), j]
+        movie[b, :n], rating[b, :n] = lm[lo + j], lv[lo + j]
+    return cosine, movie, rating
+
+
+def _genre_lift(cat: Catalog, picks: Picks, ratings: ChunkRatings, user_mean: np.ndarray):
+    """For each pick, its genre the user rates furthest above their average: (lift, genre id)."""
+    n_users, n_genres = len(user_mean), len(cat.genre_names)
+    genres = cat.movie_genres[ratings.movie]  # (R, Gmax)
+    deviation = np.repeat(ratings.value - user_mean[ratings.pos], genres.shape[1])
+    key = (ratings.pos[:, None] * n_genres + genres).ravel()
+    real = genres.ravel() > 0
+    sums = np.bincount(key[real], weights=deviation[real], minlength=n_users * n_genres)
+    counts = np.bincount(key[real], minlength=n_users * n_genres)
+    lift = (sums / (counts + GENRE_PRIOR)).reshape(n_users, n_genres)
+    lift[counts.reshape(n_users, n_genres) < GENRE_MIN_COUNT] = -np.inf  # also kills padding 0
+    pick_genres = cat.movie_genres[picks.movies]  # (B, N, Gmax); rows of -1 picks are ignored
+    pick_lift = lift[np.arange(n_users)[:, None, None], pick_genres]
+    best = pick_lift.argmax(axis=2)
+    return (np.take_along_axis(pick_lift, best[..., None], 2)[..., 0],
+            np.take_along_axis(pick_genres, best[..., None], 2)[..., 0])
+
+
+def _group_lift(cat: Catalog, user_rows: np.ndarray, picks: Picks) -> np.ndarray:
+    """For each pick, how far the user's age-and-occupation group rates it above the global mean."""
+    lift = np.full(picks.movies.shape, -np.inf)
+    group = cat.user_group[user_rows]
+    if not (group >= 0).any():
+        return lift
+    sums, counts = cat.group_stats(group)
+    g, m = np.maximum(group, 0)[:, None], picks.movies
+    n, movie_mean = counts[g, m], cat.movie_mean[m]
+    shrunk = (sums[g, m] + GROUP_PRIOR * movie_mean) / (n + GROUP_PRIOR)
+    ok = (group[:, None] >= 0) & (n >= GROUP_MIN_COUNT) & (shrunk > movie_mean)
+    return np.where(ok, shrunk - cat.global_mean, -np.inf)
+
+
+def explain(cat: Catalog, user_rows: np.ndarray, picks: Picks, ratings: ChunkRatings) -> list[list[str]]:
+    """One short reason per pick (see the module docstring for the rule)."""
+    n_users = len(user_rows)
+    n_rated = np.bincount(ratings.pos, minlength=n_users)
+    user_mean = np.bincount(ratings.pos, weights=ratings.value, minlength=n_users) / np.maximum(n_rated, 1)
+    cosine, liked_movie, liked_rating = _closest_liked(cat, picks, ratings)
+    genre_lift, genre_id = _genre_lift(cat, picks, ratings, user_mean)
+    group_lift = _group_lift(cat, user_rows, picks)
+    strength = np.stack([np.where(cosine >= SIMILAR_MIN, cosine, -np.inf),
+                         np.where(genre_lift >= GENRE_MIN_LIFT, genre_lift, -np.inf),
+                         np.where(group_lift >= GROUP_MIN_LIFT, group_lift, -np.inf)], axis=2)
+    kind = strength.argmax(axis=2)  # first of equals wins: similar, then genre, then group
+    has_reason = np.isfinite(strength.max(axis=2))
+    # a seen movie's own rating (for --include-seen): look (user, movie) up among the ratings
+    rated_key = ratings.pos * cat.n_movies + ratings.movie
+    order = np.argsort(rated_key, kind="stable")
+    rated_key, rated_value = rated_key[order], ratings.value[order]
+    pick_key = np.arange(n_users)[:, None] * cat.n_movies + picks.movies
+    at = np.searchsorted(rated_key, pick_key).clip(0, max(len(order) - 1, 0))
+    seen = (rated_key[at] == pick_key) if len(order) else np.zeros(pick_key.shape, bool)
+    group = cat.user_group[user_rows]
+
+    reasons = []
+    for b, user in enumerate(user_rows):
+        row = []
+        for j in range(picks.counts[b]):
+            m = picks.movies[b, j]
+            if seen[b, j]:
+                text = f"you rated it {stars(rated_value[at[b, j]])}"
+            elif has_reason[b, j] and kind[b, j] == SIMILAR:
+                text = (f"because you rated {display_title(cat.titles[liked_movie[b, j]])} "
+                        f"{stars(liked_rating[b, j])}")
+            elif has_reason[b, j] and kind[b, j] == GENRE:
+                name = cat.genre_names[genre_id[b, j]]
+                text = f"you like {GENRE_PLURALS.get(name, name)}"
+            elif has_reason[b, j]:
+                text = "popular with " + group_phrase(cat.age_labels[cat.user_age[user]],
+                                                      cat.occupation_labels[cat.user_occupation[user]])
+            elif cat.movie_mean[m] - cat.global_mean >= OVERALL_MIN_LIFT:
+                text = "highly rated overall"
+            elif n_rated[b]:
+                text = "predicted from your ratings"
+            elif group[b] >= 0:
+                text = "predicted from your age and occupation"
+            else:
+                text = "predicted from everyone's ratings"
+            if picks.explored[b, j]:
+                text += "; a random pick for variety"
+            row.append(text)
+        reasons.append(row)
+    return reasons

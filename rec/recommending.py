@@ -1,0 +1,308 @@
+"""Recommendations on the saved vectors: numpy only (no paddle, no console, no files).
+
+Top-N. A chunk of users (CHUNK_USERS at a time, to bound memory) is scored against every movie
+with one matrix product through `rec.features.score`, the model's own matching function. Movies
+the user rated (train and validation) and movies outside the --genre/--year filters are set to
+-inf; `argpartition` picks the best candidates and only those few are sorted.
+
+Explore (the course's freshness trick): take the best 3N candidates, keep the best N-K and draw
+K at random from the rest. Each user's draw is seeded by (seed, user id), so a user gets the
+same list whether asked alone or among others.
+
+Reasons for each pick are chosen in rec/reasons.py.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from rec.datasets.contract import Dataset
+from rec.errors import RecError, UsageError
+from rec.features import Features, score
+
+CHUNK_USERS = 1024  # users scored per matrix product: 1024 x 3883 float32 is 16 MB
+EXPLORE_POOL = 3  # --explore draws from the best EXPLORE_POOL * N candidates
+MOVIE_PRIOR = 10.0  # a movie's mean rating is shrunk towards the global mean by 10 ratings
+
+YEAR_RE = re.compile(r"\s*\(\d{4}\)\s*$")
+ARTICLE_RE = re.compile(r"^(.*), (The|A|An)$")
+
+
+def display_title(title: str) -> str:
+    """'Usual Suspects, The (1995)' -> 'The Usual Suspects': how a person says the title."""
+    base = YEAR_RE.sub("", title)
+    m = ARTICLE_RE.match(base)
+    return f"{m.group(2)} {m.group(1)}" if m else base
+
+
+@dataclass
+class Catalog:
+    """Saved vectors and the dataset, aligned: movie row i is features.movie_ids[i], user row j
+    is features.user_ids[j]. Ratings keep only users and movies that have vectors."""
+
+    features: Features
+    taste: np.ndarray  # (M, k) unit vectors in the taste space
+    titles: list[str]
+    years: np.ndarray  # (M,) int64, -1 = unknown
+    movie_genres: np.ndarray  # (M, Gmax) vocab genre ids, 0 = padding
+    genre_names: list[str]  # vocab.genres, [0] is "<pad>"
+    user_age: np.ndarray  # (U,) index into age_labels, 0 = unknown
+    user_occupation: np.ndarray  # (U,) index into occupation_labels, 0 = unknown
+    user_group: np.ndarray  # (U,) age-and-occupation group, -1 when either is unknown
+    age_labels: list[str]
+    occupation_labels: list[str]
+    has_demographics: bool
+    rating_user: np.ndarray  # (R,) user row
+    rating_movie: np.ndarray  # (R,) movie row
+    rating_value: np.ndarray  # (R,) float32
+    movie_mean: np.ndarray  # (M,) mean rating shrunk towards the global mean
+    global_mean: float
+
+    @property
+    def n_movies(self) -> int:
+        return len(self.titles)
+
+    def genre_text(self, row: int) -> str:
+        return "|".join(self.genre_names[g] for g in self.movie_genres[row] if g)
+
+    def group_stats(self, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(sum, count) of ratings per (group, movie), shape (n_groups, M), filled in for the
+        given groups only: a single user's request reads just their group's ratings."""
+        n_groups = len(self.age_labels) * len(self.occupation_labels)
+        wanted = np.zeros(n_groups + 1, dtype=bool)  # the extra last slot is group -1
+        wanted[groups[groups >= 0]] = True
+        wanted[-1] = False
+        sel = wanted[self.user_group][self.rating_user]
+        key = self.user_group[self.rating_user[sel]] * self.n_movies + self.rating_movie[sel]
+        size = n_groups * self.n_movies
+        sums = np.bincount(key, weights=self.rating_value[sel], minlength=size)
+        counts = np.bincount(key, minlength=size)
+        return sums.reshape(n_groups, -1), counts.reshape(n_groups, -1)
+
+def _rows_by_id(feature_ids: list[str], raw_ids: list) -> np.ndarray:
+    """For each dataset index, the feature row with the same raw id (-1 when none)."""
+    row = {s: i for i, s in enumerate(feature_ids)}
+    return np.array([row.get(str(r), -1) for r in raw_ids], dtype=np.int64)
+
+
+def _inverse(ds_to_feature: np.ndarray, n_features: int) -> np.ndarray:
+    out = np.full(n_features, -1, dtype=np.int64)
+    found = np.flatnonzero(ds_to_feature >= 0)
+    out[ds_to_feature[found]] = found
+    return out
+
+
+def _translate(index: np.ndarray, mapping: np.ndarray) -> np.ndarray:
+    """mapping[index], without the gather when mapping is the identity (the usual case)."""
+    if len(mapping) == 0 or (mapping[0] == 0 and (np.diff(mapping) == 1).all()):
+        return index
+    return mapping[index]
+
+
+def build_catalog(features: Features, dataset: Dataset) -> Catalog:
+    vocab = dataset.vocab
+    n_movies, n_users = len(features.movie_ids), len(features.user_ids)
+    movie_to_feat = _rows_by_id(features.movie_ids, vocab.movie_ids)
+    user_to_feat = _rows_by_id(features.user_ids, vocab.user_ids)
+    if not (movie_to_feat >= 0).any():
+        raise RecError("output/features and output/dataset describe different movies: "
+                       "run `rec save-features` again")
+    movie_ds = _inverse(movie_to_feat, n_movies)
+    user_ds = _inverse(user_to_feat, n_users)
+
+    taste = features.taste().astype(np.float32)
+    taste = taste / np.maximum(np.linalg.norm(taste, axis=1, keepdims=True), 1e-12)
+    genres = np.where((movie_ds >= 0)[:, None], np.asarray(dataset.movie_genres)[movie_ds], 0)
+    users = np.asarray(dataset.users)
+    age = np.where(user_ds >= 0, users[user_ds, 2], 0)
+    occupation = np.where(user_ds >= 0, users[user_ds, 3], 0)
+    known = (age > 0) & (occupation > 0) & bool(vocab.has_demographics)
+    group = np.where(known, age * len(vocab.occupations) + occupation, -1)
+
+    r_user = _translate(np.asarray(dataset.rating_users), user_to_feat)
+    r_movie = _translate(np.asarray(dataset.rating_movies), movie_to_feat)
+    r_value = np.asarray(dataset.rating_values, dtype=np.float32)
+    if (r_user < 0).any() or (r_movie < 0).any():  # users or movies without vectors
+        keep = (r_user >= 0) & (r_movie >= 0)
+        r_user, r_movie, r_value = r_user[keep], r_movie[keep], r_value[keep]
+    global_mean = float(r_value.mean()) if len(r_value) else 0.0
+    sums = np.bincount(r_movie, weights=r_value, minlength=n_movies)
+    counts = np.bincount(r_movie, minlength=n_movies)
+    movie_mean = (sums + MOVIE_PRIOR * global_mean) / (counts + MOVIE_PRIOR)
+
+    return Catalog(
+        features=features, taste=taste,
+        titles=[vocab.titles[d] if d >= 0 else "" for d in movie_ds],
+        years=np.array([(vocab.years[d] or -1) if d >= 0 else -1 for d in movie_ds], dtype=np.int64),
+        movie_genres=genres, genre_names=list(vocab.genres), user_age=age,
+        user_occupation=occupation, user_group=group, age_labels=list(vocab.ages),
+        occupation_labels=list(vocab.occupations), has_demographics=bool(vocab.has_demographics),
+        rating_user=r_user, rating_movie=r_movie, rating_value=r_value, movie_mean=movie_mean,
+        global_mean=global_mean)
+
+
+# --- looking things up ----------------------------------------------------------------------
+
+
+def find_users(cat: Catalog, tokens: list[str]) -> np.ndarray:
+    """User rows for raw user ids given as text, in order, each once; UsageError otherwise."""
+    row = cat.features.user_row()
+    rows, unknown = {}, []
+    for token in tokens:
+        try:
+            key = str(int(token))
+        except ValueError:
+            raise UsageError(f"not a user id: {token!r}")
+        if key in row:
+            rows.setdefault(row[key], None)
+        else:
+            unknown.append(key)
+    if unknown:
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        raise UsageError(f"unknown user id {', '.join(unknown[:3])}{more} (no saved vector)")
+    return np.fromiter(rows, dtype=np.int64, count=len(rows))
+
+
+def all_users(cat: Catalog) -> np.ndarray:
+    """Every user row, in ascending id order."""
+    ids = cat.features.user_ids
+    key = [(0, int(i), i) if i.isdigit() else (1, 0, i) for i in ids]
+    return np.array(sorted(range(len(ids)), key=key.__getitem__), dtype=np.int64)
+
+
+def find_movie(cat: Catalog, query: str) -> int:
+    """Movie row for a raw movie id (all digits) or a case-insensitive title substring.
+
+    A title equal to the query (ignoring case and the year; 'The Usual Suspects' and
+    'Usual Suspects, The' both count) wins over titles that merely contain it."""
+    text = query.strip()
+    if re.fullmatch(r"-?\d+", text):
+        row = cat.features.movie_row().get(str(int(text)))
+        if row is None:
+            raise UsageError(f"unknown movie id {text} (no saved vector)")
+        return row
+    q = text.casefold()
+    exact, partial = [], []
+    for row, title in enumerate(cat.titles):
+        names = {title.casefold(), YEAR_RE.sub("", title).casefold(), display_title(title).casefold()}
+        if q in names:
+            exact.append(row)
+        elif any(q in name for name in names):
+            partial.append(row)
+    matches = exact or partial
+    if not matches:
+        raise UsageError(f"no movie title contains {text!r}")
+    if len(matches) > 1:
+        shown = "; ".join(f"{cat.features.movie_ids[r]} {cat.titles[r]}" for r in matches[:5])
+        more = f"; ... {len(matches) - 5} more" if len(matches) > 5 else ""
+        raise UsageError(f"{text!r} matches {len(matches)} movies: {shown}{more}; give a movie id")
+    return matches[0]
+
+
+def movie_mask(cat: Catalog, genres: list[str], year_from: int | None,
+               year_to: int | None) -> np.ndarray:
+    """Movies allowed by --genre (any of them) and the year range (unknown years excluded)."""
+    allowed = np.ones(cat.n_movies, dtype=bool)
+    if genres:
+        ids = {name.casefold(): i for i, name in enumerate(cat.genre_names) if i}
+        wanted = []
+        for g in genres:
+            if g.casefold() not in ids:
+                raise UsageError(f"unknown genre {g!r}: choose from {', '.join(cat.genre_names[1:])}")
+            wanted.append(ids[g.casefold()])
+        allowed &= np.isin(cat.movie_genres, wanted).any(axis=1)
+    if year_from is not None:
+        allowed &= cat.years >= year_from
+    if year_to is not None:
+        allowed &= (cat.years <= year_to) & (cat.years >= 0)
+    return allowed
+
+
+# --- ranking --------------------------------------------------------------------------------
+
+
+def best_columns(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best columns of each row, best first, with their scores (-inf = not available)."""
+    n = scores.shape[1]
+    k = min(k, n)
+    part = np.argpartition(scores, n - k, axis=1)[:, n - k:]  # (faster than partitioning -scores)
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
+
+
+@dataclass
+class ChunkRatings:
+    """The ratings of one chunk of users, sorted by user position, best rating first."""
+
+    pos: np.ndarray  # position of the user in the chunk
+    movie: np.ndarray
+    value: np.ndarray
+
+
+def chunk_ratings(cat: Catalog, user_rows: np.ndarray) -> ChunkRatings:
+    pos_of = np.full(len(cat.features.user_ids), -1, dtype=np.int64)
+    pos_of[user_rows] = np.arange(len(user_rows))
+    pos = pos_of[cat.rating_user]
+    sel = np.flatnonzero(pos >= 0)
+    sel = sel[np.lexsort((-cat.rating_value[sel], pos[sel]))]
+    return ChunkRatings(pos[sel], cat.rating_movie[sel], cat.rating_value[sel])
+
+
+@dataclass
+class Picks:
+    """Recommendations for a chunk of users: movie rows best first, -1 where fewer were found."""
+
+    movies: np.ndarray  # (B, N) int64
+    scores: np.ndarray  # (B, N) float32 predicted ratings (clipped as the model clips)
+    explored: np.ndarray  # (B, N) bool: drawn at random by --explore
+    counts: np.ndarray  # (B,) how many of the N are real
+
+
+def recommend_chunk(cat: Catalog, user_rows: np.ndarray, ratings: ChunkRatings, top: int,
+                    allowed: np.ndarray, include_seen: bool = False, explore: int = 0,
+                    seed: int = 0) -> Picks:
+    f = cat.features
+    scores = score(f.users[user_rows], f.movies, f.scoring)
+    scores[:, ~allowed] = -np.inf
+    if not include_seen:
+        scores[ratings.pos, ratings.movie] = -np.inf
+    pool = top * EXPLORE_POOL if explore else top
+    cand, cand_scores = best_columns(scores, pool)
+    available = np.isfinite(cand_scores).sum(axis=1)
+    width = min(top, cand.shape[1])
+    movies = np.full((len(user_rows), top), -1, dtype=np.int64)
+    picked = np.full((len(user_rows), top), -np.inf, dtype=np.float32)
+    explored = np.zeros((len(user_rows), top), dtype=bool)
+    if not explore:
+        movies[:, :width], picked[:, :width] = cand[:, :width], cand_scores[:, :width]
+    else:
+        keep = top - explore
+        for b, user in enumerate(user_rows):
+            idx = np.arange(min(top, available[b]))
+            if available[b] > keep:
+                rng = np.random.default_rng([seed, int(user)])
+                drawn = rng.choice(np.arange(keep, available[b]),
+                                   size=min(explore, available[b] - keep), replace=False)
+                idx = np.sort(np.concatenate([np.arange(keep), drawn]))
+                explored[b, : len(idx)] = idx >= keep
+            movies[b, : len(idx)], picked[b, : len(idx)] = cand[b, idx], cand_scores[b, idx]
+    counts = np.minimum(available, top)
+    movies[np.arange(top)[None, :] >= counts[:, None]] = -1
+    clip = f.scoring.get("clip")
+    if clip:
+        picked = np.clip(picked, clip[0], clip[1])
+    return Picks(movies, picked, explored, counts)
+
+
+def similar_movies(cat: Catalog, row: int, top: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The `top` movies closest to movie `row` by taste cosine, best first, with the cosines."""
+    sims = cat.taste @ cat.taste[row]
+    sims[~allowed] = -np.inf
+    sims[row] = -np.inf
+    movies, values = best_columns(sims[None, :], top)
+    found = np.isfinite(values[0])
+    return movies[0][found], values[0][found]

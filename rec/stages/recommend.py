@@ -1,0 +1,179 @@
+"""`rec recommend` and `rec similar`: explained top-N from the saved vectors, numpy only.
+
+Reads output/features (the vectors and scoring.json) and output/dataset (titles, genres, years,
+demographics and every rating, so seen movies can be left out). Never imports paddle: the work
+is one matrix product per chunk of users, in rec/recommending.py; reasons are in rec/reasons.py.
+
+Output goes through the shared RowWriter: a table on a terminal, TSV with a header when piped,
+JSON lines with --format json. Every row carries the user (or the query movie), so the format
+is the same for one id or thousands and `rec recommend - < ids.txt | sort ...` works.
+Everything is validated before the first row is printed: a bad id or option prints one line
+on stderr, exits 2 and leaves stdout empty.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Iterator, List, Optional
+
+import numpy as np
+import typer
+
+from rec.console import RowWriter, resolve_format, warn
+from rec.errors import UsageError
+from rec.stages import get_paths, guarded
+
+HELP = ("Top-N unseen movies for users, each with a short reason. "
+        "USERS are user ids; - reads ids from stdin; --all does every user.")
+SIMILAR_HELP = ("Movies closest to a movie in the taste space. MOVIES are movie ids or title "
+                "substrings (case-insensitive); - reads one per line from stdin.")
+RECOMMEND_COLUMNS = ["user", "rank", "movie", "title", "year", "genres", "score", "reason"]
+SIMILAR_COLUMNS = ["query", "rank", "movie", "title", "year", "genres", "similarity"]
+
+
+def _plain_id(raw: str):
+    """Ids print as numbers in JSON when they are numbers."""
+    return int(raw) if raw.isdigit() else raw
+
+
+def expand_stdin(args: list[str], per_line: bool) -> list[str]:
+    """The arguments with '-' replaced by stdin: whitespace-separated tokens, or whole lines."""
+    out = []
+    for arg in args:
+        if arg != "-":
+            out.append(arg)
+            continue
+        text = sys.stdin.read()
+        items = [line.strip() for line in text.splitlines()] if per_line else text.split()
+        items = [item for item in items if item]
+        if not items:
+            raise UsageError("nothing to read on stdin (expected one id per line)")
+        out.extend(items)
+    return out
+
+
+def check_options(top: int, year_from: Optional[int], year_to: Optional[int],
+                  explore: int = 0, seed: Optional[int] = None) -> None:
+    if top < 1:
+        raise UsageError(f"--top must be at least 1 (got {top})")
+    if not 0 <= explore <= top:
+        raise UsageError(f"--explore must be between 0 and --top {top} (got {explore})")
+    if seed is not None and seed < 0:
+        raise UsageError(f"--seed must not be negative (got {seed})")
+    for name, year in (("--year-from", year_from), ("--year-to", year_to)):
+        if year is not None and year < 0:
+            raise UsageError(f"{name} must not be negative (got {year})")
+    if year_from is not None and year_to is not None and year_from > year_to:
+        raise UsageError(f"--year-from {year_from} is after --year-to {year_to}")
+
+
+def load_catalog(ctx: typer.Context):
+    # imported here so `rec --help` does not pay for them
+    from rec.datasets.contract import load_dataset
+    from rec.features import load_features
+    from rec.recommending import build_catalog
+
+    paths = get_paths(ctx)
+    features = load_features(paths.features_dir)  # first: missing vectors is the likely error
+    return build_catalog(features, load_dataset(paths, mmap=True))
+
+
+def movie_cells(cat, genre_texts: dict, movie: int) -> dict:
+    """The movie's columns; `genre_texts` caches the genre strings of movies already shown."""
+    if movie not in genre_texts:
+        genre_texts[movie] = cat.genre_text(movie)
+    year = int(cat.years[movie])
+    return {"movie": _plain_id(cat.features.movie_ids[movie]), "title": cat.titles[movie],
+            "year": year if year >= 0 else None, "genres": genre_texts[movie]}
+
+
+def recommendation_rows(cat, users: np.ndarray, top: int, allowed: np.ndarray,
+                        include_seen: bool, explore: int, seed: int) -> Iterator[dict]:
+    """Rows of RECOMMEND_COLUMNS, user by user, computed CHUNK_USERS users at a time."""
+    from rec.reasons import explain
+    from rec.recommending import CHUNK_USERS, chunk_ratings, recommend_chunk
+
+    genre_texts = {}
+    short = 0
+    for start in range(0, len(users), CHUNK_USERS):
+        chunk = users[start:start + CHUNK_USERS]
+        ratings = chunk_ratings(cat, chunk)
+        picks = recommend_chunk(cat, chunk, ratings, top, allowed, include_seen, explore, seed)
+        reasons = explain(cat, chunk, picks, ratings)
+        short += int((picks.counts < top).sum())
+        for b, user in enumerate(chunk):
+            user_id = _plain_id(cat.features.user_ids[user])
+            for j in range(picks.counts[b]):
+                movie = picks.movies[b, j]
+                yield {"user": user_id, "rank": j + 1, **movie_cells(cat, genre_texts, movie),
+                       "score": round(float(picks.scores[b, j]), 3), "reason": reasons[b][j]}
+    if short:
+        warn(f"{short} of {len(users)} users got fewer than {top} movies: "
+             "the filters (and their seen movies) leave too few")
+
+
+@guarded
+def recommend_command(
+    ctx: typer.Context,
+    users: Optional[List[str]] = typer.Argument(None, help="User ids; - reads them from stdin.",
+                                                metavar="USERS", show_default=False),
+    top: int = typer.Option(10, "--top", "-n", help="Movies per user."),
+    every_user: bool = typer.Option(False, "--all", help="Recommend for every user."),
+    include_seen: bool = typer.Option(False, "--include-seen",
+                                      help="Keep movies the user already rated."),
+    explore: int = typer.Option(0, "--explore", help="Draw K of the N at random from the best "
+                                "3N candidates, for freshness."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of --explore's draw."),
+    genre: Optional[List[str]] = typer.Option(None, "--genre", "-g",
+                                              help="Only movies of this genre (repeatable: any)."),
+    year_from: Optional[int] = typer.Option(None, "--year-from", help="Only movies from this year on."),
+    year_to: Optional[int] = typer.Option(None, "--year-to", help="Only movies up to this year."),
+    fmt: str = typer.Option("auto", "--format", help="auto | table | tsv | json."),
+) -> None:
+    from rec.recommending import all_users, find_users, movie_mask
+
+    fmt = resolve_format(fmt)
+    check_options(top, year_from, year_to, explore, seed)
+    if every_user == bool(users):
+        raise UsageError("give user ids (- reads them from stdin) or --all, not both"
+                         if every_user else "give user ids (- reads them from stdin) or --all")
+    tokens = [] if every_user else expand_stdin(users, per_line=False)
+    cat = load_catalog(ctx)
+    rows = all_users(cat) if every_user else find_users(cat, tokens)
+    allowed = movie_mask(cat, genre or [], year_from, year_to)
+    if seed is None and explore:
+        seed = int(np.random.SeedSequence().entropy % 2**63)  # fresh each run
+    with RowWriter(RECOMMEND_COLUMNS, fmt, title=f"top {top}") as out:
+        for row in recommendation_rows(cat, rows, top, allowed, include_seen, explore, seed):
+            out.write(row)
+
+
+@guarded
+def similar_command(
+    ctx: typer.Context,
+    movies: List[str] = typer.Argument(..., help="Movie ids or title substrings; - reads them "
+                                       "from stdin, one per line.", metavar="MOVIES",
+                                       show_default=False),
+    top: int = typer.Option(10, "--top", "-n", help="Movies per query."),
+    genre: Optional[List[str]] = typer.Option(None, "--genre", "-g",
+                                              help="Only movies of this genre (repeatable: any)."),
+    year_from: Optional[int] = typer.Option(None, "--year-from", help="Only movies from this year on."),
+    year_to: Optional[int] = typer.Option(None, "--year-to", help="Only movies up to this year."),
+    fmt: str = typer.Option("auto", "--format", help="auto | table | tsv | json."),
+) -> None:
+    from rec.recommending import find_movie, movie_mask, similar_movies
+
+    fmt = resolve_format(fmt)
+    check_options(top, year_from, year_to)
+    queries = expand_stdin(movies, per_line=True)
+    cat = load_catalog(ctx)
+    rows = list(dict.fromkeys(find_movie(cat, q) for q in queries))
+    allowed = movie_mask(cat, genre or [], year_from, year_to)
+    genre_texts = {}
+    title = f"similar to {cat.titles[rows[0]]}" if len(rows) == 1 else "similar movies"
+    with RowWriter(SIMILAR_COLUMNS, fmt, title=title) as out:
+        for query in rows:
+            found, sims = similar_movies(cat, query, top, allowed)
+            for rank, (movie, sim) in enumerate(zip(found, sims), start=1):
+                out.write({"query": _plain_id(cat.features.movie_ids[query]), "rank": rank,
+                           **movie_cells(cat, genre_texts, movie), "similarity": round(float(sim), 4)})

@@ -1,0 +1,284 @@
+"""`rec recommend` / `rec similar` on synthetic data with planted tastes.
+
+The feature files are written straight from the planted truth (no training): a movie's taste
+vector is its genre indicator, a user's vector weighs their favourite genre, plus a quality
+bias slot. So the right answers are known: a user's top-N should be their favourite genre.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from rec.cli import app
+from rec.datasets.contract import load_dataset
+from rec.datasets.movielens import parse_folder
+from rec.datasets.synthetic import SyntheticSpec, generate
+from rec.features import load_features, save_features
+from rec.paths import Paths
+from rec.reasons import explain, stars
+from rec.recommending import ChunkRatings, Picks, build_catalog, display_title, find_users
+from rec.stages.preprocess import build, write_dataset
+from rec.stages.recommend import RECOMMEND_COLUMNS, SIMILAR_COLUMNS
+
+FAVOURITE_WEIGHT = 3.0  # puts the favourite genre ahead of any movie quality (sd 0.45)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    """Synthetic data, its preprocessed dataset and feature files built from the truth."""
+    root = tmp_path_factory.mktemp("recommend")
+    paths = Paths(root / "data", root / "output")
+    folder = paths.raw("synthetic")
+    generate(folder, SyntheticSpec(users=300, movies=200, ratings=12000, seed=1))
+    arrays, vocab, _ = build(parse_folder(folder), "synthetic", "random", 0.1, 42)
+    write_dataset(paths.dataset_dir, arrays, vocab)
+    truth = json.loads((folder / "truth.json").read_text())
+
+    n_genres = len(vocab.genres) - 1
+    genre_onehot = np.zeros((len(vocab.movie_ids), n_genres + 1), np.float32)
+    for m, row in enumerate(arrays["movie_genres.npy"]):
+        genre_onehot[m, row[row > 0] - 1] = 1.0
+    genre_onehot /= np.linalg.norm(genre_onehot, axis=1, keepdims=True)
+    genre_onehot[:, n_genres] = [truth["movie_quality"][str(i)] for i in vocab.movie_ids]
+    users = np.zeros((len(vocab.user_ids), n_genres + 1), np.float32)
+    for u, uid in enumerate(vocab.user_ids):
+        users[u, vocab.genres.index(truth["favourite_genre"][str(uid)]) - 1] = FAVOURITE_WEIGHT
+    users[:, n_genres] = 1.0
+    save_features(paths.features_dir, vocab.user_ids, users, vocab.movie_ids, genre_onehot,
+                  {"match": "dot", "scale": 1.0, "offset": 3.5, "clip": [1, 5],
+                   "taste_dims": n_genres})
+
+    dataset = load_dataset(paths)
+    genres_of = {vocab.movie_ids[m]: {vocab.genres[g] for g in row if g}
+                 for m, row in enumerate(arrays["movie_genres.npy"])}
+    rated = {}  # raw user id -> {raw movie id: rating}, train and validation alike
+    for u, m, r in zip(dataset.rating_users, dataset.rating_movies, dataset.rating_values):
+        rated.setdefault(vocab.user_ids[u], {})[vocab.movie_ids[m]] = float(r)
+    return {"paths": paths, "vocab": vocab, "truth": truth, "rated": rated,
+            "genres_of": genres_of, "favourite": {int(k): v for k, v in
+                                                  truth["favourite_genre"].items()}}
+
+
+def run(world, *args, input=None):
+    paths = world["paths"]
+    return CliRunner().invoke(app, ["--data-dir", str(paths.data_dir), "--output-dir",
+                                    str(paths.output_dir), *args], input=input)
+
+
+def tsv(result) -> list[dict]:
+    lines = result.stdout.splitlines()
+    header = lines[0].split("\t")
+    return [dict(zip(header, line.split("\t"))) for line in lines[1:]]
+
+
+def assert_usage_error(result, message: str):
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr
+
+
+# --- recommend ------------------------------------------------------------------------------
+
+
+def test_top_n_is_dominated_by_the_planted_favourite_genre(world):
+    users = list(range(1, 21))
+    result = run(world, "recommend", *map(str, users), "--top", "10")
+    assert result.exit_code == 0, result.output
+    rows = tsv(result)
+    hits = [world["favourite"][int(r["user"])] in r["genres"].split("|") for r in rows]
+    assert len(rows) == 200
+    assert np.mean(hits) >= 0.95, np.mean(hits)
+
+
+def test_seen_movies_never_appear_unless_asked(world):
+    result = run(world, "recommend", "--all", "--top", "15")
+    assert result.exit_code == 0, result.output
+    rows = tsv(result)
+    assert len(rows) == 300 * 15
+    assert not any(int(r["movie"]) in world["rated"][int(r["user"])] for r in rows)
+
+    result = run(world, "recommend", "--all", "--top", "15", "--include-seen")
+    seen = [r for r in tsv(result) if int(r["movie"]) in world["rated"][int(r["user"])]]
+    assert seen, "a planted favourite genre should put some rated movies back in the top 15"
+    for r in seen:
+        assert r["reason"] == f"you rated it {stars(world['rated'][int(r['user'])][int(r['movie'])])}"
+
+
+def test_tsv_has_the_columns_and_n_rows_per_user_in_the_order_given(world):
+    result = run(world, "recommend", "7", "3", "250", "--top", "4")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""  # no progress or logs, even on stderr, for a clean run
+    lines = result.stdout.splitlines()
+    assert lines[0].split("\t") == RECOMMEND_COLUMNS
+    assert all(len(line.split("\t")) == len(RECOMMEND_COLUMNS) for line in lines)
+    rows = tsv(result)
+    assert [(r["user"], r["rank"]) for r in rows] == [(u, str(k)) for u in ("7", "3", "250")
+                                                      for k in range(1, 5)]
+    titles = dict(zip(world["vocab"].movie_ids, world["vocab"].titles))
+    for r in rows:
+        assert r["title"] == titles[int(r["movie"])]
+        assert r["year"] == r["title"][-5:-1]
+        assert 1.0 <= float(r["score"]) <= 5.0
+        assert r["reason"]
+    scores = [float(r["score"]) for r in rows[:4]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_json_lines_parse(world):
+    result = run(world, "recommend", "5", "--top", "3", "--format", "json")
+    assert result.exit_code == 0, result.output
+    objects = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(objects) == 3 and all(list(o) == RECOMMEND_COLUMNS for o in objects)
+    assert [o["rank"] for o in objects] == [1, 2, 3]
+    assert all(o["user"] == 5 and isinstance(o["movie"], int) and isinstance(o["score"], float)
+               for o in objects)
+
+
+def test_ids_from_stdin(world):
+    result = run(world, "recommend", "-", "--top", "2", input="12\n  9\n\n12\n")
+    assert result.exit_code == 0, result.output
+    assert [r["user"] for r in tsv(result)] == ["12", "12", "9", "9"]  # each user once
+
+
+def test_because_you_rated_names_a_movie_the_user_rated_highly(world):
+    result = run(world, "recommend", "--all", "--top", "10")
+    by_title = {display_title(t): m for m, t in zip(world["vocab"].movie_ids, world["vocab"].titles)}
+    checked = 0
+    for r in tsv(result):
+        if r["reason"].startswith("because you rated "):
+            title, count, _ = r["reason"][len("because you rated "):].rsplit(" ", 2)
+            rating = world["rated"][int(r["user"])].get(by_title[title])
+            assert rating is not None and rating >= 4 and f"{rating:g}" == count, r
+            checked += 1
+    assert checked > 100
+
+
+def test_reasons_use_genre_and_group_evidence_and_stay_honest_without_ratings(world):
+    paths = world["paths"]
+    cat = build_catalog(load_features(paths.features_dir), load_dataset(paths))
+    user = find_users(cat, ["10"])
+    comedy = cat.genre_names.index("Comedy")
+    comedies = np.flatnonzero((cat.movie_genres == comedy).any(axis=1))
+    others = np.flatnonzero(~(cat.movie_genres == comedy).any(axis=1))
+    pick = Picks(movies=np.array([[comedies[0]]]), scores=np.array([[4.0]], np.float32),
+                 explored=np.array([[False]]), counts=np.array([1]))
+
+    # comedies at 3 stars, the rest at 1: no liked movie, but Comedy is above their average
+    movies = np.r_[comedies[1:5], others[:6]]
+    values = np.r_[np.full(4, 3.0), np.full(6, 1.0)].astype(np.float32)
+    ratings = ChunkRatings(np.zeros(10, np.int64), movies, values)
+    assert explain(cat, user, pick, ratings) == [["you like Comedies"]]
+
+    # nothing rated: the group rates the pick far above its mean -> "popular with ..."
+    nobody = ChunkRatings(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    mates = np.flatnonzero(cat.user_group == cat.user_group[user[0]])
+    movie = comedies[0]
+    fans = dataclasses.replace(cat, rating_user=np.r_[cat.rating_user, np.repeat(mates, 10)],
+                               rating_movie=np.r_[cat.rating_movie, np.full(10 * len(mates), movie)],
+                               rating_value=np.r_[cat.rating_value, np.full(10 * len(mates), 5.0)],
+                               movie_mean=np.full(cat.n_movies, 2.0, np.float32))
+    age = cat.age_labels[cat.user_age[user[0]]]
+    assert explain(fans, user, pick, nobody)[0][0].startswith(f"popular with {age} year-old")
+    # and without that evidence the fallback says what the prediction rests on
+    assert explain(cat, user, pick, nobody)[0][0] in {"highly rated overall",
+                                                     "predicted from your age and occupation"}
+
+
+def test_explore_keeps_the_best_and_draws_the_rest_reproducibly(world):
+    plain = tsv(run(world, "recommend", "8", "--top", "6"))
+    a = tsv(run(world, "recommend", "8", "--top", "6", "--explore", "2", "--seed", "3"))
+    b = tsv(run(world, "recommend", "8", "--top", "6", "--explore", "2", "--seed", "3"))
+    assert a == b and len(a) == 6
+    assert [r["movie"] for r in a[:4]] == [r["movie"] for r in plain[:4]]
+    assert all(r["reason"].endswith("a random pick for variety") for r in a[4:])
+    # the same user gets the same draw when asked among others
+    together = tsv(run(world, "recommend", "2", "8", "--top", "6", "--explore", "2", "--seed", "3"))
+    assert [r["movie"] for r in together if r["user"] == "8"] == [r["movie"] for r in a]
+    draws = {tuple(r["movie"] for r in tsv(run(world, "recommend", "8", "--top", "6",
+                                                "--explore", "2", "--seed", str(s))))
+             for s in range(6)}
+    assert len(draws) > 1
+
+
+def test_genre_and_year_filters(world):
+    rows = tsv(run(world, "recommend", "4", "6", "--top", "5", "--genre", "comedy",
+                   "--year-from", "1950", "--year-to", "1990"))
+    assert len(rows) == 10
+    assert all("Comedy" in r["genres"].split("|") and 1950 <= int(r["year"]) <= 1990 for r in rows)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["99999"], "unknown user id 99999"),
+    (["abc"], "not a user id: 'abc'"),
+    (["1", "--top", "0"], "--top must be at least 1"),
+    (["1", "--top", "-3"], "--top must be at least 1"),
+    (["1", "--explore", "11"], "--explore must be between 0 and --top 10"),
+    (["1", "--explore", "-1"], "--explore must be between"),
+    (["1", "--year-from", "2000", "--year-to", "1990"], "--year-from 2000 is after --year-to 1990"),
+    (["1", "--genre", "Cartoons"], "unknown genre 'Cartoons'"),
+    (["1", "--format", "xml"], "unknown --format 'xml'"),
+    ([], "give user ids"),
+    (["1", "--all"], "not both"),
+])
+def test_bad_usage_exits_2_with_one_line_and_empty_stdout(world, args, message):
+    assert_usage_error(run(world, "recommend", *args), message)
+
+
+def test_unknown_id_among_good_ones_prints_nothing(world):
+    assert_usage_error(run(world, "recommend", "-", input="1\n2\n77777\n"), "unknown user id 77777")
+
+
+def test_missing_feature_files_exit_2(tmp_path):
+    result = CliRunner().invoke(app, ["--output-dir", str(tmp_path), "recommend", "1"])
+    assert_usage_error(result, "usr_feat.pkl: run `rec save-features` first")
+
+
+def test_recommend_never_imports_paddle(world):
+    paths = world["paths"]
+    code = ("import sys; from typer.testing import CliRunner; from rec.cli import app; "
+            f"r = CliRunner().invoke(app, ['--output-dir', {str(paths.output_dir)!r}, "
+            "'recommend', '1', '--top', '2']); assert r.exit_code == 0, r.output; "
+            "assert not [m for m in sys.modules if m.split('.')[0] == 'paddle'], 'paddle imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+# --- similar --------------------------------------------------------------------------------
+
+
+def test_similar_by_id_ranks_movies_sharing_the_genres(world):
+    result = run(world, "similar", "5", "--top", "5")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].split("\t") == SIMILAR_COLUMNS
+    rows = tsv(result)
+    assert len(rows) == 5 and all(r["query"] == "5" and r["movie"] != "5" for r in rows)
+    sims = [float(r["similarity"]) for r in rows]
+    assert sims == sorted(sims, reverse=True)
+    assert world["genres_of"][int(rows[0]["movie"])] & world["genres_of"][5]
+
+
+def test_similar_by_title(world):
+    vocab = world["vocab"]
+    title = vocab.titles[9]  # e.g. "A Musical1 10 (1983)"
+    by_substring = tsv(run(world, "similar", title[2:-7].upper(), "--top", "3"))
+    assert [r["query"] for r in by_substring] == [str(vocab.movie_ids[9])] * 3
+    # an exact title (without its year) wins even when other titles contain it
+    exact = tsv(run(world, "similar", title[:-7], "--top", "1", "--format", "tsv"))
+    assert exact[0]["query"] == str(vocab.movie_ids[9])
+
+
+def test_similar_ambiguous_or_unknown_titles_exit_2(world):
+    result = run(world, "similar", "the")
+    assert_usage_error(result, "'the' matches")
+    assert "give a movie id" in result.stderr
+    assert_usage_error(run(world, "similar", "no such film"), "no movie title contains 'no such film'")
+    assert_usage_error(run(world, "similar", "424242"), "unknown movie id 424242")
