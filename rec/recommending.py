@@ -6,8 +6,8 @@ the user rated (train and validation) and movies outside the --genre/--year filt
 -inf; `argpartition` picks the best candidates and only those few are sorted.
 
 Explore (the course's freshness trick): take the best 3N candidates, keep the best N-K and draw
-K at random from the rest. Each user's draw is seeded by (seed, user id), so a user gets the
-same list whether asked alone or among others.
+K at random from the rest. Each user's draw is seeded by the seed and that user's row, so a
+user gets the same list whether asked alone or among others.
 
 Reasons for each pick are chosen in rec/reasons.py.
 """
@@ -244,6 +244,7 @@ class ChunkRatings:
 
 
 def chunk_ratings(cat: Catalog, user_rows: np.ndarray) -> ChunkRatings:
+    """One pass over all ratings picks out the chunk's (rows must be distinct)."""
     pos_of = np.full(len(cat.features.user_ids), -1, dtype=np.int64)
     pos_of[user_rows] = np.arange(len(user_rows))
     pos = pos_of[cat.rating_user]
@@ -265,6 +266,7 @@ class Picks:
 def recommend_chunk(cat: Catalog, user_rows: np.ndarray, ratings: ChunkRatings, top: int,
                     allowed: np.ndarray, include_seen: bool = False, explore: int = 0,
                     seed: int = 0) -> Picks:
+    """Top `top` allowed movies for each user: one matrix product, then argpartition."""
     f = cat.features
     scores = score(f.users[user_rows], f.movies, f.scoring)
     scores[:, ~allowed] = -np.inf
