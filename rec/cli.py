@@ -9,7 +9,7 @@ import typer
 from rec import __version__
 from rec.console import set_quiet
 from rec.paths import Paths
-from rec.stages import download, preprocess, status
+from rec.stages import download, evaluate, preprocess, save_features, status, train
 from rec.stages import recommend
 
 app = typer.Typer(
@@ -48,6 +48,9 @@ def root(
 
 app.command("download", help=download.HELP)(download.command)
 app.command("preprocess", help=preprocess.HELP)(preprocess.command)
+app.command("train", help=train.HELP)(train.command)
+app.command("evaluate", help=evaluate.HELP)(evaluate.command)
+app.command("save-features", help=save_features.HELP)(save_features.command)
 app.command("status", help=status.HELP)(status.command)
 app.command("recommend", help=recommend.HELP)(recommend.recommend_command)
 app.command("similar", help=recommend.SIMILAR_HELP)(recommend.similar_command)

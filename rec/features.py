@@ -91,6 +91,17 @@ def score(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
     return np.float32(scoring.get("offset", 0.0)) + np.float32(scoring["scale"]) * (users @ movies.T)
 
 
+def score_pairs(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
+    """Predicted rating of each (users[i], movies[i]) pair: the diagonal of score()."""
+    users = np.asarray(users, dtype=np.float32)
+    movies = np.asarray(movies, dtype=np.float32)
+    if scoring["match"] == "cosine":
+        users = users / np.maximum(np.linalg.norm(users, axis=-1, keepdims=True), 1e-12)
+        movies = movies / np.maximum(np.linalg.norm(movies, axis=-1, keepdims=True), 1e-12)
+    dots = np.einsum("ij,ij->i", users, movies)
+    return np.float32(scoring.get("offset", 0.0)) + np.float32(scoring["scale"]) * dots
+
+
 def save_features(folder: Path, user_ids, user_vecs: np.ndarray, movie_ids, movie_vecs: np.ndarray,
                   scoring: dict) -> list[Path]:
     """Write both pickles and scoring.json atomically; return the paths written."""

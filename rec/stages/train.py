@@ -1,0 +1,209 @@
+"""`rec train`: fit the two-tower rating model on the saved train split.
+
+Every epoch ends with a validation pass (RMSE, MAE) and a checkpoint of everything needed to
+continue (weights, optimizer state, epoch, history), swapped in atomically: Ctrl-C keeps the
+last complete checkpoint and `--resume` continues from it. The best epoch's weights are kept
+in output/model/model.pdparams beside config.json, which rebuilds the network alone.
+
+Reproducible: the shuffle and the dropout masks of epoch e depend only on (seed, e), so a
+resumed run retraces an uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from rec import __version__, manifest
+from rec.atomic import atomic_dir, write_json
+from rec.console import emit_object, err_console, is_quiet, log, progress
+from rec.datasets.contract import TRAIN, VAL, dataset_paths, load_dataset
+from rec.errors import UsageError
+from rec.stages import get_paths, guarded
+
+HELP = "Train the two-tower rating model (checkpoints each epoch, early stopping, --resume)."
+CHECKPOINT = "checkpoint"
+MIN_IMPROVEMENT = 1e-4  # val RMSE must improve by this much to count as better
+
+
+@dataclass
+class TrainParams:
+    epochs: int = 10
+    batch_size: int = 4096
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    seed: int = 42
+    patience: int = 3
+    match: str = "dot"
+    tower_dim: int = 32
+    dropout: float = 0.1
+
+
+def epoch_table(history: list[dict], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("epoch", "train loss", "val RMSE", "val MAE", "samples/s", "elapsed"):
+        table.add_column(col, justify="right")
+    best = min((h["val_rmse"] for h in history), default=None)
+    for h in history:
+        mark = " *" if h["val_rmse"] == best else ""
+        table.add_row(str(h["epoch"]), f"{h['train_loss']:.4f}", f"{h['val_rmse']:.4f}{mark}",
+                      f"{h['val_mae']:.4f}", f"{h['samples_per_s']:,.0f}", f"{h['elapsed']:.1f}s")
+    return table
+
+
+def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
+    from rec import training
+    import paddle
+
+    device = training.setup_device(device)
+    ds = load_dataset(paths)
+    tu, tm, tr = ds.part(TRAIN)
+    vu, vm, vr = ds.part(VAL)
+    if len(tu) == 0 or len(vu) == 0:
+        raise UsageError("the saved split has an empty train or validation part: "
+                         "run `rec preprocess` with another --val-ratio")
+    model_dir = paths.model_dir
+    ckpt_dir = model_dir / CHECKPOINT
+    data_fp = manifest.fingerprint(paths.dataset_file("split.npy"))
+    state = {"epoch": 0, "history": [], "best_rmse": None, "best_epoch": None, "bad_epochs": 0}
+    if resume:
+        if not (ckpt_dir / "state.json").exists():
+            raise UsageError(f"nothing to resume: {ckpt_dir} has no checkpoint (run `rec train`)")
+        state = json.loads((ckpt_dir / "state.json").read_text())
+        if state["data_fingerprint"] != data_fp:
+            raise UsageError("output/dataset changed since the checkpoint was written: "
+                             "train from scratch (without --resume)")
+        epochs = params.epochs
+        params = TrainParams(**{**state["params"], "epochs": epochs})
+    rng_mean = float(tr.mean())
+    config = training.model_config(ds, params.match, rng_mean, tower_dim=params.tower_dim,
+                                   dropout=params.dropout)
+    paddle.seed(params.seed)
+    np.random.seed(params.seed)
+    model = training.TwoTower(config)
+    optimizer = paddle.optimizer.AdamW(learning_rate=params.lr, parameters=model.parameters(),
+                                       weight_decay=params.weight_decay)
+    if resume:
+        model.set_state_dict(paddle.load(str(ckpt_dir / "model.pdparams")))
+        optimizer.set_state_dict(paddle.load(str(ckpt_dir / "optimizer.pdopt")))
+        log(f"resuming after epoch {state['epoch']} (best val RMSE {state['best_rmse']:.4f} "
+            f"at epoch {state['best_epoch']})")
+    full_config = {"model": config.to_json(), "train": params.__dict__, "device": device,
+                   "dataset": {"name": ds.vocab.dataset, "split": ds.vocab.split,
+                               "fingerprint": data_fp},
+                   "rec_version": __version__}
+    feeder = training.Feeder(ds)
+    targets = paddle.to_tensor(tr.astype(np.float32))
+    history = state["history"]
+    title = f"rec train · {ds.vocab.dataset} · {params.match} · {device}"
+    live = None
+    if not is_quiet() and err_console().is_terminal:
+        live = Live(epoch_table(history, title), console=err_console(), refresh_per_second=4)
+        live.start()
+    t_start = time.perf_counter()
+    try:
+        for epoch in range(state["epoch"] + 1, params.epochs + 1):
+            if state["bad_epochs"] >= params.patience:
+                break
+            t0 = time.perf_counter()
+            paddle.seed(params.seed * 1000 + epoch)  # dropout masks depend on (seed, epoch)
+            order = np.random.default_rng([params.seed, epoch]).permutation(len(tu))
+            model.train()
+            loss_sum = 0.0
+            n_batches = (len(order) + params.batch_size - 1) // params.batch_size
+            with progress() as bar:
+                task = bar.add_task(f"epoch {epoch}", total=n_batches)
+                for b in range(n_batches):
+                    idx = order[b * params.batch_size: (b + 1) * params.batch_size]
+                    pred = model(*feeder.inputs(tu[idx], tm[idx]))
+                    y = paddle.gather(targets, paddle.to_tensor(idx))
+                    loss = paddle.nn.functional.mse_loss(pred, y)
+                    loss.backward()
+                    optimizer.step()
+                    optimizer.clear_grad()
+                    loss_sum += float(loss) * len(idx)
+                    bar.advance(task)
+            train_seconds = time.perf_counter() - t0
+            rmse, mae = training.rmse_mae(training.predict(model, feeder, vu, vm), vr,
+                                          config.rating_range)
+            row = {"epoch": epoch, "train_loss": loss_sum / len(order), "val_rmse": rmse,
+                   "val_mae": mae, "samples_per_s": len(order) / train_seconds,
+                   "epoch_seconds": time.perf_counter() - t0,
+                   "elapsed": time.perf_counter() - t_start}
+            history.append(row)
+            improved = state["best_rmse"] is None or rmse < state["best_rmse"] - MIN_IMPROVEMENT
+            if improved:
+                state.update(best_rmse=rmse, best_epoch=epoch, bad_epochs=0)
+                training.save_paddle(model.state_dict(), model_dir / training.MODEL_FILE)
+                write_json(model_dir / training.CONFIG_FILE, full_config)
+            else:
+                state["bad_epochs"] += 1
+            state.update(epoch=epoch, history=history, params=params.__dict__,
+                         data_fingerprint=data_fp)
+            with atomic_dir(ckpt_dir) as tmp:  # weights, optimizer and state move together
+                paddle.save(model.state_dict(), str(tmp / "model.pdparams"))
+                paddle.save(optimizer.state_dict(), str(tmp / "optimizer.pdopt"))
+                write_json(tmp / "state.json", state)
+            write_json(model_dir / "history.json", history)
+            if live is not None:
+                live.update(epoch_table(history, title))
+            else:
+                log(f"epoch {epoch}: train loss {row['train_loss']:.4f}  val RMSE {rmse:.4f}  "
+                    f"MAE {mae:.4f}  {row['samples_per_s']:,.0f} samples/s  "
+                    f"{row['elapsed']:.1f}s" + ("  *best" if improved else ""))
+    finally:
+        if live is not None:
+            live.stop()
+    if state["bad_epochs"] >= params.patience and state["epoch"] < params.epochs:
+        log(f"early stop: no improvement for {params.patience} epochs")
+    if not history:
+        raise UsageError("nothing to train: the checkpoint already covers --epochs")
+    best = next(h for h in history if h["epoch"] == state["best_epoch"])
+    metrics = {
+        "dataset": ds.vocab.dataset, "match": params.match, "device": device,
+        "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+        "val_rmse": round(best["val_rmse"], 6), "val_mae": round(best["val_mae"], 6),
+        "train_loss": round(best["train_loss"], 6),
+        "samples_per_s": round(float(np.mean([h["samples_per_s"] for h in history])), 1),
+        "seconds": round(history[-1]["elapsed"], 2), "seed": params.seed,
+    }
+    write_json(model_dir / "metrics.json", metrics)
+    manifest.record(paths, "train", {**params.__dict__, "device": device},
+                    inputs=dataset_paths(paths),
+                    outputs=[model_dir / training.MODEL_FILE, model_dir / training.CONFIG_FILE])
+    return metrics
+
+
+@guarded
+def command(
+    ctx: typer.Context,
+    device: str = typer.Option("cpu", "--device", help="cpu, gpu or gpu:N."),
+    epochs: int = typer.Option(TrainParams.epochs, "--epochs", min=1, help="Epochs in total."),
+    batch_size: int = typer.Option(TrainParams.batch_size, "--batch-size", min=1),
+    lr: float = typer.Option(TrainParams.lr, "--lr", help="Adam learning rate."),
+    weight_decay: float = typer.Option(TrainParams.weight_decay, "--weight-decay"),
+    seed: int = typer.Option(TrainParams.seed, "--seed", help="Fixes initialisation, shuffling, dropout."),
+    patience: int = typer.Option(TrainParams.patience, "--patience", min=1,
+                                 help="Stop after this many epochs without a better val RMSE."),
+    match: str = typer.Option(TrainParams.match, "--match",
+                              help="dot (mean + u.m + biases) or cosine (the course's 5*cos)."),
+    tower_dim: int = typer.Option(TrainParams.tower_dim, "--tower-dim", min=1),
+    dropout: float = typer.Option(TrainParams.dropout, "--dropout", min=0.0, max=0.9),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
+    fmt: str = typer.Option("auto", "--format", help="auto | table | tsv | json."),
+) -> None:
+    if match not in ("dot", "cosine"):
+        raise UsageError(f"unknown --match {match!r}: choose dot or cosine")
+    if lr <= 0:
+        raise UsageError("--lr must be positive")
+    params = TrainParams(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                         seed=seed, patience=patience, match=match, tower_dim=tower_dim,
+                         dropout=dropout)
+    metrics = train(get_paths(ctx), params, device, resume)
+    emit_object(metrics, fmt)

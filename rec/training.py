@@ -1,0 +1,161 @@
+"""Training glue shared by train, evaluate and save-features: device set-up, feeding the
+preprocessed arrays to the network in batches, rebuilding a saved model, running the towers.
+
+Imports paddle: only the training stages import this module (inside their commands).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from rec.datasets.contract import Dataset
+from rec.errors import RecError, UsageError
+from rec.paths import Paths, require
+
+warnings.filterwarnings("ignore", message=".*ccache.*")  # paddle's import-time noise
+import paddle  # noqa: E402
+
+from rec.models.two_tower import TwoTower, TwoTowerConfig  # noqa: E402
+
+GPU_HELP = ("this PaddlePaddle is a CPU-only build, so --device gpu cannot work. Install the "
+            "CUDA build instead: `pip uninstall -y paddlepaddle && pip install paddlepaddle-gpu` "
+            "(pick the wheel for your CUDA version at https://www.paddlepaddle.org.cn/install), "
+            "or use --device cpu")
+MODEL_FILE, CONFIG_FILE = "model.pdparams", "config.json"
+EVAL_BATCH = 16384
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def setup_device(device: str) -> str:
+    """Select the device; a GPU request on a CPU-only build is a usage error (exit 2)."""
+    d = device.strip().lower()
+    if d == "cpu":
+        paddle.set_device("cpu")
+        # Paddle on CPU runs its math on one thread unless told otherwise (measured: using
+        # both cores here is worth up to ~2x).
+        paddle.base.core.set_num_threads(available_cores())
+        return "cpu"
+    m = re.fullmatch(r"gpu(?::(\d+))?", d)
+    if not m:
+        raise UsageError(f"--device must be cpu, gpu or gpu:N (got {device!r})")
+    if not paddle.is_compiled_with_cuda():
+        raise UsageError(GPU_HELP)
+    count = paddle.device.cuda.device_count()
+    index = int(m.group(1) or 0)
+    if count == 0:
+        raise UsageError("no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)")
+    if index >= count:
+        raise UsageError(f"--device {device}: only {count} GPU(s) visible (gpu:0..gpu:{count - 1})")
+    paddle.set_device(f"gpu:{index}")
+    return f"gpu:{index}"
+
+
+def describe_build() -> str:
+    """'CPU build' or 'CUDA build, N GPU(s)': for `rec --version` and the run summary."""
+    if not paddle.is_compiled_with_cuda():
+        return f"paddlepaddle {paddle.__version__}, CPU build"
+    return (f"paddlepaddle {paddle.__version__}, CUDA build, "
+            f"{paddle.device.cuda.device_count()} GPU(s)")
+
+
+def model_config(ds: Dataset, match: str, global_mean: float, **sizes) -> TwoTowerConfig:
+    """Network sizes from the dataset itself: vocabularies and padded widths."""
+    v = ds.vocab
+    return TwoTowerConfig(
+        n_users=ds.n_users, n_genders=len(v.genders), n_ages=len(v.ages),
+        n_occupations=len(v.occupations), n_movies=ds.n_movies, n_genres=len(v.genres),
+        n_title_words=len(v.title_words), genre_len=int(ds.movie_genres.shape[1]),
+        title_len=int(ds.movie_titles.shape[1]), match=match, global_mean=global_mean, **sizes)
+
+
+class Feeder:
+    """Keeps the feature tables on the device and turns index arrays into model inputs."""
+
+    def __init__(self, ds: Dataset):
+        self.users = paddle.to_tensor(np.ascontiguousarray(ds.users, dtype=np.int64))
+        self.genres = paddle.to_tensor(np.ascontiguousarray(ds.movie_genres, dtype=np.int64))
+        self.titles = paddle.to_tensor(np.ascontiguousarray(ds.movie_titles, dtype=np.int64))
+
+    def inputs(self, users: np.ndarray, movies: np.ndarray) -> tuple:
+        """(user rows, distinct movie ids, their genres, their titles, movie_index)."""
+        distinct, movie_index = np.unique(movies, return_inverse=True)
+        u = paddle.to_tensor(users.astype(np.int64))
+        m = paddle.to_tensor(distinct.astype(np.int64))
+        return (paddle.gather(self.users, u), m, paddle.gather(self.genres, m),
+                paddle.gather(self.titles, m), paddle.to_tensor(movie_index.astype(np.int64)))
+
+    def all_users(self) -> paddle.Tensor:
+        return self.users
+
+    def all_movies(self) -> tuple:
+        m = paddle.arange(self.genres.shape[0], dtype="int64")
+        return m, self.genres, self.titles
+
+
+def predict(model: TwoTower, feeder: Feeder, users: np.ndarray, movies: np.ndarray,
+            batch: int = EVAL_BATCH) -> np.ndarray:
+    """Raw model outputs (unclipped) for (user, movie) index pairs."""
+    model.eval()
+    out = []
+    with paddle.no_grad():
+        for i in range(0, len(users), batch):
+            out.append(model(*feeder.inputs(users[i: i + batch], movies[i: i + batch])).numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def tower_vectors(model: TwoTower, feeder: Feeder, batch: int = EVAL_BATCH) -> tuple[np.ndarray, np.ndarray]:
+    """The vectors save-features stores: every user's and every movie's, as float32."""
+    model.eval()
+    with paddle.no_grad():
+        users = feeder.all_users()
+        u = np.concatenate([model.user_vectors(users[i: i + batch]).numpy()
+                            for i in range(0, users.shape[0], batch)])
+        ids, genres, titles = feeder.all_movies()
+        m = np.concatenate([model.movie_vectors(ids[i: i + batch], genres[i: i + batch],
+                                                titles[i: i + batch]).numpy()
+                            for i in range(0, ids.shape[0], batch)])
+    return u.astype(np.float32), m.astype(np.float32)
+
+
+def rmse_mae(pred: np.ndarray, truth: np.ndarray, clip: tuple | None = None) -> tuple[float, float]:
+    if clip is not None:
+        pred = np.clip(pred, clip[0], clip[1])
+    err = pred.astype(np.float64) - truth.astype(np.float64)
+    return float(np.sqrt(np.mean(err ** 2))), float(np.mean(np.abs(err)))
+
+
+def load_trained(paths: Paths, ds: Dataset | None = None) -> tuple[TwoTower, dict]:
+    """Rebuild the network from output/model/config.json alone and load its best weights."""
+    model_dir = paths.model_dir
+    require([model_dir / CONFIG_FILE, model_dir / MODEL_FILE], "rec train")
+    config = json.loads((model_dir / CONFIG_FILE).read_text())
+    model = TwoTower(TwoTowerConfig.from_json(config["model"]))
+    if ds is not None and (ds.n_users != model.config.n_users or ds.n_movies != model.config.n_movies):
+        raise UsageError("output/model was trained on another dataset than output/dataset: "
+                         "run `rec train` again")
+    try:
+        model.set_state_dict(paddle.load(str(model_dir / MODEL_FILE)))
+    except Exception as e:  # a damaged file: say which, not a traceback
+        raise RecError(f"cannot load {model_dir / MODEL_FILE}: {e}")
+    model.eval()
+    return model, config
+
+
+def save_paddle(obj, path: Path) -> None:
+    """paddle.save through a temporary file + rename (atomic)."""
+    from rec.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        paddle.save(obj, str(tmp))
