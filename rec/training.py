@@ -89,12 +89,16 @@ class Feeder:
         self.titles = paddle.to_tensor(np.ascontiguousarray(ds.movie_titles, dtype=np.int64))
 
     def inputs(self, users: np.ndarray, movies: np.ndarray) -> tuple:
-        """(user rows, distinct movie ids, their genres, their titles, movie_index)."""
-        distinct, movie_index = np.unique(movies, return_inverse=True)
-        u = paddle.to_tensor(users.astype(np.int64))
-        m = paddle.to_tensor(distinct.astype(np.int64))
+        """Model inputs for (user, movie) index pairs: the distinct users' feature rows, the
+        distinct movies' ids, genres and titles, and the two index tensors that map each
+        pair back to them (see TwoTower.forward)."""
+        distinct_users, user_index = np.unique(users, return_inverse=True)
+        distinct_movies, movie_index = np.unique(movies, return_inverse=True)
+        u = paddle.to_tensor(distinct_users.astype(np.int64))
+        m = paddle.to_tensor(distinct_movies.astype(np.int64))
         return (paddle.gather(self.users, u), m, paddle.gather(self.genres, m),
-                paddle.gather(self.titles, m), paddle.to_tensor(movie_index.astype(np.int64)))
+                paddle.gather(self.titles, m), paddle.to_tensor(user_index.astype(np.int64)),
+                paddle.to_tensor(movie_index.astype(np.int64)))
 
     def all_users(self) -> paddle.Tensor:
         return self.users
@@ -159,3 +163,34 @@ def save_paddle(obj, path: Path) -> None:
 
     with atomic_path(path) as tmp:
         paddle.save(obj, str(tmp))
+
+
+def _param_names(model) -> dict[str, str]:
+    """Paddle's unique parameter names (embedding_72.w_0, counted per process) -> the
+    structured names (user_tower.user_emb.weight) that stay the same across processes."""
+    return {p.name: name for name, p in model.named_parameters()}
+
+
+def optimizer_state(model, optimizer) -> dict:
+    """The optimizer's state keyed by structured parameter names, so it can be loaded into
+    a model built in another process (Paddle keys it by the per-process unique names)."""
+    names = _param_names(model)
+    out = {}
+    for key, value in optimizer.state_dict().items():
+        for unique, structured in names.items():
+            if isinstance(key, str) and key.startswith(unique + "_"):
+                key = structured + "::" + key[len(unique) + 1:]
+                break
+        out[key] = value
+    return out
+
+
+def load_optimizer_state(model, optimizer, state: dict) -> None:
+    back = {structured: unique for unique, structured in _param_names(model).items()}
+    fixed = {}
+    for key, value in state.items():
+        if isinstance(key, str) and "::" in key:
+            structured, rest = key.split("::", 1)
+            key = back[structured] + "_" + rest
+        fixed[key] = value
+    optimizer.set_state_dict(fixed)

@@ -172,14 +172,18 @@ class TwoTower(nn.Layer):
             return c.cosine_scale * F.cosine_similarity(u, m, axis=-1)
         return c.global_mean + (u * m).sum(axis=-1)
 
-    def forward(self, users, movie_ids, genres, titles, movie_index=None) -> paddle.Tensor:
-        """Predicted ratings. With `movie_index`, the movie inputs are the batch's distinct
-        movies and movie_index[i] says which one sample i rated: a batch holds many repeats,
-        so the (costly) movie tower runs once per distinct movie."""
+    def forward(self, users, movie_ids, genres, titles, user_index=None,
+                movie_index=None) -> paddle.Tensor:
+        """Predicted ratings. With `user_index` / `movie_index`, the user (movie) inputs are
+        the batch's distinct users (movies) and index[i] says which one sample i has: a batch
+        holds many repeats, so each tower runs once per distinct user or movie."""
+        u = self.user_vectors(users)
         m = self.movie_vectors(movie_ids, genres, titles)
+        if user_index is not None:
+            u = paddle.gather(u, user_index)
         if movie_index is not None:
             m = paddle.gather(m, movie_index)
-        return self.match(self.user_vectors(users), m)
+        return self.match(u, m)
 
     def scoring(self) -> dict:
         """How features.score() reproduces `match` from the saved vectors."""

@@ -8,6 +8,7 @@ functions.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 
 import typer
@@ -43,5 +44,12 @@ def guarded(fn):
             except OSError:
                 pass
             raise typer.Exit(0)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as e:  # a bug: still one line, the traceback on request
+            if os.environ.get("REC_DEBUG"):
+                raise
+            error_line(f"internal error: {type(e).__name__}: {e} (set REC_DEBUG=1 for the traceback)")
+            raise typer.Exit(1)
 
     return wrapper

@@ -35,8 +35,8 @@ MIN_IMPROVEMENT = 1e-4  # val RMSE must improve by this much to count as better
 @dataclass
 class TrainParams:
     epochs: int = 10
-    batch_size: int = 4096
-    lr: float = 3e-3
+    batch_size: int = 8192
+    lr: float = 5e-3
     weight_decay: float = 0.0
     seed: int = 42
     patience: int = 3
@@ -91,7 +91,8 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
                                        weight_decay=params.weight_decay)
     if resume:
         model.set_state_dict(paddle.load(str(ckpt_dir / "model.pdparams")))
-        optimizer.set_state_dict(paddle.load(str(ckpt_dir / "optimizer.pdopt")))
+        training.load_optimizer_state(model, optimizer,
+                                        paddle.load(str(ckpt_dir / "optimizer.pdopt")))
         log(f"resuming after epoch {state['epoch']} (best val RMSE {state['best_rmse']:.4f} "
             f"at epoch {state['best_epoch']})")
     full_config = {"model": config.to_json(), "train": params.__dict__, "device": device,
@@ -148,7 +149,7 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
                          data_fingerprint=data_fp)
             with atomic_dir(ckpt_dir) as tmp:  # weights, optimizer and state move together
                 paddle.save(model.state_dict(), str(tmp / "model.pdparams"))
-                paddle.save(optimizer.state_dict(), str(tmp / "optimizer.pdopt"))
+                paddle.save(training.optimizer_state(model, optimizer), str(tmp / "optimizer.pdopt"))
                 write_json(tmp / "state.json", state)
             write_json(model_dir / "history.json", history)
             if live is not None:

@@ -1,0 +1,210 @@
+"""The two-tower model: learning on planted structure, reproducibility, resume, artifacts.
+
+One synthetic world (the default `rec download --dataset synthetic`) is preprocessed once;
+each test trains into its own output folder copy, so tests stay independent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from rec.cli import app
+from rec.errors import RecError
+from rec.features import load_features, score_pairs
+
+FAST = ["--epochs", "3"]
+
+
+def rec(root: Path, *args: str, input: str | None = None):
+    return CliRunner().invoke(app, ["--data-dir", str(root / "data"), "--output-dir",
+                                    str(root / "output"), *args], input=input)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train-world")
+    assert rec(root, "download", "--dataset", "synthetic").exit_code == 0
+    assert rec(root, "preprocess", "--dataset", "synthetic").exit_code == 0
+    return root
+
+
+@pytest.fixture
+def world(prepared, tmp_path) -> Path:
+    """A private copy of the prepared world (data and dataset, nothing trained)."""
+    shutil.copytree(prepared, tmp_path / "w")
+    return tmp_path / "w"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, prepared) -> Path:
+    """Trained with the defaults, evaluated, features saved."""
+    root = tmp_path_factory.mktemp("trained")
+    shutil.copytree(prepared, root, dirs_exist_ok=True)
+    for stage in (["train", "--epochs", "8"], ["evaluate"], ["save-features"]):
+        result = rec(root, *stage)
+        assert result.exit_code == 0, result.stderr
+    return root
+
+
+def metrics(root: Path) -> dict:
+    return json.loads((root / "output" / "model" / "metrics.json").read_text())
+
+
+def test_model_beats_baselines_by_a_margin(trained):
+    report = json.loads((trained / "output" / "model" / "eval.json").read_text())
+    assert set(report) >= {"rmse", "mae", "hr@10", "ndcg@10", "baselines"}
+    for name in ("global_mean", "bias"):
+        assert set(report["baselines"][name]) >= {"rmse", "mae", "hr@10", "ndcg@10"}
+    assert report["rmse"] < report["baselines"]["global_mean"]["rmse"] - 0.15
+    assert report["rmse"] < report["baselines"]["bias"]["rmse"] - 0.015
+    assert report["mae"] < report["baselines"]["bias"]["mae"]
+    # ranking: far better than the random order of the constant baseline
+    assert report["hr@10"] > 3 * report["baselines"]["global_mean"]["hr@10"]
+
+
+def test_evaluate_json_on_stdout(trained):
+    result = rec(trained, "evaluate", "--format", "json")
+    assert result.exit_code == 0
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    obj = json.loads(lines[0])
+    saved = json.loads((trained / "output" / "model" / "eval.json").read_text())
+    assert obj["rmse"] == saved["rmse"] and obj["baselines"] == saved["baselines"]
+
+
+def test_saved_features_reproduce_model_predictions(trained):
+    from rec import training
+    from rec.datasets.contract import VAL, load_dataset
+    from rec.paths import Paths
+
+    paths = Paths(trained / "data", trained / "output")
+    ds = load_dataset(paths)
+    model, config = training.load_trained(paths, ds)  # from config.json alone
+    vu, vm, _ = ds.part(VAL)
+    from_model = training.predict(model, training.Feeder(ds), vu, vm)
+    feats = load_features(paths.features_dir)
+    urow, mrow = feats.user_row(), feats.movie_row()
+    u = feats.users[[urow[str(ds.vocab.user_ids[i])] for i in vu]]
+    m = feats.movies[[mrow[str(ds.vocab.movie_ids[i])] for i in vm]]
+    np.testing.assert_allclose(score_pairs(u, m, feats.scoring), from_model, atol=2e-5)
+    # the course's shape: {str(id): float32 vector}, one per user and movie
+    with open(paths.features_dir / "usr_feat.pkl", "rb") as f:
+        users = pickle.load(f)
+    assert len(users) == ds.n_users and all(isinstance(k, str) for k in users)
+    vec = next(iter(users.values()))
+    assert vec.dtype == np.float32 and vec.shape == (config["model"]["tower_dim"] + 2,)
+
+
+def test_same_seed_same_result_and_resume_matches(world, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(world, other)
+    assert rec(world, "train", "--epochs", "4").exit_code == 0
+    assert rec(other, "train", "--epochs", "4").exit_code == 0
+    assert abs(metrics(world)["val_rmse"] - metrics(other)["val_rmse"]) < 1e-6
+    # interrupted after epoch 2, then resumed: the same history as one run of 4 epochs
+    shutil.rmtree(other / "output" / "model")
+    assert rec(other, "train", "--epochs", "2").exit_code == 0
+    result = rec(other, "train", "--resume", "--epochs", "4")
+    assert result.exit_code == 0, result.stderr
+    a = json.loads((world / "output" / "model" / "history.json").read_text())
+    b = json.loads((other / "output" / "model" / "history.json").read_text())
+    assert [h["epoch"] for h in b] == [1, 2, 3, 4]
+    for ha, hb in zip(a, b):
+        assert abs(ha["val_rmse"] - hb["val_rmse"]) < 1e-6
+        assert abs(ha["train_loss"] - hb["train_loss"]) < 1e-6
+
+
+def test_ctrl_c_keeps_last_complete_checkpoint(world, monkeypatch):
+    from rec import training
+
+    real = training.rmse_mae
+    calls = {"n": 0}
+
+    def interrupt_at_third_validation(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "rmse_mae", interrupt_at_third_validation)
+    result = rec(world, "train", "--epochs", "5")
+    assert result.exit_code == 130
+    assert "interrupted" in result.stderr and "Traceback" not in result.stderr
+    model_dir = world / "output" / "model"
+    state = json.loads((model_dir / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 2
+    assert not [p for p in model_dir.iterdir() if p.name.startswith(".")]  # no temp leftovers
+    monkeypatch.setattr(training, "rmse_mae", real)
+    result = rec(world, "train", "--resume", "--epochs", "3")
+    assert result.exit_code == 0, result.stderr
+    assert "resuming after epoch 2" in result.stderr
+    assert metrics(world)["epochs_run"] == 3
+
+
+def test_resume_without_checkpoint(world):
+    result = rec(world, "train", "--resume")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: nothing to resume")
+
+
+def test_cosine_match_trains_and_scores_like_the_course(world):
+    result = rec(world, "train", "--match", "cosine", *FAST, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["match"] == "cosine"
+    assert rec(world, "save-features").exit_code == 0
+    scoring = json.loads((world / "output" / "features" / "scoring.json").read_text())
+    assert scoring["match"] == "cosine" and scoring["scale"] == 5.0
+
+
+def test_gpu_on_cpu_build_is_a_clear_usage_error(world):
+    import paddle
+
+    if paddle.is_compiled_with_cuda():
+        pytest.skip("this paddle is a CUDA build")
+    result = rec(world, "train", "--device", "gpu", *FAST)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "paddlepaddle-gpu" in lines[0] and "CPU-only" in lines[0]
+    bad = rec(world, "train", "--device", "tpu")
+    assert bad.exit_code == 2 and "cpu, gpu or gpu:N" in bad.stderr
+
+
+@pytest.mark.parametrize("stage,needs", [("train", "rec preprocess"),
+                                         ("evaluate", "rec preprocess"),
+                                         ("save-features", "rec preprocess")])
+def test_missing_inputs_name_the_stage_to_run(tmp_path, stage, needs):
+    result = rec(tmp_path, stage)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert needs in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_before_train_names_train(world):
+    result = rec(world, "evaluate")
+    assert result.exit_code == 2 and "run `rec train` first" in result.stderr
+
+
+def test_malicious_pickle_is_refused_without_running(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    folder = tmp_path / "features"
+    folder.mkdir()
+    (folder / "usr_feat.pkl").write_bytes(pickle.dumps({"1": Evil()}))
+    (folder / "mov_feat.pkl").write_bytes(pickle.dumps({"1": np.zeros(3, np.float32)}))
+    (folder / "scoring.json").write_text(json.dumps({"match": "dot", "scale": 1.0}))
+    with pytest.raises(RecError, match="refused to load"):
+        load_features(folder)
+    assert not marker.exists()
