@@ -91,8 +91,12 @@ def _numeric_table(path: Path, sep: bytes, ncols: int, expected: str, header: bo
         start = raw.find(b"\n") + 1 or len(raw)
     body = raw[start:]
     n_lines = body.count(b"\n") + (0 if body.endswith(b"\n") or not body else 1)
-    flat = np.fromstring(body.replace(sep, b" "), dtype=dtype, sep=" ") if body else np.zeros(0)
-    if flat.size == n_lines * ncols and body.count(sep) == n_lines * (ncols - 1):
+    try:
+        flat = np.fromstring(body.replace(sep, b" "), dtype=dtype, sep=" ") if body else np.zeros(0)
+    except ValueError:  # numpy 2.4 raises on unparsable text (older ones warned): slow path
+        flat = None
+    if (flat is not None and flat.size == n_lines * ncols
+            and body.count(sep) == n_lines * (ncols - 1)):
         return flat.reshape(n_lines, ncols)
     # Slow path: find and name the first line that is not `ncols` numbers.
     text = body.decode("latin-1")
@@ -112,8 +116,9 @@ def _check_range(path: Path, table: np.ndarray, col: int, lo: float, hi: float, 
     bad = np.flatnonzero((table[:, col] < lo) | (table[:, col] > hi))
     if bad.size:
         i = int(bad[0])
+        line = path.read_bytes().decode("latin-1").splitlines()[i + first_line - 1]
         raise RecError(f"{path}:{i + first_line}: {what} {table[i, col]:g} out of range "
-                       f"[{lo:g}, {hi:g}] (expected {expected})")
+                       f"[{lo:g}, {hi:g}] in line {line[:120]!r} (expected {expected})")
 
 
 def _title_genres_lines(path: Path, lines: list[str], sep: str) -> tuple[list, list, list]:
