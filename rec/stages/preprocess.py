@@ -29,7 +29,7 @@ from rec.stages import get_paths, guarded
 
 HELP = "Parse a downloaded dataset into .npy arrays in output/dataset/, with a saved split."
 MAX_TITLE_WORDS = 15
-WORD_RE = re.compile(r"[a-z0-9']+")
+WORD_RE = re.compile(r"(?:[^\W_]|')+")  # letters (any script), digits, apostrophes
 SPLITS = ("random", "time")
 
 
