@@ -19,7 +19,7 @@ from rich.table import Table
 
 from rec import manifest
 from rec.atomic import atomic_dir, save_npy, write_json
-from rec.console import emit_object, log, show_table, warn
+from rec.console import emit_object, log, resolve_format, show_table, warn
 from rec.datasets.contract import (
     GENDERS, GENRES, TRAIN, VAL, Vocab, dataset_paths,
 )
@@ -172,6 +172,7 @@ def command(
     fmt: str = typer.Option("auto", "--format", help="auto | table | tsv | json."),
 ) -> None:
     paths = get_paths(ctx)
+    resolve_format(fmt)  # a bad --format fails before any work
     if split not in SPLITS:
         raise UsageError(f"unknown --split {split!r}: choose random or time")
     if not 0.0 < val_ratio < 1.0:
