@@ -1,0 +1,359 @@
+"""The `rec` command line: global options, help, `preprocess` and `status` end to end.
+
+Everything runs in-process through typer's CliRunner (stdout and stderr are kept apart), on
+a tiny synthetic dataset or the hand-written fixtures in tests/fixtures/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from rec import __version__, manifest
+from rec.cli import app
+from rec.datasets.contract import ALL_FILES
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SYNTHETIC = ["download", "--dataset", "synthetic", "--users", "50", "--movies", "40",
+             "--ratings", "600", "--format", "json"]
+
+
+def invoke(tmp_path: Path | None, *args: str, env: dict | None = None):
+    """Run `rec [--data-dir D --output-dir O] ARGS`; never a traceback."""
+    dirs = ["--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out")] \
+        if tmp_path is not None else []
+    result = CliRunner().invoke(app, [*dirs, *args], env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        repr(result.exception)
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def one_error(result) -> str:
+    """The whole stderr, which must be exactly one `error:` line."""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def states(tmp_path: Path) -> dict[str, str]:
+    r = invoke(tmp_path, "status", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    return {row["stage"]: row["state"] for row in json_lines(r.stdout)}
+
+
+def command_names() -> list[str]:
+    return [c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands]
+
+
+@pytest.fixture
+def synthetic(tmp_path):
+    r = invoke(tmp_path, *SYNTHETIC)
+    assert r.exit_code == 0, r.stderr
+    return tmp_path
+
+
+def with_fixture(tmp_path: Path, name: str) -> Path:
+    return Path(shutil.copytree(FIXTURES / name, tmp_path / "data" / name))
+
+
+# --- the app -------------------------------------------------------------------------------
+
+
+def test_help_lists_every_command_with_one_line():
+    r = invoke(None, "--help", env={"COLUMNS": "400"})  # wide: one row per command
+    assert r.exit_code == 0 and r.stderr == ""
+    assert "--data-dir" in r.stdout and "--output-dir" in r.stdout
+    rows = {}
+    for line in r.stdout.splitlines():
+        m = re.match(r"^│ (\S+)\s{2,}(.+?)\s*│$", line)
+        if m and not m.group(1).startswith("-"):
+            rows[m.group(1)] = m.group(2)
+    names = command_names()
+    assert {"download", "preprocess", "status"} <= set(names)
+    for command in app.registered_commands:
+        name = command.name
+        help_text = (command.help or "").strip()
+        assert help_text and "\n" not in help_text, f"{name}: help must be one line"
+        assert rows.get(name) == help_text, f"{name} missing from `rec --help`"
+    assert set(rows) == set(names)
+
+
+def test_no_arguments_shows_help():
+    r = invoke(None)
+    assert r.exit_code in (0, 2) and "Usage" in r.stdout + r.stderr
+
+
+def test_version():
+    r = invoke(None, "--version")
+    assert r.exit_code == 0
+    assert r.stdout == f"rec {__version__}\n" and r.stderr == ""
+
+
+def test_every_command_is_in_the_readme():
+    readme = ROOT / "README.md"
+    if not readme.exists():
+        pytest.xfail("README.md is not written yet")
+    text = readme.read_text(encoding="utf-8")
+    missing = [n for n in command_names() if not re.search(rf"\brec {re.escape(n)}(?![\w-])", text)]
+    assert missing == [], f"README.md does not mention: {', '.join('rec ' + n for n in missing)}"
+
+
+def test_status_download_preprocess_never_import_paddle(tmp_path):
+    code = """
+import sys
+from rec.cli import app
+base = ["--data-dir", sys.argv[1], "--output-dir", sys.argv[2], "--quiet"]
+for args in (["status"],
+             ["download", "--dataset", "synthetic", "--users", "20", "--movies", "20",
+              "--ratings", "100"],
+             ["preprocess", "--format", "json"],
+             ["status", "--format", "json"]):
+    code = app(base + args, standalone_mode=False)
+    assert code in (None, 0), (args, code)
+loaded = sorted(m for m in sys.modules if m == "paddle" or m.startswith("paddle."))
+assert not loaded, loaded
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "data"),
+                           str(tmp_path / "out")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "dataset" / "split.npy").exists()
+
+
+# --- preprocess: usage errors --------------------------------------------------------------
+
+
+def test_preprocess_missing_dataset(tmp_path):
+    r = invoke(tmp_path, "preprocess")
+    assert r.exit_code == 2 and r.stdout == ""
+    assert one_error(r) == (f"error: missing {tmp_path / 'data' / 'ml-1m'}: "
+                            f"run `rec download --dataset ml-1m` first")
+    r = invoke(tmp_path, "preprocess", "--dataset", "ml-100k")
+    assert r.exit_code == 2 and "`rec download --dataset ml-100k`" in one_error(r)
+    assert not (tmp_path / "out" / "dataset").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--split", "user"], "error: unknown --split 'user': choose random or time"),
+    (["--val-ratio", "0"], "error: --val-ratio must be between 0 and 1 (got 0.0)"),
+    (["--val-ratio", "1"], "error: --val-ratio must be between 0 and 1 (got 1.0)"),
+    (["--val-ratio", "1.5"], "error: --val-ratio must be between 0 and 1 (got 1.5)"),
+    (["--val-ratio", "-0.1"], "error: --val-ratio must be between 0 and 1 (got -0.1)"),
+    (["--format", "xml"], "error: unknown --format 'xml': choose one of auto, table, tsv, json"),
+])
+def test_preprocess_bad_options(synthetic, args, message):
+    r = invoke(synthetic, "preprocess", *args)
+    assert r.exit_code == 2 and r.stdout == ""
+    assert one_error(r) == message
+    assert not (synthetic / "out" / "dataset").exists()  # nothing done before the check
+    assert states(synthetic)["preprocess"] == "not run"
+
+
+def test_preprocess_unparsable_option(synthetic):
+    r = invoke(synthetic, "preprocess", "--val-ratio", "lots")
+    assert r.exit_code == 2 and r.stdout == "" and "--val-ratio" in r.stderr
+
+
+def test_preprocess_malformed_file_fails_with_one_line(tmp_path):
+    folder = with_fixture(tmp_path, "ml1m_malformed_rating")
+    r = invoke(tmp_path, "--quiet", "preprocess", "--dataset", "ml1m_malformed_rating")
+    assert r.exit_code == 1 and r.stdout == ""
+    assert one_error(r) == (f"error: {folder / 'ratings.dat'}:3: malformed line "
+                            "'3::2861::four::978301968' (expected user::movie::rating::timestamp)")
+    assert not (tmp_path / "out" / "dataset").exists()
+
+
+# --- preprocess: output --------------------------------------------------------------------
+
+
+def test_preprocess_json_is_one_object_on_stdout(synthetic):
+    r = invoke(synthetic, "preprocess", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1
+    out = json.loads(lines[0])
+    assert isinstance(out, dict)
+    assert out["dataset"] == "synthetic"  # the one downloaded last is the default
+    assert (out["users"], out["movies"], out["ratings"]) == (50, 40, 600)
+    assert (out["train"], out["validation"]) == (540, 60)
+    assert out["unknown_user_ratings"] == 0 and out["unknown_movie_ratings"] == 0
+    assert out["output"] == str(synthetic / "out" / "dataset")
+    # the logs and the summary table are on stderr, never stdout
+    assert "parsing" in r.stderr and "parsing" not in r.stdout
+    assert "preprocess synthetic" in r.stderr and "│" not in r.stdout
+    split = np.load(synthetic / "out" / "dataset" / "split.npy")
+    assert int(split.sum()) == 60
+
+
+def test_preprocess_tsv_has_a_header(synthetic):
+    for args in (["--format", "tsv"], []):  # auto is TSV when stdout is not a terminal
+        r = invoke(synthetic, "preprocess", *args)
+        assert r.exit_code == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[0] == "key\tvalue"
+        rows = dict(line.split("\t") for line in lines[1:])
+        assert rows["dataset"] == "synthetic" and rows["ratings"] == "600"
+        assert rows["validation"] == "60" and rows["split"] == "random"
+        assert "parsing" not in r.stdout
+
+
+def test_preprocess_quiet_writes_nothing_on_stderr(synthetic):
+    r = invoke(synthetic, "--quiet", "preprocess", "--format", "json")
+    assert r.exit_code == 0 and r.stderr == ""
+    assert json.loads(r.stdout)["ratings"] == 600
+
+
+def test_preprocess_time_split(synthetic):
+    r = invoke(synthetic, "preprocess", "--split", "time", "--val-ratio", "0.2",
+               "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["split"] == "time" and out["train"] + out["validation"] == 600
+    ds = synthetic / "out" / "dataset"
+    users, times = np.load(ds / "rating_users.npy"), np.load(ds / "rating_times.npy")
+    split = np.load(ds / "split.npy")
+    assert int(split.sum()) == out["validation"]
+    for u in np.unique(users):
+        mine = users == u
+        val, train = times[mine & (split == 1)], times[mine & (split == 0)]
+        if len(val) and len(train):
+            assert val.min() >= train.max()
+    vocab = json.loads((ds / "vocab.json").read_text())
+    assert vocab["split"] == {"method": "time", "val_ratio": 0.2, "seed": None}
+
+
+def test_preprocess_reports_unknown_references(tmp_path):
+    with_fixture(tmp_path, "ratings_unknown_movie")
+    r = invoke(tmp_path, "preprocess", "--dataset", "ratings_unknown_movie", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert (out["unknown_user_ratings"], out["unknown_movie_ratings"], out["ratings"]) == (2, 2, 5)
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: dropped 4 ratings that reference unknown users or movies "
+                        "(e.g. user 9 movie 1, user 2 movie 999, user 3 movie 999)"]
+    assert "warning" not in r.stdout
+
+
+@pytest.mark.parametrize("name,users,movies,ratings", [
+    ("ml1m_five_lines", 5, 5, 5), ("ml100k_five_lines", 5, 5, 5), ("latest_five_lines", 3, 5, 5)])
+def test_preprocess_fixture_formats(tmp_path, name, users, movies, ratings):
+    with_fixture(tmp_path, name)
+    r = invoke(tmp_path, "preprocess", "--dataset", name, "--val-ratio", "0.4", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert (out["users"], out["movies"], out["ratings"], out["validation"]) == (
+        users, movies, ratings, 2)
+    assert sorted(p.name for p in (tmp_path / "out" / "dataset").iterdir()) == sorted(ALL_FILES)
+
+
+def test_second_preprocess_replaces_the_dataset_whole(synthetic):
+    out_dir = synthetic / "out"
+    assert invoke(synthetic, "preprocess", "--seed", "1").exit_code == 0
+    first = np.load(out_dir / "dataset" / "split.npy")
+    (out_dir / "dataset" / "leftover.npy").write_bytes(b"from an older rec")
+    r = invoke(synthetic, "preprocess", "--seed", "2", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    dataset = out_dir / "dataset"
+    # a new folder swapped in: no file of the old one survives, nothing temporary is left
+    assert sorted(p.name for p in dataset.iterdir()) == sorted(ALL_FILES)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["dataset", "manifest.json"]
+    second = np.load(dataset / "split.npy")
+    assert second.sum() == first.sum() == 60 and not np.array_equal(first, second)
+    assert json.loads((dataset / "vocab.json").read_text())["split"]["seed"] == 2
+    entry = json.loads((out_dir / "manifest.json").read_text())["stages"]["preprocess"]
+    assert entry["params"]["seed"] == 2
+    assert states(synthetic)["preprocess"] == "fresh"
+
+
+def test_failed_preprocess_keeps_the_previous_dataset(synthetic):
+    assert invoke(synthetic, "preprocess").exit_code == 0
+    dataset = synthetic / "out" / "dataset"
+    before = {p.name: p.read_bytes() for p in dataset.iterdir()}
+    ratings = synthetic / "data" / "synthetic" / "ratings.dat"
+    ratings.write_text(ratings.read_text() + "1::1::9::978300760\n")
+    r = invoke(synthetic, "--quiet", "preprocess")
+    assert r.exit_code == 1 and "ratings.dat:601: rating 9 out of range" in one_error(r)
+    assert {p.name: p.read_bytes() for p in dataset.iterdir()} == before
+    assert sorted(p.name for p in (synthetic / "out").iterdir()) == ["dataset", "manifest.json"]
+
+
+# --- status --------------------------------------------------------------------------------
+
+
+def test_status_before_anything(tmp_path):
+    r = invoke(tmp_path, "status", "--format", "json")
+    assert r.exit_code == 0 and r.stderr == ""
+    rows = json_lines(r.stdout)
+    assert [row["stage"] for row in rows] == manifest.STAGES
+    assert all(row["state"] == "not run" and row["when"] == "" for row in rows)
+    r = invoke(tmp_path, "status", "--format", "tsv")
+    lines = r.stdout.splitlines()
+    assert lines[0] == "stage\tstate\twhen\tparams"
+    assert [line.split("\t")[:2] for line in lines[1:]] == [[s, "not run"] for s in manifest.STAGES]
+    assert not (tmp_path / "out").exists()  # looking writes nothing
+
+
+def test_status_fresh_stale_modified(synthetic):
+    assert invoke(synthetic, "preprocess", "--seed", "7").exit_code == 0
+    r = invoke(synthetic, "status", "--format", "json")
+    rows = {row["stage"]: row for row in json_lines(r.stdout)}
+    assert rows["download"]["state"] == "fresh" and rows["preprocess"]["state"] == "fresh"
+    assert "dataset=synthetic" in rows["preprocess"]["params"]
+    assert "seed=7" in rows["preprocess"]["params"]
+    assert rows["preprocess"]["when"] and rows["train"]["state"] == "not run"
+
+    # a raw file changed: preprocess read it, so preprocess is stale
+    ratings = synthetic / "data" / "synthetic" / "ratings.dat"
+    ratings.write_text(ratings.read_text() + "1::1::3::978300760\n")
+    now = states(synthetic)
+    assert now["preprocess"] == "stale"
+    assert now["download"] == "modified"  # its output is no longer what it wrote
+
+    # preprocess again: fresh; then touch one of its outputs: modified
+    assert invoke(synthetic, "preprocess").exit_code == 0
+    assert states(synthetic)["preprocess"] == "fresh"
+    vocab = synthetic / "out" / "dataset" / "vocab.json"
+    vocab.write_text(vocab.read_text() + "\n")
+    assert states(synthetic)["preprocess"] == "modified"
+
+
+# --- folders from the environment ----------------------------------------------------------
+
+
+def test_env_vars_move_the_folders(tmp_path, monkeypatch):
+    data, out, cwd = tmp_path / "envdata", tmp_path / "envout", tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("REC_DATA_DIR", str(data))
+    monkeypatch.setenv("REC_OUTPUT_DIR", str(out))
+    r = invoke(None, *SYNTHETIC)
+    assert r.exit_code == 0, r.stderr
+    r = invoke(None, "preprocess", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["output"] == str(out / "dataset")
+    assert (data / "synthetic" / "ratings.dat").exists()
+    assert sorted(p.name for p in (out / "dataset").iterdir()) == sorted(ALL_FILES)
+    assert list(cwd.iterdir()) == []  # no data/ or output/ in the working folder
+    r = invoke(None, "status", "--format", "json")
+    assert {row["stage"]: row["state"] for row in json_lines(r.stdout)}["preprocess"] == "fresh"
+    # an explicit flag beats the environment (a new output folder: no manifest to say which
+    # dataset was downloaded last, so name it)
+    other = tmp_path / "flagout"
+    r = invoke(None, "--output-dir", str(other), "preprocess", "--dataset", "synthetic")
+    assert r.exit_code == 0 and (other / "dataset" / "vocab.json").exists()
