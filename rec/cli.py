@@ -35,9 +35,9 @@ def _show_version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     data_dir: Optional[str] = typer.Option(None, "--data-dir", envvar="REC_DATA_DIR",
-                                           help="Raw data folder [default: data]."),
+                                           help="Raw data folder (default: data)."),
     output_dir: Optional[str] = typer.Option(None, "--output-dir", envvar="REC_OUTPUT_DIR",
-                                             help="Artifacts folder [default: output]."),
+                                             help="Artifacts folder (default: output)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or logs on stderr."),
     version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
                                  help="Show the version and exit."),

@@ -421,11 +421,17 @@ def test_time_split_does_not_depend_on_row_order():
             assert val.min() > train.max()  # validation is each user's latest
 
 
-@pytest.mark.xfail(strict=True, reason="known limitation of the fast ratings parser: it checks "
-                   "the totals of fields and separators, so a line with a field too few and "
-                   "another with one too many cancel out and the table is read shifted")
 def test_wrong_field_counts_that_cancel_out(tmp_path):
     folder = fixture(tmp_path, "ml1m_five_lines")
     replace_line(folder / "ratings.dat", 2, "2::73::3")
     replace_line(folder / "ratings.dat", 4, "1::10::2::978300275::5")
     assert "ratings.dat:2: malformed line '2::73::3'" in str(failure(folder))
+
+
+def test_time_split_leaves_every_user_a_training_rating():
+    from rec.stages.preprocess import time_split
+
+    users = np.array([0, 0, 1, 1, 1, 2])
+    times = np.array([5, 6, 1, 2, 3, 9])
+    split = time_split(users, times, 0.9)
+    assert split.tolist() == [TRAIN, VAL, TRAIN, VAL, VAL, TRAIN]

@@ -96,7 +96,7 @@ def _numeric_table(path: Path, sep: bytes, ncols: int, expected: str, header: bo
     except ValueError:  # numpy 2.4 raises on unparsable text (older ones warned): slow path
         flat = None
     if (flat is not None and flat.size == n_lines * ncols
-            and body.count(sep) == n_lines * (ncols - 1)):
+            and _separators_per_line_ok(body, sep, n_lines, ncols - 1)):
         return flat.reshape(n_lines, ncols)
     # Slow path: find and name the first line that is not `ncols` numbers.
     text = body.decode("latin-1")
@@ -109,6 +109,19 @@ def _numeric_table(path: Path, sep: bytes, ncols: int, expected: str, header: bo
         except ValueError:
             raise _bad_line(path, i, line, expected)
     raise _bad_line(path, n_lines, text.splitlines()[-1] if text else "", expected)
+
+
+def _separators_per_line_ok(body: bytes, sep: bytes, n_lines: int, per_line: int) -> bool:
+    """Every line has exactly `per_line` separators (a total count alone would let a short
+    line and a long line cancel out and shift the table)."""
+    buf = np.frombuffer(body, dtype=np.uint8)
+    at = buf == sep[0]
+    for offset, byte in enumerate(sep[1:], start=1):
+        at[:-offset] &= buf[offset:] == byte
+        at[len(at) - offset:] = False
+    line_of_sep = np.searchsorted(np.flatnonzero(buf == 10), np.flatnonzero(at))
+    return bool((np.bincount(line_of_sep, minlength=n_lines)[:n_lines] == per_line).all()
+                and line_of_sep.max(initial=0) < max(n_lines, 1))
 
 
 def _check_range(path: Path, table: np.ndarray, col: int, lo: float, hi: float, what: str,

@@ -55,13 +55,14 @@ def random_split(n: int, val_ratio: float, seed: int) -> np.ndarray:
 
 def time_split(users: np.ndarray, times: np.ndarray, val_ratio: float) -> np.ndarray:
     """Per user, the latest round(count * val_ratio) ratings (at least one, if the user has
-    two or more) go to validation. Ties in time keep file order."""
+    two or more, and never all of them) go to validation. Ties in time keep file order."""
     n = len(users)
     order = np.lexsort((np.arange(n), times, users))  # by user, then time, then position
     u_sorted = users[order]
     starts = np.flatnonzero(np.r_[True, u_sorted[1:] != u_sorted[:-1]])
     counts = np.diff(np.r_[starts, n])
     n_val = np.where(counts >= 2, np.maximum(1, np.rint(counts * val_ratio)), 0).astype(np.int64)
+    n_val = np.minimum(n_val, counts - 1)  # every user keeps at least one training rating
     rank_from_end = np.repeat(starts + counts, counts) - np.arange(n)  # 1 = latest
     split = np.full(n, TRAIN, dtype=np.uint8)
     split[order[rank_from_end <= np.repeat(n_val, counts)]] = VAL
