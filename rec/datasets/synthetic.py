@@ -2,10 +2,11 @@
 
 Ratings follow a known recipe, so tests can check that a model learned it:
 
-    rating = round(clip(3.55 + user_bias + movie_quality + mean_g(taste[user, g]) + noise, 1, 5))
+    rating = round(clip(3.55 + user_bias + movie_quality + mean_g(leaning[user, g])
+                        + 1.6 * [favourite genre of user in the movie's genres] + noise, 1, 5))
 
-over the movie's genres g, where a user's `taste` is a strong liking for one favourite genre
-(drawn mostly from their age bucket and gender) plus milder demographic leanings. Titles
+so a user likes every movie of one favourite genre (drawn mostly from their age bucket and
+gender) and leans mildly towards the genres of their demographic group. Titles
 contain genre signature words, so the title tower has something to learn as well. The
 planted favourite genres are written to `truth.json` beside the data (preprocess ignores it).
 """
@@ -29,15 +30,16 @@ AGE_LEANINGS = [["Animation", "Children's"], ["Comedy", "Horror"], ["Action", "S
 GENDER_LEANINGS = {"M": ["Action", "War"], "F": ["Romance", "Musical"]}
 FILLER_WORDS = ["the", "of", "a", "night", "return", "last", "city", "man", "story", "day",
                 "love", "house", "world", "blue", "king", "road", "summer", "dark", "time"]
+FAVOURITE_BONUS = 1.6  # stars added to any movie of the user's favourite genre
 GENRE_WORDS = {g: [f"{g.lower().replace(chr(39), '').replace('-', '')}{i}" for i in range(3)]
                for g in GENRES}
 
 
 @dataclass
 class SyntheticSpec:
-    users: int = 1000
-    movies: int = 600
-    ratings: int = 60000
+    users: int = 600
+    movies: int = 400
+    ratings: int = 90000  # 150 per user: enough for a model to pick up the planted tastes
     seed: int = 42
 
 
@@ -66,7 +68,6 @@ def generate(out_dir: Path, spec: SyntheticSpec) -> dict:
     fav_demo = np.argmax(leaning + rng.random((n_u, n_g)) * 0.1, axis=1)
     favourite = np.where(rng.random(n_u) < 0.6, fav_demo, rng.integers(0, n_g, size=n_u))
     taste = leaning - 0.35 + rng.normal(0, 0.15, size=(n_u, n_g))
-    taste[np.arange(n_u), favourite] += 1.6
     user_bias = rng.normal(0, 0.3, size=n_u)
 
     # movies: 1-3 genres, a quality, a popularity, a title with genre words and a year
@@ -92,7 +93,8 @@ def generate(out_dir: Path, spec: SyntheticSpec) -> dict:
     order = np.argsort(-keys, axis=1)
     u_idx = np.repeat(np.arange(n_u), counts)
     m_idx = np.concatenate([order[u, :c] for u, c in enumerate(counts)])
-    affinity = (taste[u_idx] * genre_mask[m_idx]).sum(axis=1)
+    has_favourite = np.array([favourite[u] in movie_genres[m] for u, m in zip(u_idx, m_idx)])
+    affinity = (taste[u_idx] * genre_mask[m_idx]).sum(axis=1) + FAVOURITE_BONUS * has_favourite
     raw = 3.55 + user_bias[u_idx] + quality[m_idx] + affinity + rng.normal(0, 0.5, size=len(u_idx))
     rating = np.clip(np.rint(raw), 1, 5).astype(int)
     start = rng.integers(956_700_000, 1_040_000_000, size=n_u)
@@ -113,6 +115,9 @@ def generate(out_dir: Path, spec: SyntheticSpec) -> dict:
     truth = {
         "spec": spec.__dict__,
         "favourite_genre": {str(u + 1): GENRES[favourite[u]] for u in range(n_u)},
+        "favourite_bonus": FAVOURITE_BONUS,
+        "leaning": {str(u + 1): dict(zip(GENRES, np.round(taste[u], 4).tolist())) for u in range(n_u)},
+        "user_bias": {str(u + 1): round(float(user_bias[u]), 4) for u in range(n_u)},
         "movie_quality": {str(m + 1): round(float(quality[m]), 4) for m in range(n_m)},
     }
     write_json(out_dir / "truth.json", truth)
