@@ -17,12 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import typer
+from rich.console import Group
 from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from rec import __version__, manifest
 from rec.atomic import atomic_dir, write_json
-from rec.console import emit_object, err_console, is_quiet, log, progress
+from rec.console import emit_object, err_console, is_quiet, log
 from rec.datasets.contract import TRAIN, VAL, dataset_paths, load_dataset
 from rec.errors import UsageError
 from rec.stages import get_paths, guarded
@@ -65,6 +67,47 @@ def epoch_table(history: list[dict], title: str) -> Table:
         table.add_row(str(h["epoch"]), f"{h['train_loss']:.4f}", f"{h['val_rmse']:.4f}{mark}",
                       f"{h['val_mae']:.4f}", f"{h['samples_per_s']:,.0f}", f"{h['elapsed']:.1f}s")
     return table
+
+
+class EpochDisplay:
+    """On a terminal: the live epoch table with the current epoch's progress bar under it
+    (one rich Live: two would fight over the screen). Elsewhere: nothing (lines are logged)."""
+
+    def __init__(self, title: str, history: list[dict]):
+        self.title = title
+        self.live = None
+        if not is_quiet() and err_console().is_terminal:
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                MofNCompleteColumn(), TimeElapsedColumn())
+            self.live = Live(self._view(history), console=err_console(), refresh_per_second=8)
+            self.live.start()
+        self.task = None
+
+    def _view(self, history: list[dict]):
+        return Group(epoch_table(history, self.title), self.bar)
+
+    def epoch_started(self, epoch: int, n_batches: int) -> None:
+        if self.live is not None:
+            if self.task is not None:
+                self.bar.remove_task(self.task)
+            self.task = self.bar.add_task(f"epoch {epoch}", total=n_batches)
+
+    def advance(self) -> None:
+        if self.live is not None:
+            self.bar.advance(self.task)
+
+    def update(self, history: list[dict]) -> bool:
+        """Show the finished epoch; False when there is no live display to show it in."""
+        if self.live is None:
+            return False
+        self.bar.remove_task(self.task)
+        self.task = None
+        self.live.update(self._view(history))
+        return True
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
 
 
 def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
@@ -115,10 +158,7 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
     targets = paddle.to_tensor(tr.astype(np.float32))
     history = state["history"]
     title = f"rec train · {ds.vocab.dataset} · {params.match} · {device}"
-    live = None
-    if not is_quiet() and err_console().is_terminal:
-        live = Live(epoch_table(history, title), console=err_console(), refresh_per_second=4)
-        live.start()
+    display = EpochDisplay(title, history)
     t_start = time.perf_counter()
     try:
         for epoch in range(state["epoch"] + 1, params.epochs + 1):
@@ -130,18 +170,17 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
             model.train()
             loss_sum = 0.0
             n_batches = (len(order) + params.batch_size - 1) // params.batch_size
-            with progress() as bar:
-                task = bar.add_task(f"epoch {epoch}", total=n_batches)
-                for b in range(n_batches):
-                    idx = order[b * params.batch_size: (b + 1) * params.batch_size]
-                    pred = model(*feeder.inputs(tu[idx], tm[idx]))
-                    y = paddle.gather(targets, paddle.to_tensor(idx))
-                    loss = paddle.nn.functional.mse_loss(pred, y)
-                    loss.backward()
-                    optimizer.step()
-                    optimizer.clear_grad()
-                    loss_sum += float(loss) * len(idx)
-                    bar.advance(task)
+            display.epoch_started(epoch, n_batches)
+            for b in range(n_batches):
+                idx = order[b * params.batch_size: (b + 1) * params.batch_size]
+                pred = model(*feeder.inputs(tu[idx], tm[idx]))
+                y = paddle.gather(targets, paddle.to_tensor(idx))
+                loss = paddle.nn.functional.mse_loss(pred, y)
+                loss.backward()
+                optimizer.step()
+                optimizer.clear_grad()
+                loss_sum += float(loss) * len(idx)
+                display.advance()
             train_seconds = time.perf_counter() - t0
             rmse, mae = training.rmse_mae(training.predict(model, feeder, vu, vm), vr,
                                           config.rating_range)
@@ -164,15 +203,12 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
                 paddle.save(training.optimizer_state(model, optimizer), str(tmp / "optimizer.pdopt"))
                 write_json(tmp / "state.json", state)
             write_json(model_dir / "history.json", history)
-            if live is not None:
-                live.update(epoch_table(history, title))
-            else:
+            if not display.update(history):
                 log(f"epoch {epoch}: train loss {row['train_loss']:.4f}  val RMSE {rmse:.4f}  "
                     f"MAE {mae:.4f}  {row['samples_per_s']:,.0f} samples/s  "
                     f"{row['elapsed']:.1f}s" + ("  *best" if improved else ""))
     finally:
-        if live is not None:
-            live.stop()
+        display.stop()
     if state["bad_epochs"] >= params.patience and state["epoch"] < params.epochs:
         log(f"early stop: no improvement for {params.patience} epochs")
     if not history:
