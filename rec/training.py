@@ -38,14 +38,41 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def setup_device(device: str) -> str:
-    """Select the device; a GPU request on a CPU-only build is a usage error (exit 2)."""
+def world_size() -> int:
+    """Processes in this data-parallel job (set by paddle.distributed.launch), else 1."""
+    return int(os.environ.get("PADDLE_TRAINERS_NUM", "1") or 1)
+
+
+def init_distributed() -> tuple[int, int]:
+    """(rank, world size); joins the process group when started by the launcher."""
+    world = world_size()
+    if world <= 1:
+        return 0, 1
+    import paddle.distributed as dist
+
+    dist.init_parallel_env()
+    return dist.get_rank(), dist.get_world_size()
+
+
+def sum_across_ranks(value: float, world: int) -> float:
+    if world <= 1:
+        return value
+    import paddle.distributed as dist
+
+    t = paddle.to_tensor([value], dtype="float64")
+    dist.all_reduce(t)
+    return float(t.numpy()[0])
+
+
+def setup_device(device: str, distributed: bool = False) -> str:
+    """Select the device; a GPU request on a CPU-only build is a usage error (exit 2).
+    Under the launcher each process uses the GPU it was given (FLAGS_selected_gpus)."""
     d = device.strip().lower()
     if d == "cpu":
         paddle.set_device("cpu")
         # Paddle on CPU runs its math on one thread unless told otherwise (measured: using
-        # both cores here is worth up to ~2x).
-        paddle.base.core.set_num_threads(available_cores())
+        # both cores here is worth up to ~2x); data-parallel processes share the cores.
+        paddle.base.core.set_num_threads(max(1, available_cores() // world_size()))
         return "cpu"
     m = re.fullmatch(r"gpu(?::(\d+))?", d)
     if not m:
@@ -54,6 +81,8 @@ def setup_device(device: str) -> str:
         raise UsageError(GPU_HELP)
     count = paddle.device.cuda.device_count()
     index = int(m.group(1) or 0)
+    if distributed and os.environ.get("FLAGS_selected_gpus"):
+        index = int(os.environ["FLAGS_selected_gpus"].split(",")[0])
     if count == 0:
         raise UsageError("no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)")
     if index >= count:

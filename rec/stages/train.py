@@ -24,9 +24,10 @@ from rich.table import Table
 
 from rec import __version__, manifest
 from rec.atomic import atomic_dir, write_json
-from rec.console import emit_object, err_console, is_quiet, log
+from rec.console import emit_object, err_console, is_quiet, log, set_quiet
 from rec.datasets.contract import TRAIN, VAL, dataset_paths, load_dataset
 from rec.errors import UsageError
+from rec.paths import require
 from rec.stages import get_paths, guarded
 
 HELP = "Train the two-tower rating model (checkpoints each epoch, early stopping, --resume)."
@@ -114,7 +115,11 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
     from rec import training
     import paddle
 
-    device = training.setup_device(device)
+    rank, world = training.init_distributed()
+    main_rank = rank == 0  # only rank 0 writes files and talks to the user
+    if not main_rank:
+        set_quiet(True)
+    device = training.setup_device(device, distributed=world > 1)
     ds = load_dataset(paths)
     tu, tm, tr = ds.part(TRAIN)
     vu, vm, vr = ds.part(VAL)
@@ -141,23 +146,28 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
                                    dropout=params.dropout)
     paddle.seed(params.seed)
     np.random.seed(params.seed)
-    model = training.TwoTower(config)
-    optimizer = paddle.optimizer.AdamW(learning_rate=params.lr, parameters=model.parameters(),
+    net = training.TwoTower(config)
+    optimizer = paddle.optimizer.AdamW(learning_rate=params.lr, parameters=net.parameters(),
                                        weight_decay=params.weight_decay)
     if resume:
-        model.set_state_dict(paddle.load(str(ckpt_dir / "model.pdparams")))
-        training.load_optimizer_state(model, optimizer,
-                                        paddle.load(str(ckpt_dir / "optimizer.pdopt")))
+        net.set_state_dict(paddle.load(str(ckpt_dir / "model.pdparams")))
+        training.load_optimizer_state(net, optimizer,
+                                      paddle.load(str(ckpt_dir / "optimizer.pdopt")))
         log(f"resuming after epoch {state['epoch']} (best val RMSE {state['best_rmse']:.4f} "
             f"at epoch {state['best_epoch']})")
+    # Data parallel: every rank walks the same global batches and takes its slice of each;
+    # paddle.DataParallel averages the gradients, so a step sees the whole global batch.
+    model = paddle.DataParallel(net) if world > 1 else net
     full_config = {"model": config.to_json(), "train": params.__dict__, "device": device,
+                   "processes": world,
                    "dataset": {"name": ds.vocab.dataset, "split": ds.vocab.split,
                                "fingerprint": data_fp},
                    "rec_version": __version__}
     feeder = training.Feeder(ds)
     targets = paddle.to_tensor(tr.astype(np.float32))
     history = state["history"]
-    title = f"rec train · {ds.vocab.dataset} · {params.match} · {device}"
+    title = f"rec train · {ds.vocab.dataset} · {params.match} · {device}" + \
+        (f" × {world} processes" if world > 1 else "")
     display = EpochDisplay(title, history)
     t_start = time.perf_counter()
     try:
@@ -172,7 +182,7 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
             n_batches = (len(order) + params.batch_size - 1) // params.batch_size
             display.epoch_started(epoch, n_batches)
             for b in range(n_batches):
-                idx = order[b * params.batch_size: (b + 1) * params.batch_size]
+                idx = order[b * params.batch_size: (b + 1) * params.batch_size][rank::world]
                 pred = model(*feeder.inputs(tu[idx], tm[idx]))
                 y = paddle.gather(targets, paddle.to_tensor(idx))
                 loss = paddle.nn.functional.mse_loss(pred, y)
@@ -182,7 +192,8 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
                 loss_sum += float(loss) * len(idx)
                 display.advance()
             train_seconds = time.perf_counter() - t0
-            rmse, mae = training.rmse_mae(training.predict(model, feeder, vu, vm), vr,
+            loss_sum = training.sum_across_ranks(loss_sum, world)
+            rmse, mae = training.rmse_mae(training.predict(net, feeder, vu, vm), vr,
                                           config.rating_range)
             row = {"epoch": epoch, "train_loss": loss_sum / len(order), "val_rmse": rmse,
                    "val_mae": mae, "samples_per_s": len(order) / train_seconds,
@@ -192,17 +203,20 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
             improved = state["best_rmse"] is None or rmse < state["best_rmse"] - MIN_IMPROVEMENT
             if improved:
                 state.update(best_rmse=rmse, best_epoch=epoch, bad_epochs=0)
-                training.save_paddle(model.state_dict(), model_dir / training.MODEL_FILE)
-                write_json(model_dir / training.CONFIG_FILE, full_config)
             else:
                 state["bad_epochs"] += 1
             state.update(epoch=epoch, history=history, params=params.__dict__,
                          data_fingerprint=data_fp)
-            with atomic_dir(ckpt_dir) as tmp:  # weights, optimizer and state move together
-                paddle.save(model.state_dict(), str(tmp / "model.pdparams"))
-                paddle.save(training.optimizer_state(model, optimizer), str(tmp / "optimizer.pdopt"))
-                write_json(tmp / "state.json", state)
-            write_json(model_dir / "history.json", history)
+            if main_rank:
+                if improved:
+                    training.save_paddle(net.state_dict(), model_dir / training.MODEL_FILE)
+                    write_json(model_dir / training.CONFIG_FILE, full_config)
+                with atomic_dir(ckpt_dir) as tmp:  # weights, optimizer, state move together
+                    paddle.save(net.state_dict(), str(tmp / "model.pdparams"))
+                    paddle.save(training.optimizer_state(net, optimizer),
+                                str(tmp / "optimizer.pdopt"))
+                    write_json(tmp / "state.json", state)
+                write_json(model_dir / "history.json", history)
             if not display.update(history):
                 log(f"epoch {epoch}: train loss {row['train_loss']:.4f}  val RMSE {rmse:.4f}  "
                     f"MAE {mae:.4f}  {row['samples_per_s']:,.0f} samples/s  "
@@ -220,8 +234,10 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
         "val_rmse": round(best["val_rmse"], 6), "val_mae": round(best["val_mae"], 6),
         "train_loss": round(best["train_loss"], 6),
         "samples_per_s": round(float(np.mean([h["samples_per_s"] for h in history])), 1),
-        "seconds": round(history[-1]["elapsed"], 2), "seed": params.seed,
+        "seconds": round(history[-1]["elapsed"], 2), "seed": params.seed, "processes": world,
     }
+    if not main_rank:
+        return metrics
     write_json(model_dir / "metrics.json", metrics)
     manifest.record(paths, "train", {**params.__dict__, "device": device},
                     inputs=dataset_paths(paths),
@@ -247,6 +263,8 @@ def command(
     tower_dim: int = typer.Option(TrainParams.tower_dim, "--tower-dim", min=1),
     dropout: float = typer.Option(TrainParams.dropout, "--dropout", min=0.0, max=0.9),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
+    nproc: int = typer.Option(1, "--nproc", min=1,
+                              help="Data-parallel processes on this host (paddle.distributed.launch)."),
     fmt: str = typer.Option("auto", "--format", help="auto | table | tsv | json."),
 ) -> None:
     if match not in ("dot", "cosine"):
@@ -256,5 +274,28 @@ def command(
     params = TrainParams(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          seed=seed, patience=patience, match=match, tower_dim=tower_dim,
                          dropout=dropout)
-    metrics = train(get_paths(ctx), params, device, resume)
+    paths = get_paths(ctx)
+    if nproc > 1:
+        metrics = train_with_launcher(paths, params, device, resume, nproc)
+    else:
+        metrics = train(paths, params, device, resume)
     emit_object(metrics, fmt)
+
+
+def train_with_launcher(paths, params: TrainParams, device: str, resume: bool, nproc: int) -> dict:
+    """`--nproc N`: the same `rec train`, in N data-parallel processes started by Paddle's
+    launcher; rank 0 writes the usual files, which are read back for the result."""
+    from rec.launch import run_launcher
+
+    require(dataset_paths(paths), "rec preprocess")  # fail here, not in N workers
+    args = ["--data-dir", str(paths.data_dir), "--output-dir", str(paths.output_dir)]
+    if is_quiet():
+        args.append("--quiet")
+    args += ["train", "--device", "gpu" if device.lower().startswith("gpu") else device,
+             "--format", "json"]
+    for name, value in params.__dict__.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    if resume:
+        args.append("--resume")
+    run_launcher(nproc, device, paths.model_dir / "launch-logs", args)
+    return json.loads((paths.model_dir / "metrics.json").read_text())

@@ -1,0 +1,65 @@
+"""`--nproc N`: start Paddle's own launcher (paddle.distributed.launch) for the user.
+
+The launcher starts N copies of `rec train` (or `rec ctr-train`) on this host, each with
+the environment that tells it its rank; the stage then trains data-parallel (see
+rec.training.init_distributed). Its logs go to stderr and to a log folder; the result is
+read back from the files rank 0 wrote. Across hosts, run the launcher yourself (README).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import rec
+from rec.errors import RecError, UsageError
+
+PACKAGE_PARENT = Path(rec.__file__).resolve().parent.parent
+
+
+def launcher_command(nproc: int, device: str, log_dir: Path, stage_args: list[str]) -> list[str]:
+    """The command line that runs `rec <stage_args>` in `nproc` data-parallel processes."""
+    if nproc < 1:
+        raise UsageError("--nproc must be at least 1")
+    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc),
+           "--log_dir", str(log_dir)]
+    if device.lower().startswith("gpu"):
+        first = int(device.split(":")[1]) if ":" in device else 0
+        cmd += ["--devices", ",".join(str(first + i) for i in range(nproc))]
+    return cmd + [str(Path(rec.__file__).resolve().parent / "__main__.py"), *stage_args]
+
+
+def run_launcher(nproc: int, device: str, log_dir: Path, stage_args: list[str]) -> None:
+    """Run the launcher to completion; its output (and rank 0's logs) go to our stderr."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), env.get("PYTHONPATH")]))
+    env.pop("PADDLE_TRAINERS_NUM", None)  # never nest inside another job's environment
+    # paddle warns about a missing ccache at every import: noise in every worker's log
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [
+        env.get("PYTHONWARNINGS"), "ignore::UserWarning:paddle.utils.cpp_extension.extension_utils"]))
+    cmd = launcher_command(nproc, device, log_dir, stage_args)
+    sys.stderr.flush()
+    try:
+        if _has_fileno():  # stream straight to our stderr: nothing reaches our stdout
+            rc = subprocess.call(cmd, stdout=sys.stderr.fileno(), env=env)
+        else:  # stderr is not a real file (e.g. a test runner): relay when done
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  env=env, text=True)
+            sys.stderr.write(proc.stdout)
+            rc = proc.returncode
+    except OSError as e:
+        raise RecError(f"cannot start paddle.distributed.launch: {e}")
+    if rc != 0:
+        raise RecError(f"data-parallel training failed (exit {rc}): see the worker logs in "
+                       f"{log_dir}")
+
+
+def _has_fileno() -> bool:
+    try:
+        sys.stderr.fileno()
+        return True
+    except (AttributeError, OSError, ValueError):
+        return False

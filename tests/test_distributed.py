@@ -1,0 +1,58 @@
+"""Data-parallel training with Paddle's launcher: 2 CPU processes over gloo."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rec.cli import app
+from rec.launch import launcher_command
+
+
+def rec(root: Path, *args: str):
+    return CliRunner().invoke(app, ["--data-dir", str(root / "data"), "--output-dir",
+                                    str(root / "output"), *args])
+
+
+def metrics(root: Path) -> dict:
+    return json.loads((root / "output" / "model" / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("dp")
+    assert rec(root, "download", "--dataset", "synthetic", "--users", "300", "--movies", "200",
+               "--ratings", "25000").exit_code == 0
+    assert rec(root, "preprocess").exit_code == 0
+    return root
+
+
+def test_two_processes_match_one(world, tmp_path):
+    single = tmp_path / "single"
+    shutil.copytree(world, single)
+    assert rec(single, "train", "--epochs", "3").exit_code == 0
+    result = rec(world, "train", "--epochs", "3", "--nproc", "2", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)  # stdout: only the result, launcher logs went to stderr
+    assert out == metrics(world)
+    assert out["processes"] == 2 and out["epochs_run"] == 3
+    assert abs(out["val_rmse"] - metrics(single)["val_rmse"]) < 0.01
+    logs = world / "output" / "model" / "launch-logs"
+    assert (logs / "workerlog.0").exists() and (logs / "workerlog.1").exists()
+    # resume works under the launcher too
+    result = rec(world, "train", "--resume", "--epochs", "4", "--nproc", "2")
+    assert result.exit_code == 0, result.stderr
+    history = json.loads((world / "output" / "model" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+
+
+def test_launcher_command_line():
+    cmd = launcher_command(2, "cpu", Path("/tmp/logs"), ["train", "--epochs", "1"])
+    assert cmd[1:5] == ["-m", "paddle.distributed.launch", "--nproc_per_node", "2"]
+    assert "--devices" not in cmd and cmd[-3:] == ["train", "--epochs", "1"]
+    gpu = launcher_command(2, "gpu:2", Path("/tmp/logs"), ["train"])
+    assert gpu[gpu.index("--devices") + 1] == "2,3"
