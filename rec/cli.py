@@ -22,7 +22,9 @@ app = typer.Typer(
 
 
 def _version_text() -> str:
-    return f"rec {__version__}"
+    from rec.build_info import paddle_devices
+
+    return f"rec {__version__}\n{paddle_devices()}"
 
 
 def _show_version(value: bool) -> None:

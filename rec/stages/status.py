@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from rec import manifest
-from rec.console import emit
+from rec.build_info import paddle_build
+from rec.console import emit, log
 from rec.stages import get_paths, guarded
 
 HELP = "Show which stages have run, when, with which parameters, and whether they are stale."
@@ -18,6 +19,7 @@ def command(
     fmt: str = typer.Option("auto", "--format", help="auto | table | tsv | json."),
 ) -> None:
     paths = get_paths(ctx)
+    log(f"paddle: {paddle_build()}")
     stages = manifest.load(paths).get("stages", {})
     names = manifest.STAGES + [s for s in stages if s not in manifest.STAGES]
     rows = []
