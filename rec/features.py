@@ -81,23 +81,23 @@ class Features:
         return self.movies[:, : int(self.scoring.get("taste_dims", self.movies.shape[1]))]
 
 
+def _prepared(vectors: np.ndarray, scoring: dict) -> np.ndarray:
+    """float32 vectors, unit length for the cosine match."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if scoring["match"] == "cosine":
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+    return vectors
+
+
 def score(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
     """Predicted ratings (len(users), len(movies)): exactly the model's matching function."""
-    users = np.asarray(users, dtype=np.float32)
-    movies = np.asarray(movies, dtype=np.float32)
-    if scoring["match"] == "cosine":
-        users = users / np.maximum(np.linalg.norm(users, axis=-1, keepdims=True), 1e-12)
-        movies = movies / np.maximum(np.linalg.norm(movies, axis=-1, keepdims=True), 1e-12)
+    users, movies = _prepared(users, scoring), _prepared(movies, scoring)
     return np.float32(scoring.get("offset", 0.0)) + np.float32(scoring["scale"]) * (users @ movies.T)
 
 
 def score_pairs(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
     """Predicted rating of each (users[i], movies[i]) pair: the diagonal of score()."""
-    users = np.asarray(users, dtype=np.float32)
-    movies = np.asarray(movies, dtype=np.float32)
-    if scoring["match"] == "cosine":
-        users = users / np.maximum(np.linalg.norm(users, axis=-1, keepdims=True), 1e-12)
-        movies = movies / np.maximum(np.linalg.norm(movies, axis=-1, keepdims=True), 1e-12)
+    users, movies = _prepared(users, scoring), _prepared(movies, scoring)
     dots = np.einsum("ij,ij->i", users, movies)
     return np.float32(scoring.get("offset", 0.0)) + np.float32(scoring["scale"]) * dots
 

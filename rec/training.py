@@ -16,6 +16,7 @@ import numpy as np
 
 from rec.datasets.contract import Dataset
 from rec.errors import RecError, UsageError
+from rec.metrics import rmse_mae  # noqa: F401  (train.py calls training.rmse_mae)
 from rec.paths import Paths, require
 
 warnings.filterwarnings("ignore", message=".*ccache.*")  # paddle's import-time noise
@@ -160,13 +161,6 @@ def tower_vectors(model: TwoTower, feeder: Feeder, batch: int = EVAL_BATCH) -> t
                                                 titles[i: i + batch]).numpy()
                             for i in range(0, ids.shape[0], batch)])
     return u.astype(np.float32), m.astype(np.float32)
-
-
-def rmse_mae(pred: np.ndarray, truth: np.ndarray, clip: tuple | None = None) -> tuple[float, float]:
-    if clip is not None:
-        pred = np.clip(pred, clip[0], clip[1])
-    err = pred.astype(np.float64) - truth.astype(np.float64)
-    return float(np.sqrt(np.mean(err ** 2))), float(np.mean(np.abs(err)))
 
 
 def load_trained(paths: Paths, ds: Dataset | None = None) -> tuple[TwoTower, dict]:
