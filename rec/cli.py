@@ -10,7 +10,7 @@ from rec import __version__
 from rec.console import set_quiet
 from rec.paths import Paths
 from rec.stages import download, evaluate, preprocess, save_features, status, train
-from rec.stages import recommend
+from rec.stages import ctr, ctr_predict, recommend
 
 app = typer.Typer(
     name="rec",
@@ -53,6 +53,8 @@ app.command("preprocess", help=preprocess.HELP)(preprocess.command)
 app.command("train", help=train.HELP)(train.command)
 app.command("evaluate", help=evaluate.HELP)(evaluate.command)
 app.command("save-features", help=save_features.HELP)(save_features.command)
+app.command("ctr-train", help=ctr.HELP)(ctr.command)
+app.command("ctr-predict", help=ctr_predict.HELP)(ctr_predict.command)
 app.command("status", help=status.HELP)(status.command)
 app.command("recommend", help=recommend.HELP)(recommend.recommend_command)
 app.command("similar", help=recommend.SIMILAR_HELP)(recommend.similar_command)

@@ -300,6 +300,23 @@ def recommend_chunk(cat: Catalog, user_rows: np.ndarray, ratings: ChunkRatings, 
     return Picks(movies, picked, explored, counts)
 
 
+def rerank_chunk(cat: Catalog, user_rows: np.ndarray, ratings: ChunkRatings, top: int,
+                 allowed: np.ndarray, include_seen: bool, candidates: int,
+                 ctr_scores) -> tuple[Picks, np.ndarray]:
+    """Recall then rank: each user's best `candidates` movies by the recommendation score,
+    reordered by `ctr_scores(user_rows, movies) -> (B, C)` click probabilities; the top `top`
+    of them, with their probabilities (B, top)."""
+    pool = recommend_chunk(cat, user_rows, ratings, max(candidates, top), allowed, include_seen)
+    probs = np.where(pool.movies >= 0, ctr_scores(user_rows, pool.movies), -np.inf)
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
+    movies = np.take_along_axis(pool.movies, order, axis=1)
+    counts = np.minimum(pool.counts, top)
+    movies[np.arange(top)[None, :] >= counts[:, None]] = -1
+    return (Picks(movies, np.take_along_axis(pool.scores, order, axis=1),
+                  np.zeros(movies.shape, dtype=bool), counts),
+            np.take_along_axis(probs, order, axis=1))
+
+
 def similar_movies(cat: Catalog, row: int, top: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The `top` movies closest to movie `row` by taste cosine, best first, with the cosines."""
     sims = cat.taste @ cat.taste[row]

@@ -28,6 +28,7 @@ HELP = ("Top-N unseen movies for users, each with a short reason. "
 SIMILAR_HELP = ("Movies closest to a movie in the taste space. MOVIES are movie ids or title "
                 "substrings (case-insensitive); - reads one per line from stdin.")
 RECOMMEND_COLUMNS = ["user", "rank", "movie", "title", "year", "genres", "score", "reason"]
+RERANK_COLUMNS = ["user", "rank", "movie", "title", "year", "genres", "score", "ctr", "reason"]
 SIMILAR_COLUMNS = ["query", "rank", "movie", "title", "year", "genres", "similarity"]
 
 
@@ -88,25 +89,35 @@ def movie_cells(cat, genre_texts: dict, movie: int) -> dict:
 
 
 def recommendation_rows(cat, users: np.ndarray, top: int, allowed: np.ndarray,
-                        include_seen: bool, explore: int, seed: int) -> Iterator[dict]:
-    """Rows of RECOMMEND_COLUMNS, user by user, computed CHUNK_USERS users at a time."""
+                        include_seen: bool, explore: int, seed: int, ranker=None,
+                        candidates: int = 200) -> Iterator[dict]:
+    """Rows of RECOMMEND_COLUMNS, user by user, computed CHUNK_USERS users at a time. With a
+    `ranker` (--rerank), the best `candidates` are reordered by it (RERANK_COLUMNS)."""
     from rec.reasons import explain
-    from rec.recommending import CHUNK_USERS, chunk_ratings, recommend_chunk
+    from rec.recommending import CHUNK_USERS, chunk_ratings, recommend_chunk, rerank_chunk
 
     genre_texts = {}
     short = 0
     for start in range(0, len(users), CHUNK_USERS):
         chunk = users[start:start + CHUNK_USERS]
         ratings = chunk_ratings(cat, chunk)
-        picks = recommend_chunk(cat, chunk, ratings, top, allowed, include_seen, explore, seed)
+        ctr = None
+        if ranker is None:
+            picks = recommend_chunk(cat, chunk, ratings, top, allowed, include_seen, explore, seed)
+        else:
+            picks, ctr = rerank_chunk(cat, chunk, ratings, top, allowed, include_seen,
+                                      candidates, ranker)
         reasons = explain(cat, chunk, picks, ratings)
         short += int((picks.counts < top).sum())
         for b, user in enumerate(chunk):
             user_id = _plain_id(cat.features.user_ids[user])
             for j in range(picks.counts[b]):
                 movie = picks.movies[b, j]
-                yield {"user": user_id, "rank": j + 1, **movie_cells(cat, genre_texts, movie),
+                row = {"user": user_id, "rank": j + 1, **movie_cells(cat, genre_texts, movie),
                        "score": round(float(picks.scores[b, j]), 3), "reason": reasons[b][j]}
+                if ctr is not None:
+                    row["ctr"] = round(float(ctr[b, j]), 4)
+                yield row
     if short:
         warn(f"{short} of {len(users)} users got fewer than {top} movies: "
              "the filters (and their seen movies) leave too few")
@@ -128,12 +139,20 @@ def recommend_command(
                                               help="Only movies of this genre (repeatable: any)."),
     year_from: Optional[int] = typer.Option(None, "--year-from", help="Only movies from this year on."),
     year_to: Optional[int] = typer.Option(None, "--year-to", help="Only movies up to this year."),
+    rerank: bool = typer.Option(False, "--rerank", help="Recall then rank: reorder the best "
+                                "--candidates by the MovieLens CTR model (rec ctr-train); adds "
+                                "its click probability (ctr) beside the score."),
+    candidates: int = typer.Option(200, "--candidates", help="Candidates --rerank reorders."),
     fmt: str = typer.Option("auto", "--format", help="auto | table | tsv | json."),
 ) -> None:
     from rec.recommending import all_users, find_users, movie_mask
 
     fmt = resolve_format(fmt)
     check_options(top, year_from, year_to, explore, seed)
+    if rerank and explore:
+        raise UsageError("--explore and --rerank do not combine: choose one")
+    if rerank and candidates < top:
+        raise UsageError(f"--candidates must be at least --top {top} (got {candidates})")
     if every_user == bool(users):
         raise UsageError("give user ids (- reads them from stdin) or --all, not both"
                          if every_user else "give user ids (- reads them from stdin) or --all")
@@ -143,9 +162,21 @@ def recommend_command(
     allowed = movie_mask(cat, genre or [], year_from, year_to)
     if seed is None and explore:
         seed = int(np.random.SeedSequence().entropy % 2**63)  # fresh each run
-    with RowWriter(RECOMMEND_COLUMNS, fmt, title=f"top {top}") as out:
-        for row in recommendation_rows(cat, rows, top, allowed, include_seen, explore, seed):
+    ranker = load_ranker(ctx, cat) if rerank else None
+    columns = RERANK_COLUMNS if rerank else RECOMMEND_COLUMNS
+    with RowWriter(columns, fmt, title=f"top {top}") as out:
+        for row in recommendation_rows(cat, rows, top, allowed, include_seen, explore, seed,
+                                       ranker, candidates):
             out.write(row)
+
+
+def load_ranker(ctx: typer.Context, cat):
+    """The MovieLens CTR model of output/ctr in numpy (recommend never imports paddle)."""
+    from rec.ctr_numpy import CtrRanker
+    from rec.datasets.contract import load_dataset
+
+    paths = get_paths(ctx)
+    return CtrRanker.load(paths, cat.features, load_dataset(paths, mmap=True))
 
 
 @guarded

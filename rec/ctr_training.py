@@ -1,0 +1,255 @@
+"""CTR training glue: data sources as model inputs, batches as tensors, predictions, export.
+
+Two sources give the same inputs (see rec/models/ctr.py): `MovieLensSource` (the whole
+preprocessed dataset as arrays, on its saved split) and `CriteoSource` (a raw Criteo file,
+streamed chunk by chunk each epoch; validation lines are held in memory, up to
+MAX_VAL_ROWS). Imports paddle: only `rec ctr-train` / `rec ctr-predict` import this module.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from rec.ctr_numpy import LIKED, MovieLensFields, logloss, auc
+from rec.datasets import criteo
+from rec.errors import UsageError
+
+warnings.filterwarnings("ignore", message=".*ccache.*")
+import paddle  # noqa: E402
+
+from rec.models.ctr import CtrConfig, build  # noqa: E402
+
+EVAL_BATCH = 32768
+MAX_VAL_ROWS = 2_000_000  # validation lines kept in memory (the rest are skipped)
+
+
+@dataclass
+class Arrays:
+    """Model inputs (numpy) and labels for n samples; `rows` = line numbers (Criteo)."""
+
+    inputs: dict
+    labels: np.ndarray | None
+    rows: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.inputs["ids"])
+
+    def take(self, index) -> "Arrays":
+        return Arrays({k: v[index] for k, v in self.inputs.items()},
+                      None if self.labels is None else self.labels[index],
+                      None if self.rows is None else self.rows[index])
+
+    @staticmethod
+    def concat(parts: list["Arrays"]) -> "Arrays":
+        parts = [p for p in parts if len(p)] or parts[:1]
+        keys = parts[0].inputs.keys()
+        cat = lambda xs: None if xs[0] is None else np.concatenate(xs)  # noqa: E731
+        return Arrays({k: np.concatenate([p.inputs[k] for p in parts]) for k in keys},
+                      cat([p.labels for p in parts]), cat([p.rows for p in parts]))
+
+
+def tensors(inputs: dict) -> dict:
+    return {k: paddle.to_tensor(v) for k, v in inputs.items()}
+
+
+# --- sources --------------------------------------------------------------------------------
+
+
+class MovieLensSource:
+    """(user, movie) ratings of output/dataset: label 1 when the rating is 4 or more."""
+
+    name = "movielens"
+
+    def __init__(self, ds, crosses: bool):
+        from rec.datasets.contract import TRAIN, VAL
+
+        self.ds = ds
+        self.fields = MovieLensFields.from_dataset(ds, crosses)
+        tu, tm, tr = ds.part(TRAIN)
+        vu, vm, vr = ds.part(VAL)
+        if len(tu) == 0 or len(vu) == 0:
+            raise UsageError("the saved split has an empty train or validation part: "
+                             "run `rec preprocess` with another --val-ratio")
+        self.train = Arrays(self.fields.inputs(tu, tm), (tr >= LIKED).astype(np.float32))
+        self.val = Arrays(self.fields.inputs(vu, vm), (vr >= LIKED).astype(np.float32))
+        self.n_train = len(self.train)
+
+    def model_shape(self) -> dict:
+        f = self.fields
+        return {"n_ids": f.n_ids, "slot_fields": f.slot_fields, "n_dense": 0,
+                "n_cross": f.n_cross}
+
+    def train_parts(self, epoch: int, seed: int) -> Iterator[Arrays]:
+        yield self.train.take(np.random.default_rng([seed, epoch]).permutation(self.n_train))
+
+    def validation(self) -> Arrays:
+        return self.val
+
+    def describe(self) -> dict:
+        return self.fields.describe()
+
+
+class CriteoSource:
+    """A raw Criteo file, streamed: each epoch parses it chunk by chunk, shuffles each
+    chunk's training lines with a (seed, epoch, chunk) generator and trains on them.
+
+    Validation: `--val-input FILE`, or the lines `criteo.validation_mask` picks (a seeded
+    `val_ratio` of line numbers), collected during the first pass."""
+
+    name = "criteo"
+
+    def __init__(self, path: Path, transform: criteo.CriteoTransform, val_ratio: float,
+                 seed: int, val_path: Path | None = None,
+                 chunk_bytes: int = criteo.CHUNK_BYTES):
+        self.path, self.val_path = Path(path), val_path
+        self.transform, self.val_ratio, self.seed = transform, val_ratio, seed
+        self.chunk_bytes = chunk_bytes
+        self._val: list[Arrays] | None = None
+        self._val_rows = 0
+        self.n_train = None  # known after a first pass
+        if not self.path.is_file():
+            raise UsageError(f"no such file: {self.path}")
+        if val_path is not None and not Path(val_path).is_file():
+            raise UsageError(f"no such file: {val_path}")
+
+    def arrays(self, chunk: criteo.Chunk) -> Arrays:
+        t = self.transform
+        return Arrays({"ids": t.ids(chunk), "dense": t.dense(chunk)}, chunk.labels,
+                      chunk.line_numbers)
+
+    def _split(self, chunk: criteo.Chunk) -> tuple[criteo.Chunk, criteo.Chunk | None]:
+        if self.val_path is not None:
+            return chunk, None
+        is_val = criteo.validation_mask(chunk.line_numbers, self.val_ratio, self.seed)
+        return chunk.take(~is_val), chunk.take(is_val)
+
+    def count_vocabulary(self) -> None:
+        """The vocab transform's pass: count categories over the training lines."""
+        counter = criteo.VocabCounter()
+        for chunk in criteo.read_chunks(self.path, self.chunk_bytes):
+            train, _ = self._split(chunk)
+            counter.add(train.cats, train.cat_missing)
+        self.transform.vocab = counter.vocabulary(self.transform.min_count)
+
+    def model_shape(self) -> dict:
+        return {"n_ids": self.transform.n_ids, "slot_fields": list(range(criteo.N_CAT)),
+                "n_dense": criteo.N_DENSE, "n_cross": 0}
+
+    def train_parts(self, epoch: int, seed: int) -> Iterator[Arrays]:
+        collect = self._val is None and self.val_path is None
+        if collect:
+            val_parts = []
+        n = 0
+        for i, chunk in enumerate(criteo.read_chunks(self.path, self.chunk_bytes)):
+            train, val = self._split(chunk)
+            if collect and val is not None and len(val) and self._val_rows < MAX_VAL_ROWS:
+                val = val.take(np.arange(min(len(val), MAX_VAL_ROWS - self._val_rows)))
+                val_parts.append(self.arrays(val))
+                self._val_rows += len(val)
+            if not len(train):
+                continue
+            n += len(train)
+            order = np.random.default_rng([seed, epoch, i]).permutation(len(train))
+            yield self.arrays(train.take(order))
+        if collect:
+            self._val = val_parts
+        self.n_train = n
+
+    def validation(self) -> Arrays:
+        if self._val is None and self.val_path is not None:
+            parts, rows = [], 0
+            for chunk in criteo.read_chunks(self.val_path, self.chunk_bytes):
+                if rows >= MAX_VAL_ROWS:
+                    break
+                chunk = chunk.take(np.arange(min(len(chunk), MAX_VAL_ROWS - rows)))
+                parts.append(self.arrays(chunk))
+                rows += len(chunk)
+            self._val = parts
+        if not self._val:
+            where = self.val_path or f"{self.path} (--val-ratio {self.val_ratio})"
+            raise UsageError(f"no validation lines in {where}: use a larger file, a larger "
+                             "--val-ratio or --val-input")
+        return Arrays.concat(self._val)
+
+    def describe(self) -> dict:
+        return {"kind": "criteo", "transform": self.transform.to_json(),
+                "val_ratio": None if self.val_path else self.val_ratio,
+                "input": str(self.path), "val_input": str(self.val_path) if self.val_path else None}
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+def new_models(source, model: str, emb_dim: int, hidden: tuple, dropout: float):
+    """The model and its logistic-regression baseline, over the same inputs."""
+    shape = source.model_shape()
+    config = CtrConfig(model=model, emb_dim=emb_dim, hidden=tuple(hidden), dropout=dropout,
+                       **shape)
+    baseline = CtrConfig(model="lr", emb_dim=emb_dim, hidden=tuple(hidden), dropout=0.0,
+                         **{**shape, "n_cross": 0})
+    return config, build(config), baseline, build(baseline)
+
+
+def bce(logits, labels):
+    return paddle.nn.functional.binary_cross_entropy_with_logits(logits, labels)
+
+
+def predict(model, arrays: Arrays, batch: int = EVAL_BATCH, baseline: bool = False) -> np.ndarray:
+    """Click probabilities, in order."""
+    model.eval()
+    out = []
+    keys = ["ids", "weights", "dense"] if baseline else None
+    with paddle.no_grad():
+        for i in range(0, len(arrays), batch):
+            inputs = {k: v[i: i + batch] for k, v in arrays.inputs.items()
+                      if keys is None or k in keys}
+            out.append(paddle.nn.functional.sigmoid(model(**tensors(inputs))).numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def scores(labels: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
+    return auc(labels, probs), logloss(labels, probs)
+
+
+def export_npz(model, path: Path) -> None:
+    """The weights as plain numpy arrays (names as in the state_dict), atomically."""
+    from rec.atomic import atomic_path
+
+    arrays = {k: v.numpy() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def load_model(paths):
+    """Rebuild the best model of output/ctr/model from its config.json alone; also return the
+    config and, for Criteo, the transform that turns raw lines into its inputs."""
+    import json
+
+    from rec.ctr_numpy import CONFIG_FILE, MODEL_DIR, PARAMS_FILE, VOCAB_FILE
+    from rec.errors import RecError
+    from rec.paths import require
+
+    folder = paths.ctr_dir / MODEL_DIR
+    require([folder / CONFIG_FILE, folder / PARAMS_FILE], "rec ctr-train")
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    model = build(CtrConfig.from_json(config["model"]))
+    try:
+        model.set_state_dict(paddle.load(str(folder / PARAMS_FILE)))
+    except Exception as e:  # a damaged file: say which, not a traceback
+        raise RecError(f"cannot load {folder / PARAMS_FILE}: {e}")
+    model.eval()
+    transform = None
+    features = config["features"]
+    if features["kind"] == "criteo":
+        t = features["transform"]
+        transform = criteo.CriteoTransform(t["mode"], t["hash_size"], t["min_count"])
+        if t["mode"] == "vocab":
+            require([folder / VOCAB_FILE], "rec ctr-train")
+            transform.vocab = criteo.CategoryVocab.load(folder / VOCAB_FILE)
+    return model, config, transform

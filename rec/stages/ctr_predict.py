@@ -1,0 +1,160 @@
+"""`rec ctr-predict`: per-sample click probabilities from output/ctr's best model, streamed.
+
+Input (a file, or stdin with `-`, the default), chosen by what the model was trained on:
+  criteo     raw Criteo lines (with a label column, or 39 columns with --no-label);
+             .gz files work
+  movielens  one pair per line: USER MOVIE (raw ids, separated by spaces, tabs or a comma;
+             further columns are ignored; a header line is skipped)
+
+Output: one row per input line, in input order, each carrying the input's line number so
+scores join back to the lines (`paste`, `join`, or a key in JSON):
+  criteo     line, label, probability   (label omitted with --no-label)
+  movielens  line, user, movie, probability
+TSV with a header by default (--format json for JSON lines). Lines are read, checked and
+scored a chunk at a time, so the input may be larger than memory; a bad line stops the
+command with one line on stderr naming it (exit 2), after the rows of earlier chunks.
+With labels, the AUC and log loss over all lines go to stderr at the end.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Iterator
+
+import numpy as np
+import typer
+
+from rec.console import RowWriter, log, resolve_format
+from rec.errors import UsageError
+from rec.stages import get_paths, guarded
+
+HELP = ("Click probabilities from the trained CTR model, one row per input line in order "
+        "(TSV on stdout): raw Criteo lines, or USER MOVIE pairs for a MovieLens model. "
+        "INPUT is a file; - (default) reads stdin.")
+PAIR_CHUNK = 65536
+SPLIT = re.compile(r"[\s,]+")
+
+
+def criteo_rows(model, transform, path: str, has_label: bool, batch: int,
+                summary: dict) -> Iterator[dict]:
+    from rec import ctr_training as ct
+    from rec.datasets import criteo
+
+    labels, probs = [], []
+    for chunk in criteo.read_chunks(path, has_label=has_label):
+        arrays = ct.Arrays({"ids": transform.ids(chunk), "dense": transform.dense(chunk)},
+                           chunk.labels)
+        p = ct.predict(model, arrays, batch)
+        if has_label:
+            labels.append(chunk.labels)
+            probs.append(p)
+            for line, y, prob in zip(chunk.line_numbers.tolist(), chunk.labels.tolist(), p.tolist()):
+                yield {"line": line, "label": int(y), "probability": round(prob, 6)}
+        else:
+            for line, prob in zip(chunk.line_numbers.tolist(), p.tolist()):
+                yield {"line": line, "probability": round(prob, 6)}
+    if has_label and labels:
+        summary["labels"], summary["probs"] = np.concatenate(labels), np.concatenate(probs)
+
+
+def read_pairs(stream, user_index: dict, movie_index: dict) -> Iterator[tuple]:
+    """Chunks of (line numbers, raw user ids, raw movie ids, user indices, movie indices)."""
+    lines, users, movies = [], [], []
+    for number, line in enumerate(stream, start=1):
+        text = line.strip()
+        if not text:
+            continue
+        tokens = SPLIT.split(text)
+        if len(tokens) < 2 or not all(re.fullmatch(r"-?\d+", t) for t in tokens[:2]):
+            if number == 1:
+                continue  # a header
+            raise UsageError(f"line {number}: expected USER MOVIE (two ids), got {text[:60]!r}")
+        u, m = str(int(tokens[0])), str(int(tokens[1]))
+        if u not in user_index:
+            raise UsageError(f"line {number}: unknown user id {u}")
+        if m not in movie_index:
+            raise UsageError(f"line {number}: unknown movie id {m}")
+        lines.append(number)
+        users.append(u)
+        movies.append(m)
+        if len(lines) >= PAIR_CHUNK:
+            yield lines, users, movies
+            lines, users, movies = [], [], []
+    if lines:
+        yield lines, users, movies
+
+
+def movielens_rows(model, config: dict, paths, path: str, batch: int) -> Iterator[dict]:
+    from rec import ctr_training as ct
+    from rec.ctr_numpy import MovieLensFields
+    from rec.datasets.contract import load_dataset
+    from rec.manifest import fingerprint
+
+    ds = load_dataset(paths, mmap=True)
+    if config.get("data_fingerprint") != fingerprint(paths.dataset_file("split.npy")):
+        raise UsageError("output/ctr was trained on another output/dataset: "
+                         "run `rec ctr-train --data movielens` again")
+    fields = MovieLensFields.from_dataset(ds, config["features"].get("crosses", False))
+    user_index = {str(u): i for i, u in enumerate(ds.vocab.user_ids)}
+    movie_index = {str(m): i for i, m in enumerate(ds.vocab.movie_ids)}
+    if path == "-":
+        stream = sys.stdin
+    else:
+        try:
+            stream = open(path, encoding="utf-8", errors="replace")
+        except OSError as e:
+            raise UsageError(f"cannot read {path}: {e.strerror}")
+    try:
+        for lines, users, movies in read_pairs(stream, user_index, movie_index):
+            u = np.array([user_index[x] for x in users], dtype=np.int64)
+            m = np.array([movie_index[x] for x in movies], dtype=np.int64)
+            p = ct.predict(model, ct.Arrays(fields.inputs(u, m), None), batch)
+            for line, uid, mid, prob in zip(lines, users, movies, p.tolist()):
+                yield {"line": line, "user": int(uid), "movie": int(mid),
+                       "probability": round(prob, 6)}
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+@guarded
+def command(
+    ctx: typer.Context,
+    input: str = typer.Argument("-", metavar="INPUT",
+                                help="Criteo-format file for a Criteo model, USER MOVIE lines "
+                                "for a MovieLens model; - reads stdin."),
+    no_label: bool = typer.Option(False, "--no-label",
+                                  help="Criteo: the lines have no label column (39 columns)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, gpu or gpu:N."),
+    batch_size: int = typer.Option(32768, "--batch-size", min=1),
+    fmt: str = typer.Option("tsv", "--format", help="tsv | json | table | auto."),
+) -> None:
+    from rec import ctr_training as ct
+    from rec import training
+    from rec.ctr_numpy import auc, logloss
+
+    fmt = resolve_format(fmt)
+    paths = get_paths(ctx)
+    if input != "-" and not __import__("pathlib").Path(input).is_file():
+        raise UsageError(f"no such file: {input}")
+    model, config, transform = ct.load_model(paths)
+    training.setup_device(device)
+    kind = config["features"]["kind"]
+    summary: dict = {}
+    if kind == "criteo":
+        columns = ["line", "probability"] if no_label else ["line", "label", "probability"]
+        rows = criteo_rows(model, transform, input, not no_label, batch_size, summary)
+    else:
+        if no_label:
+            raise UsageError("--no-label is for Criteo files; this model is for MovieLens pairs")
+        columns = ["line", "user", "movie", "probability"]
+        rows = movielens_rows(model, config, paths, input, batch_size)
+    n = 0
+    with RowWriter(columns, fmt, title="click probabilities") as out:
+        for row in rows:
+            out.write(row)
+            n += 1
+    if "labels" in summary:
+        y, p = summary["labels"], summary["probs"]
+        log(f"{n:,} lines: AUC {auc(y, p):.4f}, log loss {logloss(y, p):.4f}")

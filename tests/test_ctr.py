@@ -1,0 +1,449 @@
+"""CTR: the Criteo reader and transforms, ctr-train / ctr-predict on synthetic Criteo and
+MovieLens, the numpy forward pass, and `rec recommend --rerank`.
+
+Two small worlds are built once per module: a synthetic Criteo file with planted pairwise
+interactions (which the logistic-regression baseline cannot represent) and a small synthetic
+MovieLens, preprocessed, with a quickly trained two-tower model and its saved features.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from rec.cli import app
+from rec.ctr_numpy import auc, logloss
+from rec.datasets import criteo
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rec(root: Path, *args: str, input: str | None = None):
+    return CliRunner().invoke(app, ["--data-dir", str(root / "data"), "--output-dir",
+                                    str(root / "output"), *args], input=input)
+
+
+def tsv(text: str) -> list[dict]:
+    lines = text.splitlines()
+    header = lines[0].split("\t")
+    return [dict(zip(header, line.split("\t"))) for line in lines[1:]]
+
+
+def one_line_error(result, code: int, *needles: str) -> None:
+    assert result.exit_code == code, result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+# --- the reader -----------------------------------------------------------------------------
+
+
+def read_all(path, **kw) -> criteo.Chunk:
+    chunks = list(criteo.read_chunks(path, **kw))
+    return criteo.Chunk(*[None if chunks[0].labels is None and name == "labels" else
+                          np.concatenate([getattr(c, name) for c in chunks])
+                          for name in ("line_numbers", "labels", "dense", "cats", "cat_missing")])
+
+
+def test_reader_parses_hand_written_lines_exactly():
+    c = read_all(FIXTURES / "criteo_small.txt")
+    # line 3 is blank: skipped; every other line is one sample, numbered as in the file
+    assert c.line_numbers.tolist() == [1, 2, 4, 5, 6]
+    assert c.labels.tolist() == [1, 0, 0, 1, 0]
+    nan = np.nan
+    np.testing.assert_array_equal(c.dense[0], [5, 0, -1, 12, nan, 3, 100, 0, 7, 1, 2, nan, 9])
+    np.testing.assert_array_equal(c.dense[1], [1, 2] + [nan] * 11)  # short line: the rest missing
+    assert np.isnan(c.dense[2]).all() and np.isnan(c.dense[3]).all()
+    np.testing.assert_array_equal(c.dense[4], np.arange(13))
+    assert c.cats[0, 0] == 0x68FD1E64 and c.cats[0, 25] == 0x9727DD16
+    assert c.cat_missing[0].tolist() == [j == 21 for j in range(26)]  # C22 is empty
+    assert c.cats[2, :3].tolist() == [0xABCDEF01, 0, 0xFFFFFFFF]  # upper case is hex too
+    assert c.cat_missing[2].tolist() == [False] * 3 + [True] * 23
+    assert c.cat_missing[1].all() and c.cat_missing[3].all()  # label-only line
+    assert c.cats[4, :2].tolist() == [0x05DB9164, 0x38D50E09] and c.cat_missing[4, 2:].all()
+
+
+def test_reader_is_the_same_in_tiny_chunks_and_without_a_final_newline(tmp_path):
+    whole = read_all(FIXTURES / "criteo_small.txt")
+    text = (FIXTURES / "criteo_small.txt").read_bytes().rstrip(b"\n")
+    (tmp_path / "f.txt").write_bytes(text.replace(b"\n", b"\r\n"))  # and Windows line ends
+    pieces = read_all(tmp_path / "f.txt", chunk_bytes=7)
+    for name in ("line_numbers", "labels", "cats", "cat_missing"):
+        np.testing.assert_array_equal(getattr(pieces, name), getattr(whole, name))
+    np.testing.assert_array_equal(pieces.dense, whole.dense)
+
+
+def test_reader_real_sample_lines():
+    path = ROOT.parent / "shared" / "data" / "criteo" / "paddlerec_sample_test.txt"
+    if not path.exists():
+        pytest.skip("../shared/data/criteo not present")
+    lines = path.read_text().splitlines()
+    c = read_all(path)
+    assert len(c) == len(lines)
+    for i in (0, len(lines) - 1):
+        fields = lines[i].split("\t") + [""] * (40 - len(lines[i].split("\t")))
+        assert c.labels[i] == int(fields[0])
+        assert [int(x, 16) if x else 0 for x in fields[14:]] == \
+            np.where(c.cat_missing[i], 0, c.cats[i]).tolist()
+
+
+@pytest.mark.parametrize("line,message", [
+    ("2\t1", "line 2: the label must be 0 or 1 (got '2')"),
+    ("\t1", "line 2: the label must be 0 or 1 (it is empty)"),
+    ("0\t1.5", "line 2: I1 is not an integer ('1.5')"),
+    ("0\t1\t-", "line 2: I2 is not an integer ('-')"),
+    ("1" + "\t" * 14 + "12345xyz", "line 2: C1 is not hexadecimal ('12345xyz')"),
+    ("1" + "\t0" * 40, "line 2: 41 tab-separated fields, expected at most 40"),
+])
+def test_bad_lines_name_the_line_and_field(line, message):
+    with pytest.raises(criteo.CriteoFormatError) as e:
+        criteo.parse_lines(["1\t2", line, "0"], source="f.txt")
+    assert str(e.value) == f"f.txt {message}"
+    assert e.value.exit_code == 2
+
+
+def test_file_without_labels():
+    c = read_all(FIXTURES / "criteo_nolabel.txt", has_label=False)
+    assert c.labels is None and c.line_numbers.tolist() == [1, 2]
+    np.testing.assert_array_equal(c.dense[0], [5, 0, -1, 12, np.nan, 3, 100, 0, 7, 1, 2, np.nan, 9])
+    assert c.cats[0, 0] == 0x68FD1E64
+    with pytest.raises(criteo.CriteoFormatError, match="line 1: 41 tab-separated"):
+        criteo.parse_lines(["\t".join(["1"] * 14 + ["a"] * 27)], has_label=False)
+
+
+def test_transforms():
+    c = read_all(FIXTURES / "criteo_small.txt")
+    dense = criteo.log_dense(c.dense)
+    assert dense.dtype == np.float32 and dense[1, 2] == 0.0  # missing -> 0
+    np.testing.assert_allclose(dense[0, :4], [np.log(6), 0, -np.log(2), np.log(13)], rtol=1e-6)
+    ids = criteo.hash_ids(c.cats, c.cat_missing, 1000)
+    assert ids.min() >= 0 and ids.max() < 1000
+    np.testing.assert_array_equal(ids, criteo.hash_ids(c.cats, c.cat_missing, 1000))
+    assert ids[1, 0] == ids[3, 0] and ids[1, 0] != ids[1, 1]  # missing: one id per field
+    counter = criteo.VocabCounter()
+    counter.add(c.cats, c.cat_missing)
+    counter.add(c.cats[:1], c.cat_missing[:1])  # line 1's values now seen twice
+    vocab = counter.vocabulary(min_count=2)
+    v = vocab.ids(c.cats, c.cat_missing)
+    assert (v[0] - vocab.offsets >= 2).sum() == 25  # its 25 values have their own ids
+    assert v[0, 21] == vocab.offsets[21]  # C22 is empty on line 1: the field's missing id
+    assert v[4, 0] == vocab.offsets[0] + 1  # 05db9164 seen once: the field's rare id
+    mask = criteo.validation_mask(np.arange(1, 100001), 0.1, seed=7)
+    assert 0.09 < mask.mean() < 0.11
+    np.testing.assert_array_equal(mask[50:60], criteo.validation_mask(np.arange(51, 61), 0.1, 7))
+
+
+def test_auc_and_logloss_match_their_definitions():
+    rng = np.random.default_rng(0)
+    y = rng.random(300) < 0.3
+    s = np.round(rng.random(300), 1)  # many ties
+    pos, neg = s[y], s[~y]
+    brute = ((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean()
+    assert abs(auc(y, s) - brute) < 1e-12
+    p = np.clip(s, 0.05, 0.95)
+    assert abs(logloss(y, p) - float(-np.mean(np.where(y, np.log(p), np.log(1 - p))))) < 1e-9
+
+
+def test_synthetic_generator_is_seeded_and_has_structure(tmp_path):
+    spec = criteo.SyntheticCriteoSpec(lines=3000, seed=5)
+    a = criteo.generate(tmp_path / "a.txt", spec)
+    criteo.generate(tmp_path / "b.txt", spec)
+    assert (tmp_path / "a.txt").read_bytes() == (tmp_path / "b.txt").read_bytes()
+    assert a["bayes_auc"] > 0.85 and 0.15 < a["click_rate"] < 0.5
+    c = read_all(tmp_path / "a.txt")
+    assert len(c) == 3000 and c.cat_missing.any() and np.isnan(c.dense).any()
+
+
+# --- Criteo through the CLI -----------------------------------------------------------------
+
+CRITEO_LINES = 10000
+CRITEO_TRAIN = ["--data", "criteo", "--hash-size", "5000", "--embedding-size", "8", "--hidden",
+                "32,16", "--epochs", "4", "--batch-size", "128", "--lr", "1e-2"]
+
+
+@pytest.fixture(scope="module")
+def criteo_world(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("criteo")
+    criteo.generate(root / "train.txt", criteo.SyntheticCriteoSpec(
+        lines=CRITEO_LINES, seed=3, max_cardinality=12, interactions=8, interaction_scale=1.5))
+    return root
+
+
+@pytest.fixture(scope="module")
+def criteo_trained(criteo_world) -> dict:
+    """Both models trained on the same file; each one's output folder kept."""
+    out = {}
+    for model in ("deepfm", "wide_deep"):
+        result = rec(criteo_world, "ctr-train", *CRITEO_TRAIN, "--model", model,
+                     "--input", str(criteo_world / "train.txt"), "--format", "json")
+        assert result.exit_code == 0, result.output
+        shutil.copytree(criteo_world / "output", criteo_world / model)
+        out[model] = json.loads(result.stdout)
+    return out
+
+
+@pytest.mark.parametrize("model", ["deepfm", "wide_deep"])
+def test_models_beat_logistic_regression_on_planted_interactions(criteo_trained, criteo_world,
+                                                                 model):
+    m = criteo_trained[model]
+    assert m["model"] == model and m["data"] == "criteo"
+    assert m["auc"] > m["baseline_auc"] + 0.03, m
+    assert m["logloss"] < m["baseline_logloss"], m
+    saved = json.loads((criteo_world / model / "ctr" / "metrics.json").read_text())
+    assert {k: saved[k] for k in ("auc", "logloss", "baseline_auc", "baseline_logloss")} == \
+        {k: m[k] for k in ("auc", "logloss", "baseline_auc", "baseline_logloss")}
+    history = json.loads((criteo_world / model / "ctr" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert m["train_samples"] + m["val_samples"] == CRITEO_LINES
+    assert 0.08 < m["val_samples"] / CRITEO_LINES < 0.12
+
+
+def test_predict_has_one_row_per_input_line_in_order(criteo_world, criteo_trained, tmp_path):
+    world = tmp_path / "w"
+    shutil.copytree(criteo_world / "deepfm", world / "output")
+    result = rec(world, "ctr-predict", str(FIXTURES / "criteo_small.txt"))
+    assert result.exit_code == 0, result.output
+    rows = tsv(result.stdout)
+    assert [r["line"] for r in rows] == ["1", "2", "4", "5", "6"]  # the blank line 3 has none
+    assert [r["label"] for r in rows] == ["1", "0", "0", "1", "0"]
+    assert all(0 < float(r["probability"]) < 1 for r in rows)
+    assert "AUC" in result.stderr
+    # the same from stdin, and without labels
+    piped = rec(world, "ctr-predict", "-", input=(FIXTURES / "criteo_small.txt").read_text())
+    assert piped.stdout == result.stdout
+    nolabel = rec(world, "ctr-predict", "--no-label", str(FIXTURES / "criteo_nolabel.txt"),
+                  "--format", "json")
+    assert nolabel.exit_code == 0, nolabel.output
+    objs = [json.loads(line) for line in nolabel.stdout.splitlines()]
+    assert [o["line"] for o in objs] == [1, 2] and set(objs[0]) == {"line", "probability"}
+    # line 1 of the unlabelled file is line 1 of the labelled one without its label
+    assert abs(objs[0]["probability"] - float(rows[0]["probability"])) < 1e-6
+    # a large file: every line, in order
+    big = rec(world, "ctr-predict", str(criteo_world / "train.txt"))
+    lines = [int(r["line"]) for r in tsv(big.stdout)]
+    assert lines == list(range(1, CRITEO_LINES + 1))
+
+
+def test_predict_bad_line_is_one_clear_error(criteo_world, criteo_trained, tmp_path):
+    world = tmp_path / "w"
+    shutil.copytree(criteo_world / "deepfm", world / "output")
+    result = rec(world, "ctr-predict", str(FIXTURES / "criteo_bad_hex.txt"))
+    one_line_error(result, 2, "line 3", "C2 is not hexadecimal", "'xyz12345'")
+    result = rec(world, "ctr-train", "--data", "criteo", "--input",
+                 str(FIXTURES / "criteo_bad_hex.txt"))
+    one_line_error(result, 2, "criteo_bad_hex.txt line 3: C2 is not hexadecimal")
+
+
+def test_vocab_transform_and_a_validation_file(criteo_world, tmp_path):
+    world = tmp_path / "w"
+    args = [*CRITEO_TRAIN, "--epochs", "1", "--categorical", "vocab", "--min-count", "3",
+            "--input", str(criteo_world / "train.txt"), "--val-input",
+            str(FIXTURES / "criteo_small.txt"), "--format", "json"]
+    result = rec(world, "ctr-train", *args)
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    assert m["train_samples"] == CRITEO_LINES and m["val_samples"] == 5
+    assert (world / "output" / "ctr" / "model" / "vocab.npz").exists()
+    pred = rec(world, "ctr-predict", str(FIXTURES / "criteo_small.txt"))
+    assert pred.exit_code == 0, pred.output
+    assert len(tsv(pred.stdout)) == 5
+
+
+@pytest.mark.parametrize("model", ["deepfm", "wide_deep"])
+def test_numpy_forward_matches_paddle_with_dense_features(criteo_world, criteo_trained, model):
+    from rec import ctr_training as ct
+    from rec.ctr_numpy import NumpyCtr
+    from rec.paths import Paths
+
+    net, config, transform = ct.load_model(Paths(criteo_world, criteo_world / model))
+    chunk = read_all(criteo_world / "train.txt")
+    arrays = ct.Arrays({"ids": transform.ids(chunk), "dense": transform.dense(chunk)}, None)
+    weights = {k: v.numpy() for k, v in net.state_dict().items()}
+    from_numpy = NumpyCtr(config["model"], weights).probabilities(**arrays.inputs)
+    np.testing.assert_allclose(from_numpy, ct.predict(net, arrays), atol=1e-5)
+
+
+# --- MovieLens ------------------------------------------------------------------------------
+
+ML_TRAIN = ["--epochs", "2", "--batch-size", "1024"]
+
+
+@pytest.fixture(scope="module")
+def ml_world(tmp_path_factory) -> Path:
+    """Synthetic MovieLens, preprocessed, a two-tower model and its features, a CTR model."""
+    root = tmp_path_factory.mktemp("ml-ctr")
+    for args in (["download", "--dataset", "synthetic", "--users", "300", "--movies", "200",
+                  "--ratings", "24000"], ["preprocess", "--dataset", "synthetic"],
+                 ["train", "--epochs", "2"], ["save-features"], ["ctr-train", *ML_TRAIN]):
+        result = rec(root, *args)
+        assert result.exit_code == 0, (args, result.output)
+    return root
+
+
+@pytest.fixture
+def ml_copy(ml_world, tmp_path) -> Path:
+    shutil.copytree(ml_world, tmp_path / "w")
+    return tmp_path / "w"
+
+
+def test_movielens_metrics_include_baseline_and_recall_vs_rerank(ml_world):
+    m = json.loads((ml_world / "output" / "ctr" / "metrics.json").read_text())
+    assert m["data"] == "movielens" and m["model"] == "wide_deep"
+    for key in ("auc", "logloss", "baseline_auc", "baseline_logloss", "recall_hr@10",
+                "rerank_hr@10", "recall_ndcg@10", "rerank_ndcg@10"):
+        assert isinstance(m[key], float), key
+    assert 0.6 < m["auc"] <= 1 and m["rerank_candidates"] == 200
+    assert 0 < m["recall_hr@10"] <= 1 and 0 < m["rerank_hr@10"] <= 1
+
+
+@pytest.mark.parametrize("model", ["wide_deep", "deepfm"])
+def test_numpy_forward_matches_paddle(ml_copy, model):
+    from rec import ctr_training as ct
+    from rec.ctr_numpy import NumpyCtr
+    from rec.datasets.contract import load_dataset
+    from rec.paths import Paths
+
+    if model != "wide_deep":
+        result = rec(ml_copy, "ctr-train", "--model", model, "--epochs", "1")
+        assert result.exit_code == 0, result.output
+    paths = Paths(ml_copy / "data", ml_copy / "output")
+    net, config, _ = ct.load_model(paths)
+    assert config["model"]["model"] == model and config["features"]["crosses"]
+    source = ct.MovieLensSource(load_dataset(paths), crosses=True)
+    val = source.validation()
+    from_paddle = ct.predict(net, val)
+    folder = paths.ctr_dir / "model"
+    from_numpy = NumpyCtr.load(folder / "weights.npz", config["model"]).probabilities(**val.inputs)
+    np.testing.assert_allclose(from_numpy, from_paddle, atol=1e-5)
+
+
+def test_rerank_orders_the_recall_candidates_by_click_probability(ml_world):
+    plain = rec(ml_world, "recommend", "1", "2", "--top", "200", "--format", "tsv")
+    reranked = rec(ml_world, "recommend", "1", "2", "--top", "5", "--rerank", "--format", "tsv")
+    assert reranked.exit_code == 0, reranked.output
+    rows = tsv(reranked.stdout)
+    assert list(rows[0]) == ["user", "rank", "movie", "title", "year", "genres", "score", "ctr",
+                             "reason"]
+    assert [r["user"] for r in rows] == ["1"] * 5 + ["2"] * 5
+    recall = {(r["user"], r["movie"]): float(r["score"]) for r in tsv(plain.stdout)}
+    for user in ("1", "2"):
+        mine = [r for r in rows if r["user"] == user]
+        ctr = [float(r["ctr"]) for r in mine]
+        assert ctr == sorted(ctr, reverse=True) and all(0 < p < 1 for p in ctr)
+        for r in mine:  # from the two-tower top 200, with its score
+            assert abs(recall[(user, r["movie"])] - float(r["score"])) < 1e-6
+    # the same probabilities as ctr-predict for the same pairs
+    pairs = "".join(f"{r['user']} {r['movie']}\n" for r in rows)
+    pred = rec(ml_world, "ctr-predict", input=pairs)
+    assert [abs(float(a["probability"]) - float(b["ctr"])) < 1e-4
+            for a, b in zip(tsv(pred.stdout), rows)] == [True] * 10
+
+
+def test_recommend_rerank_never_imports_paddle(ml_world):
+    code = ("import sys; from typer.testing import CliRunner; from rec.cli import app; "
+            f"r = CliRunner().invoke(app, ['--output-dir', {str(ml_world / 'output')!r}, "
+            "'recommend', '1', '--top', '3', '--rerank']); assert r.exit_code == 0, r.output; "
+            "assert not [m for m in sys.modules if m.split('.')[0] == 'paddle'], 'paddle imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_predict_pairs_from_stdin_in_order(ml_world):
+    result = rec(ml_world, "ctr-predict", input="user,movie\n3 7\n\n1\t2\t5\n3,7\n")
+    assert result.exit_code == 0, result.output
+    rows = tsv(result.stdout)
+    assert [(r["line"], r["user"], r["movie"]) for r in rows] == \
+        [("2", "3", "7"), ("4", "1", "2"), ("5", "3", "7")]
+    assert rows[0]["probability"] == rows[2]["probability"]
+    bad = rec(ml_world, "ctr-predict", input="1 2\n99999 2\n")
+    one_line_error(bad, 2, "line 2: unknown user id 99999")
+    bad = rec(ml_world, "ctr-predict", input="1 2\n1 two\n")
+    one_line_error(bad, 2, "line 2: expected USER MOVIE")
+
+
+def test_same_seed_same_result_and_resume_matches(ml_copy, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(ml_copy, other)
+    shutil.rmtree(other / "output" / "ctr")
+    assert rec(other, "ctr-train", *ML_TRAIN[2:], "--epochs", "1").exit_code == 0
+    result = rec(other, "ctr-train", "--resume", "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    assert "resuming after epoch 1" in result.stderr
+    a = json.loads((ml_copy / "output" / "ctr" / "history.json").read_text())
+    b = json.loads((other / "output" / "ctr" / "history.json").read_text())
+    assert [h["epoch"] for h in b] == [1, 2]
+    for ha, hb in zip(a, b):
+        for key in ("train_loss", "auc", "logloss", "baseline_auc"):
+            assert abs(ha[key] - hb[key]) < 1e-6, key
+    ctr_dir = other / "output" / "ctr"
+    assert not [p for p in ctr_dir.rglob(".*")]  # no temporary leftovers
+
+
+def test_ctrl_c_keeps_the_last_complete_checkpoint(ml_copy, monkeypatch):
+    from rec import ctr_training as ct
+
+    real, calls = ct.scores, {"n": 0}
+
+    def interrupt_in_second_validation(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:  # two calls per epoch: the model's, the baseline's
+            raise KeyboardInterrupt
+        return real(*args)
+
+    shutil.rmtree(ml_copy / "output" / "ctr")
+    monkeypatch.setattr(ct, "scores", interrupt_in_second_validation)
+    result = rec(ml_copy, "ctr-train", *ML_TRAIN)
+    assert result.exit_code == 130 and "Traceback" not in result.stderr
+    ctr_dir = ml_copy / "output" / "ctr"
+    assert json.loads((ctr_dir / "checkpoint" / "state.json").read_text())["epoch"] == 1
+    assert (ctr_dir / "model" / "weights.npz").exists()
+    assert not [p for p in ctr_dir.rglob(".*")]
+    monkeypatch.setattr(ct, "scores", real)
+    result = rec(ml_copy, "ctr-train", "--resume", "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    assert json.loads((ctr_dir / "metrics.json").read_text())["epochs_run"] == 2
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (["ctr-train", "--data", "criteo"], 2, "--data criteo needs --input"),
+    (["ctr-train", "--model", "fm"], 2, "unknown --model 'fm'"),
+    (["ctr-train", "--data", "tsv"], 2, "unknown --data 'tsv'"),
+    (["ctr-train", "--input", "/nonexistent/x.txt"], 2, "no such file: /nonexistent/x.txt"),
+    (["ctr-train", "--hidden", "12,x"], 2, "--hidden must be layer sizes"),
+    (["ctr-train", "--resume"], 2, "nothing to resume"),
+    (["ctr-predict", "/nonexistent/x.txt"], 2, "no such file"),
+])
+def test_bad_usage_is_one_line(tmp_path, args, code, needle):
+    one_line_error(rec(tmp_path, *args), code, needle)
+
+
+def test_missing_inputs_name_the_stage_to_run(tmp_path, ml_world):
+    one_line_error(rec(tmp_path, "ctr-train"), 2, "rec preprocess")
+    one_line_error(rec(tmp_path, "ctr-predict"), 2, "rec ctr-train")
+    world = tmp_path / "w"
+    shutil.copytree(ml_world, world)
+    shutil.rmtree(world / "output" / "ctr")
+    one_line_error(rec(world, "recommend", "1", "--rerank"), 2, "rec ctr-train --data movielens")
+    one_line_error(rec(ml_world, "recommend", "1", "--rerank", "--explore", "2"), 2,
+                   "--explore and --rerank")
+
+
+def test_gpu_on_cpu_build_is_a_clear_usage_error(ml_world, tmp_path):
+    import paddle
+
+    if paddle.is_compiled_with_cuda():
+        pytest.skip("this paddle is a CUDA build")
+    result = rec(tmp_path, "ctr-train", "--device", "gpu", "--data", "criteo", "--input",
+                 str(FIXTURES / "criteo_small.txt"))
+    one_line_error(result, 2, "paddlepaddle-gpu", "CPU-only")
