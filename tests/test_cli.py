@@ -101,7 +101,10 @@ def test_no_arguments_shows_help():
 def test_version():
     r = invoke(None, "--version")
     assert r.exit_code == 0
-    assert r.stdout == f"rec {__version__}\n" and r.stderr == ""
+    from rec.training import describe_build
+
+    assert r.stdout == f"rec {__version__}\n{describe_build()}\n" and r.stderr == ""
+    assert describe_build().startswith("paddlepaddle ") and "build" in describe_build()
 
 
 def test_every_command_is_in_the_readme():
@@ -297,8 +300,10 @@ def test_failed_preprocess_keeps_the_previous_dataset(synthetic):
 
 
 def test_status_before_anything(tmp_path):
+    from rec.build_info import paddle_build
+
     r = invoke(tmp_path, "status", "--format", "json")
-    assert r.exit_code == 0 and r.stderr == ""
+    assert r.exit_code == 0 and r.stderr == f"paddle: {paddle_build()}\n"
     rows = json_lines(r.stdout)
     assert [row["stage"] for row in rows] == manifest.STAGES
     assert all(row["state"] == "not run" and row["when"] == "" for row in rows)
