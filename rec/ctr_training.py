@@ -182,6 +182,68 @@ class CriteoSource:
                 "input": str(self.path), "val_input": str(self.val_path) if self.val_path else None}
 
 
+def make_source(paths, p, vocab_path: Path | None):
+    """`rec ctr-train`'s data source (p: its CtrParams), the fingerprint of its input and
+    the input files (for the manifest)."""
+    from rec import manifest
+    from rec.console import log
+    from rec.datasets.contract import dataset_paths, load_dataset
+
+    if p.data == "movielens":
+        ds = load_dataset(paths)
+        fp = manifest.fingerprint(paths.dataset_file("split.npy"))
+        return MovieLensSource(ds, p.crosses), fp, dataset_paths(paths)
+    files = [Path(p.input)] + ([Path(p.val_input)] if p.val_input else [])
+    for f in files:
+        if not f.is_file():
+            raise UsageError(f"no such file: {f}")
+    transform = criteo.CriteoTransform(p.categorical, p.hash_size, p.min_count)
+    source = CriteoSource(Path(p.input), transform, p.val_ratio, p.seed,
+                          Path(p.val_input) if p.val_input else None)
+    if p.categorical == "vocab":
+        if vocab_path is not None:
+            transform.vocab = criteo.CategoryVocab.load(vocab_path)
+        else:
+            log(f"counting categories in {p.input} (--min-count {p.min_count})")
+            source.count_vocabulary()
+            log(f"vocabulary: {transform.vocab.size:,} ids")
+    fp = "+".join(manifest.fingerprint(f) or "" for f in files)
+    return source, fp, files
+
+
+def recall_then_rank(paths, source, candidates: int) -> dict:
+    """HR@10 / NDCG@10 of recall alone and recall + rank (the saved best model, through the
+    numpy forward pass `rec recommend --rerank` uses); {} without output/features."""
+    import json
+
+    from rec.console import log, warn
+    from rec.ctr_numpy import CONFIG_FILE, MODEL_DIR, WEIGHTS_FILE, NumpyCtr, recall_rerank_metrics
+    from rec.errors import RecError
+    from rec.features import load_features
+
+    if not (paths.features_dir / "usr_feat.pkl").exists():
+        log("no output/features: recall-then-rank comparison skipped "
+            "(run `rec save-features` first to get it)")
+        return {}
+    try:
+        features = load_features(paths.features_dir)
+    except RecError as e:
+        warn(f"recall-then-rank comparison skipped: {e}")
+        return {}
+    model_dir = paths.ctr_dir / MODEL_DIR
+    config = json.loads((model_dir / CONFIG_FILE).read_text())
+    net = NumpyCtr.load(model_dir / WEIGHTS_FILE, config["model"])
+    result = recall_rerank_metrics(source.ds, features, net, source.fields, candidates)
+    if result is None:
+        warn("output/features does not match output/dataset: recall-then-rank comparison "
+             "skipped (run `rec save-features` again)")
+        return {}
+    log(f"recall then rank ({result['ranked_users']:,} validation users, top {candidates} "
+        f"candidates): HR@10 {result['recall_hr@10']:.4f} -> {result['rerank_hr@10']:.4f}, "
+        f"NDCG@10 {result['recall_ndcg@10']:.4f} -> {result['rerank_ndcg@10']:.4f}")
+    return result
+
+
 # --- models ---------------------------------------------------------------------------------
 
 

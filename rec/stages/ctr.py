@@ -39,8 +39,8 @@ from rich.table import Table
 
 from rec import __version__, manifest
 from rec.atomic import atomic_dir, write_json
-from rec.console import emit_object, err_console, is_quiet, log, warn
-from rec.ctr_numpy import (CONFIG_FILE, MODEL_DIR, PARAMS_FILE, VOCAB_FILE, WEIGHTS_FILE)
+from rec.console import emit_object, err_console, is_quiet, log
+from rec.ctr_numpy import CONFIG_FILE, MODEL_DIR, PARAMS_FILE, VOCAB_FILE, WEIGHTS_FILE
 from rec.errors import UsageError
 from rec.stages import get_paths, guarded
 
@@ -164,34 +164,6 @@ class EpochDisplay:
 # --- training -------------------------------------------------------------------------------
 
 
-def make_source(paths, p: CtrParams, vocab_path: Path | None):
-    """The data source, the fingerprint of its input and the input files (for the manifest)."""
-    from rec import ctr_training as ct
-    from rec.datasets import criteo
-    from rec.datasets.contract import dataset_paths, load_dataset
-
-    if p.data == "movielens":
-        ds = load_dataset(paths)
-        fp = manifest.fingerprint(paths.dataset_file("split.npy"))
-        return ct.MovieLensSource(ds, p.crosses), fp, dataset_paths(paths)
-    files = [Path(p.input)] + ([Path(p.val_input)] if p.val_input else [])
-    for f in files:
-        if not f.is_file():
-            raise UsageError(f"no such file: {f}")
-    transform = criteo.CriteoTransform(p.categorical, p.hash_size, p.min_count)
-    source = ct.CriteoSource(Path(p.input), transform, p.val_ratio, p.seed,
-                             Path(p.val_input) if p.val_input else None)
-    if p.categorical == "vocab":
-        if vocab_path is not None:
-            transform.vocab = criteo.CategoryVocab.load(vocab_path)
-        else:
-            log(f"counting categories in {p.input} (--min-count {p.min_count})")
-            source.count_vocabulary()
-            log(f"vocabulary: {transform.vocab.size:,} ids")
-    fp = "+".join(manifest.fingerprint(f) or "" for f in files)
-    return source, fp, files
-
-
 def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
     from rec import ctr_training as ct
     from rec import training
@@ -210,7 +182,7 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
     check(p)
     device = training.setup_device(device)
     vocab_ckpt = ckpt_dir / VOCAB_FILE if resume and p.categorical == "vocab" else None
-    source, data_fp, input_files = make_source(paths, p, vocab_ckpt)
+    source, data_fp, input_files = ct.make_source(paths, p, vocab_ckpt)
     if resume and state["data_fingerprint"] != data_fp:
         raise UsageError("the training data changed since the checkpoint was written: "
                          "train from scratch (without --resume)")
@@ -325,41 +297,11 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
         "seconds": round(history[-1]["elapsed"], 2), "seed": p.seed,
     }
     if p.data == "movielens":
-        metrics.update(recall_then_rank(paths, source, p.candidates))
+        metrics.update(ct.recall_then_rank(paths, source, p.candidates))
     write_json(out_dir / "metrics.json", metrics)
     manifest.record(paths, "ctr-train", {**asdict(p), "device": device}, inputs=input_files,
                     outputs=[model_dir, out_dir / "metrics.json"])
     return metrics
-
-
-def recall_then_rank(paths, source, candidates: int) -> dict:
-    """HR@10 / NDCG@10 of recall alone and recall + rank (the saved best model, through the
-    numpy forward pass `rec recommend --rerank` uses); {} without output/features."""
-    from rec.ctr_numpy import NumpyCtr, recall_rerank_metrics
-    from rec.errors import RecError
-    from rec.features import load_features
-
-    if not (paths.features_dir / "usr_feat.pkl").exists():
-        log("no output/features: recall-then-rank comparison skipped "
-            "(run `rec save-features` first to get it)")
-        return {}
-    try:
-        features = load_features(paths.features_dir)
-    except RecError as e:
-        warn(f"recall-then-rank comparison skipped: {e}")
-        return {}
-    model_dir = paths.ctr_dir / MODEL_DIR
-    config = json.loads((model_dir / CONFIG_FILE).read_text())
-    net = NumpyCtr.load(model_dir / WEIGHTS_FILE, config["model"])
-    result = recall_rerank_metrics(source.ds, features, net, source.fields, candidates)
-    if result is None:
-        warn("output/features does not match output/dataset: recall-then-rank comparison "
-             "skipped (run `rec save-features` again)")
-        return {}
-    log(f"recall then rank ({result['ranked_users']:,} validation users, top {candidates} "
-        f"candidates): HR@10 {result['recall_hr@10']:.4f} -> {result['rerank_hr@10']:.4f}, "
-        f"NDCG@10 {result['recall_ndcg@10']:.4f} -> {result['rerank_ndcg@10']:.4f}")
-    return result
 
 
 @guarded
