@@ -11,7 +11,8 @@ import math
 import sys
 from typing import Any, Iterable, Sequence
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -161,3 +162,46 @@ def emit_object(obj: dict, fmt: str = "auto", title: str | None = None) -> None:
         sys.stdout.flush()
         return
     emit(({"key": k, "value": v} for k, v in obj.items()), ["key", "value"], fmt, title)
+
+
+class EpochDisplay:
+    """The training stages' live view on a terminal: the epoch table (rebuilt by
+    `table_fn(history, title)`) with the current epoch's progress bar under it, in one rich
+    Live (two would fight over the screen). Elsewhere it shows nothing and `update` returns
+    False, so the caller logs a line per epoch instead. `unit` is "batches" or "samples"."""
+
+    def __init__(self, title: str, history: list[dict], table_fn, unit: str = "batches"):
+        self.title, self.table_fn, self.live, self.task = title, table_fn, None, None
+        if not is_quiet() and err_console().is_terminal:
+            count = (MofNCompleteColumn() if unit == "batches"
+                     else TextColumn("{task.completed:,.0f} " + unit))
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), count,
+                                TimeElapsedColumn())
+            self.live = Live(self._view(history), console=err_console(), refresh_per_second=8)
+            self.live.start()
+
+    def _view(self, history: list[dict]):
+        return Group(self.table_fn(history, self.title), self.bar)
+
+    def epoch_started(self, epoch: int, total: int | None) -> None:
+        if self.live is not None:
+            if self.task is not None:
+                self.bar.remove_task(self.task)
+            self.task = self.bar.add_task(f"epoch {epoch}", total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self.live is not None:
+            self.bar.advance(self.task, n)
+
+    def update(self, history: list[dict]) -> bool:
+        """Show the finished epoch; False when there is no live view to show it in."""
+        if self.live is None:
+            return False
+        self.bar.remove_task(self.task)
+        self.task = None
+        self.live.update(self._view(history))
+        return True
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()

@@ -32,14 +32,11 @@ from typing import Optional
 
 import numpy as np
 import typer
-from rich.console import Group
-from rich.live import Live
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from rec import __version__, manifest
 from rec.atomic import atomic_dir, write_json
-from rec.console import emit_object, err_console, is_quiet, log
+from rec.console import EpochDisplay, emit_object, log
 from rec.ctr_numpy import CONFIG_FILE, MODEL_DIR, PARAMS_FILE, VOCAB_FILE, WEIGHTS_FILE
 from rec.errors import UsageError
 from rec.stages import get_paths, guarded
@@ -124,43 +121,6 @@ def epoch_table(history: list[dict], title: str) -> Table:
     return table
 
 
-class EpochDisplay:
-    """On a terminal: the live epoch table with the epoch's progress (samples) under it."""
-
-    def __init__(self, title: str, history: list[dict]):
-        self.title, self.live, self.task = title, None, None
-        if not is_quiet() and err_console().is_terminal:
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                                TextColumn("{task.completed:,.0f} samples"), TimeElapsedColumn())
-            self.live = Live(self._view(history), console=err_console(), refresh_per_second=8)
-            self.live.start()
-
-    def _view(self, history):
-        return Group(epoch_table(history, self.title), self.bar)
-
-    def epoch_started(self, epoch: int, total: int | None) -> None:
-        if self.live is not None:
-            if self.task is not None:
-                self.bar.remove_task(self.task)
-            self.task = self.bar.add_task(f"epoch {epoch}", total=total)
-
-    def advance(self, n: int) -> None:
-        if self.live is not None:
-            self.bar.advance(self.task, n)
-
-    def update(self, history: list[dict]) -> bool:
-        if self.live is None:
-            return False
-        self.bar.remove_task(self.task)
-        self.task = None
-        self.live.update(self._view(history))
-        return True
-
-    def stop(self) -> None:
-        if self.live is not None:
-            self.live.stop()
-
-
 # --- training -------------------------------------------------------------------------------
 
 
@@ -208,7 +168,8 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
         full_config["dataset"] = {"name": v.dataset, "split": v.split}
     history = state["history"]
     label = v.dataset if p.data == "movielens" else Path(p.input).name
-    display = EpochDisplay(f"rec ctr-train · {label} · {p.model} · {device}", history)
+    display = EpochDisplay(f"rec ctr-train · {label} · {p.model} · {device}", history,
+                           epoch_table, unit="samples")
     t_start = time.perf_counter()
     try:
         for epoch in range(state["epoch"] + 1, p.epochs + 1):

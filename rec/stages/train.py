@@ -17,14 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import typer
-from rich.console import Group
-from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from rec import __version__, manifest
 from rec.atomic import atomic_dir, write_json
-from rec.console import emit_object, err_console, is_quiet, log, set_quiet
+from rec.console import EpochDisplay, emit_object, is_quiet, log, set_quiet
 from rec.datasets.contract import TRAIN, VAL, dataset_paths, load_dataset
 from rec.errors import UsageError
 from rec.paths import require
@@ -68,47 +65,6 @@ def epoch_table(history: list[dict], title: str) -> Table:
         table.add_row(str(h["epoch"]), f"{h['train_loss']:.4f}", f"{h['val_rmse']:.4f}{mark}",
                       f"{h['val_mae']:.4f}", f"{h['samples_per_s']:,.0f}", f"{h['elapsed']:.1f}s")
     return table
-
-
-class EpochDisplay:
-    """On a terminal: the live epoch table with the current epoch's progress bar under it
-    (one rich Live: two would fight over the screen). Elsewhere: nothing (lines are logged)."""
-
-    def __init__(self, title: str, history: list[dict]):
-        self.title = title
-        self.live = None
-        if not is_quiet() and err_console().is_terminal:
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                                MofNCompleteColumn(), TimeElapsedColumn())
-            self.live = Live(self._view(history), console=err_console(), refresh_per_second=8)
-            self.live.start()
-        self.task = None
-
-    def _view(self, history: list[dict]):
-        return Group(epoch_table(history, self.title), self.bar)
-
-    def epoch_started(self, epoch: int, n_batches: int) -> None:
-        if self.live is not None:
-            if self.task is not None:
-                self.bar.remove_task(self.task)
-            self.task = self.bar.add_task(f"epoch {epoch}", total=n_batches)
-
-    def advance(self) -> None:
-        if self.live is not None:
-            self.bar.advance(self.task)
-
-    def update(self, history: list[dict]) -> bool:
-        """Show the finished epoch; False when there is no live display to show it in."""
-        if self.live is None:
-            return False
-        self.bar.remove_task(self.task)
-        self.task = None
-        self.live.update(self._view(history))
-        return True
-
-    def stop(self) -> None:
-        if self.live is not None:
-            self.live.stop()
 
 
 def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
@@ -168,7 +124,7 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
     history = state["history"]
     title = f"rec train · {ds.vocab.dataset} · {params.match} · {device}" + \
         (f" × {world} processes" if world > 1 else "")
-    display = EpochDisplay(title, history)
+    display = EpochDisplay(title, history, epoch_table)
     t_start = time.perf_counter()
     try:
         for epoch in range(state["epoch"] + 1, params.epochs + 1):
