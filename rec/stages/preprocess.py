@@ -11,7 +11,7 @@ import re
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import typer
@@ -36,19 +36,67 @@ SPLITS = ("random", "time")
 # --- pure functions -----------------------------------------------------------------------
 
 
-def index_of(ids: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dense index of each value in `ids` and a mask of the values found."""
-    order = np.argsort(ids, kind="stable")
-    sorted_ids = ids[order]
-    pos = np.searchsorted(sorted_ids, values).clip(0, max(len(ids) - 1, 0))
-    found = sorted_ids[pos] == values if len(ids) else np.zeros(len(values), bool)
-    return order[pos], found
+MAP_STEP = 1 << 20  # ratings mapped per slice: keeps the mapping's temporaries small
+
+
+def lookup(ids: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """A function mapping values to their dense index (int32) in `ids`, the first position
+    holding each; -1 where a value is not in `ids`. A lookup table when the ids are small
+    non-negative integers (MovieLens ids are), a binary search otherwise."""
+    ids = np.asarray(ids)
+    if not len(ids):
+        return lambda values: np.full(len(values), -1, dtype=np.int32)
+    uniq, first = np.unique(ids, return_index=True)  # first occurrence of each id
+    lo, hi = int(uniq[0]), int(uniq[-1])
+    if lo >= 0 and hi <= max(1 << 22, 8 * len(ids)):
+        table = np.full(hi + 2, -1, dtype=np.int32)  # table[hi + 1]: every value out of range
+        table[uniq] = first
+        return lambda values: table[np.where((values >= 0) & (values <= hi), values, hi + 1)]
+
+    def search(values: np.ndarray) -> np.ndarray:
+        pos = np.searchsorted(uniq, values).clip(0, len(uniq) - 1)
+        return np.where(uniq[pos] == values, first[pos], -1).astype(np.int32)
+    return search
+
+
+def map_ratings(raw: RawMovieLens, reuse: bool = False) -> tuple[np.ndarray, np.ndarray,
+                                                                  np.ndarray, dict, list[str]]:
+    """(user index, movie index, keep mask, report, examples of dropped ratings), in slices.
+
+    reuse=True writes the indices over raw.rating_users / raw.rating_movies where they are
+    int32 already (saving their size in memory); raw then holds indices, not raw ids."""
+    n = len(raw.rating_users)
+
+    def target(column: np.ndarray) -> np.ndarray:
+        ok = reuse and column.dtype == np.int32 and column.flags.c_contiguous \
+            and column.flags.writeable
+        return column if ok else np.empty(n, dtype=np.int32)
+
+    users, movies = target(raw.rating_users), target(raw.rating_movies)
+    keep = np.empty(n, dtype=bool)
+    unknown_users = unknown_movies = 0
+    examples: list[str] = []
+    user_index, movie_index = lookup(raw.user_ids), lookup(raw.movie_ids)
+    for s in range(0, n, MAP_STEP):
+        e = min(s + MAP_STEP, n)
+        u = user_index(raw.rating_users[s:e])
+        m = movie_index(raw.rating_movies[s:e])
+        keep[s:e] = k = (u >= 0) & (m >= 0)
+        unknown_users += int((u < 0).sum())
+        unknown_movies += int(((m < 0) & (u >= 0)).sum())
+        for i in np.flatnonzero(~k)[:3 - len(examples)]:  # before they are overwritten
+            examples.append(f"user {raw.rating_users[s + i]} movie {raw.rating_movies[s + i]}")
+        users[s:e], movies[s:e] = u, m
+    report = {"unknown_user_ratings": unknown_users, "unknown_movie_ratings": unknown_movies}
+    return users, movies, keep, report, examples
 
 
 def random_split(n: int, val_ratio: float, seed: int) -> np.ndarray:
     """Mask with round(n * val_ratio) validation rows drawn uniformly (seeded)."""
     split = np.full(n, TRAIN, dtype=np.uint8)
-    perm = np.random.default_rng(seed).permutation(n)
+    # The same permutation as rng.permutation(n), in int32 where it fits (half the memory).
+    perm = np.arange(n, dtype=np.int32 if n <= np.iinfo(np.int32).max else np.int64)
+    np.random.default_rng(seed).shuffle(perm)
     split[perm[: int(round(n * val_ratio))]] = VAL
     return split
 
@@ -57,15 +105,31 @@ def time_split(users: np.ndarray, times: np.ndarray, val_ratio: float) -> np.nda
     """Per user, the latest round(count * val_ratio) ratings (at least one, if the user has
     two or more, and never all of them) go to validation. Ties in time keep file order."""
     n = len(users)
-    order = np.lexsort((np.arange(n), times, users))  # by user, then time, then position
-    u_sorted = users[order]
-    starts = np.flatnonzero(np.r_[True, u_sorted[1:] != u_sorted[:-1]])
-    counts = np.diff(np.r_[starts, n])
+    split = np.full(n, TRAIN, dtype=np.uint8)
+    if not n:
+        return split
+    order = np.lexsort((times, users))  # by user, then time; stable, so ties keep file order
+    lo, hi = int(users.min()), int(users.max())
+    if lo >= 0 and hi <= max(1 << 20, n // 8):  # dense indices: count them, no sorted copy
+        counts = np.zeros(hi + 1, dtype=np.int64)
+        for s in range(0, n, MAP_STEP):  # in slices: bincount makes an int64 copy
+            counts += np.bincount(users[s:s + MAP_STEP], minlength=hi + 1)
+        counts = counts[counts > 0]
+        starts = np.r_[0, np.cumsum(counts)[:-1]]
+    else:
+        u_sorted = users[order]
+        starts = np.flatnonzero(np.r_[True, u_sorted[1:] != u_sorted[:-1]])
+        del u_sorted
+        counts = np.diff(np.r_[starts, n])
     n_val = np.where(counts >= 2, np.maximum(1, np.rint(counts * val_ratio)), 0).astype(np.int64)
     n_val = np.minimum(n_val, counts - 1)  # every user keeps at least one training rating
-    rank_from_end = np.repeat(starts + counts, counts) - np.arange(n)  # 1 = latest
-    split = np.full(n, TRAIN, dtype=np.uint8)
-    split[order[rank_from_end <= np.repeat(n_val, counts)]] = VAL
+    # Each user's last n_val positions in sorted order: +1 where the run starts, -1 after it.
+    ends = starts + counts
+    edges = np.zeros(n + 1, dtype=np.int8)
+    edges[(ends - n_val)[n_val > 0]] += 1
+    edges[ends[n_val > 0]] -= 1
+    np.cumsum(edges, out=edges)  # 1 inside the runs, 0 elsewhere
+    split[order[edges[:n].view(bool)]] = VAL
     return split
 
 
@@ -82,19 +146,21 @@ def padded(rows: list[list[int]], width: int) -> np.ndarray:
     return out
 
 
-def build(raw: RawMovieLens, dataset: str, split: str, val_ratio: float,
-          seed: int) -> tuple[dict[str, np.ndarray], Vocab, dict]:
-    """Turn parsed raw tables into the contract's arrays, vocab and a report of what was done."""
-    user_idx, user_ok = index_of(raw.user_ids, raw.rating_users)
-    movie_idx, movie_ok = index_of(raw.movie_ids, raw.rating_movies)
-    keep = user_ok & movie_ok
-    report = {"unknown_user_ratings": int((~user_ok).sum()),
-              "unknown_movie_ratings": int((~movie_ok & user_ok).sum())}
-    if not keep.all():
-        bad = np.flatnonzero(~keep)[:3]
-        examples = ", ".join(f"user {raw.rating_users[i]} movie {raw.rating_movies[i]}" for i in bad)
+def build(raw: RawMovieLens, dataset: str, split: str, val_ratio: float, seed: int,
+          reuse: bool = False) -> tuple[dict[str, np.ndarray], Vocab, dict]:
+    """Turn parsed raw tables into the contract's arrays, vocab and a report of what was done.
+
+    The rating arrays share memory with raw's where they can (values and times unless some
+    ratings are dropped; with reuse=True also users and movies, whose raw ids are then
+    overwritten by dense indices), so the peak stays near the size of the final arrays."""
+    user_idx, movie_idx, keep, report, examples = map_ratings(raw, reuse)
+    all_kept = bool(keep.all())
+    if not all_kept:
         warn(f"dropped {int((~keep).sum())} ratings that reference unknown users or movies "
-             f"(e.g. {examples})")
+             f"(e.g. {', '.join(examples)})")
+
+    def kept(column: np.ndarray, dtype) -> np.ndarray:
+        return np.asarray(column if all_kept else column[keep], dtype=dtype)
 
     # genres: the MovieLens-1M order first, then any others the dataset uses, sorted
     used = {g for gs in raw.movie_genres for g in gs}
@@ -112,8 +178,9 @@ def build(raw: RawMovieLens, dataset: str, split: str, val_ratio: float,
 
     users = np.stack([np.arange(len(raw.user_ids)), raw.gender, raw.age, raw.occupation],
                      axis=1).astype(np.int64)
-    r_users = user_idx[keep].astype(np.int32)
-    r_times = raw.rating_times[keep].astype(np.int64)
+    r_users, r_movies = kept(user_idx, np.int32), kept(movie_idx, np.int32)
+    r_values, r_times = kept(raw.rating_values, np.float32), kept(raw.rating_times, np.int64)
+    del user_idx, movie_idx, keep  # free the mask before the split draws its permutation
     if split == "random":
         split_mask = random_split(len(r_users), val_ratio, seed)
     else:
@@ -123,8 +190,8 @@ def build(raw: RawMovieLens, dataset: str, split: str, val_ratio: float,
         "movie_genres.npy": padded(genre_rows, max((len(r) for r in genre_rows), default=1)),
         "movie_titles.npy": padded(title_rows, min(longest, MAX_TITLE_WORDS)),
         "rating_users.npy": r_users,
-        "rating_movies.npy": movie_idx[keep].astype(np.int32),
-        "rating_values.npy": raw.rating_values[keep].astype(np.float32),
+        "rating_movies.npy": r_movies,
+        "rating_values.npy": r_values,
         "rating_times.npy": r_times,
         "split.npy": split_mask,
     }
@@ -139,7 +206,7 @@ def build(raw: RawMovieLens, dataset: str, split: str, val_ratio: float,
         has_demographics=raw.has_demographics,
         split={"method": split, "val_ratio": val_ratio, "seed": seed if split == "random" else None},
     )
-    report.update(users=len(raw.user_ids), movies=len(raw.movie_ids), ratings=int(keep.sum()),
+    report.update(users=len(raw.user_ids), movies=len(raw.movie_ids), ratings=len(r_users),
                   train=int((split_mask == TRAIN).sum()), validation=int((split_mask == VAL).sum()),
                   genres=len(genre_names) - 1, title_words=len(word_names) - 1)
     return arrays, vocab, report
@@ -185,7 +252,8 @@ def command(
     t0 = time.perf_counter()
     log(f"parsing {folder}")
     raw = parse_folder(folder)
-    arrays, vocab, report = build(raw, dataset, split, val_ratio, seed)
+    arrays, vocab, report = build(raw, dataset, split, val_ratio, seed, reuse=True)
+    del raw
     write_dataset(paths.dataset_dir, arrays, vocab)
     seconds = time.perf_counter() - t0
     manifest.record(paths, "preprocess", {"dataset": dataset, "split": split,
