@@ -19,6 +19,27 @@ from rec.errors import RecError, UsageError
 PACKAGE_PARENT = Path(rec.__file__).resolve().parent.parent
 
 
+def stage_args(paths, stage: str, params: dict, device: str, resume: bool, quiet: bool) -> list[str]:
+    """The `rec` arguments that repeat this stage's run in each worker: global folders,
+    then every parameter spelled out (booleans as --name / --no-name, None left out)."""
+    args = ["--data-dir", str(paths.data_dir), "--output-dir", str(paths.output_dir)]
+    if quiet:
+        args.append("--quiet")
+    args += [stage, "--device", "gpu" if device.lower().startswith("gpu") else device,
+             "--format", "json"]
+    for name, value in params.items():
+        flag = "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            args.append(flag if value else "--no-" + name.replace("_", "-"))
+        else:
+            args += [flag, str(value)]
+    if resume:
+        args.append("--resume")
+    return args
+
+
 def launcher_command(nproc: int, device: str, log_dir: Path, stage_args: list[str]) -> list[str]:
     """The command line that runs `rec <stage_args>` in `nproc` data-parallel processes."""
     if nproc < 1:

@@ -56,3 +56,16 @@ def test_launcher_command_line():
     assert "--devices" not in cmd and cmd[-3:] == ["train", "--epochs", "1"]
     gpu = launcher_command(2, "gpu:2", Path("/tmp/logs"), ["train"])
     assert gpu[gpu.index("--devices") + 1] == "2,3"
+
+
+def test_ctr_train_two_processes_match_one(world, tmp_path):
+    single = tmp_path / "single"
+    shutil.copytree(world, single)
+    one = rec(single, "ctr-train", "--epochs", "2", "--format", "json")
+    assert one.exit_code == 0, one.stderr
+    two = rec(world, "ctr-train", "--epochs", "2", "--nproc", "2", "--format", "json")
+    assert two.exit_code == 0, two.stderr
+    a, b = json.loads(one.stdout), json.loads(two.stdout)
+    assert b["processes"] == 2 and b["train_samples"] == a["train_samples"]
+    assert abs(a["auc"] - b["auc"]) < 0.005
+    assert (world / "output" / "ctr" / "launch-logs" / "workerlog.1").exists()

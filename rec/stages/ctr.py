@@ -36,7 +36,7 @@ from rich.table import Table
 
 from rec import __version__, manifest
 from rec.atomic import atomic_dir, write_json
-from rec.console import EpochDisplay, emit_object, log
+from rec.console import EpochDisplay, emit_object, is_quiet, log, set_quiet
 from rec.ctr_numpy import CONFIG_FILE, MODEL_DIR, PARAMS_FILE, VOCAB_FILE, WEIGHTS_FILE
 from rec.errors import UsageError
 from rec.stages import get_paths, guarded
@@ -140,7 +140,11 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
         state = json.loads((ckpt_dir / "state.json").read_text())
         p = CtrParams(**{**state["params"], "epochs": p.epochs})
     check(p)
-    device = training.setup_device(device)
+    rank, world = training.init_distributed()
+    main_rank = rank == 0  # only rank 0 writes files and talks to the user
+    if not main_rank:
+        set_quiet(True)
+    device = training.setup_device(device, distributed=world > 1)
     vocab_ckpt = ckpt_dir / VOCAB_FILE if resume and p.categorical == "vocab" else None
     source, data_fp, input_files = ct.make_source(paths, p, vocab_ckpt)
     if resume and state["data_fingerprint"] != data_fp:
@@ -160,6 +164,9 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
             training.load_optimizer_state(net, optim, paddle.load(str(ckpt_dir / f"{name}.pdopt")))
         log(f"resuming after epoch {state['epoch']} (best val AUC {state['best_auc']:.4f} "
             f"at epoch {state['best_epoch']})")
+    # Data parallel: each rank takes its slice of every batch; gradients are averaged.
+    train_model = paddle.DataParallel(model) if world > 1 else model
+    train_base = paddle.DataParallel(baseline) if world > 1 else baseline
     full_config = {"model": config.to_json(), "features": source.describe(),
                    "train": asdict(p), "device": device, "data_fingerprint": data_fp,
                    "rec_version": __version__}
@@ -183,20 +190,24 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
             display.epoch_started(epoch, source.n_train or state.get("n_train"))
             for part in source.train_parts(epoch, p.seed):
                 for i in range(0, len(part), p.batch_size):
-                    batch = part.take(slice(i, i + p.batch_size))
+                    if len(part) - i < world:  # every process needs a sample
+                        break
+                    batch = part.take(slice(i + rank, i + p.batch_size, world))
                     x = ct.tensors(batch.inputs)
                     y = paddle.to_tensor(batch.labels)
-                    loss = ct.bce(model(**x), y)
+                    loss = ct.bce(train_model(**x), y)
                     loss.backward()
                     opt.step()
                     opt.clear_grad()
-                    base_loss = ct.bce(baseline(x["ids"], x.get("weights"), x.get("dense")), y)
+                    base_loss = ct.bce(train_base(x["ids"], x.get("weights"), x.get("dense")), y)
                     base_loss.backward()
                     base_opt.step()
                     base_opt.clear_grad()
                     loss_sum += float(loss) * len(batch)
                     n += len(batch)
                     display.advance(len(batch))
+            loss_sum = training.sum_across_ranks(loss_sum, world)
+            n = int(training.sum_across_ranks(n, world))
             if n == 0:
                 raise UsageError("no training lines: every line went to validation")
             train_seconds = time.perf_counter() - t0
@@ -212,6 +223,7 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
             if improved:
                 state.update(best_auc=auc, best_epoch=epoch, bad_epochs=0)
                 full_config.update(best_epoch=epoch, val_samples=len(val))
+            if improved and main_rank:
                 with atomic_dir(model_dir) as tmp:  # the model's files move together
                     paddle.save(model.state_dict(), str(tmp / PARAMS_FILE))
                     write_json(tmp / CONFIG_FILE, full_config)
@@ -219,20 +231,23 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
                         ct.export_npz(model, tmp / WEIGHTS_FILE)
                     if p.data == "criteo" and p.categorical == "vocab":
                         source.transform.vocab.save(tmp / VOCAB_FILE)
-            else:
+            if not improved:
                 state["bad_epochs"] += 1
             if state["baseline_best"] is None or b_auc > state["baseline_best"]["auc"]:
                 state["baseline_best"] = {"epoch": epoch, "auc": b_auc, "logloss": b_ll}
             state.update(epoch=epoch, history=history, params=asdict(p), n_train=n,
                          data_fingerprint=data_fp)
-            with atomic_dir(ckpt_dir) as tmp:  # weights, optimizers and state move together
-                for net, optim, name in ((model, opt, "model"), (baseline, base_opt, "baseline")):
-                    paddle.save(net.state_dict(), str(tmp / f"{name}.pdparams"))
-                    paddle.save(training.optimizer_state(net, optim), str(tmp / f"{name}.pdopt"))
-                if p.data == "criteo" and p.categorical == "vocab":
-                    source.transform.vocab.save(tmp / VOCAB_FILE)
-                write_json(tmp / "state.json", state)
-            write_json(out_dir / "history.json", history)
+            if main_rank:
+                with atomic_dir(ckpt_dir) as tmp:  # weights, optimizers, state move together
+                    for net, optim, name in ((model, opt, "model"),
+                                             (baseline, base_opt, "baseline")):
+                        paddle.save(net.state_dict(), str(tmp / f"{name}.pdparams"))
+                        paddle.save(training.optimizer_state(net, optim),
+                                    str(tmp / f"{name}.pdopt"))
+                    if p.data == "criteo" and p.categorical == "vocab":
+                        source.transform.vocab.save(tmp / VOCAB_FILE)
+                    write_json(tmp / "state.json", state)
+                write_json(out_dir / "history.json", history)
             if not display.update(history):
                 log(f"epoch {epoch}: train loss {row['train_loss']:.4f}  val AUC {auc:.4f}  "
                     f"log loss {ll:.4f}  (LR baseline AUC {b_auc:.4f}, log loss {b_ll:.4f})  "
@@ -255,8 +270,10 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
         "train_loss": round(best["train_loss"], 6), "train_samples": state["n_train"],
         "val_samples": int(full_config.get("val_samples", 0)),
         "samples_per_s": round(float(np.mean([h["samples_per_s"] for h in history])), 1),
-        "seconds": round(history[-1]["elapsed"], 2), "seed": p.seed,
+        "seconds": round(history[-1]["elapsed"], 2), "seed": p.seed, "processes": world,
     }
+    if not main_rank:
+        return metrics
     if p.data == "movielens":
         metrics.update(ct.recall_then_rank(paths, source, p.candidates))
     write_json(out_dir / "metrics.json", metrics)
@@ -302,6 +319,8 @@ def command(
                                    help="MovieLens: recall candidates reranked in the "
                                    "recall-then-rank comparison."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
+    nproc: int = typer.Option(1, "--nproc", min=1,
+                              help="Data-parallel processes on this host (paddle.distributed.launch)."),
     fmt: str = typer.Option("auto", "--format", help="auto | table | tsv | json."),
 ) -> None:
     from rec.console import resolve_format
@@ -315,5 +334,13 @@ def command(
                        min_count=min_count, crosses=crosses, candidates=candidates)
     if not resume:
         check(params)
-    metrics = train(get_paths(ctx), params, device, resume)
+    paths = get_paths(ctx)
+    if nproc > 1:
+        from rec.launch import run_launcher, stage_args
+
+        args = stage_args(paths, "ctr-train", asdict(params), device, resume, is_quiet())
+        run_launcher(nproc, device, paths.ctr_dir / "launch-logs", args)
+        metrics = json.loads((paths.ctr_dir / "metrics.json").read_text())
+    else:
+        metrics = train(paths, params, device, resume)
     emit_object(metrics, fmt)

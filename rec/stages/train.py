@@ -138,7 +138,10 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
             n_batches = (len(order) + params.batch_size - 1) // params.batch_size
             display.epoch_started(epoch, n_batches)
             for b in range(n_batches):
-                idx = order[b * params.batch_size: (b + 1) * params.batch_size][rank::world]
+                idx = order[b * params.batch_size: (b + 1) * params.batch_size]
+                if len(idx) < world:  # every process needs a sample: drop a tiny tail
+                    break
+                idx = idx[rank::world]
                 pred = model(*feeder.inputs(tu[idx], tm[idx]))
                 y = paddle.gather(targets, paddle.to_tensor(idx))
                 loss = paddle.nn.functional.mse_loss(pred, y)
@@ -241,17 +244,9 @@ def command(
 def train_with_launcher(paths, params: TrainParams, device: str, resume: bool, nproc: int) -> dict:
     """`--nproc N`: the same `rec train`, in N data-parallel processes started by Paddle's
     launcher; rank 0 writes the usual files, which are read back for the result."""
-    from rec.launch import run_launcher
+    from rec.launch import run_launcher, stage_args
 
     require(dataset_paths(paths), "rec preprocess")  # fail here, not in N workers
-    args = ["--data-dir", str(paths.data_dir), "--output-dir", str(paths.output_dir)]
-    if is_quiet():
-        args.append("--quiet")
-    args += ["train", "--device", "gpu" if device.lower().startswith("gpu") else device,
-             "--format", "json"]
-    for name, value in params.__dict__.items():
-        args += [f"--{name.replace('_', '-')}", str(value)]
-    if resume:
-        args.append("--resume")
+    args = stage_args(paths, "train", params.__dict__, device, resume, is_quiet())
     run_launcher(nproc, device, paths.model_dir / "launch-logs", args)
     return json.loads((paths.model_dir / "metrics.json").read_text())
