@@ -165,7 +165,7 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
             else:
                 state["bad_epochs"] += 1
             state.update(epoch=epoch, history=history, params=params.__dict__,
-                         data_fingerprint=data_fp)
+                         data_fingerprint=data_fp, config=full_config)
             if main_rank:
                 if improved:
                     training.save_paddle(net.state_dict(), model_dir / training.MODEL_FILE)
