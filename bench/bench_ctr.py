@@ -66,11 +66,11 @@ def movielens(root: Path, opts) -> list[dict]:
 
 
 def criteo_figures(root: Path, lines: int, epochs: int) -> dict:
-    from rec.datasets import criteo
+    from rec.datasets import criteo, criteo_synthetic
 
     path = root / "criteo_synthetic.txt"
     t0 = time.perf_counter()
-    truth = criteo.generate(path, criteo.SyntheticCriteoSpec(lines=lines, seed=1,
+    truth = criteo_synthetic.generate(path, criteo_synthetic.SyntheticCriteoSpec(lines=lines, seed=1,
                                                              max_cardinality=2000))
     gen_s = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from rec.cli import app
 from rec.ctr_numpy import auc, logloss
-from rec.datasets import criteo
+from rec.datasets import criteo, criteo_synthetic
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,9 +157,9 @@ def test_auc_and_logloss_match_their_definitions():
 
 
 def test_synthetic_generator_is_seeded_and_has_structure(tmp_path):
-    spec = criteo.SyntheticCriteoSpec(lines=3000, seed=5)
-    a = criteo.generate(tmp_path / "a.txt", spec)
-    criteo.generate(tmp_path / "b.txt", spec)
+    spec = criteo_synthetic.SyntheticCriteoSpec(lines=3000, seed=5)
+    a = criteo_synthetic.generate(tmp_path / "a.txt", spec)
+    criteo_synthetic.generate(tmp_path / "b.txt", spec)
     assert (tmp_path / "a.txt").read_bytes() == (tmp_path / "b.txt").read_bytes()
     assert a["bayes_auc"] > 0.85 and 0.15 < a["click_rate"] < 0.5
     c = read_all(tmp_path / "a.txt")
@@ -176,7 +176,7 @@ CRITEO_TRAIN = ["--data", "criteo", "--hash-size", "5000", "--embedding-size", "
 @pytest.fixture(scope="module")
 def criteo_world(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("criteo")
-    criteo.generate(root / "train.txt", criteo.SyntheticCriteoSpec(
+    criteo_synthetic.generate(root / "train.txt", criteo_synthetic.SyntheticCriteoSpec(
         lines=CRITEO_LINES, seed=3, max_cardinality=12, interactions=8, interaction_scale=1.5))
     return root
 
