@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 from rec import __version__
-from rec.console import set_quiet
+from rec.console import error_line, set_quiet
 from rec.paths import Paths
 from rec.stages import download, evaluate, preprocess, save_features, status, train
 from rec.stages import ctr, ctr_predict, recommend
 
+class RecGroup(TyperGroup):
+    """Bad usage caught by the parser (a mistyped option, a value of the wrong type or out of
+    range, an unknown command) ends like every other error: one `error: ...` line on stderr
+    and exit 2, not a boxed, multi-line message."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as e:  # click's usage and parameter errors
+            if type(e).__name__ != "NoArgsIsHelpError":  # bare `rec` printed the help already
+                ctx = getattr(e, "ctx", None)
+                hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+                error_line(" ".join(e.format_message().split()) + hint)
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            error_line("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="rec",
+    cls=RecGroup,
     help="Recommender toolbox on PaddlePaddle: MovieLens to explained recommendations and a CTR ranker.",
     no_args_is_help=True,
     add_completion=False,

@@ -173,6 +173,20 @@ def test_preprocess_unparsable_option(synthetic):
     assert r.exit_code == 2 and r.stdout == "" and "--val-ratio" in r.stderr
 
 
+@pytest.mark.parametrize("args,needle", [
+    (["preprocess", "--val-ratio", "lots"], "Invalid value for '--val-ratio'"),
+    (["train", "--epochs", "0"], "Invalid value for '--epochs'"),
+    (["recommend", "1", "--nope"], "No such option: --nope"),
+    (["similar"], "Missing argument 'MOVIES'"),
+    (["bogus"], "No such command 'bogus'"),
+])
+def test_parser_errors_are_one_line(tmp_path, args, needle):
+    # the parser's own errors (types, ranges, unknown options) end like every other error
+    r = invoke(tmp_path, *args)
+    assert r.exit_code == 2 and r.stdout == ""
+    assert needle in one_error(r) and "--help`" in one_error(r)
+
+
 def test_preprocess_malformed_file_fails_with_one_line(tmp_path):
     folder = with_fixture(tmp_path, "ml1m_malformed_rating")
     r = invoke(tmp_path, "--quiet", "preprocess", "--dataset", "ml1m_malformed_rating")
