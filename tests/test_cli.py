@@ -139,6 +139,18 @@ assert not loaded, loaded
     assert (tmp_path / "out" / "dataset" / "split.npy").exists()
 
 
+@pytest.mark.parametrize("args", [["download"], ["preprocess"], ["train", "--epochs", "1"],
+                                  ["evaluate"], ["save-features"], ["ctr-train"],
+                                  ["ctr-predict"], ["recommend", "1"], ["similar", "1"],
+                                  ["status"]])
+def test_bad_format_is_refused_before_any_work(tmp_path, args):
+    # train, evaluate and save-features used to do (and record) all their work first
+    r = invoke(tmp_path, *args, "--format", "xml")
+    assert r.exit_code == 2 and r.stdout == ""
+    assert one_error(r) == "error: unknown --format 'xml': choose one of auto, table, tsv, json"
+    assert not (tmp_path / "out").exists()
+
+
 # --- preprocess: usage errors --------------------------------------------------------------
 
 

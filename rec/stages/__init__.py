@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from rec.console import error_line
+from rec.console import error_line, resolve_format
 from rec.errors import RecError
 from rec.paths import Paths
 
@@ -25,11 +25,14 @@ def get_paths(ctx: typer.Context) -> Paths:
 
 
 def guarded(fn):
-    """Turn expected failures into one stderr line and an exit code, never a traceback."""
+    """Turn expected failures into one stderr line and an exit code, never a traceback.
+    A bad `--format` (parameter `fmt`) is refused before the command does any work."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            if isinstance(kwargs.get("fmt"), str):
+                resolve_format(kwargs["fmt"])
             return fn(*args, **kwargs)
         except RecError as e:
             error_line(str(e))
