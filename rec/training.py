@@ -65,6 +65,16 @@ def sum_across_ranks(value: float, world: int) -> float:
     return float(t.numpy()[0])
 
 
+def check_finite(epoch: int, **values: float) -> None:
+    """Stop the run (exit 1) when an epoch's loss or metric is nan or infinite: the network
+    diverged, and saving it would replace a good model with a useless one."""
+    bad = {k: v for k, v in values.items() if not np.isfinite(v)}
+    if bad:
+        what = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in bad.items())
+        raise RecError(f"training diverged at epoch {epoch} ({what}); nothing of this epoch "
+                       "was saved: try a lower --lr")
+
+
 def setup_device(device: str, distributed: bool = False) -> str:
     """Select the device; a GPU request on a CPU-only build is a usage error (exit 2).
     Under the launcher each process uses the GPU it was given (FLAGS_selected_gpus)."""

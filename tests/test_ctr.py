@@ -423,6 +423,7 @@ def test_ctrl_c_keeps_the_last_complete_checkpoint(ml_copy, monkeypatch):
     (["ctr-train", "--hidden", "12,x"], 2, "--hidden must be layer sizes"),
     (["ctr-train", "--resume"], 2, "nothing to resume"),
     (["ctr-predict", "/nonexistent/x.txt"], 2, "no such file"),
+    (["ctr-train", "--lr", "nan"], 2, "--lr must be a positive number (got nan)"),
 ])
 def test_bad_usage_is_one_line(tmp_path, args, code, needle):
     one_line_error(rec(tmp_path, *args), code, needle)

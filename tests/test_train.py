@@ -196,6 +196,26 @@ def test_gpu_on_cpu_build_is_a_clear_usage_error(world):
     assert bad.exit_code == 2 and "cpu, gpu or gpu:N" in bad.stderr
 
 
+@pytest.mark.parametrize("args,needle", [(["--lr", "nan"], "--lr must be a positive number"),
+                                         (["--lr", "inf"], "--lr must be a positive number"),
+                                         (["--weight-decay", "-1"], "--weight-decay must be")])
+def test_bad_rates_are_refused(world, args, needle):
+    result = rec(world, "train", *args)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"error: {needle}") and result.stderr.count("\n") == 1
+    assert not (world / "output" / "model").exists()
+
+
+def test_diverged_training_fails_and_keeps_the_previous_model(world):
+    assert rec(world, "train", "--epochs", "1").exit_code == 0
+    model = world / "output" / "model" / "model.pdparams"
+    before = model.read_bytes()
+    result = rec(world, "train", "--epochs", "1", "--lr", "1e9")  # used to save a nan model
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "error: training diverged at epoch 1" in result.stderr
+    assert model.read_bytes() == before
+
+
 @pytest.mark.parametrize("stage,needs", [("train", "rec preprocess"),
                                          ("evaluate", "rec preprocess"),
                                          ("save-features", "rec preprocess")])

@@ -98,8 +98,8 @@ def check(p: CtrParams) -> None:
     if not 0 < p.val_ratio < 1:
         raise UsageError(f"--val-ratio must be between 0 and 1 (got {p.val_ratio})")
     for name, value in (("--lr", p.lr), ("--baseline-lr", p.baseline_lr)):
-        if value <= 0:
-            raise UsageError(f"{name} must be positive")
+        if not value > 0 or value == float("inf"):
+            raise UsageError(f"{name} must be a positive number (got {value})")
     p.hidden_sizes()
 
 
@@ -214,6 +214,7 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
             val = source.validation()
             auc, ll = ct.scores(val.labels, ct.predict(model, val))
             b_auc, b_ll = ct.scores(val.labels, ct.predict(baseline, val, baseline=True))
+            training.check_finite(epoch, train_loss=loss_sum / n, val_logloss=ll)
             row = {"epoch": epoch, "train_loss": loss_sum / n, "auc": auc, "logloss": ll,
                    "baseline_auc": b_auc, "baseline_logloss": b_ll,
                    "samples_per_s": n / train_seconds, "epoch_seconds": time.perf_counter() - t0,

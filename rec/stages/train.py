@@ -154,6 +154,7 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
             loss_sum = training.sum_across_ranks(loss_sum, world)
             rmse, mae = training.rmse_mae(training.predict(net, feeder, vu, vm), vr,
                                           config.rating_range)
+            training.check_finite(epoch, train_loss=loss_sum / len(order), val_rmse=rmse)
             row = {"epoch": epoch, "train_loss": loss_sum / len(order), "val_rmse": rmse,
                    "val_mae": mae, "samples_per_s": len(order) / train_seconds,
                    "epoch_seconds": time.perf_counter() - t0,
@@ -228,8 +229,10 @@ def command(
 ) -> None:
     if match not in ("dot", "cosine"):
         raise UsageError(f"unknown --match {match!r}: choose dot or cosine")
-    if lr <= 0:
-        raise UsageError("--lr must be positive")
+    if not lr > 0 or lr == float("inf"):
+        raise UsageError(f"--lr must be a positive number (got {lr})")
+    if not 0 <= weight_decay < float("inf"):
+        raise UsageError(f"--weight-decay must be a non-negative number (got {weight_decay})")
     params = TrainParams(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          seed=seed, patience=patience, match=match, tower_dim=tower_dim,
                          dropout=dropout)
