@@ -218,6 +218,41 @@ def optimizer_state(model, optimizer) -> dict:
     return out
 
 
+def read_checkpoint(ckpt_dir: Path, run: str, fresh: dict, files: list[str], make_params):
+    """(state, params) of the checkpoint `--resume` continues from. A missing checkpoint or
+    file of it stops with exit 2, a damaged state.json with exit 1; both name `run`, the
+    command that starts over. `make_params(saved params)` rebuilds the run's parameters."""
+    state_file = ckpt_dir / "state.json"
+    if not state_file.exists():
+        raise UsageError(f"nothing to resume: {ckpt_dir} has no checkpoint (run `{run}`)")
+    for name in files:
+        if not (ckpt_dir / name).exists():
+            raise UsageError(f"missing {ckpt_dir / name}: the checkpoint is incomplete, "
+                             f"train from scratch (run `{run}` without --resume)")
+    try:
+        state = json.loads(state_file.read_text())
+        missing = [k for k in [*fresh, "params", "data_fingerprint"] if k not in state]
+        if missing:
+            raise ValueError(f"no {', '.join(missing)}")
+        params = make_params(state["params"])
+    except (ValueError, TypeError, AttributeError) as e:  # JSONDecodeError is a ValueError
+        raise RecError(f"{state_file} is damaged ({e}): train from scratch (run `{run}` "
+                       "without --resume)")
+    return state, params
+
+
+def restore(ckpt_dir: Path, run: str, model, optimizer, params_file: str, opt_file: str) -> None:
+    """Load a checkpoint's weights and optimizer state; a damaged file is one clear error."""
+    path = ckpt_dir / params_file
+    try:
+        model.set_state_dict(paddle.load(str(path)))
+        path = ckpt_dir / opt_file
+        load_optimizer_state(model, optimizer, paddle.load(str(path)))
+    except Exception as e:  # paddle raises many kinds on a damaged file
+        raise RecError(f"cannot load {path} ({type(e).__name__}: {e}): train from scratch "
+                       f"(run `{run}` without --resume)")
+
+
 def load_optimizer_state(model, optimizer, state: dict) -> None:
     back = {structured: unique for unique, structured in _param_names(model).items()}
     fixed = {}

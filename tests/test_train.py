@@ -173,6 +173,24 @@ def test_resume_without_checkpoint(world):
     assert result.stderr.startswith("error: nothing to resume")
 
 
+def test_resume_from_an_incomplete_or_damaged_checkpoint(world):
+    assert rec(world, "train", "--epochs", "1").exit_code == 0
+    ckpt = world / "output" / "model" / "checkpoint"
+    (ckpt / "optimizer.pdopt").unlink()  # used to be an "internal error" from paddle.load
+    result = rec(world, "train", "--resume", "--epochs", "2")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"error: missing {ckpt / 'optimizer.pdopt'}")
+    assert "`rec train` without --resume" in result.stderr
+    (ckpt / "optimizer.pdopt").write_bytes(b"garbage")
+    result = rec(world, "train", "--resume", "--epochs", "2")
+    assert result.exit_code == 1 and "error: cannot load" in result.stderr
+    assert result.stderr.count("\n") == 1
+    (ckpt / "state.json").write_text("{not json")
+    result = rec(world, "train", "--resume", "--epochs", "2")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: {ckpt / 'state.json'} is damaged")
+
+
 def test_cosine_match_trains_and_scores_like_the_course(world):
     result = rec(world, "train", "--match", "cosine", *FAST, "--format", "json")
     assert result.exit_code == 0, result.stderr

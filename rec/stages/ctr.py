@@ -134,11 +134,11 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
     state = {"epoch": 0, "history": [], "best_auc": None, "best_epoch": None, "bad_epochs": 0,
              "baseline_best": None}
     if resume:
-        if not (ckpt_dir / "state.json").exists():
-            raise UsageError(f"nothing to resume: {ckpt_dir} has no checkpoint "
-                             "(run `rec ctr-train`)")
-        state = json.loads((ckpt_dir / "state.json").read_text())
-        p = CtrParams(**{**state["params"], "epochs": p.epochs})
+        epochs = p.epochs
+        state, p = training.read_checkpoint(
+            ckpt_dir, "rec ctr-train", state, [f"{name}.{ext}" for name in ("model", "baseline")
+                                               for ext in ("pdparams", "pdopt")],
+            lambda saved: CtrParams(**{**saved, "epochs": epochs}))
     check(p)
     rank, world = training.init_distributed()
     main_rank = rank == 0  # only rank 0 writes files and talks to the user
@@ -160,8 +160,8 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
     base_opt = paddle.optimizer.Adam(learning_rate=p.baseline_lr, parameters=baseline.parameters())
     if resume:
         for net, optim, name in ((model, opt, "model"), (baseline, base_opt, "baseline")):
-            net.set_state_dict(paddle.load(str(ckpt_dir / f"{name}.pdparams")))
-            training.load_optimizer_state(net, optim, paddle.load(str(ckpt_dir / f"{name}.pdopt")))
+            training.restore(ckpt_dir, "rec ctr-train", net, optim, f"{name}.pdparams",
+                             f"{name}.pdopt")
         log(f"resuming after epoch {state['epoch']} (best val AUC {state['best_auc']:.4f} "
             f"at epoch {state['best_epoch']})")
     # Data parallel: each rank takes its slice of every batch; gradients are averaged.

@@ -87,14 +87,13 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
     data_fp = manifest.fingerprint(paths.dataset_file("split.npy"))
     state = {"epoch": 0, "history": [], "best_rmse": None, "best_epoch": None, "bad_epochs": 0}
     if resume:
-        if not (ckpt_dir / "state.json").exists():
-            raise UsageError(f"nothing to resume: {ckpt_dir} has no checkpoint (run `rec train`)")
-        state = json.loads((ckpt_dir / "state.json").read_text())
+        epochs = params.epochs
+        state, params = training.read_checkpoint(
+            ckpt_dir, "rec train", state, ["model.pdparams", "optimizer.pdopt"],
+            lambda saved: TrainParams(**{**saved, "epochs": epochs}))
         if state["data_fingerprint"] != data_fp:
             raise UsageError("output/dataset changed since the checkpoint was written: "
                              "train from scratch (without --resume)")
-        epochs = params.epochs
-        params = TrainParams(**{**state["params"], "epochs": epochs})
     if params.batch_size == 0:
         params.batch_size = auto_batch_size(len(tu))
     train_mean = float(tr.mean())
@@ -106,9 +105,8 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
     optimizer = paddle.optimizer.AdamW(learning_rate=params.lr, parameters=net.parameters(),
                                        weight_decay=params.weight_decay)
     if resume:
-        net.set_state_dict(paddle.load(str(ckpt_dir / "model.pdparams")))
-        training.load_optimizer_state(net, optimizer,
-                                      paddle.load(str(ckpt_dir / "optimizer.pdopt")))
+        training.restore(ckpt_dir, "rec train", net, optimizer, "model.pdparams",
+                         "optimizer.pdopt")
         log(f"resuming after epoch {state['epoch']} (best val RMSE {state['best_rmse']:.4f} "
             f"at epoch {state['best_epoch']})")
     # Data parallel: every rank walks the same global batches and takes its slice of each;
