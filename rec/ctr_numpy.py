@@ -7,8 +7,6 @@ same click probabilities from them (checked against paddle to 1e-5 by the tests)
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from rec.errors import UsageError
@@ -271,12 +269,14 @@ class CtrRanker:
     @classmethod
     def load(cls, paths, features, dataset) -> "CtrRanker":
         from rec.manifest import fingerprint
-        from rec.paths import require
+        from rec.paths import read_json, reading, require
 
         folder = paths.ctr_dir / MODEL_DIR
-        require([folder / CONFIG_FILE], "rec ctr-train --data movielens")
-        config = json.loads((folder / CONFIG_FILE).read_text())
-        if config.get("features", {}).get("kind") != "movielens":
+        run = "rec ctr-train --data movielens"
+        config = read_json(folder / CONFIG_FILE, run, keys=("features", "model"))
+        with reading(folder / CONFIG_FILE, run):
+            kind = config["features"].get("kind")
+        if kind != "movielens":
             raise UsageError(f"{folder} holds a CTR model for Criteo data, not MovieLens: "
                              "run `rec ctr-train --data movielens` first")
         require([folder / WEIGHTS_FILE], "rec ctr-train --data movielens")
@@ -284,10 +284,8 @@ class CtrRanker:
             raise UsageError("output/ctr was trained on another output/dataset: "
                              "run `rec ctr-train --data movielens` again")
         fields = MovieLensFields.from_dataset(dataset, config["features"].get("crosses", False))
-        try:
+        with reading(folder / WEIGHTS_FILE, run):
             net = NumpyCtr.load(folder / WEIGHTS_FILE, config["model"])
-        except (OSError, ValueError, KeyError) as e:
-            raise UsageError(f"cannot read {folder / WEIGHTS_FILE}: {e}")
         vocab = dataset.vocab
         u_index = {str(u): i for i, u in enumerate(vocab.user_ids)}
         m_index = {str(m): i for i, m in enumerate(vocab.movie_ids)}

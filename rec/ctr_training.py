@@ -291,27 +291,28 @@ def export_npz(model, path: Path) -> None:
 def load_model(paths):
     """Rebuild the best model of output/ctr/model from its config.json alone; also return the
     config and, for Criteo, the transform that turns raw lines into its inputs."""
-    import json
-
     from rec.ctr_numpy import CONFIG_FILE, MODEL_DIR, PARAMS_FILE, VOCAB_FILE
     from rec.errors import RecError
-    from rec.paths import require
+    from rec.paths import read_json, reading, require
 
     folder = paths.ctr_dir / MODEL_DIR
     require([folder / CONFIG_FILE, folder / PARAMS_FILE], "rec ctr-train")
-    config = json.loads((folder / CONFIG_FILE).read_text())
-    model = build(CtrConfig.from_json(config["model"]))
+    config = read_json(folder / CONFIG_FILE, "rec ctr-train", keys=("model", "features"))
+    with reading(folder / CONFIG_FILE, "rec ctr-train"):
+        model = build(CtrConfig.from_json(config["model"]))
     try:
         model.set_state_dict(paddle.load(str(folder / PARAMS_FILE)))
     except Exception as e:  # a damaged file: say which, not a traceback
         raise RecError(f"cannot load {folder / PARAMS_FILE}: {e}")
     model.eval()
     transform = None
-    features = config["features"]
-    if features["kind"] == "criteo":
-        t = features["transform"]
-        transform = criteo.CriteoTransform(t["mode"], t["hash_size"], t["min_count"])
-        if t["mode"] == "vocab":
-            require([folder / VOCAB_FILE], "rec ctr-train")
-            transform.vocab = criteo.CategoryVocab.load(folder / VOCAB_FILE)
+    with reading(folder / CONFIG_FILE, "rec ctr-train"):
+        features = config["features"]
+        if features["kind"] == "criteo":
+            t = features["transform"]
+            transform = criteo.CriteoTransform(t["mode"], t["hash_size"], t["min_count"])
+            if t["mode"] == "vocab":
+                require([folder / VOCAB_FILE], "rec ctr-train")
+                with reading(folder / VOCAB_FILE, "rec ctr-train"):
+                    transform.vocab = criteo.CategoryVocab.load(folder / VOCAB_FILE)
     return model, config, transform

@@ -45,10 +45,17 @@ def fingerprint(path: Path) -> str | None:
 
 
 def load(paths: Paths) -> dict:
+    """The manifest; a missing or damaged one reads as empty (its stages show 'not run'),
+    and a stage's entry that is not an object is left out."""
     try:
-        return json.loads(paths.manifest.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        obj = json.loads(paths.manifest.read_text())
+    except (FileNotFoundError, ValueError):  # JSONDecodeError and UnicodeDecodeError
+        obj = None
+    stages = obj.get("stages") if isinstance(obj, dict) else None
+    if not isinstance(stages, dict):
         return {"stages": {}}
+    obj["stages"] = {k: v for k, v in stages.items() if isinstance(v, dict)}
+    return obj
 
 
 def record(paths: Paths, stage: str, params: dict[str, Any], inputs: list[Path],
@@ -70,10 +77,11 @@ def stage_state(entry: dict | None) -> str:
     """'not run', 'fresh', 'stale' (inputs changed) or 'modified' (its outputs changed)."""
     if entry is None:
         return "not run"
-    for p, fp in entry.get("inputs", {}).items():
+    inputs, outputs = entry.get("inputs"), entry.get("outputs")
+    for p, fp in (inputs if isinstance(inputs, dict) else {}).items():
         if fingerprint(Path(p)) != fp:
             return "stale"
-    for p, fp in entry.get("outputs", {}).items():
+    for p, fp in (outputs if isinstance(outputs, dict) else {}).items():
         if fingerprint(Path(p)) != fp:
             return "modified"
     return "fresh"

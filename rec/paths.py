@@ -6,11 +6,14 @@ Stages never build paths by hand: they ask a `Paths` object, so moving the folde
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterator
 
-from rec.errors import UsageError
+from rec.errors import RecError, UsageError
 
 
 @dataclass(frozen=True)
@@ -67,3 +70,29 @@ def require(paths: list[Path], run_first: str) -> None:
     for path in paths:
         if not path.exists():
             raise UsageError(f"missing {path}: run `{run_first}` first")
+
+
+@contextlib.contextmanager
+def reading(path: Path, run: str) -> Iterator[None]:
+    """Inside, a file that cannot be read or makes no sense (truncated, garbage, the wrong
+    shape of JSON) stops with one line naming it and the stage to rerun, not a traceback."""
+    try:
+        yield
+    except RecError:
+        raise
+    except Exception as e:  # json, numpy, zipfile and paddle raise many kinds
+        raise RecError(f"{path} is damaged ({type(e).__name__}: {e}): run `{run}` again")
+
+
+def read_json(path: Path, run: str, keys: tuple[str, ...] = ()) -> Any:
+    """A JSON object written by stage `run`, with at least `keys`; missing: exit 2, damaged:
+    exit 1, both naming `run`."""
+    require([path], run)
+    with reading(path, run):
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(obj, dict):
+            raise ValueError(f"expected a JSON object, found {type(obj).__name__}")
+        missing = [k for k in keys if k not in obj]
+        if missing:
+            raise ValueError(f"no {', '.join(missing)}")
+    return obj

@@ -17,7 +17,7 @@ import numpy as np
 from rec.datasets.contract import Dataset
 from rec.errors import RecError, UsageError
 from rec.metrics import rmse_mae  # noqa: F401  (train.py calls training.rmse_mae)
-from rec.paths import Paths, require
+from rec.paths import Paths, read_json, reading, require
 
 warnings.filterwarnings("ignore", message=".*ccache.*")  # paddle's import-time noise
 import paddle  # noqa: E402
@@ -177,8 +177,9 @@ def load_trained(paths: Paths, ds: Dataset | None = None) -> tuple[TwoTower, dic
     """Rebuild the network from output/model/config.json alone and load its best weights."""
     model_dir = paths.model_dir
     require([model_dir / CONFIG_FILE, model_dir / MODEL_FILE], "rec train")
-    config = json.loads((model_dir / CONFIG_FILE).read_text())
-    model = TwoTower(TwoTowerConfig.from_json(config["model"]))
+    config = read_json(model_dir / CONFIG_FILE, "rec train", keys=("model",))
+    with reading(model_dir / CONFIG_FILE, "rec train"):
+        model = TwoTower(TwoTowerConfig.from_json(config["model"]))
     if ds is not None and (ds.n_users != model.config.n_users or ds.n_movies != model.config.n_movies):
         raise UsageError("output/model was trained on another dataset than output/dataset: "
                          "run `rec train` again")

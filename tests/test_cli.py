@@ -367,6 +367,20 @@ def test_status_fresh_stale_modified(synthetic):
 # --- folders from the environment ----------------------------------------------------------
 
 
+@pytest.mark.parametrize("text", ["garbage", "[1, 2]", '{"stages": []}',
+                                  '{"stages": {"train": 5, "preprocess": {"params": [1]}}}'])
+def test_status_reads_a_damaged_manifest_as_not_run(synthetic, text):
+    # a manifest that is JSON but not the expected shape was an "internal error" for status,
+    # and made every stage fail at its very end, after its work, when recording itself
+    manifest_file = synthetic / "out" / "manifest.json"
+    manifest_file.parent.mkdir(parents=True, exist_ok=True)
+    manifest_file.write_text(text)
+    assert states(synthetic)["train"] == "not run"
+    r = invoke(synthetic, "preprocess", "--dataset", "synthetic", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    assert states(synthetic)["preprocess"] == "fresh"
+
+
 def test_env_vars_move_the_folders(tmp_path, monkeypatch):
     data, out, cwd = tmp_path / "envdata", tmp_path / "envout", tmp_path / "cwd"
     cwd.mkdir()

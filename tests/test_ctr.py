@@ -440,6 +440,19 @@ def test_missing_inputs_name_the_stage_to_run(tmp_path, ml_world):
                    "--explore and --rerank")
 
 
+def test_damaged_model_files_are_one_clear_error(ml_copy):
+    # used to be "internal error: JSONDecodeError" / "BadZipFile"
+    model_dir = ml_copy / "output" / "ctr" / "model"
+    weights = model_dir / "weights.npz"
+    weights.write_bytes(weights.read_bytes()[:100])
+    one_line_error(rec(ml_copy, "recommend", "1", "--rerank"), 1, "weights.npz is damaged",
+                   "run `rec ctr-train --data movielens` again")
+    (model_dir / "config.json").write_text("[1, 2]")
+    one_line_error(rec(ml_copy, "recommend", "1", "--rerank"), 1, "config.json is damaged")
+    one_line_error(rec(ml_copy, "ctr-predict", input="1 1\n"), 1, "config.json is damaged",
+                   "run `rec ctr-train` again")
+
+
 def test_gpu_on_cpu_build_is_a_clear_usage_error(ml_world, tmp_path):
     import paddle
 

@@ -243,6 +243,24 @@ def test_missing_feature_files_exit_2(tmp_path):
     assert_usage_error(result, "usr_feat.pkl: run `rec save-features` first")
 
 
+@pytest.mark.parametrize("name,damage,needle", [
+    ("vocab.json", lambda p: p.write_text("garbage{"), "vocab.json is damaged (JSONDecodeError"),
+    ("vocab.json", lambda p: p.write_text("[1, 2]"), "vocab.json is damaged (ValueError"),
+    ("movie_titles.npy", lambda p: p.write_bytes(p.read_bytes()[:-40]), "movie_titles.npy is damaged"),
+    ("split.npy", lambda p: np.save(p, np.zeros(3, np.uint8)), "split.npy does not fit the rest"),
+])
+def test_damaged_dataset_file_is_one_clear_error(world, tmp_path, name, damage, needle):
+    # these used to end in "internal error: JSONDecodeError / ValueError ..."
+    import shutil
+
+    out = Path(shutil.copytree(world["paths"].output_dir, tmp_path / "out"))
+    damage(out / "dataset" / name)
+    result = CliRunner().invoke(app, ["--output-dir", str(out), "recommend", "1"])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert needle in result.stderr and "run `rec preprocess` again" in result.stderr
+
+
 def test_recommend_never_imports_paddle(world):
     paths = world["paths"]
     code = ("import sys; from typer.testing import CliRunner; from rec.cli import app; "

@@ -18,14 +18,13 @@ Unknown demographic values (ml-latest-small has none at all) are index 0, labell
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rec.errors import UsageError
-from rec.paths import Paths, require
+from rec.errors import RecError, UsageError
+from rec.paths import Paths, read_json, reading, require
 
 FORMAT_VERSION = 1
 ARRAY_FILES = ["users.npy", "movie_genres.npy", "movie_titles.npy", "rating_users.npy",
@@ -110,15 +109,31 @@ def dataset_paths(paths: Paths) -> list[Path]:
 
 
 def load_vocab(paths: Paths) -> Vocab:
-    require([paths.vocab], "rec preprocess")
-    return Vocab.from_json(json.loads(paths.vocab.read_text(encoding="utf-8")))
+    obj = read_json(paths.vocab, "rec preprocess")
+    with reading(paths.vocab, "rec preprocess"):
+        return Vocab.from_json(obj)
 
 
 def load_dataset(paths: Paths, mmap: bool = False) -> Dataset:
-    """Read the whole contract back; exit 2 naming `rec preprocess` if anything is missing."""
+    """Read the whole contract back; exit 2 naming `rec preprocess` if anything is missing,
+    1 (naming it too) if a file is damaged or the files do not fit together."""
     require(dataset_paths(paths), "rec preprocess")
     vocab = load_vocab(paths)
     mode = "r" if mmap else None
-    arrays = {name[:-4]: np.load(paths.dataset_file(name), mmap_mode=mode, allow_pickle=False)
-              for name in ARRAY_FILES}
+    arrays = {}
+    for name in ARRAY_FILES:
+        with reading(paths.dataset_file(name), "rec preprocess"):
+            arrays[name[:-4]] = np.load(paths.dataset_file(name), mmap_mode=mode,
+                                        allow_pickle=False)
+    expected = {"users": len(vocab.user_ids), "movie_genres": len(vocab.movie_ids),
+                "movie_titles": len(vocab.movie_ids)}
+    n_ratings = len(arrays["rating_users"])
+    expected.update((k, n_ratings) for k in ("rating_movies", "rating_values", "rating_times",
+                                             "split"))
+    for key, rows in expected.items():
+        found = arrays[key].shape[0] if arrays[key].ndim else 0
+        if found != rows:
+            raise RecError(f"{paths.dataset_file(key + '.npy')} does not fit the rest of "
+                           f"{paths.dataset_dir} ({found} rows, expected {rows}): run "
+                           "`rec preprocess` again")
     return Dataset(vocab=vocab, **arrays)

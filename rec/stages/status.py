@@ -25,7 +25,8 @@ def command(
     rows = []
     for name in names:
         entry = stages.get(name)
-        params = (entry or {}).get("params", {})
+        params = (entry or {}).get("params")
+        params = params if isinstance(params, dict) else {}
         rows.append({
             "stage": name,
             "state": manifest.stage_state(entry),
