@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rec.datasets.contract import Dataset
-from rec.errors import RecError, UsageError
+from rec.errors import UsageError
 from rec.features import Features, score
 
 CHUNK_USERS = 1024  # users scored per matrix product: 1024 x 3883 float32 is 16 MB
@@ -107,11 +107,11 @@ def build_catalog(features: Features, dataset: Dataset) -> Catalog:
     n_movies, n_users = len(features.movie_ids), len(features.user_ids)
     movie_to_feat = _rows_by_id(features.movie_ids, vocab.movie_ids)
     user_to_feat = _rows_by_id(features.user_ids, vocab.user_ids)
-    if not (movie_to_feat >= 0).any():
-        raise RecError("output/features and output/dataset describe different movies: "
-                       "run `rec save-features` again")
     movie_ds = _inverse(movie_to_feat, n_movies)
     user_ds = _inverse(user_to_feat, n_users)
+    if (movie_ds < 0).any() or (user_ds < 0).any():  # vectors for ids the dataset lacks
+        raise UsageError("output/features and output/dataset describe different users or "
+                       "movies: run `rec save-features` again")
 
     taste = features.taste().astype(np.float32)
     taste = taste / np.maximum(np.linalg.norm(taste, axis=1, keepdims=True), 1e-12)

@@ -17,6 +17,7 @@ import numpy as np
 from rec.datasets.contract import Dataset
 from rec.errors import RecError, UsageError
 from rec.metrics import rmse_mae  # noqa: F401  (train.py calls training.rmse_mae)
+from rec.manifest import fingerprint
 from rec.paths import Paths, read_json, reading, require
 
 warnings.filterwarnings("ignore", message=".*ccache.*")  # paddle's import-time noise
@@ -180,7 +181,11 @@ def load_trained(paths: Paths, ds: Dataset | None = None) -> tuple[TwoTower, dic
     config = read_json(model_dir / CONFIG_FILE, "rec train", keys=("model",))
     with reading(model_dir / CONFIG_FILE, "rec train"):
         model = TwoTower(TwoTowerConfig.from_json(config["model"]))
-    if ds is not None and (ds.n_users != model.config.n_users or ds.n_movies != model.config.n_movies):
+        trained_on = (config.get("dataset") or {}).get("fingerprint")  # split.npy's
+    if ds is None:
+        pass
+    elif (ds.n_users, ds.n_movies) != (model.config.n_users, model.config.n_movies) or \
+            trained_on not in (None, fingerprint(paths.dataset_file("split.npy"))):
         raise UsageError("output/model was trained on another dataset than output/dataset: "
                          "run `rec train` again")
     try:

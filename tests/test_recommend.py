@@ -261,6 +261,31 @@ def test_damaged_dataset_file_is_one_clear_error(world, tmp_path, name, damage, 
     assert needle in result.stderr and "run `rec preprocess` again" in result.stderr
 
 
+def test_stale_features_are_detected_not_shown_with_wrong_titles(world, tmp_path):
+    # features from one dataset, output/dataset preprocessed from another: this used to
+    # print rows with the other dataset's titles, or blank ones
+    import shutil
+
+    paths = Paths(tmp_path / "data", Path(shutil.copytree(world["paths"].output_dir,
+                                                          tmp_path / "out")))
+    folder = paths.raw("synthetic")
+    generate(folder, SyntheticSpec(users=150, movies=120, ratings=3000, seed=2))
+    arrays, vocab, _ = build(parse_folder(folder), "synthetic", "random", 0.1, 42)
+    write_dataset(paths.dataset_dir, arrays, vocab)
+    args = ["--output-dir", str(paths.output_dir)]
+    for command in (["recommend", "--all"], ["similar", "1"]):
+        assert_usage_error(CliRunner().invoke(app, [*args, *command]),
+                           "describe different users or movies: run `rec save-features` again")
+    # the same ids but preprocessed again: save-features records which dataset it read
+    shutil.rmtree(paths.dataset_dir)
+    shutil.copytree(world["paths"].dataset_dir, paths.dataset_dir)
+    scoring = json.loads((paths.features_dir / "scoring.json").read_text())
+    (paths.features_dir / "scoring.json").write_text(json.dumps(
+        {**scoring, "dataset_fingerprint": "another"}))
+    assert_usage_error(CliRunner().invoke(app, [*args, "recommend", "1"]),
+                       "saved from another output/dataset")
+
+
 def test_recommend_never_imports_paddle(world):
     paths = world["paths"]
     code = ("import sys; from typer.testing import CliRunner; from rec.cli import app; "

@@ -249,6 +249,20 @@ def test_evaluate_before_train_names_train(world):
     assert result.exit_code == 2 and "run `rec train` first" in result.stderr
 
 
+def test_model_and_features_know_the_dataset_they_came_from(world):
+    assert rec(world, "train", "--epochs", "1").exit_code == 0
+    assert rec(world, "save-features").exit_code == 0
+    assert "dataset_fingerprint" in json.loads(
+        (world / "output" / "features" / "scoring.json").read_text())
+    # the same users and movies, another split: the model's validation would be its training
+    assert rec(world, "preprocess", "--dataset", "synthetic", "--seed", "7").exit_code == 0
+    for stage in ("evaluate", "save-features"):
+        result = rec(world, stage)
+        assert result.exit_code == 2 and "run `rec train` again" in result.stderr
+    result = rec(world, "recommend", "1")
+    assert result.exit_code == 2 and "run `rec save-features` again" in result.stderr
+
+
 def test_malicious_pickle_is_refused_without_running(tmp_path):
     marker = tmp_path / "pwned"
 

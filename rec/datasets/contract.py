@@ -108,6 +108,14 @@ def dataset_paths(paths: Paths) -> list[Path]:
     return [paths.dataset_file(name) for name in ALL_FILES]
 
 
+def dataset_fingerprint(paths: Paths) -> str:
+    """Identity of output/dataset as a whole (its ids and titles, and its split), recorded
+    by the stages that read it so that a later reader can tell it was preprocessed again."""
+    from rec.manifest import fingerprint
+
+    return f"{fingerprint(paths.vocab)}-{fingerprint(paths.dataset_file('split.npy'))}"
+
+
 def load_vocab(paths: Paths) -> Vocab:
     obj = read_json(paths.vocab, "rec preprocess")
     with reading(paths.vocab, "rec preprocess"):

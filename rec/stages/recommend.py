@@ -70,13 +70,18 @@ def check_options(top: int, year_from: Optional[int], year_to: Optional[int],
 
 def load_catalog(ctx: typer.Context):
     # imported here so `rec --help` does not pay for them
-    from rec.datasets.contract import load_dataset
+    from rec.datasets.contract import dataset_fingerprint, load_dataset
     from rec.features import load_features
     from rec.recommending import build_catalog
 
     paths = get_paths(ctx)
     features = load_features(paths.features_dir)  # first: missing vectors is the likely error
-    return build_catalog(features, load_dataset(paths, mmap=True))
+    dataset = load_dataset(paths, mmap=True)
+    saved_from = features.scoring.get("dataset_fingerprint")
+    if saved_from is not None and saved_from != dataset_fingerprint(paths):
+        raise UsageError("output/features was saved from another output/dataset (preprocess "
+                         "ran since): run `rec save-features` again")
+    return build_catalog(features, dataset)
 
 
 def movie_cells(cat, genre_texts: dict, movie: int) -> dict:

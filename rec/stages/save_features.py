@@ -13,7 +13,7 @@ import typer
 
 from rec import manifest
 from rec.console import emit_object, log
-from rec.datasets.contract import VAL, dataset_paths, load_dataset
+from rec.datasets.contract import VAL, dataset_fingerprint, dataset_paths, load_dataset
 from rec.errors import RecError
 from rec.features import save_features, score_pairs
 from rec.stages import get_paths, guarded
@@ -31,7 +31,7 @@ def export(paths, device: str) -> dict:
     model, _ = training.load_trained(paths, ds)
     feeder = training.Feeder(ds)
     user_vecs, movie_vecs = training.tower_vectors(model, feeder)
-    scoring = model.scoring()
+    scoring = {**model.scoring(), "dataset_fingerprint": dataset_fingerprint(paths)}
     # The saved vectors must reproduce the model's predictions: check on validation pairs.
     vu, vm, _ = ds.part(VAL)
     pick = np.random.default_rng(0).permutation(len(vu))[:CHECK_PAIRS]
