@@ -52,7 +52,8 @@ def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.nda
         rows = row_of[su[lo:hi]]
         keep = rows >= 0
         scores[rows[keep], sm[lo:hi][keep]] = -np.inf  # seen in training: not a candidate
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        kk = min(k, scores.shape[1])  # a catalogue smaller than k: rank all of it
+        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
         top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), 1), 1)
         relevant = np.zeros_like(scores, dtype=bool)
         lo, hi = np.searchsorted(ru, block[0]), np.searchsorted(ru, block[-1], side="right")
@@ -63,7 +64,7 @@ def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.nda
         n_rel = np.minimum(relevant.sum(axis=1), k)
         ideal = np.cumsum(discounts)[n_rel - 1]
         hits.append(gains.any(axis=1))
-        ndcgs.append((gains * discounts).sum(axis=1) / ideal)
+        ndcgs.append((gains * discounts[:kk]).sum(axis=1) / ideal)
     if not hits:
         return {f"hr@{k}": float("nan"), f"ndcg@{k}": float("nan"), "ranked_users": 0}
     return {f"hr@{k}": float(np.concatenate(hits).mean()),

@@ -278,3 +278,18 @@ def test_malicious_pickle_is_refused_without_running(tmp_path):
     with pytest.raises(RecError, match="refused to load"):
         load_features(folder)
     assert not marker.exists()
+
+
+def test_ranking_metrics_on_a_catalogue_smaller_than_k():
+    # evaluate and ctr-train on a dataset of fewer than 10 movies: argpartition's kth was out
+    # of bounds ("internal error: ValueError: kth(=9) out of bounds (3)")
+    from rec.metrics import ranking_metrics
+
+    scores = np.array([[0.1, 0.9, 0.5], [0.3, 0.2, 0.1]])
+    result = ranking_metrics(lambda block: scores[block], n_users=2, n_movies=3,
+                             seen_users=np.array([0]), seen_movies=np.array([1]),
+                             relevant_users=np.array([0, 1]), relevant_movies=np.array([2, 2]),
+                             k=10)
+    # user 0: movie 2 ranks first among the unseen; user 1: movie 2 ranks third
+    assert result["hr@10"] == 1.0 and result["ranked_users"] == 2
+    assert result["ndcg@10"] == pytest.approx((1.0 + 1.0 / np.log2(4)) / 2)
