@@ -14,6 +14,7 @@ from rec.paths import Paths
 from rec.stages import download, evaluate, preprocess, save_features, status, train
 from rec.stages import ctr, ctr_predict, recommend
 
+
 class RecGroup(TyperGroup):
     """Bad usage caught by the parser (a mistyped option, a value of the wrong type or out of
     range, an unknown command) ends like every other error: one `error: ...` line on stderr
@@ -74,16 +75,31 @@ def root(
     ctx.obj = Paths.from_env(data_dir, output_dir)
 
 
-app.command("download", help=download.HELP)(download.command)
-app.command("preprocess", help=preprocess.HELP)(preprocess.command)
-app.command("train", help=train.HELP)(train.command)
-app.command("evaluate", help=evaluate.HELP)(evaluate.command)
-app.command("save-features", help=save_features.HELP)(save_features.command)
-app.command("ctr-train", help=ctr.HELP)(ctr.command)
-app.command("ctr-predict", help=ctr_predict.HELP)(ctr_predict.command)
-app.command("status", help=status.HELP)(status.command)
-app.command("recommend", help=recommend.HELP)(recommend.recommend_command)
-app.command("similar", help=recommend.SIMILAR_HELP)(recommend.similar_command)
+# One line each in `rec --help` (the full text is in `rec COMMAND --help`).
+COMMANDS = [
+    ("download", download.command, download.HELP,
+     "Fetch and verify MovieLens, or make synthetic data."),
+    ("preprocess", preprocess.command, preprocess.HELP,
+     "Raw files -> .npy arrays and a saved split."),
+    ("train", train.command, train.HELP,
+     "Train the two-tower rating model."),
+    ("evaluate", evaluate.command, evaluate.HELP,
+     "RMSE, MAE, HR@10, NDCG@10 against baselines."),
+    ("save-features", save_features.command, save_features.HELP,
+     "Save every user's and movie's vector."),
+    ("ctr-train", ctr.command, ctr.HELP,
+     "Train a Wide&Deep / DeepFM CTR model."),
+    ("ctr-predict", ctr_predict.command, ctr_predict.HELP,
+     "Click probabilities, one row per input line."),
+    ("status", status.command, status.HELP,
+     "Which stages ran, with what, fresh or stale."),
+    ("recommend", recommend.recommend_command, recommend.HELP,
+     "Explained top-N movies for users."),
+    ("similar", recommend.similar_command, recommend.SIMILAR_HELP,
+     "Movies closest to a movie."),
+]
+for name, function, full_help, one_line in COMMANDS:
+    app.command(name, help=full_help, short_help=one_line)(function)
 
 
 def main() -> None:
