@@ -213,8 +213,7 @@ def recall_rerank_metrics(ds, features, net: NumpyCtr, fields: MovieLensFields,
     ranking alone ("recall") and for its top `candidates` reordered by click probability
     ("rerank"). None when the saved vectors do not cover the dataset's users and movies."""
     from rec.datasets.contract import TRAIN, VAL
-    from rec.features import score
-    from rec.metrics import ranking_metrics
+    from rec.metrics import ranking_metrics, vector_scorer
 
     vocab = ds.vocab
     urow, mrow = features.user_row(), features.movie_row()
@@ -228,8 +227,7 @@ def recall_rerank_metrics(ds, features, net: NumpyCtr, fields: MovieLensFields,
     rel = vr >= LIKED
     n_users, n_movies = ds.n_users, ds.n_movies
 
-    def recall(block):
-        return score(user_vecs[block], movie_vecs, features.scoring)
+    recall = vector_scorer(user_vecs, movie_vecs, features.scoring)
 
     def rerank(block):
         s = recall(block)

@@ -214,12 +214,11 @@ def make_source(paths, p, vocab_path: Path | None):
 def recall_then_rank(paths, source, candidates: int) -> dict:
     """HR@10 / NDCG@10 of recall alone and recall + rank (the saved best model, through the
     numpy forward pass `rec recommend --rerank` uses); {} without output/features."""
-    import json
-
     from rec.console import log, warn
     from rec.ctr_numpy import CONFIG_FILE, MODEL_DIR, WEIGHTS_FILE, NumpyCtr, recall_rerank_metrics
     from rec.errors import RecError
     from rec.features import load_features
+    from rec.paths import read_json
 
     if not (paths.features_dir / "usr_feat.pkl").exists():
         log("no output/features: recall-then-rank comparison skipped "
@@ -231,7 +230,7 @@ def recall_then_rank(paths, source, candidates: int) -> dict:
         warn(f"recall-then-rank comparison skipped: {e}")
         return {}
     model_dir = paths.ctr_dir / MODEL_DIR
-    config = json.loads((model_dir / CONFIG_FILE).read_text())
+    config = read_json(model_dir / CONFIG_FILE, "rec ctr-train", ("model",))
     net = NumpyCtr.load(model_dir / WEIGHTS_FILE, config["model"])
     result = recall_rerank_metrics(source.ds, features, net, source.fields, candidates)
     if result is None:

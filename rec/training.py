@@ -247,6 +247,12 @@ def read_checkpoint(ckpt_dir: Path, run: str, fresh: dict, files: list[str], mak
     return state, params
 
 
+def save_weights(folder: Path, model, optimizer, params_file: str, opt_file: str) -> None:
+    """A model's weights and its optimizer's state into `folder` (restore() reads them)."""
+    paddle.save(model.state_dict(), str(folder / params_file))
+    paddle.save(optimizer_state(model, optimizer), str(folder / opt_file))
+
+
 def restore(ckpt_dir: Path, run: str, model, optimizer, params_file: str, opt_file: str) -> None:
     """Load a checkpoint's weights and optimizer state; a damaged file is one clear error."""
     path = ckpt_dir / params_file

@@ -242,9 +242,8 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
                 with atomic_dir(ckpt_dir) as tmp:  # weights, optimizers, state move together
                     for net, optim, name in ((model, opt, "model"),
                                              (baseline, base_opt, "baseline")):
-                        paddle.save(net.state_dict(), str(tmp / f"{name}.pdparams"))
-                        paddle.save(training.optimizer_state(net, optim),
-                                    str(tmp / f"{name}.pdopt"))
+                        training.save_weights(tmp, net, optim, f"{name}.pdparams",
+                                              f"{name}.pdopt")
                     if p.data == "criteo" and p.categorical == "vocab":
                         source.transform.vocab.save(tmp / VOCAB_FILE)
                     write_json(tmp / "state.json", state)

@@ -170,9 +170,8 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
                     training.save_paddle(net.state_dict(), model_dir / training.MODEL_FILE)
                     write_json(model_dir / training.CONFIG_FILE, full_config)
                 with atomic_dir(ckpt_dir) as tmp:  # weights, optimizer, state move together
-                    paddle.save(net.state_dict(), str(tmp / "model.pdparams"))
-                    paddle.save(training.optimizer_state(net, optimizer),
-                                str(tmp / "optimizer.pdopt"))
+                    training.save_weights(tmp, net, optimizer, "model.pdparams",
+                                          "optimizer.pdopt")
                     write_json(tmp / "state.json", state)
                 write_json(model_dir / "history.json", history)
             if not display.update(history):
