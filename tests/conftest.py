@@ -1,5 +1,8 @@
-"""Shared test setup. Add fixtures below as separate, self-contained blocks."""
+"""Shared test setup and helpers (test modules import them: `from conftest import rec`)."""
 
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -8,3 +11,43 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from typer.testing import CliRunner  # noqa: E402
+
+from rec.cli import app  # noqa: E402
+
+
+def rec(root: Path | None, *args: str, input: str | None = None, env: dict | None = None,
+        out: str = "output"):
+    """Run `rec --data-dir ROOT/data --output-dir ROOT/OUT ARGS` in-process (no folder
+    options when `root` is None). A failure must be a handled one, never a traceback."""
+    dirs = [] if root is None else ["--data-dir", str(Path(root) / "data"),
+                                    "--output-dir", str(Path(root) / out)]
+    result = CliRunner().invoke(app, [*dirs, *args], input=input, env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        repr(result.exception)
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def assert_paddle_free(*commands: list[str], imports: tuple[str, ...] = (),
+                       forbidden: str = "paddle") -> None:
+    """Run each `rec` command line (in one fresh interpreter, after importing rec.cli and
+    `imports`): every one must succeed without importing `forbidden` (a top-level package
+    or a dotted prefix such as rec.models)."""
+    code = f"""
+import importlib, json, sys
+from typer.testing import CliRunner
+from rec.cli import app
+for name in {list(imports)!r}:
+    importlib.import_module(name)
+for args in json.loads(sys.argv[1]):
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, (args, r.output)
+loaded = sorted(m for m in sys.modules if m == {forbidden!r} or m.startswith({forbidden!r} + "."))
+assert not loaded, loaded
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(list(commands))], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

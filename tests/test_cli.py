@@ -6,37 +6,26 @@ a tiny synthetic dataset or the hand-written fixtures in tests/fixtures/.
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from rec import __version__, manifest
 from rec.cli import app
 from rec.datasets.contract import ALL_FILES
 
+from conftest import assert_paddle_free, rec
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+invoke = functools.partial(rec, out="out")  # output in TMP/out
 SYNTHETIC = ["download", "--dataset", "synthetic", "--users", "50", "--movies", "40",
              "--ratings", "600", "--format", "json"]
-
-
-def invoke(tmp_path: Path | None, *args: str, env: dict | None = None):
-    """Run `rec [--data-dir D --output-dir O] ARGS`; never a traceback."""
-    dirs = ["--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out")] \
-        if tmp_path is not None else []
-    result = CliRunner().invoke(app, [*dirs, *args], env=env)
-    assert result.exception is None or isinstance(result.exception, SystemExit), \
-        repr(result.exception)
-    assert "Traceback" not in result.stderr
-    return result
 
 
 def one_error(result) -> str:
@@ -118,25 +107,12 @@ def test_every_command_is_in_the_readme():
 
 
 def test_status_download_preprocess_never_import_paddle(tmp_path):
-    code = """
-import sys
-from rec.cli import app
-base = ["--data-dir", sys.argv[1], "--output-dir", sys.argv[2], "--quiet"]
-for args in (["status"],
-             ["download", "--dataset", "synthetic", "--users", "20", "--movies", "20",
-              "--ratings", "100"],
-             ["preprocess", "--format", "json"],
-             ["status", "--format", "json"]):
-    code = app(base + args, standalone_mode=False)
-    assert code in (None, 0), (args, code)
-loaded = sorted(m for m in sys.modules if m == "paddle" or m.startswith("paddle."))
-assert not loaded, loaded
-"""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "data"),
-                           str(tmp_path / "out")], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
+    base = ["--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out"), "--quiet"]
+    assert_paddle_free(base + ["status"],
+                       base + ["download", "--dataset", "synthetic", "--users", "20", "--movies",
+                               "20", "--ratings", "100"],
+                       base + ["preprocess", "--format", "json"],
+                       base + ["status", "--format", "json"])
     assert (tmp_path / "out" / "dataset" / "split.npy").exists()
 
 

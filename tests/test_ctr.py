@@ -10,25 +10,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from rec.cli import app
 from rec.ctr_numpy import auc, logloss
 from rec.datasets import criteo, criteo_synthetic
 
+from conftest import assert_paddle_free, rec
+
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def rec(root: Path, *args: str, input: str | None = None):
-    return CliRunner().invoke(app, ["--data-dir", str(root / "data"), "--output-dir",
-                                    str(root / "output"), *args], input=input)
 
 
 def tsv(text: str) -> list[dict]:
@@ -352,11 +345,8 @@ def test_rerank_orders_the_recall_candidates_by_click_probability(ml_world):
 
 
 def test_recommend_rerank_never_imports_paddle(ml_world):
-    code = ("import sys; from typer.testing import CliRunner; from rec.cli import app; "
-            f"r = CliRunner().invoke(app, ['--output-dir', {str(ml_world / 'output')!r}, "
-            "'recommend', '1', '--top', '3', '--rerank']); assert r.exit_code == 0, r.output; "
-            "assert not [m for m in sys.modules if m.split('.')[0] == 'paddle'], 'paddle imported'")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    assert_paddle_free(["--output-dir", str(ml_world / "output"), "recommend", "1", "--top", "3",
+                        "--rerank"])
 
 
 def test_predict_pairs_from_stdin_in_order(ml_world):

@@ -7,15 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from rec.cli import app
 from rec.launch import launcher_command
 
-
-def rec(root: Path, *args: str):
-    return CliRunner().invoke(app, ["--data-dir", str(root / "data"), "--output-dir",
-                                    str(root / "output"), *args])
+from conftest import rec
 
 
 def metrics(root: Path) -> dict:

@@ -10,11 +10,8 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 import socket
 import stat
-import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -22,10 +19,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from rec.cli import app
 from rec.datasets import fetch, registry
+
+from conftest import assert_paddle_free
+from conftest import rec as run_rec
 
 # --- tiny datasets in the real layouts ------------------------------------------------------
 
@@ -164,12 +162,7 @@ def tiny(server, monkeypatch):
 
 
 def rec(tmp_path: Path, *args: str):
-    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "data"),
-                                      "--output-dir", str(tmp_path / "out"), "download", *args])
-    # Failures must be handled ones (typer.Exit -> SystemExit), never a traceback.
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.stderr
-    return result
+    return run_rec(tmp_path, "download", *args, out="out")
 
 
 def one_error(result) -> str:
@@ -464,8 +457,4 @@ def test_unknown_dataset(tmp_path):
 
 
 def test_download_does_not_import_paddle():
-    code = ("import sys, rec.cli, rec.stages.download, rec.datasets.fetch; "
-            "sys.exit('paddle' in sys.modules)")
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    assert subprocess.run([sys.executable, "-c", code], cwd=root, env=env).returncode == 0
+    assert_paddle_free(imports=("rec.stages.download", "rec.datasets.fetch"))

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from rec.cli import app
 from rec.datasets import chunked, registry
 from rec.datasets.chunked import Range, read_ratings
 from rec.datasets.movielens import detect_layout, parse_folder
 from rec.errors import RecError
 from rec.stages.preprocess import build, lookup, random_split, time_split
+
+from conftest import rec
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ML10M_RATING = "user::movie::rating::timestamp"
@@ -264,13 +264,13 @@ def test_download_source_then_preprocess(tmp_path, monkeypatch, name, fixture, t
     archive = tmp_path / f"{name}.zip"
     archive.write_bytes(_zip(FIXTURES / fixture, top))
     base = ["--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out")]
-    r = CliRunner().invoke(app, [*base, "download", "--dataset", name, "--source",
-                                 str(archive), "--format", "json"])
+    r = rec(None, *base, "download", "--dataset", name, "--source", str(archive), "--format",
+            "json")
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["status"] == "copied from --source" and out["verified"] == "structure"
     assert out["ratings"] == 5 and out["movies"] == 5 and "users" not in out
-    r = CliRunner().invoke(app, [*base, "preprocess", "--format", "json"])  # the last download
+    r = rec(None, *base, "preprocess", "--format", "json")  # the last download
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
     assert (out["dataset"], out["ratings"], out["movies"]) == (name, 5, 5)
@@ -280,8 +280,6 @@ def test_download_source_then_preprocess(tmp_path, monkeypatch, name, fixture, t
 def test_download_source_with_wrong_counts_fails(tmp_path):
     archive = tmp_path / "ml-10m.zip"
     archive.write_bytes(_zip(FIXTURES / "ml10m_five_lines", "ml-10M100K"))
-    r = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "data"), "--output-dir",
-                                 str(tmp_path / "out"), "download", "--dataset", "ml-10m",
-                                 "--source", str(archive)])
+    r = rec(tmp_path, "download", "--dataset", "ml-10m", "--source", str(archive), out="out")
     assert r.exit_code == 1
     assert "movies.dat has 5 rows, expected 10681" in r.stderr

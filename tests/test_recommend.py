@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from rec.cli import app
 from rec.datasets.contract import load_dataset
 from rec.datasets.movielens import parse_folder
 from rec.datasets.synthetic import SyntheticSpec, generate
@@ -28,8 +24,9 @@ from rec.recommending import ChunkRatings, Picks, build_catalog, display_title, 
 from rec.stages.preprocess import build, write_dataset
 from rec.stages.recommend import RECOMMEND_COLUMNS, SIMILAR_COLUMNS
 
+from conftest import assert_paddle_free, rec
+
 FAVOURITE_WEIGHT = 3.0  # puts the favourite genre ahead of any movie quality (sd 0.45)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -69,9 +66,7 @@ def world(tmp_path_factory):
 
 
 def run(world, *args, input=None):
-    paths = world["paths"]
-    return CliRunner().invoke(app, ["--data-dir", str(paths.data_dir), "--output-dir",
-                                    str(paths.output_dir), *args], input=input)
+    return rec(world["paths"].output_dir.parent, *args, input=input)
 
 
 def tsv(result) -> list[dict]:
@@ -239,7 +234,7 @@ def test_unknown_id_among_good_ones_prints_nothing(world):
 
 
 def test_missing_feature_files_exit_2(tmp_path):
-    result = CliRunner().invoke(app, ["--output-dir", str(tmp_path), "recommend", "1"])
+    result = rec(None, "--output-dir", str(tmp_path), "recommend", "1")
     assert_usage_error(result, "usr_feat.pkl: run `rec save-features` first")
 
 
@@ -255,7 +250,7 @@ def test_damaged_dataset_file_is_one_clear_error(world, tmp_path, name, damage, 
 
     out = Path(shutil.copytree(world["paths"].output_dir, tmp_path / "out"))
     damage(out / "dataset" / name)
-    result = CliRunner().invoke(app, ["--output-dir", str(out), "recommend", "1"])
+    result = rec(None, "--output-dir", str(out), "recommend", "1")
     assert result.exit_code == 1 and result.stdout == ""
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert needle in result.stderr and "run `rec preprocess` again" in result.stderr
@@ -274,7 +269,7 @@ def test_stale_features_are_detected_not_shown_with_wrong_titles(world, tmp_path
     write_dataset(paths.dataset_dir, arrays, vocab)
     args = ["--output-dir", str(paths.output_dir)]
     for command in (["recommend", "--all"], ["similar", "1"]):
-        assert_usage_error(CliRunner().invoke(app, [*args, *command]),
+        assert_usage_error(rec(None, *args, *command),
                            "describe different users or movies: run `rec save-features` again")
     # the same ids but preprocessed again: save-features records which dataset it read
     shutil.rmtree(paths.dataset_dir)
@@ -282,17 +277,13 @@ def test_stale_features_are_detected_not_shown_with_wrong_titles(world, tmp_path
     scoring = json.loads((paths.features_dir / "scoring.json").read_text())
     (paths.features_dir / "scoring.json").write_text(json.dumps(
         {**scoring, "dataset_fingerprint": "another"}))
-    assert_usage_error(CliRunner().invoke(app, [*args, "recommend", "1"]),
+    assert_usage_error(rec(None, *args, "recommend", "1"),
                        "saved from another output/dataset")
 
 
 def test_recommend_never_imports_paddle(world):
-    paths = world["paths"]
-    code = ("import sys; from typer.testing import CliRunner; from rec.cli import app; "
-            f"r = CliRunner().invoke(app, ['--output-dir', {str(paths.output_dir)!r}, "
-            "'recommend', '1', '--top', '2']); assert r.exit_code == 0, r.output; "
-            "assert not [m for m in sys.modules if m.split('.')[0] == 'paddle'], 'paddle imported'")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    assert_paddle_free(["--output-dir", str(world["paths"].output_dir), "recommend", "1",
+                        "--top", "2"])
 
 
 # --- similar --------------------------------------------------------------------------------

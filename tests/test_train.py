@@ -14,18 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from rec.cli import app
 from rec.errors import RecError
 from rec.features import load_features, score_pairs
 
+from conftest import rec
+
 FAST = ["--epochs", "3"]
-
-
-def rec(root: Path, *args: str, input: str | None = None):
-    return CliRunner().invoke(app, ["--data-dir", str(root / "data"), "--output-dir",
-                                    str(root / "output"), *args], input=input)
 
 
 @pytest.fixture(scope="module")
