@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from rec.datasets.movielens import parse_folder  # noqa: E402
 from rec.datasets.synthetic import SyntheticSpec, generate  # noqa: E402
-from rec.features import save_features  # noqa: E402
+from rec.twotower.features import save_features  # noqa: E402
 from rec.paths import Paths  # noqa: E402
 from rec.stages.preprocess import build, write_dataset  # noqa: E402
 

@@ -20,7 +20,7 @@ def paddle_build() -> str:
 def paddle_devices() -> str:
     """The build as Paddle itself reports it, with the GPU count (imports paddle)."""
     try:
-        from rec import training
+        from rec import runtime
     except ImportError as e:
         return f"PaddlePaddle cannot be imported: {e}"
-    return training.describe_build()
+    return runtime.describe_build()

@@ -2,7 +2,7 @@
 
 The launcher starts N copies of `rec train` (or `rec ctr-train`) on this host, each with
 the environment that tells it its rank; the stage then trains data-parallel (see
-rec.training.init_distributed). Its logs go to stderr and to a log folder; the result is
+rec.runtime.init_distributed). Its logs go to stderr and to a log folder; the result is
 read back from the files rank 0 wrote. Across hosts, run the launcher yourself (README).
 """
 

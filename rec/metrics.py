@@ -1,10 +1,9 @@
-"""Rating and ranking metrics, and the baselines they are compared with (numpy only)."""
+"""Every metric (RMSE, MAE, HR@k, NDCG@k, AUC, log loss) and the rating baselines they are
+compared with: numpy only, no files."""
 
 from __future__ import annotations
 
 import numpy as np
-
-from rec.features import score
 
 
 def rmse_mae(pred: np.ndarray, truth: np.ndarray, clip=None) -> tuple[float, float]:
@@ -72,6 +71,26 @@ def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.nda
             "ranked_users": int(len(users_with_rel))}
 
 
-def vector_scorer(user_vecs: np.ndarray, movie_vecs: np.ndarray, scoring: dict):
-    """score_chunk for ranking_metrics from saved-style vectors: the recommend scores."""
-    return lambda block: score(user_vecs[block], movie_vecs, scoring)
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney; tied scores count one half)."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_pos = int(labels.sum())
+    n_neg = len(labels) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    s = scores[order]
+    ranks = np.empty(len(s), dtype=np.float64)
+    # average rank of each run of ties
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    ends = np.r_[starts[1:], len(s)]
+    avg = (starts + ends + 1) / 2.0
+    ranks[order] = np.repeat(avg, ends - starts)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def logloss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
+    p = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
+    y = np.asarray(labels, dtype=np.float64)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))) if len(y) else float("nan")

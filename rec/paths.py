@@ -16,6 +16,51 @@ from typing import Any, Iterator
 from rec.errors import RecError, UsageError
 
 
+# File names, each spelled here only. A training stage's folder (see `TrainingFolder`):
+PARAMS = "model.pdparams"  # the best network's weights (paddle.save)
+CONFIG = "config.json"  # everything that rebuilds that network
+METRICS = "metrics.json"  # the run's result (the stage's stdout object)
+HISTORY = "history.json"  # one row per epoch
+CHECKPOINT = "checkpoint"  # folder: weights, optimizer state and STATE of the last epoch
+STATE = "state.json"  # in CHECKPOINT: epoch, history, best so far, the run's parameters
+OPTIMIZER = "optimizer.pdopt"  # in rec train's CHECKPOINT: the optimizer's state
+LAUNCH_LOGS = "launch-logs"  # folder: the workers' logs of a --nproc run
+EVAL = "eval.json"  # output/model/: rec evaluate's report
+WEIGHTS, CATEGORIES = "weights.npz", "vocab.npz"  # output/ctr/model/: numpy weights, Criteo vocab
+# output/features/: the saved vectors and how to score them
+USER_VECTORS, MOVIE_VECTORS, SCORING = "usr_feat.pkl", "mov_feat.pkl", "scoring.json"
+# output/dataset/ (the dataset contract, rec/datasets/contract.py, names the other arrays)
+VOCAB, SPLIT = "vocab.json", "split.npy"
+
+
+def params_file(name: str) -> str:
+    """A checkpoint's weights file of the network called `name` (model.pdparams)."""
+    return f"{name}.pdparams"
+
+
+def optimizer_file(name: str) -> str:
+    """A checkpoint's optimizer-state file of the network called `name` (model.pdopt)."""
+    return f"{name}.pdopt"
+
+
+@dataclass(frozen=True)
+class TrainingFolder:
+    """The files of one training stage: the run's files in `root`, the best model's in `best`
+    (swapped in whole when it is one folder of its own, as output/ctr/model/ is)."""
+
+    root: Path
+    best: Path
+
+    params = property(lambda self: self.best / PARAMS)
+    config = property(lambda self: self.best / CONFIG)
+    metrics = property(lambda self: self.root / METRICS)
+    history = property(lambda self: self.root / HISTORY)
+    checkpoint = property(lambda self: self.root / CHECKPOINT)
+    launch_logs = property(lambda self: self.root / LAUNCH_LOGS)
+    weights = property(lambda self: self.best / WEIGHTS)
+    categories = property(lambda self: self.best / CATEGORIES)
+
+
 @dataclass(frozen=True)
 class Paths:
     data_dir: Path
@@ -37,32 +82,31 @@ class Paths:
         return self.data_dir / ".downloads"
 
     # output ---------------------------------------------------------------
-    @property
-    def manifest(self) -> Path:
-        return self.output_dir / "manifest.json"
-
-    @property
-    def dataset_dir(self) -> Path:
-        return self.output_dir / "dataset"
+    manifest = property(lambda self: self.output_dir / "manifest.json")
+    dataset_dir = property(lambda self: self.output_dir / "dataset")
+    vocab = property(lambda self: self.dataset_dir / VOCAB)
+    split = property(lambda self: self.dataset_dir / SPLIT)
+    model_dir = property(lambda self: self.output_dir / "model")
+    features_dir = property(lambda self: self.output_dir / "features")
+    ctr_dir = property(lambda self: self.output_dir / "ctr")
 
     def dataset_file(self, name: str) -> Path:
         return self.dataset_dir / name
 
     @property
-    def vocab(self) -> Path:
-        return self.dataset_dir / "vocab.json"
+    def model(self) -> TrainingFolder:
+        """rec train: output/model/ holds the run and its best model."""
+        return TrainingFolder(self.model_dir, self.model_dir)
 
     @property
-    def model_dir(self) -> Path:
-        return self.output_dir / "model"
+    def ctr(self) -> TrainingFolder:
+        """rec ctr-train: output/ctr/ holds the run, output/ctr/model/ its best model
+        (PARAMS, CONFIG, WEIGHTS and, for the Criteo vocab transform, CATEGORIES)."""
+        return TrainingFolder(self.ctr_dir, self.ctr_dir / "model")
 
     @property
-    def features_dir(self) -> Path:
-        return self.output_dir / "features"
-
-    @property
-    def ctr_dir(self) -> Path:
-        return self.output_dir / "ctr"
+    def eval_report(self) -> Path:
+        return self.model_dir / EVAL
 
 
 def require(paths: list[Path], run_first: str) -> None:

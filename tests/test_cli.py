@@ -91,7 +91,7 @@ def test_no_arguments_shows_help():
 def test_version():
     r = invoke(None, "--version")
     assert r.exit_code == 0
-    from rec.training import describe_build
+    from rec.runtime import describe_build
 
     assert r.stdout == f"rec {__version__}\n{describe_build()}\n" and r.stderr == ""
     assert describe_build().startswith("paddlepaddle ") and "build" in describe_build()

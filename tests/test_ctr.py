@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rec.ctr_numpy import auc, logloss
 from rec.datasets import criteo, criteo_synthetic
+from rec.metrics import auc, logloss
 
 from conftest import assert_paddle_free, rec
 
@@ -256,13 +256,14 @@ def test_vocab_transform_and_a_validation_file(criteo_world, tmp_path):
 
 @pytest.mark.parametrize("model", ["deepfm", "wide_deep"])
 def test_numpy_forward_matches_paddle_with_dense_features(criteo_world, criteo_trained, model):
-    from rec import ctr_training as ct
-    from rec.ctr_numpy import NumpyCtr
+    from rec.ctr import training as ct
+    from rec.ctr.forward import NumpyCtr
+    from rec.ctr.sources import Arrays
     from rec.paths import Paths
 
     net, config, transform = ct.load_model(Paths(criteo_world, criteo_world / model))
     chunk = read_all(criteo_world / "train.txt")
-    arrays = ct.Arrays({"ids": transform.ids(chunk), "dense": transform.dense(chunk)}, None)
+    arrays = Arrays({"ids": transform.ids(chunk), "dense": transform.dense(chunk)}, None)
     weights = {k: v.numpy() for k, v in net.state_dict().items()}
     from_numpy = NumpyCtr(config["model"], weights).probabilities(**arrays.inputs)
     np.testing.assert_allclose(from_numpy, ct.predict(net, arrays), atol=1e-5)
@@ -303,8 +304,9 @@ def test_movielens_metrics_include_baseline_and_recall_vs_rerank(ml_world):
 
 @pytest.mark.parametrize("model", ["wide_deep", "deepfm"])
 def test_numpy_forward_matches_paddle(ml_copy, model):
-    from rec import ctr_training as ct
-    from rec.ctr_numpy import NumpyCtr
+    from rec.ctr import training as ct
+    from rec.ctr.forward import NumpyCtr
+    from rec.ctr.sources import MovieLensSource
     from rec.datasets.contract import load_dataset
     from rec.paths import Paths
 
@@ -314,7 +316,7 @@ def test_numpy_forward_matches_paddle(ml_copy, model):
     paths = Paths(ml_copy / "data", ml_copy / "output")
     net, config, _ = ct.load_model(paths)
     assert config["model"]["model"] == model and config["features"]["crosses"]
-    source = ct.MovieLensSource(load_dataset(paths), crosses=True)
+    source = MovieLensSource(load_dataset(paths), crosses=True)
     val = source.validation()
     from_paddle = ct.predict(net, val)
     folder = paths.ctr_dir / "model"
@@ -381,7 +383,7 @@ def test_same_seed_same_result_and_resume_matches(ml_copy, tmp_path):
 
 
 def test_ctrl_c_keeps_the_last_complete_checkpoint(ml_copy, monkeypatch):
-    from rec import ctr_training as ct
+    from rec.ctr import training as ct
 
     real, calls = ct.scores, {"n": 0}
 

@@ -17,10 +17,10 @@ import pytest
 from rec.datasets.contract import load_dataset
 from rec.datasets.movielens import parse_folder
 from rec.datasets.synthetic import SyntheticSpec, generate
-from rec.features import load_features, save_features
+from rec.twotower.features import load_features, save_features
 from rec.paths import Paths
-from rec.reasons import explain, stars
-from rec.recommending import ChunkRatings, Picks, build_catalog, display_title, find_users
+from rec.twotower.reasons import explain, stars
+from rec.twotower.recommending import ChunkRatings, Picks, build_catalog, display_title, find_users
 from rec.stages.preprocess import build, write_dataset
 from rec.stages.recommend import RECOMMEND_COLUMNS, SIMILAR_COLUMNS
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from rec.errors import RecError
-from rec.features import load_features, score_pairs
+from rec.scoring import score_pairs
+from rec.twotower.features import load_features
 
 from conftest import rec
 
@@ -94,7 +95,7 @@ def test_evaluate_json_on_stdout(trained):
 
 
 def test_saved_features_reproduce_model_predictions(trained):
-    from rec import training
+    from rec.twotower import training
     from rec.datasets.contract import VAL, load_dataset
     from rec.paths import Paths
 
@@ -136,7 +137,7 @@ def test_same_seed_same_result_and_resume_matches(world, tmp_path):
 
 
 def test_ctrl_c_keeps_last_complete_checkpoint(world, monkeypatch):
-    from rec import training
+    from rec.twotower import training
 
     real = training.rmse_mae
     calls = {"n": 0}

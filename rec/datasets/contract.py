@@ -24,14 +24,17 @@ from pathlib import Path
 import numpy as np
 
 from rec.errors import RecError, UsageError
-from rec.paths import Paths, read_json, reading, require
+from rec.paths import SPLIT, VOCAB, Paths, read_json, reading, require
 
 FORMAT_VERSION = 1
 ARRAY_FILES = ["users.npy", "movie_genres.npy", "movie_titles.npy", "rating_users.npy",
-               "rating_movies.npy", "rating_values.npy", "rating_times.npy", "split.npy"]
-ALL_FILES = ARRAY_FILES + ["vocab.json"]
+               "rating_movies.npy", "rating_values.npy", "rating_times.npy", SPLIT]
+ALL_FILES = ARRAY_FILES + [VOCAB]
 
 TRAIN, VAL = 0, 1
+# A rating from which a movie counts as liked: relevant for HR@k / NDCG@k, a click (label 1)
+# in MovieLens-as-CTR, a "rated highly" movie in the reasons.
+RELEVANT = 4.0
 USER_COLUMNS = ["user", "gender", "age", "occupation"]
 
 # Labels used by MovieLens-1M (and mapped onto by the other formats where possible).
@@ -108,12 +111,20 @@ def dataset_paths(paths: Paths) -> list[Path]:
     return [paths.dataset_file(name) for name in ALL_FILES]
 
 
-def dataset_fingerprint(paths: Paths) -> str:
-    """Identity of output/dataset as a whole (its ids and titles, and its split), recorded
-    by the stages that read it so that a later reader can tell it was preprocessed again."""
+def dataset_identity(paths: Paths) -> str:
+    """Identity of output/dataset as a whole (its ids and titles, and its split). Every stage
+    that reads it records this, so that a later reader can tell it was preprocessed again."""
     from rec.manifest import fingerprint
 
-    return f"{fingerprint(paths.vocab)}-{fingerprint(paths.dataset_file('split.npy'))}"
+    return f"{fingerprint(paths.vocab)}-{fingerprint(paths.split)}"
+
+
+def is_dataset(recorded: str | None, paths: Paths) -> bool:
+    """Whether an artifact's recorded identity is output/dataset's. Artifacts written before
+    the identity covered vocab.json recorded the split's fingerprint alone: still accepted."""
+    from rec.manifest import fingerprint
+
+    return recorded is not None and recorded in (dataset_identity(paths), fingerprint(paths.split))
 
 
 def load_vocab(paths: Paths) -> Vocab:

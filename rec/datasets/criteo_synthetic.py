@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rec.datasets.criteo import CAT_NAMES, CHUNK_LINES, N_CAT, N_COLUMNS, N_DENSE
+from rec.metrics import auc
 
 @dataclass
 class SyntheticCriteoSpec:
@@ -86,8 +87,6 @@ def generate(path: Path, spec: SyntheticCriteoSpec, chunk_lines: int = CHUNK_LIN
             out.write("\n".join(lines) + "\n")
             logits_all.append(logit)
             labels_all.append(label)
-    from rec.ctr_numpy import auc
-
     logits, labels = np.concatenate(logits_all), np.concatenate(labels_all)
     return {"lines": spec.lines, "click_rate": float(labels.mean()),
             "bayes_auc": auc(labels, logits),

@@ -37,7 +37,11 @@ from rich.table import Table
 from rec import __version__, manifest
 from rec.atomic import atomic_dir, write_json
 from rec.console import EpochDisplay, emit_object, is_quiet, log, set_quiet
-from rec.ctr_numpy import CONFIG_FILE, MODEL_DIR, PARAMS_FILE, VOCAB_FILE, WEIGHTS_FILE
+from rec.paths import CATEGORIES as VOCAB_FILE
+from rec.paths import CONFIG as CONFIG_FILE
+from rec.paths import PARAMS as PARAMS_FILE
+from rec.paths import WEIGHTS as WEIGHTS_FILE
+MODEL_DIR = "model"
 from rec.errors import UsageError
 from rec.stages import get_paths, guarded
 
@@ -125,8 +129,9 @@ def epoch_table(history: list[dict], title: str) -> Table:
 
 
 def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
-    from rec import ctr_training as ct
-    from rec import training
+    from rec import runtime as training
+    from rec.ctr import sources
+    from rec.ctr import training as ct
     import paddle
 
     out_dir = paths.ctr_dir
@@ -146,7 +151,7 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
         set_quiet(True)
     device = training.setup_device(device, distributed=world > 1)
     vocab_ckpt = ckpt_dir / VOCAB_FILE if resume and p.categorical == "vocab" else None
-    source, data_fp, input_files = ct.make_source(paths, p, vocab_ckpt)
+    source, data_fp, input_files = sources.make_source(paths, p, vocab_ckpt)
     if resume and state["data_fingerprint"] != data_fp:
         raise UsageError("the training data changed since the checkpoint was written: "
                          "train from scratch (without --resume)")

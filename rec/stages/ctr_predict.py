@@ -38,12 +38,13 @@ SPLIT = re.compile(r"[\s,]+")
 
 def criteo_rows(model, transform, path: str, has_label: bool, batch: int,
                 summary: dict) -> Iterator[dict]:
-    from rec import ctr_training as ct
+    from rec.ctr import training as ct
+    from rec.ctr.sources import Arrays
     from rec.datasets import criteo
 
     labels, probs = [], []
     for chunk in criteo.read_chunks(path, has_label=has_label):
-        arrays = ct.Arrays({"ids": transform.ids(chunk), "dense": transform.dense(chunk)},
+        arrays = Arrays({"ids": transform.ids(chunk), "dense": transform.dense(chunk)},
                            chunk.labels)
         p = ct.predict(model, arrays, batch)
         if has_label:
@@ -86,13 +87,13 @@ def read_pairs(stream, user_index: dict, movie_index: dict) -> Iterator[tuple]:
 
 
 def movielens_rows(model, config: dict, paths, path: str, batch: int) -> Iterator[dict]:
-    from rec import ctr_training as ct
-    from rec.ctr_numpy import MovieLensFields
-    from rec.datasets.contract import load_dataset
-    from rec.manifest import fingerprint
+    from rec.ctr import training as ct
+    from rec.ctr.fields import MovieLensFields
+    from rec.ctr.sources import Arrays
+    from rec.datasets.contract import is_dataset, load_dataset
 
     ds = load_dataset(paths, mmap=True)
-    if config.get("data_fingerprint") != fingerprint(paths.dataset_file("split.npy")):
+    if not is_dataset(config.get("data_fingerprint"), paths):
         raise UsageError("output/ctr was trained on another output/dataset: "
                          "run `rec ctr-train --data movielens` again")
     fields = MovieLensFields.from_dataset(ds, config["features"].get("crosses", False))
@@ -109,7 +110,7 @@ def movielens_rows(model, config: dict, paths, path: str, batch: int) -> Iterato
         for lines, users, movies in read_pairs(stream, user_index, movie_index):
             u = np.array([user_index[x] for x in users], dtype=np.int64)
             m = np.array([movie_index[x] for x in movies], dtype=np.int64)
-            p = ct.predict(model, ct.Arrays(fields.inputs(u, m), None), batch)
+            p = ct.predict(model, Arrays(fields.inputs(u, m), None), batch)
             for line, uid, mid, prob in zip(lines, users, movies, p.tolist()):
                 yield {"line": line, "user": int(uid), "movie": int(mid),
                        "probability": round(prob, 6)}
@@ -130,16 +131,16 @@ def command(
     batch_size: int = typer.Option(32768, "--batch-size", min=1),
     fmt: str = typer.Option("tsv", "--format", help="tsv | json | table | auto."),
 ) -> None:
-    from rec import ctr_training as ct
-    from rec import training
-    from rec.ctr_numpy import auc, logloss
+    from rec.ctr import training as ct
+    from rec.metrics import auc, logloss
+    from rec.runtime import setup_device
 
     fmt = resolve_format(fmt)
     paths = get_paths(ctx)
     if input != "-" and not __import__("pathlib").Path(input).is_file():
         raise UsageError(f"no such file: {input}")
     model, config, transform = ct.load_model(paths)
-    training.setup_device(device)
+    setup_device(device)
     kind = config["features"]["kind"]
     summary: dict = {}
     if kind == "criteo":

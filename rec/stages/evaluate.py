@@ -17,27 +17,28 @@ from rich.table import Table
 from rec import manifest
 from rec.atomic import write_json
 from rec.console import emit, emit_object, resolve_format, show_table
-from rec.datasets.contract import TRAIN, VAL, dataset_paths, load_dataset
-from rec.metrics import fit_biases, ranking_metrics, rmse_mae, vector_scorer
+from rec.datasets.contract import RELEVANT, TRAIN, VAL, dataset_paths, load_dataset
+from rec.metrics import fit_biases, ranking_metrics, rmse_mae
+from rec.scoring import vector_scorer
 from rec.stages import get_paths, guarded
 
 HELP = "Evaluate the trained model on the validation split: RMSE, MAE, HR@10, NDCG@10 vs baselines."
-RELEVANT_RATING = 4.0
 K = 10
 KEYS = ["rmse", "mae", f"hr@{K}", f"ndcg@{K}"]
 
 
 def evaluate(paths, device: str, seed: int = 0) -> dict:
-    from rec import training
+    from rec.runtime import setup_device
+    from rec.twotower import training
 
-    device = training.setup_device(device)
+    device = setup_device(device)
     ds = load_dataset(paths)
     model, config = training.load_trained(paths, ds)
     clip = model.config.rating_range
     tu, tm, tr = ds.part(TRAIN)
     vu, vm, vr = ds.part(VAL)
     feeder = training.Feeder(ds)
-    rel = vr >= RELEVANT_RATING
+    rel = vr >= RELEVANT
     rank_args = dict(n_users=ds.n_users, n_movies=ds.n_movies, seen_users=tu, seen_movies=tm,
                      relevant_users=vu[rel], relevant_movies=vm[rel], k=K)
 
@@ -61,7 +62,7 @@ def evaluate(paths, device: str, seed: int = 0) -> dict:
             "baselines": {"global_mean": {k: round(v, 6) for k, v in glob.items()},
                           "bias": {k: round(v, 6) for k, v in bias.items()}},
             "validation_ratings": int(len(vr)), "ranked_users": int(len(np.unique(vu[rel]))),
-            "relevant_rating": RELEVANT_RATING, "dataset": ds.vocab.dataset,
+            "relevant_rating": RELEVANT, "dataset": ds.vocab.dataset,
             "match": model.config.match, "device": device}
 
 
@@ -74,10 +75,10 @@ def command(
 ) -> None:
     paths = get_paths(ctx)
     report = evaluate(paths, device, seed)
-    write_json(paths.model_dir / "eval.json", report)
+    write_json(paths.eval_report, report)
     manifest.record(paths, "evaluate", {"device": device, "seed": seed},
-                    inputs=dataset_paths(paths) + [paths.model_dir / "model.pdparams"],
-                    outputs=[paths.model_dir / "eval.json"])
+                    inputs=dataset_paths(paths) + [paths.model.params],
+                    outputs=[paths.eval_report])
     rows = [{"model": name, **{k: metrics[k] for k in KEYS}} for name, metrics in
             [("two-tower " + report["match"], report), *report["baselines"].items()]]
     table = Table(title=f"rec evaluate · {report['dataset']} · {report['validation_ratings']:,} "

@@ -20,11 +20,10 @@ from rich.table import Table
 from rec import manifest
 from rec.atomic import atomic_dir, save_npy, write_json
 from rec.console import emit_object, log, resolve_format, show_table, warn
-from rec.datasets.contract import (
-    GENDERS, GENRES, TRAIN, VAL, Vocab, dataset_paths,
-)
+from rec.datasets.contract import ARRAY_FILES, GENDERS, GENRES, TRAIN, VAL, Vocab, dataset_paths
 from rec.datasets.movielens import YEAR_RE, RawMovieLens, parse_folder
 from rec.errors import UsageError
+from rec.paths import VOCAB
 from rec.stages import get_paths, guarded
 
 HELP = "Parse a downloaded dataset into .npy arrays in output/dataset/, with a saved split."
@@ -185,16 +184,10 @@ def build(raw: RawMovieLens, dataset: str, split: str, val_ratio: float, seed: i
         split_mask = random_split(len(r_users), val_ratio, seed)
     else:
         split_mask = time_split(r_users, r_times, val_ratio)
-    arrays = {
-        "users.npy": users,
-        "movie_genres.npy": padded(genre_rows, max((len(r) for r in genre_rows), default=1)),
-        "movie_titles.npy": padded(title_rows, min(longest, MAX_TITLE_WORDS)),
-        "rating_users.npy": r_users,
-        "rating_movies.npy": r_movies,
-        "rating_values.npy": r_values,
-        "rating_times.npy": r_times,
-        "split.npy": split_mask,
-    }
+    arrays = dict(zip(ARRAY_FILES, [  # in the contract's order
+        users, padded(genre_rows, max((len(r) for r in genre_rows), default=1)),
+        padded(title_rows, min(longest, MAX_TITLE_WORDS)), r_users, r_movies, r_values, r_times,
+        split_mask]))
     years = []
     for t in raw.titles:
         m = YEAR_RE.search(t)
@@ -217,7 +210,7 @@ def write_dataset(out_dir: Path, arrays: dict[str, np.ndarray], vocab: Vocab) ->
     with atomic_dir(out_dir) as tmp:
         for name, array in arrays.items():
             save_npy(tmp / name, array)
-        write_json(tmp / "vocab.json", vocab.to_json())
+        write_json(tmp / VOCAB, vocab.to_json())
 
 
 # --- command ------------------------------------------------------------------------------

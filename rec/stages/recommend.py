@@ -2,7 +2,8 @@
 
 Reads output/features (the vectors and scoring.json) and output/dataset (titles, genres, years,
 demographics and every rating, so seen movies can be left out). Never imports paddle: the work
-is one matrix product per chunk of users, in rec/recommending.py; reasons are in rec/reasons.py.
+is one matrix product per chunk of users, in rec/twotower/recommending.py; reasons are in
+rec/twotower/reasons.py.
 
 Output goes through the shared RowWriter: a table on a terminal, TSV with a header when piped,
 JSON lines with --format json. Every row carries the user (or the query movie), so the format
@@ -70,15 +71,15 @@ def check_options(top: int, year_from: Optional[int], year_to: Optional[int],
 
 def load_catalog(ctx: typer.Context):
     # imported here so `rec --help` does not pay for them
-    from rec.datasets.contract import dataset_fingerprint, load_dataset
-    from rec.features import load_features
-    from rec.recommending import build_catalog
+    from rec.datasets.contract import is_dataset, load_dataset
+    from rec.twotower.features import load_features
+    from rec.twotower.recommending import build_catalog
 
     paths = get_paths(ctx)
     features = load_features(paths.features_dir)  # first: missing vectors is the likely error
     dataset = load_dataset(paths, mmap=True)
     saved_from = features.scoring.get("dataset_fingerprint")
-    if saved_from is not None and saved_from != dataset_fingerprint(paths):
+    if saved_from is not None and not is_dataset(saved_from, paths):
         raise UsageError("output/features was saved from another output/dataset (preprocess "
                          "ran since): run `rec save-features` again")
     return build_catalog(features, dataset)
@@ -98,8 +99,8 @@ def recommendation_rows(cat, users: np.ndarray, top: int, allowed: np.ndarray,
                         candidates: int = 200) -> Iterator[dict]:
     """Rows of RECOMMEND_COLUMNS, user by user, computed CHUNK_USERS users at a time. With a
     `ranker` (--rerank), the best `candidates` are reordered by it (RERANK_COLUMNS)."""
-    from rec.reasons import explain
-    from rec.recommending import CHUNK_USERS, chunk_ratings, recommend_chunk, rerank_chunk
+    from rec.twotower.reasons import explain
+    from rec.twotower.recommending import CHUNK_USERS, chunk_ratings, recommend_chunk, rerank_chunk
 
     genre_texts = {}
     short = 0
@@ -150,7 +151,7 @@ def recommend_command(
     candidates: int = typer.Option(200, "--candidates", help="Candidates --rerank reorders."),
     fmt: str = typer.Option("auto", "--format", help="auto | table | tsv | json."),
 ) -> None:
-    from rec.recommending import all_users, find_users, movie_mask
+    from rec.twotower.recommending import all_users, find_users, movie_mask
 
     fmt = resolve_format(fmt)
     check_options(top, year_from, year_to, explore, seed)
@@ -177,7 +178,7 @@ def recommend_command(
 
 def load_ranker(ctx: typer.Context, cat):
     """The MovieLens CTR model of output/ctr in numpy (recommend never imports paddle)."""
-    from rec.ctr_numpy import CtrRanker
+    from rec.ctr.rerank import CtrRanker
     from rec.datasets.contract import load_dataset
 
     paths = get_paths(ctx)
@@ -197,7 +198,7 @@ def similar_command(
     year_to: Optional[int] = typer.Option(None, "--year-to", help="Only movies up to this year."),
     fmt: str = typer.Option("auto", "--format", help="auto | table | tsv | json."),
 ) -> None:
-    from rec.recommending import find_movie, movie_mask, similar_movies
+    from rec.twotower.recommending import find_movie, movie_mask, similar_movies
 
     fmt = resolve_format(fmt)
     check_options(top, year_from, year_to)

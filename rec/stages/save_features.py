@@ -13,9 +13,10 @@ import typer
 
 from rec import manifest
 from rec.console import emit_object, log
-from rec.datasets.contract import VAL, dataset_fingerprint, dataset_paths, load_dataset
+from rec.datasets.contract import VAL, dataset_identity, dataset_paths, load_dataset
 from rec.errors import RecError
-from rec.features import save_features, score_pairs
+from rec.scoring import score_pairs
+from rec.twotower.features import save_features
 from rec.stages import get_paths, guarded
 
 HELP = "Save every user's and movie's vector (pickles) for recommend, from the trained model."
@@ -24,14 +25,15 @@ TOLERANCE = 1e-4
 
 
 def export(paths, device: str) -> dict:
-    from rec import training
+    from rec.runtime import setup_device
+    from rec.twotower import training
 
-    device = training.setup_device(device)
+    device = setup_device(device)
     ds = load_dataset(paths)
     model, _ = training.load_trained(paths, ds)
     feeder = training.Feeder(ds)
     user_vecs, movie_vecs = training.tower_vectors(model, feeder)
-    scoring = {**model.scoring(), "dataset_fingerprint": dataset_fingerprint(paths)}
+    scoring = {**model.scoring(), "dataset_fingerprint": dataset_identity(paths)}
     # The saved vectors must reproduce the model's predictions: check on validation pairs.
     vu, vm, _ = ds.part(VAL)
     pick = np.random.default_rng(0).permutation(len(vu))[:CHECK_PAIRS]
@@ -43,7 +45,7 @@ def export(paths, device: str) -> dict:
     written = save_features(paths.features_dir, ds.vocab.user_ids, user_vecs,
                             ds.vocab.movie_ids, movie_vecs, scoring)
     manifest.record(paths, "save-features", {"device": device},
-                    inputs=dataset_paths(paths) + [paths.model_dir / "model.pdparams"],
+                    inputs=dataset_paths(paths) + [paths.model.params],
                     outputs=written)
     return {"users": len(user_vecs), "movies": len(movie_vecs), "dim": int(user_vecs.shape[1]),
             "match": scoring["match"], "checked_pairs": int(len(pick)),

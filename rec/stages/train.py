@@ -22,7 +22,7 @@ from rich.table import Table
 from rec import __version__, manifest
 from rec.atomic import atomic_dir, write_json
 from rec.console import EpochDisplay, emit_object, is_quiet, log, set_quiet
-from rec.datasets.contract import TRAIN, VAL, dataset_paths, load_dataset
+from rec.datasets.contract import TRAIN, VAL, dataset_identity, dataset_paths, load_dataset
 from rec.errors import UsageError
 from rec.paths import require
 from rec.stages import get_paths, guarded
@@ -68,14 +68,15 @@ def epoch_table(history: list[dict], title: str) -> Table:
 
 
 def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
-    from rec import training
+    from rec import runtime
+    from rec.twotower import training
     import paddle
 
-    rank, world = training.init_distributed()
+    rank, world = runtime.init_distributed()
     main_rank = rank == 0  # only rank 0 writes files and talks to the user
     if not main_rank:
         set_quiet(True)
-    device = training.setup_device(device, distributed=world > 1)
+    device = runtime.setup_device(device, distributed=world > 1)
     ds = load_dataset(paths)
     tu, tm, tr = ds.part(TRAIN)
     vu, vm, vr = ds.part(VAL)
@@ -84,11 +85,11 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
                          "run `rec preprocess` with another --val-ratio")
     model_dir = paths.model_dir
     ckpt_dir = model_dir / CHECKPOINT
-    data_fp = manifest.fingerprint(paths.dataset_file("split.npy"))
+    data_fp = dataset_identity(paths)
     state = {"epoch": 0, "history": [], "best_rmse": None, "best_epoch": None, "bad_epochs": 0}
     if resume:
         epochs = params.epochs
-        state, params = training.read_checkpoint(
+        state, params = runtime.read_checkpoint(
             ckpt_dir, "rec train", state, ["model.pdparams", "optimizer.pdopt"],
             lambda saved: TrainParams(**{**saved, "epochs": epochs}))
         if state["data_fingerprint"] != data_fp:
@@ -105,7 +106,7 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
     optimizer = paddle.optimizer.AdamW(learning_rate=params.lr, parameters=net.parameters(),
                                        weight_decay=params.weight_decay)
     if resume:
-        training.restore(ckpt_dir, "rec train", net, optimizer, "model.pdparams",
+        runtime.restore(ckpt_dir, "rec train", net, optimizer, "model.pdparams",
                          "optimizer.pdopt")
         log(f"resuming after epoch {state['epoch']} (best val RMSE {state['best_rmse']:.4f} "
             f"at epoch {state['best_epoch']})")
@@ -149,10 +150,10 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
                 loss_sum += float(loss) * len(idx)
                 display.advance()
             train_seconds = time.perf_counter() - t0
-            loss_sum = training.sum_across_ranks(loss_sum, world)
-            rmse, mae = training.rmse_mae(training.predict(net, feeder, vu, vm), vr,
-                                          config.rating_range)
-            training.check_finite(epoch, train_loss=loss_sum / len(order), val_rmse=rmse)
+            loss_sum = runtime.sum_across_ranks(loss_sum, world)
+            val = training.rating_metrics(net, feeder, vu, vm, vr)
+            rmse, mae = val["val_rmse"], val["val_mae"]
+            runtime.check_finite(epoch, train_loss=loss_sum / len(order), val_rmse=rmse)
             row = {"epoch": epoch, "train_loss": loss_sum / len(order), "val_rmse": rmse,
                    "val_mae": mae, "samples_per_s": len(order) / train_seconds,
                    "epoch_seconds": time.perf_counter() - t0,
@@ -167,10 +168,10 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
                          data_fingerprint=data_fp, config=full_config)
             if main_rank:
                 if improved:
-                    training.save_paddle(net.state_dict(), model_dir / training.MODEL_FILE)
-                    write_json(model_dir / training.CONFIG_FILE, full_config)
+                    runtime.save_paddle(net.state_dict(), paths.model.params)
+                    write_json(paths.model.config, full_config)
                 with atomic_dir(ckpt_dir) as tmp:  # weights, optimizer, state move together
-                    training.save_weights(tmp, net, optimizer, "model.pdparams",
+                    runtime.save_weights(tmp, net, optimizer, "model.pdparams",
                                           "optimizer.pdopt")
                     write_json(tmp / "state.json", state)
                 write_json(model_dir / "history.json", history)
@@ -198,7 +199,7 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
     write_json(model_dir / "metrics.json", metrics)
     manifest.record(paths, "train", {**params.__dict__, "device": device},
                     inputs=dataset_paths(paths),
-                    outputs=[model_dir / training.MODEL_FILE, model_dir / training.CONFIG_FILE])
+                    outputs=[paths.model.params, paths.model.config])
     return metrics
 
 

@@ -1,30 +1,25 @@
-"""CTR training glue: data sources as model inputs, batches as tensors, predictions, export.
+"""CTR data sources: where ctr-train's samples come from, as model inputs (numpy only).
 
 Two sources give the same inputs (see rec/models/ctr.py): `MovieLensSource` (the whole
 preprocessed dataset as arrays, on its saved split) and `CriteoSource` (a raw Criteo file,
 streamed chunk by chunk each epoch; validation lines are held in memory, up to
-MAX_VAL_ROWS). Imports paddle: only `rec ctr-train` / `rec ctr-predict` import this module.
+MAX_VAL_ROWS).
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from rec.ctr_numpy import LIKED, MovieLensFields, logloss, auc
+from rec.ctr.fields import MovieLensFields
 from rec.datasets import criteo
+from rec.datasets.contract import (RELEVANT, TRAIN, VAL, dataset_identity, dataset_paths,
+                                   load_dataset)
 from rec.errors import UsageError
 
-warnings.filterwarnings("ignore", message=".*ccache.*")
-import paddle  # noqa: E402
-
-from rec.models.ctr import CtrConfig, build  # noqa: E402
-
-EVAL_BATCH = 32768
 MAX_VAL_ROWS = 2_000_000  # validation lines kept in memory (the rest are skipped)
 
 
@@ -53,10 +48,6 @@ class Arrays:
                       cat([p.labels for p in parts]), cat([p.rows for p in parts]))
 
 
-def tensors(inputs: dict) -> dict:
-    return {k: paddle.to_tensor(v) for k, v in inputs.items()}
-
-
 # --- sources --------------------------------------------------------------------------------
 
 
@@ -66,8 +57,6 @@ class MovieLensSource:
     name = "movielens"
 
     def __init__(self, ds, crosses: bool):
-        from rec.datasets.contract import TRAIN, VAL
-
         self.ds = ds
         self.fields = MovieLensFields.from_dataset(ds, crosses)
         tu, tm, tr = ds.part(TRAIN)
@@ -75,8 +64,8 @@ class MovieLensSource:
         if len(tu) == 0 or len(vu) == 0:
             raise UsageError("the saved split has an empty train or validation part: "
                              "run `rec preprocess` with another --val-ratio")
-        self.train = Arrays(self.fields.inputs(tu, tm), (tr >= LIKED).astype(np.float32))
-        self.val = Arrays(self.fields.inputs(vu, vm), (vr >= LIKED).astype(np.float32))
+        self.train = Arrays(self.fields.inputs(tu, tm), (tr >= RELEVANT).astype(np.float32))
+        self.val = Arrays(self.fields.inputs(vu, vm), (vr >= RELEVANT).astype(np.float32))
         self.n_train = len(self.train)
 
     def model_shape(self) -> dict:
@@ -187,12 +176,10 @@ def make_source(paths, p, vocab_path: Path | None):
     the input files (for the manifest)."""
     from rec import manifest
     from rec.console import log
-    from rec.datasets.contract import dataset_paths, load_dataset
 
     if p.data == "movielens":
-        ds = load_dataset(paths)
-        fp = manifest.fingerprint(paths.dataset_file("split.npy"))
-        return MovieLensSource(ds, p.crosses), fp, dataset_paths(paths)
+        source = MovieLensSource(load_dataset(paths), p.crosses)
+        return source, dataset_identity(paths), dataset_paths(paths)
     files = [Path(p.input)] + ([Path(p.val_input)] if p.val_input else [])
     for f in files:
         if not f.is_file():
@@ -209,109 +196,3 @@ def make_source(paths, p, vocab_path: Path | None):
             log(f"vocabulary: {transform.vocab.size:,} ids")
     fp = "+".join(manifest.fingerprint(f) or "" for f in files)
     return source, fp, files
-
-
-def recall_then_rank(paths, source, candidates: int) -> dict:
-    """HR@10 / NDCG@10 of recall alone and recall + rank (the saved best model, through the
-    numpy forward pass `rec recommend --rerank` uses); {} without output/features."""
-    from rec.console import log, warn
-    from rec.ctr_numpy import CONFIG_FILE, MODEL_DIR, WEIGHTS_FILE, NumpyCtr, recall_rerank_metrics
-    from rec.errors import RecError
-    from rec.features import load_features
-    from rec.paths import read_json
-
-    if not (paths.features_dir / "usr_feat.pkl").exists():
-        log("no output/features: recall-then-rank comparison skipped "
-            "(run `rec save-features` first to get it)")
-        return {}
-    try:
-        features = load_features(paths.features_dir)
-    except RecError as e:
-        warn(f"recall-then-rank comparison skipped: {e}")
-        return {}
-    model_dir = paths.ctr_dir / MODEL_DIR
-    config = read_json(model_dir / CONFIG_FILE, "rec ctr-train", ("model",))
-    net = NumpyCtr.load(model_dir / WEIGHTS_FILE, config["model"])
-    result = recall_rerank_metrics(source.ds, features, net, source.fields, candidates)
-    if result is None:
-        warn("output/features does not match output/dataset: recall-then-rank comparison "
-             "skipped (run `rec save-features` again)")
-        return {}
-    log(f"recall then rank ({result['ranked_users']:,} validation users, top {candidates} "
-        f"candidates): HR@10 {result['recall_hr@10']:.4f} -> {result['rerank_hr@10']:.4f}, "
-        f"NDCG@10 {result['recall_ndcg@10']:.4f} -> {result['rerank_ndcg@10']:.4f}")
-    return result
-
-
-# --- models ---------------------------------------------------------------------------------
-
-
-def new_models(source, model: str, emb_dim: int, hidden: tuple, dropout: float):
-    """The model and its logistic-regression baseline, over the same inputs."""
-    shape = source.model_shape()
-    config = CtrConfig(model=model, emb_dim=emb_dim, hidden=tuple(hidden), dropout=dropout,
-                       **shape)
-    baseline = CtrConfig(model="lr", emb_dim=emb_dim, hidden=tuple(hidden), dropout=0.0,
-                         **{**shape, "n_cross": 0})
-    return config, build(config), baseline, build(baseline)
-
-
-def bce(logits, labels):
-    return paddle.nn.functional.binary_cross_entropy_with_logits(logits, labels)
-
-
-def predict(model, arrays: Arrays, batch: int = EVAL_BATCH, baseline: bool = False) -> np.ndarray:
-    """Click probabilities, in order."""
-    model.eval()
-    out = []
-    keys = ["ids", "weights", "dense"] if baseline else None
-    with paddle.no_grad():
-        for i in range(0, len(arrays), batch):
-            inputs = {k: v[i: i + batch] for k, v in arrays.inputs.items()
-                      if keys is None or k in keys}
-            out.append(paddle.nn.functional.sigmoid(model(**tensors(inputs))).numpy())
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
-
-
-def scores(labels: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
-    return auc(labels, probs), logloss(labels, probs)
-
-
-def export_npz(model, path: Path) -> None:
-    """The weights as plain numpy arrays (names as in the state_dict), atomically."""
-    from rec.atomic import atomic_path
-
-    arrays = {k: v.numpy() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-
-
-def load_model(paths):
-    """Rebuild the best model of output/ctr/model from its config.json alone; also return the
-    config and, for Criteo, the transform that turns raw lines into its inputs."""
-    from rec.ctr_numpy import CONFIG_FILE, MODEL_DIR, PARAMS_FILE, VOCAB_FILE
-    from rec.errors import RecError
-    from rec.paths import read_json, reading, require
-
-    folder = paths.ctr_dir / MODEL_DIR
-    require([folder / CONFIG_FILE, folder / PARAMS_FILE], "rec ctr-train")
-    config = read_json(folder / CONFIG_FILE, "rec ctr-train", keys=("model", "features"))
-    with reading(folder / CONFIG_FILE, "rec ctr-train"):
-        model = build(CtrConfig.from_json(config["model"]))
-    try:
-        model.set_state_dict(paddle.load(str(folder / PARAMS_FILE)))
-    except Exception as e:  # a damaged file: say which, not a traceback
-        raise RecError(f"cannot load {folder / PARAMS_FILE}: {e}")
-    model.eval()
-    transform = None
-    with reading(folder / CONFIG_FILE, "rec ctr-train"):
-        features = config["features"]
-        if features["kind"] == "criteo":
-            t = features["transform"]
-            transform = criteo.CriteoTransform(t["mode"], t["hash_size"], t["min_count"])
-            if t["mode"] == "vocab":
-                require([folder / VOCAB_FILE], "rec ctr-train")
-                with reading(folder / VOCAB_FILE, "rec ctr-train"):
-                    transform.vocab = criteo.CategoryVocab.load(folder / VOCAB_FILE)
-    return model, config, transform

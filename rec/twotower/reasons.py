@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rec.recommending import Catalog, ChunkRatings, Picks, display_title
+from rec.datasets.contract import RELEVANT
+from rec.twotower.recommending import Catalog, ChunkRatings, Picks, display_title
 
-LIKED_MIN = 4.0  # a rating from which a movie counts as "rated highly"
 SIMILAR_MIN = 0.5
 GENRE_PRIOR, GENRE_MIN_COUNT, GENRE_MIN_LIFT = 3.0, 3, 0.25
 GROUP_PRIOR, GROUP_MIN_COUNT, GROUP_MIN_LIFT = 5.0, 5, 0.25
@@ -73,7 +73,7 @@ def _closest_liked(cat: Catalog, picks: Picks, ratings: ChunkRatings):
     cosine = np.full(shape, -np.inf, dtype=np.float32)
     movie = np.full(shape, -1, dtype=np.int64)
     rating = np.zeros(shape, dtype=np.float32)
-    liked = ratings.value >= LIKED_MIN
+    liked = ratings.value >= RELEVANT
     pos, lm, lv = ratings.pos[liked], ratings.movie[liked], ratings.value[liked]
     bounds = np.searchsorted(pos, np.arange(shape[0] + 1))
     for b in np.flatnonzero(np.diff(bounds) > 0):  # one small product per user with likes

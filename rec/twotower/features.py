@@ -1,15 +1,11 @@
-"""The saved user and movie vectors (output/features/) and the one scoring function.
+"""The saved user and movie vectors (output/features/): writing and safely reading them.
 
 `rec save-features` writes, `rec recommend` / `rec similar` read (numpy only, no paddle):
 
     usr_feat.pkl   {str(raw user id): float32 vector (D,)}   the course's shape
     mov_feat.pkl   {str(raw movie id): float32 vector (D,)}
-    scoring.json   how the model turns two vectors into a predicted rating:
-                   {"match": "dot" | "cosine", "scale": s, "offset": o, "clip": [lo, hi],
-                    "taste_dims": k}
-                   dot:    o + s * (u . m)
-                   cosine: o + s * cos(u, m)
-                   The first `taste_dims` components are the taste space used for
+    scoring.json   how the model turns two vectors into a predicted rating (rec.scoring);
+                   the first `taste_dims` components are the taste space used for
                    movie-to-movie similarity (bias components ride along after them).
 
 Pickles are read back with a restricted unpickler that only rebuilds plain containers and
@@ -28,9 +24,10 @@ import numpy as np
 
 from rec.atomic import write_bytes, write_json
 from rec.errors import RecError, UsageError
-
-USER_FILE, MOVIE_FILE, SCORING_FILE = "usr_feat.pkl", "mov_feat.pkl", "scoring.json"
-MATCHES = ("dot", "cosine")
+from rec.paths import MOVIE_VECTORS as MOVIE_FILE
+from rec.paths import SCORING as SCORING_FILE
+from rec.paths import USER_VECTORS as USER_FILE
+from rec.scoring import MATCHES
 
 _ALLOWED_GLOBALS = {
     ("numpy", "ndarray"), ("numpy", "dtype"),
@@ -79,27 +76,6 @@ class Features:
     def taste(self) -> np.ndarray:
         """Movie vectors in the taste space (bias components dropped), for similarity."""
         return self.movies[:, : int(self.scoring.get("taste_dims", self.movies.shape[1]))]
-
-
-def _prepared(vectors: np.ndarray, scoring: dict) -> np.ndarray:
-    """float32 vectors, unit length for the cosine match."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if scoring["match"] == "cosine":
-        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
-    return vectors
-
-
-def score(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
-    """Predicted ratings (len(users), len(movies)): exactly the model's matching function."""
-    users, movies = _prepared(users, scoring), _prepared(movies, scoring)
-    return np.float32(scoring.get("offset", 0.0)) + np.float32(scoring["scale"]) * (users @ movies.T)
-
-
-def score_pairs(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
-    """Predicted rating of each (users[i], movies[i]) pair: the diagonal of score()."""
-    users, movies = _prepared(users, scoring), _prepared(movies, scoring)
-    dots = np.einsum("ij,ij->i", users, movies)
-    return np.float32(scoring.get("offset", 0.0)) + np.float32(scoring["scale"]) * dots
 
 
 def save_features(folder: Path, user_ids, user_vecs: np.ndarray, movie_ids, movie_vecs: np.ndarray,

@@ -1,7 +1,10 @@
-"""Training glue shared by train, evaluate and save-features: device set-up, feeding the
-preprocessed arrays to the network in batches, rebuilding a saved model, running the towers.
+"""The Paddle runtime, for every model: device set-up, data-parallel processes, the
+finite-check, atomic paddle.save, loading weights, and checkpoint files (weights, optimizer
+state, state.json) read and written so that --resume works across processes.
 
-Imports paddle: only the training stages import this module (inside their commands).
+Imports paddle: only the stages that train or run a network import this module (inside their
+commands), and `rec --version`. It knows no model: domain glue (rec/twotower, rec/ctr) and
+the training loop (rec/trainer.py) build on it.
 """
 
 from __future__ import annotations
@@ -14,23 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from rec.datasets.contract import Dataset
 from rec.errors import RecError, UsageError
-from rec.metrics import rmse_mae  # noqa: F401  (train.py calls training.rmse_mae)
-from rec.manifest import fingerprint
-from rec.paths import Paths, read_json, reading, require
+from rec.paths import STATE
 
 warnings.filterwarnings("ignore", message=".*ccache.*")  # paddle's import-time noise
 import paddle  # noqa: E402
-
-from rec.models.two_tower import TwoTower, TwoTowerConfig  # noqa: E402
 
 GPU_HELP = ("this PaddlePaddle is a CPU-only build, so --device gpu cannot work. Install the "
             "CUDA build instead: `pip uninstall -y paddlepaddle && pip install paddlepaddle-gpu` "
             "(pick the wheel for your CUDA version at https://www.paddlepaddle.org.cn/install), "
             "or use --device cpu")
-MODEL_FILE, CONFIG_FILE = "model.pdparams", "config.json"
-EVAL_BATCH = 16384
 
 
 def available_cores() -> int:
@@ -111,89 +107,14 @@ def describe_build() -> str:
             f"{paddle.device.cuda.device_count()} GPU(s)")
 
 
-def model_config(ds: Dataset, match: str, global_mean: float, **sizes) -> TwoTowerConfig:
-    """Network sizes from the dataset itself: vocabularies and padded widths."""
-    v = ds.vocab
-    return TwoTowerConfig(
-        n_users=ds.n_users, n_genders=len(v.genders), n_ages=len(v.ages),
-        n_occupations=len(v.occupations), n_movies=ds.n_movies, n_genres=len(v.genres),
-        n_title_words=len(v.title_words), genre_len=int(ds.movie_genres.shape[1]),
-        title_len=int(ds.movie_titles.shape[1]), match=match, global_mean=global_mean, **sizes)
-
-
-class Feeder:
-    """Keeps the feature tables on the device and turns index arrays into model inputs."""
-
-    def __init__(self, ds: Dataset):
-        self.users = paddle.to_tensor(np.ascontiguousarray(ds.users, dtype=np.int64))
-        self.genres = paddle.to_tensor(np.ascontiguousarray(ds.movie_genres, dtype=np.int64))
-        self.titles = paddle.to_tensor(np.ascontiguousarray(ds.movie_titles, dtype=np.int64))
-
-    def inputs(self, users: np.ndarray, movies: np.ndarray) -> tuple:
-        """Model inputs for (user, movie) index pairs: the distinct users' feature rows, the
-        distinct movies' ids, genres and titles, and the two index tensors that map each
-        pair back to them (see TwoTower.forward)."""
-        distinct_users, user_index = np.unique(users, return_inverse=True)
-        distinct_movies, movie_index = np.unique(movies, return_inverse=True)
-        u = paddle.to_tensor(distinct_users.astype(np.int64))
-        m = paddle.to_tensor(distinct_movies.astype(np.int64))
-        return (paddle.gather(self.users, u), m, paddle.gather(self.genres, m),
-                paddle.gather(self.titles, m), paddle.to_tensor(user_index.astype(np.int64)),
-                paddle.to_tensor(movie_index.astype(np.int64)))
-
-    def all_users(self) -> paddle.Tensor:
-        return self.users
-
-    def all_movies(self) -> tuple:
-        m = paddle.arange(self.genres.shape[0], dtype="int64")
-        return m, self.genres, self.titles
-
-
-def predict(model: TwoTower, feeder: Feeder, users: np.ndarray, movies: np.ndarray,
-            batch: int = EVAL_BATCH) -> np.ndarray:
-    """Raw model outputs (unclipped) for (user, movie) index pairs."""
-    model.eval()
-    out = []
-    with paddle.no_grad():
-        for i in range(0, len(users), batch):
-            out.append(model(*feeder.inputs(users[i: i + batch], movies[i: i + batch])).numpy())
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
-
-
-def tower_vectors(model: TwoTower, feeder: Feeder, batch: int = EVAL_BATCH) -> tuple[np.ndarray, np.ndarray]:
-    """The vectors save-features stores: every user's and every movie's, as float32."""
-    model.eval()
-    with paddle.no_grad():
-        users = feeder.all_users()
-        u = np.concatenate([model.user_vectors(users[i: i + batch]).numpy()
-                            for i in range(0, users.shape[0], batch)])
-        ids, genres, titles = feeder.all_movies()
-        m = np.concatenate([model.movie_vectors(ids[i: i + batch], genres[i: i + batch],
-                                                titles[i: i + batch]).numpy()
-                            for i in range(0, ids.shape[0], batch)])
-    return u.astype(np.float32), m.astype(np.float32)
-
-
-def load_trained(paths: Paths, ds: Dataset | None = None) -> tuple[TwoTower, dict]:
-    """Rebuild the network from output/model/config.json alone and load its best weights."""
-    model_dir = paths.model_dir
-    require([model_dir / CONFIG_FILE, model_dir / MODEL_FILE], "rec train")
-    config = read_json(model_dir / CONFIG_FILE, "rec train", keys=("model",))
-    with reading(model_dir / CONFIG_FILE, "rec train"):
-        model = TwoTower(TwoTowerConfig.from_json(config["model"]))
-        trained_on = (config.get("dataset") or {}).get("fingerprint")  # split.npy's
-    if ds is None:
-        pass
-    elif (ds.n_users, ds.n_movies) != (model.config.n_users, model.config.n_movies) or \
-            trained_on not in (None, fingerprint(paths.dataset_file("split.npy"))):
-        raise UsageError("output/model was trained on another dataset than output/dataset: "
-                         "run `rec train` again")
+def load_weights(model, path: Path) -> None:
+    """A saved state_dict into `model` (then in eval mode); a damaged file is one clear
+    error naming it, not a traceback."""
     try:
-        model.set_state_dict(paddle.load(str(model_dir / MODEL_FILE)))
-    except Exception as e:  # a damaged file: say which, not a traceback
-        raise RecError(f"cannot load {model_dir / MODEL_FILE}: {e}")
+        model.set_state_dict(paddle.load(str(path)))
+    except Exception as e:  # paddle raises many kinds
+        raise RecError(f"cannot load {path}: {e}")
     model.eval()
-    return model, config
 
 
 def save_paddle(obj, path: Path) -> None:
@@ -228,7 +149,7 @@ def read_checkpoint(ckpt_dir: Path, run: str, fresh: dict, files: list[str], mak
     """(state, params) of the checkpoint `--resume` continues from. A missing checkpoint or
     file of it stops with exit 2, a damaged state.json with exit 1; both name `run`, the
     command that starts over. `make_params(saved params)` rebuilds the run's parameters."""
-    state_file = ckpt_dir / "state.json"
+    state_file = ckpt_dir / STATE
     if not state_file.exists():
         raise UsageError(f"nothing to resume: {ckpt_dir} has no checkpoint (run `{run}`)")
     for name in files:

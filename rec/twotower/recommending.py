@@ -1,7 +1,7 @@
 """Recommendations on the saved vectors: numpy only (no paddle, no console, no files).
 
 Top-N. A chunk of users (CHUNK_USERS at a time, to bound memory) is scored against every movie
-with one matrix product through `rec.features.score`, the model's own matching function. Movies
+with one matrix product through `rec.scoring.score`, the model's own matching function. Movies
 the user rated (train and validation) and movies outside the --genre/--year filters are set to
 -inf; `argpartition` picks the best candidates and only those few are sorted.
 
@@ -9,7 +9,7 @@ Explore (the course's freshness trick): take the best 3N candidates, keep the be
 K at random from the rest. Each user's draw is seeded by the seed and that user's row, so a
 user gets the same list whether asked alone or among others.
 
-Reasons for each pick are chosen in rec/reasons.py.
+Reasons for each pick are chosen in rec/twotower/reasons.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import numpy as np
 
 from rec.datasets.contract import Dataset
 from rec.errors import UsageError
-from rec.features import Features, score
+from rec.scoring import score
+from rec.twotower.features import Features
 
 CHUNK_USERS = 1024  # users scored per matrix product: 1024 x 3883 float32 is 16 MB
 EXPLORE_POOL = 3  # --explore draws from the best EXPLORE_POOL * N candidates

@@ -1,0 +1,111 @@
+"""Two-tower training glue (imports paddle): the network's sizes from the dataset, feeding
+the preprocessed arrays in batches, predictions, the tower vectors save-features stores, and
+rebuilding the trained model from output/model alone.
+
+Only train, evaluate and save-features import this module (inside their commands).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rec.datasets.contract import Dataset, is_dataset
+from rec.errors import UsageError
+from rec.metrics import rmse_mae
+from rec.paths import Paths, read_json, reading, require
+from rec.runtime import load_weights  # first: it quiets paddle's import-time warnings
+
+import paddle  # noqa: E402
+
+from rec.models.two_tower import TwoTower, TwoTowerConfig  # noqa: E402
+
+EVAL_BATCH = 16384
+
+
+def model_config(ds: Dataset, match: str, global_mean: float, **sizes) -> TwoTowerConfig:
+    """Network sizes from the dataset itself: vocabularies and padded widths."""
+    v = ds.vocab
+    return TwoTowerConfig(
+        n_users=ds.n_users, n_genders=len(v.genders), n_ages=len(v.ages),
+        n_occupations=len(v.occupations), n_movies=ds.n_movies, n_genres=len(v.genres),
+        n_title_words=len(v.title_words), genre_len=int(ds.movie_genres.shape[1]),
+        title_len=int(ds.movie_titles.shape[1]), match=match, global_mean=global_mean, **sizes)
+
+
+class Feeder:
+    """Keeps the feature tables on the device and turns index arrays into model inputs."""
+
+    def __init__(self, ds: Dataset):
+        self.users = paddle.to_tensor(np.ascontiguousarray(ds.users, dtype=np.int64))
+        self.genres = paddle.to_tensor(np.ascontiguousarray(ds.movie_genres, dtype=np.int64))
+        self.titles = paddle.to_tensor(np.ascontiguousarray(ds.movie_titles, dtype=np.int64))
+
+    def inputs(self, users: np.ndarray, movies: np.ndarray) -> tuple:
+        """Model inputs for (user, movie) index pairs: the distinct users' feature rows, the
+        distinct movies' ids, genres and titles, and the two index tensors that map each
+        pair back to them (see TwoTower.forward)."""
+        distinct_users, user_index = np.unique(users, return_inverse=True)
+        distinct_movies, movie_index = np.unique(movies, return_inverse=True)
+        u = paddle.to_tensor(distinct_users.astype(np.int64))
+        m = paddle.to_tensor(distinct_movies.astype(np.int64))
+        return (paddle.gather(self.users, u), m, paddle.gather(self.genres, m),
+                paddle.gather(self.titles, m), paddle.to_tensor(user_index.astype(np.int64)),
+                paddle.to_tensor(movie_index.astype(np.int64)))
+
+    def all_users(self) -> paddle.Tensor:
+        return self.users
+
+    def all_movies(self) -> tuple:
+        m = paddle.arange(self.genres.shape[0], dtype="int64")
+        return m, self.genres, self.titles
+
+
+def predict(model: TwoTower, feeder: Feeder, users: np.ndarray, movies: np.ndarray,
+            batch: int = EVAL_BATCH) -> np.ndarray:
+    """Raw model outputs (unclipped) for (user, movie) index pairs."""
+    model.eval()
+    out = []
+    with paddle.no_grad():
+        for i in range(0, len(users), batch):
+            out.append(model(*feeder.inputs(users[i: i + batch], movies[i: i + batch])).numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def rating_metrics(model: TwoTower, feeder: Feeder, users: np.ndarray, movies: np.ndarray,
+                   ratings: np.ndarray) -> dict:
+    """Validation RMSE and MAE of the model's predictions, clipped to the rating range."""
+    rmse, mae = rmse_mae(predict(model, feeder, users, movies), ratings,
+                         model.config.rating_range)
+    return {"val_rmse": rmse, "val_mae": mae}
+
+
+def tower_vectors(model: TwoTower, feeder: Feeder, batch: int = EVAL_BATCH) -> tuple[np.ndarray, np.ndarray]:
+    """The vectors save-features stores: every user's and every movie's, as float32."""
+    model.eval()
+    with paddle.no_grad():
+        users = feeder.all_users()
+        u = np.concatenate([model.user_vectors(users[i: i + batch]).numpy()
+                            for i in range(0, users.shape[0], batch)])
+        ids, genres, titles = feeder.all_movies()
+        m = np.concatenate([model.movie_vectors(ids[i: i + batch], genres[i: i + batch],
+                                                titles[i: i + batch]).numpy()
+                            for i in range(0, ids.shape[0], batch)])
+    return u.astype(np.float32), m.astype(np.float32)
+
+
+def load_trained(paths: Paths, ds: Dataset | None = None) -> tuple[TwoTower, dict]:
+    """Rebuild the network from output/model/config.json alone and load its best weights."""
+    best = paths.model
+    require([best.config, best.params], "rec train")
+    config = read_json(best.config, "rec train", keys=("model",))
+    with reading(best.config, "rec train"):
+        model = TwoTower(TwoTowerConfig.from_json(config["model"]))
+        trained_on = (config.get("dataset") or {}).get("fingerprint")
+    if ds is None:
+        pass
+    elif (ds.n_users, ds.n_movies) != (model.config.n_users, model.config.n_movies) or \
+            not (trained_on is None or is_dataset(trained_on, paths)):
+        raise UsageError("output/model was trained on another dataset than output/dataset: "
+                         "run `rec train` again")
+    load_weights(model, best.params)
+    return model, config
