@@ -13,6 +13,7 @@ import json
 import os
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,37 @@ def init_distributed() -> tuple[int, int]:
 
     dist.init_parallel_env()
     return dist.get_rank(), dist.get_world_size()
+
+
+@dataclass(frozen=True)
+class Job:
+    """This process's place in a run: `world` data-parallel processes, of which this is
+    `rank`; rank 0 (`main`) alone writes files and talks to the user."""
+
+    rank: int
+    world: int
+    device: str  # as set up: "cpu" or "gpu:N"
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def start(device: str) -> Job:
+    """Join the data-parallel group when started by the launcher, silence the other ranks,
+    and set up the device (a GPU request on a CPU-only build is a usage error, exit 2)."""
+    from rec.console import set_quiet
+
+    rank, world = init_distributed()
+    if rank != 0:
+        set_quiet(True)
+    return Job(rank, world, setup_device(device, distributed=world > 1))
+
+
+def seed_all(seed: int) -> None:
+    """Seed paddle and numpy's global generators (initialisation of the networks)."""
+    paddle.seed(seed)
+    np.random.seed(seed)
 
 
 def sum_across_ranks(value: float, world: int) -> float:

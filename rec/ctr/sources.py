@@ -16,8 +16,7 @@ import numpy as np
 
 from rec.ctr.fields import MovieLensFields
 from rec.datasets import criteo
-from rec.datasets.contract import (RELEVANT, TRAIN, VAL, dataset_identity, dataset_paths,
-                                   load_dataset)
+from rec.datasets.contract import RELEVANT, dataset_identity, dataset_paths, load_dataset
 from rec.errors import UsageError
 
 MAX_VAL_ROWS = 2_000_000  # validation lines kept in memory (the rest are skipped)
@@ -59,11 +58,7 @@ class MovieLensSource:
     def __init__(self, ds, crosses: bool):
         self.ds = ds
         self.fields = MovieLensFields.from_dataset(ds, crosses)
-        tu, tm, tr = ds.part(TRAIN)
-        vu, vm, vr = ds.part(VAL)
-        if len(tu) == 0 or len(vu) == 0:
-            raise UsageError("the saved split has an empty train or validation part: "
-                             "run `rec preprocess` with another --val-ratio")
+        (tu, tm, tr), (vu, vm, vr) = ds.train_val()
         self.train = Arrays(self.fields.inputs(tu, tm), (tr >= RELEVANT).astype(np.float32))
         self.val = Arrays(self.fields.inputs(vu, vm), (vr >= RELEVANT).astype(np.float32))
         self.n_train = len(self.train)
@@ -73,8 +68,9 @@ class MovieLensSource:
         return {"n_ids": f.n_ids, "slot_fields": f.slot_fields, "n_dense": 0,
                 "n_cross": f.n_cross}
 
-    def train_parts(self, epoch: int, seed: int) -> Iterator[Arrays]:
-        yield self.train.take(np.random.default_rng([seed, epoch]).permutation(self.n_train))
+    def train_parts(self, rng) -> Iterator[Arrays]:
+        """The epoch's training samples, shuffled by `rng()` (rec.trainer.Epoch.rng)."""
+        yield self.train.take(rng().permutation(self.n_train))
 
     def validation(self) -> Arrays:
         return self.val
@@ -85,7 +81,7 @@ class MovieLensSource:
 
 class CriteoSource:
     """A raw Criteo file, streamed: each epoch parses it chunk by chunk, shuffles each
-    chunk's training lines with a (seed, epoch, chunk) generator and trains on them.
+    chunk's training lines with the epoch's generator for that chunk and trains on them.
 
     Validation: `--val-input FILE`, or the lines `criteo.validation_mask` picks (a seeded
     `val_ratio` of line numbers), collected during the first pass."""
@@ -129,7 +125,8 @@ class CriteoSource:
         return {"n_ids": self.transform.n_ids, "slot_fields": list(range(criteo.N_CAT)),
                 "n_dense": criteo.N_DENSE, "n_cross": 0}
 
-    def train_parts(self, epoch: int, seed: int) -> Iterator[Arrays]:
+    def train_parts(self, rng) -> Iterator[Arrays]:
+        """The epoch's training lines, chunk i shuffled by `rng(i)` (rec.trainer.Epoch.rng)."""
         collect = self._val is None and self.val_path is None
         if collect:
             val_parts = []
@@ -143,7 +140,7 @@ class CriteoSource:
             if not len(train):
                 continue
             n += len(train)
-            order = np.random.default_rng([seed, epoch, i]).permutation(len(train))
+            order = rng(i).permutation(len(train))
             yield self.arrays(train.take(order))
         if collect:
             self._val = val_parts

@@ -1,28 +1,33 @@
 """CTR training glue (imports paddle): the networks built for a data source, batches as
-tensors, predictions, the numpy export and the recall-then-rank comparison.
+tensors, predictions, the checked numpy export, the recall-then-rank comparison, and the
+objective `rec ctr-train` gives rec.trainer.fit.
 
 Only `rec ctr-train` / `rec ctr-predict` import this module, inside their commands.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 
+from rec.atomic import atomic_dir, write_json
 from rec.ctr.sources import Arrays
 from rec.datasets import criteo
 from rec.errors import RecError
 from rec.metrics import auc, logloss
-from rec.paths import USER_VECTORS, read_json, reading, require
+from rec.paths import (CATEGORIES, CONFIG, PARAMS, USER_VECTORS, WEIGHTS, TrainingFolder,
+                       optimizer_file, params_file, read_json, reading, require)
+from rec.runtime import load_weights  # first: it quiets paddle's import-time warnings
+from rec.trainer import Epoch, Objective, Trainable
 
-warnings.filterwarnings("ignore", message=".*ccache.*")
 import paddle  # noqa: E402
 
 from rec.models.ctr import CtrConfig, build  # noqa: E402
 
 EVAL_BATCH = 32768
+CHECK_ROWS, TOLERANCE = 2000, 1e-4  # weights.npz must give the model's probabilities
+CHECKPOINT_FILES = [(params_file(name), optimizer_file(name)) for name in ("model", "baseline")]
 
 
 def tensors(inputs: dict) -> dict:
@@ -93,21 +98,30 @@ def scores(labels: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
     return auc(labels, probs), logloss(labels, probs)
 
 
-def export_npz(model, path: Path) -> None:
-    """The weights as plain numpy arrays (names as in the state_dict), atomically."""
+def export_npz(model, path: Path, rows: Arrays) -> float:
+    """The weights as plain numpy arrays (names as in the state_dict), atomically, once the
+    numpy forward pass (rec.ctr.forward) gives the model's click probabilities on `rows`
+    (CHECK_ROWS of them, drawn with a fixed seed); otherwise an error (exit 1) and nothing
+    is written. Returns the largest difference found."""
     from rec.atomic import atomic_path
+    from rec.ctr.forward import NumpyCtr
 
     arrays = {k: v.numpy() for k, v in model.state_dict().items()}
+    sample = rows.take(np.random.default_rng(0).permutation(len(rows))[:CHECK_ROWS])
+    from_numpy = NumpyCtr(model.config.to_json(), arrays).probabilities(**sample.inputs)
+    diff = float(np.abs(from_numpy - predict(model, sample)).max()) if len(sample) else 0.0
+    if not diff <= TOLERANCE:
+        raise RecError(f"the numpy export of the model ({path.name}) disagrees with it by "
+                       f"{diff:.2e} on validation rows; not saved")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
+    return diff
 
 
 def load_model(paths):
     """Rebuild the best model of output/ctr/model from its config.json alone; also return the
     config and, for Criteo, the transform that turns raw lines into its inputs."""
-    from rec.runtime import load_weights
-
     best = paths.ctr
     require([best.config, best.params], "rec ctr-train")
     config = read_json(best.config, "rec ctr-train", keys=("model", "features"))
@@ -125,3 +139,73 @@ def load_model(paths):
                 with reading(best.categories, "rec ctr-train"):
                     transform.vocab = criteo.CategoryVocab.load(best.categories)
     return model, config, transform
+
+
+# --- the objective, for rec.trainer.fit -----------------------------------------------------
+
+
+def ctr_objective(source, batch_size: int, model, opt, baseline, base_opt,
+                  best: TrainingFolder, config: dict, state: dict) -> Objective:
+    """The model and its logistic-regression baseline trained on the same batches (binary
+    cross-entropy on the click label), both validated on AUC and log loss. The best model
+    goes to best.best whole: weights, config.json, weights.npz (MovieLens, checked against
+    the model) and the Criteo vocabulary (vocab transform). `state` is the run's state (its
+    n_train sizes the progress bar of a Criteo file on resume)."""
+    parts = [Trainable(net, optim, *files) for (net, optim), files in
+             zip([(model, opt), (baseline, base_opt)], CHECKPOINT_FILES)]
+    categories = getattr(getattr(source, "transform", None), "mode", None) == "vocab"
+    validated = {}
+
+    def train_epoch(epoch: Epoch) -> tuple[dict, int]:
+        # Data parallel: each rank takes its slice of every batch; gradients are averaged.
+        rank, world = epoch.job.rank, epoch.job.world
+        train_model, train_base = parts[0].train_net, parts[1].train_net
+        loss_sum, n = 0.0, 0
+        epoch.started(source.n_train or state.get("n_train"))
+        for part in source.train_parts(epoch.rng):
+            for i in range(0, len(part), batch_size):
+                if len(part) - i < world:  # every process needs a sample
+                    break
+                batch = part.take(slice(i + rank, i + batch_size, world))
+                x = tensors(batch.inputs)
+                y = paddle.to_tensor(batch.labels)
+                loss = bce(train_model(**x), y)
+                loss.backward()
+                opt.step()
+                opt.clear_grad()
+                base_loss = bce(train_base(x["ids"], x.get("weights"), x.get("dense")), y)
+                base_loss.backward()
+                base_opt.step()
+                base_opt.clear_grad()
+                loss_sum += float(loss) * len(batch)
+                n += len(batch)
+                epoch.advance(len(batch))
+        return {"train_loss": loss_sum}, n
+
+    def validate() -> dict:
+        val = source.validation()
+        validated["samples"] = len(val)
+        auc_, ll = scores(val.labels, predict(model, val))
+        b_auc, b_ll = scores(val.labels, predict(baseline, val, baseline=True))
+        return {"auc": auc_, "logloss": ll, "baseline_auc": b_auc, "baseline_logloss": b_ll}
+
+    def save_best(epoch: int) -> None:
+        config.update(best_epoch=epoch, val_samples=validated["samples"])
+        with atomic_dir(best.best) as tmp:  # the model's files move together
+            paddle.save(model.state_dict(), str(tmp / PARAMS))
+            write_json(tmp / CONFIG, config)
+            if source.name == "movielens":
+                export_npz(model, tmp / WEIGHTS, source.validation())
+            checkpoint_extra(tmp)
+
+    def checkpoint_extra(folder: Path) -> None:
+        if categories:
+            source.transform.vocab.save(folder / CATEGORIES)
+
+    def on_epoch(row: dict, state: dict) -> None:
+        b = state["baseline_best"]
+        if b is None or row["baseline_auc"] > b["auc"]:
+            state["baseline_best"] = {"epoch": row["epoch"], "auc": row["baseline_auc"],
+                                      "logloss": row["baseline_logloss"]}
+
+    return Objective(parts, train_epoch, validate, save_best, checkpoint_extra, on_epoch)

@@ -106,6 +106,15 @@ class Dataset:
         mask = self.split == which
         return self.rating_users[mask], self.rating_movies[mask], self.rating_values[mask]
 
+    def train_val(self) -> tuple[tuple, tuple]:
+        """Both parts, for training on one and validating on the other; either one empty
+        is a usage error (exit 2)."""
+        train, val = self.part(TRAIN), self.part(VAL)
+        if len(train[0]) == 0 or len(val[0]) == 0:
+            raise UsageError("the saved split has an empty train or validation part: "
+                             "run `rec preprocess` with another --val-ratio")
+        return train, val
+
 
 def dataset_paths(paths: Paths) -> list[Path]:
     return [paths.dataset_file(name) for name in ALL_FILES]

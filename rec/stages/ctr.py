@@ -25,31 +25,21 @@ metrics (keys recall_hr@10, rerank_hr@10, recall_ndcg@10, rerank_ndcg@10).
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
-from rich.table import Table
 
 from rec import __version__, manifest
-from rec.atomic import atomic_dir, write_json
-from rec.console import EpochDisplay, emit_object, is_quiet, log, set_quiet
-from rec.paths import CATEGORIES as VOCAB_FILE
-from rec.paths import CONFIG as CONFIG_FILE
-from rec.paths import PARAMS as PARAMS_FILE
-from rec.paths import WEIGHTS as WEIGHTS_FILE
-MODEL_DIR = "model"
+from rec.console import emit_object, is_quiet
 from rec.errors import UsageError
+from rec.paths import CATEGORIES
 from rec.stages import get_paths, guarded
 
 HELP = ("Train a CTR model (Wide&Deep or DeepFM) beside a logistic-regression baseline, on "
         "--data movielens (output/dataset) or --data criteo --input FILE (a raw Criteo file): "
         "validation AUC and log loss each epoch, checkpoints, --resume. Writes output/ctr/.")
-CHECKPOINT = "checkpoint"
-MIN_IMPROVEMENT = 1e-4  # val AUC must improve by this much to count as better
 DATA = ("movielens", "criteo")
 MODELS = ("wide_deep", "deepfm")
 
@@ -107,183 +97,68 @@ def check(p: CtrParams) -> None:
     p.hidden_sizes()
 
 
-# --- display --------------------------------------------------------------------------------
-
-
-def epoch_table(history: list[dict], title: str) -> Table:
-    table = Table(title=title)
-    for col in ("epoch", "train loss", "val AUC", "val log loss", "LR AUC", "LR log loss",
-                "samples/s", "elapsed"):
-        table.add_column(col, justify="right")
-    best = max((h["auc"] for h in history), default=None)
-    for h in history:
-        mark = " *" if h["auc"] == best else ""
-        table.add_row(str(h["epoch"]), f"{h['train_loss']:.4f}", f"{h['auc']:.4f}{mark}",
-                      f"{h['logloss']:.4f}", f"{h['baseline_auc']:.4f}",
-                      f"{h['baseline_logloss']:.4f}", f"{h['samples_per_s']:,.0f}",
-                      f"{h['elapsed']:.1f}s")
-    return table
-
-
 # --- training -------------------------------------------------------------------------------
 
 
 def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
-    from rec import runtime as training
-    from rec.ctr import sources
+    from rec import runtime, trainer
     from rec.ctr import training as ct
+    from rec.ctr.sources import make_source
     import paddle
 
-    out_dir = paths.ctr_dir
-    ckpt_dir, model_dir = out_dir / CHECKPOINT, out_dir / MODEL_DIR
-    state = {"epoch": 0, "history": [], "best_auc": None, "best_epoch": None, "bad_epochs": 0,
-             "baseline_best": None}
+    monitor = trainer.Monitor("auc", bigger_is_better=True, label="val AUC", state_key="best_auc")
+    state = trainer.new_state(monitor, baseline_best=None)
     if resume:
         epochs = p.epochs
-        state, p = training.read_checkpoint(
-            ckpt_dir, "rec ctr-train", state, [f"{name}.{ext}" for name in ("model", "baseline")
-                                               for ext in ("pdparams", "pdopt")],
-            lambda saved: CtrParams(**{**saved, "epochs": epochs}))
+        state, p = trainer.read_state(paths.ctr, "rec ctr-train", state, ct.CHECKPOINT_FILES,
+                                      lambda saved: CtrParams(**{**saved, "epochs": epochs}))
     check(p)
-    rank, world = training.init_distributed()
-    main_rank = rank == 0  # only rank 0 writes files and talks to the user
-    if not main_rank:
-        set_quiet(True)
-    device = training.setup_device(device, distributed=world > 1)
-    vocab_ckpt = ckpt_dir / VOCAB_FILE if resume and p.categorical == "vocab" else None
-    source, data_fp, input_files = sources.make_source(paths, p, vocab_ckpt)
-    if resume and state["data_fingerprint"] != data_fp:
-        raise UsageError("the training data changed since the checkpoint was written: "
-                         "train from scratch (without --resume)")
+    job = runtime.start(device)
+    vocab = paths.ctr.checkpoint / CATEGORIES if resume and p.categorical == "vocab" else None
+    source, data_id, input_files = make_source(paths, p, vocab)
     if p.val_input:
         source.validation()  # read (and check) the validation file before any training
-    paddle.seed(p.seed)
-    np.random.seed(p.seed)
-    config, model, base_config, baseline = ct.new_models(
-        source, p.model, p.embedding_size, p.hidden_sizes(), p.dropout)
+    runtime.seed_all(p.seed)
+    config, model, _, baseline = ct.new_models(source, p.model, p.embedding_size,
+                                               p.hidden_sizes(), p.dropout)
     opt = paddle.optimizer.Adam(learning_rate=p.lr, parameters=model.parameters())
     base_opt = paddle.optimizer.Adam(learning_rate=p.baseline_lr, parameters=baseline.parameters())
-    if resume:
-        for net, optim, name in ((model, opt, "model"), (baseline, base_opt, "baseline")):
-            training.restore(ckpt_dir, "rec ctr-train", net, optim, f"{name}.pdparams",
-                             f"{name}.pdopt")
-        log(f"resuming after epoch {state['epoch']} (best val AUC {state['best_auc']:.4f} "
-            f"at epoch {state['best_epoch']})")
-    # Data parallel: each rank takes its slice of every batch; gradients are averaged.
-    train_model = paddle.DataParallel(model) if world > 1 else model
-    train_base = paddle.DataParallel(baseline) if world > 1 else baseline
     full_config = {"model": config.to_json(), "features": source.describe(),
-                   "train": asdict(p), "device": device, "data_fingerprint": data_fp,
+                   "train": asdict(p), "device": job.device, "data_fingerprint": data_id,
                    "rec_version": __version__}
     if p.data == "movielens":
         v = source.ds.vocab
         full_config["dataset"] = {"name": v.dataset, "split": v.split}
-    history = state["history"]
     label = v.dataset if p.data == "movielens" else Path(p.input).name
-    display = EpochDisplay(f"rec ctr-train · {label} · {p.model} · {device}", history,
-                           epoch_table, unit="samples")
-    t_start = time.perf_counter()
-    try:
-        for epoch in range(state["epoch"] + 1, p.epochs + 1):
-            if state["bad_epochs"] >= p.patience:
-                break
-            t0 = time.perf_counter()
-            paddle.seed(p.seed * 1000 + epoch)  # dropout masks depend on (seed, epoch)
-            model.train()
-            baseline.train()
-            loss_sum, n = 0.0, 0
-            display.epoch_started(epoch, source.n_train or state.get("n_train"))
-            for part in source.train_parts(epoch, p.seed):
-                for i in range(0, len(part), p.batch_size):
-                    if len(part) - i < world:  # every process needs a sample
-                        break
-                    batch = part.take(slice(i + rank, i + p.batch_size, world))
-                    x = ct.tensors(batch.inputs)
-                    y = paddle.to_tensor(batch.labels)
-                    loss = ct.bce(train_model(**x), y)
-                    loss.backward()
-                    opt.step()
-                    opt.clear_grad()
-                    base_loss = ct.bce(train_base(x["ids"], x.get("weights"), x.get("dense")), y)
-                    base_loss.backward()
-                    base_opt.step()
-                    base_opt.clear_grad()
-                    loss_sum += float(loss) * len(batch)
-                    n += len(batch)
-                    display.advance(len(batch))
-            loss_sum = training.sum_across_ranks(loss_sum, world)
-            n = int(training.sum_across_ranks(n, world))
-            if n == 0:
-                raise UsageError("no training lines: every line went to validation")
-            train_seconds = time.perf_counter() - t0
-            val = source.validation()
-            auc, ll = ct.scores(val.labels, ct.predict(model, val))
-            b_auc, b_ll = ct.scores(val.labels, ct.predict(baseline, val, baseline=True))
-            training.check_finite(epoch, train_loss=loss_sum / n, val_logloss=ll)
-            row = {"epoch": epoch, "train_loss": loss_sum / n, "auc": auc, "logloss": ll,
-                   "baseline_auc": b_auc, "baseline_logloss": b_ll,
-                   "samples_per_s": n / train_seconds, "epoch_seconds": time.perf_counter() - t0,
-                   "elapsed": time.perf_counter() - t_start}
-            history.append(row)
-            improved = state["best_auc"] is None or auc > state["best_auc"] + MIN_IMPROVEMENT
-            if improved:
-                state.update(best_auc=auc, best_epoch=epoch, bad_epochs=0)
-                full_config.update(best_epoch=epoch, val_samples=len(val))
-            if improved and main_rank:
-                with atomic_dir(model_dir) as tmp:  # the model's files move together
-                    paddle.save(model.state_dict(), str(tmp / PARAMS_FILE))
-                    write_json(tmp / CONFIG_FILE, full_config)
-                    if p.data == "movielens":
-                        ct.export_npz(model, tmp / WEIGHTS_FILE)
-                    if p.data == "criteo" and p.categorical == "vocab":
-                        source.transform.vocab.save(tmp / VOCAB_FILE)
-            if not improved:
-                state["bad_epochs"] += 1
-            if state["baseline_best"] is None or b_auc > state["baseline_best"]["auc"]:
-                state["baseline_best"] = {"epoch": epoch, "auc": b_auc, "logloss": b_ll}
-            state.update(epoch=epoch, history=history, params=asdict(p), n_train=n,
-                         data_fingerprint=data_fp)
-            if main_rank:
-                with atomic_dir(ckpt_dir) as tmp:  # weights, optimizers, state move together
-                    for net, optim, name in ((model, opt, "model"),
-                                             (baseline, base_opt, "baseline")):
-                        training.save_weights(tmp, net, optim, f"{name}.pdparams",
-                                              f"{name}.pdopt")
-                    if p.data == "criteo" and p.categorical == "vocab":
-                        source.transform.vocab.save(tmp / VOCAB_FILE)
-                    write_json(tmp / "state.json", state)
-                write_json(out_dir / "history.json", history)
-            if not display.update(history):
-                log(f"epoch {epoch}: train loss {row['train_loss']:.4f}  val AUC {auc:.4f}  "
-                    f"log loss {ll:.4f}  (LR baseline AUC {b_auc:.4f}, log loss {b_ll:.4f})  "
-                    f"{row['samples_per_s']:,.0f} samples/s  {row['elapsed']:.1f}s"
-                    + ("  *best" if improved else ""))
-    finally:
-        display.stop()
-    if state["bad_epochs"] >= p.patience and state["epoch"] < p.epochs:
-        log(f"early stop: no improvement for {p.patience} epochs")
-    if not history:
-        raise UsageError("nothing to train: the checkpoint already covers --epochs")
-    best = next(h for h in history if h["epoch"] == state["best_epoch"])
-    base = state["baseline_best"]
-    metrics = {
-        "data": p.data, "dataset": label, "model": p.model, "device": device,
-        "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
-        "auc": round(best["auc"], 6), "logloss": round(best["logloss"], 6),
-        "baseline_auc": round(base["auc"], 6), "baseline_logloss": round(base["logloss"], 6),
-        "baseline": "logistic regression over the same features",
-        "train_loss": round(best["train_loss"], 6), "train_samples": state["n_train"],
-        "val_samples": int(full_config.get("val_samples", 0)),
-        "samples_per_s": round(float(np.mean([h["samples_per_s"] for h in history])), 1),
-        "seconds": round(history[-1]["elapsed"], 2), "seed": p.seed, "processes": world,
-    }
-    if not main_rank:
+    spec = trainer.FitSpec(
+        run="rec ctr-train", folder=paths.ctr, epochs=p.epochs, patience=p.patience, seed=p.seed,
+        monitor=monitor, params=asdict(p), data_id=data_id, data_name="the training data",
+        title=f"rec ctr-train · {label} · {p.model} · {job.device}",
+        columns={"train_loss": "train loss", "auc": "val AUC", "logloss": "val log loss",
+                 "baseline_auc": "LR AUC", "baseline_logloss": "LR log loss"},
+        finite=("logloss",), unit="samples",
+        no_samples="no training lines: every line went to validation")
+    objective = ct.ctr_objective(source, p.batch_size, model, opt, baseline, base_opt,
+                                 paths.ctr, full_config, state)
+
+    def summarize(result) -> dict:
+        base = result.state["baseline_best"]
+        metrics = {
+            "data": p.data, "dataset": label, "model": p.model, "device": job.device,
+            **result.summary("auc", "logloss"),
+            "baseline_auc": round(base["auc"], 6), "baseline_logloss": round(base["logloss"], 6),
+            "baseline": "logistic regression over the same features",
+            "train_loss": round(result.best["train_loss"], 6),
+            "train_samples": result.state["n_train"],
+            "val_samples": int(full_config.get("val_samples", 0)), **result.speed()}
+        if job.main and p.data == "movielens":
+            metrics.update(ct.recall_then_rank(paths, source, p.candidates))
         return metrics
-    if p.data == "movielens":
-        metrics.update(ct.recall_then_rank(paths, source, p.candidates))
-    write_json(out_dir / "metrics.json", metrics)
-    manifest.record(paths, "ctr-train", {**asdict(p), "device": device}, inputs=input_files,
-                    outputs=[model_dir, out_dir / "metrics.json"])
+
+    metrics = trainer.fit(spec, job, objective, state, resume, summarize).metrics
+    if job.main:
+        manifest.record(paths, "ctr-train", {**asdict(p), "device": job.device},
+                        inputs=input_files, outputs=[paths.ctr.best, paths.ctr.metrics])
     return metrics
 
 
@@ -344,8 +219,8 @@ def command(
         from rec.launch import run_launcher, stage_args
 
         args = stage_args(paths, "ctr-train", asdict(params), device, resume, is_quiet())
-        run_launcher(nproc, device, paths.ctr_dir / "launch-logs", args)
-        metrics = json.loads((paths.ctr_dir / "metrics.json").read_text())
+        run_launcher(nproc, device, paths.ctr.launch_logs, args)
+        metrics = json.loads(paths.ctr.metrics.read_text())
     else:
         metrics = train(paths, params, device, resume)
     emit_object(metrics, fmt)

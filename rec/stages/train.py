@@ -12,24 +12,18 @@ resumed run retraces an uninterrupted one exactly.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 
-import numpy as np
 import typer
-from rich.table import Table
 
 from rec import __version__, manifest
-from rec.atomic import atomic_dir, write_json
-from rec.console import EpochDisplay, emit_object, is_quiet, log, set_quiet
-from rec.datasets.contract import TRAIN, VAL, dataset_identity, dataset_paths, load_dataset
+from rec.console import emit_object, is_quiet
+from rec.datasets.contract import dataset_identity, dataset_paths, load_dataset
 from rec.errors import UsageError
-from rec.paths import require
+from rec.paths import OPTIMIZER, PARAMS, require
 from rec.stages import get_paths, guarded
 
 HELP = "Train the two-tower rating model (checkpoints each epoch, early stopping, --resume)."
-CHECKPOINT = "checkpoint"
-MIN_IMPROVEMENT = 1e-4  # val RMSE must improve by this much to count as better
 
 
 @dataclass
@@ -55,151 +49,55 @@ def auto_batch_size(n_train: int) -> int:
     return size
 
 
-def epoch_table(history: list[dict], title: str) -> Table:
-    table = Table(title=title)
-    for col in ("epoch", "train loss", "val RMSE", "val MAE", "samples/s", "elapsed"):
-        table.add_column(col, justify="right")
-    best = min((h["val_rmse"] for h in history), default=None)
-    for h in history:
-        mark = " *" if h["val_rmse"] == best else ""
-        table.add_row(str(h["epoch"]), f"{h['train_loss']:.4f}", f"{h['val_rmse']:.4f}{mark}",
-                      f"{h['val_mae']:.4f}", f"{h['samples_per_s']:,.0f}", f"{h['elapsed']:.1f}s")
-    return table
-
-
 def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
-    from rec import runtime
+    from rec import runtime, trainer
     from rec.twotower import training
     import paddle
 
-    rank, world = runtime.init_distributed()
-    main_rank = rank == 0  # only rank 0 writes files and talks to the user
-    if not main_rank:
-        set_quiet(True)
-    device = runtime.setup_device(device, distributed=world > 1)
+    job = runtime.start(device)
     ds = load_dataset(paths)
-    tu, tm, tr = ds.part(TRAIN)
-    vu, vm, vr = ds.part(VAL)
-    if len(tu) == 0 or len(vu) == 0:
-        raise UsageError("the saved split has an empty train or validation part: "
-                         "run `rec preprocess` with another --val-ratio")
-    model_dir = paths.model_dir
-    ckpt_dir = model_dir / CHECKPOINT
-    data_fp = dataset_identity(paths)
-    state = {"epoch": 0, "history": [], "best_rmse": None, "best_epoch": None, "bad_epochs": 0}
+    (tu, _, tr), _ = ds.train_val()
+    monitor = trainer.Monitor("val_rmse", bigger_is_better=False, label="val RMSE",
+                              state_key="best_rmse")
+    state = trainer.new_state(monitor)
     if resume:
         epochs = params.epochs
-        state, params = runtime.read_checkpoint(
-            ckpt_dir, "rec train", state, ["model.pdparams", "optimizer.pdopt"],
-            lambda saved: TrainParams(**{**saved, "epochs": epochs}))
-        if state["data_fingerprint"] != data_fp:
-            raise UsageError("output/dataset changed since the checkpoint was written: "
-                             "train from scratch (without --resume)")
+        state, params = trainer.read_state(paths.model, "rec train", state, [(PARAMS, OPTIMIZER)],
+                                           lambda saved: TrainParams(**{**saved, "epochs": epochs}))
     if params.batch_size == 0:
         params.batch_size = auto_batch_size(len(tu))
-    train_mean = float(tr.mean())
-    config = training.model_config(ds, params.match, train_mean, tower_dim=params.tower_dim,
-                                   dropout=params.dropout)
-    paddle.seed(params.seed)
-    np.random.seed(params.seed)
+    config = training.model_config(ds, params.match, float(tr.mean()),
+                                   tower_dim=params.tower_dim, dropout=params.dropout)
+    runtime.seed_all(params.seed)
     net = training.TwoTower(config)
     optimizer = paddle.optimizer.AdamW(learning_rate=params.lr, parameters=net.parameters(),
                                        weight_decay=params.weight_decay)
-    if resume:
-        runtime.restore(ckpt_dir, "rec train", net, optimizer, "model.pdparams",
-                         "optimizer.pdopt")
-        log(f"resuming after epoch {state['epoch']} (best val RMSE {state['best_rmse']:.4f} "
-            f"at epoch {state['best_epoch']})")
-    # Data parallel: every rank walks the same global batches and takes its slice of each;
-    # paddle.DataParallel averages the gradients, so a step sees the whole global batch.
-    model = paddle.DataParallel(net) if world > 1 else net
-    full_config = {"model": config.to_json(), "train": params.__dict__, "device": device,
-                   "processes": world,
-                   "dataset": {"name": ds.vocab.dataset, "split": ds.vocab.split,
-                               "fingerprint": data_fp},
-                   "rec_version": __version__}
-    feeder = training.Feeder(ds)
-    targets = paddle.to_tensor(tr.astype(np.float32))
-    history = state["history"]
-    title = f"rec train · {ds.vocab.dataset} · {params.match} · {device}" + \
-        (f" × {world} processes" if world > 1 else "")
-    display = EpochDisplay(title, history, epoch_table)
-    t_start = time.perf_counter()
-    try:
-        for epoch in range(state["epoch"] + 1, params.epochs + 1):
-            if state["bad_epochs"] >= params.patience:
-                break
-            t0 = time.perf_counter()
-            paddle.seed(params.seed * 1000 + epoch)  # dropout masks depend on (seed, epoch)
-            order = np.random.default_rng([params.seed, epoch]).permutation(len(tu))
-            model.train()
-            loss_sum = 0.0
-            n_batches = (len(order) + params.batch_size - 1) // params.batch_size
-            display.epoch_started(epoch, n_batches)
-            for b in range(n_batches):
-                idx = order[b * params.batch_size: (b + 1) * params.batch_size]
-                if len(idx) < world:  # every process needs a sample: drop a tiny tail
-                    break
-                idx = idx[rank::world]
-                pred = model(*feeder.inputs(tu[idx], tm[idx]))
-                y = paddle.gather(targets, paddle.to_tensor(idx))
-                loss = paddle.nn.functional.mse_loss(pred, y)
-                loss.backward()
-                optimizer.step()
-                optimizer.clear_grad()
-                loss_sum += float(loss) * len(idx)
-                display.advance()
-            train_seconds = time.perf_counter() - t0
-            loss_sum = runtime.sum_across_ranks(loss_sum, world)
-            val = training.rating_metrics(net, feeder, vu, vm, vr)
-            rmse, mae = val["val_rmse"], val["val_mae"]
-            runtime.check_finite(epoch, train_loss=loss_sum / len(order), val_rmse=rmse)
-            row = {"epoch": epoch, "train_loss": loss_sum / len(order), "val_rmse": rmse,
-                   "val_mae": mae, "samples_per_s": len(order) / train_seconds,
-                   "epoch_seconds": time.perf_counter() - t0,
-                   "elapsed": time.perf_counter() - t_start}
-            history.append(row)
-            improved = state["best_rmse"] is None or rmse < state["best_rmse"] - MIN_IMPROVEMENT
-            if improved:
-                state.update(best_rmse=rmse, best_epoch=epoch, bad_epochs=0)
-            else:
-                state["bad_epochs"] += 1
-            state.update(epoch=epoch, history=history, params=params.__dict__,
-                         data_fingerprint=data_fp, config=full_config)
-            if main_rank:
-                if improved:
-                    runtime.save_paddle(net.state_dict(), paths.model.params)
-                    write_json(paths.model.config, full_config)
-                with atomic_dir(ckpt_dir) as tmp:  # weights, optimizer, state move together
-                    runtime.save_weights(tmp, net, optimizer, "model.pdparams",
-                                          "optimizer.pdopt")
-                    write_json(tmp / "state.json", state)
-                write_json(model_dir / "history.json", history)
-            if not display.update(history):
-                log(f"epoch {epoch}: train loss {row['train_loss']:.4f}  val RMSE {rmse:.4f}  "
-                    f"MAE {mae:.4f}  {row['samples_per_s']:,.0f} samples/s  "
-                    f"{row['elapsed']:.1f}s" + ("  *best" if improved else ""))
-    finally:
-        display.stop()
-    if state["bad_epochs"] >= params.patience and state["epoch"] < params.epochs:
-        log(f"early stop: no improvement for {params.patience} epochs")
-    if not history:
-        raise UsageError("nothing to train: the checkpoint already covers --epochs")
-    best = next(h for h in history if h["epoch"] == state["best_epoch"])
-    metrics = {
-        "dataset": ds.vocab.dataset, "match": params.match, "device": device,
-        "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
-        "val_rmse": round(best["val_rmse"], 6), "val_mae": round(best["val_mae"], 6),
-        "train_loss": round(best["train_loss"], 6),
-        "samples_per_s": round(float(np.mean([h["samples_per_s"] for h in history])), 1),
-        "seconds": round(history[-1]["elapsed"], 2), "seed": params.seed, "processes": world,
-    }
-    if not main_rank:
-        return metrics
-    write_json(model_dir / "metrics.json", metrics)
-    manifest.record(paths, "train", {**params.__dict__, "device": device},
-                    inputs=dataset_paths(paths),
-                    outputs=[paths.model.params, paths.model.config])
+    data_id = dataset_identity(paths)
+    state["config"] = full_config = {
+        "model": config.to_json(), "train": params.__dict__, "device": job.device,
+        "processes": job.world,
+        "dataset": {"name": ds.vocab.dataset, "split": ds.vocab.split, "fingerprint": data_id},
+        "rec_version": __version__}
+    spec = trainer.FitSpec(
+        run="rec train", folder=paths.model, epochs=params.epochs, patience=params.patience,
+        seed=params.seed, monitor=monitor, params=params.__dict__, data_id=data_id,
+        data_name="output/dataset",
+        title=f"rec train · {ds.vocab.dataset} · {params.match} · {job.device}"
+              + (f" × {job.world} processes" if job.world > 1 else ""),
+        columns={"train_loss": "train loss", "val_rmse": "val RMSE", "val_mae": "val MAE"},
+        finite=("val_rmse",))
+    objective = training.rating_objective(net, optimizer, ds, params.batch_size, paths.model,
+                                          full_config)
+
+    def summarize(result) -> dict:
+        return {"dataset": ds.vocab.dataset, "match": params.match, "device": job.device,
+                **result.summary("val_rmse", "val_mae", "train_loss"), **result.speed()}
+
+    metrics = trainer.fit(spec, job, objective, state, resume, summarize).metrics
+    if job.main:
+        manifest.record(paths, "train", {**params.__dict__, "device": job.device},
+                        inputs=dataset_paths(paths), outputs=[paths.model.params,
+                                                              paths.model.config])
     return metrics
 
 
@@ -249,5 +147,5 @@ def train_with_launcher(paths, params: TrainParams, device: str, resume: bool, n
 
     require(dataset_paths(paths), "rec preprocess")  # fail here, not in N workers
     args = stage_args(paths, "train", params.__dict__, device, resume, is_quiet())
-    run_launcher(nproc, device, paths.model_dir / "launch-logs", args)
-    return json.loads((paths.model_dir / "metrics.json").read_text())
+    run_launcher(nproc, device, paths.model.launch_logs, args)
+    return json.loads(paths.model.metrics.read_text())

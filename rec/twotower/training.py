@@ -1,6 +1,7 @@
 """Two-tower training glue (imports paddle): the network's sizes from the dataset, feeding
-the preprocessed arrays in batches, predictions, the tower vectors save-features stores, and
-rebuilding the trained model from output/model alone.
+the preprocessed arrays in batches, predictions, the tower vectors save-features stores,
+rebuilding the trained model from output/model alone, and the rating objective `rec train`
+gives rec.trainer.fit.
 
 Only train, evaluate and save-features import this module (inside their commands).
 """
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from rec.atomic import write_json
 from rec.datasets.contract import Dataset, is_dataset
 from rec.errors import UsageError
 from rec.metrics import rmse_mae
-from rec.paths import Paths, read_json, reading, require
-from rec.runtime import load_weights  # first: it quiets paddle's import-time warnings
+from rec.paths import OPTIMIZER, PARAMS, Paths, TrainingFolder, read_json, reading, require
+from rec.runtime import load_weights, save_paddle  # first: it quiets paddle's import noise
+from rec.trainer import Epoch, Objective, Trainable
 
 import paddle  # noqa: E402
 
@@ -109,3 +112,46 @@ def load_trained(paths: Paths, ds: Dataset | None = None) -> tuple[TwoTower, dic
                          "run `rec train` again")
     load_weights(model, best.params)
     return model, config
+
+
+# --- the rating objective, for rec.trainer.fit ----------------------------------------------
+
+
+def rating_objective(net: TwoTower, optimizer, ds: Dataset, batch_size: int,
+                     best: TrainingFolder, config: dict) -> Objective:
+    """Fit the predicted rating to the training ratings (mean squared error), validate on
+    RMSE and MAE; the best epoch's weights go to best.params beside config.json."""
+    (tu, tm, tr), (vu, vm, vr) = ds.train_val()
+    feeder = Feeder(ds)
+    targets = paddle.to_tensor(tr.astype(np.float32))
+    part = Trainable(net, optimizer, PARAMS, OPTIMIZER)
+
+    def train_epoch(epoch: Epoch) -> tuple[dict, int]:
+        # Data parallel: every rank walks the same global batches and takes its slice of
+        # each; DataParallel averages the gradients, so a step sees the whole global batch.
+        rank, world = epoch.job.rank, epoch.job.world
+        order = epoch.rng().permutation(len(tu))
+        n_batches = (len(order) + batch_size - 1) // batch_size
+        epoch.started(n_batches)
+        loss_sum, n = 0.0, 0
+        for b in range(n_batches):
+            idx = order[b * batch_size: (b + 1) * batch_size]
+            if len(idx) < world:  # every process needs a sample: drop a tiny tail
+                break
+            idx = idx[rank::world]
+            pred = part.train_net(*feeder.inputs(tu[idx], tm[idx]))
+            loss = paddle.nn.functional.mse_loss(pred, paddle.gather(targets, paddle.to_tensor(idx)))
+            loss.backward()
+            optimizer.step()
+            optimizer.clear_grad()
+            loss_sum += float(loss) * len(idx)
+            n += len(idx)
+            epoch.advance()
+        return {"train_loss": loss_sum}, n
+
+    def save_best(epoch: int) -> None:
+        save_paddle(net.state_dict(), best.params)
+        write_json(best.config, config)
+
+    return Objective([part], train_epoch, lambda: rating_metrics(net, feeder, vu, vm, vr),
+                     save_best)

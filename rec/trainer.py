@@ -1,0 +1,281 @@
+"""One training loop for every objective: `fit` (imports paddle, through rec.runtime).
+
+A stage builds its network(s) and optimizer(s) and says what one epoch of training and one
+validation are (an `Objective`); `fit` does the rest, the same way for every stage:
+
+    setup      --resume: refuse other training data, restore every network and optimizer
+               from the checkpoint; wrap the networks in paddle.DataParallel when the run
+               has several processes; start the live display
+    each epoch paddle.seed(seed * 1000 + epoch) (dropout), then
+               objective.train_epoch(Epoch) -> ({loss name: sum over this process's
+                   samples}, this process's sample count); fit sums both across processes
+                   and reports each loss as sum / count
+               objective.validate() -> {metric: value}
+               the finite-check (train losses and spec.finite metrics): nan or inf stops
+                   the run (exit 1) before anything of the epoch is saved
+               the improvement test of spec.monitor (bigger or smaller is better, by at
+                   least min_delta), patience (stop after `patience` epochs without one)
+               rank 0 only: objective.save_best(epoch) when improved; the checkpoint (each
+                   network's weights and optimizer state, objective.checkpoint_extra's
+                   files and state.json, swapped in as one folder); history.json
+               a row of the live table (or a log line when stderr is not a terminal)
+    the end    `summarize(FitResult)` -> the run's metrics; rank 0 writes metrics.json
+
+The loop assumes nothing about how a network is called or what its loss is: train_epoch is
+arbitrary code (several networks, several losses, sampled softmax over a catalogue, ...).
+Every epoch's shuffle should come from `Epoch.rng()` (seeded by (seed, epoch) alone), so a
+resumed run retraces an uninterrupted one. The model after RecBole's `Trainer.fit` with its
+`early_stopping(value, best, cur_step, max_step, bigger)`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from rich.table import Table
+
+from rec import runtime
+from rec.atomic import atomic_dir, write_json
+from rec.console import EpochDisplay, log
+from rec.errors import UsageError
+from rec.paths import STATE, TrainingFolder
+from rec.runtime import Job
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """The validation metric that picks the best epoch and drives early stopping."""
+
+    key: str  # in validate()'s dict, e.g. "val_rmse", "auc", "val_ndcg@10"
+    bigger_is_better: bool
+    label: str  # for people, e.g. "val RMSE"
+    state_key: str  # its best value's key in state.json, e.g. "best_rmse"
+    min_delta: float = 1e-4  # a change smaller than this is no improvement
+
+    def improves(self, value: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        if self.bigger_is_better:
+            return value > best + self.min_delta
+        return value < best - self.min_delta
+
+    def best(self, values: list[float]) -> float | None:
+        return (max if self.bigger_is_better else min)(values, default=None)
+
+
+@dataclass
+class Trainable:
+    """A network fit trains, its optimizer, and their files in the checkpoint folder."""
+
+    net: Any  # paddle.nn.Layer
+    optimizer: Any
+    params_file: str
+    optimizer_file: str
+    train_net: Any = None  # set by fit: the net, or its paddle.DataParallel wrapper; call it
+    #                       in train_epoch (gradients are then averaged across processes)
+
+
+@dataclass
+class Epoch:
+    """What train_epoch gets: the epoch's number, this process's place, the live display."""
+
+    number: int
+    seed: int
+    job: Job
+    display: EpochDisplay
+
+    def rng(self, *more: int) -> np.random.Generator:
+        """The epoch's shuffle: seeded by (seed, epoch, *more) alone."""
+        return np.random.default_rng([self.seed, self.number, *more])
+
+    def started(self, total: int | None) -> None:
+        """The epoch's progress bar: `total` batches or samples (None: unknown)."""
+        self.display.epoch_started(self.number, total)
+
+    def advance(self, n: int = 1) -> None:
+        self.display.advance(n)
+
+
+@dataclass
+class Objective:
+    """What a stage plugs into fit (see the module docstring)."""
+
+    parts: list[Trainable]
+    train_epoch: Callable[[Epoch], tuple[dict, int]]
+    validate: Callable[[], dict]
+    save_best: Callable[[int], None]  # rank 0, after an improved epoch: write the best model
+    checkpoint_extra: Callable[[Path], None] | None = None  # rank 0: more checkpoint files
+    on_epoch: Callable[[dict, dict], None] | None = None  # (row, state), every rank, before
+    #                                   the checkpoint: keep the stage's own keys in state
+
+
+@dataclass
+class FitSpec:
+    run: str  # the command, named in errors (e.g. "rec train")
+    folder: TrainingFolder  # checkpoint/, history.json, metrics.json
+    epochs: int  # in total, counting those a resumed run already has
+    patience: int
+    seed: int
+    monitor: Monitor
+    params: dict  # the run's parameters, kept in state.json (--resume rebuilds the run)
+    data_id: str  # identity of the training data; --resume refuses other data
+    data_name: str  # for people, e.g. "output/dataset"
+    title: str  # the live table's title
+    columns: dict[str, str]  # row key -> column: the losses and metrics shown each epoch
+    finite: tuple[str, ...] = ()  # validation metrics that must be finite
+    unit: str = "batches"  # what the progress bar counts: batches or samples
+    no_samples: str = "no training samples"  # the error when an epoch trained on nothing
+
+
+@dataclass
+class FitResult:
+    spec: FitSpec
+    job: Job
+    state: dict  # as in the checkpoint's state.json
+    history: list[dict]  # one row per epoch: epoch, losses, metrics, samples_per_s, ...
+    best: dict  # the row of the best epoch
+    metrics: dict = field(default_factory=dict)  # what summarize returned
+
+    def summary(self, *keys: str) -> dict:
+        """best_epoch, epochs_run and the best epoch's `keys`, rounded."""
+        return {"best_epoch": self.state["best_epoch"], "epochs_run": self.state["epoch"],
+                **{k: round(self.best[k], 6) for k in keys}}
+
+    def speed(self) -> dict:
+        """samples_per_s (the mean over epochs), seconds (this run's), seed, processes."""
+        return {"samples_per_s": round(float(np.mean([h["samples_per_s"] for h in self.history])), 1),
+                "seconds": round(self.history[-1]["elapsed"], 2), "seed": self.spec.seed,
+                "processes": self.job.world}
+
+
+def new_state(monitor: Monitor, **extra) -> dict:
+    """The state of a run before its first epoch (`extra`: the stage's own keys)."""
+    return {"epoch": 0, "history": [], monitor.state_key: None, "best_epoch": None,
+            "bad_epochs": 0, **extra}
+
+
+def read_state(folder: TrainingFolder, run: str, fresh: dict, files: list[tuple[str, str]],
+               make_params):
+    """(state, params) of the checkpoint --resume continues from, before any network is
+    built (the parameters decide its shape). `files`: each network's (params, optimizer)
+    file names; `make_params(saved parameters)` rebuilds the run's parameters."""
+    names = [name for pair in files for name in pair]
+    return runtime.read_checkpoint(folder.checkpoint, run, fresh, names, make_params)
+
+
+def fit(spec: FitSpec, job: Job, objective: Objective, state: dict, resume: bool,
+        summarize: Callable[[FitResult], dict]) -> FitResult:
+    """Train `objective` for spec.epochs epochs in total (see the module docstring).
+
+    `state` is new_state(...) or, with `resume`, read_state(...)'s; fit updates it in place.
+    Returns the FitResult, whose `metrics` (summarize's) rank 0 also wrote to metrics.json."""
+    import paddle
+
+    monitor, parts = spec.monitor, objective.parts
+    if resume:
+        _restore(spec, parts, state)
+    for part in parts:
+        part.train_net = paddle.DataParallel(part.net) if job.world > 1 else part.net
+    history = state["history"]
+    display = EpochDisplay(spec.title, history,
+                           lambda rows, title: epoch_table(rows, title, spec.columns, monitor),
+                           unit=spec.unit)
+    t_start = time.perf_counter()
+    try:
+        for number in range(state["epoch"] + 1, spec.epochs + 1):
+            if state["bad_epochs"] >= spec.patience:
+                break
+            t0 = time.perf_counter()
+            paddle.seed(spec.seed * 1000 + number)  # dropout masks depend on (seed, epoch)
+            for part in parts:
+                part.net.train()
+            sums, n = objective.train_epoch(Epoch(number, spec.seed, job, display))
+            n = int(runtime.sum_across_ranks(n, job.world))
+            losses = {k: runtime.sum_across_ranks(v, job.world) / max(n, 1) for k, v in sums.items()}
+            if n == 0:
+                raise UsageError(spec.no_samples)
+            train_seconds = time.perf_counter() - t0
+            metrics = objective.validate()
+            runtime.check_finite(number, **losses, **{
+                (k if k.startswith("val") else "val_" + k): metrics[k] for k in spec.finite})
+            row = {"epoch": number, **losses, **metrics, "samples_per_s": n / train_seconds,
+                   "epoch_seconds": time.perf_counter() - t0,
+                   "elapsed": time.perf_counter() - t_start}
+            history.append(row)
+            value = metrics[monitor.key]
+            improved = monitor.improves(value, state[monitor.state_key])
+            if improved:
+                state.update({monitor.state_key: value, "best_epoch": number, "bad_epochs": 0})
+            else:
+                state["bad_epochs"] += 1
+            state.update(epoch=number, history=history, params=spec.params, n_train=n,
+                         data_fingerprint=spec.data_id)
+            if objective.on_epoch is not None:
+                objective.on_epoch(row, state)
+            if job.main:
+                if improved:
+                    objective.save_best(number)
+                _checkpoint(spec, objective, state)
+                write_json(spec.folder.history, history)
+            if not display.update(history):
+                log(epoch_line(row, spec.columns, improved))
+    finally:
+        display.stop()
+    if state["bad_epochs"] >= spec.patience and state["epoch"] < spec.epochs:
+        log(f"early stop: no improvement for {spec.patience} epochs")
+    if not history:
+        raise UsageError("nothing to train: the checkpoint already covers --epochs")
+    best = next(h for h in history if h["epoch"] == state["best_epoch"])
+    result = FitResult(spec, job, state, history, best)
+    result.metrics = summarize(result)
+    if job.main:
+        write_json(spec.folder.metrics, result.metrics)
+    return result
+
+
+def _restore(spec: FitSpec, parts: list[Trainable], state: dict) -> None:
+    if state["data_fingerprint"] != spec.data_id:
+        raise UsageError(f"{spec.data_name} changed since the checkpoint was written: "
+                         "train from scratch (without --resume)")
+    for part in parts:
+        runtime.restore(spec.folder.checkpoint, spec.run, part.net, part.optimizer,
+                        part.params_file, part.optimizer_file)
+    log(f"resuming after epoch {state['epoch']} (best {spec.monitor.label} "
+        f"{state[spec.monitor.state_key]:.4f} at epoch {state['best_epoch']})")
+
+
+def _checkpoint(spec: FitSpec, objective: Objective, state: dict) -> None:
+    """Weights, optimizer states, extra files and state.json, swapped in together."""
+    with atomic_dir(spec.folder.checkpoint) as tmp:
+        for part in objective.parts:
+            runtime.save_weights(tmp, part.net, part.optimizer, part.params_file,
+                                 part.optimizer_file)
+        if objective.checkpoint_extra is not None:
+            objective.checkpoint_extra(tmp)
+        write_json(tmp / STATE, state)
+
+
+def epoch_table(history: list[dict], title: str, columns: dict[str, str],
+                monitor: Monitor) -> Table:
+    """The live table: a row per epoch, the best value of the monitored metric starred."""
+    table = Table(title=title)
+    for col in ("epoch", *columns.values(), "samples/s", "elapsed"):
+        table.add_column(col, justify="right")
+    best = monitor.best([h[monitor.key] for h in history])
+    for h in history:
+        cells = [f"{h[k]:.4f}" + (" *" if k == monitor.key and h[k] == best else "")
+                 for k in columns]
+        table.add_row(str(h["epoch"]), *cells, f"{h['samples_per_s']:,.0f}",
+                      f"{h['elapsed']:.1f}s")
+    return table
+
+
+def epoch_line(row: dict, columns: dict[str, str], improved: bool) -> str:
+    """The epoch's log line where there is no live table (stderr not a terminal)."""
+    cells = "  ".join(f"{name} {row[k]:.4f}" for k, name in columns.items())
+    return (f"epoch {row['epoch']}: {cells}  {row['samples_per_s']:,.0f} samples/s  "
+            f"{row['elapsed']:.1f}s" + ("  *best" if improved else ""))
