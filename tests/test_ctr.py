@@ -453,3 +453,14 @@ def test_gpu_on_cpu_build_is_a_clear_usage_error(ml_world, tmp_path):
     result = rec(tmp_path, "ctr-train", "--device", "gpu", "--data", "criteo", "--input",
                  str(FIXTURES / "criteo_small.txt"))
     one_line_error(result, 2, "paddlepaddle-gpu", "CPU-only")
+
+
+def test_numpy_export_that_disagrees_with_the_model_is_refused(ml_copy, monkeypatch):
+    from rec.ctr.forward import NumpyCtr
+
+    weights = ml_copy / "output" / "ctr" / "model" / "weights.npz"
+    before = weights.read_bytes()
+    real = NumpyCtr.logits
+    monkeypatch.setattr(NumpyCtr, "logits", lambda self, *a, **kw: real(self, *a, **kw) + 0.5)
+    one_line_error(rec(ml_copy, "ctr-train", *ML_TRAIN), 1, "weights.npz", "disagrees")
+    assert weights.read_bytes() == before  # the last good model stays whole

@@ -26,7 +26,8 @@ import paddle  # noqa: E402
 from rec.models.ctr import CtrConfig, build  # noqa: E402
 
 EVAL_BATCH = 32768
-CHECK_ROWS, TOLERANCE = 2000, 1e-4  # weights.npz must give the model's probabilities
+CHECK_ROWS = 2000  # validation rows on which weights.npz must give the model's probabilities
+TOLERANCE = 1e-3  # float32: ~1e-6 on a CPU; a GPU's tf32 matrix units differ by a few 1e-4
 CHECKPOINT_FILES = [(params_file(name), optimizer_file(name)) for name in ("model", "baseline")]
 
 
