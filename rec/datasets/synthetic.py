@@ -13,7 +13,6 @@ planted favourite genres are written to `truth.json` beside the data (preprocess
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -26,13 +26,14 @@ def get_paths(ctx: typer.Context) -> Paths:
 
 def guarded(fn):
     """Turn expected failures into one stderr line and an exit code, never a traceback.
-    A bad `--format` (parameter `fmt`) is refused before the command does any work."""
+    `--format` (parameter `fmt`) is checked and resolved here, before the command does any
+    work: the command gets table, tsv or json."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             if isinstance(kwargs.get("fmt"), str):
-                resolve_format(kwargs["fmt"])
+                kwargs["fmt"] = resolve_format(kwargs["fmt"])
             return fn(*args, **kwargs)
         except RecError as e:
             error_line(str(e))

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -36,6 +36,8 @@ from rec.console import emit_object, is_quiet
 from rec.errors import UsageError
 from rec.paths import CATEGORIES
 from rec.stages import get_paths, guarded
+from rec.stages.options import (Device, Dropout, Epochs, Format, Nproc, Resume, options_from,
+                                positive)
 
 HELP = ("Train a CTR model (Wide&Deep or DeepFM) beside a logistic-regression baseline, on "
         "--data movielens (output/dataset) or --data criteo --input FILE (a raw Criteo file): "
@@ -44,27 +46,50 @@ DATA = ("movielens", "criteo")
 MODELS = ("wide_deep", "deepfm")
 
 
+Option = typer.Option
+
+
 @dataclass
 class CtrParams:
-    data: str = "movielens"
-    input: Optional[str] = None
-    val_input: Optional[str] = None
-    val_ratio: float = 0.1
-    model: str = "wide_deep"
-    epochs: int = 5
-    batch_size: int = 4096
-    lr: float = 3e-3
-    baseline_lr: float = 2e-2
-    embedding_size: int = 16
-    hidden: str = "128,64"
-    dropout: float = 0.0
-    seed: int = 42
-    patience: int = 2
-    categorical: str = "hash"
-    hash_size: int = 2 ** 18
-    min_count: int = 10
-    crosses: bool = True
-    candidates: int = 200
+    """The run's parameters: each field is its command-line option (see options_from)."""
+
+    data: Annotated[Optional[str], Option(
+        "--data", help="movielens (output/dataset, label = rating >= 4) or criteo (the raw "
+        "Criteo file given by --input). Default: criteo when --input is given, else "
+        "movielens.")] = None
+    input: Annotated[Optional[str], Option(
+        "--input", "-i", metavar="PATH", help="The Criteo file to train on (.gz works).")] = None
+    val_input: Annotated[Optional[str], Option(
+        "--val-input", metavar="PATH", help="Criteo: validate on this file instead.")] = None
+    val_ratio: Annotated[float, Option(
+        "--val-ratio", help="Criteo: the seeded share of lines kept for validation.")] = 0.1
+    model: Annotated[str, Option("--model", help="wide_deep or deepfm.")] = "wide_deep"
+    epochs: Epochs = 5
+    batch_size: Annotated[int, Option("--batch-size", min=1)] = 4096
+    lr: Annotated[float, Option("--lr", help="Adam learning rate of the model.")] = 3e-3
+    baseline_lr: Annotated[float, Option(
+        "--baseline-lr", help="Adam learning rate of the logistic regression.")] = 2e-2
+    embedding_size: Annotated[int, Option("--embedding-size", min=1)] = 16
+    hidden: Annotated[str, Option("--hidden", help="Deep layer sizes, e.g. 128,64.")] = "128,64"
+    dropout: Dropout = 0.0
+    seed: Annotated[int, Option(
+        "--seed", help="Fixes initialisation, shuffling, dropout, the Criteo split.")] = 42
+    patience: Annotated[int, Option(
+        "--patience", min=1, help="Stop after this many epochs without a better val AUC.")] = 2
+    categorical: Annotated[str, Option(
+        "--categorical", help="Criteo categories: hash (into --hash-size ids) or vocab "
+        "(values seen --min-count times get an id).")] = "hash"
+    hash_size: Annotated[int, Option("--hash-size", min=1)] = 2 ** 18
+    min_count: Annotated[int, Option("--min-count", min=1)] = 10
+    crosses: Annotated[bool, Option(
+        "--crosses/--no-crosses", help="MovieLens: user x genre weights in the wide part.")] = True
+    candidates: Annotated[int, Option(
+        "--candidates", min=10, help="MovieLens: recall candidates reranked in the "
+        "recall-then-rank comparison.")] = 200
+
+    def __post_init__(self) -> None:
+        if self.data is None:
+            self.data = "criteo" if self.input else "movielens"
 
     def hidden_sizes(self) -> tuple:
         try:
@@ -76,25 +101,23 @@ class CtrParams:
                              f"(got {self.hidden!r})")
         return sizes
 
-
-def check(p: CtrParams) -> None:
-    if p.data not in DATA:
-        raise UsageError(f"unknown --data {p.data!r}: choose movielens or criteo")
-    if p.model not in MODELS:
-        raise UsageError(f"unknown --model {p.model!r}: choose wide_deep or deepfm")
-    if p.data == "criteo" and not p.input:
-        raise UsageError("--data criteo needs --input PATH (a raw Criteo file)")
-    if p.data == "movielens" and (p.input or p.val_input):
-        raise UsageError("--input and --val-input are for --data criteo; --data movielens "
-                         "reads output/dataset")
-    if p.categorical not in ("hash", "vocab"):
-        raise UsageError(f"unknown --categorical {p.categorical!r}: choose hash or vocab")
-    if not 0 < p.val_ratio < 1:
-        raise UsageError(f"--val-ratio must be between 0 and 1 (got {p.val_ratio})")
-    for name, value in (("--lr", p.lr), ("--baseline-lr", p.baseline_lr)):
-        if not value > 0 or value == float("inf"):
-            raise UsageError(f"{name} must be a positive number (got {value})")
-    p.hidden_sizes()
+    def check(self) -> None:
+        if self.data not in DATA:
+            raise UsageError(f"unknown --data {self.data!r}: choose movielens or criteo")
+        if self.model not in MODELS:
+            raise UsageError(f"unknown --model {self.model!r}: choose wide_deep or deepfm")
+        if self.data == "criteo" and not self.input:
+            raise UsageError("--data criteo needs --input PATH (a raw Criteo file)")
+        if self.data == "movielens" and (self.input or self.val_input):
+            raise UsageError("--input and --val-input are for --data criteo; --data movielens "
+                             "reads output/dataset")
+        if self.categorical not in ("hash", "vocab"):
+            raise UsageError(f"unknown --categorical {self.categorical!r}: choose hash or vocab")
+        if not 0 < self.val_ratio < 1:
+            raise UsageError(f"--val-ratio must be between 0 and 1 (got {self.val_ratio})")
+        positive("--lr", self.lr)
+        positive("--baseline-lr", self.baseline_lr)
+        self.hidden_sizes()
 
 
 # --- training -------------------------------------------------------------------------------
@@ -112,7 +135,7 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
         epochs = p.epochs
         state, p = trainer.read_state(paths.ctr, "rec ctr-train", state, ct.CHECKPOINT_FILES,
                                       lambda saved: CtrParams(**{**saved, "epochs": epochs}))
-    check(p)
+    p.check()
     job = runtime.start(device)
     vocab = paths.ctr.checkpoint / CATEGORIES if resume and p.categorical == "vocab" else None
     source, data_id, input_files = make_source(paths, p, vocab)
@@ -163,57 +186,11 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
 
 
 @guarded
-def command(
-    ctx: typer.Context,
-    data: Optional[str] = typer.Option(
-        None, "--data", help="movielens (output/dataset, label = rating >= 4) or criteo (the raw "
-        "Criteo file given by --input). Default: criteo when --input is given, else movielens."),
-    input: Optional[str] = typer.Option(None, "--input", "-i", metavar="PATH",
-                                        help="The Criteo file to train on (.gz works)."),
-    val_input: Optional[str] = typer.Option(None, "--val-input", metavar="PATH",
-                                            help="Criteo: validate on this file instead."),
-    val_ratio: float = typer.Option(CtrParams.val_ratio, "--val-ratio",
-                                    help="Criteo: the seeded share of lines kept for validation."),
-    model: str = typer.Option(CtrParams.model, "--model", help="wide_deep or deepfm."),
-    device: str = typer.Option("cpu", "--device", help="cpu, gpu or gpu:N."),
-    epochs: int = typer.Option(CtrParams.epochs, "--epochs", min=1, help="Epochs in total."),
-    batch_size: int = typer.Option(CtrParams.batch_size, "--batch-size", min=1),
-    lr: float = typer.Option(CtrParams.lr, "--lr", help="Adam learning rate of the model."),
-    baseline_lr: float = typer.Option(CtrParams.baseline_lr, "--baseline-lr",
-                                      help="Adam learning rate of the logistic regression."),
-    embedding_size: int = typer.Option(CtrParams.embedding_size, "--embedding-size", min=1),
-    hidden: str = typer.Option(CtrParams.hidden, "--hidden", help="Deep layer sizes, e.g. 128,64."),
-    dropout: float = typer.Option(CtrParams.dropout, "--dropout", min=0.0, max=0.9),
-    seed: int = typer.Option(CtrParams.seed, "--seed",
-                             help="Fixes initialisation, shuffling, dropout, the Criteo split."),
-    patience: int = typer.Option(CtrParams.patience, "--patience", min=1,
-                                 help="Stop after this many epochs without a better val AUC."),
-    categorical: str = typer.Option(CtrParams.categorical, "--categorical",
-                                    help="Criteo categories: hash (into --hash-size ids) or "
-                                    "vocab (values seen --min-count times get an id)."),
-    hash_size: int = typer.Option(CtrParams.hash_size, "--hash-size", min=1),
-    min_count: int = typer.Option(CtrParams.min_count, "--min-count", min=1),
-    crosses: bool = typer.Option(CtrParams.crosses, "--crosses/--no-crosses",
-                                 help="MovieLens: user x genre weights in the wide part."),
-    candidates: int = typer.Option(CtrParams.candidates, "--candidates", min=10,
-                                   help="MovieLens: recall candidates reranked in the "
-                                   "recall-then-rank comparison."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
-    nproc: int = typer.Option(1, "--nproc", min=1,
-                              help="Data-parallel processes on this host (paddle.distributed.launch)."),
-    fmt: str = typer.Option("auto", "--format", help="auto | table | tsv | json."),
-) -> None:
-    from rec.console import resolve_format
-
-    fmt = resolve_format(fmt)
-    params = CtrParams(data=data or ("criteo" if input else "movielens"), input=input,
-                       val_input=val_input, val_ratio=val_ratio, model=model, epochs=epochs,
-                       batch_size=batch_size, lr=lr, baseline_lr=baseline_lr,
-                       embedding_size=embedding_size, hidden=hidden, dropout=dropout, seed=seed,
-                       patience=patience, categorical=categorical, hash_size=hash_size,
-                       min_count=min_count, crosses=crosses, candidates=candidates)
+@options_from(CtrParams)
+def command(ctx: typer.Context, params: CtrParams, device: Device = "cpu",
+            resume: Resume = False, nproc: Nproc = 1, fmt: Format = "auto") -> None:
     if not resume:
-        check(params)
+        params.check()
     paths = get_paths(ctx)
     if nproc > 1:
         from rec.launch import run_launcher, stage_args

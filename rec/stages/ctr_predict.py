@@ -25,9 +25,10 @@ from typing import Iterator
 import numpy as np
 import typer
 
-from rec.console import RowWriter, log, resolve_format
+from rec.console import RowWriter, log
 from rec.errors import UsageError
 from rec.stages import get_paths, guarded
+from rec.stages.options import Device, Format
 
 HELP = ("Click probabilities from the trained CTR model, one row per input line in order "
         "(TSV on stdout): raw Criteo lines, or USER MOVIE pairs for a MovieLens model. "
@@ -127,15 +128,14 @@ def command(
                                 "for a MovieLens model; - reads stdin."),
     no_label: bool = typer.Option(False, "--no-label",
                                   help="Criteo: the lines have no label column (39 columns)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, gpu or gpu:N."),
+    device: Device = "cpu",
     batch_size: int = typer.Option(32768, "--batch-size", min=1),
-    fmt: str = typer.Option("tsv", "--format", help="tsv | json | table | auto."),
+    fmt: Format = "tsv",
 ) -> None:
     from rec.ctr import training as ct
     from rec.metrics import auc, logloss
     from rec.runtime import setup_device
 
-    fmt = resolve_format(fmt)
     paths = get_paths(ctx)
     if input != "-" and not __import__("pathlib").Path(input).is_file():
         raise UsageError(f"no such file: {input}")

@@ -19,13 +19,14 @@ import typer
 
 from rec import __version__, manifest
 from rec.atomic import write_json
-from rec.console import emit_object, log, resolve_format
+from rec.console import emit_object, log
 from rec.datasets import fetch, registry
 from rec.datasets.registry import MARKER, DatasetSpec
 from rec.datasets.synthetic import SyntheticSpec, generate
 from rec.errors import RecError, UsageError
 from rec.paths import Paths
 from rec.stages import get_paths, guarded
+from rec.stages.options import Format
 
 HELP = "Download a MovieLens dataset (verified) into data/<dataset>/, or generate synthetic data."
 _SYN = SyntheticSpec()  # defaults shown in --help
@@ -195,7 +196,7 @@ def command(
         None, "--source", metavar="PATH_OR_URL",
         help="A mirror URL, a downloaded .zip or an extracted folder (checked by structure)."),
     force: bool = typer.Option(False, "--force", help="Fetch again even if already verified."),
-    fmt: str = typer.Option("auto", "--format", help="auto|table|tsv|json."),
+    fmt: Format = "auto",
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds without data before a retry."),
     retries: int = typer.Option(3, "--retries", help="Tries after the first (with backoff)."),
     seed: Optional[int] = typer.Option(None, "--seed",
@@ -208,7 +209,6 @@ def command(
                                           help=f"synthetic: ratings (default {_SYN.ratings})."),
 ) -> None:
     paths = get_paths(ctx)
-    resolve_format(fmt)  # a bad --format fails before any work
     spec = registry.get(dataset)
     if timeout <= 0 or retries < 0:
         raise UsageError("--timeout must be > 0 and --retries >= 0")

@@ -16,11 +16,12 @@ from rich.table import Table
 
 from rec import manifest
 from rec.atomic import write_json
-from rec.console import emit, emit_object, resolve_format, show_table
+from rec.console import emit, emit_object, show_table
 from rec.datasets.contract import RELEVANT, TRAIN, VAL, dataset_paths, load_dataset
 from rec.metrics import fit_biases, ranking_metrics, rmse_mae
 from rec.scoring import vector_scorer
 from rec.stages import get_paths, guarded
+from rec.stages.options import Device, Format
 
 HELP = "Evaluate the trained model on the validation split: RMSE, MAE, HR@10, NDCG@10 vs baselines."
 K = 10
@@ -69,9 +70,9 @@ def evaluate(paths, device: str, seed: int = 0) -> dict:
 @guarded
 def command(
     ctx: typer.Context,
-    device: str = typer.Option("cpu", "--device", help="cpu, gpu or gpu:N."),
+    device: Device = "cpu",
     seed: int = typer.Option(0, "--seed", help="Seed of the random tie-breaking baseline."),
-    fmt: str = typer.Option("auto", "--format", help="auto | table | tsv | json (one object)."),
+    fmt: Format = "auto",
 ) -> None:
     paths = get_paths(ctx)
     report = evaluate(paths, device, seed)
@@ -88,7 +89,7 @@ def command(
     for row in rows:
         table.add_row(row["model"], *[f"{row[k]:.4f}" for k in KEYS])
     show_table(table)
-    if resolve_format(fmt) == "json":
+    if fmt == "json":
         emit_object(report, "json")
     else:
         emit(rows, ["model"] + KEYS, fmt)

@@ -19,12 +19,13 @@ from rich.table import Table
 
 from rec import manifest
 from rec.atomic import atomic_dir, save_npy, write_json
-from rec.console import emit_object, log, resolve_format, show_table, warn
+from rec.console import emit_object, log, show_table, warn
 from rec.datasets.contract import ARRAY_FILES, GENDERS, GENRES, TRAIN, VAL, Vocab, dataset_paths
 from rec.datasets.movielens import YEAR_RE, RawMovieLens, parse_folder
 from rec.errors import UsageError
 from rec.paths import VOCAB
 from rec.stages import get_paths, guarded
+from rec.stages.options import Format
 
 HELP = "Parse a downloaded dataset into .npy arrays in output/dataset/, with a saved split."
 MAX_TITLE_WORDS = 15
@@ -230,10 +231,9 @@ def command(
     split: str = typer.Option("random", "--split", help="random | time (per user, latest to validation)."),
     val_ratio: float = typer.Option(0.1, "--val-ratio", help="Share of ratings for validation."),
     seed: int = typer.Option(42, "--seed", help="Seed of the random split."),
-    fmt: str = typer.Option("auto", "--format", help="auto | table | tsv | json."),
+    fmt: Format = "auto",
 ) -> None:
     paths = get_paths(ctx)
-    resolve_format(fmt)  # a bad --format fails before any work
     if split not in SPLITS:
         raise UsageError(f"unknown --split {split!r}: choose random or time")
     if not 0.0 < val_ratio < 1.0:

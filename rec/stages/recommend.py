@@ -20,9 +20,10 @@ from typing import Iterator, List, Optional
 import numpy as np
 import typer
 
-from rec.console import RowWriter, resolve_format, warn
+from rec.console import RowWriter, warn
 from rec.errors import UsageError
 from rec.stages import get_paths, guarded
+from rec.stages.options import Format
 
 HELP = ("Top-N unseen movies for users, each with a short reason. "
         "USERS are user ids; - reads ids from stdin; --all does every user.")
@@ -149,11 +150,10 @@ def recommend_command(
                                 "--candidates by the MovieLens CTR model (rec ctr-train); adds "
                                 "its click probability (ctr) beside the score."),
     candidates: int = typer.Option(200, "--candidates", help="Candidates --rerank reorders."),
-    fmt: str = typer.Option("auto", "--format", help="auto | table | tsv | json."),
+    fmt: Format = "auto",
 ) -> None:
     from rec.twotower.recommending import all_users, find_users, movie_mask
 
-    fmt = resolve_format(fmt)
     check_options(top, year_from, year_to, explore, seed)
     if rerank and explore:
         raise UsageError("--explore and --rerank do not combine: choose one")
@@ -196,11 +196,10 @@ def similar_command(
                                               help="Only movies of this genre (repeatable: any)."),
     year_from: Optional[int] = typer.Option(None, "--year-from", help="Only movies from this year on."),
     year_to: Optional[int] = typer.Option(None, "--year-to", help="Only movies up to this year."),
-    fmt: str = typer.Option("auto", "--format", help="auto | table | tsv | json."),
+    fmt: Format = "auto",
 ) -> None:
     from rec.twotower.recommending import find_movie, movie_mask, similar_movies
 
-    fmt = resolve_format(fmt)
     check_options(top, year_from, year_to)
     queries = expand_stdin(movies, per_line=True)
     cat = load_catalog(ctx)

@@ -18,6 +18,7 @@ from rec.errors import RecError
 from rec.scoring import score_pairs
 from rec.twotower.features import save_features
 from rec.stages import get_paths, guarded
+from rec.stages.options import Device, Format
 
 HELP = "Save every user's and movie's vector (pickles) for recommend, from the trained model."
 CHECK_PAIRS = 2000
@@ -55,8 +56,8 @@ def export(paths, device: str) -> dict:
 @guarded
 def command(
     ctx: typer.Context,
-    device: str = typer.Option("cpu", "--device", help="cpu, gpu or gpu:N."),
-    fmt: str = typer.Option("auto", "--format", help="auto | table | tsv | json."),
+    device: Device = "cpu",
+    fmt: Format = "auto",
 ) -> None:
     summary = export(get_paths(ctx), device)
     log(f"saved {summary['users']:,} user and {summary['movies']:,} movie vectors "

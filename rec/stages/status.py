@@ -8,6 +8,7 @@ from rec import manifest
 from rec.build_info import paddle_build
 from rec.console import emit, log
 from rec.stages import get_paths, guarded
+from rec.stages.options import Format
 
 HELP = "Show which stages have run, when, with which parameters, and whether they are stale."
 KEY_PARAMS = 4  # parameters shown per stage; the manifest has them all
@@ -16,7 +17,7 @@ KEY_PARAMS = 4  # parameters shown per stage; the manifest has them all
 @guarded
 def command(
     ctx: typer.Context,
-    fmt: str = typer.Option("auto", "--format", help="auto | table | tsv | json."),
+    fmt: Format = "auto",
 ) -> None:
     paths = get_paths(ctx)
     log(f"paddle: {paddle_build()}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Annotated
 
 import typer
 
@@ -22,21 +23,37 @@ from rec.datasets.contract import dataset_identity, dataset_paths, load_dataset
 from rec.errors import UsageError
 from rec.paths import OPTIMIZER, PARAMS, require
 from rec.stages import get_paths, guarded
+from rec.stages.options import (Device, Dropout, Epochs, Format, Nproc, Resume, options_from,
+                                positive)
 
 HELP = "Train the two-tower rating model (checkpoints each epoch, early stopping, --resume)."
 
 
 @dataclass
 class TrainParams:
-    epochs: int = 10
-    batch_size: int = 0  # 0 = auto_batch_size(number of training ratings)
-    lr: float = 5e-3
-    weight_decay: float = 0.0
-    seed: int = 42
-    patience: int = 3
-    match: str = "dot"
-    tower_dim: int = 32
-    dropout: float = 0.1
+    """The run's parameters: each field is its command-line option (see options_from)."""
+
+    epochs: Epochs = 10
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", min=0, help="Ratings per step; 0 = auto (8192 on ml-1m, smaller for "
+        "small datasets).")] = 0
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 5e-3
+    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.0
+    seed: Annotated[int, typer.Option(
+        "--seed", help="Fixes initialisation, shuffling, dropout.")] = 42
+    patience: Annotated[int, typer.Option(
+        "--patience", min=1, help="Stop after this many epochs without a better val RMSE.")] = 3
+    match: Annotated[str, typer.Option(
+        "--match", help="dot (mean + u.m + biases) or cosine (the course's 5*cos).")] = "dot"
+    tower_dim: Annotated[int, typer.Option("--tower-dim", min=1)] = 32
+    dropout: Dropout = 0.1
+
+    def check(self) -> None:
+        if self.match not in ("dot", "cosine"):
+            raise UsageError(f"unknown --match {self.match!r}: choose dot or cosine")
+        positive("--lr", self.lr)
+        if not 0 <= self.weight_decay < float("inf"):
+            raise UsageError(f"--weight-decay must be a non-negative number (got {self.weight_decay})")
 
 
 def auto_batch_size(n_train: int) -> int:
@@ -102,36 +119,10 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
 
 
 @guarded
-def command(
-    ctx: typer.Context,
-    device: str = typer.Option("cpu", "--device", help="cpu, gpu or gpu:N."),
-    epochs: int = typer.Option(TrainParams.epochs, "--epochs", min=1, help="Epochs in total."),
-    batch_size: int = typer.Option(TrainParams.batch_size, "--batch-size", min=0,
-                                   help="Ratings per step; 0 = auto (8192 on ml-1m, smaller "
-                                        "for small datasets)."),
-    lr: float = typer.Option(TrainParams.lr, "--lr", help="Adam learning rate."),
-    weight_decay: float = typer.Option(TrainParams.weight_decay, "--weight-decay"),
-    seed: int = typer.Option(TrainParams.seed, "--seed", help="Fixes initialisation, shuffling, dropout."),
-    patience: int = typer.Option(TrainParams.patience, "--patience", min=1,
-                                 help="Stop after this many epochs without a better val RMSE."),
-    match: str = typer.Option(TrainParams.match, "--match",
-                              help="dot (mean + u.m + biases) or cosine (the course's 5*cos)."),
-    tower_dim: int = typer.Option(TrainParams.tower_dim, "--tower-dim", min=1),
-    dropout: float = typer.Option(TrainParams.dropout, "--dropout", min=0.0, max=0.9),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
-    nproc: int = typer.Option(1, "--nproc", min=1,
-                              help="Data-parallel processes on this host (paddle.distributed.launch)."),
-    fmt: str = typer.Option("auto", "--format", help="auto | table | tsv | json."),
-) -> None:
-    if match not in ("dot", "cosine"):
-        raise UsageError(f"unknown --match {match!r}: choose dot or cosine")
-    if not lr > 0 or lr == float("inf"):
-        raise UsageError(f"--lr must be a positive number (got {lr})")
-    if not 0 <= weight_decay < float("inf"):
-        raise UsageError(f"--weight-decay must be a non-negative number (got {weight_decay})")
-    params = TrainParams(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                         seed=seed, patience=patience, match=match, tower_dim=tower_dim,
-                         dropout=dropout)
+@options_from(TrainParams)
+def command(ctx: typer.Context, params: TrainParams, device: Device = "cpu",
+            resume: Resume = False, nproc: Nproc = 1, fmt: Format = "auto") -> None:
+    params.check()
     paths = get_paths(ctx)
     if nproc > 1:
         metrics = train_with_launcher(paths, params, device, resume, nproc)
