@@ -75,28 +75,18 @@ def root(
     ctx.obj = Paths.from_env(data_dir, output_dir)
 
 
-# One line each in `rec --help` (the full text is in `rec COMMAND --help`).
+# Name, command, full help (`rec NAME --help`), one short line (`rec --help`), in this order.
 COMMANDS = [
-    ("download", download.command, download.HELP,
-     "Fetch and verify MovieLens, or make synthetic data."),
-    ("preprocess", preprocess.command, preprocess.HELP,
-     "Raw files -> .npy arrays and a saved split."),
-    ("train", train.command, train.HELP,
-     "Train the two-tower rating model."),
-    ("evaluate", evaluate.command, evaluate.HELP,
-     "RMSE, MAE, HR@10, NDCG@10 against baselines."),
-    ("save-features", save_features.command, save_features.HELP,
-     "Save every user's and movie's vector."),
-    ("ctr-train", ctr.command, ctr.HELP,
-     "Train a Wide&Deep / DeepFM CTR model."),
-    ("ctr-predict", ctr_predict.command, ctr_predict.HELP,
-     "Click probabilities, one row per input line."),
-    ("status", status.command, status.HELP,
-     "Which stages ran, with what, fresh or stale."),
-    ("recommend", recommend.recommend_command, recommend.HELP,
-     "Explained top-N movies for users."),
-    ("similar", recommend.similar_command, recommend.SIMILAR_HELP,
-     "Movies closest to a movie."),
+    ("download", download.command, download.HELP, download.SHORT),
+    ("preprocess", preprocess.command, preprocess.HELP, preprocess.SHORT),
+    ("train", train.command, train.HELP, train.SHORT),
+    ("evaluate", evaluate.command, evaluate.HELP, evaluate.SHORT),
+    ("save-features", save_features.command, save_features.HELP, save_features.SHORT),
+    ("ctr-train", ctr.command, ctr.HELP, ctr.SHORT),
+    ("ctr-predict", ctr_predict.command, ctr_predict.HELP, ctr_predict.SHORT),
+    ("status", status.command, status.HELP, status.SHORT),
+    ("recommend", recommend.recommend_command, recommend.HELP, recommend.SHORT),
+    ("similar", recommend.similar_command, recommend.SIMILAR_HELP, recommend.SIMILAR_SHORT),
 ]
 for name, function, full_help, one_line in COMMANDS:
     app.command(name, help=full_help, short_help=one_line)(function)

@@ -83,13 +83,29 @@ def _read_lines(path: Path, encoding: str) -> list[str]:
     return text.splitlines()
 
 
+def _fields(path: Path, sep: str, lines: list[str] | None = None):
+    """(line number, line, its fields) of each non-blank line of `path` (or of `lines` read
+    from it; by default it is read as latin-1)."""
+    for i, line in enumerate(_read_lines(path, "latin-1") if lines is None else lines, start=1):
+        if line.strip():
+            yield i, line, line.split(sep)
+
+
+def _with_demographics(uid, gender, age, occ, movies: tuple, ratings: tuple,
+                       **extra) -> RawMovieLens:
+    """The raw tables, from the parsed users, (ids, titles, genres) and the ratings."""
+    as_ids = lambda values: np.array(values, dtype=np.int64)  # noqa: E731
+    return RawMovieLens(
+        user_ids=as_ids(uid), gender=as_ids(gender), age=as_ids(age), occupation=as_ids(occ),
+        movie_ids=as_ids(movies[0]), titles=movies[1], movie_genres=movies[2],
+        rating_users=ratings[0], rating_movies=ratings[1], rating_values=ratings[2],
+        rating_times=ratings[3], **extra)
+
+
 def _title_genres_lines(path: Path, lines: list[str], sep: str,
                         no_genre: str | None = None) -> tuple[list, list, list]:
     ids, titles, genres = [], [], []
-    for i, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        parts = line.split(sep)
+    for i, line, parts in _fields(path, sep, lines):
         if len(parts) != 3 or not parts[0].strip().isdigit():
             raise bad_line(path, i, line, "movie_id::title::genre|genre")
         ids.append(int(parts[0]))
@@ -107,10 +123,7 @@ def parse_ml1m(folder: Path) -> RawMovieLens:
     users_path = folder / "users.dat"
     uid, gender, age, occ = [], [], [], []
     age_index = {code: i + 1 for i, code in enumerate(ML1M_AGES)}
-    for i, line in enumerate(_read_lines(users_path, "latin-1"), start=1):
-        if not line.strip():
-            continue
-        parts = line.split("::")
+    for i, line, parts in _fields(users_path, "::"):
         try:
             if len(parts) != 5 or parts[1] not in ("M", "F"):
                 raise ValueError
@@ -124,14 +137,10 @@ def parse_ml1m(folder: Path) -> RawMovieLens:
         age.append(a)
         occ.append(o + 1)
     movies_path = folder / "movies.dat"
-    mids, titles, genres = _title_genres_lines(movies_path, _read_lines(movies_path, "latin-1"), "::")
-    users, movies, values, times = read_ratings(folder / "ratings.dat", b"::", ML1M_RATING,
-                                                Range(2, 1, 5, "rating", ML1M_RATING))
-    return RawMovieLens(
-        user_ids=np.array(uid, dtype=np.int64), gender=np.array(gender, dtype=np.int64),
-        age=np.array(age, dtype=np.int64), occupation=np.array(occ, dtype=np.int64),
-        movie_ids=np.array(mids, dtype=np.int64), titles=titles, movie_genres=genres,
-        rating_users=users, rating_movies=movies, rating_values=values, rating_times=times)
+    movies = _title_genres_lines(movies_path, _read_lines(movies_path, "latin-1"), "::")
+    ratings = read_ratings(folder / "ratings.dat", b"::", ML1M_RATING,
+                           Range(2, 1, 5, "rating", ML1M_RATING))
+    return _with_demographics(uid, gender, age, occ, movies, ratings)
 
 
 # --- ml-10m -------------------------------------------------------------------------------
@@ -184,10 +193,7 @@ def parse_ml100k(folder: Path) -> RawMovieLens:
                                  if line.strip()] if occ_path.exists() else ["unknown"]
     occ_index = {name: i for i, name in enumerate(occupations)}
     uid, gender, age, occ = [], [], [], []
-    for i, line in enumerate(_read_lines(users_path, "latin-1"), start=1):
-        if not line.strip():
-            continue
-        parts = line.split("|")
+    for i, line, parts in _fields(users_path, "|"):
         try:
             if len(parts) != 5 or parts[2] not in ("M", "F"):
                 raise ValueError
@@ -203,25 +209,17 @@ def parse_ml100k(folder: Path) -> RawMovieLens:
         occ.append(occ_index[parts[3]])
     items_path = folder / "u.item"
     mids, titles, genres = [], [], []
-    for i, line in enumerate(_read_lines(items_path, "latin-1"), start=1):
-        if not line.strip():
-            continue
-        parts = line.split("|")
+    for i, line, parts in _fields(items_path, "|"):
         flags = parts[5:]
         if len(parts) != 24 or not parts[0].isdigit() or any(f not in ("0", "1") for f in flags):
             raise bad_line(items_path, i, line, "movie|title|date||url|19 genre flags")
         mids.append(int(parts[0]))
         titles.append(parts[1].strip())
         genres.append([ML100K_GENRES[k] for k, f in enumerate(flags) if f == "1" and k > 0])
-    users, movies, values, times = read_ratings(
-        folder / "u.data", b"\t", "user<TAB>movie<TAB>rating<TAB>timestamp",
-        Range(2, 1, 5, "rating", "a rating from 1 to 5"))
-    return RawMovieLens(
-        user_ids=np.array(uid, dtype=np.int64), gender=np.array(gender, dtype=np.int64),
-        age=np.array(age, dtype=np.int64), occupation=np.array(occ, dtype=np.int64),
-        movie_ids=np.array(mids, dtype=np.int64), titles=titles, movie_genres=genres,
-        rating_users=users, rating_movies=movies, rating_values=values, rating_times=times,
-        occupations=occupations)
+    ratings = read_ratings(folder / "u.data", b"\t", "user<TAB>movie<TAB>rating<TAB>timestamp",
+                           Range(2, 1, 5, "rating", "a rating from 1 to 5"))
+    return _with_demographics(uid, gender, age, occ, (mids, titles, genres), ratings,
+                              occupations=occupations)
 
 
 # --- ml-latest(-small) --------------------------------------------------------------------

@@ -42,6 +42,7 @@ from rec.stages.options import (Device, Dropout, Epochs, Format, Nproc, Resume, 
 HELP = ("Train a CTR model (Wide&Deep or DeepFM) beside a logistic-regression baseline, on "
         "--data movielens (output/dataset) or --data criteo --input FILE (a raw Criteo file): "
         "validation AUC and log loss each epoch, checkpoints, --resume. Writes output/ctr/.")
+SHORT = "Train a Wide&Deep / DeepFM CTR model."  # its line in `rec --help`
 DATA = ("movielens", "criteo")
 MODELS = ("wide_deep", "deepfm")
 

@@ -24,6 +24,7 @@ from rec.stages import get_paths, guarded
 from rec.stages.options import Device, Format
 
 HELP = "Evaluate the trained model on the validation split: RMSE, MAE, HR@10, NDCG@10 vs baselines."
+SHORT = "RMSE, MAE, HR@10, NDCG@10 against baselines."  # its line in `rec --help`
 K = 10
 KEYS = ["rmse", "mae", f"hr@{K}", f"ndcg@{K}"]
 

@@ -29,6 +29,7 @@ HELP = ("Top-N unseen movies for users, each with a short reason. "
         "USERS are user ids; - reads ids from stdin; --all does every user.")
 SIMILAR_HELP = ("Movies closest to a movie in the taste space. MOVIES are movie ids or title "
                 "substrings (case-insensitive); - reads one per line from stdin.")
+SHORT, SIMILAR_SHORT = "Explained top-N movies for users.", "Movies closest to a movie."
 RECOMMEND_COLUMNS = ["user", "rank", "movie", "title", "year", "genres", "score", "reason"]
 RERANK_COLUMNS = ["user", "rank", "movie", "title", "year", "genres", "score", "ctr", "reason"]
 SIMILAR_COLUMNS = ["query", "rank", "movie", "title", "year", "genres", "similarity"]

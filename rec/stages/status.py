@@ -11,6 +11,7 @@ from rec.stages import get_paths, guarded
 from rec.stages.options import Format
 
 HELP = "Show which stages have run, when, with which parameters, and whether they are stale."
+SHORT = "Which stages ran, with what, fresh or stale."  # its line in `rec --help`
 KEY_PARAMS = 4  # parameters shown per stage; the manifest has them all
 
 

@@ -27,6 +27,7 @@ from rec.stages.options import (Device, Dropout, Epochs, Format, Nproc, Resume, 
                                 positive)
 
 HELP = "Train the two-tower rating model (checkpoints each epoch, early stopping, --resume)."
+SHORT = "Train the two-tower rating model."  # its line in `rec --help`
 
 
 @dataclass
