@@ -31,10 +31,10 @@ def rec(root: Path | None, *args: str, input: str | None = None, env: dict | Non
 
 
 def assert_paddle_free(*commands: list[str], imports: tuple[str, ...] = (),
-                       forbidden: str = "paddle") -> None:
+                       forbidden: tuple[str, ...] = ("paddle",)) -> None:
     """Run each `rec` command line (in one fresh interpreter, after importing rec.cli and
-    `imports`): every one must succeed without importing `forbidden` (a top-level package
-    or a dotted prefix such as rec.models)."""
+    `imports`): every one must succeed without importing any of `forbidden` (packages or
+    modules, e.g. paddle, rec.models)."""
     code = f"""
 import importlib, json, sys
 from typer.testing import CliRunner
@@ -44,7 +44,7 @@ for name in {list(imports)!r}:
 for args in json.loads(sys.argv[1]):
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, (args, r.output)
-loaded = sorted(m for m in sys.modules if m == {forbidden!r} or m.startswith({forbidden!r} + "."))
+loaded = sorted(m for m in sys.modules for f in {list(forbidden)!r} if m == f or m.startswith(f + "."))
 assert not loaded, loaded
 """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

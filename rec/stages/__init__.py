@@ -1,8 +1,10 @@
-"""One module per stage: pure functions that do the work, plus a thin Typer command.
+"""The command line only: one module per command, a thin layer over the domain code
+(options, checks, wiring, output), plus `guarded` (one error line and an exit code) and the
+shared options (options.py).
 
-Stage modules must not import paddle at module level: `rec --help`, `download`, `preprocess`,
-`status` and `recommend` stay fast because only the training stages import it, inside their
-functions.
+Stage modules import neither paddle nor rec.twotower, rec.ctr, rec.models at module level:
+`rec --help`, `--version`, `download`, `preprocess`, `status` and `recommend` stay fast
+because only the commands that need them import them, inside their functions.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from rec.console import emit_object, log
 from rec.datasets.contract import VAL, dataset_identity, dataset_paths, load_dataset
 from rec.errors import RecError
 from rec.scoring import score_pairs
-from rec.twotower.features import save_features
 from rec.stages import get_paths, guarded
 from rec.stages.options import Device, Format
 
@@ -29,6 +28,7 @@ TOLERANCE = 1e-4
 def export(paths, device: str) -> dict:
     from rec.runtime import setup_device
     from rec.twotower import training
+    from rec.twotower.features import save_features
 
     device = setup_device(device)
     ds = load_dataset(paths)
