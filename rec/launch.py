@@ -8,6 +8,7 @@ read back from the files rank 0 wrote. Across hosts, run the launcher yourself (
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -76,6 +77,18 @@ def run_launcher(nproc: int, device: str, log_dir: Path, stage_args: list[str]) 
     if rc != 0:
         raise RecError(f"data-parallel training failed (exit {rc}): see the worker logs in "
                        f"{log_dir}")
+
+
+def run_stage(paths, stage: str, params: dict, device: str, resume: bool, nproc: int,
+              folder) -> dict:
+    """`--nproc N`: run `rec STAGE` with these parameters in N data-parallel processes; rank
+    0 writes the usual files into `folder` (a paths.TrainingFolder, whose launch-logs/ gets
+    the workers' logs) and its metrics.json is read back as the result."""
+    from rec.console import is_quiet
+
+    args = stage_args(paths, stage, params, device, resume, is_quiet())
+    run_launcher(nproc, device, folder.launch_logs, args)
+    return json.loads(folder.metrics.read_text())
 
 
 def _has_fileno() -> bool:

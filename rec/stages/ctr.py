@@ -24,7 +24,6 @@ metrics (keys recall_hr@10, rerank_hr@10, recall_ndcg@10, rerank_ndcg@10).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Optional
@@ -32,7 +31,7 @@ from typing import Annotated, Optional
 import typer
 
 from rec import __version__, manifest
-from rec.console import emit_object, is_quiet
+from rec.console import emit_object
 from rec.errors import UsageError
 from rec.paths import CATEGORIES
 from rec.stages import get_paths, guarded
@@ -193,12 +192,10 @@ def command(ctx: typer.Context, params: CtrParams, device: Device = "cpu",
     if not resume:
         params.check()
     paths = get_paths(ctx)
-    if nproc > 1:
-        from rec.launch import run_launcher, stage_args
+    if nproc > 1:  # the same command in N processes; rank 0 writes the files
+        from rec.launch import run_stage
 
-        args = stage_args(paths, "ctr-train", asdict(params), device, resume, is_quiet())
-        run_launcher(nproc, device, paths.ctr.launch_logs, args)
-        metrics = json.loads(paths.ctr.metrics.read_text())
+        metrics = run_stage(paths, "ctr-train", asdict(params), device, resume, nproc, paths.ctr)
     else:
         metrics = train(paths, params, device, resume)
     emit_object(metrics, fmt)

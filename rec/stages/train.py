@@ -11,14 +11,13 @@ resumed run retraces an uninterrupted one exactly.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Annotated
 
 import typer
 
 from rec import __version__, manifest
-from rec.console import emit_object, is_quiet
+from rec.console import emit_object
 from rec.datasets.contract import dataset_identity, dataset_paths, load_dataset
 from rec.errors import UsageError
 from rec.paths import OPTIMIZER, PARAMS, require
@@ -125,19 +124,11 @@ def command(ctx: typer.Context, params: TrainParams, device: Device = "cpu",
             resume: Resume = False, nproc: Nproc = 1, fmt: Format = "auto") -> None:
     params.check()
     paths = get_paths(ctx)
-    if nproc > 1:
-        metrics = train_with_launcher(paths, params, device, resume, nproc)
+    if nproc > 1:  # the same command in N processes; rank 0 writes the files
+        from rec.launch import run_stage
+
+        require(dataset_paths(paths), "rec preprocess")  # fail here, not in N workers
+        metrics = run_stage(paths, "train", params.__dict__, device, resume, nproc, paths.model)
     else:
         metrics = train(paths, params, device, resume)
     emit_object(metrics, fmt)
-
-
-def train_with_launcher(paths, params: TrainParams, device: str, resume: bool, nproc: int) -> dict:
-    """`--nproc N`: the same `rec train`, in N data-parallel processes started by Paddle's
-    launcher; rank 0 writes the usual files, which are read back for the result."""
-    from rec.launch import run_launcher, stage_args
-
-    require(dataset_paths(paths), "rec preprocess")  # fail here, not in N workers
-    args = stage_args(paths, "train", params.__dict__, device, resume, is_quiet())
-    run_launcher(nproc, device, paths.model.launch_logs, args)
-    return json.loads(paths.model.metrics.read_text())

@@ -24,9 +24,7 @@ import numpy as np
 
 from rec.atomic import write_bytes, write_json
 from rec.errors import RecError, UsageError
-from rec.paths import MOVIE_VECTORS as MOVIE_FILE
-from rec.paths import SCORING as SCORING_FILE
-from rec.paths import USER_VECTORS as USER_FILE
+from rec.paths import MOVIE_VECTORS, SCORING, USER_VECTORS
 from rec.scoring import MATCHES
 
 _ALLOWED_GLOBALS = {
@@ -86,10 +84,10 @@ def save_features(folder: Path, user_ids, user_vecs: np.ndarray, movie_ids, movi
     folder = Path(folder)
     users = {str(u): np.asarray(v, dtype=np.float32) for u, v in zip(user_ids, user_vecs)}
     movies = {str(m): np.asarray(v, dtype=np.float32) for m, v in zip(movie_ids, movie_vecs)}
-    write_bytes(folder / USER_FILE, pickle.dumps(users, protocol=4))
-    write_bytes(folder / MOVIE_FILE, pickle.dumps(movies, protocol=4))
-    write_json(folder / SCORING_FILE, {**scoring, "dim": int(np.asarray(user_vecs).shape[1])})
-    return [folder / USER_FILE, folder / MOVIE_FILE, folder / SCORING_FILE]
+    write_bytes(folder / USER_VECTORS, pickle.dumps(users, protocol=4))
+    write_bytes(folder / MOVIE_VECTORS, pickle.dumps(movies, protocol=4))
+    write_json(folder / SCORING, {**scoring, "dim": int(np.asarray(user_vecs).shape[1])})
+    return [folder / USER_VECTORS, folder / MOVIE_VECTORS, folder / SCORING]
 
 
 def _as_matrix(path: Path, table) -> tuple[list[str], np.ndarray]:
@@ -107,16 +105,16 @@ def _as_matrix(path: Path, table) -> tuple[list[str], np.ndarray]:
 
 def load_features(folder: Path) -> Features:
     folder = Path(folder)
-    for name in (USER_FILE, MOVIE_FILE, SCORING_FILE):
+    for name in (USER_VECTORS, MOVIE_VECTORS, SCORING):
         if not (folder / name).exists():
             raise UsageError(f"missing {folder / name}: run `rec save-features` first")
-    user_ids, users = _as_matrix(folder / USER_FILE, safe_load_pickle(folder / USER_FILE))
-    movie_ids, movies = _as_matrix(folder / MOVIE_FILE, safe_load_pickle(folder / MOVIE_FILE))
+    user_ids, users = _as_matrix(folder / USER_VECTORS, safe_load_pickle(folder / USER_VECTORS))
+    movie_ids, movies = _as_matrix(folder / MOVIE_VECTORS, safe_load_pickle(folder / MOVIE_VECTORS))
     try:
-        scoring = json.loads((folder / SCORING_FILE).read_text())
+        scoring = json.loads((folder / SCORING).read_text())
         assert scoring["match"] in MATCHES and float(scoring["scale"])
     except (ValueError, KeyError, AssertionError, TypeError):
-        raise RecError(f"{folder / SCORING_FILE}: not a valid scoring description")
+        raise RecError(f"{folder / SCORING}: not a valid scoring description")
     if users.shape[1] != movies.shape[1]:
         raise RecError(f"{folder}: user vectors have {users.shape[1]} components, "
                        f"movie vectors {movies.shape[1]}")
