@@ -24,8 +24,28 @@ validation are (an `Objective`); `fit` does the rest, the same way for every sta
 The loop assumes nothing about how a network is called or what its loss is: train_epoch is
 arbitrary code (several networks, several losses, sampled softmax over a catalogue, ...).
 Every epoch's shuffle should come from `Epoch.rng()` (seeded by (seed, epoch) alone), so a
-resumed run retraces an uninterrupted one. The model after RecBole's `Trainer.fit` with its
+resumed run retraces an uninterrupted one; call `Trainable.train_net` (DataParallel-wrapped
+when needed) to train, and each process takes its own slice (`Epoch.job.rank` of
+`Epoch.job.world`) of every global batch. The model after RecBole's `Trainer.fit` with its
 `early_stopping(value, best, cur_step, max_step, bigger)`.
+
+Use (rec/stages/train.py and rec/stages/ctr.py are whole examples):
+
+    job = runtime.start(device)                  # rank, processes, device
+    state = new_state(monitor)                   # or, with --resume, before any network:
+    state, params = read_state(folder, run, state, [(params_file, optimizer_file)], rebuild)
+    runtime.seed_all(params.seed)                # then build the networks and optimizers
+    result = fit(FitSpec(run, folder, epochs, patience, seed, monitor, params, data_id, ...),
+                 job, Objective([Trainable(net, optimizer, params_file, optimizer_file)],
+                                train_epoch, validate, save_best),
+                 state, resume, summarize=lambda r: {**r.summary("val_ndcg@10"), **r.speed()})
+
+validate()'s keys name the columns of the table (FitSpec.columns), the monitored metric
+(Monitor.key) and the metrics that must be finite (FitSpec.finite). A row of history.json is
+{"epoch", *train losses, *validate()'s metrics, "samples_per_s", "epoch_seconds",
+"elapsed"}; state.json holds "epoch", "history", the monitor's best (Monitor.state_key),
+"best_epoch", "bad_epochs", "params", "n_train" (samples of the last epoch),
+"data_fingerprint" and whatever the stage adds (new_state's extra keys, Objective.on_epoch).
 """
 
 from __future__ import annotations
@@ -169,10 +189,23 @@ def read_state(folder: TrainingFolder, run: str, fresh: dict, files: list[tuple[
 
 def fit(spec: FitSpec, job: Job, objective: Objective, state: dict, resume: bool,
         summarize: Callable[[FitResult], dict]) -> FitResult:
-    """Train `objective` for spec.epochs epochs in total (see the module docstring).
+    """Train `objective` up to spec.epochs epochs in total; return the FitResult.
 
-    `state` is new_state(...) or, with `resume`, read_state(...)'s; fit updates it in place.
-    Returns the FitResult, whose `metrics` (summarize's) rank 0 also wrote to metrics.json."""
+    spec       what the run is (FitSpec): its folder, epochs, patience, seed, monitor, ...
+    job        runtime.start(device)'s: rank 0 alone writes files and talks
+    objective  the networks (Trainable: net, optimizer, their checkpoint file names) and
+               train_epoch(Epoch) -> ({loss: sum over this process's samples}, samples),
+               validate() -> {metric: value}, save_best(epoch) (rank 0, after an improved
+               epoch), optionally checkpoint_extra(folder) and on_epoch(row, state)
+    state      new_state(...), or read_state(...)'s with `resume`; updated in place and
+               written as the checkpoint's state.json after every epoch
+    resume     first restore the networks and optimizers from spec.folder.checkpoint (a
+               UsageError, exit 2, when the training data changed: spec.data_id)
+    summarize  FitResult -> the run's metrics (every rank; rank 0 writes metrics.json)
+
+    An epoch whose losses or spec.finite metrics are nan or inf stops the run (RecError,
+    exit 1) before anything of it is saved. The order of things in an epoch is in the module
+    docstring."""
     import paddle
 
     monitor, parts = spec.monitor, objective.parts
