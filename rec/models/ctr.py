@@ -182,13 +182,12 @@ class WideDeep(nn.Layer):
         return self.wide(ids, weights, dense, cross, cross_weights) + self.deep(v, dense)
 
 
-class DeepFM(nn.Layer):
-    """First order + factorisation machine + MLP, the FM and the MLP sharing embeddings."""
+class DeepFM(LogisticRegression):
+    """First order (the baseline's) + factorisation machine + MLP, the FM and the MLP sharing
+    embeddings."""
 
     def __init__(self, c: CtrConfig):
-        super().__init__()
-        self.config = c
-        self.linear = FirstOrder(c)
+        super().__init__(c)  # config and the first-order part, `linear`
         self.fields = FieldEmbedding(c)
         self.dense_emb = (self.create_parameter([c.n_dense, c.emb_dim],
                                                 default_initializer=nn.initializer.Normal(0.0, EMB_STD))
@@ -203,8 +202,7 @@ class DeepFM(nn.Layer):
             total = total + dv.sum(axis=1)
             squares = squares + (dv * dv).sum(axis=1)
         fm = 0.5 * (total * total - squares).sum(axis=1)
-        return (self.linear(ids, weights, dense, cross, cross_weights) + fm
-                + self.deep(v, dense))
+        return super().forward(ids, weights, dense, cross, cross_weights) + fm + self.deep(v, dense)
 
 
 def build(c: CtrConfig) -> nn.Layer:
