@@ -18,6 +18,7 @@ from rec.ctr.fields import MovieLensFields
 from rec.datasets import criteo
 from rec.datasets.contract import RELEVANT, dataset_identity, dataset_paths, load_dataset
 from rec.errors import UsageError
+from rec.paths import CATEGORIES
 
 MAX_VAL_ROWS = 2_000_000  # validation lines kept in memory (the rest are skipped)
 
@@ -77,6 +78,9 @@ class MovieLensSource:
 
     def describe(self) -> dict:
         return self.fields.describe()
+
+    def save_vocabulary(self, folder: Path) -> None:
+        """Nothing: the fields' ids come from output/dataset."""
 
 
 class CriteoSource:
@@ -161,6 +165,12 @@ class CriteoSource:
             raise UsageError(f"no validation lines in {where}: use a larger file, a larger "
                              "--val-ratio or --val-input")
         return Arrays.concat(self._val)
+
+    def save_vocabulary(self, folder: Path) -> None:
+        """The category vocabulary of the vocab transform (CATEGORIES), which travels with
+        the best model and the checkpoint; nothing for the hash transform."""
+        if self.transform.mode == "vocab":
+            self.transform.vocab.save(folder / CATEGORIES)
 
     def describe(self) -> dict:
         return {"kind": "criteo", "transform": self.transform.to_json(),

@@ -16,8 +16,8 @@ from rec.ctr.sources import Arrays
 from rec.datasets import criteo
 from rec.errors import RecError
 from rec.metrics import auc, logloss
-from rec.paths import (CATEGORIES, CONFIG, PARAMS, USER_VECTORS, WEIGHTS, TrainingFolder,
-                       optimizer_file, params_file, read_json, reading, require)
+from rec.paths import (CONFIG, PARAMS, USER_VECTORS, WEIGHTS, TrainingFolder, optimizer_file,
+                       params_file, read_json, reading, require)
 from rec.runtime import load_weights  # first: it quiets paddle's import-time warnings
 from rec.trainer import Epoch, Objective, Trainable
 
@@ -154,7 +154,6 @@ def ctr_objective(source, batch_size: int, model, opt, baseline, base_opt,
     n_train sizes the progress bar of a Criteo file on resume)."""
     parts = [Trainable(net, optim, *files) for (net, optim), files in
              zip([(model, opt), (baseline, base_opt)], CHECKPOINT_FILES)]
-    categories = getattr(getattr(source, "transform", None), "mode", None) == "vocab"
     validated = {}
 
     def train_epoch(epoch: Epoch) -> tuple[dict, int]:
@@ -197,11 +196,7 @@ def ctr_objective(source, batch_size: int, model, opt, baseline, base_opt,
             write_json(tmp / CONFIG, config)
             if source.name == "movielens":
                 export_npz(model, tmp / WEIGHTS, source.validation())
-            checkpoint_extra(tmp)
-
-    def checkpoint_extra(folder: Path) -> None:
-        if categories:
-            source.transform.vocab.save(folder / CATEGORIES)
+            source.save_vocabulary(tmp)
 
     def on_epoch(row: dict, state: dict) -> None:
         b = state["baseline_best"]
@@ -209,4 +204,4 @@ def ctr_objective(source, batch_size: int, model, opt, baseline, base_opt,
             state["baseline_best"] = {"epoch": row["epoch"], "auc": row["baseline_auc"],
                                       "logloss": row["baseline_logloss"]}
 
-    return Objective(parts, train_epoch, validate, save_best, checkpoint_extra, on_epoch)
+    return Objective(parts, train_epoch, validate, save_best, source.save_vocabulary, on_epoch)
