@@ -27,21 +27,50 @@ def fit_biases(users: np.ndarray, movies: np.ndarray, ratings: np.ndarray, n_use
     return mean, b_u, b_m
 
 
+LONG_TAIL = 20  # a movie with fewer training ratings than this is "one almost nobody saw"
+EASE_LAMBDA = 500.0
+EASE_MAX_MOVIES = 20_000  # EASE inverts a movies x movies matrix: skipped above this
+
+
+def popularity_scorer(n_movies: int, train_movies: np.ndarray):
+    """The popularity baseline's score_chunk: every user gets the training counts."""
+    counts = np.bincount(train_movies, minlength=n_movies).astype(np.float32)
+    return lambda block: np.broadcast_to(counts, (len(block), n_movies))
+
+
+def ease_scorer(n_users: int, n_movies: int, train_users: np.ndarray,
+                train_movies: np.ndarray, lam: float = EASE_LAMBDA):
+    """EASE (Steck 2019) on the binary training matrix X: B = I - P / diag(P) with
+    P = (X'X + lam I)^-1 and a zero diagonal; a user's scores are X_u B. score_chunk."""
+    x = np.zeros((n_users, n_movies), np.float32)
+    x[train_users, train_movies] = 1.0
+    gram = (x.T @ x).astype(np.float64)
+    gram[np.diag_indices(n_movies)] += lam
+    p = np.linalg.inv(gram)
+    b = (-p / np.diag(p)).astype(np.float32)
+    b[np.diag_indices(n_movies)] = 0.0
+    return lambda block: x[block] @ b
+
+
 def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.ndarray,
                     seen_movies: np.ndarray, relevant_users: np.ndarray,
-                    relevant_movies: np.ndarray, k: int = 10, chunk: int = 1024) -> dict:
+                    relevant_movies: np.ndarray, k: int = 10, chunk: int = 1024,
+                    movie_counts: np.ndarray | None = None) -> dict:
     """HR@k and NDCG@k, averaged over users with at least one relevant movie.
 
     For each such user every movie they did not rate in training is ranked by
     `score_chunk(user_indices) -> (len, n_movies) scores`; HR@k is 1 when any relevant movie
-    is in the top k, NDCG@k uses binary relevance (ideal DCG over min(#relevant, k))."""
+    is in the top k, NDCG@k uses binary relevance (ideal DCG over min(#relevant, k)).
+    With `movie_counts` (training ratings per movie) also long_tail@k, the share of the top-k
+    slots on movies with fewer than LONG_TAIL training ratings, and coverage@k, the share
+    of the catalogue that appears in anyone's top k (both over the same users)."""
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     users_with_rel = np.unique(relevant_users)
     order = np.argsort(seen_users, kind="stable")
     su, sm = seen_users[order], seen_movies[order]
     rorder = np.argsort(relevant_users, kind="stable")
     ru, rm = relevant_users[rorder], relevant_movies[rorder]
-    hits, ndcgs = [], []
+    hits, ndcgs, tops = [], [], []
     for start in range(0, len(users_with_rel), chunk):
         block = users_with_rel[start: start + chunk]
         scores = np.array(score_chunk(block), dtype=np.float64)
@@ -64,11 +93,17 @@ def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.nda
         ideal = np.cumsum(discounts)[n_rel - 1]
         hits.append(gains.any(axis=1))
         ndcgs.append((gains * discounts[:kk]).sum(axis=1) / ideal)
+        tops.append(top)
     if not hits:
         return {f"hr@{k}": float("nan"), f"ndcg@{k}": float("nan"), "ranked_users": 0}
-    return {f"hr@{k}": float(np.concatenate(hits).mean()),
-            f"ndcg@{k}": float(np.concatenate(ndcgs).mean()),
-            "ranked_users": int(len(users_with_rel))}
+    out = {f"hr@{k}": float(np.concatenate(hits).mean()),
+           f"ndcg@{k}": float(np.concatenate(ndcgs).mean()),
+           "ranked_users": int(len(users_with_rel))}
+    if movie_counts is not None:
+        top = np.concatenate(tops)
+        out[f"long_tail@{k}"] = float((movie_counts[top] < LONG_TAIL).mean())
+        out[f"coverage@{k}"] = float(len(np.unique(top)) / n_movies)
+    return out
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:

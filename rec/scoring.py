@@ -1,17 +1,27 @@
-"""Scoring of saved vectors: the model's matching function in numpy (no files, no paddle).
+"""Scoring of saved vectors: the model's functions in numpy (no files, no paddle).
 
 `scoring` is the description save-features writes to output/features/scoring.json:
 
     {"match": "dot" | "cosine", "scale": s, "offset": o, "clip": [lo, hi], "taste_dims": k}
-    dot:    o + s * (u . m)
-    cosine: o + s * cos(u, m)
+        stars = order = o + s * (u . m)      (dot)
+                        o + s * cos(u, m)    (cosine)
+
+    {"match": "softmax", "split": p, "offset": o, "clip": [lo, hi], "taste_dims": k,
+     "like": {"a": a, "b": b, "weight": w}}
+        pick  = u[:p] . m[:p]                the logit of a softmax over the catalogue
+        stars = o + u[p:] . m[p:]            the rating head
+        order = pick + w * log sigmoid(a * stars + b)
+              = log P(pick | user) + w * log P(like | user, movie) + a constant per user
+
+`stars` is what people are shown (clipped to `clip`), `order` what recommendations are
+ranked by; for the pure rating models they are the same.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-MATCHES = ("dot", "cosine")
+MATCHES = ("dot", "cosine", "softmax")
 
 
 def _prepared(vectors: np.ndarray, scoring: dict) -> np.ndarray:
@@ -22,17 +32,65 @@ def _prepared(vectors: np.ndarray, scoring: dict) -> np.ndarray:
     return vectors
 
 
+def stars(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
+    """Predicted ratings (len(users), len(movies)), unclipped."""
+    users, movies = _prepared(users, scoring), _prepared(movies, scoring)
+    offset = np.float32(scoring.get("offset", 0.0))
+    if scoring["match"] == "softmax":
+        p = int(scoring["split"])
+        return offset + users[:, p:] @ movies[:, p:].T
+    return offset + np.float32(scoring["scale"]) * (users @ movies.T)
+
+
+def stars_pairs(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
+    """Predicted rating of each (users[i], movies[i]) pair: the diagonal of stars()."""
+    users, movies = _prepared(users, scoring), _prepared(movies, scoring)
+    offset = np.float32(scoring.get("offset", 0.0))
+    if scoring["match"] == "softmax":
+        p = int(scoring["split"])
+        return offset + np.einsum("ij,ij->i", users[:, p:], movies[:, p:])
+    return offset + np.float32(scoring["scale"]) * np.einsum("ij,ij->i", users, movies)
+
+
+def pick_logits(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
+    """The softmax match's recall logits (len(users), len(movies))."""
+    p = int(scoring["split"])
+    return np.asarray(users, np.float32)[:, :p] @ np.asarray(movies, np.float32)[:, :p].T
+
+
+def log_like(star_values: np.ndarray, like: dict) -> np.ndarray:
+    """log P(like) = log sigmoid(a * stars + b), computed without overflow."""
+    z = np.float32(like["a"]) * star_values + np.float32(like["b"])
+    return -np.logaddexp(np.float32(0.0), -z).astype(np.float32)
+
+
 def score(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
-    """Predicted ratings (len(users), len(movies)): exactly the model's matching function."""
-    users, movies = _prepared(users, scoring), _prepared(movies, scoring)
-    return np.float32(scoring.get("offset", 0.0)) + np.float32(scoring["scale"]) * (users @ movies.T)
+    """The order `rec recommend` ranks by (len(users), len(movies)); see the docstring."""
+    if scoring["match"] != "softmax":
+        return stars(users, movies, scoring)
+    order = pick_logits(users, movies, scoring)
+    like = scoring.get("like")
+    if like and like.get("weight"):
+        order += np.float32(like["weight"]) * log_like(stars(users, movies, scoring), like)
+    return order
 
 
-def score_pairs(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
-    """Predicted rating of each (users[i], movies[i]) pair: the diagonal of score()."""
-    users, movies = _prepared(users, scoring), _prepared(movies, scoring)
-    dots = np.einsum("ij,ij->i", users, movies)
-    return np.float32(scoring.get("offset", 0.0)) + np.float32(scoring["scale"]) * dots
+def like_calibration(star_values: np.ndarray, liked: np.ndarray,
+                     iterations: int = 25) -> tuple[float, float]:
+    """(a, b) of P(like) = sigmoid(a * stars + b), fitted by Newton's method (logistic
+    regression of `liked` on the predicted stars, a small ridge keeps it finite)."""
+    x = np.stack([np.asarray(star_values, np.float64), np.ones(len(star_values))], axis=1)
+    y = np.asarray(liked, np.float64)
+    w = np.zeros(2)
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -30, 30)))
+        grad = x.T @ (p - y) + 1e-3 * w
+        hess = (x * (p * (1 - p))[:, None]).T @ x + 1e-3 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return float(w[0]), float(w[1])
 
 
 def vector_scorer(user_vecs: np.ndarray, movie_vecs: np.ndarray, scoring: dict):

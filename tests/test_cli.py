@@ -164,7 +164,7 @@ def test_preprocess_unparsable_option(synthetic):
 
 @pytest.mark.parametrize("args,needle", [
     (["preprocess", "--val-ratio", "lots"], "Invalid value for '--val-ratio'"),
-    (["train", "--epochs", "0"], "Invalid value for '--epochs'"),
+    (["train", "--epochs", "-1"], "Invalid value for '--epochs'"),
     (["recommend", "1", "--nope"], "No such option: --nope"),
     (["similar"], "Missing argument 'MOVIES'"),
     (["bogus"], "No such command 'bogus'"),

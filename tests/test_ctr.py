@@ -329,8 +329,8 @@ def test_rerank_orders_the_recall_candidates_by_click_probability(ml_world):
     reranked = rec(ml_world, "recommend", "1", "2", "--top", "5", "--rerank", "--format", "tsv")
     assert reranked.exit_code == 0, reranked.output
     rows = tsv(reranked.stdout)
-    assert list(rows[0]) == ["user", "rank", "movie", "title", "year", "genres", "score", "ctr",
-                             "reason"]
+    assert list(rows[0]) == ["user", "rank", "movie", "title", "year", "genres", "stars", "score",
+                             "ctr", "reason"]
     assert [r["user"] for r in rows] == ["1"] * 5 + ["2"] * 5
     recall = {(r["user"], r["movie"]): float(r["score"]) for r in tsv(plain.stdout)}
     for user in ("1", "2"):

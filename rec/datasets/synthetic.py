@@ -5,6 +5,9 @@ Ratings follow a known recipe, so tests can check that a model learned it:
     rating = round(clip(3.55 + user_bias + movie_quality + mean_g(leaning[user, g])
                         + 1.6 * [favourite genre of user in the movie's genres] + noise, 1, 5))
 
+and which movies a user rates follows log(popularity) + mean_g(leaning[user, g]) +
+[favourite genre in the movie's genres] + Gumbel noise (the top `count` of each user),
+
 so a user likes every movie of one favourite genre (drawn mostly from their age bucket and
 gender) and leans mildly towards the genres of their demographic group. Titles
 contain genre signature words, so the title tower has something to learn as well. The
@@ -30,6 +33,7 @@ GENDER_LEANINGS = {"M": ["Action", "War"], "F": ["Romance", "Musical"]}
 FILLER_WORDS = ["the", "of", "a", "night", "return", "last", "city", "man", "story", "day",
                 "love", "house", "world", "blue", "king", "road", "summer", "dark", "time"]
 FAVOURITE_BONUS = 1.6  # stars added to any movie of the user's favourite genre
+CHOICE_AFFINITY = 1.0  # how much a user's tastes raise the odds that they rate a movie
 GENRE_WORDS = {g: [f"{g.lower().replace(chr(39), '').replace('-', '')}{i}" for i in range(3)]
                for g in GENRES}
 
@@ -85,10 +89,16 @@ def generate(out_dir: Path, spec: SyntheticSpec) -> dict:
     for m, gs in enumerate(movie_genres):
         genre_mask[m, gs] = 1.0 / len(gs)
 
-    # who rates what: each user rates at least 5 movies, more popular ones more often
+    # who rates what: each user rates at least 5 movies, more popular ones more often, and
+    # movies of their favourite genre and leanings more often too (people pick what they
+    # expect to like: the recall model has a choice to learn, not only popularity)
     counts = rng.multinomial(spec.ratings - 5 * n_u, np.full(n_u, 1.0 / n_u)) + 5
     counts = np.minimum(counts, n_m // 2)
-    keys = np.log(popularity)[None, :] + rng.gumbel(size=(n_u, n_m))
+    fav_mask = np.zeros((n_u, n_m))
+    for m, gs in enumerate(movie_genres):
+        fav_mask[np.isin(favourite, gs), m] = 1.0
+    keys = (np.log(popularity)[None, :] + CHOICE_AFFINITY * (taste @ genre_mask.T + fav_mask)
+            + rng.gumbel(size=(n_u, n_m)))
     order = np.argsort(-keys, axis=1)
     u_idx = np.repeat(np.arange(n_u), counts)
     m_idx = np.concatenate([order[u, :c] for u, c in enumerate(counts)])

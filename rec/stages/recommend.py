@@ -30,8 +30,10 @@ HELP = ("Top-N unseen movies for users, each with a short reason. "
 SIMILAR_HELP = ("Movies closest to a movie in the taste space. MOVIES are movie ids or title "
                 "substrings (case-insensitive); - reads one per line from stdin.")
 SHORT, SIMILAR_SHORT = "Explained top-N movies for users.", "Movies closest to a movie."
-RECOMMEND_COLUMNS = ["user", "rank", "movie", "title", "year", "genres", "score", "reason"]
-RERANK_COLUMNS = ["user", "rank", "movie", "title", "year", "genres", "score", "ctr", "reason"]
+RECOMMEND_COLUMNS = ["user", "rank", "movie", "title", "year", "genres", "stars", "score",
+                     "reason"]
+RERANK_COLUMNS = ["user", "rank", "movie", "title", "year", "genres", "stars", "score", "ctr",
+                  "reason"]
 SIMILAR_COLUMNS = ["query", "rank", "movie", "title", "year", "genres", "similarity"]
 
 
@@ -98,7 +100,7 @@ def movie_cells(cat, genre_texts: dict, movie: int) -> dict:
 
 def recommendation_rows(cat, users: np.ndarray, top: int, allowed: np.ndarray,
                         include_seen: bool, explore: int, seed: int, ranker=None,
-                        candidates: int = 200) -> Iterator[dict]:
+                        candidates: int = 200, train_only: bool = False) -> Iterator[dict]:
     """Rows of RECOMMEND_COLUMNS, user by user, computed CHUNK_USERS users at a time. With a
     `ranker` (--rerank), the best `candidates` are reordered by it (RERANK_COLUMNS)."""
     from rec.twotower.reasons import explain
@@ -108,7 +110,7 @@ def recommendation_rows(cat, users: np.ndarray, top: int, allowed: np.ndarray,
     short = 0
     for start in range(0, len(users), CHUNK_USERS):
         chunk = users[start:start + CHUNK_USERS]
-        ratings = chunk_ratings(cat, chunk)
+        ratings = chunk_ratings(cat, chunk, train_only)
         ctr = None
         if ranker is None:
             picks = recommend_chunk(cat, chunk, ratings, top, allowed, include_seen, explore, seed)
@@ -122,6 +124,7 @@ def recommendation_rows(cat, users: np.ndarray, top: int, allowed: np.ndarray,
             for j in range(picks.counts[b]):
                 movie = picks.movies[b, j]
                 row = {"user": user_id, "rank": j + 1, **movie_cells(cat, genre_texts, movie),
+                       "stars": round(float(picks.stars[b, j]), 2),
                        "score": round(float(picks.scores[b, j]), 3), "reason": reasons[b][j]}
                 if ctr is not None:
                     row["ctr"] = round(float(ctr[b, j]), 4)
@@ -151,10 +154,15 @@ def recommend_command(
                                 "--candidates by the MovieLens CTR model (rec ctr-train); adds "
                                 "its click probability (ctr) beside the score."),
     candidates: int = typer.Option(200, "--candidates", help="Candidates --rerank reorders."),
+    exclude: str = typer.Option("all", "--exclude", help="Movies left out as seen: all (every "
+                                "rating the user has) or train (only the training part of the "
+                                "split: the list as of the training cut, as evaluate ranks)."),
     fmt: Format = "auto",
 ) -> None:
     from rec.twotower.recommending import all_users, find_users, movie_mask
 
+    if exclude not in ("all", "train"):
+        raise UsageError(f"--exclude must be all or train (got {exclude!r})")
     check_options(top, year_from, year_to, explore, seed)
     if rerank and explore:
         raise UsageError("--explore and --rerank do not combine: choose one")
@@ -173,7 +181,7 @@ def recommend_command(
     columns = RERANK_COLUMNS if rerank else RECOMMEND_COLUMNS
     with RowWriter(columns, fmt, title=f"top {top}") as out:
         for row in recommendation_rows(cat, rows, top, allowed, include_seen, explore, seed,
-                                       ranker, candidates):
+                                       ranker, candidates, exclude == "train"):
             out.write(row)
 
 

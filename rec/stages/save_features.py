@@ -15,7 +15,6 @@ from rec import manifest
 from rec.console import emit_object, log
 from rec.datasets.contract import VAL, dataset_identity, dataset_paths, load_dataset
 from rec.errors import RecError
-from rec.scoring import score_pairs
 from rec.stages import get_paths, guarded
 from rec.stages.options import Device, Format
 
@@ -33,15 +32,13 @@ def export(paths, device: str) -> dict:
     device = setup_device(device)
     ds = load_dataset(paths)
     model, _ = training.load_trained(paths, ds)
-    feeder = training.Feeder(ds)
-    user_vecs, movie_vecs = training.tower_vectors(model, feeder)
-    scoring = {**model.scoring(), "dataset_fingerprint": dataset_identity(paths)}
+    user_vecs, movie_vecs, scoring = training.saved_vectors(model, ds)
+    scoring = {**scoring, "dataset_fingerprint": dataset_identity(paths)}
     # The saved vectors must reproduce the model's predictions: check on validation pairs.
     vu, vm, _ = ds.part(VAL)
     pick = np.random.default_rng(0).permutation(len(vu))[:CHECK_PAIRS]
-    from_model = training.predict(model, feeder, vu[pick], vm[pick])
-    from_vectors = score_pairs(user_vecs[vu[pick]], movie_vecs[vm[pick]], scoring)
-    max_diff = float(np.abs(from_model - from_vectors).max()) if len(pick) else 0.0
+    max_diff = training.vector_mismatch(model, ds, user_vecs, movie_vecs, scoring, vu[pick],
+                                        vm[pick])
     if max_diff > TOLERANCE:
         raise RecError(f"saved vectors disagree with the model by {max_diff:.2e}; not saved")
     written = save_features(paths.features_dir, ds.vocab.user_ids, user_vecs,

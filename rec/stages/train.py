@@ -1,4 +1,9 @@
-"""`rec train`: fit the two-tower rating model on the saved train split.
+"""`rec train`: fit the two-tower on the saved train split.
+
+By default (`--match softmax`) the recall-then-rank two-tower (rec/models/recall_rank.py):
+a softmax over the catalogue learns which movies a user picks, a rating head how much they
+will like them; the best epoch is the one with the best validation NDCG@10 of the final
+order. `--match dot` / `cosine` train the course's pure rating model (best val RMSE).
 
 Every epoch ends with a validation pass (RMSE, MAE) and a checkpoint of everything needed to
 continue (weights, optimizer state, epoch, history), swapped in atomically: Ctrl-C keeps the
@@ -22,38 +27,73 @@ from rec.datasets.contract import dataset_identity, dataset_paths, load_dataset
 from rec.errors import UsageError
 from rec.paths import OPTIMIZER, PARAMS, require
 from rec.stages import get_paths, guarded
-from rec.stages.options import (Device, Dropout, Epochs, Format, Nproc, Resume, options_from,
+from rec.stages.options import (Device, Format, Nproc, Resume, options_from,
                                 positive)
 
-HELP = "Train the two-tower rating model (checkpoints each epoch, early stopping, --resume)."
-SHORT = "Train the two-tower rating model."  # its line in `rec --help`
+HELP = ("Train the two-tower: recall (softmax over the catalogue) + a rating head by default "
+        "(checkpoints each epoch, early stopping, --resume).")
+SHORT = "Train the two-tower recommender."  # its line in `rec --help`
 
 
 @dataclass
 class TrainParams:
     """The run's parameters: each field is its command-line option (see options_from)."""
 
-    epochs: Epochs = 10
+    epochs: Annotated[int, typer.Option(
+        "--epochs", min=0, help="Epochs in total; 0 = auto (20 for softmax, 10 for dot and "
+        "cosine).")] = 0
     batch_size: Annotated[int, typer.Option(
-        "--batch-size", min=0, help="Ratings per step; 0 = auto (8192 on ml-1m, smaller for "
-        "small datasets).")] = 0
+        "--batch-size", min=0, help="Users per step (softmax) or ratings per step (dot, "
+        "cosine); 0 = auto.")] = 0
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 5e-3
     weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.0
     seed: Annotated[int, typer.Option(
         "--seed", help="Fixes initialisation, shuffling, dropout.")] = 42
     patience: Annotated[int, typer.Option(
-        "--patience", min=1, help="Stop after this many epochs without a better val RMSE.")] = 3
+        "--patience", min=1, help="Stop after this many epochs without a better val NDCG@10 "
+        "(softmax) or val RMSE (dot, cosine).")] = 3
     match: Annotated[str, typer.Option(
-        "--match", help="dot (mean + u.m + biases) or cosine (the course's 5*cos).")] = "dot"
-    tower_dim: Annotated[int, typer.Option("--tower-dim", min=1)] = 32
-    dropout: Dropout = 0.1
+        "--match", help="softmax (recall + rating head), dot (mean + u.m + biases) or "
+        "cosine (the course's 5*cos).")] = "softmax"
+    tower_dim: Annotated[int, typer.Option(
+        "--tower-dim", min=0, help="0 = auto (64 for softmax, 32 for dot and cosine).")] = 0
+    dropout: Annotated[float, typer.Option(
+        "--dropout", min=-1.0, max=0.9, help="-1 = auto (0.5 of the history for softmax, 0.1 "
+        "for dot and cosine).")] = -1.0
 
     def check(self) -> None:
-        if self.match not in ("dot", "cosine"):
-            raise UsageError(f"unknown --match {self.match!r}: choose dot or cosine")
+        if self.match not in MATCHES:
+            raise UsageError(f"unknown --match {self.match!r}: choose softmax, dot or cosine")
+        if self.dropout != -1.0 and not 0 <= self.dropout <= 0.9:
+            raise UsageError(f"--dropout must be -1 (auto) or in 0..0.9 (got {self.dropout})")
         positive("--lr", self.lr)
         if not 0 <= self.weight_decay < float("inf"):
             raise UsageError(f"--weight-decay must be a non-negative number (got {self.weight_decay})")
+
+
+MATCHES = ("softmax", "dot", "cosine")
+
+
+def resolve_auto(params: TrainParams, n_train: int, n_users: int) -> None:
+    """Fill in the options left at 'auto' for the chosen match."""
+    softmax = params.match == "softmax"
+    if params.epochs == 0:
+        params.epochs = 20 if softmax else 10
+    if params.tower_dim == 0:
+        params.tower_dim = 64 if softmax else 32
+    if params.dropout == -1.0:
+        params.dropout = 0.5 if softmax else 0.1
+    if params.batch_size == 0:
+        params.batch_size = auto_user_batch(n_users) if softmax else auto_batch_size(n_train)
+
+
+def auto_user_batch(n_users: int) -> int:
+    """Users per step of the softmax model: the largest power of two <= n_users / 8 within
+    [32, 512] (ml-1m gets 512, 12 steps an epoch; a 600-user dataset 64)."""
+    size = 32
+    while size * 2 <= min(512, n_users / 8):
+        size *= 2
+    return size
 
 
 def auto_batch_size(n_train: int) -> int:
@@ -66,27 +106,49 @@ def auto_batch_size(n_train: int) -> int:
     return size
 
 
+MONITORS = {  # the metric that picks the best epoch, by match
+    "softmax": ("val_ndcg@10", True, "val NDCG@10", "best_ndcg"),
+    "dot": ("val_rmse", False, "val RMSE", "best_rmse"),
+    "cosine": ("val_rmse", False, "val RMSE", "best_rmse"),
+}
+
+
 def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
     from rec import runtime, trainer
-    from rec.twotower import training
     import paddle
 
     job = runtime.start(device)
     ds = load_dataset(paths)
     (tu, _, tr), _ = ds.train_val()
-    monitor = trainer.Monitor("val_rmse", bigger_is_better=False, label="val RMSE",
-                              state_key="best_rmse")
-    state = trainer.new_state(monitor)
     if resume:
         epochs = params.epochs
-        state, params = trainer.read_state(paths.model, "rec train", state, [(PARAMS, OPTIMIZER)],
+        fresh = {"epoch": 0, "history": [], "best_epoch": None, "bad_epochs": 0}
+        state, params = trainer.read_state(paths.model, "rec train", fresh, [(PARAMS, OPTIMIZER)],
                                            lambda saved: TrainParams(**{**saved, "epochs": epochs}))
-    if params.batch_size == 0:
-        params.batch_size = auto_batch_size(len(tu))
-    config = training.model_config(ds, params.match, float(tr.mean()),
+    resolve_auto(params, len(tu), ds.n_users)
+    monitor = trainer.Monitor(*MONITORS[params.match])
+    if not resume:
+        state = trainer.new_state(monitor)
+    state.setdefault(monitor.state_key, None)
+    if params.match == "softmax":
+        from rec.twotower import retrieval as glue
+
+        config = glue.model_config(ds, float(tr.mean()), tower_dim=params.tower_dim,
+                                   history_dropout=params.dropout)
+        net_class = glue.RecallRankTwoTower
+        columns = {"pick_loss": "pick loss", "rating_loss": "rating loss",
+                   "val_hr@10": "val HR@10", "val_ndcg@10": "val NDCG@10", "val_rmse": "val RMSE"}
+        finite = ("val_ndcg@10", "val_rmse")
+    else:
+        from rec.twotower import training as glue
+
+        config = glue.model_config(ds, params.match, float(tr.mean()),
                                    tower_dim=params.tower_dim, dropout=params.dropout)
+        net_class = glue.TwoTower
+        columns = {"train_loss": "train loss", "val_rmse": "val RMSE", "val_mae": "val MAE"}
+        finite = ("val_rmse",)
     runtime.seed_all(params.seed)
-    net = training.TwoTower(config)
+    net = net_class(config)
     optimizer = paddle.optimizer.AdamW(learning_rate=params.lr, parameters=net.parameters(),
                                        weight_decay=params.weight_decay)
     data_id = dataset_identity(paths)
@@ -101,14 +163,19 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
         data_name="output/dataset",
         title=f"rec train · {ds.vocab.dataset} · {params.match} · {job.device}"
               + (f" × {job.world} processes" if job.world > 1 else ""),
-        columns={"train_loss": "train loss", "val_rmse": "val RMSE", "val_mae": "val MAE"},
-        finite=("val_rmse",))
-    objective = training.rating_objective(net, optimizer, ds, params.batch_size, paths.model,
+        columns=columns, finite=finite)
+    if params.match == "softmax":
+        objective = glue.recall_rank_objective(net, optimizer, ds, params.batch_size,
+                                               paths.model, full_config)
+        keys = ("val_hr@10", "val_ndcg@10", "val_rmse", "val_mae", "pick_loss", "rating_loss")
+    else:
+        objective = glue.rating_objective(net, optimizer, ds, params.batch_size, paths.model,
                                           full_config)
+        keys = ("val_rmse", "val_mae", "train_loss")
 
     def summarize(result) -> dict:
         return {"dataset": ds.vocab.dataset, "match": params.match, "device": job.device,
-                **result.summary("val_rmse", "val_mae", "train_loss"), **result.speed()}
+                **result.summary(*keys), **result.speed()}
 
     metrics = trainer.fit(spec, job, objective, state, resume, summarize).metrics
     if job.main:

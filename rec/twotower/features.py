@@ -112,7 +112,14 @@ def load_features(folder: Path) -> Features:
     movie_ids, movies = _as_matrix(folder / MOVIE_VECTORS, safe_load_pickle(folder / MOVIE_VECTORS))
     try:
         scoring = json.loads((folder / SCORING).read_text())
-        assert scoring["match"] in MATCHES and float(scoring["scale"])
+        assert scoring["match"] in MATCHES
+        if scoring["match"] == "softmax":
+            split = int(scoring["split"])
+            assert 0 < split < users.shape[1] and float(scoring["offset"]) == scoring["offset"]
+            like = scoring.get("like")
+            assert like is None or all(np.isfinite(float(like[k])) for k in ("a", "b", "weight"))
+        else:
+            assert float(scoring["scale"])
     except (ValueError, KeyError, AssertionError, TypeError):
         raise RecError(f"{folder / SCORING}: not a valid scoring description")
     if users.shape[1] != movies.shape[1]:

@@ -4,9 +4,10 @@ For each recommended movie three kinds of evidence are measured, each as a stren
 a common scale (1.0 = "as strong as a liked movie pointing the same way"), and the strongest
 one that qualifies is printed; ties go to the earlier kind in this list:
 
-  1. similar  "because you rated Heat 5 stars": of the movies the user rated >= 4 stars, the
-              one closest to the recommendation in the taste space (cosine of
-              `Features.taste()` vectors; ties go to the higher rating).
+  1. similar  "because you rated Heat 5 stars": of the movies the user rated at least their
+              own average (and at least 3 stars), the one closest to the recommendation in
+              the taste space (cosine of `Features.taste()` vectors, the pick vectors of the
+              recall model; ties go to the higher rating).
               Strength = the cosine; qualifies from 0.5.
   2. genre    "you like Thrillers": the recommendation's genre the user rates furthest above
               their own average, lift = sum(rating - user mean) / (count + 3) over their ratings
@@ -29,10 +30,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from rec.datasets.contract import RELEVANT
 from rec.twotower.recommending import Catalog, ChunkRatings, Picks, display_title
 
 SIMILAR_MIN = 0.5
+LIKED_MIN = 3.0  # a movie rated below this is never cited as liked
 GENRE_PRIOR, GENRE_MIN_COUNT, GENRE_MIN_LIFT = 3.0, 3, 0.25
 GROUP_PRIOR, GROUP_MIN_COUNT, GROUP_MIN_LIFT = 5.0, 5, 0.25
 OVERALL_MIN_LIFT = 0.5
@@ -67,13 +68,14 @@ def group_phrase(age: str, occupation: str) -> str:
     return f"{age} year-old {people}"
 
 
-def _closest_liked(cat: Catalog, picks: Picks, ratings: ChunkRatings):
-    """For each pick, the user's highly rated movie closest to it: (cosine, movie, rating)."""
+def _closest_liked(cat: Catalog, picks: Picks, ratings: ChunkRatings, user_mean: np.ndarray):
+    """For each pick, of the movies the user rated at least their own average (and at least
+    LIKED_MIN stars), the one closest to it: (cosine, movie, rating)."""
     shape = picks.movies.shape
     cosine = np.full(shape, -np.inf, dtype=np.float32)
     movie = np.full(shape, -1, dtype=np.int64)
     rating = np.zeros(shape, dtype=np.float32)
-    liked = ratings.value >= RELEVANT
+    liked = ratings.value >= np.maximum(user_mean[ratings.pos], LIKED_MIN)
     pos, lm, lv = ratings.pos[liked], ratings.movie[liked], ratings.value[liked]
     bounds = np.searchsorted(pos, np.arange(shape[0] + 1))
     for b in np.flatnonzero(np.diff(bounds) > 0):  # one small product per user with likes
@@ -124,7 +126,7 @@ def explain(cat: Catalog, user_rows: np.ndarray, picks: Picks, ratings: ChunkRat
     n_users = len(user_rows)
     n_rated = np.bincount(ratings.pos, minlength=n_users)
     user_mean = np.bincount(ratings.pos, weights=ratings.value, minlength=n_users) / np.maximum(n_rated, 1)
-    cosine, liked_movie, liked_rating = _closest_liked(cat, picks, ratings)
+    cosine, liked_movie, liked_rating = _closest_liked(cat, picks, ratings, user_mean)
     genre_lift, genre_id = _genre_lift(cat, picks, ratings, user_mean)
     group_lift = _group_lift(cat, user_rows, picks)
     strength = np.stack([np.where(cosine >= SIMILAR_MIN, cosine, -np.inf),

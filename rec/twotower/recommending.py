@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rec.datasets.contract import Dataset
+from rec.datasets.contract import TRAIN, Dataset
 from rec.errors import UsageError
-from rec.scoring import score
+from rec.scoring import score, stars_pairs
 from rec.twotower.features import Features
 
 CHUNK_USERS = 1024  # users scored per matrix product: 1024 x 3883 float32 is 16 MB
@@ -59,6 +59,7 @@ class Catalog:
     rating_user: np.ndarray  # (R,) user row
     rating_movie: np.ndarray  # (R,) movie row
     rating_value: np.ndarray  # (R,) float32
+    rating_train: np.ndarray  # (R,) bool: in the training part of the saved split
     movie_mean: np.ndarray  # (M,) mean rating shrunk towards the global mean
     global_mean: float
 
@@ -126,9 +127,10 @@ def build_catalog(features: Features, dataset: Dataset) -> Catalog:
     r_user = _translate(np.asarray(dataset.rating_users), user_to_feat)
     r_movie = _translate(np.asarray(dataset.rating_movies), movie_to_feat)
     r_value = np.asarray(dataset.rating_values, dtype=np.float32)
+    r_train = np.asarray(dataset.split) == TRAIN
     if (r_user < 0).any() or (r_movie < 0).any():  # users or movies without vectors
         keep = (r_user >= 0) & (r_movie >= 0)
-        r_user, r_movie, r_value = r_user[keep], r_movie[keep], r_value[keep]
+        r_user, r_movie, r_value, r_train = r_user[keep], r_movie[keep], r_value[keep], r_train[keep]
     global_mean = float(r_value.mean()) if len(r_value) else 0.0
     sums = np.bincount(r_movie, weights=r_value, minlength=n_movies)
     counts = np.bincount(r_movie, minlength=n_movies)
@@ -141,7 +143,8 @@ def build_catalog(features: Features, dataset: Dataset) -> Catalog:
         movie_genres=genres, genre_names=list(vocab.genres), user_age=age,
         user_occupation=occupation, user_group=group, age_labels=list(vocab.ages),
         occupation_labels=list(vocab.occupations), has_demographics=bool(vocab.has_demographics),
-        rating_user=r_user, rating_movie=r_movie, rating_value=r_value, movie_mean=movie_mean,
+        rating_user=r_user, rating_movie=r_movie, rating_value=r_value, rating_train=r_train,
+        movie_mean=movie_mean,
         global_mean=global_mean)
 
 
@@ -244,12 +247,13 @@ class ChunkRatings:
     value: np.ndarray
 
 
-def chunk_ratings(cat: Catalog, user_rows: np.ndarray) -> ChunkRatings:
-    """One pass over all ratings picks out the chunk's (rows must be distinct)."""
+def chunk_ratings(cat: Catalog, user_rows: np.ndarray, train_only: bool = False) -> ChunkRatings:
+    """One pass over all ratings picks out the chunk's (rows must be distinct); with
+    `train_only`, only those in the training part of the split (as of the training cut)."""
     pos_of = np.full(len(cat.features.user_ids), -1, dtype=np.int64)
     pos_of[user_rows] = np.arange(len(user_rows))
     pos = pos_of[cat.rating_user]
-    sel = np.flatnonzero(pos >= 0)
+    sel = np.flatnonzero((pos >= 0) & cat.rating_train) if train_only else np.flatnonzero(pos >= 0)
     sel = sel[np.lexsort((-cat.rating_value[sel], pos[sel]))]
     return ChunkRatings(pos[sel], cat.rating_movie[sel], cat.rating_value[sel])
 
@@ -259,7 +263,8 @@ class Picks:
     """Recommendations for a chunk of users: movie rows best first, -1 where fewer were found."""
 
     movies: np.ndarray  # (B, N) int64
-    scores: np.ndarray  # (B, N) float32 predicted ratings (clipped as the model clips)
+    scores: np.ndarray  # (B, N) float32 the order score (rec.scoring.score)
+    stars: np.ndarray  # (B, N) float32 predicted ratings (clipped as the model clips)
     explored: np.ndarray  # (B, N) bool: drawn at random by --explore
     counts: np.ndarray  # (B,) how many of the N are real
 
@@ -295,10 +300,18 @@ def recommend_chunk(cat: Catalog, user_rows: np.ndarray, ratings: ChunkRatings, 
             movies[b, : len(idx)], picked[b, : len(idx)] = cand[b, idx], cand_scores[b, idx]
     counts = np.minimum(available, top)
     movies[np.arange(top)[None, :] >= counts[:, None]] = -1
+    return Picks(movies, picked, predicted_stars(f, user_rows, movies), explored, counts)
+
+
+def predicted_stars(f: Features, user_rows: np.ndarray, movies: np.ndarray) -> np.ndarray:
+    """(B, N) predicted ratings of each user's picked movies (-1 slots get 0), clipped."""
+    b, n = movies.shape
+    values = stars_pairs(np.repeat(f.users[user_rows], n, axis=0), f.movies[movies.clip(0).ravel()],
+                         f.scoring).reshape(b, n)
     clip = f.scoring.get("clip")
     if clip:
-        picked = np.clip(picked, clip[0], clip[1])
-    return Picks(movies, picked, explored, counts)
+        values = np.clip(values, clip[0], clip[1])
+    return np.where(movies >= 0, values, 0).astype(np.float32)
 
 
 def rerank_chunk(cat: Catalog, user_rows: np.ndarray, ratings: ChunkRatings, top: int,
@@ -314,6 +327,7 @@ def rerank_chunk(cat: Catalog, user_rows: np.ndarray, ratings: ChunkRatings, top
     counts = np.minimum(pool.counts, top)
     movies[np.arange(top)[None, :] >= counts[:, None]] = -1
     return (Picks(movies, np.take_along_axis(pool.scores, order, axis=1),
+                  np.take_along_axis(pool.stars, order, axis=1),
                   np.zeros(movies.shape, dtype=bool), counts),
             np.take_along_axis(probs, order, axis=1))
 

@@ -20,6 +20,7 @@ from rec.trainer import Epoch, Objective, Trainable
 
 import paddle  # noqa: E402
 
+from rec.models.recall_rank import RecallRankConfig, RecallRankTwoTower  # noqa: E402
 from rec.models.two_tower import TwoTower, TwoTowerConfig  # noqa: E402
 
 EVAL_BATCH = 16384
@@ -96,22 +97,65 @@ def tower_vectors(model: TwoTower, feeder: Feeder, batch: int = EVAL_BATCH) -> t
     return u.astype(np.float32), m.astype(np.float32)
 
 
-def load_trained(paths: Paths, ds: Dataset | None = None) -> tuple[TwoTower, dict]:
-    """Rebuild the network from output/model/config.json alone and load its best weights."""
+def load_trained(paths: Paths, ds: Dataset | None = None) -> tuple[TwoTower | RecallRankTwoTower, dict]:
+    """Rebuild the network (either kind) from output/model/config.json alone and load its
+    best weights."""
     best = paths.model
     require([best.config, best.params], "rec train")
     config = read_json(best.config, "rec train", keys=("model",))
     with reading(best.config, "rec train"):
-        model = TwoTower(TwoTowerConfig.from_json(config["model"]))
+        if config["model"].get("match") == "softmax":
+            model = RecallRankTwoTower(RecallRankConfig.from_json(config["model"]))
+            n_users = ds.n_users if ds is not None else None  # any user: fold-in
+        else:
+            model = TwoTower(TwoTowerConfig.from_json(config["model"]))
+            n_users = model.config.n_users
         trained_on = (config.get("dataset") or {}).get("fingerprint")
     if ds is None:
         pass
-    elif (ds.n_users, ds.n_movies) != (model.config.n_users, model.config.n_movies) or \
+    elif (ds.n_users, ds.n_movies) != (n_users, model.config.n_movies) or \
             not (trained_on is None or is_dataset(trained_on, paths)):
         raise UsageError("output/model was trained on another dataset than output/dataset: "
                          "run `rec train` again")
     load_weights(model, best.params)
     return model, config
+
+
+def saved_vectors(model, ds: Dataset) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(user vectors, movie vectors, scoring) of a trained model of either kind: what
+    save-features writes and evaluate ranks by."""
+    if isinstance(model, RecallRankTwoTower):
+        from rec.twotower import retrieval
+
+        hist = retrieval.Histories(ds, model.config.global_mean)
+        user_vecs, movie_vecs = retrieval.trained_vectors(model, ds, hist)
+        return user_vecs, movie_vecs, retrieval.final_scoring(model, user_vecs, movie_vecs, hist)
+    user_vecs, movie_vecs = tower_vectors(model, Feeder(ds))
+    return user_vecs, movie_vecs, model.scoring()
+
+
+def vector_mismatch(model, ds: Dataset, user_vecs: np.ndarray, movie_vecs: np.ndarray,
+                    scoring: dict, users: np.ndarray, movies: np.ndarray) -> float:
+    """The largest difference between the network's own outputs on (users[i], movies[i])
+    pairs and what rec.scoring computes from the saved vectors (both heads for softmax)."""
+    from rec.scoring import pick_logits, stars_pairs
+
+    if len(users) == 0:
+        return 0.0
+    from_vectors = stars_pairs(user_vecs[users], movie_vecs[movies], scoring)
+    if not isinstance(model, RecallRankTwoTower):
+        return float(np.abs(predict(model, Feeder(ds), users, movies) - from_vectors).max())
+    from rec.twotower import retrieval
+
+    distinct, row = np.unique(users, return_inverse=True)
+    hist = retrieval.Histories(ds, model.config.global_mean)
+    model.eval()
+    with paddle.no_grad():
+        logits, rated = model(*hist.inputs(distinct), *retrieval.MovieInputs(ds).all())
+    logits, rated = logits.numpy()[row, movies], rated.numpy()[row, movies]
+    pick = np.einsum("ij,ij->i", *[v[:, : scoring["split"]] for v in
+                                    (user_vecs[users], movie_vecs[movies])])
+    return float(max(np.abs(rated - from_vectors).max(), np.abs(logits - pick).max()))
 
 
 # --- the rating objective, for rec.trainer.fit ----------------------------------------------

@@ -1,0 +1,150 @@
+"""The recall-then-rank two-tower (组合推荐): the default network of `rec train`.
+
+User tower, from the user's training history and the course's demographics:
+  - the bag of movies the user rated (binary, L2-normalised; while training a dropout of
+    `history_dropout` over it, as in a denoising autoencoder, so the tower learns to name
+    movies that are *not* in its input),
+  - the bag of their ratings (centred on the training mean, normalised the same way),
+  - gender, age and occupation embeddings (index 0 = unknown).
+The user id is not an input: a user is what they rated, so a new user is computed from
+their ratings (fold-in) the same way as a known one.
+
+Movie tower, the course's features: movie id embedding, genres (mean of the real genres'
+embeddings, padding ignored) and title words (TextConv, the course's text convolution).
+
+Both towers are linear after their embeddings, and two heads share them:
+  pick   u . m + b_m           logits of a softmax over the catalogue: which movie the
+                               user picks (recall)
+  rating mean + r_u . r_m + b_u + b'_m   the stars the user would give (rank)
+
+`user_vectors` / `movie_vectors` return what save-features stores, [u, 1, r_u, b_u, 1] and
+[m, b_m, r_m, 1, b'_m]: the pick score is the dot product of the first tower_dim + 1
+components, the rating the global mean plus the dot product of the rest.
+Inputs are index arrays and dense bags built by the caller (rec.twotower.retrieval): the
+network reads no files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from rec.models.two_tower import TextConv
+
+
+@dataclass
+class RecallRankConfig:
+    # vocabulary sizes (from vocab.json) and padded widths (from the arrays)
+    n_movies: int
+    n_genders: int
+    n_ages: int
+    n_occupations: int
+    n_genres: int
+    n_title_words: int
+    genre_len: int
+    title_len: int
+    # architecture
+    match: str = "softmax"
+    tower_dim: int = 64  # the pick (taste) vectors
+    rating_dim: int = 32  # the rating head's vectors
+    feature_dim: int = 16  # demographic, genre and title word embeddings
+    title_windows: tuple = (2, 3)
+    title_channels: int = 16
+    history_dropout: float = 0.5
+    global_mean: float = 3.5
+    rating_range: tuple = (1.0, 5.0)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "RecallRankConfig":
+        obj = dict(obj)
+        obj["title_windows"] = tuple(obj.get("title_windows", (2, 3)))
+        obj["rating_range"] = tuple(obj.get("rating_range", (1.0, 5.0)))
+        return cls(**obj)
+
+
+class HistoryUserTower(nn.Layer):
+    def __init__(self, c: RecallRankConfig):
+        super().__init__()
+        self.history_emb = nn.Embedding(c.n_movies, c.tower_dim)  # used as a matrix
+        self.rated_emb = nn.Embedding(c.n_movies, c.tower_dim)
+        self.gender_emb = nn.Embedding(c.n_genders, c.feature_dim)
+        self.age_emb = nn.Embedding(c.n_ages, c.feature_dim)
+        self.occupation_emb = nn.Embedding(c.n_occupations, c.feature_dim)
+        width = c.tower_dim + 3 * c.feature_dim
+        self.pick = nn.Linear(width, c.tower_dim)
+        self.rating = nn.Linear(width + c.tower_dim, c.rating_dim + 1)  # [r_u, b_u]
+        self.dropout = c.history_dropout
+
+    def forward(self, demographics, watched, rated):
+        """demographics (B, 3) [gender, age, occupation]; watched (B, M) 0/1 and rated (B, M)
+        centred ratings, each row already divided by sqrt(its count). -> (u, [r_u, b_u])."""
+        if self.training and self.dropout > 0:
+            watched = F.dropout(watched, self.dropout)
+            rated = F.dropout(rated, self.dropout)
+        demo = paddle.concat([self.gender_emb(demographics[:, 0]), self.age_emb(demographics[:, 1]),
+                              self.occupation_emb(demographics[:, 2])], axis=-1)
+        z = paddle.concat([paddle.matmul(watched, self.history_emb.weight), demo], axis=-1)
+        rz = paddle.concat([z, paddle.matmul(rated, self.rated_emb.weight)], axis=-1)
+        return self.pick(z), self.rating(rz)
+
+
+class ContentMovieTower(nn.Layer):
+    def __init__(self, c: RecallRankConfig):
+        super().__init__()
+        self.movie_emb = nn.Embedding(c.n_movies, c.tower_dim)
+        self.genre_emb = nn.Embedding(c.n_genres, c.feature_dim, padding_idx=0)
+        self.title_conv = TextConv(c.n_title_words, c.feature_dim, c.title_windows,
+                                   c.title_channels, c.title_len)
+        width = c.tower_dim + c.feature_dim + len(c.title_windows) * c.title_channels
+        self.pick = nn.Linear(width, c.tower_dim + 1)  # [m, b_m]
+        self.rating = nn.Linear(width, c.rating_dim + 1)  # [r_m, b'_m]
+
+    def forward(self, movie_ids, genres, titles):
+        genre_mask = (genres > 0).astype("float32")
+        genre = self.genre_emb(genres).sum(axis=1) / genre_mask.sum(axis=1, keepdim=True).clip(min=1.0)
+        z = paddle.concat([self.movie_emb(movie_ids), genre, self.title_conv(titles)], axis=-1)
+        return self.pick(z), self.rating(z)
+
+
+class RecallRankTwoTower(nn.Layer):
+    def __init__(self, c: RecallRankConfig):
+        super().__init__()
+        self.config = c
+        self.user_tower = HistoryUserTower(c)
+        self.movie_tower = ContentMovieTower(c)
+
+    def forward(self, demographics, watched, rated, movie_ids, genres, titles):
+        """(pick logits (B, n), predicted ratings (B, n)) for B users and n movies."""
+        u, ru = self.user_tower(demographics, watched, rated)
+        m, rm = self.movie_tower(movie_ids, genres, titles)
+        return self.pick_logits(u, m), self.ratings(ru, rm)
+
+    @staticmethod
+    def pick_logits(u, m):
+        return paddle.matmul(u, m[:, :-1], transpose_y=True) + m[:, -1]
+
+    def ratings(self, ru, rm):
+        return (self.config.global_mean + paddle.matmul(ru[:, :-1], rm[:, :-1], transpose_y=True)
+                + ru[:, -1:] + rm[:, -1])
+
+    def user_vectors(self, demographics, watched, rated):
+        u, ru = self.user_tower(demographics, watched, rated)
+        ones = paddle.ones_like(u[:, :1])
+        return paddle.concat([u, ones, ru, ones], axis=-1)
+
+    def movie_vectors(self, movie_ids, genres, titles):
+        m, rm = self.movie_tower(movie_ids, genres, titles)
+        ones = paddle.ones_like(m[:, :1])
+        return paddle.concat([m, rm[:, :-1], ones, rm[:, -1:]], axis=-1)
+
+    def scoring(self) -> dict:
+        """How rec.scoring reads the saved vectors (the like-calibration is added by training)."""
+        c = self.config
+        return {"match": "softmax", "taste_dims": c.tower_dim, "split": c.tower_dim + 1,
+                "offset": c.global_mean, "clip": list(c.rating_range)}
