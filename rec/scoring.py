@@ -75,6 +75,21 @@ def score(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
     return order
 
 
+def rerank_order(users: np.ndarray, candidates: np.ndarray, probs: np.ndarray,
+                 scoring: dict) -> np.ndarray:
+    """The order of recall candidates when another model (the CTR model of --rerank) says
+    how likely the user is to like each: users (B, D), candidates (B, C, D) their movies'
+    vectors, probs (B, C). For the softmax match its log P(like) takes the rating head's
+    place: pick + w * log probs; for the pure rating models the probability alone."""
+    if scoring["match"] != "softmax":
+        return np.asarray(probs, np.float32)
+    p = int(scoring["split"])
+    pick = np.einsum("bd,bcd->bc", np.asarray(users, np.float32)[:, :p],
+                     np.asarray(candidates, np.float32)[:, :, :p])
+    weight = np.float32((scoring.get("like") or {}).get("weight", 1.0))
+    return pick + weight * np.log(np.clip(probs, 1e-7, 1.0)).astype(np.float32)
+
+
 def like_calibration(star_values: np.ndarray, liked: np.ndarray,
                      iterations: int = 25) -> tuple[float, float]:
     """(a, b) of P(like) = sigmoid(a * stars + b), fitted by Newton's method (logistic

@@ -324,7 +324,10 @@ def test_numpy_forward_matches_paddle(ml_copy, model):
     np.testing.assert_allclose(from_numpy, from_paddle, atol=1e-5)
 
 
-def test_rerank_orders_the_recall_candidates_by_click_probability(ml_world):
+def test_rerank_orders_the_recall_candidates_by_pick_and_click_probability(ml_world):
+    """The CTR model's log probability takes the rating head's place in the order: score =
+    pick logit + w * log ctr, over the recall model's top 200."""
+    import numpy as np
     plain = rec(ml_world, "recommend", "1", "2", "--top", "200", "--format", "tsv")
     reranked = rec(ml_world, "recommend", "1", "2", "--top", "5", "--rerank", "--format", "tsv")
     assert reranked.exit_code == 0, reranked.output
@@ -332,13 +335,19 @@ def test_rerank_orders_the_recall_candidates_by_click_probability(ml_world):
     assert list(rows[0]) == ["user", "rank", "movie", "title", "year", "genres", "stars", "score",
                              "ctr", "reason"]
     assert [r["user"] for r in rows] == ["1"] * 5 + ["2"] * 5
-    recall = {(r["user"], r["movie"]): float(r["score"]) for r in tsv(plain.stdout)}
+    recall = {(r["user"], r["movie"]): r for r in tsv(plain.stdout)}
+    scoring = json.loads((ml_world / "output" / "features" / "scoring.json").read_text())
+    a, b, w = (scoring["like"][k] for k in ("a", "b", "weight"))
     for user in ("1", "2"):
         mine = [r for r in rows if r["user"] == user]
         ctr = [float(r["ctr"]) for r in mine]
-        assert ctr == sorted(ctr, reverse=True) and all(0 < p < 1 for p in ctr)
-        for r in mine:  # from the two-tower top 200, with its score
-            assert abs(recall[(user, r["movie"])] - float(r["score"])) < 1e-6
+        score = [float(r["score"]) for r in mine]
+        assert score == sorted(score, reverse=True) and all(0 < p < 1 for p in ctr)
+        for r in mine:  # from the two-tower top 200: its pick logit plus w * log ctr
+            before = recall[(user, r["movie"])]
+            log_like = -np.logaddexp(0, -(a * float(before["stars"]) + b))
+            pick = float(before["score"]) - w * log_like
+            assert abs(pick + w * np.log(float(r["ctr"])) - float(r["score"])) < 0.02
     # the same probabilities as ctr-predict for the same pairs
     pairs = "".join(f"{r['user']} {r['movie']}\n" for r in rows)
     pred = rec(ml_world, "ctr-predict", input=pairs)

@@ -14,15 +14,15 @@ from rec.datasets.contract import RELEVANT, TRAIN, VAL, is_dataset
 from rec.errors import UsageError
 from rec.metrics import ranking_metrics
 from rec.paths import read_json, reading, require
-from rec.scoring import vector_scorer
+from rec.scoring import rerank_order, vector_scorer
 
 
 def recall_rerank_metrics(ds, features, net: NumpyCtr, fields: MovieLensFields,
                           candidates: int = 200, k: int = 10) -> dict | None:
     """HR@k / NDCG@k on the validation users (relevant = validation ratings of 4 or more,
     movies rated in training excluded, as `rec evaluate` does) for the two-tower model's
-    ranking alone ("recall") and for its top `candidates` reordered by click probability
-    ("rerank"). None when the saved vectors do not cover the dataset's users and movies."""
+    ranking alone ("recall") and for its top `candidates` reordered with the click
+    probability in place of the rating head (rec.scoring.rerank_order: "rerank"). None when the saved vectors do not cover the dataset's users and movies."""
     vocab = ds.vocab
     urow, mrow = features.user_row(), features.movie_row()
     u_feat = np.array([urow.get(str(i), -1) for i in vocab.user_ids], dtype=np.int64)
@@ -47,9 +47,11 @@ def recall_rerank_metrics(ds, features, net: NumpyCtr, fields: MovieLensFields,
         cand = np.argpartition(-s, c - 1, axis=1)[:, :c]
         ok = np.isfinite(np.take_along_axis(s, cand, 1))
         probs = net.probabilities(**fields.inputs(np.repeat(block, c), cand.reshape(-1)))
+        order = rerank_order(user_vecs[block], movie_vecs[cand], probs.reshape(len(block), c),
+                             features.scoring)
         out = np.full(s.shape, -np.inf)
         rows = np.repeat(np.arange(len(block)), c).reshape(len(block), c)
-        out[rows[ok], cand[ok]] = probs.reshape(len(block), c)[ok]
+        out[rows[ok], cand[ok]] = order[ok]
         return out
 
     args = dict(n_users=n_users, n_movies=n_movies, seen_users=tu, seen_movies=tm,

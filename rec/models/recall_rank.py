@@ -148,3 +148,25 @@ class RecallRankTwoTower(nn.Layer):
         c = self.config
         return {"match": "softmax", "taste_dims": c.tower_dim, "split": c.tower_dim + 1,
                 "offset": c.global_mean, "clip": list(c.rating_range)}
+
+    def fold_in_parts(self) -> dict:
+        """The user tower as per-movie and per-demographic pieces (numpy), so a user's
+        vectors are a sum over what they rated: for ratings r_j of movies j (n of them) and
+        demographics (g, a, o),
+            u   = sum_j watched_pick[j] / sqrt(n) + gender_pick[g] + age_pick[a]
+                  + occupation_pick[o] + bias_pick
+            r_u = sum_j (watched_rating[j] + (r_j - mean) rated_rating[j]) / sqrt(n)
+                  + gender_rating[g] + age_rating[a] + occupation_rating[o] + bias_rating
+        exactly the tower in evaluation mode (rec.twotower.foldin computes it)."""
+        t, c = self.user_tower, self.config
+        d, f = c.tower_dim, c.feature_dim
+        wp, wr = t.pick.weight.numpy(), t.rating.weight.numpy()  # (in, out)
+        hist, rated = t.history_emb.weight.numpy(), t.rated_emb.weight.numpy()
+        parts = {"watched_pick": hist @ wp[:d], "watched_rating": hist @ wr[:d],
+                 "rated_rating": rated @ wr[d + 3 * f:], "bias_pick": t.pick.bias.numpy(),
+                 "bias_rating": t.rating.bias.numpy()}
+        for i, name in enumerate(("gender", "age", "occupation")):
+            table = getattr(t, f"{name}_emb").weight.numpy()
+            parts[f"{name}_pick"] = table @ wp[d + i * f: d + (i + 1) * f]
+            parts[f"{name}_rating"] = table @ wr[d + i * f: d + (i + 1) * f]
+        return {k: v.astype("float32") for k, v in parts.items()}

@@ -15,6 +15,7 @@ on stderr, exits 2 and leaves stdout empty.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Iterator, List, Optional
 
 import numpy as np
@@ -154,6 +155,24 @@ def recommend_command(
                                 "--candidates by the MovieLens CTR model (rec ctr-train); adds "
                                 "its click probability (ctr) beside the score."),
     candidates: int = typer.Option(200, "--candidates", help="Candidates --rerank reorders."),
+    rated: Optional[str] = typer.Option(None, "--rated", help="Recommend for someone not in the "
+                                        "dataset: a file of 'movie<TAB>rating' lines (movie: "
+                                        "an id or a title substring; - reads stdin).",
+                                        rich_help_panel="New user (fold-in)"),
+    like: Optional[List[str]] = typer.Option(None, "--like", help="A movie the new user likes "
+                                             "(5 stars; repeatable).",
+                                             rich_help_panel="New user (fold-in)"),
+    dislike: Optional[List[str]] = typer.Option(None, "--dislike", help="A movie the new user "
+                                                "dislikes (1 star; repeatable).",
+                                                rich_help_panel="New user (fold-in)"),
+    gender: Optional[str] = typer.Option(None, "--gender", help="The new user's gender (M, F).",
+                                         rich_help_panel="New user (fold-in)"),
+    age: Optional[str] = typer.Option(None, "--age", help="The new user's age bucket (e.g. "
+                                      "25-34, or its ml-1m code 25).",
+                                      rich_help_panel="New user (fold-in)"),
+    occupation: Optional[str] = typer.Option(None, "--occupation", help="The new user's "
+                                             "occupation (e.g. programmer, or its ml-1m code).",
+                                             rich_help_panel="New user (fold-in)"),
     exclude: str = typer.Option("all", "--exclude", help="Movies left out as seen: all (every "
                                 "rating the user has) or train (only the training part of the "
                                 "split: the list as of the training cut, as evaluate ranks)."),
@@ -168,12 +187,24 @@ def recommend_command(
         raise UsageError("--explore and --rerank do not combine: choose one")
     if rerank and candidates < top:
         raise UsageError(f"--candidates must be at least --top {top} (got {candidates})")
-    if every_user == bool(users):
+    new_user = rated is not None or bool(like) or bool(dislike)
+    if new_user and (users or every_user):
+        raise UsageError("--rated/--like/--dislike describe a new user: give no user ids or --all")
+    if new_user and rerank:
+        raise UsageError("--rerank works for users of the dataset (the CTR model knows their "
+                         "ids), not with --rated/--like/--dislike")
+    if (gender or age or occupation) and not new_user:
+        raise UsageError("--gender/--age/--occupation go with --rated, --like or --dislike")
+    if not new_user and every_user == bool(users):
         raise UsageError("give user ids (- reads them from stdin) or --all, not both"
                          if every_user else "give user ids (- reads them from stdin) or --all")
-    tokens = [] if every_user else expand_stdin(users, per_line=False)
+    tokens = [] if every_user or new_user else expand_stdin(users, per_line=False)
     cat = load_catalog(ctx)
-    rows = all_users(cat) if every_user else find_users(cat, tokens)
+    if new_user:
+        rows = np.array([fold_in_user(ctx, cat, rated, like or [], dislike or [], gender, age,
+                                      occupation)])
+    else:
+        rows = all_users(cat) if every_user else find_users(cat, tokens)
     allowed = movie_mask(cat, genre or [], year_from, year_to)
     if seed is None and explore:
         seed = int(np.random.SeedSequence().entropy % 2**63)  # fresh each run
@@ -183,6 +214,47 @@ def recommend_command(
         for row in recommendation_rows(cat, rows, top, allowed, include_seen, explore, seed,
                                        ranker, candidates, exclude == "train"):
             out.write(row)
+
+
+def fold_in_user(ctx: typer.Context, cat, rated: Optional[str], like: list[str],
+                 dislike: list[str], gender, age, occupation) -> int:
+    """The new user's row in `cat`: their vector folded in from the movies they rated."""
+    from rec.datasets.contract import ML1M_AGES
+    from rec.twotower import foldin
+    from rec.twotower.recommending import find_movie
+
+    if cat.features.scoring.get("match") != "softmax":
+        raise UsageError("a new user needs the default model: run `rec train` (without "
+                         "--match) and `rec save-features`")
+    given = []
+    if rated is not None:
+        if rated == "-":
+            text, source = sys.stdin.read(), "stdin"
+        else:
+            try:
+                text, source = Path(rated).read_text(encoding="utf-8"), rated
+            except (OSError, UnicodeDecodeError) as e:
+                raise UsageError(f"cannot read --rated {rated}: {e}")
+        given += foldin.parse_rated(text, source)
+    lo, hi = cat.features.scoring.get("clip", [1.0, 5.0])
+    given += [(m, hi) for m in like] + [(m, lo) for m in dislike]
+    if not given:
+        raise UsageError(f"--rated {rated}: no ratings in it (lines of 'movie<TAB>rating')")
+    by_movie = {}
+    for query, value in given:
+        if not lo <= value <= hi:
+            raise UsageError(f"rating {value:g} for {query!r} is outside {lo:g}..{hi:g}")
+        by_movie[find_movie(cat, query)] = value  # the last rating of a movie counts
+    movies = np.fromiter(by_movie, np.int64, len(by_movie))
+    ratings = np.array(list(by_movie.values()), np.float32)
+    parts = foldin.load_parts(get_paths(ctx).features_dir, cat.n_movies)
+    ages = {str(code): i + 1 for i, code in enumerate(ML1M_AGES)}
+    occupations = {str(code): code + 1 for code in range(len(cat.occupation_labels) - 1)}
+    g = foldin.demographic_index("gender", gender, cat.gender_labels, {})
+    a = foldin.demographic_index("age", age, cat.age_labels, ages)
+    o = foldin.demographic_index("occupation", occupation, cat.occupation_labels, occupations)
+    vector = foldin.user_vector(parts, movies, ratings, cat.features.scoring["offset"], g, a, o)
+    return foldin.add_user(cat, vector, movies, ratings, a, o)
 
 
 def load_ranker(ctx: typer.Context, cat):

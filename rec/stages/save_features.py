@@ -43,6 +43,10 @@ def export(paths, device: str) -> dict:
         raise RecError(f"saved vectors disagree with the model by {max_diff:.2e}; not saved")
     written = save_features(paths.features_dir, ds.vocab.user_ids, user_vecs,
                             ds.vocab.movie_ids, movie_vecs, scoring)
+    if hasattr(model, "fold_in_parts"):  # the default model serves new users (fold-in)
+        from rec.twotower.foldin import save_parts
+
+        written.append(save_parts(paths.features_dir, model.fold_in_parts()))
     manifest.record(paths, "save-features", {"device": device},
                     inputs=dataset_paths(paths) + [paths.model.params],
                     outputs=written)

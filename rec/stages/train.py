@@ -45,13 +45,15 @@ class TrainParams:
     batch_size: Annotated[int, typer.Option(
         "--batch-size", min=0, help="Users per step (softmax) or ratings per step (dot, "
         "cosine); 0 = auto.")] = 0
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 5e-3
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate; 0 = auto (0.01 for "
+                                      "softmax, decaying each epoch; 0.005 for dot and cosine).")] = 0.0
     weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.0
     seed: Annotated[int, typer.Option(
         "--seed", help="Fixes initialisation, shuffling, dropout.")] = 42
     patience: Annotated[int, typer.Option(
-        "--patience", min=1, help="Stop after this many epochs without a better val NDCG@10 "
-        "(softmax) or val RMSE (dot, cosine).")] = 3
+        "--patience", min=0, help="Stop after this many epochs without a better val NDCG@10 "
+        "(softmax) or val RMSE (dot, cosine); 0 = auto (5 for softmax, 3 for dot and "
+        "cosine).")] = 0
     match: Annotated[str, typer.Option(
         "--match", help="softmax (recall + rating head), dot (mean + u.m + biases) or "
         "cosine (the course's 5*cos).")] = "softmax"
@@ -66,7 +68,8 @@ class TrainParams:
             raise UsageError(f"unknown --match {self.match!r}: choose softmax, dot or cosine")
         if self.dropout != -1.0 and not 0 <= self.dropout <= 0.9:
             raise UsageError(f"--dropout must be -1 (auto) or in 0..0.9 (got {self.dropout})")
-        positive("--lr", self.lr)
+        if self.lr != 0:
+            positive("--lr", self.lr)
         if not 0 <= self.weight_decay < float("inf"):
             raise UsageError(f"--weight-decay must be a non-negative number (got {self.weight_decay})")
 
@@ -77,6 +80,10 @@ MATCHES = ("softmax", "dot", "cosine")
 def resolve_auto(params: TrainParams, n_train: int, n_users: int) -> None:
     """Fill in the options left at 'auto' for the chosen match."""
     softmax = params.match == "softmax"
+    if params.patience == 0:
+        params.patience = 5 if softmax else 3
+    if params.lr == 0:
+        params.lr = 1e-2 if softmax else 5e-3
     if params.epochs == 0:
         params.epochs = 20 if softmax else 10
     if params.tower_dim == 0:

@@ -21,7 +21,7 @@ import numpy as np
 
 from rec.datasets.contract import TRAIN, Dataset
 from rec.errors import UsageError
-from rec.scoring import score, stars_pairs
+from rec.scoring import rerank_order, score, stars_pairs
 from rec.twotower.features import Features
 
 CHUNK_USERS = 1024  # users scored per matrix product: 1024 x 3883 float32 is 16 MB
@@ -55,6 +55,7 @@ class Catalog:
     user_group: np.ndarray  # (U,) age-and-occupation group, -1 when either is unknown
     age_labels: list[str]
     occupation_labels: list[str]
+    gender_labels: list[str]
     has_demographics: bool
     rating_user: np.ndarray  # (R,) user row
     rating_movie: np.ndarray  # (R,) movie row
@@ -142,7 +143,8 @@ def build_catalog(features: Features, dataset: Dataset) -> Catalog:
         years=np.array([(vocab.years[d] or -1) if d >= 0 else -1 for d in movie_ds], dtype=np.int64),
         movie_genres=genres, genre_names=list(vocab.genres), user_age=age,
         user_occupation=occupation, user_group=group, age_labels=list(vocab.ages),
-        occupation_labels=list(vocab.occupations), has_demographics=bool(vocab.has_demographics),
+        occupation_labels=list(vocab.occupations), gender_labels=list(vocab.genders),
+        has_demographics=bool(vocab.has_demographics),
         rating_user=r_user, rating_movie=r_movie, rating_value=r_value, rating_train=r_train,
         movie_mean=movie_mean,
         global_mean=global_mean)
@@ -318,15 +320,19 @@ def rerank_chunk(cat: Catalog, user_rows: np.ndarray, ratings: ChunkRatings, top
                  allowed: np.ndarray, include_seen: bool, candidates: int,
                  ctr_scores) -> tuple[Picks, np.ndarray]:
     """Recall then rank: each user's best `candidates` movies by the recommendation score,
-    reordered by `ctr_scores(user_rows, movies) -> (B, C)` click probabilities; the top `top`
-    of them, with their probabilities (B, top)."""
+    reordered with `ctr_scores(user_rows, movies) -> (B, C)` click probabilities in place of
+    the rating head (rec.scoring.rerank_order); the top `top` of them, with their
+    probabilities (B, top)."""
     pool = recommend_chunk(cat, user_rows, ratings, max(candidates, top), allowed, include_seen)
-    probs = np.where(pool.movies >= 0, ctr_scores(user_rows, pool.movies), -np.inf)
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
+    probs = ctr_scores(user_rows, pool.movies)
+    f = cat.features
+    combined = rerank_order(f.users[user_rows], f.movies[pool.movies.clip(0)], probs, f.scoring)
+    combined = np.where(pool.movies >= 0, combined, -np.inf)
+    order = np.argsort(-combined, axis=1, kind="stable")[:, :top]
     movies = np.take_along_axis(pool.movies, order, axis=1)
     counts = np.minimum(pool.counts, top)
     movies[np.arange(top)[None, :] >= counts[:, None]] = -1
-    return (Picks(movies, np.take_along_axis(pool.scores, order, axis=1),
+    return (Picks(movies, np.take_along_axis(combined, order, axis=1),
                   np.take_along_axis(pool.stars, order, axis=1),
                   np.zeros(movies.shape, dtype=bool), counts),
             np.take_along_axis(probs, order, axis=1))

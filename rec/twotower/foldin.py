@@ -1,0 +1,121 @@
+"""Fold-in: the vector of a user who is not in the dataset, from the movies they rated, in
+numpy (no paddle, no retraining).
+
+The default model's user tower is linear in its inputs (rec.models.recall_rank), so
+save-features stores it as per-movie and per-demographic pieces (output/features/
+fold_in.npz, rows in mov_feat.pkl's order) and a new user's vector is their sum: exactly
+what the tower computes for a known user with the same ratings and demographics. Both heads
+come out: the pick vector (recall) and the rating head's vector and bias (predicted stars).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rec.errors import RecError, UsageError
+
+FOLD_IN = "fold_in.npz"
+KEYS = ("watched_pick", "watched_rating", "rated_rating", "bias_pick", "bias_rating",
+        "gender_pick", "gender_rating", "age_pick", "age_rating", "occupation_pick",
+        "occupation_rating")
+
+
+def save_parts(folder: Path, parts: dict) -> Path:
+    from rec.atomic import atomic_path
+
+    path = Path(folder) / FOLD_IN
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **{k: parts[k] for k in KEYS})
+    return path
+
+
+def load_parts(folder: Path, n_movies: int) -> dict:
+    path = Path(folder) / FOLD_IN
+    if not path.exists():
+        raise UsageError("a new user needs the default model's fold-in file "
+                         f"({path} is missing): run `rec train` (without --match) and "
+                         "`rec save-features`")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            parts = {k: np.asarray(z[k], np.float32) for k in KEYS}
+    except (OSError, ValueError, KeyError) as e:
+        raise RecError(f"{path} is damaged ({e}): run `rec save-features` again")
+    if len(parts["watched_pick"]) != n_movies:
+        raise UsageError(f"{path} does not match mov_feat.pkl: run `rec save-features` again")
+    return parts
+
+
+def user_vector(parts: dict, movies: np.ndarray, ratings: np.ndarray, global_mean: float,
+                gender: int = 0, age: int = 0, occupation: int = 0) -> np.ndarray:
+    """The saved-layout vector [u, 1, r_u, b_u, 1] of a user who rated `movies` (rows of
+    mov_feat.pkl) with `ratings`; demographics are vocabulary indices, 0 = unknown."""
+    movies = np.asarray(movies, np.int64)
+    norm = np.float32(1.0 / np.sqrt(max(len(movies), 1)))
+    centred = (np.asarray(ratings, np.float32) - np.float32(global_mean))[:, None]
+    u = (norm * parts["watched_pick"][movies].sum(axis=0) + parts["gender_pick"][gender]
+         + parts["age_pick"][age] + parts["occupation_pick"][occupation] + parts["bias_pick"])
+    r = (norm * (parts["watched_rating"][movies] + centred * parts["rated_rating"][movies]).sum(axis=0)
+         + parts["gender_rating"][gender] + parts["age_rating"][age]
+         + parts["occupation_rating"][occupation] + parts["bias_rating"])
+    one = np.ones(1, np.float32)
+    return np.concatenate([u, one, r, one]).astype(np.float32)
+
+
+NEW_USER = "new"  # the user column of a folded-in user's rows
+
+
+def parse_rated(text: str, source: str) -> list[tuple[str, float]]:
+    """Lines of `movie<TAB>rating` (movie: an id or a title substring); blank lines and
+    lines starting with # are skipped. Without a tab the last word is the rating."""
+    out = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        movie, _, rating = line.rpartition("\t") if "\t" in line else line.rpartition(" ")
+        try:
+            value = float(rating)
+        except ValueError:
+            value = float("nan")
+        if not movie.strip() or not np.isfinite(value):
+            raise UsageError(f"{source}:{number}: expected 'movie<TAB>rating', got {line!r}")
+        out.append((movie.strip(), value))
+    return out
+
+
+def demographic_index(kind: str, value: str | None, labels: list[str], codes: dict) -> int:
+    """A --gender/--age/--occupation value as a vocabulary index (0 = unknown): a label
+    (case-insensitive) or an ml-1m code."""
+    if value is None:
+        return 0
+    text = value.strip().casefold()
+    for i, label in enumerate(labels):
+        if i and label.casefold() == text:
+            return i
+    if text in codes:
+        return codes[text]
+    shown = ", ".join(labels[1:])
+    raise UsageError(f"unknown --{kind} {value!r}: choose from {shown}")
+
+
+def add_user(cat, vector: np.ndarray, movies: np.ndarray, ratings: np.ndarray, age: int,
+             occupation: int) -> int:
+    """Append a folded-in user to the catalogue (vector, ratings, demographics) so that
+    recommend, its filters and its reasons treat them like any user; return their row."""
+    f = cat.features
+    row = len(f.user_ids)
+    f.users = np.vstack([f.users, vector[None, :]])
+    f.user_ids = [*f.user_ids, NEW_USER]
+    cat.rating_user = np.r_[cat.rating_user, np.full(len(movies), row)]
+    cat.rating_movie = np.r_[cat.rating_movie, movies]
+    cat.rating_value = np.r_[cat.rating_value, np.asarray(ratings, np.float32)]
+    cat.rating_train = np.r_[cat.rating_train, np.ones(len(movies), bool)]
+    cat.user_age = np.r_[cat.user_age, age]
+    cat.user_occupation = np.r_[cat.user_occupation, occupation]
+    known = age > 0 and occupation > 0 and cat.has_demographics
+    group = age * len(cat.occupation_labels) + occupation if known else -1
+    cat.user_group = np.r_[cat.user_group, group]
+    return row

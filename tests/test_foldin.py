@@ -1,0 +1,135 @@
+"""A user who is not in the dataset (fold-in): `rec recommend --rated/--like/--dislike`.
+
+One synthetic world with planted tastes, trained once with the default model. The user
+tower is linear in its inputs after the embeddings, so folding in a known user's own
+training ratings must give back their saved vector up to float32 rounding (the test allows
+1e-4, far below the spread between users)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import assert_paddle_free, rec
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("foldin")
+    for stage in (["download", "--dataset", "synthetic"], ["preprocess", "--dataset", "synthetic"],
+                  ["train"], ["save-features"]):
+        result = rec(root, *stage)
+        assert result.exit_code == 0, result.stderr
+    return root
+
+
+def rows(result) -> list[dict]:
+    assert result.exit_code == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def dataset(root: Path):
+    from rec.datasets.contract import load_dataset
+    from rec.paths import Paths
+
+    return load_dataset(Paths(root / "data", root / "output"))
+
+
+def test_fold_in_of_a_trained_users_own_ratings_gives_their_saved_vector(trained):
+    from rec.datasets.contract import TRAIN
+    from rec.twotower.features import load_features
+    from rec.twotower.foldin import load_parts, user_vector
+
+    ds = dataset(trained)
+    feats = load_features(trained / "output" / "features")
+    parts = load_parts(trained / "output" / "features", len(feats.movie_ids))
+    train = np.asarray(ds.split) == TRAIN
+    for user in (0, 7, 123, ds.n_users - 1):
+        mine = train & (np.asarray(ds.rating_users) == user)
+        g, a, o = ds.users[user, 1:4]
+        vec = user_vector(parts, np.asarray(ds.rating_movies)[mine],
+                          np.asarray(ds.rating_values)[mine], feats.scoring["offset"], g, a, o)
+        saved = feats.users[feats.user_row()[str(ds.vocab.user_ids[user])]]
+        np.testing.assert_allclose(vec, saved, atol=1e-4)
+        assert vec @ saved / np.linalg.norm(vec) / np.linalg.norm(saved) > 0.9999
+
+
+@pytest.mark.parametrize("name", ["Western", "Comedy", "Musical"])
+def test_a_new_user_who_likes_five_movies_of_a_genre_gets_that_genre(trained, name):
+    """The five liked movies are the genre's most telling: those its planted fans rate far
+    more often than others do (the most popular ones everybody rates say little)."""
+    ds = dataset(trained)
+    v = ds.vocab
+    truth = json.loads((trained / "data" / "synthetic" / "truth.json").read_text())
+    fan = np.array([truth["favourite_genre"][str(u)] == name for u in v.user_ids])
+    genre = v.genres.index(name)
+    users, movies = np.asarray(ds.rating_users), np.asarray(ds.rating_movies)
+    by_fans = np.bincount(movies[fan[users]], minlength=ds.n_movies) / max(fan.sum(), 1)
+    by_others = np.bincount(movies[~fan[users]], minlength=ds.n_movies) / max((~fan).sum(), 1)
+    of_genre = np.flatnonzero((ds.movie_genres == genre).any(axis=1))
+    liked = of_genre[np.argsort(-(by_fans - by_others)[of_genre])][:5]
+    args = [a for m in liked for a in ("--like", str(v.movie_ids[m]))]
+    top = rows(rec(trained, "recommend", *args, "--top", "10", "--format", "json"))
+    assert len(top) == 10 and all(r["user"] == "new" for r in top)
+    share = np.mean([name in r["genres"].split("|") for r in top])
+    chance = (len(of_genre) - 5) / (ds.n_movies - 5)
+    assert share >= 0.2 and share > 2.5 * chance  # Comedy and Musical get 0.5 or more
+    assert not {r["movie"] for r in top} & {v.movie_ids[m] for m in liked}  # given = seen
+    titles = {v.titles[m].rsplit(" (", 1)[0] for m in liked}
+    cited = [r["reason"] for r in top if r["reason"].startswith("because you rated ")]
+    assert cited and all(any(t in reason for t in titles) for reason in cited)
+
+
+def test_rated_file_with_titles_and_demographics(trained, tmp_path):
+    ds = dataset(trained)
+    v = ds.vocab
+    lines = [f"{v.titles[0]}\t5", f"{v.movie_ids[1]}\t1", "# a comment", "", f"{v.movie_ids[2]} 4"]
+    (tmp_path / "mine.tsv").write_text("\n".join(lines) + "\n")
+    top = rows(rec(trained, "recommend", "--rated", str(tmp_path / "mine.tsv"), "--gender", "F",
+                   "--age", "25", "--occupation", "programmer", "--format", "json"))
+    assert len(top) == 10 and {v.movie_ids[i] for i in range(3)}.isdisjoint(r["movie"] for r in top)
+    stdin = rows(rec(trained, "recommend", "--rated", "-", "--gender", "F", "--age", "25-34",
+                     "--occupation", "12", "--format", "json", input="\n".join(lines)))
+    assert [r["movie"] for r in stdin] == [r["movie"] for r in top]  # codes = labels
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--like", "no such movie at all"], "no movie title contains 'no such movie at all'"),
+    (["--like", "99999999"], "unknown movie id 99999999"),
+    (["--rated", "-"], "no ratings in it"),
+    (["--like", "1", "--age", "200"], "unknown --age '200'"),
+    (["--like", "1", "42"], "give no user ids"),
+    (["--age", "25"], "go with --rated"),
+])
+def test_new_user_errors_are_one_line_exit_2(trained, args, needle):
+    result = rec(trained, "recommend", *args, input="")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert needle in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_bad_rating_lines_name_the_line(trained, tmp_path):
+    (tmp_path / "bad.tsv").write_text("1\t5\n2\tmany\n")
+    result = rec(trained, "recommend", "--rated", str(tmp_path / "bad.tsv"))
+    assert result.exit_code == 2 and f"{tmp_path / 'bad.tsv'}:2:" in result.stderr
+    (tmp_path / "bad.tsv").write_text("1\t9\n")
+    result = rec(trained, "recommend", "--rated", str(tmp_path / "bad.tsv"))
+    assert result.exit_code == 2 and "outside 1..5" in result.stderr
+
+
+def test_a_rating_model_cannot_fold_in(trained, tmp_path):
+    other = tmp_path / "w"
+    shutil.copytree(trained, other)
+    assert rec(other, "train", "--match", "dot", "--epochs", "1").exit_code == 0
+    assert rec(other, "save-features").exit_code == 0
+    result = rec(other, "recommend", "--like", "1")
+    assert result.exit_code == 2 and "needs the default model" in result.stderr
+
+
+def test_new_user_recommend_never_imports_paddle(trained):
+    out = str(trained / "output")
+    assert_paddle_free(["--output-dir", out, "recommend", "--like", "1", "--like", "2",
+                        "--format", "tsv"])
