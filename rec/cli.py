@@ -140,4 +140,4 @@ def root(
 
 
 def main() -> None:
-    app()
+    app(prog_name="rec")  # also under `python -m rec`: usage lines, completion's _REC_COMPLETE

@@ -3,7 +3,10 @@ as written (square brackets are not markup), shell completion."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -11,7 +14,7 @@ from rec import console
 from rec.cli import COMMANDS, load_command
 from rec.stages.recommend import RECOMMEND_COLUMNS, TABLE_LAYOUT
 
-from conftest import rec
+from conftest import ROOT, rec
 
 ROWS = [{"rank": 1, "title": "Toy Story (1995)", "score": 4.123456789, "note": None},
         {"rank": 2, "title": 'say "hi", then\tgo', "score": 0.00001234, "note": "new\nline"}]
@@ -118,6 +121,14 @@ def test_every_help_is_compact(name):
 
 
 def test_show_completion_prints_a_script():
-    r = rec(None, "--show-completion", "bash")
-    assert r.exit_code == 0, r.stderr
-    assert "complete" in r.stdout and "_REC_COMPLETE" in r.stdout
+    """typer's standard: the shell is detected from the parent process (here bash)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(["bash", "-c", f"'{sys.executable}' -m rec --show-completion"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "complete" in proc.stdout and "_REC_COMPLETE" in proc.stdout
+
+
+def test_install_completion_is_offered():
+    r = rec(None, "--help")
+    assert "--install-completion" in r.stdout and "--show-completion" in r.stdout
