@@ -9,12 +9,23 @@ components), then times, as fresh processes:
 
 next to bare `python -c "import numpy"` and `python -c "import rec.cli"` (start-up only).
 
-    .venv/bin/python bench/bench_recommend.py [--repeat 5] [--keep DIR]
+Then the start-up ratios, measured in the same run: the CPU time (user + sys of the child,
+from getrusage(RUSAGE_CHILDREN) deltas; median of --cpu-repeat runs) of
+
+    rec recommend 42 --top 10 --format tsv, rec --help, rec status    target <= 2x
+
+over that of `python -c "import numpy"`.
+
+    .venv/bin/python bench/bench_recommend.py [--repeat 5] [--keep DIR | --output-dir DIR]
+
+--output-dir uses an existing output folder (e.g. a real `rec train` + `save-features` on
+ml-1m) instead of building random inputs.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -72,19 +83,58 @@ def wall(command: list[str], repeat: int, stdout=subprocess.DEVNULL) -> float:
     return statistics.median(times)
 
 
+def cpu(command: list[str], repeat: int) -> float:
+    """Median CPU seconds (user + sys) of `repeat` fresh runs, after one warm-up."""
+    times = []
+    for i in range(repeat + 1):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if i:
+            times.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(times)
+
+
+def startup_ratios(rec: list[str], repeat: int, target: float = 2.0) -> None:
+    """CPU time of the quick commands over `python -c "import numpy"`, in one sitting."""
+    numpy_cpu = cpu([sys.executable, "-c", "import numpy"], repeat)
+    print(f"\n{'CPU time (user+sys), median of ' + str(repeat):44} {'seconds':>8} "
+          f"{'x numpy':>8}")
+    bare = 'python -c "import numpy"'
+    print(f"{bare:44} {numpy_cpu:8.3f} {1:8.2f}")
+    for name, args in [("rec recommend 42 --top 10 --format tsv",
+                        ["recommend", "42", "--top", "10", "--format", "tsv"]),
+                       ("rec --help", ["--help"]), ("rec status", ["status"])]:
+        seconds = cpu(rec + args, repeat)
+        ratio = seconds / numpy_cpu
+        verdict = "  ok" if ratio <= target else f"  OVER {target}x"
+        print(f"{name:44} {seconds:8.3f} {ratio:8.2f}{verdict}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--cpu-repeat", type=int, default=7)
     parser.add_argument("--keep", type=Path, help="build the inputs here and keep them")
+    parser.add_argument("--output-dir", type=Path, help="use this existing output folder")
+    parser.add_argument("--startup-only", action="store_true", help="only the CPU ratios")
     args = parser.parse_args()
 
-    root = args.keep or Path(tempfile.mkdtemp(prefix="bench-recommend."))
-    t0 = time.perf_counter()
-    paths, source = prepare(root)
-    print(f"inputs: {source}, built in {time.perf_counter() - t0:.1f}s under {root}")
+    if args.output_dir:
+        paths = Paths(args.output_dir.parent / "data", args.output_dir)
+        print(f"inputs: the existing {args.output_dir}")
+    else:
+        root = args.keep or Path(tempfile.mkdtemp(prefix="bench-recommend."))
+        t0 = time.perf_counter()
+        paths, source = prepare(root)
+        print(f"inputs: {source}, built in {time.perf_counter() - t0:.1f}s under {root}")
 
     py = sys.executable
     rec = [py, "-m", "rec", "--output-dir", str(paths.output_dir)]
+    if args.startup_only:
+        startup_ratios(rec, args.cpu_repeat)
+        return
     numpy_start = wall([py, "-c", "import numpy"], args.repeat)
     cli_start = wall([py, "-c", "import rec.cli"], args.repeat)
     one = wall(rec + ["recommend", "42", "--top", "10"], args.repeat, stdout=subprocess.PIPE)
@@ -101,6 +151,7 @@ def main() -> None:
     ]:
         verdict = "" if target is None else ("  ok" if seconds <= target else f"  OVER {target}s")
         print(f"{name:44} {seconds:8.3f} {seconds / numpy_start:17.1f}{verdict}")
+    startup_ratios(rec, args.cpu_repeat)
 
 
 if __name__ == "__main__":

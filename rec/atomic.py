@@ -10,9 +10,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where an array is written (`rec status` needs none)
+    import numpy as np
 
 
 def _umask() -> int:
@@ -56,6 +57,8 @@ def write_json(path: Path | str, obj: Any) -> None:
 
 
 def save_npy(path: Path | str, array: np.ndarray) -> None:
+    import numpy as np
+
     # np.save appends ".npy" to names without it, so hand it an open file instead.
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:

@@ -1,24 +1,88 @@
-"""The `rec` command: global options, then one subcommand per stage."""
+"""The `rec` command: global options, then one subcommand per stage.
+
+Commands load lazily (start-up time): `rec recommend ...` imports rec.stages.recommend and
+no other stage; `rec --help` imports none (their one-line helps are in COMMANDS).
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Optional
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from rec import __version__
 from rec.console import error_line, set_quiet
 from rec.paths import Paths
-from rec.stages import download, evaluate, preprocess, save_features, status, train
-from rec.stages import ctr, ctr_predict, recommend
+
+# Name, "module:function" (its full help is the module's HELP, or the named attribute),
+# one short line (`rec --help`), in this order.
+COMMANDS = [
+    ("download", "download:command", "Fetch and verify MovieLens, or make synthetic data."),
+    ("preprocess", "preprocess:command", "Raw files -> .npy arrays and a saved split."),
+    ("train", "train:command", "Train the two-tower recommender."),
+    ("evaluate", "evaluate:command", "HR@10, NDCG@10, RMSE against baselines."),
+    ("save-features", "save_features:command", "Save every user's and movie's vector."),
+    ("ctr-train", "ctr:command", "Train a Wide&Deep / DeepFM CTR model."),
+    ("ctr-predict", "ctr_predict:command", "Click probabilities, one row per input line."),
+    ("status", "status:command", "Which stages ran, with what, fresh or stale."),
+    ("recommend", "recommend:recommend_command:HELP", "Explained top-N movies for users."),
+    ("similar", "recommend:similar_command:SIMILAR_HELP", "Movies closest to a movie."),
+]
+SHORT_HELP = {name: short for name, _, short in COMMANDS}
+
+
+def plain_text(text: Optional[str]) -> Optional[str]:
+    """Help text shown as written: square brackets are not rich markup ("[default: ...]")."""
+    return None if text is None else text.replace("[", "\\[")
+
+
+def load_command(name: str) -> TyperCommand:
+    """The click command of `rec NAME`, built from its stage module (imported now)."""
+    module, function, *help_attr = dict((n, t) for n, t, _ in COMMANDS)[name].split(":")
+    stage = importlib.import_module(f"rec.stages.{module}")
+    info = typer.models.CommandInfo(name, help=getattr(stage, (help_attr or ["HELP"])[0]),
+                                    short_help=SHORT_HELP[name],
+                                    callback=getattr(stage, function))
+    command = typer.main.get_command_from_info(info, pretty_exceptions_short=True,
+                                               rich_markup_mode=app.rich_markup_mode)
+    command.help, command.short_help = plain_text(command.help), plain_text(command.short_help)
+    for param in command.params:
+        param.help = plain_text(getattr(param, "help", None))
+    return command
 
 
 class RecGroup(TyperGroup):
-    """Bad usage caught by the parser (a mistyped option, a value of the wrong type or out of
+    """Commands load on first use (`load_command`); listing them (`rec --help`, completion)
+    loads none.
+
+    Bad usage caught by the parser (a mistyped option, a value of the wrong type or out of
     range, an unknown command) ends like every other error: one `error: ...` line on stderr
     and exit 2, not a boxed, multi-line message."""
+
+    _listing = False
+
+    def list_commands(self, ctx) -> list[str]:
+        return [name for name, _, _ in COMMANDS]
+
+    def get_command(self, ctx, cmd_name: str):
+        if cmd_name not in SHORT_HELP:
+            return None
+        if self._listing or ctx.resilient_parsing:  # a name and a line are all that is shown
+            return TyperCommand(cmd_name, help=SHORT_HELP[cmd_name],
+                                short_help=SHORT_HELP[cmd_name])
+        if cmd_name not in self.commands:
+            self.commands[cmd_name] = load_command(cmd_name)
+        return self.commands[cmd_name]
+
+    def format_help(self, ctx, formatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
              **extra):
@@ -43,7 +107,7 @@ app = typer.Typer(
     cls=RecGroup,
     help="Recommender toolbox on PaddlePaddle: MovieLens to explained recommendations and a CTR ranker.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -75,22 +139,5 @@ def root(
     ctx.obj = Paths.from_env(data_dir, output_dir)
 
 
-# Name, command, full help (`rec NAME --help`), one short line (`rec --help`), in this order.
-COMMANDS = [
-    ("download", download.command, download.HELP, download.SHORT),
-    ("preprocess", preprocess.command, preprocess.HELP, preprocess.SHORT),
-    ("train", train.command, train.HELP, train.SHORT),
-    ("evaluate", evaluate.command, evaluate.HELP, evaluate.SHORT),
-    ("save-features", save_features.command, save_features.HELP, save_features.SHORT),
-    ("ctr-train", ctr.command, ctr.HELP, ctr.SHORT),
-    ("ctr-predict", ctr_predict.command, ctr_predict.HELP, ctr_predict.SHORT),
-    ("status", status.command, status.HELP, status.SHORT),
-    ("recommend", recommend.recommend_command, recommend.HELP, recommend.SHORT),
-    ("similar", recommend.similar_command, recommend.SIMILAR_HELP, recommend.SIMILAR_SHORT),
-]
-for name, function, full_help, one_line in COMMANDS:
-    app.command(name, help=full_help, short_help=one_line)(function)
-
-
 def main() -> None:
-    app()
+    app(prog_name="rec")  # also under `python -m rec`: usage lines, completion's _REC_COMPLETE

@@ -1,35 +1,30 @@
 """Everything the user sees: logs and progress on stderr, results on stdout.
 
 One mechanism (`RowWriter` / `emit`) turns result rows into a rich table (terminal), TSV with
-a header (pipe) or JSON lines (`--format json`), so every command formats results the same way.
+a header (pipe), CSV (RFC 4180) or JSON lines (`--format json`), so every command formats
+results the same way; `--no-header` drops the TSV/CSV header line.
+
+rich is imported only where it draws something (a table, a bar, a terminal): a command in a
+pipe does not pay for it.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import sys
-from typing import Any, Iterable, Sequence
-
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from rec.errors import UsageError
 
-FORMATS = ("auto", "table", "tsv", "json")
-_state = {"quiet": False}
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+FORMATS = ("auto", "table", "tsv", "csv", "json")
+_state = {"quiet": False, "header": True}
 
 
 def set_quiet(quiet: bool) -> None:
@@ -40,20 +35,38 @@ def is_quiet() -> bool:
     return _state["quiet"]
 
 
-def err_console() -> Console:
+def set_header(header: bool) -> None:
+    """False (`--no-header`): TSV and CSV output start with the first row."""
+    _state["header"] = header
+
+
+def err_console() -> "Console":
     # Built on demand so it follows sys.stderr when tests swap it.
+    from rich.console import Console
+
     return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+def _stderr_line(message: str, label: str = "", style: str = "") -> None:
+    """One line on stderr: plain text in a pipe or a file, `label` styled on a terminal."""
+    if not sys.stderr.isatty():
+        print(label + message, file=sys.stderr, flush=True)
+        return
+    from rich.markup import escape
+
+    styled = f"[{style}]{escape(label)}[/{style}]" if label else ""
+    err_console().print(styled + escape(message))
 
 
 def log(message: str) -> None:
     """Informational line on stderr (silenced by --quiet)."""
     if not is_quiet():
-        err_console().print(message)
+        _stderr_line(message)
 
 
 def warn(message: str) -> None:
     """Warning on stderr (never silenced)."""
-    err_console().print(f"[yellow]warning:[/yellow] {message}")
+    _stderr_line(message, "warning: ", "yellow")
 
 
 def error_line(message: str) -> None:
@@ -61,23 +74,40 @@ def error_line(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
-def show_table(table: Table) -> None:
+def show_table(table: "Table") -> None:
     """A summary table for people: stderr, skipped under --quiet."""
     if not is_quiet():
         err_console().print(table)
 
 
-def progress(kind: str = "items") -> Progress:
-    """A rich progress bar on stderr; `kind="bytes"` shows size, speed and ETA."""
+def progress(kind: str = "items") -> "Progress":
+    """A rich progress bar on stderr; `kind="bytes"` shows size, speed and time remaining,
+    items show the count, elapsed and remaining time (when the total is known)."""
+    from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress,
+                               TaskProgressColumn, TextColumn, TimeElapsedColumn,
+                               TransferSpeedColumn)
+
     if kind == "bytes":
         columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                   TransferSpeedColumn(), TimeRemainingColumn()]
+                   TransferSpeedColumn(), remaining_column()]
     else:
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TaskProgressColumn(), TimeElapsedColumn()]
+                   TaskProgressColumn(), TimeElapsedColumn(), remaining_column()]
     console = err_console()
     return Progress(*columns, console=console, transient=False,
                     disable=is_quiet() or not console.is_terminal)
+
+
+def remaining_column():
+    """rich's time remaining, shown only for a task whose total is known."""
+    from rich.progress import TimeRemainingColumn
+    from rich.text import Text
+
+    class Remaining(TimeRemainingColumn):
+        def render(self, task):
+            return super().render(task) if task.total is not None else Text("")
+
+    return Remaining()
 
 
 def resolve_format(fmt: str) -> str:
@@ -88,14 +118,15 @@ def resolve_format(fmt: str) -> str:
     return fmt
 
 
-def _tsv_cell(value: Any) -> str:
+def _text_cell(value: Any) -> str:
+    """A value as TSV, CSV and the table show it (floats to 6 significant digits)."""
     if value is None:
         return ""
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
         return f"{value:.6g}" if abs(value) >= 1e-4 or value == 0 else f"{value:.3e}"
-    return str(value).replace("\t", " ").replace("\n", " ")
+    return str(value)
 
 
 def _json_value(value: Any) -> Any:
@@ -105,39 +136,57 @@ def _json_value(value: Any) -> Any:
 
 
 class RowWriter:
-    """Write result rows to stdout in the chosen format; TSV and JSON stream row by row."""
+    """Write result rows to stdout in the chosen format; TSV, CSV and JSON stream row by row.
+    `layout` (column -> a rec.texttable layout: KEEP, SHORT, WRAP, NOTE, HIDE, TITLE) fits
+    the table to the terminal's width."""
 
-    def __init__(self, columns: Sequence[str], fmt: str = "auto", title: str | None = None):
+    def __init__(self, columns: Sequence[str], fmt: str = "auto", title: str | None = None,
+                 layout: dict[str, str] | None = None):
         self.columns = list(columns)
         self.fmt = resolve_format(fmt)
         self.title = title
+        self.layout = layout or {}
         self._rows: list[dict] = []
-        self._header_done = False
+        self._header_done = not _state["header"]
+        self._csv = csv.writer(sys.stdout, lineterminator="\n") if self.fmt == "csv" else None
+
+    def _line(self, cells: list[str]) -> None:
+        if self._csv is not None:
+            self._csv.writerow(cells)
+        else:
+            sys.stdout.write("\t".join(cell.replace("\t", " ").replace("\n", " ")
+                                       for cell in cells) + "\n")
+
+    def _header(self) -> None:
+        if not self._header_done:
+            self._line(self.columns)
+            self._header_done = True
 
     def write(self, row: dict) -> None:
-        out = sys.stdout
         if self.fmt == "table":
             self._rows.append(row)
-        elif self.fmt == "tsv":
-            if not self._header_done:
-                out.write("\t".join(self.columns) + "\n")
-                self._header_done = True
-            out.write("\t".join(_tsv_cell(row.get(c)) for c in self.columns) + "\n")
+        elif self.fmt in ("tsv", "csv"):
+            self._header()
+            self._line([_text_cell(row.get(c)) for c in self.columns])
         else:
-            out.write(json.dumps({c: _json_value(row.get(c)) for c in self.columns},
-                                 ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps({c: _json_value(row.get(c)) for c in self.columns},
+                                        ensure_ascii=False) + "\n")
 
     def close(self) -> None:
-        if self.fmt == "tsv" and not self._header_done:
-            sys.stdout.write("\t".join(self.columns) + "\n")
+        if self.fmt in ("tsv", "csv"):
+            self._header()
         if self.fmt == "table":
-            table = Table(title=self.title)
-            for c in self.columns:
-                table.add_column(c, overflow="fold")
-            for row in self._rows:
-                table.add_row(*[_tsv_cell(row.get(c)) for c in self.columns])
-            Console(file=sys.stdout, highlight=False).print(table)
+            self._table()
         sys.stdout.flush()
+
+    def _table(self) -> None:
+        import shutil
+
+        from rec.texttable import render
+
+        width = shutil.get_terminal_size((80, 24)).columns
+        sys.stdout.write(render(self.columns, self._rows, self.layout, self.title, width,
+                                _text_cell))
 
     def __enter__(self) -> "RowWriter":
         return self
@@ -148,8 +197,8 @@ class RowWriter:
 
 
 def emit(rows: Iterable[dict], columns: Sequence[str], fmt: str = "auto",
-         title: str | None = None) -> None:
-    with RowWriter(columns, fmt, title) as writer:
+         title: str | None = None, layout: dict[str, str] | None = None) -> None:
+    with RowWriter(columns, fmt, title, layout) as writer:
         for row in rows:
             writer.write(row)
 
@@ -173,14 +222,20 @@ class EpochDisplay:
     def __init__(self, title: str, history: list[dict], table_fn, unit: str = "batches"):
         self.title, self.table_fn, self.live, self.task = title, table_fn, None, None
         if not is_quiet() and err_console().is_terminal:
+            from rich.live import Live
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+            from rich.progress import TimeElapsedColumn
+
             count = (MofNCompleteColumn() if unit == "batches"
                      else TextColumn("{task.completed:,.0f} " + unit))
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), count,
-                                TimeElapsedColumn())
+                                TimeElapsedColumn(), remaining_column())
             self.live = Live(self._view(history), console=err_console(), refresh_per_second=8)
             self.live.start()
 
     def _view(self, history: list[dict]):
+        from rich.console import Group
+
         return Group(self.table_fn(history, self.title), self.bar)
 
     def epoch_started(self, epoch: int, total: int | None) -> None:

@@ -65,7 +65,7 @@ def test_bad_format():
     with pytest.raises(UsageError) as info:
         console.resolve_format("yaml")
     assert info.value.exit_code == EXIT_USAGE
-    assert str(info.value) == "unknown --format 'yaml': choose one of auto, table, tsv, json"
+    assert str(info.value) == "unknown --format 'yaml': choose one of auto, table, tsv, csv, json"
 
 
 def test_logs_and_warnings_on_stderr(capsys):

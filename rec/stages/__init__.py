@@ -10,12 +10,13 @@ because only the commands that need them import them, inside their functions.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
 
 import typer
 
-from rec.console import error_line, resolve_format
+from rec.console import error_line, resolve_format, set_header
 from rec.errors import RecError
 from rec.paths import Paths
 
@@ -29,11 +30,18 @@ def get_paths(ctx: typer.Context) -> Paths:
 def guarded(fn):
     """Turn expected failures into one stderr line and an exit code, never a traceback.
     `--format` (parameter `fmt`) is checked and resolved here, before the command does any
-    work: the command gets table, tsv or json."""
+    work: the command gets table, tsv, csv or json. A command with `--format` also gets
+    `--no-header` (options.NoHeader), handled here: the command never sees it."""
+    from rec.stages.options import NoHeader
+
+    signature = inspect.signature(fn, eval_str=True)
+    with_format = "fmt" in signature.parameters
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            if with_format:
+                set_header(not kwargs.pop("no_header", False))
             if isinstance(kwargs.get("fmt"), str):
                 kwargs["fmt"] = resolve_format(kwargs["fmt"])
             return fn(*args, **kwargs)
@@ -58,4 +66,10 @@ def guarded(fn):
             error_line(f"internal error: {type(e).__name__}: {e} (set REC_DEBUG=1 for the traceback)")
             raise typer.Exit(1)
 
+    if with_format:
+        no_header = inspect.Parameter("no_header", inspect.Parameter.KEYWORD_ONLY,
+                                      default=False, annotation=NoHeader)
+        wrapper.__signature__ = signature.replace(
+            parameters=[*signature.parameters.values(), no_header])
+        wrapper.__annotations__ = {**fn.__annotations__, "no_header": NoHeader}
     return wrapper

@@ -41,12 +41,14 @@ from rec.stages.options import (Device, Dropout, Epochs, Format, Nproc, Resume, 
 HELP = ("Train a CTR model (Wide&Deep or DeepFM) beside a logistic-regression baseline, on "
         "--data movielens (output/dataset) or --data criteo --input FILE (a raw Criteo file): "
         "validation AUC and log loss each epoch, checkpoints, --resume. Writes output/ctr/.")
-SHORT = "Train a Wide&Deep / DeepFM CTR model."  # its line in `rec --help`
 DATA = ("movielens", "criteo")
 MODELS = ("wide_deep", "deepfm")
 
 
 Option = typer.Option
+# --help panels
+DATA_PANEL, MODEL_PANEL, TRAINING_PANEL = "Data", "Model", "Training"
+CRITEO_PANEL, MOVIELENS_PANEL = "Criteo", "MovieLens"
 
 
 @dataclass
@@ -54,37 +56,51 @@ class CtrParams:
     """The run's parameters: each field is its command-line option (see options_from)."""
 
     data: Annotated[Optional[str], Option(
-        "--data", help="movielens (output/dataset, label = rating >= 4) or criteo (the raw "
-        "Criteo file given by --input). Default: criteo when --input is given, else "
-        "movielens.")] = None
+        "--data", rich_help_panel=DATA_PANEL,
+        help="movielens (output/dataset, label = rating >= 4) or criteo (the "
+        "--input file). Default: criteo with --input, else movielens.")] = None
     input: Annotated[Optional[str], Option(
-        "--input", "-i", metavar="PATH", help="The Criteo file to train on (.gz works).")] = None
+        "--input", "-i", rich_help_panel=DATA_PANEL,
+        metavar="PATH", help="The Criteo file to train on (.gz works).")] = None
     val_input: Annotated[Optional[str], Option(
-        "--val-input", metavar="PATH", help="Criteo: validate on this file instead.")] = None
+        "--val-input", rich_help_panel=CRITEO_PANEL,
+        metavar="PATH", help="Validate on this file instead.")] = None
     val_ratio: Annotated[float, Option(
-        "--val-ratio", help="Criteo: the seeded share of lines kept for validation.")] = 0.1
-    model: Annotated[str, Option("--model", help="wide_deep or deepfm.")] = "wide_deep"
+        "--val-ratio", rich_help_panel=CRITEO_PANEL,
+        help="The seeded share of lines kept for validation.")] = 0.1
+    model: Annotated[str, Option("--model", rich_help_panel=MODEL_PANEL,
+        help="wide_deep or deepfm.")] = "wide_deep"
     epochs: Epochs = 5
-    batch_size: Annotated[int, Option("--batch-size", min=1)] = 4096
-    lr: Annotated[float, Option("--lr", help="Adam learning rate of the model.")] = 3e-3
+    batch_size: Annotated[int, Option("--batch-size", rich_help_panel=TRAINING_PANEL,
+        min=1)] = 4096
+    lr: Annotated[float, Option("--lr", rich_help_panel=TRAINING_PANEL,
+        help="Adam learning rate of the model.")] = 3e-3
     baseline_lr: Annotated[float, Option(
-        "--baseline-lr", help="Adam learning rate of the logistic regression.")] = 2e-2
-    embedding_size: Annotated[int, Option("--embedding-size", min=1)] = 16
-    hidden: Annotated[str, Option("--hidden", help="Deep layer sizes, e.g. 128,64.")] = "128,64"
+        "--baseline-lr", rich_help_panel=TRAINING_PANEL,
+        help="Adam learning rate of the logistic regression.")] = 2e-2
+    embedding_size: Annotated[int, Option("--embedding-size", rich_help_panel=MODEL_PANEL,
+        min=1)] = 16
+    hidden: Annotated[str, Option("--hidden", rich_help_panel=MODEL_PANEL,
+        help="Deep layer sizes, e.g. 128,64.")] = "128,64"
     dropout: Dropout = 0.0
     seed: Annotated[int, Option(
-        "--seed", help="Fixes initialisation, shuffling, dropout, the Criteo split.")] = 42
+        "--seed", rich_help_panel=TRAINING_PANEL,
+        help="Fixes initialisation, shuffling, dropout, the Criteo split.")] = 42
     patience: Annotated[int, Option(
-        "--patience", min=1, help="Stop after this many epochs without a better val AUC.")] = 2
+        "--patience", rich_help_panel=TRAINING_PANEL,
+        min=1, help="Stop after this many epochs without a better val AUC.")] = 2
     categorical: Annotated[str, Option(
-        "--categorical", help="Criteo categories: hash (into --hash-size ids) or vocab "
-        "(values seen --min-count times get an id).")] = "hash"
-    hash_size: Annotated[int, Option("--hash-size", min=1)] = 2 ** 18
-    min_count: Annotated[int, Option("--min-count", min=1)] = 10
+        "--categorical", rich_help_panel=CRITEO_PANEL,
+        help="hash (into --hash-size ids) or vocab (values seen "
+        "--min-count times get an id).")] = "hash"
+    hash_size: Annotated[int, Option("--hash-size", rich_help_panel=CRITEO_PANEL, min=1)] = 2 ** 18
+    min_count: Annotated[int, Option("--min-count", rich_help_panel=CRITEO_PANEL, min=1)] = 10
     crosses: Annotated[bool, Option(
-        "--crosses/--no-crosses", help="MovieLens: user x genre weights in the wide part.")] = True
+        "--crosses/--no-crosses", rich_help_panel=MOVIELENS_PANEL,
+        help="User x genre weights in the wide part.")] = True
     candidates: Annotated[int, Option(
-        "--candidates", min=10, help="MovieLens: recall candidates reranked in the "
+        "--candidates", rich_help_panel=MOVIELENS_PANEL,
+        min=10, help="Recall candidates reranked in the "
         "recall-then-rank comparison.")] = 200
 
     def __post_init__(self) -> None:

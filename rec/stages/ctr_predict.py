@@ -33,7 +33,6 @@ from rec.stages.options import Device, Format
 HELP = ("Click probabilities from the trained CTR model, one row per input line in order "
         "(TSV on stdout): raw Criteo lines, or USER MOVIE pairs for a MovieLens model. "
         "INPUT is a file; - (default) reads stdin.")
-SHORT = "Click probabilities, one row per input line."  # its line in `rec --help`
 PAIR_CHUNK = 65536
 SPLIT = re.compile(r"[\s,]+")
 

@@ -29,7 +29,6 @@ from rec.stages import get_paths, guarded
 from rec.stages.options import Format
 
 HELP = "Download a MovieLens dataset (verified) into data/<dataset>/, or generate synthetic data."
-SHORT = "Fetch and verify MovieLens, or make synthetic data."  # its line in `rec --help`
 _SYN = SyntheticSpec()  # defaults shown in --help
 
 

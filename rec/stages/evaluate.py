@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import typer
+from rich import box
 from rich.table import Table
 
 from rec import manifest
@@ -31,7 +32,6 @@ from rec.stages.options import Device, Format
 
 HELP = ("Evaluate the trained model on the validation split: HR@10, NDCG@10, long tail, "
         "coverage, RMSE, MAE, against popularity, EASE and rating baselines.")
-SHORT = "HR@10, NDCG@10, RMSE against baselines."  # its line in `rec --help`
 K = 10
 KEYS = [f"hr@{K}", f"ndcg@{K}", f"long_tail@{K}", f"coverage@{K}", "rmse", "mae"]
 
@@ -97,9 +97,10 @@ def command(
     for note in report["notes"]:
         log(note)
     table = Table(title=f"rec evaluate · {report['dataset']} · {report['validation_ratings']:,} "
-                        f"validation ratings · {report['ranked_users']:,} ranked users")
+                        f"validation ratings · {report['ranked_users']:,} ranked users",
+                  box=box.SIMPLE_HEAD, pad_edge=False)  # 80 columns wide
     for col in ["model"] + KEYS:
-        table.add_column(col, justify="right" if col != "model" else "left")
+        table.add_column(col, justify="right" if col != "model" else "left", no_wrap=True)
     for row in rows:
         table.add_row(row["model"], *["" if row[k] is None else f"{row[k]:.4f}" for k in KEYS])
     show_table(table)

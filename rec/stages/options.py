@@ -14,14 +14,22 @@ import typer
 
 from rec.errors import UsageError
 
+OUTPUT, TRAINING, RUN = "Output", "Training", "Running"  # --help panels of the shared options
 Format = Annotated[str, typer.Option(
-    "--format", help="auto | table | tsv | json (auto: a table on a terminal, TSV in a pipe).")]
-Device = Annotated[str, typer.Option("--device", help="cpu, gpu or gpu:N.")]
-Epochs = Annotated[int, typer.Option("--epochs", min=1, help="Epochs in total.")]
-Dropout = Annotated[float, typer.Option("--dropout", min=0.0, max=0.9)]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint.")]
+    "--format", rich_help_panel=OUTPUT, help="auto | table | tsv | csv | json (auto: a table "
+    "on a terminal, TSV in a pipe).")]
+NoHeader = Annotated[bool, typer.Option("--no-header", rich_help_panel=OUTPUT,
+                                        help="TSV and CSV without the header line.")]
+Device = Annotated[str, typer.Option("--device", rich_help_panel=RUN,
+                                     help="cpu, gpu or gpu:N.")]
+Epochs = Annotated[int, typer.Option("--epochs", min=1, rich_help_panel=TRAINING,
+                                     help="Epochs in total.")]
+Dropout = Annotated[float, typer.Option("--dropout", rich_help_panel=TRAINING, min=0.0, max=0.9)]
+Resume = Annotated[bool, typer.Option("--resume", rich_help_panel=TRAINING,
+                                      help="Continue from the last checkpoint.")]
 Nproc = Annotated[int, typer.Option(
-    "--nproc", min=1, help="Data-parallel processes on this host (paddle.distributed.launch).")]
+    "--nproc", min=1, rich_help_panel=RUN,
+    help="Data-parallel processes on this host (paddle.distributed.launch).")]
 
 
 def positive(name: str, value: float) -> None:

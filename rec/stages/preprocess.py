@@ -28,7 +28,6 @@ from rec.stages import get_paths, guarded
 from rec.stages.options import Format
 
 HELP = "Parse a downloaded dataset into .npy arrays in output/dataset/, with a saved split."
-SHORT = "Raw files -> .npy arrays and a saved split."  # its line in `rec --help`
 MAX_TITLE_WORDS = 15
 WORD_RE = re.compile(r"(?:[^\W_]|')+")  # letters (any script), digits, apostrophes
 SPLITS = ("random", "time")

@@ -25,17 +25,23 @@ from rec.console import RowWriter, warn
 from rec.errors import UsageError
 from rec.stages import get_paths, guarded
 from rec.stages.options import Format
+from rec.texttable import HIDE, KEEP, NOTE, SHORT, TITLE
 
 HELP = ("Top-N unseen movies for users, each with a short reason. "
         "USERS are user ids; - reads ids from stdin; --all does every user.")
 SIMILAR_HELP = ("Movies closest to a movie in the taste space. MOVIES are movie ids or title "
                 "substrings (case-insensitive); - reads one per line from stdin.")
-SHORT, SIMILAR_SHORT = "Explained top-N movies for users.", "Movies closest to a movie."
 RECOMMEND_COLUMNS = ["user", "rank", "movie", "title", "year", "genres", "stars", "score",
                      "reason"]
 RERANK_COLUMNS = ["user", "rank", "movie", "title", "year", "genres", "stars", "score", "ctr",
                   "reason"]
 SIMILAR_COLUMNS = ["query", "rank", "movie", "title", "year", "genres", "similarity"]
+# The table on a terminal (80 columns): one user or query said once, the year only in the
+# title, titles and genres cut short, the reason on a line of its own; TSV, CSV and JSON keep
+# every column whole.
+TABLE_LAYOUT = {"user": TITLE, "query": TITLE, "rank": KEEP, "movie": KEEP, "year": HIDE,
+                "title": SHORT, "genres": SHORT, "stars": KEEP, "score": KEEP, "ctr": KEEP,
+                "similarity": KEEP, "reason": NOTE}
 
 
 def _plain_id(raw: str):
@@ -210,7 +216,7 @@ def recommend_command(
         seed = int(np.random.SeedSequence().entropy % 2**63)  # fresh each run
     ranker = load_ranker(ctx, cat) if rerank else None
     columns = RERANK_COLUMNS if rerank else RECOMMEND_COLUMNS
-    with RowWriter(columns, fmt, title=f"top {top}") as out:
+    with RowWriter(columns, fmt, title=f"top {top}", layout=TABLE_LAYOUT) as out:
         for row in recommendation_rows(cat, rows, top, allowed, include_seen, explore, seed,
                                        ranker, candidates, exclude == "train"):
             out.write(row)
@@ -288,7 +294,7 @@ def similar_command(
     allowed = movie_mask(cat, genre or [], year_from, year_to)
     genre_texts = {}
     title = f"similar to {cat.titles[rows[0]]}" if len(rows) == 1 else "similar movies"
-    with RowWriter(SIMILAR_COLUMNS, fmt, title=title) as out:
+    with RowWriter(SIMILAR_COLUMNS, fmt, title=title, layout=TABLE_LAYOUT) as out:
         for query in rows:
             found, sims = similar_movies(cat, query, top, allowed)
             for rank, (movie, sim) in enumerate(zip(found, sims), start=1):

@@ -19,7 +19,6 @@ from rec.stages import get_paths, guarded
 from rec.stages.options import Device, Format
 
 HELP = "Save every user's and movie's vector (pickles) for recommend, from the trained model."
-SHORT = "Save every user's and movie's vector."  # its line in `rec --help`
 CHECK_PAIRS = 2000
 TOLERANCE = 1e-4
 

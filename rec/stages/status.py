@@ -9,9 +9,9 @@ from rec.build_info import paddle_build
 from rec.console import emit, log
 from rec.stages import get_paths, guarded
 from rec.stages.options import Format
+from rec.texttable import KEEP
 
 HELP = "Show which stages have run, when, with which parameters, and whether they are stale."
-SHORT = "Which stages ran, with what, fresh or stale."  # its line in `rec --help`
 KEY_PARAMS = 4  # parameters shown per stage; the manifest has them all
 
 
@@ -35,4 +35,5 @@ def command(
             "when": (entry or {}).get("time", ""),
             "params": " ".join(f"{k}={v}" for k, v in list(params.items())[:KEY_PARAMS]),
         })
-    emit(rows, ["stage", "state", "when", "params"], fmt, title=f"rec status ({paths.output_dir})")
+    emit(rows, ["stage", "state", "when", "params"], fmt, title=f"rec status ({paths.output_dir})",
+         layout={"stage": KEEP, "state": KEEP, "when": KEEP})

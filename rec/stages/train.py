@@ -32,7 +32,6 @@ from rec.stages.options import (Device, Format, Nproc, Resume, options_from,
 
 HELP = ("Train the two-tower: recall (softmax over the catalogue) + a rating head by default "
         "(checkpoints each epoch, early stopping, --resume).")
-SHORT = "Train the two-tower recommender."  # its line in `rec --help`
 
 
 @dataclass

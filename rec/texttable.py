@@ -1,0 +1,104 @@
+"""Result tables for a terminal, laid out to its width (`rec.console.RowWriter` draws them).
+
+Each column has a layout: KEEP (never shortened: ids, numbers), SHORT (one line, cut with an
+ellipsis), WRAP (wrapped at spaces; a word wider than the column is folded), NOTE (a line of
+its own under the row, wrapped at spaces, e.g. a reason), HIDE (left out) or TITLE (the same
+on every row: said once in the title, else a WRAP column). Columns shrink, SHORT and WRAP
+alike, the widest first, only as far as the width requires. The full
+values stay in TSV, CSV and JSON.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+KEEP, SHORT, WRAP, NOTE, HIDE, TITLE = "keep", "short", "wrap", "note", "hide", "title"
+GAP = "  "
+ELLIPSIS = "…"
+NARROWEST = 6  # a shortened column keeps its header and at least this many characters
+LONGEST_WORD = 24  # a WRAP column is never narrower than its longest word, up to this
+
+
+def _cut(text: str, width: int) -> str:
+    """`text` in `width` characters; a closing "(...)" such as a title's year is kept."""
+    if len(text) <= width:
+        return text
+    m = re.search(r" \([^()]{1,12}\)$", text)
+    keep = m.group(0) if m and width - len(m.group(0)) >= NARROWEST else ""
+    return text[:max(width - len(keep) - 1, 0)].rstrip() + ELLIPSIS + keep
+
+
+def _least(column: str, texts: list[str], layout: str) -> int:
+    natural = max([len(column)] + [len(t) for t in texts])
+    if layout == KEEP:
+        return natural
+    if layout == WRAP:  # words are not folded unless one is wider than LONGEST_WORD
+        word = max([len(w) for t in texts for w in t.split()] or [0])
+        return min(natural, max(len(column), NARROWEST, min(word, LONGEST_WORD)))
+    return min(natural, max(len(column), NARROWEST))
+
+
+def _widths(columns: list[str], rows: list[list[str]], how: dict, width: int) -> list[int]:
+    """Natural widths; while too wide, the widest column that can give loses a character."""
+    out = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    least = [_least(c, [r[i] for r in rows], how[c]) for i, c in enumerate(columns)]
+    excess = sum(out) + len(GAP) * (len(columns) - 1) - width
+    while excess > 0:
+        can = [i for i in range(len(out)) if out[i] > least[i]]
+        if not can:
+            break
+        out[max(can, key=lambda i: out[i])] -= 1
+        excess -= 1
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return text == ""
+    return True
+
+
+def _cell_lines(text: str, width: int, layout: str) -> list[str]:
+    if layout == SHORT or layout == KEEP:
+        return [_cut(text, width) if layout == SHORT else text]
+    return textwrap.wrap(text, width, break_on_hyphens=False) or [""]
+
+
+def render(columns: list[str], rows: list[dict], layout: dict, title: str | None,
+           width: int, cell) -> str:
+    """The table as text lines of at most `width` characters (where the columns' least
+    widths allow); `cell(value)` turns a value into its text."""
+    how = {c: layout.get(c, WRAP) for c in columns}
+    shown, notes = [], []
+    for c in columns:
+        values = {cell(row.get(c)) for row in rows}
+        if how[c] == TITLE and len(values) == 1 and len(rows) > 1:
+            title = f"{title} · {c} {values.pop()}" if title else f"{c} {values.pop()}"
+        elif how[c] == NOTE:
+            notes.append(c)
+        elif how[c] != HIDE:
+            shown.append(c)
+            how[c] = WRAP if how[c] == TITLE else how[c]
+    texts = [[cell(row.get(c)) for c in shown] for row in rows]
+    widths = _widths(shown, texts, how, width)
+    right = [all(_is_number(t[i]) for t in texts) and texts != [] for i in range(len(shown))]
+    just = lambda text, i: text.rjust(widths[i]) if right[i] else text.ljust(widths[i])
+    line_width = sum(widths) + len(GAP) * (len(shown) - 1)
+    indent = widths[0] + len(GAP) if len(shown) > 1 else 0
+    out = [line.center(line_width).rstrip()
+           for line in textwrap.wrap(title or "", max(width, 20), break_on_hyphens=False)]
+    out.append(GAP.join(just(c, i) for i, c in enumerate(shown)).rstrip())
+    out.append("─" * line_width)
+    for row, cells in zip(rows, texts):
+        lines = [_cell_lines(t, w, how[c]) for c, t, w in zip(shown, cells, widths)]
+        for k in range(max(len(ls) for ls in lines)):
+            out.append(GAP.join(just(ls[k] if k < len(ls) else "", i)
+                                for i, ls in enumerate(lines)).rstrip())
+        for c in notes:
+            text = cell(row.get(c))
+            out += [" " * indent + line for line in
+                    textwrap.wrap(text, max(width - indent, 20), break_on_hyphens=False)]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,134 @@
+"""What a terminal user meets: tables at 80 columns, CSV and --no-header, help texts shown
+as written (square brackets are not markup), shell completion."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from rec import console
+from rec.cli import COMMANDS, load_command
+from rec.stages.recommend import RECOMMEND_COLUMNS, TABLE_LAYOUT
+
+from conftest import ROOT, rec
+
+ROWS = [{"rank": 1, "title": "Toy Story (1995)", "score": 4.123456789, "note": None},
+        {"rank": 2, "title": 'say "hi", then\tgo', "score": 0.00001234, "note": "new\nline"}]
+COLUMNS = ["rank", "title", "score", "note"]
+
+
+@pytest.fixture(autouse=True)
+def with_header():
+    console.set_header(True)
+    yield
+    console.set_header(True)
+
+
+def test_csv_quotes_as_rfc_4180(capsys):
+    console.emit(ROWS, COLUMNS, "csv")
+    assert capsys.readouterr().out == ('rank,title,score,note\n'
+                                       '1,Toy Story (1995),4.12346,\n'
+                                       '2,"say ""hi"", then\tgo",1.234e-05,"new\nline"\n')
+
+
+def test_no_header(capsys):
+    console.set_header(False)
+    console.emit(ROWS[:1], COLUMNS, "tsv")
+    console.emit(ROWS[:1], COLUMNS, "csv")
+    console.emit([], COLUMNS, "tsv")
+    assert capsys.readouterr().out == "1\tToy Story (1995)\t4.12346\t\n1,Toy Story (1995),4.12346,\n"
+
+
+def test_no_header_and_csv_on_the_command_line(tmp_path):
+    r = rec(tmp_path, "status", "--format", "csv", "--no-header")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "download,not run,,"
+    r = rec(tmp_path, "status", "--format", "tsv", "--no-header")
+    assert r.stdout.splitlines()[0] == "download\tnot run\t\t"
+
+
+GENRES = "Action|Adventure|Animation|Children's|Comedy|Sci-Fi"
+REASON = "because you rated Star Wars: Episode V - The Empire Strikes Back 5 stars"
+
+
+def recommend_rows(users=(42,)):
+    return [{"user": u, "rank": k, "movie": 1000 + k,
+             "title": f"A Rather Long Movie Title Number {k}, The ({1990 + k})", "year": 1990 + k,
+             "genres": GENRES, "stars": 4.23, "score": 1.097, "reason": REASON}
+            for u in users for k in range(1, 11)]
+
+
+def test_recommend_table_fits_80_columns(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    console.emit(recommend_rows(), RECOMMEND_COLUMNS, "table", "top 10", TABLE_LAYOUT)
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "user 42" in lines[0] and not lines[1].startswith("user")  # said once, in the title
+    assert lines[1].split() == ["rank", "movie", "title", "genres", "stars", "score"]
+    body = lines[3:]
+    assert len(body) == 20  # per movie: one line, then its reason (which fits on one)
+    for k in range(10):
+        row, reason = body[2 * k].split(), body[2 * k + 1]
+        assert row[:2] == [str(k + 1), str(1001 + k)] and row[-2:] == ["4.23", "1.097"]
+        assert body[2 * k].count(f"({1991 + k})") == 1  # the year once, at the title's end
+        assert "…" in body[2 * k]
+        assert reason.strip() == REASON
+    words = set(" ".join(lines).replace("…", " ").split())
+    assert {"Action|Adventure", "Movie", "Rather"} & words  # no word folded
+
+
+def test_reasons_wrap_at_spaces_only(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "50")
+    console.emit(recommend_rows((1, 2))[:1], RECOMMEND_COLUMNS, "table", "top", TABLE_LAYOUT)
+    out = capsys.readouterr().out
+    assert all(word in REASON.split() for line in out.splitlines()[4:] for word in line.split())
+
+
+def test_status_table_fits_80_columns(tmp_path):
+    r = rec(tmp_path, "status", "--format", "table", env={"COLUMNS": "80"})
+    assert r.exit_code == 0 and max(map(len, r.stdout.splitlines())) <= 80
+    assert "not run" in r.stdout
+
+
+def help_output(name: str) -> str:
+    r = rec(None, name, "--help", env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.stderr
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", r.stdout).split())
+
+
+@pytest.mark.parametrize("name", [n for n, _, _ in COMMANDS])
+def test_help_keeps_square_brackets(name):
+    command = load_command(name)
+    texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+    phrases = [m for text in texts for m in re.findall(r"\[[^\]]*\]", text.replace("\\[", "["))]
+    shown = help_output(name)
+    for phrase in phrases:
+        assert " ".join(phrase.split()) in shown, f"rec {name} --help lost {phrase!r}"
+
+
+def test_preprocess_help_says_its_default_dataset():
+    assert "[default: the one downloaded last]" in help_output("preprocess")
+
+
+@pytest.mark.parametrize("name", [n for n, _, _ in COMMANDS])
+def test_every_help_is_compact(name):
+    r = rec(None, name, "--help", env={"COLUMNS": "80"})
+    assert len(r.stdout.splitlines()) <= 90
+
+
+def test_show_completion_prints_a_script():
+    """typer's standard: the shell is detected from the parent process (here bash)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(["bash", "-c", f"'{sys.executable}' -m rec --show-completion"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "complete" in proc.stdout and "_REC_COMPLETE" in proc.stdout
+
+
+def test_install_completion_is_offered():
+    r = rec(None, "--help")
+    assert "--install-completion" in r.stdout and "--show-completion" in r.stdout
