@@ -6,7 +6,6 @@ a header (pipe) or JSON lines (`--format json`), so every command formats result
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from typing import Any, Iterable, Sequence
@@ -26,6 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from rec.atomic import dumps
 from rec.errors import UsageError
 
 FORMATS = ("auto", "table", "tsv", "json")
@@ -98,12 +98,6 @@ def _tsv_cell(value: Any) -> str:
     return str(value).replace("\t", " ").replace("\n", " ")
 
 
-def _json_value(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    return value
-
-
 class RowWriter:
     """Write result rows to stdout in the chosen format; TSV and JSON stream row by row."""
 
@@ -124,8 +118,7 @@ class RowWriter:
                 self._header_done = True
             out.write("\t".join(_tsv_cell(row.get(c)) for c in self.columns) + "\n")
         else:
-            out.write(json.dumps({c: _json_value(row.get(c)) for c in self.columns},
-                                 ensure_ascii=False) + "\n")
+            out.write(dumps({c: row.get(c) for c in self.columns}) + "\n")
 
     def close(self) -> None:
         if self.fmt == "tsv" and not self._header_done:
@@ -158,7 +151,7 @@ def emit_object(obj: dict, fmt: str = "auto", title: str | None = None) -> None:
     """One result object (e.g. metrics): key/value rows for people, one JSON line for json."""
     fmt = resolve_format(fmt)
     if fmt == "json":
-        sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        sys.stdout.write(dumps(obj) + "\n")
         sys.stdout.flush()
         return
     emit(({"key": k, "value": v} for k, v in obj.items()), ["key", "value"], fmt, title)

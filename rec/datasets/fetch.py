@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from rec import __version__
+from rec.atomic import fsync_dir, fsync_tree
 from rec.console import log, progress
 from rec.errors import RecError
 
@@ -333,6 +334,7 @@ def place(staged: Path, target: Path) -> None:
 
     Two renames on one filesystem; if the second fails the old folder is put back.
     """
+    fsync_tree(staged)  # the new files are on disk before the rename publishes them
     old = None
     if target.exists() or target.is_symlink():
         old = _fresh_dir(target, ".old")
@@ -344,6 +346,7 @@ def place(staged: Path, target: Path) -> None:
         if old is not None:
             os.replace(old, target)
         raise
+    fsync_dir(target.parent)
     if old is not None:
         if old.is_dir() and not old.is_symlink():
             shutil.rmtree(old, ignore_errors=True)

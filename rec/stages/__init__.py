@@ -26,17 +26,37 @@ def get_paths(ctx: typer.Context) -> Paths:
     return obj or Paths.from_env()
 
 
-def guarded(fn):
+def _folders(ctx, writes: tuple[str, ...]) -> list:
+    """The folders (`data`, `output`) a writing command owns while it runs, in one fixed
+    order (data before output), so that two commands never wait on each other in a cycle."""
+    if ctx is None:
+        return []
+    paths = get_paths(ctx)
+    return [getattr(paths, f"{name}_dir") for name in sorted(set(writes))]
+
+
+def guarded(fn=None, *, writes: tuple[str, ...] = ()):
     """Turn expected failures into one stderr line and an exit code, never a traceback.
     `--format` (parameter `fmt`) is checked and resolved here, before the command does any
-    work: the command gets table, tsv or json."""
+    work: the command gets table, tsv or json.
+
+    `writes` names the folders the command writes ("data", "output"): it holds their locks
+    (rec.lock) while it runs, so a second writer stops at once with one line (exit 2).
+    Readers declare none and never wait."""
+    if fn is None:
+        return functools.partial(guarded, writes=writes)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from rec import lock
+
         try:
             if isinstance(kwargs.get("fmt"), str):
                 kwargs["fmt"] = resolve_format(kwargs["fmt"])
-            return fn(*args, **kwargs)
+            ctx = next((a for a in args if isinstance(a, typer.Context)), kwargs.get("ctx"))
+            name = f"rec {ctx.info_name}" if ctx is not None else None
+            with lock.hold_all(_folders(ctx, writes), name):
+                return fn(*args, **kwargs)
         except RecError as e:
             error_line(str(e))
             raise typer.Exit(e.exit_code)

@@ -185,7 +185,7 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
     return metrics
 
 
-@guarded
+@guarded(writes=("output",))
 @options_from(CtrParams)
 def command(ctx: typer.Context, params: CtrParams, device: Device = "cpu",
             resume: Resume = False, nproc: Nproc = 1, fmt: Format = "auto") -> None:

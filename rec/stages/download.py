@@ -188,7 +188,7 @@ def _record_if_missing(paths: Paths, spec: DatasetSpec, params: dict) -> None:
 # --- the command ---------------------------------------------------------------------------
 
 
-@guarded
+@guarded(writes=("data", "output"))
 def command(
     ctx: typer.Context,
     dataset: str = typer.Option(registry.DEFAULT, "--dataset", "-d",

@@ -79,7 +79,7 @@ def evaluate(paths, device: str, seed: int = 0) -> dict:
             "match": model.config.match, "device": device}
 
 
-@guarded
+@guarded(writes=("output",))
 def command(
     ctx: typer.Context,
     device: Device = "cpu",

@@ -224,7 +224,7 @@ def default_dataset(paths) -> str:
     return (entry or {}).get("params", {}).get("dataset") or "ml-1m"
 
 
-@guarded
+@guarded(writes=("output",))
 def command(
     ctx: typer.Context,
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset folder under data/ "

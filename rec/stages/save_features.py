@@ -51,7 +51,7 @@ def export(paths, device: str) -> dict:
             "max_abs_diff": max_diff, "output": str(paths.features_dir)}
 
 
-@guarded
+@guarded(writes=("output",))
 def command(
     ctx: typer.Context,
     device: Device = "cpu",
