@@ -35,8 +35,8 @@ from rec.console import emit_object
 from rec.errors import UsageError
 from rec.paths import CATEGORIES
 from rec.stages import get_paths, guarded
-from rec.stages.options import (Device, Dropout, Epochs, Format, Nproc, Resume, options_from,
-                                positive)
+from rec.stages.options import (SEED_RANGE, Device, Dropout, Epochs, Format, Nproc, Resume,
+                                options_from, positive)
 
 HELP = ("Train a CTR model (Wide&Deep or DeepFM) beside a logistic-regression baseline, on "
         "--data movielens (output/dataset) or --data criteo --input FILE (a raw Criteo file): "
@@ -73,7 +73,7 @@ class CtrParams:
     hidden: Annotated[str, Option("--hidden", help="Deep layer sizes, e.g. 128,64.")] = "128,64"
     dropout: Dropout = 0.0
     seed: Annotated[int, Option(
-        "--seed", help="Fixes initialisation, shuffling, dropout, the Criteo split.")] = 42
+        "--seed", **SEED_RANGE, help="Fixes initialisation, shuffling, dropout, the Criteo split.")] = 42
     patience: Annotated[int, Option(
         "--patience", min=1, help="Stop after this many epochs without a better val AUC.")] = 2
     categorical: Annotated[str, Option(

@@ -20,6 +20,8 @@ Device = Annotated[str, typer.Option("--device", help="cpu, gpu or gpu:N.")]
 Epochs = Annotated[int, typer.Option("--epochs", min=1, help="Epochs in total.")]
 Dropout = Annotated[float, typer.Option("--dropout", min=0.0, max=0.9)]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint.")]
+# Every --seed: what numpy and paddle accept, refused by the parser otherwise (exit 2).
+SEED_RANGE = {"min": 0, "max": 2**32 - 1}
 Nproc = Annotated[int, typer.Option(
     "--nproc", min=1, help="Data-parallel processes on this host (paddle.distributed.launch).")]
 

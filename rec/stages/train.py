@@ -27,7 +27,7 @@ from rec.datasets.contract import dataset_identity, dataset_paths, load_dataset
 from rec.errors import UsageError
 from rec.paths import OPTIMIZER, PARAMS, require
 from rec.stages import get_paths, guarded
-from rec.stages.options import (Device, Format, Nproc, Resume, options_from,
+from rec.stages.options import (SEED_RANGE, Device, Format, Nproc, Resume, options_from,
                                 positive)
 
 HELP = ("Train the two-tower: recall (softmax over the catalogue) + a rating head by default "
@@ -48,7 +48,7 @@ class TrainParams:
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 5e-3
     weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.0
     seed: Annotated[int, typer.Option(
-        "--seed", help="Fixes initialisation, shuffling, dropout.")] = 42
+        "--seed", **SEED_RANGE, help="Fixes initialisation, shuffling, dropout.")] = 42
     patience: Annotated[int, typer.Option(
         "--patience", min=1, help="Stop after this many epochs without a better val NDCG@10 "
         "(softmax) or val RMSE (dot, cosine).")] = 3
