@@ -9,6 +9,7 @@ because only the commands that need them import them, inside their functions.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -70,12 +71,28 @@ def guarded(fn=None, *, writes: tuple[str, ...] = ()):
             except OSError:
                 pass
             raise typer.Exit(0)
+        except OSError as e:
+            if e.errno not in DISK_FAULTS:
+                raise _internal(e)
+            where = f" {e.filename}" if e.filename else ""
+            error_line(f"cannot write{where}: {e.strerror or e}; the previous artifacts are kept")
+            raise typer.Exit(1)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as e:  # a bug: still one line, the traceback on request
-            if os.environ.get("REC_DEBUG"):
-                raise
-            error_line(f"internal error: {type(e).__name__}: {e} (set REC_DEBUG=1 for the traceback)")
-            raise typer.Exit(1)
+            raise _internal(e)
 
     return wrapper
+
+
+# Environment faults met while writing: one line naming the path, not "internal error".
+DISK_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+               errno.ENOTDIR, errno.EISDIR)
+
+
+def _internal(e: Exception) -> Exception:
+    """A bug: one line and exit 1 (re-raised as is with REC_DEBUG=1, for the traceback)."""
+    if os.environ.get("REC_DEBUG"):
+        return e
+    error_line(f"internal error: {type(e).__name__}: {e} (set REC_DEBUG=1 for the traceback)")
+    return typer.Exit(1)
