@@ -66,3 +66,15 @@ def check(folder: Path, run: str, tagged: dict[str, object]) -> str:
         if found != run_id:
             refuse(f"{name} belongs to run {found}, the rest to run {run_id}")
     return run_id
+
+
+PARAMS_DIGEST = "params_sha256"  # in a model's config.json: the sha256 of its weights
+
+
+def check_digest(config: dict, path: Path, run: str) -> None:
+    """Refuse (exit 2) a weights file that its config.json does not name (a config from one
+    run beside the weights of another); a config without a digest is not checked."""
+    digest = config.get(PARAMS_DIGEST)
+    if digest is not None and sha256(path) != digest:
+        raise UsageError(f"{path} is not the model its {Path(path).parent.name}/config.json "
+                         f"describes (files of different runs): run `{run}` again")

@@ -153,6 +153,15 @@ def test_a_mixture_of_feature_files_is_refused(world):
     assert "belongs to run another" in one_line_error(rec(world, "similar", "1"), 2)
 
 
+def test_a_config_beside_weights_of_another_run_is_refused(world):
+    model = world / "output" / "model"
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "params_sha256": "0" * 64}))
+    for stage in (["save-features"], ["evaluate"]):
+        message = one_line_error(rec(world, *stage), 2)
+        assert "model.pdparams is not the model" in message and "run `rec train` again" in message
+
+
 # --- hostile values ---------------------------------------------------------------------------
 
 
