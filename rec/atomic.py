@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import math
 import os
@@ -29,6 +30,15 @@ def _umask() -> int:
 # mkstemp/mkdtemp create private (0600/0700) entries; artifacts get the usual permissions.
 FILE_MODE = 0o666 & ~_umask()
 DIR_MODE = 0o777 & ~_umask()
+
+def file_hash(path: Path | str, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's content (read in 1 MiB blocks)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
 
 def fsync_file(path: Path | str) -> None:
     """Flush a written file's content to disk."""

@@ -9,13 +9,12 @@ mixture however it arose (a copy by hand, an old rec, a half-restored backup).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import time
 from pathlib import Path
 
-from rec.atomic import write_json
+from rec.atomic import file_hash, write_json
 from rec.errors import UsageError
 
 UNIT = "unit.json"
@@ -27,11 +26,7 @@ def new_run_id() -> str:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_hash(path, "sha256")
 
 
 def seal(folder: Path, run_id: str, hashed: list[str], tagged: list[str]) -> Path:

@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from rec import __version__
-from rec.atomic import fsync_dir, fsync_tree
+from rec.atomic import file_hash, fsync_dir, fsync_tree
 from rec.console import log, progress
 from rec.errors import RecError
 
@@ -48,11 +48,7 @@ class _Retry(Exception):
 
 
 def md5_of(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_hash(path, "md5")
 
 
 def _reason(e: BaseException) -> str:
