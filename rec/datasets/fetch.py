@@ -7,7 +7,6 @@ Standard library only (urllib), so `rec download` needs nothing beyond the packa
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import os
 import re
