@@ -1,12 +1,18 @@
-"""Atomic file writes: a temporary file in the same folder, then os.replace.
+"""Atomic file writes: a temporary file in the same folder, flushed to disk (fsync), then
+os.replace, then the folder flushed too.
 
-An interrupted stage therefore leaves either the old file or the new one, never half of one.
+An interrupted stage (or a power cut) therefore leaves either the old file or the new one,
+never half of one. Every JSON file goes through `write_json`, which never writes NaN or
+Infinity (they become null).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -26,6 +32,47 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()
 DIR_MODE = 0o777 & ~_umask()
 
+def file_hash(path: Path | str, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's content (read in 1 MiB blocks)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fsync_file(path: Path | str) -> None:
+    """Flush a written file's content to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path | str) -> None:
+    """Flush a folder's entries (names created, renamed or removed in it) to disk."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # a platform that cannot open folders: nothing more to do
+        return
+    try:
+        os.fsync(fd)
+    except OSError as e:  # some file systems refuse fsync on a folder
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file and folder under `root` (and `root` itself) to disk."""
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            fsync_file(os.path.join(folder, name))
+        fsync_dir(folder)
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
@@ -37,7 +84,9 @@ def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, FILE_MODE)
+        fsync_file(tmp_path)
         os.replace(tmp_path, path)
+        fsync_dir(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -52,8 +101,27 @@ def write_text(path: Path | str, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def finite(obj: Any) -> Any:
+    """`obj` with every NaN or infinite float (numpy's too) replaced by None, numpy scalars
+    as Python numbers: what JSON can hold."""
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    if type(obj).__module__ == "numpy" and getattr(obj, "ndim", None) == 0:
+        obj = obj.item()  # a numpy scalar (numpy itself is not imported for this)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def dumps(obj: Any, **kwargs) -> str:
+    """JSON text of `obj`, NaN and Infinity written as null (never invalid JSON)."""
+    return json.dumps(finite(obj), allow_nan=False, ensure_ascii=False, **kwargs)
+
+
 def write_json(path: Path | str, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    write_text(path, dumps(obj, indent=2) + "\n")
 
 
 def save_npy(path: Path | str, array: np.ndarray) -> None:
@@ -78,11 +146,18 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, DIR_MODE)
+        fsync_tree(tmp)
         old = None
         if path.exists():
             old = path.parent / f".{path.name}.old.{time.time_ns()}"
             path.rename(old)
-        tmp.rename(path)
+        try:
+            tmp.rename(path)
+        except OSError:
+            if old is not None:  # the second rename failed: put the old folder back
+                old.rename(path)
+            raise
+        fsync_dir(path.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:

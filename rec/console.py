@@ -11,11 +11,11 @@ pipe does not pay for it.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import sys
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from rec.atomic import dumps
 from rec.errors import UsageError
 
 if TYPE_CHECKING:
@@ -129,12 +129,6 @@ def _text_cell(value: Any) -> str:
     return str(value)
 
 
-def _json_value(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    return value
-
-
 class RowWriter:
     """Write result rows to stdout in the chosen format; TSV, CSV and JSON stream row by row.
     `layout` (column -> a rec.texttable layout: KEEP, SHORT, WRAP, NOTE, HIDE, TITLE) fits
@@ -169,8 +163,7 @@ class RowWriter:
             self._header()
             self._line([_text_cell(row.get(c)) for c in self.columns])
         else:
-            sys.stdout.write(json.dumps({c: _json_value(row.get(c)) for c in self.columns},
-                                        ensure_ascii=False) + "\n")
+            sys.stdout.write(dumps({c: row.get(c) for c in self.columns}) + "\n")
 
     def close(self) -> None:
         if self.fmt in ("tsv", "csv"):
@@ -207,7 +200,7 @@ def emit_object(obj: dict, fmt: str = "auto", title: str | None = None) -> None:
     """One result object (e.g. metrics): key/value rows for people, one JSON line for json."""
     fmt = resolve_format(fmt)
     if fmt == "json":
-        sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        sys.stdout.write(dumps(obj) + "\n")
         sys.stdout.flush()
         return
     emit(({"key": k, "value": v} for k, v in obj.items()), ["key", "value"], fmt, title)

@@ -157,6 +157,16 @@ def save_paddle(obj, path: Path) -> None:
         paddle.save(obj, str(tmp))
 
 
+def save_model(net, best, config: dict) -> None:
+    """The best weights (best.params), then best.config naming their sha256: the two files
+    are one unit, and load_trained refuses weights their config.json does not name."""
+    from rec import unit
+    from rec.atomic import write_json
+
+    save_paddle(net.state_dict(), best.params)
+    write_json(best.config, {**config, unit.PARAMS_DIGEST: unit.sha256(best.params)})
+
+
 def _param_names(model) -> dict[str, str]:
     """Paddle's unique parameter names (embedding_72.w_0, counted per process) -> the
     structured names (user_tower.user_emb.weight) that stay the same across processes."""

@@ -51,6 +51,19 @@ class Arrays:
 # --- sources --------------------------------------------------------------------------------
 
 
+def require_two_classes(labels: np.ndarray | None, where: str, positives: int = 0,
+                        n: int = 0) -> None:
+    """Refuse (exit 2) labels of one class only (`labels`, or `positives` of `n` counted
+    already): AUC is undefined on them and the model would learn a constant. Raised before
+    any model is saved."""
+    if labels is not None:
+        positives, n = int(np.count_nonzero(labels)), len(labels)
+    if n and positives in (0, n):
+        kind = "positive (1)" if positives else "negative (0)"
+        raise UsageError(f"{where} holds only {kind} labels ({n:,} samples): a CTR model "
+                         "needs both classes; nothing was saved or replaced")
+
+
 class MovieLensSource:
     """(user, movie) ratings of output/dataset: label 1 when the rating is 4 or more."""
 
@@ -63,6 +76,10 @@ class MovieLensSource:
         self.train = Arrays(self.fields.inputs(tu, tm), (tr >= RELEVANT).astype(np.float32))
         self.val = Arrays(self.fields.inputs(vu, vm), (vr >= RELEVANT).astype(np.float32))
         self.n_train = len(self.train)
+        require_two_classes(self.train.labels, "the training part of output/dataset "
+                            f"(label: rating >= {RELEVANT})")
+        require_two_classes(self.val.labels, "the validation part of output/dataset "
+                            f"(label: rating >= {RELEVANT})")
 
     def model_shape(self) -> dict:
         f = self.fields
@@ -134,7 +151,7 @@ class CriteoSource:
         collect = self._val is None and self.val_path is None
         if collect:
             val_parts = []
-        n = 0
+        n = positives = 0
         for i, chunk in enumerate(criteo.read_chunks(self.path, self.chunk_bytes)):
             train, val = self._split(chunk)
             if collect and val is not None and len(val) and self._val_rows < MAX_VAL_ROWS:
@@ -144,11 +161,13 @@ class CriteoSource:
             if not len(train):
                 continue
             n += len(train)
+            positives += int(np.count_nonzero(train.labels))
             order = rng(i).permutation(len(train))
             yield self.arrays(train.take(order))
         if collect:
             self._val = val_parts
         self.n_train = n
+        require_two_classes(None, f"the training lines of {self.path}", positives, n)
 
     def validation(self) -> Arrays:
         if self._val is None and self.val_path is not None:
@@ -164,7 +183,9 @@ class CriteoSource:
             where = self.val_path or f"{self.path} (--val-ratio {self.val_ratio})"
             raise UsageError(f"no validation lines in {where}: use a larger file, a larger "
                              "--val-ratio or --val-input")
-        return Arrays.concat(self._val)
+        val = Arrays.concat(self._val)
+        require_two_classes(val.labels, f"the validation lines of {self.val_path or self.path}")
+        return val
 
     def save_vocabulary(self, folder: Path) -> None:
         """The category vocabulary of the vocab transform (CATEGORIES), which travels with

@@ -7,7 +7,6 @@ Standard library only (urllib), so `rec download` needs nothing beyond the packa
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import os
 import re
@@ -25,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from rec import __version__
+from rec.atomic import file_hash, fsync_dir, fsync_tree
 from rec.console import log, progress
 from rec.errors import RecError
 
@@ -47,11 +47,7 @@ class _Retry(Exception):
 
 
 def md5_of(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_hash(path, "md5")
 
 
 def _reason(e: BaseException) -> str:
@@ -333,6 +329,7 @@ def place(staged: Path, target: Path) -> None:
 
     Two renames on one filesystem; if the second fails the old folder is put back.
     """
+    fsync_tree(staged)  # the new files are on disk before the rename publishes them
     old = None
     if target.exists() or target.is_symlink():
         old = _fresh_dir(target, ".old")
@@ -344,6 +341,7 @@ def place(staged: Path, target: Path) -> None:
         if old is not None:
             os.replace(old, target)
         raise
+    fsync_dir(target.parent)
     if old is not None:
         if old.is_dir() and not old.is_symlink():
             shutil.rmtree(old, ignore_errors=True)

@@ -9,6 +9,7 @@ because only the commands that need them import them, inside their functions.
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import os
@@ -27,11 +28,26 @@ def get_paths(ctx: typer.Context) -> Paths:
     return obj or Paths.from_env()
 
 
-def guarded(fn):
+def _folders(ctx, writes: tuple[str, ...]) -> list:
+    """The folders (`data`, `output`) a writing command owns while it runs, in one fixed
+    order (data before output), so that two commands never wait on each other in a cycle."""
+    if ctx is None:
+        return []
+    paths = get_paths(ctx)
+    return [getattr(paths, f"{name}_dir") for name in sorted(set(writes))]
+
+
+def guarded(fn=None, *, writes: tuple[str, ...] = ()):
     """Turn expected failures into one stderr line and an exit code, never a traceback.
     `--format` (parameter `fmt`) is checked and resolved here, before the command does any
     work: the command gets table, tsv, csv or json. A command with `--format` also gets
-    `--no-header` (options.NoHeader), handled here: the command never sees it."""
+    `--no-header` (options.NoHeader), handled here: the command never sees it.
+
+    `writes` names the folders the command writes ("data", "output"): it holds their locks
+    (rec.lock) while it runs, so a second writer stops at once with one line (exit 2).
+    Readers declare none and never wait."""
+    if fn is None:
+        return functools.partial(guarded, writes=writes)
     from rec.stages.options import NoHeader
 
     signature = inspect.signature(fn, eval_str=True)
@@ -39,12 +55,17 @@ def guarded(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from rec import lock
+
         try:
             if with_format:
                 set_header(not kwargs.pop("no_header", False))
             if isinstance(kwargs.get("fmt"), str):
                 kwargs["fmt"] = resolve_format(kwargs["fmt"])
-            return fn(*args, **kwargs)
+            ctx = next((a for a in args if isinstance(a, typer.Context)), kwargs.get("ctx"))
+            name = f"rec {ctx.info_name}" if ctx is not None else None
+            with lock.hold_all(_folders(ctx, writes), name):
+                return fn(*args, **kwargs)
         except RecError as e:
             error_line(str(e))
             raise typer.Exit(e.exit_code)
@@ -58,13 +79,16 @@ def guarded(fn):
             except OSError:
                 pass
             raise typer.Exit(0)
+        except OSError as e:
+            if e.errno not in DISK_FAULTS:
+                raise _internal(e)
+            where = f" {e.filename}" if e.filename else ""
+            error_line(f"cannot write{where}: {e.strerror or e}; the previous artifacts are kept")
+            raise typer.Exit(1)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as e:  # a bug: still one line, the traceback on request
-            if os.environ.get("REC_DEBUG"):
-                raise
-            error_line(f"internal error: {type(e).__name__}: {e} (set REC_DEBUG=1 for the traceback)")
-            raise typer.Exit(1)
+            raise _internal(e)
 
     if with_format:
         no_header = inspect.Parameter("no_header", inspect.Parameter.KEYWORD_ONLY,
@@ -73,3 +97,16 @@ def guarded(fn):
             parameters=[*signature.parameters.values(), no_header])
         wrapper.__annotations__ = {**fn.__annotations__, "no_header": NoHeader}
     return wrapper
+
+
+# Environment faults met while writing: one line naming the path, not "internal error".
+DISK_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+               errno.ENOTDIR, errno.EISDIR)
+
+
+def _internal(e: Exception) -> Exception:
+    """A bug: one line and exit 1 (re-raised as is with REC_DEBUG=1, for the traceback)."""
+    if os.environ.get("REC_DEBUG"):
+        return e
+    error_line(f"internal error: {type(e).__name__}: {e} (set REC_DEBUG=1 for the traceback)")
+    return typer.Exit(1)

@@ -35,8 +35,8 @@ from rec.console import emit_object
 from rec.errors import UsageError
 from rec.paths import CATEGORIES
 from rec.stages import get_paths, guarded
-from rec.stages.options import (Device, Dropout, Epochs, Format, Nproc, Resume, options_from,
-                                positive)
+from rec.stages.options import (SEED_RANGE, Device, Dropout, Epochs, Format, Nproc, Resume,
+                                options_from, positive)
 
 HELP = ("Train a CTR model (Wide&Deep or DeepFM) beside a logistic-regression baseline, on "
         "--data movielens (output/dataset) or --data criteo --input FILE (a raw Criteo file): "
@@ -84,7 +84,7 @@ class CtrParams:
         help="Deep layer sizes, e.g. 128,64.")] = "128,64"
     dropout: Dropout = 0.0
     seed: Annotated[int, Option(
-        "--seed", rich_help_panel=TRAINING_PANEL,
+        "--seed", **SEED_RANGE, rich_help_panel=TRAINING_PANEL,
         help="Fixes initialisation, shuffling, dropout, the Criteo split.")] = 42
     patience: Annotated[int, Option(
         "--patience", rich_help_panel=TRAINING_PANEL,
@@ -201,7 +201,7 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
     return metrics
 
 
-@guarded
+@guarded(writes=("output",))
 @options_from(CtrParams)
 def command(ctx: typer.Context, params: CtrParams, device: Device = "cpu",
             resume: Resume = False, nproc: Nproc = 1, fmt: Format = "auto") -> None:

@@ -26,7 +26,7 @@ from rec.datasets.synthetic import SyntheticSpec, generate
 from rec.errors import RecError, UsageError
 from rec.paths import Paths
 from rec.stages import get_paths, guarded
-from rec.stages.options import Format
+from rec.stages.options import SEED_RANGE, Format
 
 HELP = "Download a MovieLens dataset (verified) into data/<dataset>/, or generate synthetic data."
 _SYN = SyntheticSpec()  # defaults shown in --help
@@ -187,7 +187,7 @@ def _record_if_missing(paths: Paths, spec: DatasetSpec, params: dict) -> None:
 # --- the command ---------------------------------------------------------------------------
 
 
-@guarded
+@guarded(writes=("data", "output"))
 def command(
     ctx: typer.Context,
     dataset: str = typer.Option(registry.DEFAULT, "--dataset", "-d",
@@ -199,7 +199,7 @@ def command(
     fmt: Format = "auto",
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds without data before a retry."),
     retries: int = typer.Option(3, "--retries", help="Tries after the first (with backoff)."),
-    seed: Optional[int] = typer.Option(None, "--seed",
+    seed: Optional[int] = typer.Option(None, "--seed", **SEED_RANGE,
                                        help=f"synthetic: random seed (default {_SYN.seed})."),
     users: Optional[int] = typer.Option(None, "--users",
                                         help=f"synthetic: users (default {_SYN.users})."),

@@ -28,7 +28,7 @@ from rec.metrics import (EASE_MAX_MOVIES, ease_scorer, fit_biases, popularity_sc
                          ranking_metrics, rmse_mae)
 from rec.scoring import stars_pairs, vector_scorer
 from rec.stages import get_paths, guarded
-from rec.stages.options import Device, Format
+from rec.stages.options import SEED_RANGE, Device, Format
 
 HELP = ("Evaluate the trained model on the validation split: HR@10, NDCG@10, long tail, "
         "coverage, RMSE, MAE, against popularity, EASE and rating baselines.")
@@ -79,11 +79,11 @@ def evaluate(paths, device: str, seed: int = 0) -> dict:
             "match": model.config.match, "device": device}
 
 
-@guarded
+@guarded(writes=("output",))
 def command(
     ctx: typer.Context,
     device: Device = "cpu",
-    seed: int = typer.Option(0, "--seed", help="Seed of the random tie-breaking baseline."),
+    seed: int = typer.Option(0, "--seed", **SEED_RANGE, help="Seed of the random tie-breaking baseline."),
     fmt: Format = "auto",
 ) -> None:
     paths = get_paths(ctx)

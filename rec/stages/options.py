@@ -27,6 +27,8 @@ Epochs = Annotated[int, typer.Option("--epochs", min=1, rich_help_panel=TRAINING
 Dropout = Annotated[float, typer.Option("--dropout", rich_help_panel=TRAINING, min=0.0, max=0.9)]
 Resume = Annotated[bool, typer.Option("--resume", rich_help_panel=TRAINING,
                                       help="Continue from the last checkpoint.")]
+# Every --seed: what numpy and paddle accept, refused by the parser otherwise (exit 2).
+SEED_RANGE = {"min": 0, "max": 2**32 - 1}
 Nproc = Annotated[int, typer.Option(
     "--nproc", min=1, rich_help_panel=RUN,
     help="Data-parallel processes on this host (paddle.distributed.launch).")]

@@ -25,7 +25,7 @@ from rec.datasets.movielens import YEAR_RE, RawMovieLens, parse_folder
 from rec.errors import UsageError
 from rec.paths import VOCAB
 from rec.stages import get_paths, guarded
-from rec.stages.options import Format
+from rec.stages.options import SEED_RANGE, Format
 
 HELP = "Parse a downloaded dataset into .npy arrays in output/dataset/, with a saved split."
 MAX_TITLE_WORDS = 15
@@ -133,6 +133,37 @@ def time_split(users: np.ndarray, times: np.ndarray, val_ratio: float) -> np.nda
     return split
 
 
+def latest_only(users: np.ndarray, movies: np.ndarray, times: np.ndarray,
+                n_movies: int) -> np.ndarray | None:
+    """Mask keeping one rating of each (user, movie) pair, the latest (the later line of
+    the file among equal times); None when no pair repeats (the common case: one sort)."""
+    key = users.astype(np.int64) * max(n_movies, 1) + movies
+    sorted_key = np.sort(key)
+    if not (sorted_key[1:] == sorted_key[:-1]).any():
+        return None
+    del sorted_key
+    order = np.lexsort((times, key))  # by pair, then time; stable, so ties keep file order
+    key = key[order]
+    keep = np.zeros(len(key), dtype=bool)
+    keep[order[np.r_[key[1:] != key[:-1], True]]] = True  # the last of each pair
+    return keep
+
+
+def check_parts(split_mask: np.ndarray, split: str, val_ratio: float) -> None:
+    """Refuse (exit 2) a split with no training part, or a time split with no validation
+    part (a random one may: tiny files are preprocessed to look at them)."""
+    n_val = int((split_mask == VAL).sum())
+    if n_val == len(split_mask):
+        why = f"--val-ratio {val_ratio} of {len(split_mask)} ratings sends them all to validation"
+    elif not n_val and split == "time":
+        why = ("every user has a single rating, and --split time keeps a user's only rating "
+               "for training: use --split random, or data with several ratings per user")
+    else:
+        return
+    part = "training" if n_val else "validation"
+    raise UsageError(f"the {part} part would be empty: {why}; the previous dataset is kept")
+
+
 def title_words(title: str) -> list[str]:
     """Lower-cased words of a title without its trailing "(year)"."""
     return WORD_RE.findall(YEAR_RE.sub("", title).lower())
@@ -181,10 +212,21 @@ def build(raw: RawMovieLens, dataset: str, split: str, val_ratio: float, seed: i
     r_users, r_movies = kept(user_idx, np.int32), kept(movie_idx, np.int32)
     r_values, r_times = kept(raw.rating_values, np.float32), kept(raw.rating_times, np.int64)
     del user_idx, movie_idx, keep  # free the mask before the split draws its permutation
+    if not len(r_users):
+        raise UsageError("no ratings to preprocess (the ratings file is empty, or names no "
+                         "known user and movie); the previous dataset is kept")
+    latest = latest_only(r_users, r_movies, r_times, len(raw.movie_ids))
+    duplicates = 0 if latest is None else int(len(latest) - latest.sum())
+    if duplicates:
+        warn(f"{duplicates} ratings repeat a (user, movie) pair: kept the latest of each")
+        r_users, r_movies, r_values, r_times = (a[latest] for a in (r_users, r_movies,
+                                                                    r_values, r_times))
+    del latest
     if split == "random":
         split_mask = random_split(len(r_users), val_ratio, seed)
     else:
         split_mask = time_split(r_users, r_times, val_ratio)
+    check_parts(split_mask, split, val_ratio)
     arrays = dict(zip(ARRAY_FILES, [  # in the contract's order
         users, padded(genre_rows, max((len(r) for r in genre_rows), default=1)),
         padded(title_rows, min(longest, MAX_TITLE_WORDS)), r_users, r_movies, r_values, r_times,
@@ -200,6 +242,8 @@ def build(raw: RawMovieLens, dataset: str, split: str, val_ratio: float, seed: i
         has_demographics=raw.has_demographics,
         split={"method": split, "val_ratio": val_ratio, "seed": seed if split == "random" else None},
     )
+    if duplicates:  # in the summary when there were some
+        report["duplicate_ratings"] = duplicates
     report.update(users=len(raw.user_ids), movies=len(raw.movie_ids), ratings=len(r_users),
                   train=int((split_mask == TRAIN).sum()), validation=int((split_mask == VAL).sum()),
                   genres=len(genre_names) - 1, title_words=len(word_names) - 1)
@@ -223,14 +267,14 @@ def default_dataset(paths) -> str:
     return (entry or {}).get("params", {}).get("dataset") or "ml-1m"
 
 
-@guarded
+@guarded(writes=("output",))
 def command(
     ctx: typer.Context,
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset folder under data/ "
                                           "[default: the one downloaded last]."),
     split: str = typer.Option("random", "--split", help="random | time (per user, latest to validation)."),
     val_ratio: float = typer.Option(0.1, "--val-ratio", help="Share of ratings for validation."),
-    seed: int = typer.Option(42, "--seed", help="Seed of the random split."),
+    seed: int = typer.Option(42, "--seed", **SEED_RANGE, help="Seed of the random split."),
     fmt: Format = "auto",
 ) -> None:
     paths = get_paths(ctx)

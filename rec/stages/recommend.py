@@ -24,7 +24,7 @@ import typer
 from rec.console import RowWriter, warn
 from rec.errors import UsageError
 from rec.stages import get_paths, guarded
-from rec.stages.options import Format
+from rec.stages.options import SEED_RANGE, Format
 from rec.texttable import HIDE, KEEP, NOTE, SHORT, TITLE
 
 HELP = ("Top-N unseen movies for users, each with a short reason. "
@@ -105,6 +105,11 @@ def movie_cells(cat, genre_texts: dict, movie: int) -> dict:
             "year": year if year >= 0 else None, "genres": genre_texts[movie]}
 
 
+def capped(cat, count: int) -> int:
+    """A --top or --candidates capped at the catalogue's size."""
+    return min(count, len(cat.features.movie_ids))
+
+
 def recommendation_rows(cat, users: np.ndarray, top: int, allowed: np.ndarray,
                         include_seen: bool, explore: int, seed: int, ranker=None,
                         candidates: int = 200, train_only: bool = False) -> Iterator[dict]:
@@ -152,7 +157,7 @@ def recommend_command(
                                       help="Keep movies the user already rated."),
     explore: int = typer.Option(0, "--explore", help="Draw K of the N at random from the best "
                                 "3N candidates, for freshness."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of --explore's draw."),
+    seed: Optional[int] = typer.Option(None, "--seed", **SEED_RANGE, help="Seed of --explore's draw."),
     genre: Optional[List[str]] = typer.Option(None, "--genre", "-g",
                                               help="Only movies of this genre (repeatable: any)."),
     year_from: Optional[int] = typer.Option(None, "--year-from", help="Only movies from this year on."),
@@ -206,6 +211,9 @@ def recommend_command(
                          if every_user else "give user ids (- reads them from stdin) or --all")
     tokens = [] if every_user or new_user else expand_stdin(users, per_line=False)
     cat = load_catalog(ctx)
+    # never more than the catalogue: memory follows these, not what was asked
+    top, candidates = capped(cat, top), capped(cat, candidates)
+    explore = min(explore, top)
     if new_user:
         rows = np.array([fold_in_user(ctx, cat, rated, like or [], dislike or [], gender, age,
                                       occupation)])
@@ -290,6 +298,7 @@ def similar_command(
     check_options(top, year_from, year_to)
     queries = expand_stdin(movies, per_line=True)
     cat = load_catalog(ctx)
+    top = capped(cat, top)
     rows = list(dict.fromkeys(find_movie(cat, q) for q in queries))
     allowed = movie_mask(cat, genre or [], year_from, year_to)
     genre_texts = {}

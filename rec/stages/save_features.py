@@ -40,12 +40,13 @@ def export(paths, device: str) -> dict:
                                         vm[pick])
     if max_diff > TOLERANCE:
         raise RecError(f"saved vectors disagree with the model by {max_diff:.2e}; not saved")
-    written = save_features(paths.features_dir, ds.vocab.user_ids, user_vecs,
-                            ds.vocab.movie_ids, movie_vecs, scoring)
+    extra = {}
     if hasattr(model, "fold_in_parts"):  # the default model serves new users (fold-in)
-        from rec.twotower.foldin import save_parts
+        from rec.twotower.foldin import parts_file
 
-        written.append(save_parts(paths.features_dir, model.fold_in_parts()))
+        extra = parts_file(model.fold_in_parts())
+    written = save_features(paths.features_dir, ds.vocab.user_ids, user_vecs,
+                            ds.vocab.movie_ids, movie_vecs, scoring, extra)
     manifest.record(paths, "save-features", {"device": device},
                     inputs=dataset_paths(paths) + [paths.model.params],
                     outputs=written)
@@ -54,7 +55,7 @@ def export(paths, device: str) -> dict:
             "max_abs_diff": max_diff, "output": str(paths.features_dir)}
 
 
-@guarded
+@guarded(writes=("output",))
 def command(
     ctx: typer.Context,
     device: Device = "cpu",

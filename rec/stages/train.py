@@ -27,7 +27,7 @@ from rec.datasets.contract import dataset_identity, dataset_paths, load_dataset
 from rec.errors import UsageError
 from rec.paths import OPTIMIZER, PARAMS, require
 from rec.stages import get_paths, guarded
-from rec.stages.options import (Device, Format, Nproc, Resume, options_from,
+from rec.stages.options import (SEED_RANGE, Device, Format, Nproc, Resume, options_from,
                                 positive)
 
 HELP = ("Train the two-tower: recall (softmax over the catalogue) + a rating head by default "
@@ -48,7 +48,7 @@ class TrainParams:
                                       "softmax, decaying each epoch; 0.005 for dot and cosine).")] = 0.0
     weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.0
     seed: Annotated[int, typer.Option(
-        "--seed", help="Fixes initialisation, shuffling, dropout.")] = 42
+        "--seed", **SEED_RANGE, help="Fixes initialisation, shuffling, dropout.")] = 42
     patience: Annotated[int, typer.Option(
         "--patience", min=0, help="Stop after this many epochs without a better val NDCG@10 "
         "(softmax) or val RMSE (dot, cosine); 0 = auto (5 for softmax, 3 for dot and "
@@ -191,7 +191,7 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
     return metrics
 
 
-@guarded
+@guarded(writes=("output",))
 @options_from(TrainParams)
 def command(ctx: typer.Context, params: TrainParams, device: Device = "cpu",
             resume: Resume = False, nproc: Nproc = 1, fmt: Format = "auto") -> None:

@@ -6,7 +6,10 @@
     mov_feat.pkl   {str(raw movie id): float32 vector (D,)}
     scoring.json   how the model turns two vectors into a predicted rating (rec.scoring);
                    the first `taste_dims` components are the taste space used for
-                   movie-to-movie similarity (bias components ride along after them).
+                   movie-to-movie similarity (bias components ride along after them);
+                   "run_id": the save-features run that wrote the folder.
+    unit.json      that run id and the pickles' sha256 (rec.unit): the folder is written as
+                   one unit, and a reader refuses files of different runs.
 
 Pickles are read back with a restricted unpickler that only rebuilds plain containers and
 numpy arrays, so a pickle from elsewhere cannot run code.
@@ -22,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rec.atomic import write_bytes, write_json
+from rec import unit
+from rec.atomic import atomic_dir, write_bytes, write_json
 from rec.errors import RecError, UsageError
 from rec.paths import MOVIE_VECTORS, SCORING, USER_VECTORS
 from rec.scoring import MATCHES
@@ -77,17 +81,28 @@ class Features:
 
 
 def save_features(folder: Path, user_ids, user_vecs: np.ndarray, movie_ids, movie_vecs: np.ndarray,
-                  scoring: dict) -> list[Path]:
-    """Write both pickles and scoring.json atomically; return the paths written."""
+                  scoring: dict, extra: dict[str, bytes] | None = None) -> list[Path]:
+    """Write both pickles, scoring.json, the `extra` files ({name: bytes}, e.g. the
+    fold-in pieces) and the unit's manifest as one unit: built in a folder beside `folder`,
+    flushed, then swapped in whole (a failure midway leaves the old features untouched).
+    The files share a run id. Return the paths written."""
+    extra = extra or {}
     if scoring.get("match") not in MATCHES:
         raise ValueError(f"unknown match {scoring.get('match')!r}")
     folder = Path(folder)
     users = {str(u): np.asarray(v, dtype=np.float32) for u, v in zip(user_ids, user_vecs)}
     movies = {str(m): np.asarray(v, dtype=np.float32) for m, v in zip(movie_ids, movie_vecs)}
-    write_bytes(folder / USER_VECTORS, pickle.dumps(users, protocol=4))
-    write_bytes(folder / MOVIE_VECTORS, pickle.dumps(movies, protocol=4))
-    write_json(folder / SCORING, {**scoring, "dim": int(np.asarray(user_vecs).shape[1])})
-    return [folder / USER_VECTORS, folder / MOVIE_VECTORS, folder / SCORING]
+    run_id = unit.new_run_id()
+    with atomic_dir(folder) as tmp:
+        write_bytes(tmp / USER_VECTORS, pickle.dumps(users, protocol=4))
+        write_bytes(tmp / MOVIE_VECTORS, pickle.dumps(movies, protocol=4))
+        write_json(tmp / SCORING, {**scoring, "dim": int(np.asarray(user_vecs).shape[1]),
+                                   "run_id": run_id})
+        for name, data in extra.items():
+            write_bytes(tmp / name, data)
+        unit.seal(tmp, run_id, hashed=[USER_VECTORS, MOVIE_VECTORS, *extra], tagged=[SCORING])
+    return [folder / USER_VECTORS, folder / MOVIE_VECTORS, folder / SCORING,
+            *[folder / name for name in extra], folder / unit.UNIT]
 
 
 def _as_matrix(path: Path, table) -> tuple[list[str], np.ndarray]:
@@ -122,6 +137,7 @@ def load_features(folder: Path) -> Features:
             assert float(scoring["scale"])
     except (ValueError, KeyError, AssertionError, TypeError):
         raise RecError(f"{folder / SCORING}: not a valid scoring description")
+    unit.check(folder, "rec save-features", {SCORING: scoring.get("run_id")})
     if users.shape[1] != movies.shape[1]:
         raise RecError(f"{folder}: user vectors have {users.shape[1]} components, "
                        f"movie vectors {movies.shape[1]}")

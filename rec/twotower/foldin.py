@@ -22,14 +22,13 @@ KEYS = ("watched_pick", "watched_rating", "rated_rating", "bias_pick", "bias_rat
         "occupation_rating")
 
 
-def save_parts(folder: Path, parts: dict) -> Path:
-    from rec.atomic import atomic_path
+def parts_file(parts: dict) -> dict[str, bytes]:
+    """{FOLD_IN: npz bytes}: the file save_features writes with the vectors, in one unit."""
+    import io
 
-    path = Path(folder) / FOLD_IN
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **{k: parts[k] for k in KEYS})
-    return path
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: parts[k] for k in KEYS})
+    return {FOLD_IN: buffer.getvalue()}
 
 
 def load_parts(folder: Path, n_movies: int) -> dict:

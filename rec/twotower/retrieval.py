@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from rec.atomic import write_json
 from rec.datasets.contract import RELEVANT, Dataset
 from rec.metrics import ranking_metrics, rmse_mae
 from rec.paths import OPTIMIZER, PARAMS, TrainingFolder
-from rec.runtime import save_paddle  # first: it quiets paddle's import noise
+from rec.runtime import save_model  # first: it quiets paddle's import noise
 from rec.scoring import like_calibration, score, stars_pairs
 from rec.trainer import Epoch, Objective, Trainable
 
@@ -199,7 +198,6 @@ def recall_rank_objective(net: RecallRankTwoTower, optimizer, ds: Dataset, batch
                 "val_ndcg@10": ranking["ndcg@10"]}
 
     def save_best(epoch: int) -> None:
-        save_paddle(net.state_dict(), best.params)
-        write_json(best.config, config)
+        save_model(net, best, config)
 
     return Objective([part], train_epoch, validate, save_best)

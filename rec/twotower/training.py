@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from rec.atomic import write_json
+from rec import unit
 from rec.datasets.contract import Dataset, is_dataset
 from rec.errors import UsageError
 from rec.metrics import rmse_mae
 from rec.paths import OPTIMIZER, PARAMS, Paths, TrainingFolder, read_json, reading, require
-from rec.runtime import load_weights, save_paddle  # first: it quiets paddle's import noise
+from rec.runtime import load_weights, save_model  # first: it quiets paddle's import noise
 from rec.trainer import Epoch, Objective, Trainable
 
 import paddle  # noqa: E402
@@ -117,6 +117,7 @@ def load_trained(paths: Paths, ds: Dataset | None = None) -> tuple[TwoTower | Re
             not (trained_on is None or is_dataset(trained_on, paths)):
         raise UsageError("output/model was trained on another dataset than output/dataset: "
                          "run `rec train` again")
+    unit.check_digest(config, best.params, "rec train")
     load_weights(model, best.params)
     return model, config
 
@@ -194,8 +195,7 @@ def rating_objective(net: TwoTower, optimizer, ds: Dataset, batch_size: int,
         return {"train_loss": loss_sum}, n
 
     def save_best(epoch: int) -> None:
-        save_paddle(net.state_dict(), best.params)
-        write_json(best.config, config)
+        save_model(net, best, config)
 
     return Objective([part], train_epoch, lambda: rating_metrics(net, feeder, vu, vm, vr),
                      save_best)

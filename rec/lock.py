@@ -1,0 +1,105 @@
+"""One writer per folder: a writing stage holds an exclusive, non-blocking `fcntl.flock` on
+FOLDER/.lock while it runs; a second writer stops at once with one line naming the running
+command and its pid (written into the lock file). Readers never take the lock.
+
+The kernel releases a flock when its holder dies (kill -9 included), so a lock file left
+behind by a killed run never blocks the next one: the file's existence means nothing, only
+the lock on it does. A run that finishes removes the file. Workers of a `--nproc` run (PADDLE_TRAINERS_NUM is set) take no lock:
+the launching process holds it for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+from rec.errors import EXIT_USAGE, RecError
+
+LOCK = ".lock"
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locking
+    fcntl = None
+
+
+class Busy(RecError):
+    """Another writer holds the folder (exit 2: retry when it has finished)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, EXIT_USAGE)
+
+
+def is_worker() -> bool:
+    """A process started by paddle.distributed.launch (its launcher holds the locks)."""
+    return bool(os.environ.get("PADDLE_TRAINERS_NUM"))
+
+
+def _holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        text = ""
+    return text or "another rec command"
+
+
+def _acquire(path: Path) -> int:
+    """An open descriptor of `path` holding its exclusive flock, or Busy. The file is removed
+    when its holder finishes, so a lock taken on a file already unlinked is retried on the
+    current one (checked by inode): two writers never hold locks on two different files."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            st = os.fstat(fd)
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and (current.st_ino, current.st_dev) == (st.st_ino, st.st_dev):
+                return fd
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise Busy(f"{path.parent} is in use by `{holder}`: wait for it to finish "
+                       "(one writer per folder)")
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # the holder before us removed this file: lock the new one
+
+
+@contextlib.contextmanager
+def hold(folder: Path | str, command: str | None = None) -> Iterator[None]:
+    """Own `folder` (created if missing) for the block, or raise Busy at once."""
+    if fcntl is None or is_worker():
+        yield
+        return
+    path = Path(folder) / LOCK
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = _acquire(path)
+    except OSError as e:
+        raise RecError(f"cannot use {folder} for output: {e.strerror or e}")
+    try:
+        note = f"{command or ' '.join(['rec', *sys.argv[1:]])} (pid {os.getpid()})\n"
+        with contextlib.suppress(OSError):  # the lock holds without the note
+            os.pwrite(fd, note.encode("utf-8"), 0)
+            os.ftruncate(fd, len(note.encode("utf-8")))
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()  # while still locked: see _acquire
+        os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def hold_all(folders: list[Path], command: str | None = None) -> Iterator[None]:
+    """Own every folder of `folders` (in order) for the block."""
+    with contextlib.ExitStack() as stack:
+        for folder in folders:
+            stack.enter_context(hold(folder, command))
+        yield

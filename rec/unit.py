@@ -1,0 +1,75 @@
+"""Multi-file artifacts as one unit: the files of a unit share a run id, and a reader refuses
+a folder whose files were not written together.
+
+The unit's folder holds UNIT (unit.json): the run id, the sha256 of each binary file, and the
+names of the JSON files that carry the run id themselves (key "run_id"). A writer builds the
+folder beside the old one and swaps it in whole (rec.atomic.atomic_dir); the check catches a
+mixture however it arose (a copy by hand, an old rec, a half-restored backup).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from pathlib import Path
+
+from rec.atomic import file_hash, write_json
+from rec.errors import UsageError
+
+UNIT = "unit.json"
+
+
+def new_run_id() -> str:
+    """A fresh run id: the time it started and a random part."""
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(4)
+
+
+def sha256(path: Path) -> str:
+    return file_hash(path, "sha256")
+
+
+def seal(folder: Path, run_id: str, hashed: list[str], tagged: list[str]) -> Path:
+    """Write UNIT into `folder`: the `hashed` files' sha256; the `tagged` JSON files hold
+    "run_id": run_id themselves (the caller wrote them so)."""
+    path = Path(folder) / UNIT
+    write_json(path, {"run_id": run_id, "sha256": {n: sha256(Path(folder) / n) for n in hashed},
+                      "tagged": list(tagged)})
+    return path
+
+
+def check(folder: Path, run: str, tagged: dict[str, object]) -> str:
+    """The unit's run id, if every file in `folder` belongs to it; else a one-line error (exit
+    2) naming `run`, the command that writes the unit again. `tagged` maps each JSON file's
+    name to the run id found in it."""
+    folder = Path(folder)
+
+    def refuse(why: str):
+        raise UsageError(f"{folder} does not hold one complete run ({why}): run `{run}` again")
+
+    try:
+        unit = json.loads((folder / UNIT).read_text(encoding="utf-8"))
+        run_id, digests = unit["run_id"], dict(unit["sha256"])
+    except FileNotFoundError:
+        refuse(f"no {UNIT}")
+    except (ValueError, TypeError, KeyError):
+        refuse(f"{UNIT} is damaged")
+    for name, digest in digests.items():
+        if not (folder / name).is_file() or sha256(folder / name) != digest:
+            refuse(f"{name} is not the one written with the rest")
+    for name, found in tagged.items():
+        if found != run_id:
+            refuse(f"{name} belongs to run {found}, the rest to run {run_id}")
+    return run_id
+
+
+PARAMS_DIGEST = "params_sha256"  # in a model's config.json: the sha256 of its weights
+
+
+def check_digest(config: dict, path: Path, run: str) -> None:
+    """Refuse (exit 2) a weights file that its config.json does not name (a config from one
+    run beside the weights of another); a config without a digest is not checked."""
+    digest = config.get(PARAMS_DIGEST)
+    if digest is not None and sha256(path) != digest:
+        raise UsageError(f"{path} is not the model its {Path(path).parent.name}/config.json "
+                         f"describes (files of different runs): run `{run}` again")

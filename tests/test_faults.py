@@ -1,0 +1,218 @@
+"""Faults injected on purpose: a full disk at each write of save-features and preprocess,
+two writers at once, a mixture of feature files, hostile values. After each, the artifacts
+are the old ones or the new ones, whole, and the next command a user runs uses them."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rec import lock
+from rec.atomic import dumps
+
+from conftest import rec
+
+SMALL = ["--users", "80", "--movies", "60", "--ratings", "2000"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A small synthetic world: preprocessed, trained one epoch, features saved."""
+    root = tmp_path_factory.mktemp("faults")
+    for stage in (["download", "--dataset", "synthetic", *SMALL], ["preprocess"],
+                  ["train", "--epochs", "1"], ["save-features"]):
+        result = rec(root, *stage)
+        assert result.exit_code == 0, result.stderr
+    return root
+
+
+@pytest.fixture
+def world(trained, tmp_path) -> Path:
+    shutil.copytree(trained, tmp_path / "w")
+    return tmp_path / "w"
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def one_line_error(result, code: int | None = None) -> str:
+    assert result.exit_code != 0 if code is None else result.exit_code == code, result.output
+    lines = result.stderr.splitlines()  # progress logs may come first
+    assert lines and lines[-1].startswith("error: "), result.stderr
+    assert sum(line.startswith("error: ") for line in lines) == 1, result.stderr
+    return lines[-1]
+
+
+def no_leftovers(out: Path) -> None:
+    assert not [p.name for p in out.rglob(".*") if p.name != lock.LOCK], "temporary files left"
+
+
+def fail_at(monkeypatch, name: str, n: int) -> None:
+    """The n-th call of os.<name> (replace: a file published; rename: a folder swapped)
+    fails with ENOSPC, as on a full disk."""
+    real, calls = getattr(os, name), []
+
+    def faulty(src, dst, *args, **kwargs):
+        calls.append(dst)
+        if len(calls) == n:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, name, faulty)
+
+
+# --- a full disk ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,n", [("replace", 1), ("replace", 2), ("replace", 3),
+                                    ("replace", 4), ("rename", 1), ("rename", 2)])
+def test_full_disk_during_save_features_keeps_the_previous_features(world, monkeypatch, name, n):
+    features = world / "output" / "features"
+    before, shown = snapshot(features), rec(world, "recommend", "1", "--format", "json").stdout
+    fail_at(monkeypatch, name, n)
+    assert "No space left" in one_line_error(rec(world, "save-features"), 1)
+    monkeypatch.undo()
+    assert snapshot(features) == before
+    no_leftovers(world / "output")
+    assert rec(world, "recommend", "1", "--format", "json").stdout == shown
+
+
+@pytest.mark.parametrize("name,n", [("replace", 1), ("replace", 5), ("replace", 9),
+                                    ("rename", 1), ("rename", 2)])
+def test_full_disk_during_preprocess_keeps_the_previous_dataset(world, monkeypatch, name, n):
+    dataset = world / "output" / "dataset"
+    before = snapshot(dataset)
+    fail_at(monkeypatch, name, n)
+    one_line_error(rec(world, "preprocess", "--seed", "7"), 1)
+    monkeypatch.undo()
+    assert snapshot(dataset) == before
+    no_leftovers(world / "output")
+    assert rec(world, "recommend", "1").exit_code == 0
+
+
+# --- one writer per folder --------------------------------------------------------------------
+
+
+def hold_lock(folder: Path, note: str) -> int:
+    fd = os.open(folder / lock.LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, note.encode())
+    return fd
+
+
+def test_a_second_writer_stops_at_once_and_readers_do_not_wait(world):
+    out = world / "output"
+    before = snapshot(out / "dataset")
+    fd = hold_lock(out, "rec train (pid 4242)\n")
+    try:
+        for stage in (["preprocess"], ["save-features"], ["evaluate"], ["train", "--epochs", "1"],
+                      ["ctr-train", "--epochs", "1"], ["download", "--dataset", "synthetic"]):
+            message = one_line_error(rec(world, *stage), 2)
+            assert "in use by `rec train (pid 4242)`" in message, (stage, message)
+        for reader in (["recommend", "1"], ["similar", "1"], ["status"]):
+            assert rec(world, *reader).exit_code == 0, reader
+    finally:
+        os.close(fd)  # as when the holder is killed: the file stays, the lock goes
+    assert snapshot(out / "dataset") == before
+    assert (out / lock.LOCK).exists()
+    assert rec(world, "preprocess").exit_code == 0  # a stale lock file does not block
+    assert not (out / lock.LOCK).exists()
+
+
+def test_data_parallel_workers_do_not_take_the_launchers_lock(tmp_path, monkeypatch):
+    with lock.hold(tmp_path, "rec train --nproc 2"):
+        with pytest.raises(lock.Busy):
+            with lock.hold(tmp_path):
+                pass
+        monkeypatch.setenv("PADDLE_TRAINERS_NUM", "2")
+        with lock.hold(tmp_path):  # a worker: no wait, no error
+            pass
+
+
+# --- units ------------------------------------------------------------------------------------
+
+
+def test_a_mixture_of_feature_files_is_refused(world):
+    features = world / "output" / "features"
+    users = pickle.loads((features / "usr_feat.pkl").read_bytes())
+    (features / "usr_feat.pkl").write_bytes(pickle.dumps({k: v * 2 for k, v in users.items()}))
+    message = one_line_error(rec(world, "recommend", "1"), 2)
+    assert "usr_feat.pkl" in message and "run `rec save-features` again" in message
+    assert rec(world, "save-features").exit_code == 0
+    scoring = json.loads((features / "scoring.json").read_text())
+    (features / "scoring.json").write_text(json.dumps({**scoring, "run_id": "another"}))
+    assert "belongs to run another" in one_line_error(rec(world, "similar", "1"), 2)
+
+
+def test_a_config_beside_weights_of_another_run_is_refused(world):
+    model = world / "output" / "model"
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "params_sha256": "0" * 64}))
+    for stage in (["save-features"], ["evaluate"]):
+        message = one_line_error(rec(world, *stage), 2)
+        assert "model.pdparams is not the model" in message and "run `rec train` again" in message
+
+
+# --- hostile values ---------------------------------------------------------------------------
+
+
+def test_an_empty_ratings_file_keeps_the_previous_dataset(world):
+    before = snapshot(world / "output" / "dataset")
+    (world / "data" / "synthetic" / "ratings.dat").write_text("")
+    assert "no ratings" in one_line_error(rec(world, "preprocess"), 2)
+    assert snapshot(world / "output" / "dataset") == before
+
+
+def test_time_split_without_validation_is_refused_and_duplicates_keep_the_latest(world):
+    ratings = world / "data" / "synthetic" / "ratings.dat"
+    ratings.write_text("1::1::3::100\n2::2::4::100\n")
+    assert "single rating" in one_line_error(rec(world, "preprocess", "--split", "time"), 2)
+    ratings.write_text("1::1::1::200\n1::1::5::300\n1::2::4::100\n1::1::2::250\n"
+                       "2::2::4::100\n2::3::2::110\n")
+    result = rec(world, "preprocess", "--split", "time", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["duplicate_ratings"] == 2 and summary["ratings"] == 4
+    values = np.load(world / "output" / "dataset" / "rating_values.npy")
+    assert sorted(values.tolist()) == [2.0, 4.0, 4.0, 5.0]  # user 1, movie 1: the latest, 5
+
+
+def test_ctr_train_refuses_one_class_data_before_training(world):
+    path = world / "output" / "dataset" / "rating_values.npy"
+    np.save(path, np.full_like(np.load(path), 5.0))
+    message = one_line_error(rec(world, "ctr-train", "--epochs", "1"), 2)
+    assert "only positive (1) labels" in message
+    assert not (world / "output" / "ctr" / "model").exists()
+
+
+def test_no_json_holds_nan_or_infinity():
+    text = dumps({"auc": float("nan"), "loss": np.float32("inf"), "rows": [1.5, -np.inf]})
+    assert json.loads(text) == {"auc": None, "loss": None, "rows": [1.5, None]}
+
+
+@pytest.mark.parametrize("stage", [["download", "--dataset", "synthetic"], ["preprocess"],
+                                   ["train"], ["evaluate"], ["ctr-train"],
+                                   ["recommend", "1", "--explore", "1"]])
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_seeds_out_of_range_are_refused_by_the_parser(tmp_path, stage, seed):
+    assert "--seed" in one_line_error(rec(tmp_path, *stage, "--seed", seed), 2)
+
+
+def test_top_and_candidates_are_capped_at_the_catalogue(world):
+    n_movies = len(json.loads((world / "output" / "dataset" / "vocab.json").read_text())
+                   ["movie_ids"])
+    result = rec(world, "recommend", "1", "--top", str(10**9), "--include-seen", "--format",
+                 "json")
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout.splitlines()) == n_movies
+    similar = rec(world, "similar", "1", "--top", str(10**9), "--format", "json")
+    assert similar.exit_code == 0 and len(similar.stdout.splitlines()) == n_movies - 1
