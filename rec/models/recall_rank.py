@@ -26,17 +26,17 @@ network reads no files.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from rec.models.two_tower import TextConv
+from rec.models.two_tower import MovieContent, MovieLensConfig
 
 
 @dataclass
-class RecallRankConfig:
+class RecallRankConfig(MovieLensConfig):
     # vocabulary sizes (from vocab.json) and padded widths (from the arrays)
     n_movies: int
     n_genders: int
@@ -56,16 +56,6 @@ class RecallRankConfig:
     history_dropout: float = 0.5
     global_mean: float = 3.5
     rating_range: tuple = (1.0, 5.0)
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, obj: dict) -> "RecallRankConfig":
-        obj = dict(obj)
-        obj["title_windows"] = tuple(obj.get("title_windows", (2, 3)))
-        obj["rating_range"] = tuple(obj.get("rating_range", (1.0, 5.0)))
-        return cls(**obj)
 
 
 class HistoryUserTower(nn.Layer):
@@ -94,21 +84,16 @@ class HistoryUserTower(nn.Layer):
         return self.pick(z), self.rating(rz)
 
 
-class ContentMovieTower(nn.Layer):
+class ContentMovieTower(nn.Layer, MovieContent):
     def __init__(self, c: RecallRankConfig):
         super().__init__()
         self.movie_emb = nn.Embedding(c.n_movies, c.tower_dim)
-        self.genre_emb = nn.Embedding(c.n_genres, c.feature_dim, padding_idx=0)
-        self.title_conv = TextConv(c.n_title_words, c.feature_dim, c.title_windows,
-                                   c.title_channels, c.title_len)
-        width = c.tower_dim + c.feature_dim + len(c.title_windows) * c.title_channels
+        width = c.tower_dim + self.add_content_layers(c)
         self.pick = nn.Linear(width, c.tower_dim + 1)  # [m, b_m]
         self.rating = nn.Linear(width, c.rating_dim + 1)  # [r_m, b'_m]
 
     def forward(self, movie_ids, genres, titles):
-        genre_mask = (genres > 0).astype("float32")
-        genre = self.genre_emb(genres).sum(axis=1) / genre_mask.sum(axis=1, keepdim=True).clip(min=1.0)
-        z = paddle.concat([self.movie_emb(movie_ids), genre, self.title_conv(titles)], axis=-1)
+        z = paddle.concat([self.movie_emb(movie_ids), self.content(genres, titles)], axis=-1)
         return self.pick(z), self.rating(z)
 
 

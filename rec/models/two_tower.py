@@ -21,8 +21,23 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 
+class MovieLensConfig:
+    """JSON round trip of a MovieLens network's config dataclass (the tuples come back as
+    tuples): what output/model/config.json holds under "model"."""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict):
+        obj = dict(obj)
+        obj["title_windows"] = tuple(obj.get("title_windows", (2, 3)))
+        obj["rating_range"] = tuple(obj.get("rating_range", (1.0, 5.0)))
+        return cls(**obj)
+
+
 @dataclass
-class TwoTowerConfig:
+class TwoTowerConfig(MovieLensConfig):
     # vocabulary sizes (from vocab.json) and padded widths (from the arrays)
     n_users: int
     n_genders: int
@@ -44,16 +59,6 @@ class TwoTowerConfig:
     cosine_scale: float = 5.0
     global_mean: float = 3.5  # training-set mean rating, the dot match's offset
     rating_range: tuple = (1.0, 5.0)
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, obj: dict) -> "TwoTowerConfig":
-        obj = dict(obj)
-        obj["title_windows"] = tuple(obj.get("title_windows", (2, 3)))
-        obj["rating_range"] = tuple(obj.get("rating_range", (1.0, 5.0)))
-        return cls(**obj)
 
 
 class TextConv(nn.Layer):
@@ -114,13 +119,29 @@ class UserTower(nn.Layer):
         return self.out(self.dropout(paddle.concat([uid, demo], axis=-1)))
 
 
-class MovieTower(nn.Layer):
-    def __init__(self, c: TwoTowerConfig):
-        super().__init__()
-        self.movie_emb = nn.Embedding(c.n_movies, c.id_dim)
+class MovieContent:
+    """The course's movie content features, shared by both movie towers: genres (mean of
+    the real genres' embeddings, padding ignored) and title words (TextConv). A mixin: the
+    layers stay attributes of the tower, so saved weights keep their names."""
+
+    def add_content_layers(self, c) -> int:
+        """Create genre_emb and title_conv; return the width of `content()`."""
         self.genre_emb = nn.Embedding(c.n_genres, c.feature_dim, padding_idx=0)
         self.title_conv = TextConv(c.n_title_words, c.feature_dim, c.title_windows,
                                    c.title_channels, c.title_len)
+        return c.feature_dim + len(c.title_windows) * c.title_channels
+
+    def content(self, genres: paddle.Tensor, titles: paddle.Tensor) -> paddle.Tensor:
+        genre_mask = (genres > 0).astype("float32")
+        genre = self.genre_emb(genres).sum(axis=1) / genre_mask.sum(axis=1, keepdim=True).clip(min=1.0)
+        return paddle.concat([genre, self.title_conv(titles)], axis=-1)
+
+
+class MovieTower(nn.Layer, MovieContent):
+    def __init__(self, c: TwoTowerConfig):
+        super().__init__()
+        self.movie_emb = nn.Embedding(c.n_movies, c.id_dim)
+        self.add_content_layers(c)
         self.movie_fc = nn.Linear(c.id_dim, c.id_dim)
         self.content_fc = nn.Linear(c.feature_dim + len(c.title_windows) * c.title_channels,
                                     c.id_dim)
@@ -130,10 +151,7 @@ class MovieTower(nn.Layer):
     def forward(self, movie_ids: paddle.Tensor, genres: paddle.Tensor,
                 titles: paddle.Tensor) -> paddle.Tensor:
         mid = F.relu(self.movie_fc(self.movie_emb(movie_ids)))
-        genre_mask = (genres > 0).astype("float32")
-        genre = self.genre_emb(genres).sum(axis=1) / genre_mask.sum(axis=1, keepdim=True).clip(min=1.0)
-        title = self.title_conv(titles)
-        content = F.relu(self.content_fc(paddle.concat([genre, title], axis=-1)))
+        content = F.relu(self.content_fc(self.content(genres, titles)))
         return self.out(self.dropout(paddle.concat([mid, content], axis=-1)))
 
 
