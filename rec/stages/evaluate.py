@@ -31,8 +31,7 @@ from rec.console import emit, emit_object, log, show_table
 from rec.datasets.contract import RELEVANT, dataset_paths, load_dataset
 from rec.errors import UsageError
 from rec.metrics import (EASE_MAX_MOVIES, ease_scorer, fit_biases, popularity_scorer,
-                         ranking_metrics, rmse_mae)
-from rec.scoring import stars_pairs, vector_scorer
+                         ranking_metrics, rmse_mae, vector_metrics)
 from rec.stages import get_paths, guarded
 from rec.stages.options import SEED_RANGE, Device, Format
 
@@ -59,9 +58,7 @@ def evaluate(paths, device: str, seed: int = 0) -> dict:
                      relevant_users=vu[rel], relevant_movies=vm[rel], k=K, movie_counts=counts)
 
     user_vecs, movie_vecs, scoring = training.saved_vectors(model, ds)
-    rmse, mae = rmse_mae(stars_pairs(user_vecs[vu], movie_vecs[vm], scoring), vr, clip)
-    result = {**ranking_metrics(vector_scorer(user_vecs, movie_vecs, scoring), **rank_args),
-              "rmse": rmse, "mae": mae}
+    result = vector_metrics(user_vecs, movie_vecs, scoring, vu, vm, vr, clip, **rank_args)
     baselines = {"popularity": ranking_metrics(popularity_scorer(ds.n_movies, tm), **rank_args)}
     notes = []
     if ds.n_movies <= EASE_MAX_MOVIES:

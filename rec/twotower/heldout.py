@@ -19,8 +19,7 @@ import numpy as np
 from rec.datasets.contract import GIVEN, RELEVANT, Dataset
 from rec.errors import UsageError
 from rec.metrics import (EASE_MAX_MOVIES, ease_weights, fit_biases, popularity_scorer,
-                         ranking_metrics, rmse_mae)
-from rec.scoring import stars_pairs, vector_scorer
+                         ranking_metrics, rmse_mae, vector_metrics)
 from rec.twotower.foldin import user_vector
 
 BIAS_REG = 5.0  # as rec.metrics.fit_biases
@@ -65,9 +64,7 @@ def evaluate_held_out(ds: Dataset, parts: dict, movie_vecs: np.ndarray, scoring:
                 movie_counts=np.bincount(tm, minlength=ds.n_movies))
 
     vecs = fold_in_vectors(parts, ds, held, global_mean)
-    rmse, mae = rmse_mae(stars_pairs(vecs[vu], movie_vecs[vm], scoring), vr, clip)
-    result = {**ranking_metrics(vector_scorer(vecs, movie_vecs, scoring), **args),
-              "rmse": rmse, "mae": mae}
+    result = vector_metrics(vecs, movie_vecs, scoring, vu, vm, vr, clip, **args)
 
     baselines = {"popularity": ranking_metrics(popularity_scorer(ds.n_movies, tm), **args)}
     notes = []
