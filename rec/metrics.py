@@ -114,19 +114,6 @@ def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.nda
     return out
 
 
-def vector_metrics(user_vecs: np.ndarray, movie_vecs: np.ndarray, scoring: dict,
-                   users: np.ndarray, movies: np.ndarray, ratings: np.ndarray, clip,
-                   **rank_args) -> dict:
-    """ranking_metrics of the order rec.scoring.score gives saved-style vectors (rows of
-    user_vecs are ranking_metrics' users), with RMSE and MAE of their predicted stars on
-    the (users, movies, ratings) rows."""
-    from rec.scoring import stars_pairs, vector_scorer
-
-    rmse, mae = rmse_mae(stars_pairs(user_vecs[users], movie_vecs[movies], scoring), ratings, clip)
-    return {**ranking_metrics(vector_scorer(user_vecs, movie_vecs, scoring), **rank_args),
-            "rmse": rmse, "mae": mae}
-
-
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney; tied scores count one half)."""
     labels = np.asarray(labels).astype(bool)

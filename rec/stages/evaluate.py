@@ -31,9 +31,10 @@ from rec.console import emit, emit_object, log, show_table
 from rec.datasets.contract import RELEVANT, dataset_paths, load_dataset
 from rec.errors import UsageError
 from rec.metrics import (EASE_MAX_MOVIES, ease_scorer, fit_biases, popularity_scorer,
-                         ranking_metrics, rmse_mae, vector_metrics)
+                         ranking_metrics, rmse_mae)
 from rec.stages import get_paths, guarded
 from rec.stages.options import SEED_RANGE, Device, Format
+from rec.twotower.heldout import evaluate_held_out, vector_metrics
 
 HELP = ("Evaluate the trained model on the validation split: HR@10, NDCG@10, long tail, "
         "coverage, RMSE, MAE, against popularity, EASE and rating baselines.")
@@ -87,7 +88,6 @@ def evaluate(paths, device: str, seed: int = 0) -> dict:
 def evaluate_users(model, ds, device: str) -> dict:
     """The held-out-users report (rec.twotower.heldout) of the default model."""
     from rec.twotower import training
-    from rec.twotower.heldout import evaluate_held_out
 
     if not hasattr(model, "fold_in_parts"):
         raise UsageError("evaluating held-out users needs the default model, which folds "

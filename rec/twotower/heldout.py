@@ -19,10 +19,22 @@ import numpy as np
 from rec.datasets.contract import GIVEN, RELEVANT, Dataset
 from rec.errors import UsageError
 from rec.metrics import (EASE_MAX_MOVIES, ease_weights, fit_biases, popularity_scorer,
-                         ranking_metrics, rmse_mae, vector_metrics)
+                         ranking_metrics, rmse_mae)
+from rec.scoring import stars_pairs, vector_scorer
 from rec.twotower.foldin import user_vector
 
 BIAS_REG = 5.0  # as rec.metrics.fit_biases
+
+
+def vector_metrics(user_vecs: np.ndarray, movie_vecs: np.ndarray, scoring: dict,
+                   users: np.ndarray, movies: np.ndarray, ratings: np.ndarray, clip,
+                   **rank_args) -> dict:
+    """ranking_metrics of the order rec.scoring.score gives saved-style vectors (rows of
+    user_vecs are ranking_metrics' users), with RMSE and MAE of their predicted stars on
+    the (users, movies, ratings) rows."""
+    rmse, mae = rmse_mae(stars_pairs(user_vecs[users], movie_vecs[movies], scoring), ratings, clip)
+    return {**ranking_metrics(vector_scorer(user_vecs, movie_vecs, scoring), **rank_args),
+            "rmse": rmse, "mae": mae}
 
 
 def given_ratings(ds: Dataset, users: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
