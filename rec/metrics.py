@@ -44,12 +44,20 @@ def ease_scorer(n_users: int, n_movies: int, train_users: np.ndarray,
     P = (X'X + lam I)^-1 and a zero diagonal; a user's scores are X_u B. score_chunk."""
     x = np.zeros((n_users, n_movies), np.float32)
     x[train_users, train_movies] = 1.0
+    b = ease_weights(x, lam)
+    return lambda block: x[block] @ b
+
+
+def ease_weights(x: np.ndarray, lam: float = EASE_LAMBDA) -> np.ndarray:
+    """EASE's item-item matrix B (float32, zero diagonal) of a binary user x movie matrix:
+    a user who is not in `x` (rated movies X_new) is scored X_new B, no refit."""
+    n_movies = x.shape[1]
     gram = (x.T @ x).astype(np.float64)
     gram[np.diag_indices(n_movies)] += lam
     p = np.linalg.inv(gram)
     b = (-p / np.diag(p)).astype(np.float32)
     b[np.diag_indices(n_movies)] = 0.0
-    return lambda block: x[block] @ b
+    return b
 
 
 def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.ndarray,

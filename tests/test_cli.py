@@ -142,7 +142,7 @@ def test_preprocess_missing_dataset(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--split", "user"], "error: unknown --split 'user': choose random or time"),
+    (["--split", "user"], "error: unknown --split 'user': choose random, time or users"),
     (["--val-ratio", "0"], "error: --val-ratio must be between 0 and 1 (got 0.0)"),
     (["--val-ratio", "1"], "error: --val-ratio must be between 0 and 1 (got 1.0)"),
     (["--val-ratio", "1.5"], "error: --val-ratio must be between 0 and 1 (got 1.5)"),

@@ -10,7 +10,7 @@ import numpy as np
 
 from rec.ctr.fields import MovieLensFields
 from rec.ctr.forward import NumpyCtr
-from rec.datasets.contract import RELEVANT, TRAIN, VAL, is_dataset
+from rec.datasets.contract import RELEVANT, VAL, is_dataset
 from rec.errors import UsageError
 from rec.metrics import ranking_metrics
 from rec.paths import read_json, reading, require
@@ -30,7 +30,7 @@ def recall_rerank_metrics(ds, features, net: NumpyCtr, fields: MovieLensFields,
     if (u_feat < 0).any() or (m_feat < 0).any():
         return None
     user_vecs, movie_vecs = features.users[u_feat], features.movies[m_feat]
-    tu, tm, _ = ds.part(TRAIN)
+    tu, tm, _ = ds.known()  # training ratings (and a held-out user's given ones)
     vu, vm, vr = ds.part(VAL)
     rel = vr >= RELEVANT
     n_users, n_movies = ds.n_users, ds.n_movies

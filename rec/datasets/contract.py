@@ -10,8 +10,13 @@ under data/. Row i of a feature table describes dense index i; raw ids live in v
     rating_movies.npy int32 (N,)    movie index of each rating
     rating_values.npy float32 (N,)  the rating (ml-latest-small has half stars)
     rating_times.npy  int64 (N,)    unix timestamp
-    split.npy         uint8 (N,)    0 = train, 1 = validation (fixed by preprocess)
+    split.npy         uint8 (N,)    0 = train, 1 = validation, 2 = given (fixed by preprocess)
     vocab.json        id maps and labels: see `Vocab`
+
+The split codes: TRAIN (0) ratings are what training learns from; VAL (1) ratings are what
+evaluation predicts; GIVEN (2) exists only in a held-out-users split (`--split users`): the
+known ratings of a user that training never sees, the input of their fold-in, whose VAL
+ratings ("to predict") are the targets. vocab.json's split info names the codes there.
 
 Unknown demographic values (ml-latest-small has none at all) are index 0, labelled "unknown".
 """
@@ -31,7 +36,7 @@ ARRAY_FILES = ["users.npy", "movie_genres.npy", "movie_titles.npy", "rating_user
                "rating_movies.npy", "rating_values.npy", "rating_times.npy", SPLIT]
 ALL_FILES = ARRAY_FILES + [VOCAB]
 
-TRAIN, VAL = 0, 1
+TRAIN, VAL, GIVEN = 0, 1, 2
 # A rating from which a movie counts as liked: relevant for HR@k / NDCG@k, a click (label 1)
 # in MovieLens-as-CTR, a "rated highly" movie in the reasons.
 RELEVANT = 4.0
@@ -102,7 +107,7 @@ class Dataset:
         return int(self.movie_genres.shape[0])
 
     def part(self, which: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(users, movies, ratings) of the train (0) or validation (1) part."""
+        """(users, movies, ratings) of the train (0), validation (1) or given (2) part."""
         mask = self.split == which
         return self.rating_users[mask], self.rating_movies[mask], self.rating_values[mask]
 
@@ -114,6 +119,18 @@ class Dataset:
             raise UsageError("the saved split has an empty train or validation part: "
                              "run `rec preprocess` with another --val-ratio")
         return train, val
+
+    def known(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(users, movies, ratings) a user tower may read as a user's history: the training
+        ratings and, in a held-out-users split, the held-out users' given ones (never a
+        training target: training iterates over users with training ratings only)."""
+        mask = self.split != VAL
+        return self.rating_users[mask], self.rating_movies[mask], self.rating_values[mask]
+
+    def held_out_users(self) -> np.ndarray:
+        """The users of a held-out-users split (those with given ratings), sorted; empty for
+        the other splits."""
+        return np.unique(self.rating_users[self.split == GIVEN])
 
 
 def dataset_paths(paths: Paths) -> list[Path]:

@@ -11,6 +11,11 @@ Baselines, in the same run, on the same users and rows: popularity (training cou
 (closed form on the binary training matrix, lambda 500; skipped, with a note, for catalogues
 over 20,000 movies), user + movie biases (a rating baseline; ranks by movie bias) and the
 global mean (ranks in a seeded random order).
+
+On a held-out-users split (`rec preprocess --split users`) the same metrics are those of
+fold-in recommendations for users the model never saw, from their given ratings, next to
+popularity, EASE (X_given B) and the bias model on the same users: see
+rec.twotower.heldout. eval.json then says "split": "users" and "held_out_users".
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ from rec import manifest
 from rec.atomic import write_json
 from rec.console import emit, emit_object, log, show_table
 from rec.datasets.contract import RELEVANT, dataset_paths, load_dataset
+from rec.errors import UsageError
 from rec.metrics import (EASE_MAX_MOVIES, ease_scorer, fit_biases, popularity_scorer,
                          ranking_metrics, rmse_mae)
-from rec.scoring import stars_pairs, vector_scorer
 from rec.stages import get_paths, guarded
 from rec.stages.options import SEED_RANGE, Device, Format
+from rec.twotower.heldout import evaluate_held_out, vector_metrics
 
 HELP = ("Evaluate the trained model on the validation split: HR@10, NDCG@10, long tail, "
         "coverage, RMSE, MAE, against popularity, EASE and rating baselines.")
@@ -44,6 +50,8 @@ def evaluate(paths, device: str, seed: int = 0) -> dict:
     ds = load_dataset(paths)
     model, config = training.load_trained(paths, ds)
     clip = model.config.rating_range
+    if ds.vocab.split.get("method") == "users":
+        return evaluate_users(model, ds, device)
     (tu, tm, tr), (vu, vm, vr) = ds.train_val()
     rel = vr >= RELEVANT
     counts = np.bincount(tm, minlength=ds.n_movies)
@@ -51,9 +59,7 @@ def evaluate(paths, device: str, seed: int = 0) -> dict:
                      relevant_users=vu[rel], relevant_movies=vm[rel], k=K, movie_counts=counts)
 
     user_vecs, movie_vecs, scoring = training.saved_vectors(model, ds)
-    rmse, mae = rmse_mae(stars_pairs(user_vecs[vu], movie_vecs[vm], scoring), vr, clip)
-    result = {**ranking_metrics(vector_scorer(user_vecs, movie_vecs, scoring), **rank_args),
-              "rmse": rmse, "mae": mae}
+    result = vector_metrics(user_vecs, movie_vecs, scoring, vu, vm, vr, clip, **rank_args)
     baselines = {"popularity": ranking_metrics(popularity_scorer(ds.n_movies, tm), **rank_args)}
     notes = []
     if ds.n_movies <= EASE_MAX_MOVIES:
@@ -79,6 +85,29 @@ def evaluate(paths, device: str, seed: int = 0) -> dict:
             "match": model.config.match, "device": device}
 
 
+def evaluate_users(model, ds, device: str) -> dict:
+    """The held-out-users report (rec.twotower.heldout) of the default model."""
+    from rec.twotower import training
+
+    if not hasattr(model, "fold_in_parts"):
+        raise UsageError("evaluating held-out users needs the default model, which folds "
+                         "new users in: run `rec train` without --match")
+    user_vecs, movie_vecs, scoring = training.saved_vectors(model, ds)
+    report, vecs = evaluate_held_out(ds, model.fold_in_parts(), movie_vecs, scoring,
+                                     model.config.global_mean, model.config.rating_range, K)
+    # the numpy fold-in is the tower itself: the saved vectors read the given ratings too
+    diff = float(np.abs(vecs - user_vecs[ds.held_out_users()]).max())
+    rounded = lambda d: {k: round(v, 6) for k, v in d.items() if k != "ranked_users"}
+    return {**rounded({k: v for k, v in report.items() if k in KEYS}),
+            "baselines": {k: rounded(v) for k, v in report["baselines"].items()},
+            "notes": report["notes"], "split": "users",
+            "held_out_users": report["held_out_users"], "ranked_users": report["ranked_users"],
+            "given_ratings": report["given_ratings"],
+            "validation_ratings": report["validation_ratings"], "relevant_rating": RELEVANT,
+            "fold_in_max_abs_diff": diff, "dataset": ds.vocab.dataset,
+            "split_info": ds.vocab.split, "match": model.config.match, "device": device}
+
+
 @guarded(writes=("output",))
 def command(
     ctx: typer.Context,
@@ -96,8 +125,11 @@ def command(
             [("rec " + report["match"], report), *report["baselines"].items()]]
     for note in report["notes"]:
         log(note)
-    table = Table(title=f"rec evaluate · {report['dataset']} · {report['validation_ratings']:,} "
-                        f"validation ratings · {report['ranked_users']:,} ranked users",
+    title = f"rec evaluate · {report['dataset']} · {report['validation_ratings']:,} " + \
+        (f"to predict · {report['held_out_users']:,} held-out users (fold-in)"
+         if report["split"] == "users" else
+         f"validation ratings · {report['ranked_users']:,} ranked users")
+    table = Table(title=title,
                   box=box.SIMPLE_HEAD, pad_edge=False)  # 80 columns wide
     for col in ["model"] + KEYS:
         table.add_column(col, justify="right" if col != "model" else "left", no_wrap=True)

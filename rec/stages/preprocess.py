@@ -20,7 +20,8 @@ from rich.table import Table
 from rec import manifest
 from rec.atomic import atomic_dir, save_npy, write_json
 from rec.console import emit_object, log, show_table, warn
-from rec.datasets.contract import ARRAY_FILES, GENDERS, GENRES, TRAIN, VAL, Vocab, dataset_paths
+from rec.datasets.contract import (ARRAY_FILES, GENDERS, GENRES, GIVEN, TRAIN, VAL, Vocab,
+                                   dataset_paths)
 from rec.datasets.movielens import YEAR_RE, RawMovieLens, parse_folder
 from rec.errors import UsageError
 from rec.paths import VOCAB
@@ -30,7 +31,8 @@ from rec.stages.options import SEED_RANGE, Format
 HELP = "Parse a downloaded dataset into .npy arrays in output/dataset/, with a saved split."
 MAX_TITLE_WORDS = 15
 WORD_RE = re.compile(r"(?:[^\W_]|')+")  # letters (any script), digits, apostrophes
-SPLITS = ("random", "time")
+SPLITS = ("random", "time", "users")
+GIVEN_RATIO = 0.8  # --split users: share of a held-out user's ratings that are given
 
 
 # --- pure functions -----------------------------------------------------------------------
@@ -133,6 +135,34 @@ def time_split(users: np.ndarray, times: np.ndarray, val_ratio: float) -> np.nda
     return split
 
 
+def users_split(users: np.ndarray, val_ratio: float, seed: int,
+                given_ratio: float = GIVEN_RATIO) -> np.ndarray:
+    """Strong generalisation: a seeded round(val_ratio * eligible) of the users with two or
+    more ratings are held out entirely; of each one's ratings a seeded round(count *
+    given_ratio) (at least one, never all) are GIVEN, the rest VAL (to predict). Every
+    other rating is TRAIN. A function of the seed and the ratings' users alone."""
+    n = len(users)
+    split = np.full(n, TRAIN, dtype=np.uint8)
+    if not n:
+        return split
+    counts = np.bincount(users)
+    eligible = np.flatnonzero(counts >= 2)
+    rng = np.random.default_rng(seed)
+    held = np.sort(rng.permutation(eligible)[: int(round(len(eligible) * val_ratio))])
+    rows = np.flatnonzero(np.isin(users, held))
+    # within each held-out user, a seeded random order: rank < n_given is given
+    keys = rng.random(len(rows))
+    order = rows[np.lexsort((keys, users[rows]))]
+    u_sorted = users[order]
+    starts = np.searchsorted(u_sorted, held)
+    rank = np.arange(len(order)) - np.repeat(starts, counts[held])
+    n_given = np.clip(np.rint(counts[held] * given_ratio), 1, counts[held] - 1).astype(np.int64)
+    given = rank < np.repeat(n_given, counts[held])
+    split[order[given]] = GIVEN
+    split[order[~given]] = VAL
+    return split
+
+
 def latest_only(users: np.ndarray, movies: np.ndarray, times: np.ndarray,
                 n_movies: int) -> np.ndarray | None:
     """Mask keeping one rating of each (user, movie) pair, the latest (the later line of
@@ -153,11 +183,14 @@ def check_parts(split_mask: np.ndarray, split: str, val_ratio: float) -> None:
     """Refuse (exit 2) a split with no training part, or a time split with no validation
     part (a random one may: tiny files are preprocessed to look at them)."""
     n_val = int((split_mask == VAL).sum())
-    if n_val == len(split_mask):
+    if n_val and not (split_mask == TRAIN).any():
         why = f"--val-ratio {val_ratio} of {len(split_mask)} ratings sends them all to validation"
     elif not n_val and split == "time":
         why = ("every user has a single rating, and --split time keeps a user's only rating "
                "for training: use --split random, or data with several ratings per user")
+    elif not n_val and split == "users":
+        why = (f"--val-ratio {val_ratio} holds out no user (only users with two or more "
+               "ratings can be held out)")
     else:
         return
     part = "training" if n_val else "validation"
@@ -224,6 +257,8 @@ def build(raw: RawMovieLens, dataset: str, split: str, val_ratio: float, seed: i
     del latest
     if split == "random":
         split_mask = random_split(len(r_users), val_ratio, seed)
+    elif split == "users":
+        split_mask = users_split(r_users, val_ratio, seed)
     else:
         split_mask = time_split(r_users, r_times, val_ratio)
     check_parts(split_mask, split, val_ratio)
@@ -240,12 +275,19 @@ def build(raw: RawMovieLens, dataset: str, split: str, val_ratio: float, seed: i
         titles=list(raw.titles), years=years, genres=genre_names, title_words=word_names,
         genders=list(GENDERS), ages=list(raw.ages), occupations=list(raw.occupations),
         has_demographics=raw.has_demographics,
-        split={"method": split, "val_ratio": val_ratio, "seed": seed if split == "random" else None},
+        split={"method": split, "val_ratio": val_ratio, "seed": seed if split != "time" else None},
     )
+    if split == "users":
+        vocab.split.update(given_ratio=GIVEN_RATIO, codes={
+            str(TRAIN): "train", str(VAL): "to predict (held-out users)",
+            str(GIVEN): "given (held-out users' known ratings, never trained on)"})
     if duplicates:  # in the summary when there were some
         report["duplicate_ratings"] = duplicates
     report.update(users=len(raw.user_ids), movies=len(raw.movie_ids), ratings=len(r_users),
                   train=int((split_mask == TRAIN).sum()), validation=int((split_mask == VAL).sum()),
+                  **({"given": int((split_mask == GIVEN).sum()),
+                      "held_out_users": int(len(np.unique(r_users[split_mask == GIVEN])))}
+                     if split == "users" else {}),
                   genres=len(genre_names) - 1, title_words=len(word_names) - 1)
     return arrays, vocab, report
 
@@ -272,14 +314,15 @@ def command(
     ctx: typer.Context,
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset folder under data/ "
                                           "[default: the one downloaded last]."),
-    split: str = typer.Option("random", "--split", help="random | time (per user, latest to validation)."),
-    val_ratio: float = typer.Option(0.1, "--val-ratio", help="Share of ratings for validation."),
-    seed: int = typer.Option(42, "--seed", **SEED_RANGE, help="Seed of the random split."),
+    split: str = typer.Option("random", "--split", help="random | time (per user, latest to validation) | users (held-out users: "
+                        "--val-ratio of the users, 80 % of their ratings given, the rest to predict)."),
+    val_ratio: float = typer.Option(0.1, "--val-ratio", help="Share of ratings (of users with --split users) for validation."),
+    seed: int = typer.Option(42, "--seed", **SEED_RANGE, help="Seed of the random and users splits."),
     fmt: Format = "auto",
 ) -> None:
     paths = get_paths(ctx)
     if split not in SPLITS:
-        raise UsageError(f"unknown --split {split!r}: choose random or time")
+        raise UsageError(f"unknown --split {split!r}: choose random, time or users")
     if not 0.0 < val_ratio < 1.0:
         raise UsageError(f"--val-ratio must be between 0 and 1 (got {val_ratio})")
     dataset = dataset or default_dataset(paths)

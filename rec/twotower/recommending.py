@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rec.datasets.contract import TRAIN, Dataset
+from rec.datasets.contract import VAL, Dataset
 from rec.errors import UsageError
 from rec.scoring import rerank_order, score, stars_pairs
 from rec.twotower.features import Features
@@ -60,7 +60,7 @@ class Catalog:
     rating_user: np.ndarray  # (R,) user row
     rating_movie: np.ndarray  # (R,) movie row
     rating_value: np.ndarray  # (R,) float32
-    rating_train: np.ndarray  # (R,) bool: in the training part of the saved split
+    rating_train: np.ndarray  # (R,) bool: training (or a held-out user's given) rating
     movie_mean: np.ndarray  # (M,) mean rating shrunk towards the global mean
     global_mean: float
 
@@ -128,7 +128,7 @@ def build_catalog(features: Features, dataset: Dataset) -> Catalog:
     r_user = _translate(np.asarray(dataset.rating_users), user_to_feat)
     r_movie = _translate(np.asarray(dataset.rating_movies), movie_to_feat)
     r_value = np.asarray(dataset.rating_values, dtype=np.float32)
-    r_train = np.asarray(dataset.split) == TRAIN
+    r_train = np.asarray(dataset.split) != VAL  # what the saved user vectors were made from
     if (r_user < 0).any() or (r_movie < 0).any():  # users or movies without vectors
         keep = (r_user >= 0) & (r_movie >= 0)
         r_user, r_movie, r_value, r_train = r_user[keep], r_movie[keep], r_value[keep], r_train[keep]

@@ -51,20 +51,26 @@ def model_config(ds: Dataset, global_mean: float, **sizes) -> RecallRankConfig:
 
 
 class Histories:
-    """Each user's training ratings (CSR by user) and the dense rows the towers read."""
+    """Each user's known ratings (CSR by user) and the dense rows the towers read: the
+    training ratings, and a held-out user's given ones (rec.datasets.contract: GIVEN).
+    `users_with_history` (the users training iterates over) are those with training
+    ratings, so a held-out user's given ratings are an input of validation and of their
+    saved vector only, never of a training step."""
 
     def __init__(self, ds: Dataset, global_mean: float):
-        (tu, tm, tr), _ = ds.train_val()
-        order = np.argsort(tu, kind="stable")
-        self.movies = tm[order].astype(np.int64)
-        self.ratings = tr[order].astype(np.float32)
-        self.start = np.searchsorted(tu[order], np.arange(ds.n_users + 1))
+        ku, km, kr = ds.known()
+        order = np.argsort(ku, kind="stable")
+        self.movies = km[order].astype(np.int64)
+        self.ratings = kr[order].astype(np.float32)
+        self.start = np.searchsorted(ku[order], np.arange(ds.n_users + 1))
         self.n_movies, self.mean = ds.n_movies, global_mean
         self.demographics = np.ascontiguousarray(ds.users[:, 1:4], dtype=np.int64)
-        self.users_with_history = np.flatnonzero(np.diff(self.start) > 0)
+        held_out = np.zeros(ds.n_users, bool)
+        held_out[ds.held_out_users()] = True
+        self.users_with_history = np.flatnonzero((np.diff(self.start) > 0) & ~held_out)
 
     def rows(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(row, movie, rating, 1/sqrt(count)) of every training rating of `users`."""
+        """(row, movie, rating, 1/sqrt(count)) of every known rating of `users`."""
         lo, hi = self.start[users], self.start[users + 1]
         counts = hi - lo
         row = np.repeat(np.arange(len(users)), counts)
@@ -120,10 +126,13 @@ def final_scoring(net: RecallRankTwoTower, user_vecs: np.ndarray, movie_vecs: np
                   hist: Histories, users: np.ndarray | None = None) -> dict:
     """scoring.json for these vectors (user_vecs[i] is user users[i], default all): the
     split of the vectors, the like-calibration fitted on (a sample of at most CALIBRATION
-    of) those users' training ratings, and the weight of log P(like) in the order."""
+    of) those users' training ratings (held-out users' given ones left out), and the
+    weight of log P(like) in the order."""
     base = net.scoring()
     users = np.arange(len(user_vecs)) if users is None else users
     row, movie, rating, _ = hist.rows(users)
+    trained = np.isin(users, hist.users_with_history)[row]
+    row, movie, rating = row[trained], movie[trained], rating[trained]
     pick = np.random.default_rng(0).permutation(len(row))[:CALIBRATION]
     predicted = stars_pairs(user_vecs[row[pick]], movie_vecs[movie[pick]], base)
     a, b = like_calibration(predicted, rating[pick] >= RELEVANT)
@@ -138,10 +147,15 @@ def recall_rank_objective(net: RecallRankTwoTower, optimizer, ds: Dataset, batch
     exponential decay); a function of the epoch alone, so --resume retraces a whole run."""
     hist = Histories(ds, net.config.global_mean)
     movies = MovieInputs(ds)
-    (tu, tm, _), (vu, vm, vr) = ds.train_val()
+    _, (vu, vm, vr) = ds.train_val()
+    tu, tm, _ = ds.known()  # not ranked: a held-out user's given movies too
     rel = vr >= RELEVANT
     val_users = np.unique(vu[rel])
     val_users = np.sort(np.random.default_rng(0).permutation(val_users)[:VAL_USERS])
+    # the like-calibration needs training ratings: held-out users (--split users) have none
+    cal_users = np.setdiff1d(np.random.default_rng(1).permutation(hist.users_with_history)
+                             [:VAL_USERS], val_users) if len(ds.held_out_users()) else \
+        np.zeros(0, np.int64)
     position = np.full(ds.n_users, -1)
     position[val_users] = np.arange(len(val_users))
     in_val = position[vu] >= 0
@@ -188,8 +202,10 @@ def recall_rank_objective(net: RecallRankTwoTower, optimizer, ds: Dataset, batch
         return sums, n
 
     def validate() -> dict:
-        user_vecs, movie_vecs = trained_vectors(net, ds, hist, val_users)
-        scoring = final_scoring(net, user_vecs, movie_vecs, hist, val_users)
+        both = np.r_[val_users, cal_users]
+        user_vecs, movie_vecs = trained_vectors(net, ds, hist, both)
+        scoring = final_scoring(net, user_vecs, movie_vecs, hist, both)
+        user_vecs = user_vecs[: len(val_users)]
         rmse, mae = rmse_mae(stars_pairs(user_vecs[vu], movie_vecs[vm], scoring), vr,
                              net.config.rating_range)
         ranking = ranking_metrics(lambda block: score(user_vecs[block], movie_vecs, scoring),
