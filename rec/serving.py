@@ -94,6 +94,7 @@ def run_paddle(files: dict[str, Path], rows: list[np.ndarray]) -> tuple[np.ndarr
 def to_onnx(files: dict[str, Path], target: Path) -> None:
     """paddle2onnx; its logs (printed on stdout, some from C++) go to stderr, so stdout
     keeps only the command's result."""
+    import contextlib
     import sys
 
     paddle2onnx, _ = onnx_modules()
@@ -101,8 +102,9 @@ def to_onnx(files: dict[str, Path], target: Path) -> None:
     saved = os.dup(1)
     os.dup2(2, 1)
     try:
-        paddle2onnx.export(str(files["model"]), str(files["params"]), save_file=str(target),
-                           opset_version=ONNX_OPSET, enable_onnx_checker=True)
+        with contextlib.redirect_stdout(sys.stderr):
+            paddle2onnx.export(str(files["model"]), str(files["params"]), save_file=str(target),
+                               opset_version=ONNX_OPSET, enable_onnx_checker=True)
     finally:
         sys.stdout.flush()
         os.dup2(saved, 1)
