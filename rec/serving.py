@@ -127,13 +127,15 @@ def max_diffs(net: Network, out: np.ndarray) -> dict[str, float]:
     TOLERANCE or on a shape mismatch."""
     diffs = {}
     for source, expected in net.expected.items():
+        hint = (" (saved from another model? run `rec save-features`)"
+                if source.endswith(".pkl") else "")
         if out.shape != expected.shape:
             raise RecError(f"export {net.name}: output shape {out.shape}, {source} "
-                           f"{expected.shape}; nothing written")
+                           f"{expected.shape}{hint}; nothing written")
         diffs[source] = float(np.abs(out.astype(np.float64) - expected).max()) if out.size else 0.0
         if not diffs[source] <= TOLERANCE:
             raise RecError(f"export {net.name}: the exported model differs from {source} by "
-                           f"{diffs[source]:.2e} (> {TOLERANCE:g}); nothing written")
+                           f"{diffs[source]:.2e} (> {TOLERANCE:g}){hint}; nothing written")
     return diffs
 
 

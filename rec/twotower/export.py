@@ -32,29 +32,26 @@ USER_INPUTS = {
 }
 
 
-class MovieTower(paddle.nn.Layer):
+class _Tower(paddle.nn.Layer):
+    """A tower of `model` whose output is what save-features stores. paddle.jit needs a
+    forward with one named argument per input, hence one small class per input set."""
+
     def __init__(self, model):
         super().__init__()
         self.model = model
 
+
+class MovieTower(_Tower):
     def forward(self, movie_ids, genres, titles):
         return self.model.movie_vectors(movie_ids, genres, titles)
 
 
-class RecallUserTower(paddle.nn.Layer):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
+class RecallUserTower(_Tower):
     def forward(self, demographics, watched, rated):
         return self.model.user_vectors(demographics, watched, rated)
 
 
-class RatingUserTower(paddle.nn.Layer):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
+class RatingUserTower(_Tower):
     def forward(self, users):
         return self.model.user_vectors(users)
 
