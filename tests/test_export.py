@@ -191,3 +191,18 @@ def test_onnx_export_is_verified_with_onnxruntime(copy):
         assert max(model["verified"]["max_abs_diff"].values()) <= TOLERANCE
     assert json.loads(result.stdout)["to"] == "onnx"
     assert os.path.isfile(copy / "output" / "export" / "user_tower" / "model.onnx")
+
+
+def test_a_criteo_ctr_model_exports_with_its_fields(copy):
+    from rec.datasets import criteo_synthetic
+
+    data = copy / "train.txt"
+    criteo_synthetic.generate(data, criteo_synthetic.SyntheticCriteoSpec(lines=3000, seed=5))
+    result = rec(copy, "ctr-train", "--data", "criteo", "--input", str(data), "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    assert rec(copy, "export").exit_code == 0
+    spec = json.loads((copy / "output" / "export" / "export.json").read_text())
+    ctr = spec["models"]["ctr"]
+    assert [(i["name"], i["dtype"]) for i in ctr["inputs"]] == [("ids", "int64"),
+                                                                 ("dense", "float32")]
+    assert ctr["verified"]["max_abs_diff"]["the trained model"] <= TOLERANCE
