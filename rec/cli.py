@@ -27,6 +27,7 @@ COMMANDS = [
     ("save-features", "save_features:command", "Save every user's and movie's vector."),
     ("ctr-train", "ctr:command", "Train a Wide&Deep / DeepFM CTR model."),
     ("ctr-predict", "ctr_predict:command", "Click probabilities, one row per input line."),
+    ("export", "export:command", "Trained networks as Paddle Inference / ONNX models."),
     ("status", "status:command", "Which stages ran, with what, fresh or stale."),
     ("recommend", "recommend:recommend_command:HELP", "Explained top-N movies for users."),
     ("similar", "recommend:similar_command:SIMILAR_HELP", "Movies closest to a movie."),

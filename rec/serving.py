@@ -1,0 +1,167 @@
+"""Static inference models for serving (imports paddle): one trained network saved with
+`paddle.jit.save` (InputSpecs, batch dimension None), optionally converted to ONNX, then
+loaded back the way a server would (`paddle.inference` predictor, or onnxruntime) and run
+on real rows; it must reproduce the trained model's outputs to TOLERANCE.
+
+`rec export` (rec.stages.export) builds the `Network`s (rec.twotower.export,
+rec.ctr.export) and writes what `export` returns into export.json.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rec.errors import RecError, UsageError
+from rec.runtime import setup_device  # noqa: F401  first: it quiets paddle's import noise
+
+import paddle  # noqa: E402
+
+TOLERANCE = 1e-5
+PREFIX = "model"  # <name>/model.json (PIR) or model.pdmodel, model.pdiparams, model.onnx
+ONNX_OPSET = 13
+ONNX_MISSING = ("--to onnx needs paddle2onnx and onnxruntime: "
+                "pip install 'rec[onnx]' (or: pip install paddle2onnx onnxruntime)")
+
+
+@dataclass
+class Network:
+    """One network to export: a layer whose forward(*inputs) returns one float32 array."""
+
+    name: str  # its folder under output/export, e.g. user_tower
+    layer: paddle.nn.Layer
+    inputs: list[tuple[str, str, list]]  # (name, dtype, shape with None for the batch)
+    output: str  # what the output is, e.g. "user vectors (usr_feat.pkl)"
+    rows: list[np.ndarray]  # real input rows, in input order
+    expected: dict[str, np.ndarray]  # what the outputs must be: {source: array}
+    about: dict = field(default_factory=dict)  # more for export.json
+
+
+def onnx_modules():
+    """(paddle2onnx, onnxruntime), or a usage error (exit 2) saying what to install."""
+    try:
+        import onnxruntime
+        import paddle2onnx
+    except ImportError:
+        raise UsageError(ONNX_MISSING)
+    return paddle2onnx, onnxruntime
+
+
+def save_static(net: Network, folder: Path) -> dict[str, Path]:
+    """paddle.jit.save the network into `folder`; the files it wrote, by role. Paddle 3
+    writes the program as model.json (PIR), older ones as model.pdmodel."""
+    folder.mkdir(parents=True, exist_ok=True)
+    specs = [paddle.static.InputSpec([None, *shape[1:]], dtype, name)
+             for name, dtype, shape in net.inputs]
+    net.layer.eval()
+    with warnings.catch_warnings():  # paddle's own notes while it traces the program
+        warnings.simplefilter("ignore")
+        paddle.jit.save(net.layer, str(folder / PREFIX), input_spec=specs)
+    files = {"params": folder / f"{PREFIX}.pdiparams"}
+    for suffix in (".json", ".pdmodel"):
+        if (folder / f"{PREFIX}{suffix}").exists():
+            files["model"] = folder / f"{PREFIX}{suffix}"
+            break
+    if "model" not in files or not files["params"].exists():
+        raise RecError(f"paddle.jit.save wrote no model and params in {folder}: "
+                       f"{sorted(os.listdir(folder))}")
+    return files
+
+
+def run_paddle(files: dict[str, Path], rows: list[np.ndarray]) -> tuple[np.ndarray, list, list]:
+    """Load the static model with paddle.inference (on the CPU) and run it on `rows`:
+    (output, input names, output names)."""
+    from paddle import inference
+
+    config = inference.Config(str(files["model"]), str(files["params"]))
+    config.disable_gpu()
+    config.disable_glog_info()
+    predictor = inference.create_predictor(config)
+    names = predictor.get_input_names()
+    for name, array in zip(names, rows):
+        handle = predictor.get_input_handle(name)
+        handle.reshape(array.shape)
+        handle.copy_from_cpu(np.ascontiguousarray(array))
+    predictor.run()
+    outputs = predictor.get_output_names()
+    return predictor.get_output_handle(outputs[0]).copy_to_cpu(), names, outputs
+
+
+def to_onnx(files: dict[str, Path], target: Path) -> None:
+    """paddle2onnx; its logs (printed on stdout, some from C++) go to stderr, so stdout
+    keeps only the command's result."""
+    import contextlib
+    import sys
+
+    paddle2onnx, _ = onnx_modules()
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            paddle2onnx.export(str(files["model"]), str(files["params"]), save_file=str(target),
+                               opset_version=ONNX_OPSET, enable_onnx_checker=True)
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+    if not target.is_file():
+        raise RecError(f"paddle2onnx wrote no {target}")
+
+
+def run_onnx(path: Path, rows: list[np.ndarray]) -> tuple[np.ndarray, list, list]:
+    _, onnxruntime = onnx_modules()
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    outputs = [o.name for o in session.get_outputs()]
+    out = session.run(outputs[:1], dict(zip(names, rows)))[0]
+    return out, names, outputs
+
+
+def max_diffs(net: Network, out: np.ndarray) -> dict[str, float]:
+    """The largest difference of `out` from each expected array; an error (exit 1) above
+    TOLERANCE or on a shape mismatch."""
+    diffs = {}
+    for source, expected in net.expected.items():
+        hint = (" (saved from another model? run `rec save-features`)"
+                if source.endswith(".pkl") else "")
+        if out.shape != expected.shape:
+            raise RecError(f"export {net.name}: output shape {out.shape}, {source} "
+                           f"{expected.shape}{hint}; nothing written")
+        diffs[source] = float(np.abs(out.astype(np.float64) - expected).max()) if out.size else 0.0
+        if not diffs[source] <= TOLERANCE:
+            raise RecError(f"export {net.name}: the exported model differs from {source} by "
+                           f"{diffs[source]:.2e} (> {TOLERANCE:g}){hint}; nothing written")
+    return diffs
+
+
+def export(net: Network, folder: Path, to: str, scratch: Path) -> dict:
+    """Write `net` into `folder` as a Paddle inference model (to="paddle") or ONNX
+    (to="onnx", built from the Paddle one in `scratch`), verified on its rows; its
+    export.json entry (paths relative to folder's parent)."""
+    if to == "onnx":
+        files = save_static(net, scratch / net.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        to_onnx(files, folder / f"{PREFIX}.onnx")
+        files = {"model": folder / f"{PREFIX}.onnx"}
+        out, in_names, out_names = run_onnx(files["model"], net.rows)
+    else:
+        files = save_static(net, folder)
+        out, in_names, out_names = run_paddle(files, net.rows)
+    if in_names != [name for name, _, _ in net.inputs]:
+        raise RecError(f"export {net.name}: inputs came back as {in_names}; nothing written")
+    diffs = max_diffs(net, out)
+    return {
+        "files": {role: str(p.relative_to(folder.parent)) for role, p in files.items()},
+        "inputs": [{"name": n, "dtype": d, "shape": [None, *s[1:]]} for n, d, s in net.inputs],
+        "outputs": [{"name": out_names[0], "dtype": str(out.dtype),
+                     "shape": [None, *out.shape[1:]], "is": net.output}],
+        "verified": {"rows": int(len(net.rows[0])), "max_abs_diff": diffs,
+                     "tolerance": TOLERANCE,
+                     "runtime": "onnxruntime" if to == "onnx" else "paddle.inference"},
+        **net.about,
+    }
