@@ -128,6 +128,8 @@ def generate(out_dir: Path, spec: SyntheticSpec) -> dict:
         "leaning": {str(u + 1): dict(zip(GENRES, np.round(taste[u], 4).tolist())) for u in range(n_u)},
         "user_bias": {str(u + 1): round(float(user_bias[u]), 4) for u in range(n_u)},
         "movie_quality": {str(m + 1): round(float(quality[m]), 4) for m in range(n_m)},
+        "movie_popularity": {str(m + 1): float(popularity[m]) for m in range(n_m)},
+        "choice_affinity": CHOICE_AFFINITY,
     }
     write_json(out_dir / "truth.json", truth)
     return {"users": n_u, "movies": n_m, "ratings": int(len(u_idx))}
