@@ -35,7 +35,10 @@ def test_two_processes_match_one(world, tmp_path):
     out = json.loads(result.stdout)  # stdout: only the result, launcher logs went to stderr
     assert out == metrics(world)
     assert out["processes"] == 2 and out["epochs_run"] == 3
-    assert abs(out["val_rmse"] - metrics(single)["val_rmse"]) < 0.01
+    # not bit-identical (each process draws its own dropout masks and averages its own share
+    # of the rating loss), but the same training: within 3 % after 3 epochs
+    assert abs(out["val_rmse"] - metrics(single)["val_rmse"]) < 0.03 * metrics(single)["val_rmse"]
+    assert abs(out["val_ndcg@10"] - metrics(single)["val_ndcg@10"]) < 0.03 * metrics(single)["val_ndcg@10"]
     logs = world / "output" / "model" / "launch-logs"
     assert (logs / "workerlog.0").exists() and (logs / "workerlog.1").exists()
     # resume works under the launcher too

@@ -34,7 +34,8 @@ from rec.models.recall_rank import RecallRankConfig, RecallRankTwoTower  # noqa:
 
 DISLIKED_WEIGHT = 0.1  # pick-loss weight of a training rating below RELEVANT (measured)
 LIKE_WEIGHT = 0.25  # final order: pick logit + LIKE_WEIGHT * log P(like) (measured)
-RATING_LOSS = 2.0  # weight of the rating loss beside the pick loss
+RATING_LOSS = 4.0  # weight of the rating loss beside the pick loss (measured: 1 -> RMSE 0.852,
+#                   2 -> 0.8505, 4 -> 0.848 on ml-1m, HR@10 and NDCG@10 within 0.001)
 LR_HORIZON = 20  # epochs over which the learning rate decays to a tenth
 VAL_USERS = 1500  # validation each epoch: a fixed sample of users
 CALIBRATION = 100_000  # training ratings the like-calibration is fitted on
