@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import rec
+from test_foldin import assert_fold_in_gives_saved_vectors
+from test_train import prepared, world  # noqa: F401  (the synthetic world, preprocessed)
 
 
 @pytest.fixture
@@ -34,25 +35,9 @@ def forced(monkeypatch):
     return calls
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("sampled-world")
-    assert rec(root, "download", "--dataset", "synthetic").exit_code == 0
-    assert rec(root, "preprocess", "--dataset", "synthetic").exit_code == 0
-    return root
-
-
-@pytest.fixture
-def world(prepared, tmp_path) -> Path:
-    shutil.copytree(prepared, tmp_path / "w")
-    return tmp_path / "w"
-
-
 def test_sampled_softmax_learns_the_planted_tastes_and_folds_in_exactly(world, forced):
-    from rec.datasets.contract import TRAIN, load_dataset
+    from rec.datasets.contract import load_dataset
     from rec.paths import Paths
-    from rec.twotower.features import load_features
-    from rec.twotower.foldin import load_parts, user_vector
 
     for stage in (["train"], ["evaluate"], ["save-features"]):
         result = rec(world, *stage)
@@ -63,16 +48,7 @@ def test_sampled_softmax_learns_the_planted_tastes_and_folds_in_exactly(world, f
     assert report["ndcg@10"] > 1.1 * report["baselines"]["popularity"]["ndcg@10"]
     assert report["hr@10"] >= report["baselines"]["popularity"]["hr@10"]
     # the tower reads (B, candidates) bags: still the fold-in's function of the whole bag
-    feats = load_features(world / "output" / "features")
-    parts = load_parts(world / "output" / "features", len(feats.movie_ids))
-    train = np.asarray(ds.split) == TRAIN
-    for user in (0, 7, 123, ds.n_users - 1):
-        mine = train & (np.asarray(ds.rating_users) == user)
-        g, a, o = ds.users[user, 1:4]
-        vec = user_vector(parts, np.asarray(ds.rating_movies)[mine],
-                          np.asarray(ds.rating_values)[mine], feats.scoring["offset"], g, a, o)
-        saved = feats.users[feats.user_row()[str(ds.vocab.user_ids[user])]]
-        np.testing.assert_allclose(vec, saved, atol=1e-4)
+    assert_fold_in_gives_saved_vectors(world)
 
 
 def test_sampled_resume_retraces_an_uninterrupted_run(world, tmp_path, forced):
