@@ -12,11 +12,15 @@ a small launcher process whose only child it is (see LAUNCHER):
 
 and prints seconds, peak RSS, the total size of the arrays written to output/dataset/ (the
 "final arrays": the least any in-memory preprocess must hold) and the ratio peak / arrays.
+`--train` then trains one epoch of the default model on it, as a fresh process measured the
+same way (python -m rec train --epochs 1: the sampled softmax of rec.twotower.sampled above
+20,000 movies), and prints training users/s and ratings/s (the trainer's own clock, the
+epoch's training steps only), the epoch's wall time with validation, and peak RSS.
 `--compare REV` runs the preprocess of another revision (e.g. the one before chunked reading)
 on the same files, from `git archive REV rec`; use it with fewer rows (--rows 5000000).
 
     .venv/bin/python bench/bench_large.py [--rows N] [--split random|time] [--no-check]
-                                          [--compare REV] [--keep DIR]
+                                          [--compare REV] [--keep DIR] [--train]
 """
 
 from __future__ import annotations
@@ -137,6 +141,26 @@ def preprocess_cmd(data: Path, out: Path, split: str) -> list[str]:
             "--quiet", "preprocess", "--dataset", "ml-25m", "--split", split, "--format", "json"]
 
 
+def train_cmd(data: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "rec", "--data-dir", str(data), "--output-dir", str(out),
+            "--quiet", "train", "--epochs", "1", "--format", "json"]
+
+
+def bench_train(data: Path, out: Path, env: dict, ratings: int, users: int) -> None:
+    """One epoch of the default model: throughput and peak RSS of the train process."""
+    wall, peak, stdout = measure(train_cmd(data, out), env)
+    result = json.loads(stdout.strip().splitlines()[-1])
+    history = json.loads((out / "model" / "history.json").read_text())[-1]
+    users_s = history["samples_per_s"]
+    train_s = history.get("epoch_seconds", result["seconds"])
+    print(f"rec train --epochs 1 (default model, {ratings:,} training ratings): {wall:6.1f} s "
+          f"wall, peak RSS {peak:6.0f} MiB")
+    print(f"  {users_s:,.0f} users/s = {users_s * ratings / max(users, 1):,.0f} "
+          f"ratings/s in the training steps; epoch with validation {train_s:.1f} s; "
+          f"val NDCG@10 {history.get('val_ndcg@10', float('nan')):.4f}, "
+          f"val RMSE {history.get('val_rmse', float('nan')):.4f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=ROWS)
@@ -145,6 +169,8 @@ def main() -> None:
     ap.add_argument("--no-check", action="store_true", help="skip the structure check")
     ap.add_argument("--compare", metavar="REV", help="also run this git revision's preprocess")
     ap.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    ap.add_argument("--train", action="store_true", help="also train one epoch of the default "
+                    "model and report users/s, ratings/s and peak RSS")
     args = ap.parse_args()
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-large-"))
@@ -182,6 +208,9 @@ def main() -> None:
               f"(peak - start-up) / arrays = {(peak - startup_mb) / total:.2f}")
         print(f"  {result['users']:,} users, {result['movies']:,} movies, "
               f"{result['ratings']:,} ratings, {result['validation']:,} validation")
+        if args.train:
+            bench_train(data, out, env, result["ratings"] - result["validation"],
+                        result["users"])
         if args.compare:
             old = root / "old"
             shutil.rmtree(old, ignore_errors=True)

@@ -60,9 +60,19 @@ def ease_weights(x: np.ndarray, lam: float = EASE_LAMBDA) -> np.ndarray:
     return b
 
 
+DENSE_ELEMENTS = 1 << 23  # the most (users x movies) entries one chunk of users may hold
+
+
+def dense_chunk(n_movies: int, at_most: int = 1024) -> int:
+    """Users per chunk of a dense (users x catalogue) computation: `at_most` (1024), fewer
+    when the catalogue is so large that the chunk would pass DENSE_ELEMENTS entries (32 MiB
+    in float32: 134 users at ml-25m's 62k movies)."""
+    return max(1, min(at_most, DENSE_ELEMENTS // max(n_movies, 1)))
+
+
 def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.ndarray,
                     seen_movies: np.ndarray, relevant_users: np.ndarray,
-                    relevant_movies: np.ndarray, k: int = 10, chunk: int = 1024,
+                    relevant_movies: np.ndarray, k: int = 10, chunk: int | None = None,
                     movie_counts: np.ndarray | None = None) -> dict:
     """HR@k and NDCG@k, averaged over users with at least one relevant movie.
 
@@ -72,6 +82,7 @@ def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.nda
     With `movie_counts` (training ratings per movie) also long_tail@k, the share of the top-k
     slots on movies with fewer than LONG_TAIL training ratings, and coverage@k, the share
     of the catalogue that appears in anyone's top k (both over the same users)."""
+    chunk = chunk or dense_chunk(n_movies)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     users_with_rel = np.unique(relevant_users)
     order = np.argsort(seen_users, kind="stable")

@@ -40,6 +40,12 @@ def dataset(root: Path):
 
 
 def test_fold_in_of_a_trained_users_own_ratings_gives_their_saved_vector(trained):
+    assert_fold_in_gives_saved_vectors(trained)
+
+
+def assert_fold_in_gives_saved_vectors(trained: Path) -> None:
+    """Folding in a few known users' own training ratings gives back their saved vectors
+    (also used by tests/test_sampled.py)."""
     from rec.datasets.contract import TRAIN
     from rec.twotower.features import load_features
     from rec.twotower.foldin import load_parts, user_vector

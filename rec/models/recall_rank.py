@@ -71,16 +71,22 @@ class HistoryUserTower(nn.Layer):
         self.rating = nn.Linear(width + c.tower_dim, c.rating_dim + 1)  # [r_u, b_u]
         self.dropout = c.history_dropout
 
-    def forward(self, demographics, watched, rated):
+    def forward(self, demographics, watched, rated, columns=None):
         """demographics (B, 3) [gender, age, occupation]; watched (B, M) 0/1 and rated (B, M)
-        centred ratings, each row already divided by sqrt(its count). -> (u, [r_u, b_u])."""
+        centred ratings, each row already divided by sqrt(its count). -> (u, [r_u, b_u]).
+        With `columns` (K,) movie ids the bags are (B, K) over those movies only (every
+        movie of the users' bags among them): the same function, no (B, n_movies) matrix."""
         if self.training and self.dropout > 0:
             watched = F.dropout(watched, self.dropout)
             rated = F.dropout(rated, self.dropout)
         demo = paddle.concat([self.gender_emb(demographics[:, 0]), self.age_emb(demographics[:, 1]),
                               self.occupation_emb(demographics[:, 2])], axis=-1)
-        z = paddle.concat([paddle.matmul(watched, self.history_emb.weight), demo], axis=-1)
-        rz = paddle.concat([z, paddle.matmul(rated, self.rated_emb.weight)], axis=-1)
+        if columns is None:
+            history, rated_table = self.history_emb.weight, self.rated_emb.weight
+        else:
+            history, rated_table = self.history_emb(columns), self.rated_emb(columns)
+        z = paddle.concat([paddle.matmul(watched, history), demo], axis=-1)
+        rz = paddle.concat([z, paddle.matmul(rated, rated_table)], axis=-1)
         return self.pick(z), self.rating(rz)
 
 
@@ -104,9 +110,10 @@ class RecallRankTwoTower(nn.Layer):
         self.user_tower = HistoryUserTower(c)
         self.movie_tower = ContentMovieTower(c)
 
-    def forward(self, demographics, watched, rated, movie_ids, genres, titles):
-        """(pick logits (B, n), predicted ratings (B, n)) for B users and n movies."""
-        u, ru = self.user_tower(demographics, watched, rated)
+    def forward(self, demographics, watched, rated, movie_ids, genres, titles, columns=None):
+        """(pick logits (B, n), predicted ratings (B, n)) for B users and n movies; `columns`:
+        see HistoryUserTower.forward (the sampled softmax passes its candidate movies)."""
+        u, ru = self.user_tower(demographics, watched, rated, columns)
         m, rm = self.movie_tower(movie_ids, genres, titles)
         return self.pick_logits(u, m), self.ratings(ru, rm)
 
@@ -118,8 +125,8 @@ class RecallRankTwoTower(nn.Layer):
         return (self.config.global_mean + paddle.matmul(ru[:, :-1], rm[:, :-1], transpose_y=True)
                 + ru[:, -1:] + rm[:, -1])
 
-    def user_vectors(self, demographics, watched, rated):
-        u, ru = self.user_tower(demographics, watched, rated)
+    def user_vectors(self, demographics, watched, rated, columns=None):
+        u, ru = self.user_tower(demographics, watched, rated, columns)
         ones = paddle.ones_like(u[:, :1])
         return paddle.concat([u, ones, ru, ones], axis=-1)
 

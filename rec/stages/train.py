@@ -76,8 +76,10 @@ class TrainParams:
 MATCHES = ("softmax", "dot", "cosine")
 
 
-def resolve_auto(params: TrainParams, n_train: int, n_users: int) -> None:
-    """Fill in the options left at 'auto' for the chosen match."""
+def resolve_auto(params: TrainParams, n_train: int, n_users: int, large: bool = False) -> None:
+    """Fill in the options left at 'auto' for the chosen match (`large`: a catalogue the
+    softmax model samples, rec.twotower.sampled, where a step's candidates grow with the
+    batch: at most LARGE_USER_BATCH users)."""
     softmax = params.match == "softmax"
     if params.patience == 0:
         params.patience = 5 if softmax else 3
@@ -91,6 +93,11 @@ def resolve_auto(params: TrainParams, n_train: int, n_users: int) -> None:
         params.dropout = 0.5 if softmax else 0.1
     if params.batch_size == 0:
         params.batch_size = auto_user_batch(n_users) if softmax else auto_batch_size(n_train)
+        if softmax and large:
+            params.batch_size = min(params.batch_size, LARGE_USER_BATCH)
+
+
+LARGE_USER_BATCH = 128  # measured on 62k movies: 512 users a step hold ~1 GiB of candidates
 
 
 def auto_user_batch(n_users: int) -> int:
@@ -131,7 +138,9 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
         fresh = {"epoch": 0, "history": [], "best_epoch": None, "bad_epochs": 0}
         state, params = trainer.read_state(paths.model, "rec train", fresh, [(PARAMS, OPTIMIZER)],
                                            lambda saved: TrainParams(**{**saved, "epochs": epochs}))
-    resolve_auto(params, len(tu), ds.n_users)
+    from rec.twotower import sampled
+
+    resolve_auto(params, len(tu), ds.n_users, sampled.is_large(ds.n_movies))
     monitor = trainer.Monitor(*MONITORS[params.match])
     if not resume:
         state = trainer.new_state(monitor)

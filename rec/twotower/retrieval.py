@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from rec.datasets.contract import RELEVANT, Dataset
-from rec.metrics import ranking_metrics, rmse_mae
+from rec.metrics import dense_chunk, ranking_metrics, rmse_mae
 from rec.paths import OPTIMIZER, PARAMS, TrainingFolder
 from rec.runtime import save_model  # first: it quiets paddle's import noise
 from rec.scoring import like_calibration, score, stars_pairs
@@ -31,6 +31,7 @@ from rec.trainer import Epoch, Objective, Trainable
 import paddle  # noqa: E402
 
 from rec.models.recall_rank import RecallRankConfig, RecallRankTwoTower  # noqa: E402
+from rec.twotower import sampled  # noqa: E402
 
 DISLIKED_WEIGHT = 0.1  # pick-loss weight of a training rating below RELEVANT (measured)
 LIKE_WEIGHT = 0.25  # final order: pick logit + LIKE_WEIGHT * log P(like) (measured)
@@ -111,8 +112,9 @@ def trained_vectors(net: RecallRankTwoTower, ds: Dataset, hist: Histories | None
                     users: np.ndarray | None = None,
                     batch: int = EVAL_USERS) -> tuple[np.ndarray, np.ndarray]:
     """The saved vectors (float32) of `users` (default: all) and of every movie, in
-    evaluation mode."""
+    evaluation mode, `batch` users at a time (fewer for a large catalogue: dense_chunk)."""
     hist = hist or Histories(ds, net.config.global_mean)
+    batch = dense_chunk(ds.n_movies, batch)
     users = np.arange(ds.n_users) if users is None else users
     net.eval()
     with paddle.no_grad():
@@ -140,6 +142,23 @@ def final_scoring(net: RecallRankTwoTower, user_vecs: np.ndarray, movie_vecs: np
     return {**base, "like": {"a": a, "b": b, "weight": LIKE_WEIGHT}}
 
 
+def full_losses(train_net, hist: Histories, movies: MovieInputs, users: np.ndarray) -> tuple:
+    """(pick loss, rating loss) of one step over the whole catalogue."""
+    row, movie, rating, norm = hist.rows(users)
+    inputs = tower_inputs(hist.demographics[users], row, movie, rating, norm,
+                          len(users), hist.n_movies, hist.mean)
+    logits, predicted = train_net(*inputs, *movies.all())
+    weights = np.zeros((len(users), hist.n_movies), np.float32)
+    weights[row, movie] = np.where(rating >= RELEVANT, 1.0, DISLIKED_WEIGHT)
+    targets = np.zeros_like(weights)
+    targets[row, movie] = rating
+    w, t = paddle.to_tensor(weights), paddle.to_tensor(targets)
+    mask = paddle.to_tensor((targets > 0).astype(np.float32))
+    pick = sampled.pick_loss(logits, w)
+    rating_loss = (((predicted - t) ** 2) * mask).sum() / max(len(row), 1)
+    return pick, rating_loss
+
+
 def recall_rank_objective(net: RecallRankTwoTower, optimizer, ds: Dataset, batch_users: int,
                           best: TrainingFolder, config: dict) -> Objective:
     """The joint pick + rating objective. The learning rate of epoch e is the optimizer's
@@ -164,6 +183,12 @@ def recall_rank_objective(net: RecallRankTwoTower, optimizer, ds: Dataset, batch
     seen = position[tu] >= 0
     su, sm = position[tu[seen]], tm[seen]
     part = Trainable(net, optimizer, PARAMS, OPTIMIZER)
+    large = sampled.is_large(ds.n_movies)
+    if large:
+        trained = np.isin(np.repeat(np.arange(ds.n_users), np.diff(hist.start)),
+                          hist.users_with_history)
+        sampler = sampled.Candidates(hist.movies[trained], len(hist.users_with_history),
+                                     ds.n_movies)
 
     base_lr = optimizer.get_lr()
 
@@ -175,23 +200,17 @@ def recall_rank_objective(net: RecallRankTwoTower, optimizer, ds: Dataset, batch
         epoch.started(n_batches)
         sums = {"pick_loss": 0.0, "rating_loss": 0.0}
         n = 0
+        negatives = epoch.rng(sampled.NEGATIVE_STREAM) if large else None
         for b in range(n_batches):
             users = order[b * batch_users: (b + 1) * batch_users]
             if len(users) < world:
                 break
             users = users[rank::world]
-            row, movie, rating, norm = hist.rows(users)
-            inputs = tower_inputs(hist.demographics[users], row, movie, rating, norm,
-                                  len(users), hist.n_movies, hist.mean)
-            logits, predicted = part.train_net(*inputs, *movies.all())
-            weights = np.zeros((len(users), hist.n_movies), np.float32)
-            weights[row, movie] = np.where(rating >= RELEVANT, 1.0, DISLIKED_WEIGHT)
-            targets = np.zeros_like(weights)
-            targets[row, movie] = rating
-            w, t = paddle.to_tensor(weights), paddle.to_tensor(targets)
-            mask = paddle.to_tensor((targets > 0).astype(np.float32))
-            pick = (paddle.logsumexp(logits, axis=1) * w.sum(axis=1) - (logits * w).sum(axis=1)).mean()
-            rating_loss = (((predicted - t) ** 2) * mask).sum() / max(len(row), 1)
+            if large:
+                pick, rating_loss = sampled.sampled_losses(part.train_net, hist, movies, users,
+                                                           sampler, negatives, DISLIKED_WEIGHT)
+            else:
+                pick, rating_loss = full_losses(part.train_net, hist, movies, users)
             loss = pick + RATING_LOSS * rating_loss
             loss.backward()
             optimizer.step()

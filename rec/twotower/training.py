@@ -13,7 +13,7 @@ import numpy as np
 from rec import unit
 from rec.datasets.contract import Dataset, is_dataset
 from rec.errors import UsageError
-from rec.metrics import rmse_mae
+from rec.metrics import dense_chunk, rmse_mae
 from rec.paths import OPTIMIZER, PARAMS, Paths, TrainingFolder, read_json, reading, require
 from rec.runtime import load_weights, save_model  # first: it quiets paddle's import noise
 from rec.trainer import Epoch, Objective, Trainable
@@ -151,9 +151,14 @@ def vector_mismatch(model, ds: Dataset, user_vecs: np.ndarray, movie_vecs: np.nd
     distinct, row = np.unique(users, return_inverse=True)
     hist = retrieval.Histories(ds, model.config.global_mean)
     model.eval()
+    step = dense_chunk(ds.n_movies, len(distinct))  # all at once unless the catalogue is large
+    logits, rated = np.zeros(len(users), np.float32), np.zeros(len(users), np.float32)
     with paddle.no_grad():
-        logits, rated = model(*hist.inputs(distinct), *retrieval.MovieInputs(ds).all())
-    logits, rated = logits.numpy()[row, movies], rated.numpy()[row, movies]
+        for i in range(0, len(distinct), step):
+            at = (row >= i) & (row < i + step)
+            out = model(*hist.inputs(distinct[i: i + step]), *retrieval.MovieInputs(ds).all())
+            logits[at] = out[0].numpy()[row[at] - i, movies[at]]
+            rated[at] = out[1].numpy()[row[at] - i, movies[at]]
     pick = np.einsum("ij,ij->i", *[v[:, : scoring["split"]] for v in
                                     (user_vecs[users], movie_vecs[movies])])
     return float(max(np.abs(rated - from_vectors).max(), np.abs(logits - pick).max()))

@@ -1,0 +1,99 @@
+"""The large-catalogue step of the recall-rank objective (imports paddle): a sampled softmax
+with a log-Q correction, used by rec.twotower.retrieval when the catalogue has more than
+SAMPLED_ABOVE movies (ml-25m's 62k), where a full softmax costs batch x catalogue per step
+and runs the movie tower over the whole catalogue.
+
+Per step, for B users:
+  candidates  C = the movies in the users' own training bags (in-batch positives)
+              U a shared sample of NEGATIVES movies drawn, with replacement, by training
+              popularity (p_m = training ratings of m / training ratings) from the epoch's
+              own generator (Epoch.rng(NEGATIVE_STREAM)), so --resume retraces a run
+  logits      u . m + b_m - log Q(m) over C only (the movie tower runs on C alone), where
+              Q(m) = P(m in C) = 1 - (1 - f_m)^B (1 - p_m)^S is the chance that m is a
+              candidate under this mixture (f_m: share of training users who rated m; S
+              draws): the correction of Yi et al. 2019 ("Sampling-Bias-Corrected Neural
+              Modeling"), so the softmax over C estimates the full one and b_m keeps
+              popularity
+  pick loss   the full path's like-weighted cross-entropy, over C
+  rating loss the rating head's squared error on the users' own rated movies (all in C)
+The user tower reads its bags as (B, |C|) columns with its embedding rows gathered for C
+(RecallRankTwoTower.forward's `columns`): the same function of the bag as the dense
+(B, catalogue) form, so fold-in and the saved vectors are unchanged.
+Memory per step is bounded by B x (the batch's distinct movies + S), not B x catalogue.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rec.datasets.contract import RELEVANT
+
+import paddle
+
+SAMPLED_ABOVE = 20_000  # catalogues larger than this train with the sampled softmax
+NEGATIVES = 2048  # popularity-sampled negatives shared by a step's users
+NEGATIVE_STREAM = 1  # Epoch.rng(NEGATIVE_STREAM) draws the negatives (rng() the order)
+
+
+def is_large(n_movies: int) -> bool:
+    return n_movies > SAMPLED_ABOVE
+
+
+class Candidates:
+    """The negative sampler and the log-Q correction, from the training users' bags."""
+
+    def __init__(self, movies_of_trained: np.ndarray, n_trained_users: int, n_movies: int,
+                 negatives: int | None = None):
+        counts = np.bincount(movies_of_trained, minlength=n_movies).astype(np.float64)
+        self.p = counts / max(counts.sum(), 1.0)
+        self.cdf = np.cumsum(self.p)
+        self.log_not_user = np.log1p(-np.minimum(counts / max(n_trained_users, 1), 1 - 1e-12))
+        self.log_not_drawn = np.log1p(-np.minimum(self.p, 1 - 1e-12))
+        self.negatives = negatives or NEGATIVES
+
+    def draw(self, rng: np.random.Generator, positives: np.ndarray) -> np.ndarray:
+        """C, sorted: the positives and NEGATIVES popularity draws."""
+        drawn = np.searchsorted(self.cdf, rng.random(self.negatives) * self.cdf[-1],
+                                side="right")
+        drawn = np.minimum(drawn, len(self.p) - 1)
+        return np.union1d(positives, drawn)
+
+    def log_q(self, columns: np.ndarray, n_users: int) -> np.ndarray:
+        log_miss = n_users * self.log_not_user[columns] + \
+            self.negatives * self.log_not_drawn[columns]
+        q = -np.expm1(log_miss)  # 1 - exp(log P(not in C))
+        return np.log(np.maximum(q, 1e-30)).astype(np.float32)
+
+
+def column_inputs(demographics, row, movie, rating, norm, n_users, columns, mean) -> tuple:
+    """The user tower's inputs as (B, |columns|) bags (every movie in `columns`)."""
+    col = np.searchsorted(columns, movie)
+    watched = np.zeros((n_users, len(columns)), np.float32)
+    rated = np.zeros((n_users, len(columns)), np.float32)
+    watched[row, col] = norm[row]
+    rated[row, col] = (rating - mean) * norm[row]
+    return (paddle.to_tensor(demographics), paddle.to_tensor(watched), paddle.to_tensor(rated))
+
+
+def sampled_losses(train_net, hist, movies, users: np.ndarray, sampler: Candidates,
+                   rng: np.random.Generator, disliked_weight: float) -> tuple:
+    """(pick loss, rating loss) of one step over the sampled candidates."""
+    row, movie, rating, norm = hist.rows(users)
+    columns = sampler.draw(rng, movie)
+    ids = paddle.to_tensor(columns.astype(np.int64))
+    inputs = column_inputs(hist.demographics[users], row, movie, rating, norm, len(users),
+                           columns, hist.mean)
+    logits, predicted = train_net(*inputs, ids, paddle.gather(movies.genres, ids),
+                                  paddle.gather(movies.titles, ids), ids)
+    logits = logits - paddle.to_tensor(sampler.log_q(columns, len(users)))
+    col = np.searchsorted(columns, movie)
+    weights = np.zeros((len(users), len(columns)), np.float32)
+    weights[row, col] = np.where(rating >= RELEVANT, 1.0, disliked_weight)
+    own = paddle.to_tensor(np.stack([row, col], axis=1).astype(np.int64))
+    rating_loss = ((paddle.gather_nd(predicted, own) - paddle.to_tensor(rating)) ** 2).mean()
+    return pick_loss(logits, paddle.to_tensor(weights)), rating_loss
+
+
+def pick_loss(logits, w):
+    """The like-weighted softmax cross-entropy, in the log-sum-exp form (see retrieval)."""
+    return (paddle.logsumexp(logits, axis=1) * w.sum(axis=1) - (logits * w).sum(axis=1)).mean()
