@@ -17,6 +17,7 @@ import pytest
 
 from rec import __version__, manifest
 from rec.cli import COMMANDS, app, load_command
+from typer.testing import CliRunner
 from rec.datasets.contract import ALL_FILES
 
 from conftest import assert_paddle_free, rec
@@ -408,3 +409,25 @@ def test_download_into_another_data_folder(tmp_path):
     shutil.rmtree(tmp_path / "data")
     r = invoke(tmp_path, "preprocess")
     assert r.exit_code == 2 and f"--data-dir {other}" in one_error(r)
+
+
+# --- -v/--verbose ----------------------------------------------------------------------------
+
+
+def test_verbose_adds_debug_lines_and_a_bug_shows_its_traceback(synthetic, monkeypatch):
+    quiet = invoke(synthetic, "status", "--format", "json")
+    loud = invoke(synthetic, "-v", "status", "--format", "json")
+    assert loud.exit_code == 0 and loud.stdout == quiet.stdout
+    assert "debug:" not in quiet.stderr
+    debug = [line for line in loud.stderr.splitlines() if line.startswith("debug: ")]
+    assert any(f"rec {__version__}" in line for line in debug)
+    assert any(str(synthetic / "out") in line for line in debug)  # the folders in use
+    assert "--verbose" in rec(None, "--help").stdout
+
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+    monkeypatch.setattr(manifest, "load", bug)
+    r = invoke(synthetic, "status")
+    assert r.exit_code == 1 and "rerun with -v" in r.stderr and "Traceback" not in r.stderr
+    r = CliRunner().invoke(app, ["--output-dir", str(synthetic / "out"), "-v", "status"])
+    assert isinstance(r.exception, ZeroDivisionError)  # re-raised: the full traceback
