@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from rec import __version__
-from rec.console import error_line, set_quiet
+from rec.console import debug, error_line, set_quiet, set_verbose
 from rec.paths import Paths
 
 # Name, "module:function" (its full help is the module's HELP, or the named attribute),
@@ -133,11 +133,16 @@ def root(
     output_dir: Optional[str] = typer.Option(None, "--output-dir", envvar="REC_OUTPUT_DIR",
                                              help="Artifacts folder (default: output)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or logs on stderr."),
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="Debug lines on stderr; a bug shows its full traceback "
+                                 "(as REC_DEBUG=1 does)."),
     version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
                                  help="Show the version and exit."),
 ) -> None:
     set_quiet(quiet)
+    set_verbose(verbose)
     ctx.obj = Paths.from_env(data_dir, output_dir)
+    debug(f"rec {__version__}, python {sys.version.split()[0]}, typer {typer.__version__}")
 
 
 def main() -> None:

@@ -24,11 +24,20 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 FORMATS = ("auto", "table", "tsv", "csv", "json")
-_state = {"quiet": False, "header": True}
+_state = {"quiet": False, "header": True, "verbose": False}
 
 
 def set_quiet(quiet: bool) -> None:
     _state["quiet"] = quiet
+
+
+def set_verbose(verbose: bool) -> None:
+    """-v/--verbose: debug lines on stderr, and a bug's full traceback (as REC_DEBUG=1)."""
+    _state["verbose"] = verbose
+
+
+def is_verbose() -> bool:
+    return _state["verbose"]
 
 
 def is_quiet() -> bool:
@@ -62,6 +71,12 @@ def log(message: str) -> None:
     """Informational line on stderr (silenced by --quiet)."""
     if not is_quiet():
         _stderr_line(message)
+
+
+def debug(message: str) -> None:
+    """A `debug: ...` line on stderr, with -v/--verbose only."""
+    if is_verbose():
+        _stderr_line(message, "debug: ", "dim")
 
 
 def warn(message: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from rec import __version__
 from rec.atomic import write_json
+from rec.errors import UsageError
 from rec.paths import Paths
 
 # The stages in pipeline order, with what each one needs before it can run.
@@ -62,6 +63,8 @@ def record(paths: Paths, stage: str, params: dict[str, Any], inputs: list[Path],
            outputs: list[Path]) -> None:
     """Record a finished stage (atomically rewriting the manifest)."""
     manifest = load(paths)
+    order = max((e.get("order") for e in manifest["stages"].values()
+                 if isinstance(e.get("order"), int)), default=0) + 1
     manifest.setdefault("stages", {})[stage] = {
         "command": " ".join(["rec"] + sys.argv[1:]),
         "params": params,
@@ -69,6 +72,7 @@ def record(paths: Paths, stage: str, params: dict[str, Any], inputs: list[Path],
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "inputs": {str(Path(p).resolve()): fingerprint(p) for p in inputs},
         "outputs": {str(Path(p).resolve()): fingerprint(p) for p in outputs},
+        "order": order,  # which of two stages ran last (`time` has whole seconds only)
     }
     write_json(paths.manifest, manifest)
 
@@ -85,3 +89,66 @@ def stage_state(entry: dict | None) -> str:
         if fingerprint(Path(p)) != fp:
             return "modified"
     return "fresh"
+
+
+# --- which dataset: the one downloaded last, into the data folder in use --------------------
+
+
+def last_download(paths: Paths) -> tuple[str, Path] | None:
+    """(dataset, folder) of the last `rec download` recorded in this output folder."""
+    entry = load(paths)["stages"].get("download") or {}
+    params, outputs = entry.get("params"), entry.get("outputs")
+    dataset = params.get("dataset") if isinstance(params, dict) else None
+    if not isinstance(dataset, str) or not isinstance(outputs, dict) or len(outputs) != 1:
+        return None
+    return dataset, Path(next(iter(outputs)))
+
+
+def _same(a: Path, b: Path) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def default_dataset(paths: Paths, marker: str = ".rec-verified.json") -> str | None:
+    """The dataset `rec preprocess` reads without --dataset: the one downloaded last into
+    the data folder in use (the manifest says which, else the newest verified folder there),
+    else None. When the last download went to another data folder and this one holds none,
+    stop and say which --data-dir to pass."""
+    last = last_download(paths)
+    if last and _same(last[1].parent, paths.data_dir):
+        return last[0]
+    present = sorted((p for p in Path(paths.data_dir).glob(f"*/{marker}") if p.is_file()),
+                     key=lambda p: p.stat().st_mtime_ns)
+    if present:
+        return present[-1].parent.name
+    if last:
+        raise UsageError(f"no dataset in {paths.data_dir}: the last download, {last[0]}, went to "
+                         f"{last[1]}: pass `--data-dir {last[1].parent}` (before the command), "
+                         f"or --dataset NAME")
+    return None
+
+
+def mismatches(paths: Paths, stages: dict[str, dict]) -> dict[str, str]:
+    """Stages built from another dataset than the one downloaded last (stage -> why), and a
+    last download outside the data folder in use ("data" -> why)."""
+    found = {}
+    last = last_download(paths)
+    if last is None:
+        return found
+    dataset, folder = last
+    if not _same(folder.parent, paths.data_dir):
+        found["data"] = (f"the last download, {dataset}, went to {folder}, not into "
+                         f"{paths.data_dir}: pass `--data-dir {folder.parent}`")
+    rerun = "rec preprocess" if "data" not in found else f"rec --data-dir {folder.parent} preprocess"
+    pre, down = stages.get("preprocess"), stages.get("download")
+    read = (pre or {}).get("inputs")
+    read = list(read) if isinstance(read, dict) else []
+    if pre and read and not any(_same(Path(p), folder) for p in read):
+        if _order(down) > _order(pre):
+            found["preprocess"] = (f"preprocess read {read[0]}, but {dataset} was downloaded "
+                                   f"since, into {folder}: run `{rerun}` again")
+    return found
+
+
+def _order(entry: dict | None) -> int:
+    order = (entry or {}).get("order")
+    return order if isinstance(order, int) else 0

@@ -17,6 +17,7 @@ import pytest
 
 from rec import __version__, manifest
 from rec.cli import COMMANDS, app, load_command
+from typer.testing import CliRunner
 from rec.datasets.contract import ALL_FILES
 
 from conftest import assert_paddle_free, rec
@@ -379,3 +380,54 @@ def test_env_vars_move_the_folders(tmp_path, monkeypatch):
     other = tmp_path / "flagout"
     r = invoke(None, "--output-dir", str(other), "preprocess", "--dataset", "synthetic")
     assert r.exit_code == 0 and (other / "dataset" / "vocab.json").exists()
+
+
+# --- the default dataset follows the data folder in use ------------------------------------
+
+
+def test_download_into_another_data_folder(tmp_path):
+    other = tmp_path / "X"
+    small = ["download", "--dataset", "synthetic", "--users", "30", "--movies", "40",
+             "--ratings", "300"]
+    assert invoke(tmp_path, *SYNTHETIC).exit_code == 0
+    assert invoke(tmp_path, "preprocess").exit_code == 0
+    # `rec --data-dir X download ...` with the same output folder
+    r = rec(None, "--data-dir", str(other), "--output-dir", str(tmp_path / "out"), *small)
+    assert r.exit_code == 0, r.stderr
+    r = invoke(tmp_path, "status", "--format", "json")
+    assert {row["stage"]: row["state"] for row in json_lines(r.stdout)}["preprocess"] == "stale"
+    assert f"--data-dir {other}" in r.stderr and "preprocess read" in r.stderr
+    # a bare preprocess with the default data folder: the dataset downloaded last there
+    r = invoke(tmp_path, "preprocess", "--format", "json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["users"] == 50, r.stderr
+    # ... and with --data-dir X again: X's
+    r = rec(None, "--data-dir", str(other), "--output-dir", str(tmp_path / "out"),
+            "preprocess", "--format", "json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["users"] == 30, r.stderr
+    assert states(tmp_path)["preprocess"] == "fresh"
+    # a data folder holding no dataset names the one the last download went to
+    shutil.rmtree(tmp_path / "data")
+    r = invoke(tmp_path, "preprocess")
+    assert r.exit_code == 2 and f"--data-dir {other}" in one_error(r)
+
+
+# --- -v/--verbose ----------------------------------------------------------------------------
+
+
+def test_verbose_adds_debug_lines_and_a_bug_shows_its_traceback(synthetic, monkeypatch):
+    quiet = invoke(synthetic, "status", "--format", "json")
+    loud = invoke(synthetic, "-v", "status", "--format", "json")
+    assert loud.exit_code == 0 and loud.stdout == quiet.stdout
+    assert "debug:" not in quiet.stderr
+    debug = [line for line in loud.stderr.splitlines() if line.startswith("debug: ")]
+    assert any(f"rec {__version__}" in line for line in debug)
+    assert any(str(synthetic / "out") in line for line in debug)  # the folders in use
+    assert "--verbose" in rec(None, "--help").stdout
+
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+    monkeypatch.setattr(manifest, "load", bug)
+    r = invoke(synthetic, "status")
+    assert r.exit_code == 1 and "rerun with -v" in r.stderr and "Traceback" not in r.stderr
+    r = CliRunner().invoke(app, ["--output-dir", str(synthetic / "out"), "-v", "status"])
+    assert isinstance(r.exception, ZeroDivisionError)  # re-raised: the full traceback

@@ -473,3 +473,19 @@ def test_numpy_export_that_disagrees_with_the_model_is_refused(ml_copy, monkeypa
     monkeypatch.setattr(NumpyCtr, "logits", lambda self, *a, **kw: real(self, *a, **kw) + 0.5)
     one_line_error(rec(ml_copy, "ctr-train", *ML_TRAIN), 1, "weights.npz", "disagrees")
     assert weights.read_bytes() == before  # the last good model stays whole
+
+
+def test_predict_says_which_input_the_model_expects(ml_world, criteo_world, criteo_trained,
+                                                    tmp_path):
+    # Criteo lines to a MovieLens model: not "line 1: unknown user id 0"
+    criteo_lines = (FIXTURES / "criteo_small.txt").read_text()
+    result = rec(ml_world, "ctr-predict", input=criteo_lines)
+    one_line_error(result, 2, "line 1 is a Criteo line", "a MovieLens model",
+                   "USER MOVIE pairs")
+    # USER MOVIE pairs (with or without a header) to a Criteo model
+    world = tmp_path / "w"
+    shutil.copytree(criteo_world / "deepfm", world / "output")
+    for pairs in ("1 2\n3 7\n", "user,movie\n1 2\n"):
+        result = rec(world, "ctr-predict", input=pairs)
+        one_line_error(result, 2, "line 1:", "a Criteo model", "raw Criteo lines",
+                       "--data movielens")

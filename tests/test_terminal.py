@@ -111,7 +111,7 @@ def test_help_keeps_square_brackets(name):
 
 
 def test_preprocess_help_says_its_default_dataset():
-    assert "[default: the one downloaded last]" in help_output("preprocess")
+    assert "[default: the one downloaded last there]" in help_output("preprocess")
 
 
 @pytest.mark.parametrize("name", [n for n, _, _ in COMMANDS])

@@ -17,7 +17,7 @@ import sys
 
 import typer
 
-from rec.console import error_line, resolve_format, set_header
+from rec.console import debug, error_line, is_verbose, resolve_format, set_header
 from rec.errors import RecError
 from rec.paths import Paths
 
@@ -64,6 +64,10 @@ def guarded(fn=None, *, writes: tuple[str, ...] = ()):
                 kwargs["fmt"] = resolve_format(kwargs["fmt"])
             ctx = next((a for a in args if isinstance(a, typer.Context)), kwargs.get("ctx"))
             name = f"rec {ctx.info_name}" if ctx is not None else None
+            if ctx is not None:
+                paths = get_paths(ctx)
+                debug(f"{name}: data folder {paths.data_dir}, output folder {paths.output_dir}, "
+                      f"parameters {kwargs}")
             with lock.hold_all(_folders(ctx, writes), name):
                 return fn(*args, **kwargs)
         except RecError as e:
@@ -105,8 +109,9 @@ DISK_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPER
 
 
 def _internal(e: Exception) -> Exception:
-    """A bug: one line and exit 1 (re-raised as is with REC_DEBUG=1, for the traceback)."""
-    if os.environ.get("REC_DEBUG"):
+    """A bug: one line and exit 1 (re-raised as is with REC_DEBUG=1 or -v, for the traceback)."""
+    if os.environ.get("REC_DEBUG") or is_verbose():
         return e
-    error_line(f"internal error: {type(e).__name__}: {e} (set REC_DEBUG=1 for the traceback)")
+    error_line(f"internal error: {type(e).__name__}: {e} (rerun with -v, or set REC_DEBUG=1, "
+               "for the traceback)")
     return typer.Exit(1)

@@ -35,6 +35,15 @@ HELP = ("Click probabilities from the trained CTR model, one row per input line 
         "INPUT is a file; - (default) reads stdin.")
 PAIR_CHUNK = 65536
 SPLIT = re.compile(r"[\s,]+")
+CRITEO_TABS = 38  # a Criteo line has 39 tab-separated fields (40 with its label)
+# What each kind of model reads, for errors on input meant for the other kind.
+EXPECTS = {
+    "movielens": ("a MovieLens model: it scores USER MOVIE pairs (raw ids, one pair per line); "
+                  "for Criteo lines train a Criteo model (`rec ctr-train --input FILE`)"),
+    "criteo": ("a Criteo model: it scores raw Criteo lines (label, 13 integers, 26 hex "
+               "categories, tab-separated; 39 columns with --no-label); for USER MOVIE pairs "
+               "train a MovieLens model (`rec ctr-train --data movielens`)"),
+}
 
 
 def criteo_rows(model, transform, path: str, has_label: bool, batch: int,
@@ -44,7 +53,7 @@ def criteo_rows(model, transform, path: str, has_label: bool, batch: int,
     from rec.datasets import criteo
 
     labels, probs = [], []
-    for chunk in criteo.read_chunks(path, has_label=has_label):
+    for chunk in said_criteo(criteo.read_chunks(path, has_label=has_label)):
         arrays = Arrays({"ids": transform.ids(chunk), "dense": transform.dense(chunk)},
                            chunk.labels)
         p = ct.predict(model, arrays, batch)
@@ -60,6 +69,19 @@ def criteo_rows(model, transform, path: str, has_label: bool, batch: int,
         summary["labels"], summary["probs"] = np.concatenate(labels), np.concatenate(probs)
 
 
+def said_criteo(chunks: Iterator) -> Iterator:
+    """The chunks; a malformed first line also says what a Criteo model reads (the input
+    may be pairs meant for a MovieLens model)."""
+    from rec.datasets.criteo import CriteoFormatError
+
+    try:
+        yield from chunks
+    except CriteoFormatError as e:
+        if " line 1: " not in str(e):
+            raise
+        raise UsageError(f"{e}; the trained CTR model is {EXPECTS['criteo']}") from None
+
+
 def read_pairs(stream, user_index: dict, movie_index: dict) -> Iterator[tuple]:
     """Chunks of (line numbers, raw user ids, raw movie ids, user indices, movie indices)."""
     lines, users, movies = [], [], []
@@ -67,6 +89,9 @@ def read_pairs(stream, user_index: dict, movie_index: dict) -> Iterator[tuple]:
         text = line.strip()
         if not text:
             continue
+        if line.count("\t") >= CRITEO_TABS:
+            raise UsageError(f"line {number} is a Criteo line, but the trained CTR model is "
+                             f"{EXPECTS['movielens']}")
         tokens = SPLIT.split(text)
         if len(tokens) < 2 or not all(re.fullmatch(r"-?\d+", t) for t in tokens[:2]):
             if number == 1:

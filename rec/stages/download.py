@@ -179,8 +179,8 @@ def generate_synthetic(paths: Paths, spec: DatasetSpec, syn: SyntheticSpec) -> d
 
 def _record_if_missing(paths: Paths, spec: DatasetSpec, params: dict) -> None:
     """A present dataset is left alone, but the manifest should still know about it."""
-    entry = manifest.load(paths).get("stages", {}).get("download")
-    if not entry or entry.get("params", {}).get("dataset") != spec.name:
+    last = manifest.last_download(paths)
+    if last is None or last[0] != spec.name or last[1] != paths.raw(spec.name).resolve():
         manifest.record(paths, "download", params, inputs=[], outputs=[paths.raw(spec.name)])
 
 

@@ -23,6 +23,7 @@ from rec.console import emit_object, log, show_table, warn
 from rec.datasets.contract import (ARRAY_FILES, GENDERS, GENRES, GIVEN, TRAIN, VAL, Vocab,
                                    dataset_paths)
 from rec.datasets.movielens import YEAR_RE, RawMovieLens, parse_folder
+from rec.datasets.registry import MARKER
 from rec.errors import UsageError
 from rec.paths import VOCAB
 from rec.stages import get_paths, guarded
@@ -303,17 +304,11 @@ def write_dataset(out_dir: Path, arrays: dict[str, np.ndarray], vocab: Vocab) ->
 # --- command ------------------------------------------------------------------------------
 
 
-def default_dataset(paths) -> str:
-    """The dataset `rec download` fetched last, else ml-1m."""
-    entry = manifest.load(paths).get("stages", {}).get("download")
-    return (entry or {}).get("params", {}).get("dataset") or "ml-1m"
-
-
 @guarded(writes=("output",))
 def command(
     ctx: typer.Context,
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset folder under data/ "
-                                          "[default: the one downloaded last]."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset folder under the data "
+                                          "folder [default: the one downloaded last there]."),
     split: str = typer.Option("random", "--split", help="random | time (per user, latest to validation) | users (held-out users: "
                         "--val-ratio of the users, 80 % of their ratings given, the rest to predict)."),
     val_ratio: float = typer.Option(0.1, "--val-ratio", help="Share of ratings (of users with --split users) for validation."),
@@ -325,7 +320,11 @@ def command(
         raise UsageError(f"unknown --split {split!r}: choose random, time or users")
     if not 0.0 < val_ratio < 1.0:
         raise UsageError(f"--val-ratio must be between 0 and 1 (got {val_ratio})")
-    dataset = dataset or default_dataset(paths)
+    if dataset is None:
+        dataset = manifest.default_dataset(paths, MARKER)
+        if dataset:
+            log(f"dataset: {dataset} (the one downloaded last into {paths.data_dir})")
+        dataset = dataset or "ml-1m"
     folder = paths.raw(dataset)
     if not folder.is_dir():
         raise UsageError(f"missing {folder}: run `rec download --dataset {dataset}` first")

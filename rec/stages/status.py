@@ -6,7 +6,7 @@ import typer
 
 from rec import manifest
 from rec.build_info import paddle_build
-from rec.console import emit, log
+from rec.console import emit, log, warn
 from rec.stages import get_paths, guarded
 from rec.stages.options import Format
 from rec.texttable import KEEP
@@ -24,6 +24,9 @@ def command(
     log(f"paddle: {paddle_build()}")
     stages = manifest.load(paths).get("stages", {})
     names = manifest.STAGES + [s for s in stages if s not in manifest.STAGES]
+    mismatched = manifest.mismatches(paths, stages)
+    for why in mismatched.values():
+        warn(why)
     rows = []
     for name in names:
         entry = stages.get(name)
@@ -31,7 +34,7 @@ def command(
         params = params if isinstance(params, dict) else {}
         rows.append({
             "stage": name,
-            "state": manifest.stage_state(entry),
+            "state": "stale" if name in mismatched and entry else manifest.stage_state(entry),
             "when": (entry or {}).get("time", ""),
             "params": " ".join(f"{k}={v}" for k, v in list(params.items())[:KEY_PARAMS]),
         })
