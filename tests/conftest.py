@@ -51,3 +51,11 @@ assert not loaded, loaded
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(list(commands))], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def run_stages(root: Path, *stages: list[str]) -> Path:
+    """Run each `rec` command line in ROOT in turn; every one must succeed. Returns ROOT."""
+    for args in stages:
+        result = rec(root, *args)
+        assert result.exit_code == 0, (args, result.output)
+    return root

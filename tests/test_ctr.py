@@ -18,7 +18,7 @@ import pytest
 from rec.datasets import criteo, criteo_synthetic
 from rec.metrics import auc, logloss
 
-from conftest import assert_paddle_free, rec
+from conftest import assert_paddle_free, rec, run_stages
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[1]
@@ -277,13 +277,10 @@ ML_TRAIN = ["--epochs", "2", "--batch-size", "1024"]
 @pytest.fixture(scope="module")
 def ml_world(tmp_path_factory) -> Path:
     """Synthetic MovieLens, preprocessed, a two-tower model and its features, a CTR model."""
-    root = tmp_path_factory.mktemp("ml-ctr")
-    for args in (["download", "--dataset", "synthetic", "--users", "300", "--movies", "200",
-                  "--ratings", "24000"], ["preprocess", "--dataset", "synthetic"],
-                 ["train", "--epochs", "2"], ["save-features"], ["ctr-train", *ML_TRAIN]):
-        result = rec(root, *args)
-        assert result.exit_code == 0, (args, result.output)
-    return root
+    return run_stages(tmp_path_factory.mktemp("ml-ctr"),
+                      ["download", "--dataset", "synthetic", "--users", "300", "--movies", "200",
+                       "--ratings", "24000"], ["preprocess", "--dataset", "synthetic"],
+                      ["train", "--epochs", "2"], ["save-features"], ["ctr-train", *ML_TRAIN])
 
 
 @pytest.fixture

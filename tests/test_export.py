@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, rec
+from conftest import ROOT, rec, run_stages
 
 TOLERANCE = 1e-5
 
@@ -20,15 +20,12 @@ TOLERANCE = 1e-5
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     """Synthetic MovieLens, a default two-tower model, its features, a CTR model, exported."""
-    root = tmp_path_factory.mktemp("export")
-    for args in (["download", "--dataset", "synthetic", "--users", "300", "--movies", "200",
-                  "--ratings", "24000"], ["preprocess", "--dataset", "synthetic"],
-                 ["train", "--epochs", "2"], ["save-features"],
-                 ["ctr-train", "--epochs", "1", "--batch-size", "1024"],
-                 ["export", "--format", "json"]):
-        result = rec(root, *args)
-        assert result.exit_code == 0, (args, result.output)
-    return root
+    return run_stages(tmp_path_factory.mktemp("export"),
+                      ["download", "--dataset", "synthetic", "--users", "300", "--movies", "200",
+                       "--ratings", "24000"], ["preprocess", "--dataset", "synthetic"],
+                      ["train", "--epochs", "2"], ["save-features"],
+                      ["ctr-train", "--epochs", "1", "--batch-size", "1024"],
+                      ["export", "--format", "json"])
 
 
 @pytest.fixture
