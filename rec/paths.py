@@ -21,6 +21,7 @@ PARAMS = "model.pdparams"  # the best network's weights (paddle.save)
 CONFIG = "config.json"  # everything that rebuilds that network
 METRICS = "metrics.json"  # the run's result (the stage's stdout object)
 HISTORY = "history.json"  # one row per epoch
+STAGED = "best-of-run"  # folder: the running training's best model, published at its end
 CHECKPOINT = "checkpoint"  # folder: weights, optimizer state and STATE of the last epoch
 STATE = "state.json"  # in CHECKPOINT: epoch, history, best so far, the run's parameters
 OPTIMIZER = "optimizer.pdopt"  # in rec train's CHECKPOINT: the optimizer's state
@@ -59,6 +60,12 @@ class TrainingFolder:
     launch_logs = property(lambda self: self.root / LAUNCH_LOGS)
     weights = property(lambda self: self.best / WEIGHTS)
     categories = property(lambda self: self.best / CATEGORIES)
+
+    @property
+    def staging(self) -> "TrainingFolder":
+        """Where a run keeps its best model until it ends (rec.trainer.publish): an
+        interrupted run never replaces the previous model, and --resume finds its own."""
+        return TrainingFolder(self.root, self.root / STAGED)
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,7 @@ def save_model(net, best, config: dict) -> None:
     from rec import unit
     from rec.atomic import write_json
 
+    best.params.parent.mkdir(parents=True, exist_ok=True)
     save_paddle(net.state_dict(), best.params)
     write_json(best.config, {**config, unit.PARAMS_DIGEST: unit.sha256(best.params)})
 

@@ -15,11 +15,14 @@ validation are (an `Objective`); `fit` does the rest, the same way for every sta
                    the run (exit 1) before anything of the epoch is saved
                the improvement test of spec.monitor (bigger or smaller is better, by at
                    least min_delta), patience (stop after `patience` epochs without one)
-               rank 0 only: objective.save_best(epoch) when improved; the checkpoint (each
+               rank 0 only: objective.save_best(epoch) when improved (into the run's
+                   staging folder, spec.folder.staging); the checkpoint (each
                    network's weights and optimizer state, objective.checkpoint_extra's
                    files and state.json, swapped in as one folder); history.json
                a row of the live table (or a log line when stderr is not a terminal)
-    the end    `summarize(FitResult)` -> the run's metrics; rank 0 writes metrics.json
+    the end    rank 0 publishes the run's best model (`publish`: only a run that ends
+               replaces the previous model); `summarize(FitResult)` -> the run's metrics;
+               rank 0 writes metrics.json
 
 The loop assumes nothing about how a network is called or what its loss is: train_epoch is
 arbitrary code (several networks, several losses, sampled softmax over a catalogue, ...).
@@ -50,6 +53,7 @@ validate()'s keys name the columns of the table (FitSpec.columns), the monitored
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,10 +63,10 @@ import numpy as np
 from rich.table import Table
 
 from rec import runtime
-from rec.atomic import atomic_dir, write_json
+from rec.atomic import atomic_dir, write_bytes, write_json
 from rec.console import EpochDisplay, log
 from rec.errors import UsageError
-from rec.paths import STATE, TrainingFolder
+from rec.paths import CONFIG, STATE, TrainingFolder
 from rec.runtime import Job
 
 
@@ -211,6 +215,8 @@ def fit(spec: FitSpec, job: Job, objective: Objective, state: dict, resume: bool
     monitor, parts = spec.monitor, objective.parts
     if resume:
         _restore(spec, parts, state)
+    elif job.main:  # a fresh run: a former run's unpublished best is not this run's
+        shutil.rmtree(spec.folder.staging.best, ignore_errors=True)
     for part in parts:
         part.train_net = paddle.DataParallel(part.net) if job.world > 1 else part.net
     history = state["history"]
@@ -262,6 +268,8 @@ def fit(spec: FitSpec, job: Job, objective: Objective, state: dict, resume: bool
         log(f"early stop: no improvement for {spec.patience} epochs")
     if not history:
         raise UsageError("nothing to train: the checkpoint already covers --epochs")
+    if job.main:
+        publish(spec.folder)
     best = next(h for h in history if h["epoch"] == state["best_epoch"])
     result = FitResult(spec, job, state, history, best)
     result.metrics = summarize(result)
@@ -279,6 +287,29 @@ def _restore(spec: FitSpec, parts: list[Trainable], state: dict) -> None:
                         part.params_file, part.optimizer_file)
     log(f"resuming after epoch {state['epoch']} (best {spec.monitor.label} "
         f"{state[spec.monitor.state_key]:.4f} at epoch {state['best_epoch']})")
+
+
+def publish(folder: TrainingFolder) -> None:
+    """Put the run's best model (folder.staging, where objectives save it) in place of the
+    previous one, once the run has ended: a run stopped midway (Ctrl-C, a kill, a diverged
+    epoch) leaves the previous model as it was. A best folder of its own (output/ctr/model)
+    is swapped in whole; files beside the run's (output/model) are replaced one by one,
+    each atomically, and config.json's weights digest (rec.unit) refuses a mixture."""
+    staged = folder.staging.best
+    if not staged.is_dir():
+        return
+    files = sorted(p for p in staged.iterdir() if p.is_file())
+    if folder.best == folder.root:
+        for path in files:  # the weights first, config.json (which names them) last
+            if path.name != CONFIG:
+                write_bytes(folder.root / path.name, path.read_bytes())
+        if (staged / CONFIG).exists():
+            write_bytes(folder.root / CONFIG, (staged / CONFIG).read_bytes())
+    else:
+        with atomic_dir(folder.best) as tmp:
+            for path in files:
+                shutil.copyfile(path, tmp / path.name)
+    shutil.rmtree(staged, ignore_errors=True)
 
 
 def _checkpoint(spec: FitSpec, objective: Objective, state: dict) -> None:

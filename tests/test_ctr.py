@@ -405,12 +405,15 @@ def test_ctrl_c_keeps_the_last_complete_checkpoint(ml_copy, monkeypatch):
     assert result.exit_code == 130 and "Traceback" not in result.stderr
     ctr_dir = ml_copy / "output" / "ctr"
     assert json.loads((ctr_dir / "checkpoint" / "state.json").read_text())["epoch"] == 1
-    assert (ctr_dir / "model" / "weights.npz").exists()
+    # an interrupted run publishes nothing: its best so far waits, staged, for --resume
+    assert not (ctr_dir / "model").exists()
+    assert (ctr_dir / "best-of-run" / "weights.npz").exists()
     assert not [p for p in ctr_dir.rglob(".*")]
     monkeypatch.setattr(ct, "scores", real)
     result = rec(ml_copy, "ctr-train", "--resume", "--epochs", "2")
     assert result.exit_code == 0, result.output
     assert json.loads((ctr_dir / "metrics.json").read_text())["epochs_run"] == 2
+    assert (ctr_dir / "model" / "weights.npz").exists() and not (ctr_dir / "best-of-run").exists()
 
 
 @pytest.mark.parametrize("args,code,needle", [

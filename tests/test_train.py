@@ -172,9 +172,15 @@ def test_ctrl_c_keeps_last_complete_checkpoint(world, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
+    assert rec(world, "train", "--epochs", "1").exit_code == 0  # the previous model
+    model_dir = world / "output" / "model"
+    previous = {name: (model_dir / name).read_bytes() for name in ("model.pdparams", "config.json",
+                                                                   "metrics.json")}
     monkeypatch.setattr(training, "rmse_mae", interrupt_at_third_validation)
     result = rec(world, "train", "--epochs", "5")
     assert result.exit_code == 130
+    # the interrupted fresh run left the previous model, its config and metrics as they were
+    assert previous == {name: (model_dir / name).read_bytes() for name in previous}
     assert "interrupted" in result.stderr and "Traceback" not in result.stderr
     model_dir = world / "output" / "model"
     state = json.loads((model_dir / "checkpoint" / "state.json").read_text())
@@ -185,6 +191,10 @@ def test_ctrl_c_keeps_last_complete_checkpoint(world, monkeypatch):
     assert result.exit_code == 0, result.stderr
     assert "resuming after epoch 2" in result.stderr
     assert metrics(world)["epochs_run"] == 3
+    # the run ended: its best model replaced the previous one, and nothing is left staged
+    assert (model_dir / "model.pdparams").read_bytes() != previous["model.pdparams"]
+    assert not (model_dir / "best-of-run").exists()
+    assert rec(world, "save-features").exit_code == 0  # config.json names these weights
 
 
 def test_resume_without_checkpoint(world):

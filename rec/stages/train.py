@@ -181,11 +181,11 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
         columns=columns, finite=finite)
     if params.match == "softmax":
         objective = glue.recall_rank_objective(net, optimizer, ds, params.batch_size,
-                                               paths.model, full_config)
+                                               paths.model.staging, full_config)
         keys = ("val_hr@10", "val_ndcg@10", "val_rmse", "val_mae", "pick_loss", "rating_loss")
     else:
-        objective = glue.rating_objective(net, optimizer, ds, params.batch_size, paths.model,
-                                          full_config)
+        objective = glue.rating_objective(net, optimizer, ds, params.batch_size,
+                                          paths.model.staging, full_config)
         keys = ("val_rmse", "val_mae", "train_loss")
 
     def summarize(result) -> dict:
