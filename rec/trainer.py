@@ -213,6 +213,9 @@ def fit(spec: FitSpec, job: Job, objective: Objective, state: dict, resume: bool
     import paddle
 
     monitor, parts = spec.monitor, objective.parts
+    if resume and spec.epochs <= state["epoch"]:
+        raise UsageError(f"nothing to train: the checkpoint is at epoch {state['epoch']} and "
+                         f"--epochs is {spec.epochs}; give --epochs above {state['epoch']}")
     if resume:
         _restore(spec, parts, state)
     elif job.main:  # a fresh run: a former run's unpublished best is not this run's

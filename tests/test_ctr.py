@@ -489,3 +489,9 @@ def test_predict_says_which_input_the_model_expects(ml_world, criteo_world, crit
         result = rec(world, "ctr-predict", input=pairs)
         one_line_error(result, 2, "line 1:", "a Criteo model", "raw Criteo lines",
                        "--data movielens")
+
+
+def test_resume_refuses_another_model(ml_copy):
+    result = rec(ml_copy, "ctr-train", "--resume", "--epochs", "5", "--model", "deepfm")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "--model deepfm (the checkpoint's: wide_deep)" in result.stderr

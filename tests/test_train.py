@@ -403,3 +403,17 @@ def test_reasons_cite_a_movie_of_the_users_planted_favourite_genre(trained):
             cited = r["reason"][len("because you rated "):].rsplit(" ", 2)[0]
             hits.append(fav in by_title[cited])
     assert len(hits) > 100 and np.mean(hits) > 0.8, (len(hits), np.mean(hits))
+
+
+def test_resume_refuses_other_options_and_epochs_already_done(world):
+    assert rec(world, "train", "--epochs", "2").exit_code == 0
+    result = rec(world, "train", "--resume", "--epochs", "3", "--lr", "0.1", "--tower-dim", "8")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "--lr 0.1 (the checkpoint's: 0.01)" in result.stderr
+    assert "--tower-dim 8 (the checkpoint's: 64)" in result.stderr
+    result = rec(world, "train", "--resume", "--epochs", "2")
+    assert result.exit_code == 2
+    assert "nothing to train: the checkpoint is at epoch 2" in result.stderr
+    # the same values as the checkpoint's, or the defaults, are no difference
+    result = rec(world, "train", "--resume", "--epochs", "3", "--lr", "0.01")
+    assert result.exit_code == 0, result.stderr

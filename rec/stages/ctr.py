@@ -36,7 +36,7 @@ from rec.errors import UsageError
 from rec.paths import CATEGORIES
 from rec.stages import get_paths, guarded
 from rec.stages.options import (SEED_RANGE, Device, Dropout, Epochs, Format, Nproc, Resume,
-                                options_from, positive)
+                                options_from, positive, resumed_params)
 
 HELP = ("Train a CTR model (Wide&Deep or DeepFM) beside a logistic-regression baseline, on "
         "--data movielens (output/dataset) or --data criteo --input FILE (a raw Criteo file): "
@@ -148,9 +148,9 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
     monitor = trainer.Monitor("auc", bigger_is_better=True, label="val AUC", state_key="best_auc")
     state = trainer.new_state(monitor, baseline_best=None)
     if resume:
-        epochs = p.epochs
+        given = p
         state, p = trainer.read_state(paths.ctr, "rec ctr-train", state, ct.CHECKPOINT_FILES,
-                                      lambda saved: CtrParams(**{**saved, "epochs": epochs}))
+                                      lambda saved: resumed_params(CtrParams, given, saved))
     p.check()
     job = runtime.start(device)
     vocab = paths.ctr.checkpoint / CATEGORIES if resume and p.categorical == "vocab" else None

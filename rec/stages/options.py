@@ -63,3 +63,21 @@ def options_from(params_cls):
         return command
 
     return decorate
+
+
+def resumed_params(params_cls, given, saved: dict, keep: tuple[str, ...] = ("epochs",)):
+    """The parameters of a --resume run: the checkpoint's, with `keep` taken from the
+    command line. An option set on the command line to something other than both its
+    default and the checkpoint's value is refused (exit 2), listing each difference: a
+    resumed run cannot change its architecture or training."""
+    defaults = {f.name: f.default for f in dataclasses.fields(params_cls)}
+    differences = [
+        f"--{name.replace('_', '-')} {value} (the checkpoint's: {saved[name]})"
+        for name, value in vars(given).items()
+        if name not in keep and name in saved and value != defaults.get(name)
+        and value != saved[name]]
+    if differences:
+        raise UsageError("--resume continues the checkpoint's run, which has other options: "
+                         + "; ".join(differences)
+                         + ": drop them, or train from scratch (without --resume)")
+    return params_cls(**{**saved, **{name: getattr(given, name) for name in keep}})

@@ -28,7 +28,7 @@ from rec.errors import UsageError
 from rec.paths import OPTIMIZER, PARAMS, require
 from rec.stages import get_paths, guarded
 from rec.stages.options import (SEED_RANGE, Device, Format, Nproc, Resume, options_from,
-                                positive)
+                                positive, resumed_params)
 
 HELP = ("Train the two-tower: recall (softmax over the catalogue) + a rating head by default "
         "(checkpoints each epoch, early stopping, --resume).")
@@ -134,10 +134,10 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
     ds = load_dataset(paths)
     (tu, _, tr), _ = ds.train_val()
     if resume:
-        epochs = params.epochs
+        given = params
         fresh = {"epoch": 0, "history": [], "best_epoch": None, "bad_epochs": 0}
         state, params = trainer.read_state(paths.model, "rec train", fresh, [(PARAMS, OPTIMIZER)],
-                                           lambda saved: TrainParams(**{**saved, "epochs": epochs}))
+                                           lambda saved: resumed_params(TrainParams, given, saved))
     from rec.twotower import sampled
 
     resolve_auto(params, len(tu), ds.n_users, sampled.is_large(ds.n_movies))
