@@ -318,3 +318,14 @@ def test_similar_ambiguous_or_unknown_titles_exit_2(world):
     assert "give a movie id" in result.stderr
     assert_usage_error(run(world, "similar", "no such film"), "no movie title contains 'no such film'")
     assert_usage_error(run(world, "similar", "424242"), "unknown movie id 424242")
+
+
+def test_negative_and_sparse_ids_print_as_numbers_and_sort_numerically():
+    from types import SimpleNamespace
+
+    from rec.stages.recommend import _plain_id
+    from rec.twotower.recommending import all_users
+
+    assert [_plain_id(i) for i in ("-5", "12", "u7")] == [-5, 12, "u7"]
+    cat = SimpleNamespace(features=SimpleNamespace(user_ids=["10", "-5", "2", "x", "1000"]))
+    assert [cat.features.user_ids[r] for r in all_users(cat)] == ["-5", "2", "10", "1000", "x"]

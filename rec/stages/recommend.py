@@ -46,7 +46,9 @@ TABLE_LAYOUT = {"user": TITLE, "query": TITLE, "rank": KEEP, "movie": KEEP, "yea
 
 def _plain_id(raw: str):
     """Ids print as numbers in JSON when they are numbers."""
-    return int(raw) if raw.isdigit() else raw
+    from rec.twotower.recommending import INT_RE
+
+    return int(raw) if INT_RE.fullmatch(raw) else raw
 
 
 def expand_stdin(args: list[str], per_line: bool) -> list[str]:

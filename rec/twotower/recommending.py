@@ -28,6 +28,7 @@ CHUNK_USERS = 1024  # users scored per matrix product: 1024 x 3883 float32 is 16
 EXPLORE_POOL = 3  # --explore draws from the best EXPLORE_POOL * N candidates
 MOVIE_PRIOR = 10.0  # a movie's mean rating is shrunk towards the global mean by 10 ratings
 
+INT_RE = re.compile(r"-?\d+")  # an id that is a number (negative ones too) prints and sorts as one
 YEAR_RE = re.compile(r"\s*\(\d{4}\)\s*$")
 ARTICLE_RE = re.compile(r"^(.*), (The|A|An)$")
 
@@ -175,7 +176,7 @@ def find_users(cat: Catalog, tokens: list[str]) -> np.ndarray:
 def all_users(cat: Catalog) -> np.ndarray:
     """Every user row, in ascending id order."""
     ids = cat.features.user_ids
-    key = [(0, int(i), i) if i.isdigit() else (1, 0, i) for i in ids]
+    key = [(0, int(i), i) if INT_RE.fullmatch(i) else (1, 0, i) for i in ids]
     return np.array(sorted(range(len(ids)), key=key.__getitem__), dtype=np.int64)
 
 
