@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import contextlib
+import signal
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -64,19 +67,80 @@ def run_launcher(nproc: int, device: str, log_dir: Path, stage_args: list[str]) 
         env.get("PYTHONWARNINGS"), "ignore::UserWarning:paddle.utils.cpp_extension.extension_utils"]))
     cmd = launcher_command(nproc, device, log_dir, stage_args)
     sys.stderr.flush()
+    direct = _has_fileno()  # stream straight to our stderr: nothing reaches our stdout
     try:
-        if _has_fileno():  # stream straight to our stderr: nothing reaches our stdout
-            rc = subprocess.call(cmd, stdout=sys.stderr.fileno(), env=env)
-        else:  # stderr is not a real file (e.g. a test runner): relay when done
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  env=env, text=True)
-            sys.stderr.write(proc.stdout)
-            rc = proc.returncode
+        # The launcher and its workers get a process group of their own, so that stopping
+        # this command (Ctrl-C, kill) stops all of them, not just the launcher.
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True, text=True,
+                                stdout=sys.stderr.fileno() if direct else subprocess.PIPE,
+                                stderr=None if direct else subprocess.STDOUT)
     except OSError as e:
         raise RecError(f"cannot start paddle.distributed.launch: {e}")
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        out, _ = proc.communicate()
+        if out:  # stderr is not a real file (e.g. a test runner): relay when done
+            sys.stderr.write(out)
+        rc = proc.returncode
+    except BaseException:  # KeyboardInterrupt (also SIGTERM, above) or anything else
+        _stop_group(proc)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if rc != 0:
         raise RecError(f"data-parallel training failed (exit {rc}): see the worker logs in "
                        f"{log_dir}")
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children, their children, ...), read from /proc: paddle's
+    launcher may start its workers in sessions of their own, out of its process group."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _stop_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM to the launcher, its process group and every process below it, SIGKILL to
+    what is left after `grace` seconds: no worker goes on training and writing once this
+    command is stopped."""
+    family = [proc.pid, *_descendants(proc.pid)] if os.path.isdir("/proc") else [proc.pid]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        for pid in family:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_running(pid) for pid in family):
+            time.sleep(0.1)
+            proc.poll()  # reap the launcher
+        if not any(_running(pid) for pid in family):
+            return
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has stopped
+    except OSError:
+        return False
 
 
 def run_stage(paths, stage: str, params: dict, device: str, resume: bool, nproc: int,

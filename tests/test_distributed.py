@@ -67,3 +67,36 @@ def test_ctr_train_two_processes_match_one(world, tmp_path):
     assert b["processes"] == 2 and b["train_samples"] == a["train_samples"]
     assert abs(a["auc"] - b["auc"]) < 0.005
     assert (world / "output" / "ctr" / "launch-logs" / "workerlog.1").exists()
+
+
+@pytest.mark.slow
+def test_stopping_the_command_stops_the_launcher_and_its_workers(world):
+    """kill <pid of rec train --nproc 2> used to leave the launcher and workers training and
+    writing; now the whole process group stops with it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = world / "output"
+    cmd = [sys.executable, "-m", "rec", "--data-dir", str(world / "data"), "--output-dir",
+           str(out), "--quiet", "train", "--epochs", "500", "--patience", "500", "--nproc", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    logs = out / "model" / "launch-logs"
+    deadline = time.time() + 90
+    while time.time() < deadline and not (logs / "workerlog.1").exists():
+        time.sleep(0.5)
+    time.sleep(5)  # the workers are importing paddle or training
+    assert proc.poll() is None, "finished before it could be stopped"
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=60) != 0
+
+    def alive() -> list[str]:
+        found = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True)
+        return found.stdout.split()
+
+    deadline = time.time() + 20
+    while alive() and time.time() < deadline:
+        time.sleep(0.5)
+    assert alive() == []
