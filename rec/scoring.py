@@ -32,24 +32,27 @@ def _prepared(vectors: np.ndarray, scoring: dict) -> np.ndarray:
     return vectors
 
 
-def stars(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
-    """Predicted ratings (len(users), len(movies)), unclipped."""
+def _rating_operands(users: np.ndarray, movies: np.ndarray, scoring: dict):
+    """(user part, movie part, offset, scale) with stars = offset + scale * (u . m): the
+    rating head's components for the softmax match, the whole vectors otherwise."""
     users, movies = _prepared(users, scoring), _prepared(movies, scoring)
     offset = np.float32(scoring.get("offset", 0.0))
     if scoring["match"] == "softmax":
         p = int(scoring["split"])
-        return offset + users[:, p:] @ movies[:, p:].T
-    return offset + np.float32(scoring["scale"]) * (users @ movies.T)
+        return users[:, p:], movies[:, p:], offset, np.float32(1.0)
+    return users, movies, offset, np.float32(scoring["scale"])
+
+
+def stars(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
+    """Predicted ratings (len(users), len(movies)), unclipped."""
+    u, m, offset, scale = _rating_operands(users, movies, scoring)
+    return offset + scale * (u @ m.T)
 
 
 def stars_pairs(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
     """Predicted rating of each (users[i], movies[i]) pair: the diagonal of stars()."""
-    users, movies = _prepared(users, scoring), _prepared(movies, scoring)
-    offset = np.float32(scoring.get("offset", 0.0))
-    if scoring["match"] == "softmax":
-        p = int(scoring["split"])
-        return offset + np.einsum("ij,ij->i", users[:, p:], movies[:, p:])
-    return offset + np.float32(scoring["scale"]) * np.einsum("ij,ij->i", users, movies)
+    u, m, offset, scale = _rating_operands(users, movies, scoring)
+    return offset + scale * np.einsum("ij,ij->i", u, m)
 
 
 def pick_logits(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:

@@ -25,7 +25,7 @@ from rec.datasets.contract import RELEVANT, Dataset
 from rec.metrics import dense_chunk, ranking_metrics, rmse_mae
 from rec.paths import OPTIMIZER, PARAMS, TrainingFolder
 from rec.runtime import save_model  # first: it quiets paddle's import noise
-from rec.scoring import like_calibration, score, stars_pairs
+from rec.scoring import like_calibration, stars_pairs, vector_scorer
 from rec.trainer import Epoch, Objective, Trainable
 
 import paddle  # noqa: E402
@@ -109,16 +109,18 @@ class MovieInputs:
 
 
 def trained_vectors(net: RecallRankTwoTower, ds: Dataset, hist: Histories | None = None,
-                    users: np.ndarray | None = None,
-                    batch: int = EVAL_USERS) -> tuple[np.ndarray, np.ndarray]:
+                    users: np.ndarray | None = None, batch: int = EVAL_USERS,
+                    movies: MovieInputs | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The saved vectors (float32) of `users` (default: all) and of every movie, in
-    evaluation mode, `batch` users at a time (fewer for a large catalogue: dense_chunk)."""
+    evaluation mode, `batch` users at a time (fewer for a large catalogue: dense_chunk).
+    `hist` and `movies`, when given, are reused (training validates every epoch)."""
     hist = hist or Histories(ds, net.config.global_mean)
+    movies = movies or MovieInputs(ds)
     batch = dense_chunk(ds.n_movies, batch)
     users = np.arange(ds.n_users) if users is None else users
     net.eval()
     with paddle.no_grad():
-        m = net.movie_vectors(*MovieInputs(ds).all()).numpy()
+        m = net.movie_vectors(*movies.all()).numpy()
         u = [net.user_vectors(*hist.inputs(users[i: i + batch])).numpy()
              for i in range(0, len(users), batch)]
     u = np.concatenate(u) if u else np.zeros((0, m.shape[1]), np.float32)
@@ -223,12 +225,12 @@ def recall_rank_objective(net: RecallRankTwoTower, optimizer, ds: Dataset, batch
 
     def validate() -> dict:
         both = np.r_[val_users, cal_users]
-        user_vecs, movie_vecs = trained_vectors(net, ds, hist, both)
+        user_vecs, movie_vecs = trained_vectors(net, ds, hist, both, movies=movies)
         scoring = final_scoring(net, user_vecs, movie_vecs, hist, both)
         user_vecs = user_vecs[: len(val_users)]
         rmse, mae = rmse_mae(stars_pairs(user_vecs[vu], movie_vecs[vm], scoring), vr,
                              net.config.rating_range)
-        ranking = ranking_metrics(lambda block: score(user_vecs[block], movie_vecs, scoring),
+        ranking = ranking_metrics(vector_scorer(user_vecs, movie_vecs, scoring),
                                   len(val_users), ds.n_movies, su, sm, vu[rel], vm[rel])
         return {"val_rmse": rmse, "val_mae": mae, "val_hr@10": ranking["hr@10"],
                 "val_ndcg@10": ranking["ndcg@10"]}
