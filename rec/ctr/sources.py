@@ -65,21 +65,55 @@ def require_two_classes(labels: np.ndarray | None, where: str, positives: int = 
 
 
 class MovieLensSource:
-    """(user, movie) ratings of output/dataset: label 1 when the rating is 4 or more."""
+    """(user, movie) pairs of output/dataset: label 1 when the rating is 4 or more, 0 when it
+    is lower and, with `negatives` K > 0, for K movies per training rating that the user did
+    not rate (drawn uniformly from the catalogue, anew each epoch). With K = 0 the model
+    learns "will like, given watched" (the course's CTR view of ratings); with K > 0 it
+    learns "will watch and like", the rank stage of recall then rank. Validation gets K
+    such negatives per validation rating too, drawn once from `seed`."""
 
     name = "movielens"
 
-    def __init__(self, ds, crosses: bool):
+    def __init__(self, ds, crosses: bool, negatives: int = 0, seed: int = 0):
         self.ds = ds
         self.fields = MovieLensFields.from_dataset(ds, crosses)
+        self.negatives = int(negatives)
         (tu, tm, tr), (vu, vm, vr) = ds.train_val()
-        self.train = Arrays(self.fields.inputs(tu, tm), (tr >= RELEVANT).astype(np.float32))
-        self.val = Arrays(self.fields.inputs(vu, vm), (vr >= RELEVANT).astype(np.float32))
-        self.n_train = len(self.train)
-        require_two_classes(self.train.labels, "the training part of output/dataset "
-                            f"(label: rating >= {RELEVANT})")
+        self.train_pairs = (tu, tm, (tr >= RELEVANT).astype(np.float32))
+        self.train_rated = np.unique(tu.astype(np.int64) * ds.n_movies + tm)
+        self.train = Arrays(self.fields.inputs(tu, tm), self.train_pairs[2])
+        val_labels = (vr >= RELEVANT).astype(np.float32)
+        require_two_classes(None, "the training part of output/dataset "
+                            f"(label: rating >= {RELEVANT})",
+                            int(np.count_nonzero(self.train.labels)),
+                            len(self.train) * (1 + self.negatives))
+        if self.negatives:
+            rated = np.unique(ds.rating_users.astype(np.int64) * ds.n_movies + ds.rating_movies)
+            nu, nm = self._unrated(np.repeat(vu, self.negatives), rated,
+                                   np.random.default_rng([seed, 1]))
+            vu, vm = np.concatenate([vu, nu]), np.concatenate([vm, nm])
+            val_labels = np.concatenate([val_labels, np.zeros(len(nu), np.float32)])
+        self.val = Arrays(self.fields.inputs(vu, vm), val_labels)
+        self.n_train = len(self.train) * (1 + self.negatives)
         require_two_classes(self.val.labels, "the validation part of output/dataset "
                             f"(label: rating >= {RELEVANT})")
+
+    def _unrated(self, users: np.ndarray, rated: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+        """One uniformly drawn movie per entry of `users` that the user has not rated (keys
+        user * n_movies + movie in the sorted `rated`); a draw that hits a rated movie is
+        redrawn up to 3 times, then dropped."""
+        n_movies = self.ds.n_movies
+        users = users.astype(np.int64)
+        movies = rng.integers(0, n_movies, size=len(users))
+        for _ in range(4):
+            keys = users * n_movies + movies
+            hit = rated[np.minimum(np.searchsorted(rated, keys), len(rated) - 1)] == keys
+            if not hit.any():
+                break
+            movies[hit] = rng.integers(0, n_movies, size=int(hit.sum()))
+        keys = users * n_movies + movies
+        keep = rated[np.minimum(np.searchsorted(rated, keys), len(rated) - 1)] != keys
+        return users[keep], movies[keep]
 
     def model_shape(self) -> dict:
         f = self.fields
@@ -87,8 +121,16 @@ class MovieLensSource:
                 "n_cross": f.n_cross}
 
     def train_parts(self, rng) -> Iterator[Arrays]:
-        """The epoch's training samples, shuffled by `rng()` (rec.trainer.Epoch.rng)."""
-        yield self.train.take(rng().permutation(self.n_train))
+        """The epoch's training samples (with the epoch's negatives, drawn by `rng(1)`),
+        shuffled by `rng()` (rec.trainer.Epoch.rng)."""
+        train = self.train
+        if self.negatives:
+            tu = self.train_pairs[0]
+            nu, nm = self._unrated(np.repeat(tu, self.negatives), self.train_rated, rng(1))
+            train = Arrays.concat([train, Arrays(self.fields.inputs(nu, nm),
+                                                 np.zeros(len(nu), np.float32))])
+        self.n_train = len(train)
+        yield train.take(rng().permutation(len(train)))
 
     def validation(self) -> Arrays:
         return self.val
@@ -206,7 +248,7 @@ def make_source(paths, p, vocab_path: Path | None):
     from rec.console import log
 
     if p.data == "movielens":
-        source = MovieLensSource(load_dataset(paths), p.crosses)
+        source = MovieLensSource(load_dataset(paths), p.crosses, p.negatives, p.seed)
         return source, dataset_identity(paths), dataset_paths(paths)
     files = [Path(p.input)] + ([Path(p.val_input)] if p.val_input else [])
     for f in files:

@@ -2,7 +2,9 @@
 regression baseline, on MovieLens-as-CTR or a raw Criteo file.
 
 Data (`--data`):
-  movielens  output/dataset on its saved split; label 1 when the rating is 4 or 5; sparse
+  movielens  output/dataset on its saved split; label 1 when the rating is 4 or 5, 0 when it
+             is lower and for --negatives unrated movies per rating (drawn each epoch:
+             "will watch and like", the rank stage of recall then rank); sparse
              fields user, gender, age, occupation, movie, year bucket, genres (pooled), and
              with --crosses (default) user x genre weights in the wide part
   criteo     a raw Criteo file (`--input PATH`, plain or .gz), streamed chunk by chunk every
@@ -18,7 +20,8 @@ resumed run retraces an uninterrupted one.
 
 With --data movielens and output/features present, the run ends with the recall-then-rank
 comparison: HR@10 and NDCG@10 of the two-tower model's top 10 (recall alone) and of its top
-`--candidates` reordered by the CTR model (recall + rank), on the validation users, in the
+`--candidates` reordered by pick + RERANK_WEIGHT x log P(ctr) (rec.scoring.rerank_order),
+on the validation users, in the
 metrics (keys recall_hr@10, rerank_hr@10, recall_ndcg@10, rerank_ndcg@10).
 """
 
@@ -98,6 +101,10 @@ class CtrParams:
     crosses: Annotated[bool, Option(
         "--crosses/--no-crosses", rich_help_panel=MOVIELENS_PANEL,
         help="User x genre weights in the wide part.")] = True
+    negatives: Annotated[int, Option(
+        "--negatives", rich_help_panel=MOVIELENS_PANEL, min=0, max=100,
+        help="Unrated movies per rating drawn as label 0: the model learns "
+        "\"will watch and like\" (0: \"will like\").")] = 4
     candidates: Annotated[int, Option(
         "--candidates", rich_help_panel=MOVIELENS_PANEL,
         min=10, help="Recall candidates reranked in the "
