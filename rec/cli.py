@@ -16,6 +16,7 @@ from typer.core import TyperCommand, TyperGroup
 from rec import __version__
 from rec.console import debug, error_line, set_quiet, set_verbose
 from rec.paths import Paths
+from rec.stages.values import plain_params
 
 # Name, "module:function" (its full help is the module's HELP, or the named attribute),
 # one short line (`rec --help`), in this order.
@@ -46,13 +47,20 @@ def load_command(name: str) -> TyperCommand:
     stage = importlib.import_module(f"rec.stages.{module}")
     info = typer.models.CommandInfo(name, help=getattr(stage, (help_attr or ["HELP"])[0]),
                                     short_help=SHORT_HELP[name],
-                                    callback=getattr(stage, function))
+                                    callback=getattr(stage, function), cls=RecCommand)
     command = typer.main.get_command_from_info(info, pretty_exceptions_short=True,
                                                rich_markup_mode=app.rich_markup_mode)
     command.help, command.short_help = plain_text(command.help), plain_text(command.short_help)
     for param in command.params:
         param.help = plain_text(getattr(param, "help", None))
     return command
+
+
+class RecCommand(TyperCommand):
+    """A command whose options convert their values without pydantic (PlainValues)."""
+
+    def get_params(self, ctx):
+        return plain_params(super().get_params(ctx))
 
 
 class RecGroup(TyperGroup):
@@ -64,6 +72,9 @@ class RecGroup(TyperGroup):
     and exit 2, not a boxed, multi-line message."""
 
     _listing = False
+
+    def get_params(self, ctx):
+        return plain_params(super().get_params(ctx))
 
     def list_commands(self, ctx) -> list[str]:
         return [name for name, _, _ in COMMANDS]

@@ -284,8 +284,10 @@ def test_stale_features_are_detected_not_shown_with_wrong_titles(world, tmp_path
 
 
 def test_recommend_never_imports_paddle(world):
+    # nor pydantic, nor rich in a pipe (start-up time: tests/test_startup.py)
     assert_paddle_free(["--output-dir", str(world["paths"].output_dir), "recommend", "1",
-                        "--top", "2"])
+                        "--top", "2", "--format", "tsv"],
+                       forbidden=("paddle", "pydantic", "rich", "importlib.metadata"))
 
 
 # --- similar --------------------------------------------------------------------------------
