@@ -57,10 +57,17 @@ def load_command(name: str) -> TyperCommand:
 
 
 class RecCommand(TyperCommand):
-    """A command whose options convert their values without pydantic (PlainValues)."""
+    """A command whose options convert their values without pydantic (PlainValues), with
+    a compact --help (rec.stages.helptext)."""
 
     def get_params(self, ctx):
         return plain_params(super().get_params(ctx))
+
+    def format_help(self, ctx, formatter) -> None:
+        from rec.stages.helptext import compact
+
+        compact(self, ctx)
+        super().format_help(ctx, formatter)
 
 
 class RecGroup(TyperGroup):
