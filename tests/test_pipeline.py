@@ -101,3 +101,23 @@ def test_bin_pipeline_runs_every_stage_and_recommends(tmp_path):
                              "--data-dir", str(tmp_path / "data"), "status", "--format", "json"],
                             capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=60)
     assert {json.loads(line)["state"] for line in status.stdout.splitlines()} == {"fresh"}
+
+
+def test_a_stopped_run_lets_the_stage_stop_cleanly_then_kills_what_ignores_it(monkeypatch):
+    """Ctrl-C on a terminal reaches the stage too; a SIGTERM or SIGINT sent to
+    `rec pipeline` alone is passed on as SIGINT (the stage's own clean stop); a stage that
+    ignores it is killed after the grace period."""
+    from rec.stages import pipeline
+
+    monkeypatch.setattr(pipeline, "GRACE_S", 1.0)
+    code = ("import signal, sys, time\n"
+            "signal.signal(signal.SIGINT, lambda *a: sys.exit(130)) if sys.argv[1] == 'obey' "
+            "else signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(30)\n")
+    for mode, returncode in (("obey", 130), ("ignore", -9)):
+        proc = subprocess.Popen([sys.executable, "-c", code, mode], stdout=subprocess.PIPE,
+                                text=True)
+        assert proc.stdout.readline() == "ready\n"
+        pipeline._stop(proc)
+        assert proc.returncode == returncode
