@@ -74,7 +74,9 @@ def run_stage(global_args: list[str], args: list[str], show_stdout: bool = False
     log(f"== rec {' '.join(args)}")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))}  # this rec
-    out = (None if _real_file(sys.stdout) else subprocess.PIPE) if show_stdout else subprocess.DEVNULL
+    out = subprocess.DEVNULL
+    if show_stdout:
+        out = None if _real_file(sys.stdout) else subprocess.PIPE
     err = None if _real_file(sys.stderr) else subprocess.PIPE
     sys.stdout.flush()
     sys.stderr.flush()

@@ -89,9 +89,10 @@ class Features:
 def save_features(folder: Path, user_ids, user_vecs: np.ndarray, movie_ids, movie_vecs: np.ndarray,
                   scoring: dict, extra: dict[str, bytes] | None = None) -> list[Path]:
     """Write both pickles, the same vectors as matrices with their ids, scoring.json, the
-    `extra` files ({name: bytes}, e.g. the fold-in pieces) and the unit's manifest as one unit: built in a folder beside `folder`,
-    flushed, then swapped in whole (a failure midway leaves the old features untouched).
-    The files share a run id. Return the paths written."""
+    `extra` files ({name: bytes}, e.g. the fold-in pieces) and the unit's manifest as one
+    unit: built in a folder beside `folder`, flushed, then swapped in whole (a failure
+    midway leaves the old features untouched). The files share a run id. Return the paths
+    written."""
     extra = extra or {}
     if scoring.get("match") not in MATCHES:
         raise ValueError(f"unknown match {scoring.get('match')!r}")
