@@ -16,6 +16,7 @@ from typer.core import TyperCommand, TyperGroup
 from rec import __version__
 from rec.console import debug, error_line, set_quiet, set_verbose
 from rec.paths import Paths
+from rec.stages.values import plain_params
 
 # Name, "module:function" (its full help is the module's HELP, or the named attribute),
 # one short line (`rec --help`), in this order.
@@ -31,6 +32,7 @@ COMMANDS = [
     ("status", "status:command", "Which stages ran, with what, fresh or stale."),
     ("recommend", "recommend:recommend_command:HELP", "Explained top-N movies for users."),
     ("similar", "recommend:similar_command:SIMILAR_HELP", "Movies closest to a movie."),
+    ("pipeline", "pipeline:command", "Every stage in order, download to recommend."),
 ]
 SHORT_HELP = {name: short for name, _, short in COMMANDS}
 
@@ -46,13 +48,27 @@ def load_command(name: str) -> TyperCommand:
     stage = importlib.import_module(f"rec.stages.{module}")
     info = typer.models.CommandInfo(name, help=getattr(stage, (help_attr or ["HELP"])[0]),
                                     short_help=SHORT_HELP[name],
-                                    callback=getattr(stage, function))
+                                    callback=getattr(stage, function), cls=RecCommand)
     command = typer.main.get_command_from_info(info, pretty_exceptions_short=True,
                                                rich_markup_mode=app.rich_markup_mode)
     command.help, command.short_help = plain_text(command.help), plain_text(command.short_help)
     for param in command.params:
         param.help = plain_text(getattr(param, "help", None))
     return command
+
+
+class RecCommand(TyperCommand):
+    """A command whose options convert their values without pydantic (PlainValues), with
+    a compact --help (rec.stages.helptext)."""
+
+    def get_params(self, ctx):
+        return plain_params(super().get_params(ctx))
+
+    def format_help(self, ctx, formatter) -> None:
+        from rec.stages.helptext import compact
+
+        compact(self, ctx)
+        super().format_help(ctx, formatter)
 
 
 class RecGroup(TyperGroup):
@@ -64,6 +80,9 @@ class RecGroup(TyperGroup):
     and exit 2, not a boxed, multi-line message."""
 
     _listing = False
+
+    def get_params(self, ctx):
+        return plain_params(super().get_params(ctx))
 
     def list_commands(self, ctx) -> list[str]:
         return [name for name, _, _ in COMMANDS]

@@ -1,6 +1,9 @@
 """output/manifest.json: what each stage ran with, what it read and what it wrote.
 
 Fingerprints let `rec status` say a stage is stale: its inputs changed since it ran.
+Each file's size and mtime are recorded beside its fingerprint ("stats"): `rec status`
+hashes only a file whose size or mtime changed since (as make and git do), so it reads
+none of the dataset's or the models' megabytes on every run.
 """
 
 from __future__ import annotations
@@ -45,6 +48,16 @@ def fingerprint(path: Path) -> str | None:
     return h.hexdigest()
 
 
+def file_stat(path: Path) -> list[int] | None:
+    """[size, mtime_ns] of a file; None for a folder (its fingerprint is stats already) or a
+    missing path."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns] if Path(path).is_file() else None
+
+
 def load(paths: Paths) -> dict:
     """The manifest; a missing or damaged one reads as empty (its stages show 'not run'),
     and a stage's entry that is not an object is left out."""
@@ -65,6 +78,8 @@ def record(paths: Paths, stage: str, params: dict[str, Any], inputs: list[Path],
     manifest = load(paths)
     order = max((e.get("order") for e in manifest["stages"].values()
                  if isinstance(e.get("order"), int)), default=0) + 1
+    # stat before hashing: a file changed while it is hashed has another mtime next time
+    stats = {str(Path(p).resolve()): file_stat(p) for p in [*inputs, *outputs]}
     manifest.setdefault("stages", {})[stage] = {
         "command": " ".join(["rec"] + sys.argv[1:]),
         "params": params,
@@ -72,21 +87,34 @@ def record(paths: Paths, stage: str, params: dict[str, Any], inputs: list[Path],
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "inputs": {str(Path(p).resolve()): fingerprint(p) for p in inputs},
         "outputs": {str(Path(p).resolve()): fingerprint(p) for p in outputs},
+        "stats": {p: st for p, st in stats.items() if st is not None},
         "order": order,  # which of two stages ran last (`time` has whole seconds only)
     }
     write_json(paths.manifest, manifest)
 
 
-def stage_state(entry: dict | None) -> str:
-    """'not run', 'fresh', 'stale' (inputs changed) or 'modified' (its outputs changed)."""
+def stage_state(entry: dict | None, hashed: dict | None = None) -> str:
+    """'not run', 'fresh', 'stale' (inputs changed) or 'modified' (its outputs changed).
+    A file whose size and mtime are the recorded ones is not read; `hashed` (path ->
+    fingerprint) keeps the files hashed for one stage for the next."""
     if entry is None:
         return "not run"
+    hashed = {} if hashed is None else hashed
+    stats = entry.get("stats") if isinstance(entry.get("stats"), dict) else {}
+
+    def unchanged(p: str, fp) -> bool:
+        if stats.get(p) is not None and stats[p] == file_stat(Path(p)):
+            return True
+        if p not in hashed:
+            hashed[p] = fingerprint(Path(p))
+        return hashed[p] == fp
+
     inputs, outputs = entry.get("inputs"), entry.get("outputs")
     for p, fp in (inputs if isinstance(inputs, dict) else {}).items():
-        if fingerprint(Path(p)) != fp:
+        if not unchanged(p, fp):
             return "stale"
     for p, fp in (outputs if isinstance(outputs, dict) else {}).items():
-        if fingerprint(Path(p)) != fp:
+        if not unchanged(p, fp):
             return "modified"
     return "fresh"
 

@@ -30,6 +30,8 @@ EVAL = "eval.json"  # output/model/: rec evaluate's report
 WEIGHTS, CATEGORIES = "weights.npz", "vocab.npz"  # output/ctr/model/: numpy weights, Criteo vocab
 # output/features/: the saved vectors and how to score them
 USER_VECTORS, MOVIE_VECTORS, SCORING = "usr_feat.pkl", "mov_feat.pkl", "scoring.json"
+# ... and the same vectors as float32 matrices, rows in VECTOR_IDS' order (what rec reads)
+USER_MATRIX, MOVIE_MATRIX, VECTOR_IDS = "usr_feat.npy", "mov_feat.npy", "feat_ids.json"
 # output/dataset/ (the dataset contract, rec/datasets/contract.py, names the other arrays)
 VOCAB, SPLIT = "vocab.json", "split.npy"
 

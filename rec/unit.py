@@ -38,6 +38,15 @@ def seal(folder: Path, run_id: str, hashed: list[str], tagged: list[str]) -> Pat
     return path
 
 
+def listed(folder: Path) -> set[str]:
+    """The names of the files whose sha256 the unit records (none when UNIT is missing or
+    damaged: `check` says so)."""
+    try:
+        return set(json.loads((Path(folder) / UNIT).read_text(encoding="utf-8"))["sha256"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return set()
+
+
 def check(folder: Path, run: str, tagged: dict[str, object]) -> str:
     """The unit's run id, if every file in `folder` belongs to it; else a one-line error (exit
     2) naming `run`, the command that writes the unit again. `tagged` maps each JSON file's

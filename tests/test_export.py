@@ -111,7 +111,7 @@ def test_readme_snippet_scores_without_rec(world, monkeypatch):
 
     text = (ROOT / "README.md").read_text()
     snippet = re.search(r"<!-- export-snippet -->\n```python\n(.*?)```", text, re.S).group(1)
-    assert len(snippet.strip().splitlines()) <= 16
+    assert len(snippet.strip().splitlines()) <= 12
     monkeypatch.chdir(world)
     namespace: dict = {}
     exec(compile(snippet, "README.md", "exec"), namespace)

@@ -1,28 +1,123 @@
-"""bin/pipeline: the one-command wrapper around every stage."""
+"""`rec pipeline` (every stage in order, each as its own `rec` process) and bin/pipeline, the
+thin wrapper the README's first command runs."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
 from pathlib import Path
+
+import pytest
+
+from rec.stages.pipeline import stage_commands
+
+from conftest import rec
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = ROOT / "bin" / "pipeline"
+# bin/pipeline runs the `rec` on PATH: this interpreter's, importing this checkout
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+       "PYTHONPATH": str(ROOT)}
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
+def run(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(PIPELINE), *args], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=timeout, env=ENV, cwd=ROOT)
 
 
 def test_help_names_every_stage_and_option():
     result = run("--help")
     assert result.returncode == 0 and result.stderr == ""
+    assert "Usage: rec pipeline [OPTIONS]" in result.stdout
     for word in ("download", "preprocess", "train", "evaluate", "save-features", "ctr-train",
-                 "recommend", "--dataset", "--source", "--device", "--epochs", "--user", "--top"):
+                 "recommend", "--dataset", "--source", "--seed", "--split", "--device",
+                 "--epochs", "--match", "--user", "--top"):
         assert word in result.stdout
 
 
 def test_unknown_option_is_one_line_and_exit_2():
     result = run("--bogus")
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr == "error: bin/pipeline: unknown option --bogus (see bin/pipeline --help)\n"
+    assert result.stderr.startswith("error: No such option: --bogus")
+    assert result.stderr.endswith("(see `rec pipeline --help`)\n")
+    assert result.stderr.count("\n") == 1
+
+
+def test_each_stage_gets_the_options_that_concern_it():
+    assert stage_commands("synthetic", None, 7, "time", "gpu:1", 3, "dot") == [
+        ["download", "--dataset", "synthetic", "--seed", "7"],
+        ["preprocess", "--dataset", "synthetic", "--split", "time", "--seed", "7"],
+        ["train", "--device", "gpu:1", "--seed", "7", "--epochs", "3", "--match", "dot"],
+        ["evaluate", "--device", "gpu:1"],
+        ["save-features", "--device", "gpu:1"],
+        ["ctr-train", "--data", "movielens", "--device", "gpu:1"],
+    ]
+    # a real dataset takes no --seed at download (its data is what it is)
+    download, preprocess, train, *_ = stage_commands("ml-1m", "ml-1m.zip", 7, None, "cpu",
+                                                     None, None)
+    assert download == ["download", "--dataset", "ml-1m", "--source", "ml-1m.zip"]
+    assert preprocess == ["preprocess", "--dataset", "ml-1m", "--seed", "7"]
+    assert train == ["train", "--device", "cpu", "--seed", "7"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--split", "weekly"], "error: unknown --split 'weekly': choose random, time, users"),
+    (["--match", "l2"], "error: unknown --match 'l2': choose softmax, dot, cosine"),
+    (["--dataset", "ml-5m"], "error: unknown dataset 'ml-5m'"),
+])
+def test_bad_options_stop_before_any_stage_runs(tmp_path, args, message):
+    r = rec(tmp_path, "pipeline", *args)
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr.startswith(message) and r.stderr.count("\n") == 1
+    assert not (tmp_path / "data").exists() and not (tmp_path / "output").exists()
+
+
+def test_a_failing_stage_ends_the_run_with_its_own_error_and_exit_code(tmp_path):
+    missing = tmp_path / "nowhere.zip"
+    r = rec(tmp_path, "pipeline", "--dataset", "ml-100k", "--source", str(missing))
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr == (f"== rec download --dataset ml-100k --source {missing}\n"
+                        f"error: --source {missing} does not exist\n")
+    assert not (tmp_path / "output" / "manifest.json").exists()  # nothing after it ran
+
+
+@pytest.mark.slow
+def test_bin_pipeline_runs_every_stage_and_recommends(tmp_path):
+    """The README's first command, in small: ~30 s on two cores."""
+    result = run("--output-dir", str(tmp_path / "out"), "--epochs", "1", "--top", "3",
+                 "--data-dir", str(tmp_path / "data"), timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert rows[0][:3] == ["user", "rank", "movie"] and [r[1] for r in rows[1:]] == ["1", "2", "3"]
+    assert {r[0] for r in rows[1:]} == {"1"}  # the first user in the data
+    stages = json.loads((tmp_path / "out" / "manifest.json").read_text())["stages"]
+    assert list(stages) == ["download", "preprocess", "train", "evaluate", "save-features",
+                            "ctr-train"]
+    # each stage recorded its own command line, as typed by hand
+    assert stages["train"]["command"].endswith(" train --device cpu --epochs 1")
+    status = subprocess.run([sys.executable, "-m", "rec", "--output-dir", str(tmp_path / "out"),
+                             "--data-dir", str(tmp_path / "data"), "status", "--format", "json"],
+                            capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=60)
+    assert {json.loads(line)["state"] for line in status.stdout.splitlines()} == {"fresh"}
+
+
+def test_a_stopped_run_lets_the_stage_stop_cleanly_then_kills_what_ignores_it(monkeypatch):
+    """Ctrl-C on a terminal reaches the stage too; a SIGTERM or SIGINT sent to
+    `rec pipeline` alone is passed on as SIGINT (the stage's own clean stop); a stage that
+    ignores it is killed after the grace period."""
+    from rec.stages import pipeline
+
+    monkeypatch.setattr(pipeline, "GRACE_S", 1.0)
+    code = ("import signal, sys, time\n"
+            "signal.signal(signal.SIGINT, lambda *a: sys.exit(130)) if sys.argv[1] == 'obey' "
+            "else signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(30)\n")
+    for mode, returncode in (("obey", 130), ("ignore", -9)):
+        proc = subprocess.Popen([sys.executable, "-c", code, mode], stdout=subprocess.PIPE,
+                                text=True)
+        assert proc.stdout.readline() == "ready\n"
+        pipeline._stop(proc)
+        assert proc.returncode == returncode

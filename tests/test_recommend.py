@@ -235,6 +235,67 @@ def test_unknown_id_among_good_ones_prints_nothing(world):
     assert_usage_error(run(world, "recommend", "-", input="1\n2\n77777\n"), "unknown user id 77777")
 
 
+def test_features_are_read_from_their_matrices_and_are_the_pickles(world, tmp_path,
+                                                                   monkeypatch):
+    """save-features writes the vectors twice: the course's pickles and float32 matrices
+    (start-up time: the pickles rebuild one array per id). rec reads the matrices when the
+    unit lists them, else the pickles; either way the same vectors."""
+    import pickle
+    import shutil
+
+    from rec import unit
+    from rec.twotower import features as features_module
+
+    folder = Path(shutil.copytree(world["paths"].features_dir, tmp_path / "features"))
+    pickled = {name: pickle.loads((folder / f"{name}_feat.pkl").read_bytes())
+               for name in ("usr", "mov")}
+    with monkeypatch.context() as m:  # the pickles are not read at all
+        m.setattr(features_module, "safe_load_pickle", lambda path: pytest.fail(str(path)))
+        feats = load_features(folder)
+    assert feats.user_ids == list(pickled["usr"]) and feats.movie_ids == list(pickled["mov"])
+    assert feats.users.dtype == np.float32 and feats.users.shape == (300, 19)
+    assert np.array_equal(feats.users, np.stack(list(pickled["usr"].values())))
+    assert np.array_equal(feats.movies, np.stack(list(pickled["mov"].values())))
+
+    # a folder written before the matrices: read from the pickles, the same vectors
+    record = json.loads((folder / unit.UNIT).read_text())
+    for name in ("usr_feat.npy", "mov_feat.npy", "feat_ids.json"):
+        (folder / name).unlink()
+        del record["sha256"][name]
+    (folder / unit.UNIT).write_text(json.dumps(record))
+    old = load_features(folder)
+    assert old.user_ids == feats.user_ids and np.array_equal(old.users, feats.users)
+    assert np.array_equal(old.movies, feats.movies)
+
+    # matrices the unit does not list (copied in from elsewhere) are not read
+    np.save(folder / "usr_feat.npy", np.zeros_like(feats.users))
+    (folder / "feat_ids.json").write_text(json.dumps({"users": old.user_ids,
+                                                      "movies": old.movie_ids}))
+    np.save(folder / "mov_feat.npy", np.zeros_like(feats.movies))
+    assert np.array_equal(load_features(folder).users, feats.users)
+
+
+@pytest.mark.parametrize("name,damage,code,needle", [
+    ("usr_feat.npy", lambda p: p.write_bytes(b"not a matrix"), 1,
+     "usr_feat.npy: not a valid matrix"),
+    ("mov_feat.npy", lambda p: np.save(p, np.zeros((3, 2), np.float32)), 1,
+     "mov_feat.npy: expected 200 float32 vectors, one per id in feat_ids.json"),
+    ("feat_ids.json", lambda p: p.write_text("[]"), 1, "feat_ids.json: not a valid list of ids"),
+    ("usr_feat.npy", lambda p: np.save(p, np.load(p) * 2), 2,  # valid, but of another run
+     "usr_feat.npy is not the one written with the rest): run `rec save-features` again"),
+])
+def test_damaged_feature_matrices_are_one_clear_error(world, tmp_path, name, damage, code,
+                                                      needle):
+    import shutil
+
+    out = Path(shutil.copytree(world["paths"].output_dir, tmp_path / "out"))
+    damage(out / "features" / name)
+    result = rec(None, "--output-dir", str(out), "recommend", "1")
+    assert result.exit_code == code and result.stdout == ""
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert needle in result.stderr
+
+
 def test_missing_feature_files_exit_2(tmp_path):
     result = rec(None, "--output-dir", str(tmp_path), "recommend", "1")
     assert_usage_error(result, "usr_feat.pkl: run `rec save-features` first")
@@ -284,8 +345,10 @@ def test_stale_features_are_detected_not_shown_with_wrong_titles(world, tmp_path
 
 
 def test_recommend_never_imports_paddle(world):
+    # nor pydantic, nor rich in a pipe (start-up time: tests/test_startup.py)
     assert_paddle_free(["--output-dir", str(world["paths"].output_dir), "recommend", "1",
-                        "--top", "2"])
+                        "--top", "2", "--format", "tsv"],
+                       forbidden=("paddle", "pydantic", "rich", "importlib.metadata"))
 
 
 # --- similar --------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The command line only: one module per command, a thin layer over the domain code
-(options, checks, wiring, output), plus `guarded` (one error line and an exit code) and the
-shared options (options.py).
+(options, checks, wiring, output), plus `guarded` (one error line and an exit code), the
+shared options (options.py) and option values without pydantic (values.py).
 
 Stage modules import neither paddle nor rec.twotower, rec.ctr, rec.models at module level:
 `rec --help`, `--version`, `download`, `preprocess`, `status` and `recommend` stay fast

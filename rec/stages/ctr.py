@@ -38,20 +38,19 @@ from rec.console import emit_object
 from rec.errors import UsageError
 from rec.paths import CATEGORIES
 from rec.stages import get_paths, guarded
-from rec.stages.options import (SEED_RANGE, Device, Dropout, Epochs, Format, Nproc, Resume,
-                                options_from, positive, resumed_params)
+from rec.stages.options import (SEED_RANGE, TRAINING, Device, Dropout, Epochs, Format, Nproc,
+                                Resume, options_from, positive, resumed_params)
 
-HELP = ("Train a CTR model (Wide&Deep or DeepFM) beside a logistic-regression baseline, on "
-        "--data movielens (output/dataset) or --data criteo --input FILE (a raw Criteo file): "
-        "validation AUC and log loss each epoch, checkpoints, --resume. Writes output/ctr/.")
+HELP = ("Train Wide&Deep or DeepFM beside a logistic-regression baseline on --data movielens "
+        "(output/dataset) or criteo (--input FILE): validation AUC and log loss each epoch, "
+        "checkpoints, --resume. Writes output/ctr/.")
 DATA = ("movielens", "criteo")
 MODELS = ("wide_deep", "deepfm")
 
 
 Option = typer.Option
-# --help panels
-DATA_PANEL, MODEL_PANEL, TRAINING_PANEL = "Data", "Model", "Training"
-CRITEO_PANEL, MOVIELENS_PANEL = "Criteo", "MovieLens"
+# --help panels, with the shared options' TRAINING (the model's options too), RUN and OUTPUT
+DATA_PANEL, CRITEO_PANEL, MOVIELENS_PANEL = "Data", "Criteo", "MovieLens"
 
 
 @dataclass
@@ -60,8 +59,8 @@ class CtrParams:
 
     data: Annotated[Optional[str], Option(
         "--data", rich_help_panel=DATA_PANEL,
-        help="movielens (output/dataset, label = rating >= 4) or criteo (the "
-        "--input file). Default: criteo with --input, else movielens.")] = None
+        help="movielens (output/dataset; label: 4+ stars) or criteo (the --input file). "
+        "[default: criteo given --input, else movielens]")] = None
     input: Annotated[Optional[str], Option(
         "--input", "-i", rich_help_panel=DATA_PANEL,
         metavar="PATH", help="The Criteo file to train on (.gz works).")] = None
@@ -70,32 +69,32 @@ class CtrParams:
         metavar="PATH", help="Validate on this file instead.")] = None
     val_ratio: Annotated[float, Option(
         "--val-ratio", rich_help_panel=CRITEO_PANEL,
-        help="The seeded share of lines kept for validation.")] = 0.1
-    model: Annotated[str, Option("--model", rich_help_panel=MODEL_PANEL,
+        help="Share of lines held out (seeded).")] = 0.1
+    model: Annotated[str, Option("--model", rich_help_panel=TRAINING,
         help="wide_deep or deepfm.")] = "wide_deep"
     epochs: Epochs = 5
-    batch_size: Annotated[int, Option("--batch-size", rich_help_panel=TRAINING_PANEL,
+    batch_size: Annotated[int, Option("--batch-size", rich_help_panel=TRAINING,
         min=1)] = 4096
-    lr: Annotated[float, Option("--lr", rich_help_panel=TRAINING_PANEL,
-        help="Adam learning rate of the model.")] = 3e-3
+    lr: Annotated[float, Option("--lr", rich_help_panel=TRAINING,
+        help="Adam learning rate.")] = 3e-3
     baseline_lr: Annotated[float, Option(
-        "--baseline-lr", rich_help_panel=TRAINING_PANEL,
-        help="Adam learning rate of the logistic regression.")] = 2e-2
-    embedding_size: Annotated[int, Option("--embedding-size", rich_help_panel=MODEL_PANEL,
+        "--baseline-lr", rich_help_panel=TRAINING,
+        help="The baseline's learning rate.")] = 2e-2
+    embedding_size: Annotated[int, Option("--embedding-size", rich_help_panel=TRAINING,
         min=1)] = 16
-    hidden: Annotated[str, Option("--hidden", rich_help_panel=MODEL_PANEL,
-        help="Deep layer sizes, e.g. 128,64.")] = "128,64"
+    hidden: Annotated[str, Option("--hidden", rich_help_panel=TRAINING,
+        help="Deep layer sizes.")] = "128,64"
     dropout: Dropout = 0.0
     seed: Annotated[int, Option(
-        "--seed", **SEED_RANGE, rich_help_panel=TRAINING_PANEL,
-        help="Fixes initialisation, shuffling, dropout, the Criteo split.")] = 42
+        "--seed", **SEED_RANGE, rich_help_panel=TRAINING,
+        help="Fixes init, shuffling, dropout, the Criteo split.")] = 42
     patience: Annotated[int, Option(
-        "--patience", rich_help_panel=TRAINING_PANEL,
+        "--patience", rich_help_panel=TRAINING,
         min=1, help="Stop after this many epochs without a better val AUC.")] = 2
     categorical: Annotated[str, Option(
         "--categorical", rich_help_panel=CRITEO_PANEL,
-        help="hash (into --hash-size ids) or vocab (values seen "
-        "--min-count times get an id).")] = "hash"
+        help="hash (into --hash-size ids) or vocab (an id per value seen "
+        "--min-count times).")] = "hash"
     hash_size: Annotated[int, Option("--hash-size", rich_help_panel=CRITEO_PANEL, min=1)] = 2 ** 18
     min_count: Annotated[int, Option("--min-count", rich_help_panel=CRITEO_PANEL, min=1)] = 10
     crosses: Annotated[bool, Option(
@@ -107,8 +106,7 @@ class CtrParams:
         "\"will watch and like\" (0: \"will like\").")] = 4
     candidates: Annotated[int, Option(
         "--candidates", rich_help_panel=MOVIELENS_PANEL,
-        min=10, help="Recall candidates reranked in the "
-        "recall-then-rank comparison.")] = 200
+        min=10, help="Candidates for the recall + rank comparison.")] = 200
 
     def __post_init__(self) -> None:
         if self.data is None:

@@ -27,14 +27,14 @@ def command(
     mismatched = manifest.mismatches(paths, stages)
     for why in mismatched.values():
         warn(why)
-    rows = []
+    rows, hashed = [], {}  # a file read by several stages is hashed once
     for name in names:
         entry = stages.get(name)
         params = (entry or {}).get("params")
         params = params if isinstance(params, dict) else {}
         rows.append({
             "stage": name,
-            "state": "stale" if name in mismatched and entry else manifest.stage_state(entry),
+            "state": "stale" if name in mismatched and entry else manifest.stage_state(entry, hashed),
             "when": (entry or {}).get("time", ""),
             "params": " ".join(f"{k}={v}" for k, v in list(params.items())[:KEY_PARAMS]),
         })

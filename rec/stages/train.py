@@ -27,9 +27,10 @@ from rec.datasets.contract import dataset_identity, dataset_paths, load_dataset
 from rec.errors import UsageError
 from rec.paths import OPTIMIZER, PARAMS, require
 from rec.stages import get_paths, guarded
-from rec.stages.options import (SEED_RANGE, Device, Format, Nproc, Resume, options_from,
-                                positive, resumed_params)
+from rec.stages.options import (SEED_RANGE, TRAINING, Device, Format, Nproc, Resume,
+                                options_from, positive, resumed_params)
 
+Option = typer.Option
 HELP = ("Train the two-tower: recall (softmax over the catalogue) + a rating head by default "
         "(checkpoints each epoch, early stopping, --resume).")
 
@@ -38,29 +39,33 @@ HELP = ("Train the two-tower: recall (softmax over the catalogue) + a rating hea
 class TrainParams:
     """The run's parameters: each field is its command-line option (see options_from)."""
 
-    epochs: Annotated[int, typer.Option(
-        "--epochs", min=0, help="Epochs in total; 0 = auto (20 for softmax, 10 for dot and "
-        "cosine).")] = 0
-    batch_size: Annotated[int, typer.Option(
-        "--batch-size", min=0, help="Users per step (softmax) or ratings per step (dot, "
-        "cosine); 0 = auto.")] = 0
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate; 0 = auto (0.01 for "
-                                      "softmax, decaying each epoch; 0.005 for dot and cosine).")] = 0.0
-    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.0
-    seed: Annotated[int, typer.Option(
-        "--seed", **SEED_RANGE, help="Fixes initialisation, shuffling, dropout.")] = 42
-    patience: Annotated[int, typer.Option(
-        "--patience", min=0, help="Stop after this many epochs without a better val NDCG@10 "
-        "(softmax) or val RMSE (dot, cosine); 0 = auto (5 for softmax, 3 for dot and "
-        "cosine).")] = 0
-    match: Annotated[str, typer.Option(
-        "--match", help="softmax (recall + rating head), dot (mean + u.m + biases) or "
-        "cosine (the course's 5*cos).")] = "softmax"
-    tower_dim: Annotated[int, typer.Option(
-        "--tower-dim", min=0, help="0 = auto (64 for softmax, 32 for dot and cosine).")] = 0
-    dropout: Annotated[float, typer.Option(
-        "--dropout", min=-1.0, max=0.9, help="-1 = auto (0.5 of the history for softmax, 0.1 "
-        "for dot and cosine).")] = -1.0
+    epochs: Annotated[int, Option(
+        "--epochs", min=0, rich_help_panel=TRAINING,
+        help="Epochs in total; 0 = auto (20 for softmax, 10 for dot and cosine).")] = 0
+    batch_size: Annotated[int, Option(
+        "--batch-size", min=0, rich_help_panel=TRAINING,
+        help="Users per step (softmax) or ratings per step (dot, cosine); 0 = auto.")] = 0
+    lr: Annotated[float, Option(
+        "--lr", rich_help_panel=TRAINING, help="Adam learning rate; 0 = auto (0.01 for "
+        "softmax, decaying each epoch; 0.005 for dot and cosine).")] = 0.0
+    weight_decay: Annotated[float, Option(
+        "--weight-decay", rich_help_panel=TRAINING, help="AdamW's weight decay.")] = 0.0
+    seed: Annotated[int, Option(
+        "--seed", **SEED_RANGE, rich_help_panel=TRAINING,
+        help="Fixes initialisation, shuffling, dropout.")] = 42
+    patience: Annotated[int, Option(
+        "--patience", min=0, rich_help_panel=TRAINING,
+        help="Stop after this many epochs without a better val NDCG@10 (softmax) or val RMSE "
+        "(dot, cosine); 0 = auto (5 for softmax, 3 for dot and cosine).")] = 0
+    match: Annotated[str, Option(
+        "--match", rich_help_panel=TRAINING, help="softmax (recall + rating head), dot "
+        "(mean + u.m + biases) or cosine (the course's 5*cos).")] = "softmax"
+    tower_dim: Annotated[int, Option(
+        "--tower-dim", min=0, rich_help_panel=TRAINING,
+        help="0 = auto (64 for softmax, 32 for dot and cosine).")] = 0
+    dropout: Annotated[float, Option(
+        "--dropout", min=-1.0, max=0.9, rich_help_panel=TRAINING,
+        help="-1 = auto (0.5 of the history for softmax, 0.1 for dot and cosine).")] = -1.0
 
     def check(self) -> None:
         if self.match not in MATCHES:

@@ -4,12 +4,17 @@
 
     usr_feat.pkl   {str(raw user id): float32 vector (D,)}   the course's shape
     mov_feat.pkl   {str(raw movie id): float32 vector (D,)}
+    usr_feat.npy   the same vectors as float32 matrices (U, D) and (M, D), rows in the
+    mov_feat.npy   order of feat_ids.json's "users" and "movies": what rec reads, in a
+    feat_ids.json  tenth of the time the pickles take (their arrays are rebuilt one by one)
     scoring.json   how the model turns two vectors into a predicted rating (rec.scoring);
                    the first `taste_dims` components are the taste space used for
                    movie-to-movie similarity (bias components ride along after them);
                    "run_id": the save-features run that wrote the folder.
-    unit.json      that run id and the pickles' sha256 (rec.unit): the folder is written as
-                   one unit, and a reader refuses files of different runs.
+    unit.json      that run id and the other files' sha256 (rec.unit): the folder is written
+                   as one unit, and a reader refuses files of different runs.
+
+A folder written before the matrices existed is read from its pickles.
 
 Pickles are read back with a restricted unpickler that only rebuilds plain containers and
 numpy arrays, so a pickle from elsewhere cannot run code.
@@ -26,9 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from rec import unit
-from rec.atomic import atomic_dir, write_bytes, write_json
+from rec.atomic import atomic_dir, save_npy, write_bytes, write_json
 from rec.errors import RecError, UsageError
-from rec.paths import MOVIE_VECTORS, SCORING, USER_VECTORS
+from rec.paths import (MOVIE_MATRIX, MOVIE_VECTORS, SCORING, USER_MATRIX, USER_VECTORS,
+                       VECTOR_IDS)
 from rec.scoring import MATCHES
 
 _ALLOWED_GLOBALS = {
@@ -82,10 +88,11 @@ class Features:
 
 def save_features(folder: Path, user_ids, user_vecs: np.ndarray, movie_ids, movie_vecs: np.ndarray,
                   scoring: dict, extra: dict[str, bytes] | None = None) -> list[Path]:
-    """Write both pickles, scoring.json, the `extra` files ({name: bytes}, e.g. the
-    fold-in pieces) and the unit's manifest as one unit: built in a folder beside `folder`,
-    flushed, then swapped in whole (a failure midway leaves the old features untouched).
-    The files share a run id. Return the paths written."""
+    """Write both pickles, the same vectors as matrices with their ids, scoring.json, the
+    `extra` files ({name: bytes}, e.g. the fold-in pieces) and the unit's manifest as one
+    unit: built in a folder beside `folder`, flushed, then swapped in whole (a failure
+    midway leaves the old features untouched). The files share a run id. Return the paths
+    written."""
     extra = extra or {}
     if scoring.get("match") not in MATCHES:
         raise ValueError(f"unknown match {scoring.get('match')!r}")
@@ -93,16 +100,23 @@ def save_features(folder: Path, user_ids, user_vecs: np.ndarray, movie_ids, movi
     users = {str(u): np.asarray(v, dtype=np.float32) for u, v in zip(user_ids, user_vecs)}
     movies = {str(m): np.asarray(v, dtype=np.float32) for m, v in zip(movie_ids, movie_vecs)}
     run_id = unit.new_run_id()
+    matrices = {USER_MATRIX: np.stack(list(users.values())),
+                MOVIE_MATRIX: np.stack(list(movies.values()))}
     with atomic_dir(folder) as tmp:
         write_bytes(tmp / USER_VECTORS, pickle.dumps(users, protocol=4))
         write_bytes(tmp / MOVIE_VECTORS, pickle.dumps(movies, protocol=4))
+        for name, matrix in matrices.items():
+            save_npy(tmp / name, matrix)
+        write_json(tmp / VECTOR_IDS, {"users": list(users), "movies": list(movies)})
         write_json(tmp / SCORING, {**scoring, "dim": int(np.asarray(user_vecs).shape[1]),
                                    "run_id": run_id})
         for name, data in extra.items():
             write_bytes(tmp / name, data)
-        unit.seal(tmp, run_id, hashed=[USER_VECTORS, MOVIE_VECTORS, *extra], tagged=[SCORING])
-    return [folder / USER_VECTORS, folder / MOVIE_VECTORS, folder / SCORING,
-            *[folder / name for name in extra], folder / unit.UNIT]
+        unit.seal(tmp, run_id, hashed=[*HASHED, *extra], tagged=[SCORING])
+    return [folder / name for name in [*HASHED, SCORING, *extra, unit.UNIT]]
+
+
+HASHED = [USER_VECTORS, MOVIE_VECTORS, USER_MATRIX, MOVIE_MATRIX, VECTOR_IDS]  # in unit.json
 
 
 def _as_matrix(path: Path, table) -> tuple[list[str], np.ndarray]:
@@ -118,13 +132,41 @@ def _as_matrix(path: Path, table) -> tuple[list[str], np.ndarray]:
     return [str(i) for i in ids], matrix
 
 
+def _load_matrices(folder: Path):
+    """(user ids, user matrix, movie ids, movie matrix) from the .npy matrices and their ids;
+    a damaged file is a RecError naming it."""
+    try:
+        ids = json.loads((folder / VECTOR_IDS).read_text(encoding="utf-8"))
+        user_ids, movie_ids = [str(i) for i in ids["users"]], [str(i) for i in ids["movies"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RecError(f"{folder / VECTOR_IDS}: not a valid list of ids")
+    found = [user_ids, None, movie_ids, None]
+    for at, name, n in ((1, USER_MATRIX, len(user_ids)), (3, MOVIE_MATRIX, len(movie_ids))):
+        try:
+            matrix = np.load(folder / name, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise RecError(f"{folder / name}: not a valid matrix ({e})")
+        if matrix.ndim != 2 or len(matrix) != n or not n or matrix.dtype != np.float32:
+            raise RecError(f"{folder / name}: expected {n} float32 vectors, one per id in "
+                           f"{VECTOR_IDS}")
+        found[at] = matrix
+    return tuple(found)
+
+
 def load_features(folder: Path) -> Features:
     folder = Path(folder)
     for name in (USER_VECTORS, MOVIE_VECTORS, SCORING):
         if not (folder / name).exists():
             raise UsageError(f"missing {folder / name}: run `rec save-features` first")
-    user_ids, users = _as_matrix(folder / USER_VECTORS, safe_load_pickle(folder / USER_VECTORS))
-    movie_ids, movies = _as_matrix(folder / MOVIE_VECTORS, safe_load_pickle(folder / MOVIE_VECTORS))
+    # the matrices when the unit vouches for them; else (written before them, or by hand)
+    # the pickles
+    if {USER_MATRIX, MOVIE_MATRIX, VECTOR_IDS} <= unit.listed(folder):
+        user_ids, users, movie_ids, movies = _load_matrices(folder)
+    else:
+        user_ids, users = _as_matrix(folder / USER_VECTORS,
+                                     safe_load_pickle(folder / USER_VECTORS))
+        movie_ids, movies = _as_matrix(folder / MOVIE_VECTORS,
+                                       safe_load_pickle(folder / MOVIE_VECTORS))
     try:
         scoring = json.loads((folder / SCORING).read_text())
         assert scoring["match"] in MATCHES

@@ -1,0 +1,154 @@
+"""`rec pipeline`: every stage in order, download -> preprocess -> train -> evaluate ->
+save-features -> ctr-train (MovieLens as CTR: recall alone against recall + rank) ->
+recommend, each with the options that concern it. bin/pipeline is a thin wrapper over it.
+
+Each stage runs as its own `rec` process (`python -m rec STAGE ...`), exactly as typed by
+hand: the manifest records that stage's own command line (what `rec status` shows and a
+rerun repeats), a failing stage ends with its own one-line error and exit code, paddle's
+process-wide state (device, seeds, allocator) starts clean for every stage, and training's
+memory is returned before the next. It costs paddle's import per stage, seconds against
+the minutes of training. The stages' results go to /dev/null, except recommend's: stdout.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+import rec
+from rec.console import error_line, is_quiet, is_verbose, log
+from rec.datasets import registry
+from rec.errors import UsageError
+from rec.stages import get_paths, guarded
+from rec.stages.options import SEED_RANGE
+
+HELP = ("Run every stage in order: download, preprocess, train, evaluate, save-features, "
+        "ctr-train (MovieLens as CTR) and recommend for one user, each stage as its own `rec` "
+        "command. Options go to the stages that take them.")
+PACKAGE_PARENT = Path(rec.__file__).resolve().parent.parent
+GRACE_S = 10.0  # a stage stopped by Ctrl-C or SIGTERM gets this long to finish cleanly
+
+
+def stage_commands(dataset: str, source: Optional[str], seed: Optional[int],
+                   split: Optional[str], device: str, epochs: Optional[int],
+                   match: Optional[str]) -> list[list[str]]:
+    """The `rec` command lines of the stages before recommend (without global options).
+    --seed seeds synthetic data, the split and training; a real dataset takes no seed."""
+    def given(*pairs) -> list[str]:
+        return [str(word) for flag, value in pairs if value is not None for word in (flag, value)]
+
+    download_seed = seed if registry.get(dataset).generated else None
+    return [
+        ["download", "--dataset", dataset, *given(("--source", source), ("--seed", download_seed))],
+        ["preprocess", "--dataset", dataset, *given(("--split", split), ("--seed", seed))],
+        ["train", "--device", device, *given(("--seed", seed), ("--epochs", epochs),
+                                             ("--match", match))],
+        ["evaluate", "--device", device],
+        ["save-features", "--device", device],
+        ["ctr-train", "--data", "movielens", "--device", device],
+    ]
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _real_file(stream) -> bool:
+    try:
+        stream.fileno()
+        return True
+    except (AttributeError, OSError, ValueError):  # a test runner's buffer
+        return False
+
+
+def run_stage(global_args: list[str], args: list[str], show_stdout: bool = False) -> None:
+    """Run `rec GLOBAL ARGS` to the end; its stderr is ours, its stdout ours or nothing.
+    A failure ends this command with the stage's exit code (the stage said why). Ctrl-C or
+    SIGTERM lets the stage stop cleanly (its files complete or untouched), then stops."""
+    log(f"== rec {' '.join(args)}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))}  # this rec
+    out = subprocess.DEVNULL
+    if show_stdout:
+        out = None if _real_file(sys.stdout) else subprocess.PIPE
+    err = None if _real_file(sys.stderr) else subprocess.PIPE
+    sys.stdout.flush()
+    sys.stderr.flush()
+    proc = subprocess.Popen([sys.executable, "-m", "rec", *global_args, *args], env=env,
+                            stdout=out, stderr=err, text=True)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        stdout, stderr = proc.communicate()
+    except KeyboardInterrupt:
+        _stop(proc)
+        if proc.returncode == 130:  # the stage said it was interrupted
+            raise typer.Exit(130)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    sys.stdout.write(stdout or "")
+    sys.stderr.write(stderr or "")
+    if proc.returncode < 0:
+        error_line(f"rec {args[0]} was stopped by signal {-proc.returncode}")
+        raise typer.Exit(1)
+    if proc.returncode != 0:
+        raise typer.Exit(proc.returncode)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Let the stage finish on its own (Ctrl-C on a terminal reached it too), else send it
+    SIGINT, and kill it only if it still runs after GRACE_S."""
+    for sig in (None, signal.SIGINT, signal.SIGKILL):
+        if sig is not None and proc.poll() is None:
+            proc.send_signal(sig)
+        try:
+            proc.communicate(timeout=1.0 if sig is None else GRACE_S)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@guarded
+def command(
+    ctx: typer.Context,
+    dataset: str = typer.Option("synthetic", "--dataset", "-d",
+                                help="download, preprocess: the dataset (synthetic: generated "
+                                "offline)."),
+    source: Optional[str] = typer.Option(None, "--source", metavar="PATH_OR_URL",
+                                         help="download: a mirror URL, .zip or folder."),
+    seed: Optional[int] = typer.Option(None, "--seed", **SEED_RANGE,
+                                       help="download (synthetic), preprocess, train."),
+    split: Optional[str] = typer.Option(None, "--split", help="preprocess: random, time or "
+                                        "users."),
+    device: str = typer.Option("cpu", "--device", help="train, evaluate, save-features, "
+                               "ctr-train: cpu, gpu or gpu:N."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=0, help="train."),
+    match: Optional[str] = typer.Option(None, "--match", help="train: softmax, dot or cosine."),
+    user: Optional[str] = typer.Option(None, "--user", help="recommend for this user "
+                                       "[default: the first user in the data]."),
+    top: int = typer.Option(10, "--top", "-n", min=1, help="recommend: movies."),
+) -> None:
+    from rec.stages.preprocess import SPLITS
+    from rec.stages.train import MATCHES
+
+    registry.get(dataset)  # checked here, before anything runs, as are the others
+    if split is not None and split not in SPLITS:
+        raise UsageError(f"unknown --split {split!r}: choose {', '.join(SPLITS)}")
+    if match is not None and match not in MATCHES:
+        raise UsageError(f"unknown --match {match!r}: choose {', '.join(MATCHES)}")
+    paths = get_paths(ctx)
+    global_args = ["--data-dir", str(paths.data_dir), "--output-dir", str(paths.output_dir),
+                   *(["--quiet"] if is_quiet() else []), *(["-v"] if is_verbose() else [])]
+    for args in stage_commands(dataset, source, seed, split, device, epochs, match):
+        run_stage(global_args, args)
+    if user is None:
+        from rec.datasets.contract import load_vocab
+
+        user = str(load_vocab(paths).user_ids[0])
+    run_stage(global_args, ["recommend", user, "--top", str(top)], show_stdout=True)
