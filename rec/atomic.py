@@ -133,33 +133,157 @@ def save_npy(path: Path | str, array: np.ndarray) -> None:
             np.save(f, array, allow_pickle=False)
 
 
+# A folder swap, beside the target (named NAME): the new folder is built in .NAME.XXXX.tmp,
+# renamed .NAME.new.<ns> once it is complete and on disk, the old folder is renamed
+# .NAME.old.<ns>, the new one takes NAME, the old one is removed. A run killed midway
+# (kill -9, a power cut) leaves names that say what each folder is: `repair` restores the
+# newest complete one and removes the rest. (`rec download` left .NAME.<hex>.staging and
+# .NAME.<hex>.old before: repair knows those too.)
+BUILDING, COMPLETE, PREVIOUS = "tmp", "new", "old"
+
+
 @contextlib.contextmanager
 def atomic_dir(path: Path | str) -> Iterator[Path]:
     """Yield a fresh temporary folder beside `path`; swap it in for `path` if the block
-    succeeds. Readers see the old folder or the new one, never a mix of files."""
-    import shutil
-    import time
+    succeeds. Readers see the old folder or the new one, never a mix of files.
 
+    A `path` that is a symlink to a folder stays one: the swap happens where it points
+    (write-through), so a dataset on a bigger disk stays there. SIGINT and SIGTERM wait for
+    the renames; only kill -9 can fall between them, and `repair` finishes that swap."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    real = swap_location(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{real.name}.", suffix=f".{BUILDING}", dir=real.parent))
+    new = old = None
     try:
         yield tmp
         os.chmod(tmp, DIR_MODE)
         fsync_tree(tmp)
-        old = None
-        if path.exists():
-            old = path.parent / f".{path.name}.old.{time.time_ns()}"
-            path.rename(old)
-        try:
-            tmp.rename(path)
-        except OSError:
-            if old is not None:  # the second rename failed: put the old folder back
-                old.rename(path)
-            raise
-        fsync_dir(path.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        from rec.interrupts import deferred
+
+        with deferred():
+            new = _aside(real, COMPLETE)
+            os.rename(tmp, new)  # from here on the new folder counts as complete
+            if os.path.lexists(real):
+                old = _aside(real, PREVIOUS)
+                os.rename(real, old)
+            try:
+                os.rename(new, real)
+            except OSError:
+                if old is not None:  # the last rename failed: put the old folder back
+                    os.rename(old, real)
+                raise
+            fsync_dir(real.parent)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        # Unless the old folder is aside and could not be put back (`repair` will), what
+        # is left is not wanted: the old folder replaced, or a new one that did not make it.
+        keep = old is not None and not os.path.lexists(real)
+        for leftover in (tmp,) if keep else (tmp, new, old):
+            if leftover is not None and os.path.lexists(leftover):
+                _remove(leftover)
+
+
+def swap_location(path: Path) -> Path:
+    """Where a swap of `path` happens: `path` itself, or the folder a symlink `path` points
+    to. A symlink into a missing folder, or a target that is not a folder, is refused."""
+    from rec.errors import RecError
+
+    if path.is_symlink():
+        real = Path(os.path.realpath(path))
+        if not real.parent.is_dir():
+            raise RecError(f"{path} is a symlink to {real}, in a folder that does not exist: "
+                           f"create {real.parent} or remove the link")
+    else:
+        real = path
+        real.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(real) and not real.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
+    return real
+
+
+def _aside(real: Path, kind: str) -> Path:
+    import time
+
+    while True:
+        name = real.parent / f".{real.name}.{kind}.{time.time_ns()}"
+        if not os.path.lexists(name):
+            return name
+
+
+def _remove(path: Path) -> None:
+    """Remove a leftover: a symlink or a file itself, a folder with what is in it."""
+    import shutil
+
+    if os.path.islink(path) or not os.path.isdir(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _leftovers(real: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """The swap leftovers beside `real`: (complete new folders, previous folders, folders
+    never completed), the first two newest first."""
+    complete, previous, building = [], [], []
+    prefix = f".{real.name}."
+    try:
+        entries = [e for e in os.listdir(real.parent) if e.startswith(prefix)]
+    except OSError:
+        return [], [], []
+    for entry in entries:
+        rest, leftover = entry[len(prefix):], real.parent / entry
+        kind, _, stamp = rest.partition(".")
+        if kind in (COMPLETE, PREVIOUS) and stamp.isdigit():
+            (complete if kind == COMPLETE else previous).append((int(stamp), leftover))
+        elif stamp in (BUILDING, "staging", "old") and "." not in kind:
+            if stamp == "old":  # rec download's former name for the previous folder
+                previous.append((os.lstat(leftover).st_ctime_ns, leftover))
+            else:
+                building.append(leftover)
+    newest = lambda found: [p for _, p in sorted(found, reverse=True)]  # noqa: E731
+    return newest(complete), newest(previous), building
+
+
+def needs_repair(path: Path | str) -> bool:
+    """`path` is missing and a killed swap left a complete copy of it beside it."""
+    real = Path(os.path.realpath(path))
+    if os.path.lexists(real):
+        return False
+    complete, previous, _ = _leftovers(real)
+    return bool(complete or previous)
+
+
+def repair(path: Path | str) -> Path | None:
+    """Finish a folder swap of `path` that a killed run left halfway, and remove every
+    leftover of swaps beside it. Returns the leftover put in place of a missing `path`
+    (the newest complete one: a new folder before a previous one), or None.
+
+    Call it only while holding the folder's lock (rec.lock): a running swap's names look
+    just like a killed one's."""
+    from rec.interrupts import deferred
+
+    real = Path(os.path.realpath(path))
+    complete, previous, building = _leftovers(real)
+    if not (complete or previous or building):
+        return None
+    restored = None
+    with deferred():
+        if not os.path.lexists(real) and (complete or previous):
+            restored = (complete or previous)[0]
+            os.rename(restored, real)
+        for leftover in complete + previous + building:
+            if leftover != restored:
+                _remove(leftover)
+        fsync_dir(real.parent)
+    return restored
+
+
+def sweep(folder: Path | str) -> list[Path]:
+    """Remove the temporary files and folders (.NAME.XXXX.tmp) a killed run left in
+    `folder`; returns them. Only while holding the folder's lock (see `repair`)."""
+    found = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in os.listdir(folder):
+            if entry.startswith(".") and entry.endswith(f".{BUILDING}"):
+                found.append(Path(folder) / entry)
+                _remove(found[-1])
+    return found
