@@ -76,7 +76,10 @@ def run_launcher(nproc: int, device: str, log_dir: Path, stage_args: list[str]) 
                                 stderr=None if direct else subprocess.STDOUT)
     except OSError as e:
         raise RecError(f"cannot start paddle.distributed.launch: {e}")
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    from rec.interrupts import stop_on_sigterm
+
+    previous = signal.getsignal(signal.SIGTERM)
+    stop_on_sigterm()
     try:
         out, _ = proc.communicate()
         if out:  # stderr is not a real file (e.g. a test runner): relay when done
@@ -86,14 +89,10 @@ def run_launcher(nproc: int, device: str, log_dir: Path, stage_args: list[str]) 
         _stop_group(proc)
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     if rc != 0:
         raise RecError(f"data-parallel training failed (exit {rc}): see the worker logs in "
                        f"{log_dir}")
-
-
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def _descendants(pid: int) -> list[int]:
