@@ -3,7 +3,8 @@ os.replace, then the folder flushed too.
 
 An interrupted stage (or a power cut) therefore leaves either the old file or the new one,
 never half of one. Every JSON file goes through `write_json`, which never writes NaN or
-Infinity (they become null).
+Infinity (they become null). A multi-file artifact is a folder swapped in whole
+(`atomic_dir`); a swap killed halfway is finished by `repair` (see rec.recovery).
 """
 
 from __future__ import annotations
@@ -76,20 +77,26 @@ def fsync_tree(root: Path) -> None:
 @contextlib.contextmanager
 def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
+    from rec.interrupts import deferred
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        with deferred():  # Ctrl-C or SIGTERM here acts inside the try: the file is removed
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp",
+                                       dir=path.parent)
+            os.close(fd)
+            tmp_path = Path(tmp)
         yield tmp_path
         os.chmod(tmp_path, FILE_MODE)
         fsync_file(tmp_path)
         os.replace(tmp_path, path)
         fsync_dir(path.parent)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        with deferred():
+            if tmp_path is not None and tmp_path.exists():
+                tmp_path.unlink()
 
 
 def write_bytes(path: Path | str, data: bytes) -> None:
@@ -150,16 +157,18 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     A `path` that is a symlink to a folder stays one: the swap happens where it points
     (write-through), so a dataset on a bigger disk stays there. SIGINT and SIGTERM wait for
     the renames; only kill -9 can fall between them, and `repair` finishes that swap."""
+    from rec.interrupts import deferred
+
     path = Path(path)
     real = swap_location(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{real.name}.", suffix=f".{BUILDING}", dir=real.parent))
-    new = old = None
+    tmp = new = old = None
     try:
+        with deferred():  # as in atomic_path
+            tmp = Path(tempfile.mkdtemp(prefix=f".{real.name}.", suffix=f".{BUILDING}",
+                                        dir=real.parent))
         yield tmp
         os.chmod(tmp, DIR_MODE)
         fsync_tree(tmp)
-        from rec.interrupts import deferred
-
         with deferred():
             new = _aside(real, COMPLETE)
             os.rename(tmp, new)  # from here on the new folder counts as complete
@@ -176,10 +185,12 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     finally:
         # Unless the old folder is aside and could not be put back (`repair` will), what
         # is left is not wanted: the old folder replaced, or a new one that did not make it.
+        # A signal waits for the removal too: stopped midway, it would leave half a folder.
         keep = old is not None and not os.path.lexists(real)
-        for leftover in (tmp,) if keep else (tmp, new, old):
-            if leftover is not None and os.path.lexists(leftover):
-                _remove(leftover)
+        with deferred():
+            for leftover in (tmp,) if keep else (tmp, new, old):
+                if leftover is not None and os.path.lexists(leftover):
+                    _remove(leftover)
 
 
 def swap_location(path: Path) -> Path:
@@ -243,6 +254,12 @@ def _leftovers(real: Path) -> tuple[list[Path], list[Path], list[Path]]:
     return newest(complete), newest(previous), building
 
 
+def leftovers(path: Path | str) -> list[Path]:
+    """Everything swaps of `path` left beside it (none once a swap has ended)."""
+    complete, previous, building = _leftovers(Path(os.path.realpath(path)))
+    return complete + previous + building
+
+
 def needs_repair(path: Path | str) -> bool:
     """`path` is missing and a killed swap left a complete copy of it beside it."""
     real = Path(os.path.realpath(path))
@@ -277,13 +294,22 @@ def repair(path: Path | str) -> Path | None:
     return restored
 
 
+def temporaries(folder: Path | str) -> list[Path]:
+    """The temporary files and folders (.NAME.XXXX.tmp) in `folder`."""
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [Path(folder) / n for n in names if n.startswith(".") and n.endswith(f".{BUILDING}")]
+
+
 def sweep(folder: Path | str) -> list[Path]:
-    """Remove the temporary files and folders (.NAME.XXXX.tmp) a killed run left in
-    `folder`; returns them. Only while holding the folder's lock (see `repair`)."""
-    found = []
-    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-        for entry in os.listdir(folder):
-            if entry.startswith(".") and entry.endswith(f".{BUILDING}"):
-                found.append(Path(folder) / entry)
-                _remove(found[-1])
+    """Remove the temporary files and folders a killed run left in `folder`; returns them.
+    Only while holding the folder's lock (see `repair`)."""
+    from rec.interrupts import deferred
+
+    found = temporaries(folder)
+    with deferred():
+        for path in found:
+            _remove(path)
     return found

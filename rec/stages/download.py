@@ -17,8 +17,8 @@ from typing import Optional
 
 import typer
 
-from rec import __version__, manifest
-from rec.atomic import atomic_dir, repair, write_json
+from rec import __version__, manifest, recovery
+from rec.atomic import atomic_dir, write_json
 from rec.console import emit_object, log
 from rec.datasets import fetch, registry
 from rec.datasets.registry import MARKER, DatasetSpec
@@ -210,7 +210,7 @@ def command(
     if timeout <= 0 or retries < 0:
         raise UsageError("--timeout must be > 0 and --retries >= 0")
     target = paths.raw(spec.name)
-    repair(target)  # before looking at target: a killed run's swap may put it back
+    recovery.repair(target)  # before looking at target: a killed run's swap may put it back
     params: dict = {"dataset": spec.name, "source": source, "force": force}
 
     if spec.generated:
