@@ -2,7 +2,7 @@
 `finally:` runs (a folder being built is removed, a lock released) and the command exits
 with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM) after one line.
 
-`rec.stages.guarded` installs the handler for every command; paddle's import replaces it
+`rec.stages.guarded` installs the handler around every command; paddle's import replaces it
 with paddle's own (which aborts with a C++ report and cleans nothing up), so rec.runtime,
 the one module through which paddle is first imported, installs it again (`reinstall`).
 `deferred` holds both signals back for the few renames of a folder swap (rec.atomic): an
@@ -39,10 +39,17 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def stop_on_sigterm() -> None:
-    """From now on SIGTERM raises Terminated in the main thread."""
-    if _in_main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Inside the block, SIGTERM raises Terminated in the main thread."""
+    if not _in_main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def reinstall() -> None:

@@ -76,20 +76,17 @@ def run_launcher(nproc: int, device: str, log_dir: Path, stage_args: list[str]) 
                                 stderr=None if direct else subprocess.STDOUT)
     except OSError as e:
         raise RecError(f"cannot start paddle.distributed.launch: {e}")
-    from rec.interrupts import stop_on_sigterm
+    from rec.interrupts import sigterm_interrupts
 
-    previous = signal.getsignal(signal.SIGTERM)
-    stop_on_sigterm()
     try:
-        out, _ = proc.communicate()
+        with sigterm_interrupts():
+            out, _ = proc.communicate()
         if out:  # stderr is not a real file (e.g. a test runner): relay when done
             sys.stderr.write(out)
         rc = proc.returncode
     except BaseException:  # KeyboardInterrupt (also SIGTERM, above) or anything else
         _stop_group(proc)
         raise
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     if rc != 0:
         raise RecError(f"data-parallel training failed (exit {rc}): see the worker logs in "
                        f"{log_dir}")

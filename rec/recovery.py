@@ -83,6 +83,8 @@ def _publish_unfinished(paths: Paths) -> bool:
 def recover_as_reader(paths: Paths, command: str | None) -> None:
     """A reader's repair: only if a killed run left something, only if the lock is free at
     once (see the module docstring)."""
+    if lock.is_worker():  # inside a --nproc job: its launcher holds the lock
+        return
     folders = swapped_folders(paths)
     if not (any(atomic.leftovers(f) for f in folders)
             or any(atomic.temporaries(h) for h in _temporary_homes(paths))

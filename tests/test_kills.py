@@ -128,8 +128,7 @@ def world(trained, tmp_path) -> Path:
 SWAP = HOOK + r"""
 from rec import interrupts
 from rec.atomic import atomic_dir
-interrupts.stop_on_sigterm()
-with atomic_dir(sys.argv[1]) as tmp:
+with interrupts.sigterm_interrupts(), atomic_dir(sys.argv[1]) as tmp:
     for i in range(3):
         (tmp / f"part{i}").write_text("new")
 """

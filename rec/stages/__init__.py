@@ -57,9 +57,14 @@ def guarded(fn=None, *, writes: tuple[str, ...] = ()):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from rec import interrupts
+
+        with interrupts.sigterm_interrupts():
+            return run(*args, **kwargs)
+
+    def run(*args, **kwargs):
         from rec import interrupts, lock
 
-        interrupts.stop_on_sigterm()
         try:
             if with_format:
                 set_header(not kwargs.pop("no_header", False))
