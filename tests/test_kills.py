@@ -386,10 +386,15 @@ def test_a_reader_that_cannot_take_the_lock_says_which_stage_restores(world, mon
     assert leftovers(world) == []
 
 
-def test_a_reader_leaves_a_running_writers_swap_alone(world):
+def test_a_reader_leaves_a_running_writers_swap_alone(world, monkeypatch):
     features = world / "output" / "features"
     features.rename(world / "output" / ".features.new.1")
+    paths = Paths(world / "data", world / "output")
     with lock.hold(world / "output", "rec save-features"):
-        recovery.recover_as_reader(Paths(world / "data", world / "output"), "rec status")
+        recovery.recover_as_reader(paths, "rec status")
         assert not features.exists()  # the writer's swap, in progress: not touched
+    monkeypatch.setenv("PADDLE_TRAINERS_NUM", "2")  # a --nproc worker: its launcher repairs
+    recovery.recover_as_reader(paths, "rec status")
+    assert not features.exists()
+    monkeypatch.delenv("PADDLE_TRAINERS_NUM")
     assert rec(world, "status").exit_code == 0 and features.is_dir()
