@@ -3,7 +3,8 @@ os.replace, then the folder flushed too.
 
 An interrupted stage (or a power cut) therefore leaves either the old file or the new one,
 never half of one. Every JSON file goes through `write_json`, which never writes NaN or
-Infinity (they become null).
+Infinity (they become null). A multi-file artifact is a folder swapped in whole
+(`atomic_dir`); a swap killed halfway is finished by `repair` (see rec.recovery).
 """
 
 from __future__ import annotations
@@ -76,20 +77,26 @@ def fsync_tree(root: Path) -> None:
 @contextlib.contextmanager
 def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
+    from rec.interrupts import deferred
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        with deferred():  # Ctrl-C or SIGTERM here acts inside the try: the file is removed
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp",
+                                       dir=path.parent)
+            os.close(fd)
+            tmp_path = Path(tmp)
         yield tmp_path
         os.chmod(tmp_path, FILE_MODE)
         fsync_file(tmp_path)
         os.replace(tmp_path, path)
         fsync_dir(path.parent)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        with deferred():
+            if tmp_path is not None and tmp_path.exists():
+                tmp_path.unlink()
 
 
 def write_bytes(path: Path | str, data: bytes) -> None:
@@ -133,33 +140,176 @@ def save_npy(path: Path | str, array: np.ndarray) -> None:
             np.save(f, array, allow_pickle=False)
 
 
+# A folder swap, beside the target (named NAME): the new folder is built in .NAME.XXXX.tmp,
+# renamed .NAME.new.<ns> once it is complete and on disk, the old folder is renamed
+# .NAME.old.<ns>, the new one takes NAME, the old one is removed. A run killed midway
+# (kill -9, a power cut) leaves names that say what each folder is: `repair` restores the
+# newest complete one and removes the rest. (`rec download` left .NAME.<hex>.staging and
+# .NAME.<hex>.old before: repair knows those too.)
+BUILDING, COMPLETE, PREVIOUS = "tmp", "new", "old"
+
+
 @contextlib.contextmanager
 def atomic_dir(path: Path | str) -> Iterator[Path]:
     """Yield a fresh temporary folder beside `path`; swap it in for `path` if the block
-    succeeds. Readers see the old folder or the new one, never a mix of files."""
-    import shutil
-    import time
+    succeeds. Readers see the old folder or the new one, never a mix of files.
+
+    A `path` that is a symlink to a folder stays one: the swap happens where it points
+    (write-through), so a dataset on a bigger disk stays there. SIGINT and SIGTERM wait for
+    the renames; only kill -9 can fall between them, and `repair` finishes that swap."""
+    from rec.interrupts import deferred
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    real = swap_location(path)
+    tmp = new = old = None
     try:
+        with deferred():  # as in atomic_path
+            tmp = Path(tempfile.mkdtemp(prefix=f".{real.name}.", suffix=f".{BUILDING}",
+                                        dir=real.parent))
         yield tmp
         os.chmod(tmp, DIR_MODE)
         fsync_tree(tmp)
-        old = None
-        if path.exists():
-            old = path.parent / f".{path.name}.old.{time.time_ns()}"
-            path.rename(old)
-        try:
-            tmp.rename(path)
-        except OSError:
-            if old is not None:  # the second rename failed: put the old folder back
-                old.rename(path)
-            raise
-        fsync_dir(path.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        with deferred():
+            new = _aside(real, COMPLETE)
+            os.rename(tmp, new)  # from here on the new folder counts as complete
+            if os.path.lexists(real):
+                old = _aside(real, PREVIOUS)
+                os.rename(real, old)
+            try:
+                os.rename(new, real)
+            except OSError:
+                if old is not None:  # the last rename failed: put the old folder back
+                    os.rename(old, real)
+                raise
+            fsync_dir(real.parent)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        # Unless the old folder is aside and could not be put back (`repair` will), what
+        # is left is not wanted: the old folder replaced, or a new one that did not make it.
+        # A signal waits for the removal too: stopped midway, it would leave half a folder.
+        keep = old is not None and not os.path.lexists(real)
+        with deferred():
+            for leftover in (tmp,) if keep else (tmp, new, old):
+                if leftover is not None and os.path.lexists(leftover):
+                    _remove(leftover)
+
+
+def swap_location(path: Path) -> Path:
+    """Where a swap of `path` happens: `path` itself, or the folder a symlink `path` points
+    to. A symlink into a missing folder, or a target that is not a folder, is refused."""
+    from rec.errors import RecError
+
+    if path.is_symlink():
+        real = Path(os.path.realpath(path))
+        if not real.parent.is_dir():
+            raise RecError(f"{path} is a symlink to {real}, in a folder that does not exist: "
+                           f"create {real.parent} or remove the link")
+    else:
+        real = path
+        real.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(real) and not real.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
+    return real
+
+
+def _aside(real: Path, kind: str) -> Path:
+    import time
+
+    while True:
+        name = real.parent / f".{real.name}.{kind}.{time.time_ns()}"
+        if not os.path.lexists(name):
+            return name
+
+
+def _remove(path: Path) -> None:
+    """Remove a leftover: a symlink or a file itself, a folder with what is in it."""
+    import shutil
+
+    if os.path.islink(path) or not os.path.isdir(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _leftovers(real: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """The swap leftovers beside `real`: (complete new folders, previous folders, folders
+    never completed), the first two newest first."""
+    complete, previous, building = [], [], []
+    prefix = f".{real.name}."
+    try:
+        entries = [e for e in os.listdir(real.parent) if e.startswith(prefix)]
+    except OSError:
+        return [], [], []
+    for entry in entries:
+        rest, leftover = entry[len(prefix):], real.parent / entry
+        kind, _, stamp = rest.partition(".")
+        if kind in (COMPLETE, PREVIOUS) and stamp.isdigit():
+            (complete if kind == COMPLETE else previous).append((int(stamp), leftover))
+        elif stamp in (BUILDING, "staging", "old") and "." not in kind:
+            if stamp == "old":  # rec download's former name for the previous folder
+                previous.append((os.lstat(leftover).st_ctime_ns, leftover))
+            else:
+                building.append(leftover)
+    newest = lambda found: [p for _, p in sorted(found, reverse=True)]  # noqa: E731
+    return newest(complete), newest(previous), building
+
+
+def leftovers(path: Path | str) -> list[Path]:
+    """Everything swaps of `path` left beside it (none once a swap has ended)."""
+    complete, previous, building = _leftovers(Path(os.path.realpath(path)))
+    return complete + previous + building
+
+
+def needs_repair(path: Path | str) -> bool:
+    """`path` is missing and a killed swap left a complete copy of it beside it."""
+    real = Path(os.path.realpath(path))
+    if os.path.lexists(real):
+        return False
+    complete, previous, _ = _leftovers(real)
+    return bool(complete or previous)
+
+
+def repair(path: Path | str) -> Path | None:
+    """Finish a folder swap of `path` that a killed run left halfway, and remove every
+    leftover of swaps beside it. Returns the leftover put in place of a missing `path`
+    (the newest complete one: a new folder before a previous one), or None.
+
+    Call it only while holding the folder's lock (rec.lock): a running swap's names look
+    just like a killed one's."""
+    from rec.interrupts import deferred
+
+    real = Path(os.path.realpath(path))
+    complete, previous, building = _leftovers(real)
+    if not (complete or previous or building):
+        return None
+    restored = None
+    with deferred():
+        if not os.path.lexists(real) and (complete or previous):
+            restored = (complete or previous)[0]
+            os.rename(restored, real)
+        for leftover in complete + previous + building:
+            if leftover != restored:
+                _remove(leftover)
+        fsync_dir(real.parent)
+    return restored
+
+
+def temporaries(folder: Path | str) -> list[Path]:
+    """The temporary files and folders (.NAME.XXXX.tmp) in `folder`."""
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [Path(folder) / n for n in names if n.startswith(".") and n.endswith(f".{BUILDING}")]
+
+
+def sweep(folder: Path | str) -> list[Path]:
+    """Remove the temporary files and folders a killed run left in `folder`; returns them.
+    Only while holding the folder's lock (see `repair`)."""
+    from rec.interrupts import deferred
+
+    found = temporaries(folder)
+    with deferred():
+        for path in found:
+            _remove(path)
+    return found

@@ -76,24 +76,20 @@ def run_launcher(nproc: int, device: str, log_dir: Path, stage_args: list[str]) 
                                 stderr=None if direct else subprocess.STDOUT)
     except OSError as e:
         raise RecError(f"cannot start paddle.distributed.launch: {e}")
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    from rec.interrupts import sigterm_interrupts
+
     try:
-        out, _ = proc.communicate()
+        with sigterm_interrupts():
+            out, _ = proc.communicate()
         if out:  # stderr is not a real file (e.g. a test runner): relay when done
             sys.stderr.write(out)
         rc = proc.returncode
     except BaseException:  # KeyboardInterrupt (also SIGTERM, above) or anything else
         _stop_group(proc)
         raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if rc != 0:
         raise RecError(f"data-parallel training failed (exit {rc}): see the worker logs in "
                        f"{log_dir}")
-
-
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def _descendants(pid: int) -> list[int]:

@@ -1,6 +1,8 @@
 """One writer per folder: a writing stage holds an exclusive, non-blocking `fcntl.flock` on
 FOLDER/.lock while it runs; a second writer stops at once with one line naming the running
-command and its pid (written into the lock file). Readers never take the lock.
+command and its pid (written into the lock file). Readers never wait for the lock; they
+take it, only if free at once, to finish a folder swap a killed run left halfway
+(rec.recovery).
 
 The kernel releases a flock when its holder dies (kill -9 included), so a lock file left
 behind by a killed run never blocks the next one: the file's existence means nothing, only
@@ -79,6 +81,10 @@ def hold(folder: Path | str, command: str | None = None) -> Iterator[None]:
         yield
         return
     path = Path(folder) / LOCK
+    if path.parent.is_symlink() and not path.parent.exists():
+        raise RecError(f"cannot use {folder} for output: it is a symlink to "
+                       f"{os.path.realpath(folder)}, which does not exist (create it, or "
+                       "remove the link)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = _acquire(path)

@@ -98,6 +98,7 @@ class Paths:
     model_dir = property(lambda self: self.output_dir / "model")
     features_dir = property(lambda self: self.output_dir / "features")
     ctr_dir = property(lambda self: self.output_dir / "ctr")
+    export_dir = property(lambda self: self.output_dir / "export")
 
     def dataset_file(self, name: str) -> Path:
         return self.dataset_dir / name

@@ -24,6 +24,10 @@ from rec.paths import STATE
 warnings.filterwarnings("ignore", message=".*ccache.*")  # paddle's import-time noise
 import paddle  # noqa: E402
 
+from rec import interrupts  # noqa: E402
+
+interrupts.reinstall()  # paddle's import replaced rec's SIGTERM handler with its own
+
 GPU_HELP = ("this PaddlePaddle is a CPU-only build, so --device gpu cannot work. Install the "
             "CUDA build instead: `pip uninstall -y paddlepaddle && pip install paddlepaddle-gpu` "
             "(pick the wheel for your CUDA version at https://www.paddlepaddle.org.cn/install), "

@@ -62,8 +62,8 @@ from typing import Any, Callable
 import numpy as np
 from rich.table import Table
 
-from rec import runtime
-from rec.atomic import atomic_dir, write_bytes, write_json
+from rec import interrupts, runtime, unit
+from rec.atomic import atomic_dir, write_json
 from rec.console import EpochDisplay, log
 from rec.errors import UsageError
 from rec.paths import CONFIG, STATE, TrainingFolder
@@ -301,18 +301,14 @@ def publish(folder: TrainingFolder) -> None:
     staged = folder.staging.best
     if not staged.is_dir():
         return
-    files = sorted(p for p in staged.iterdir() if p.is_file())
-    if folder.best == folder.root:
-        for path in files:  # the weights first, config.json (which names them) last
-            if path.name != CONFIG:
-                write_bytes(folder.root / path.name, path.read_bytes())
-        if (staged / CONFIG).exists():
-            write_bytes(folder.root / CONFIG, (staged / CONFIG).read_bytes())
+    if folder.best == folder.root:  # the weights first, config.json (which names them) last
+        unit.publish_files(staged, folder.root, CONFIG)
     else:
         with atomic_dir(folder.best) as tmp:
-            for path in files:
+            for path in sorted(p for p in staged.iterdir() if p.is_file()):
                 shutil.copyfile(path, tmp / path.name)
-    shutil.rmtree(staged, ignore_errors=True)
+    with interrupts.deferred():  # stopped midway, it would leave half a model staged
+        shutil.rmtree(staged, ignore_errors=True)
 
 
 def _checkpoint(spec: FitSpec, objective: Objective, state: dict) -> None:

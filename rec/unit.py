@@ -14,7 +14,7 @@ import secrets
 import time
 from pathlib import Path
 
-from rec.atomic import file_hash, write_json
+from rec.atomic import file_hash, write_bytes, write_json
 from rec.errors import UsageError
 
 UNIT = "unit.json"
@@ -82,3 +82,16 @@ def check_digest(config: dict, path: Path, run: str) -> None:
     if digest is not None and sha256(path) != digest:
         raise UsageError(f"{path} is not the model its {Path(path).parent.name}/config.json "
                          f"describes (files of different runs): run `{run}` again")
+
+
+def publish_files(staged: Path, dest: Path, config: str = "config.json") -> None:
+    """Copy the files of `staged` into `dest`, each atomically, `config` (which names the
+    weights' digest) last: until it lands, check_digest refuses the weights beside the old
+    one. SIGINT and SIGTERM wait until all are copied (rec.interrupts); after a kill -9
+    midway, rec.recovery copies them again."""
+    from rec.interrupts import deferred
+
+    files = sorted(p for p in Path(staged).iterdir() if p.is_file())
+    with deferred():
+        for path in sorted(files, key=lambda p: p.name == config):
+            write_bytes(Path(dest) / path.name, path.read_bytes())

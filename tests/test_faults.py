@@ -1,5 +1,5 @@
 """Faults injected on purpose: a full disk at each write of save-features and preprocess,
-two writers at once, a mixture of feature files, hostile values. After each, the artifacts
+two writers at once, symlinked folders, a mixture of feature files, hostile values. After each, the artifacts
 are the old ones or the new ones, whole, and the next command a user runs uses them."""
 
 from __future__ import annotations
@@ -136,6 +136,57 @@ def test_data_parallel_workers_do_not_take_the_launchers_lock(tmp_path, monkeypa
         monkeypatch.setenv("PADDLE_TRAINERS_NUM", "2")
         with lock.hold(tmp_path):  # a worker: no wait, no error
             pass
+
+
+# --- symlinked folders ----------------------------------------------------------------------
+
+
+def test_a_symlinked_dataset_folder_is_written_through(world, tmp_path):
+    output = world / "output"
+    big = tmp_path / "bigdisk"
+    big.mkdir()
+    shutil.move(output / "dataset", big / "dataset")
+    (output / "dataset").symlink_to(big / "dataset")
+    before = snapshot(big / "dataset")
+    result = rec(world, "preprocess", "--seed", "7")
+    assert result.exit_code == 0, result.stderr
+    assert (output / "dataset").is_symlink() and snapshot(big / "dataset") != before
+    no_leftovers(world / "output")
+    no_leftovers(big)
+    assert rec(world, "status").exit_code == 0
+    data = world / "data" / "synthetic"  # rec download writes through a link too
+    shutil.move(data, big / "synthetic")
+    data.symlink_to(big / "synthetic")
+    assert rec(world, "download", "--dataset", "synthetic", *SMALL, "--seed", "3").exit_code == 0
+    assert data.is_symlink() and json.loads((big / "synthetic" / ".rec-verified.json")
+                                            .read_text())["synthetic"]["seed"] == 3
+    assert sorted(p.name for p in big.iterdir()) == ["dataset", "synthetic"]  # no leftovers
+
+
+def test_a_symlinked_output_folder_is_written_through(world, tmp_path):
+    shutil.move(world / "output", tmp_path / "elsewhere")
+    (world / "output").symlink_to(tmp_path / "elsewhere")
+    for stage in (["preprocess"], ["save-features"], ["recommend", "1"]):
+        result = rec(world, *stage)
+        assert result.exit_code == 0, (stage, result.stderr)
+    assert (world / "output").is_symlink() and (tmp_path / "elsewhere" / "dataset").is_dir()
+    no_leftovers(tmp_path / "elsewhere")
+
+
+def test_a_symlink_into_a_missing_folder_is_refused_in_one_line(world, tmp_path):
+    output = world / "output"
+    shutil.rmtree(output / "dataset")
+    (output / "dataset").symlink_to(tmp_path / "unmounted" / "dataset")
+    result = rec(world, "preprocess")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"error: {output / 'dataset'} is a symlink to {tmp_path / 'unmounted' / 'dataset'}, "
+        f"in a folder that does not exist: create {tmp_path / 'unmounted'} or remove the link")
+    assert (output / "dataset").is_symlink()
+    (world / "out2").symlink_to(tmp_path / "nowhere")
+    result = rec(world, "preprocess", out="out2")
+    assert result.exit_code == 1 and "is a symlink to" in result.stderr
+    assert "which does not exist" in result.stderr.splitlines()[-1]
 
 
 # --- units ------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ RULES = {
     "rec/twotower/": ("rec.ctr",) + CLI,
     "rec/ctr/": CLI,
     **{f"rec/{name}.py": ("rec.datasets",) + DOMAIN + CLI
-       for name in ("paths", "atomic", "errors", "console", "manifest")},
+       for name in ("paths", "atomic", "errors", "console", "manifest", "interrupts",
+                    "recovery", "lock", "unit")},
     "rec/build_info.py": DOMAIN[:3] + ("rec.trainer",) + CLI,  # runtime: for --version
 }
 

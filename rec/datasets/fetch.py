@@ -1,5 +1,5 @@
-"""Getting an archive onto disk and into place, safely: HTTP with resume, checksums,
-extraction that cannot write outside its folder, and an all-or-nothing swap into data/.
+"""Getting an archive onto disk, safely: HTTP with resume, checksums, and extraction that
+cannot write outside its folder (rec.atomic.atomic_dir then swaps the folder into data/).
 
 Standard library only (urllib), so `rec download` needs nothing beyond the package itself.
 """
@@ -10,7 +10,6 @@ import contextlib
 import http.client
 import os
 import re
-import secrets
 import shutil
 import socket
 import stat
@@ -24,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from rec import __version__
-from rec.atomic import file_hash, fsync_dir, fsync_tree
+from rec.atomic import file_hash
 from rec.console import log, progress
 from rec.errors import RecError
 
@@ -275,75 +274,3 @@ def copy_folder(src: Path, dest: Path, expected: list[str]) -> None:
         elif path.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
-
-
-# --- placement ---------------------------------------------------------------------------
-
-
-def _fresh_dir(target: Path, suffix: str) -> Path:
-    """A new empty folder beside target. Not mkdtemp: its 0700 mode would stick to the
-    dataset folder after the rename; os.mkdir applies the user's umask as usual."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        path = target.parent / f".{target.name}.{secrets.token_hex(4)}{suffix}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-
-
-@contextlib.contextmanager
-def staging(target: Path) -> Iterator[Path]:
-    """A fresh folder beside `target` (same filesystem, so the final rename is atomic).
-
-    Removed afterwards unless `place` moved it into position.
-    """
-    tmp = _fresh_dir(target, ".staging")
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def clean_leftovers(target: Path) -> None:
-    """Tidy up after a run that was killed: drop its staging folders, and if it died between
-    the two renames of `place` (target gone, the previous dataset set aside), put it back."""
-    if not target.parent.is_dir():
-        return
-    for leftover in sorted(target.parent.glob(f".{glob_escape(target.name)}.*")):
-        if not leftover.is_dir() or leftover.is_symlink():
-            continue
-        if leftover.name.endswith(".old") and not target.exists():
-            os.replace(leftover, target)
-        elif leftover.name.endswith((".staging", ".old")):
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
-
-
-def place(staged: Path, target: Path) -> None:
-    """Swap `staged` into `target`: the old folder stays until the new one is in place.
-
-    Two renames on one filesystem; if the second fails the old folder is put back.
-    """
-    fsync_tree(staged)  # the new files are on disk before the rename publishes them
-    old = None
-    if target.exists() or target.is_symlink():
-        old = _fresh_dir(target, ".old")
-        os.rmdir(old)  # only the unique name is wanted: os.replace needs it free
-        os.replace(target, old)
-    try:
-        os.replace(staged, target)
-    except OSError:
-        if old is not None:
-            os.replace(old, target)
-        raise
-    fsync_dir(target.parent)
-    if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink()

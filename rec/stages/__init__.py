@@ -44,8 +44,10 @@ def guarded(fn=None, *, writes: tuple[str, ...] = ()):
     `--no-header` (options.NoHeader), handled here: the command never sees it.
 
     `writes` names the folders the command writes ("data", "output"): it holds their locks
-    (rec.lock) while it runs, so a second writer stops at once with one line (exit 2).
-    Readers declare none and never wait."""
+    (rec.lock) while it runs, so a second writer stops at once with one line (exit 2), and
+    first finishes the folder swaps a killed run left halfway (rec.recovery). Readers
+    declare none and never wait. SIGTERM ends a command as Ctrl-C does (rec.interrupts):
+    cleanup runs, then one line and exit 143 (130 for Ctrl-C)."""
     if fn is None:
         return functools.partial(guarded, writes=writes)
     from rec.stages.options import NoHeader
@@ -55,7 +57,13 @@ def guarded(fn=None, *, writes: tuple[str, ...] = ()):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from rec import lock
+        from rec import interrupts
+
+        with interrupts.sigterm_interrupts():
+            return run(*args, **kwargs)
+
+    def run(*args, **kwargs):
+        from rec import interrupts, lock
 
         try:
             if with_format:
@@ -69,13 +77,16 @@ def guarded(fn=None, *, writes: tuple[str, ...] = ()):
                 debug(f"{name}: data folder {paths.data_dir}, output folder {paths.output_dir}, "
                       f"parameters {kwargs}")
             with lock.hold_all(_folders(ctx, writes), name):
+                if ctx is not None:
+                    _recover(get_paths(ctx), writes, name)
                 return fn(*args, **kwargs)
         except RecError as e:
             error_line(str(e))
             raise typer.Exit(e.exit_code)
-        except KeyboardInterrupt:
-            error_line("interrupted; files already written are complete, nothing half-written was kept")
-            raise typer.Exit(130)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (rec.interrupts)
+            how = "terminated (SIGTERM)" if isinstance(e, interrupts.Terminated) else "interrupted"
+            error_line(f"{how}; files already written are complete, nothing half-written was kept")
+            raise typer.Exit(interrupts.exit_code(e))
         except BrokenPipeError:
             # The reader of our stdout went away (e.g. `| head`): not an error.
             try:
@@ -101,6 +112,17 @@ def guarded(fn=None, *, writes: tuple[str, ...] = ()):
             parameters=[*signature.parameters.values(), no_header])
         wrapper.__annotations__ = {**fn.__annotations__, "no_header": NoHeader}
     return wrapper
+
+
+def _recover(paths: Paths, writes: tuple[str, ...], name: str | None) -> None:
+    """Finish the folder swaps a killed run left halfway (rec.recovery): a writer of
+    output/ under its lock (not a --nproc worker: its launcher did), a reader if it can."""
+    from rec import lock, recovery
+
+    if "output" in writes and not lock.is_worker():
+        recovery.recover(paths)
+    elif not writes:
+        recovery.recover_as_reader(paths, name)
 
 
 # Environment faults met while writing: one line naming the path, not "internal error".

@@ -17,8 +17,8 @@ from typing import Optional
 
 import typer
 
-from rec import __version__, manifest
-from rec.atomic import write_json
+from rec import __version__, manifest, recovery
+from rec.atomic import atomic_dir, write_json
 from rec.console import emit_object, log
 from rec.datasets import fetch, registry
 from rec.datasets.registry import MARKER, DatasetSpec
@@ -127,12 +127,11 @@ def _from_url(paths: Paths, spec: DatasetSpec, url: str, expected_md5: str | Non
             raise RecError(f"checksum mismatch for {url}: got md5 {md5}, the publisher's is "
                            f"{expected_md5}; the download was removed, run again or "
                            f"{fetch.SOURCE_HINT}")
-        with fetch.staging(target) as stage:
+        with atomic_dir(target) as stage:
             fetch.extract_zip(part, stage)
             rows = _check(spec, stage, f"the archive from {url}")
             method = "md5+structure" if expected_md5 else "structure"
             marker = write_marker(stage, spec, url, method, rows, {"md5": md5})
-            fetch.place(stage, target)
     finally:
         part.unlink(missing_ok=True)
     return marker
@@ -143,7 +142,7 @@ def _from_path(paths: Paths, spec: DatasetSpec, source: str) -> dict:
     path = Path(source).expanduser()
     if not path.exists():
         raise UsageError(f"--source {source} does not exist")
-    with fetch.staging(target) as stage:
+    with atomic_dir(target) as stage:
         if path.is_dir():
             fetch.copy_folder(path, stage, [f.name for f in spec.files])
             extra = {}
@@ -155,7 +154,6 @@ def _from_path(paths: Paths, spec: DatasetSpec, source: str) -> dict:
                              f"nor an http(s) URL")
         rows = _check(spec, stage, f"--source {source}")
         marker = write_marker(stage, spec, str(path.resolve()), "structure", rows, extra)
-        fetch.place(stage, target)
     return marker
 
 
@@ -163,7 +161,7 @@ def generate_synthetic(paths: Paths, spec: DatasetSpec, syn: SyntheticSpec) -> d
     target = paths.raw(spec.name)
     log(f"generating {target} (seed {syn.seed}); synthetic data is regenerated on every call, "
         f"identically for the same options")
-    with fetch.staging(target) as stage:
+    with atomic_dir(target) as stage:
         try:
             generate(stage, syn)
         except ValueError as e:
@@ -173,7 +171,6 @@ def generate_synthetic(paths: Paths, spec: DatasetSpec, syn: SyntheticSpec) -> d
                   f"{syn.ratings} ratings")
         marker = write_marker(stage, spec, source,
                               "generated+structure", rows, {"synthetic": dict(syn.__dict__)})
-        fetch.place(stage, target)
     return marker
 
 
@@ -213,7 +210,7 @@ def command(
     if timeout <= 0 or retries < 0:
         raise UsageError("--timeout must be > 0 and --retries >= 0")
     target = paths.raw(spec.name)
-    fetch.clean_leftovers(target)  # before looking at target: it may be put back
+    recovery.repair(target)  # before looking at target: a killed run's swap may put it back
     params: dict = {"dataset": spec.name, "source": source, "force": force}
 
     if spec.generated:

@@ -52,7 +52,7 @@ def export_all(paths, to: str) -> dict:
         from rec.ctr import export as ctr_export
 
         nets.append(ctr_export.network(paths))
-    folder = paths.output_dir / "export"
+    folder = paths.export_dir
     described = {"format": to, "paddle": paddle.__version__,
                  "dataset_fingerprint": dataset_identity(paths), "models": {}}
     with tempfile.TemporaryDirectory(prefix="rec-export-") as scratch, atomic_dir(folder) as tmp:
