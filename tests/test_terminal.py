@@ -114,8 +114,8 @@ def test_preprocess_help_says_its_default_dataset():
     assert "[default: the one downloaded last there]" in help_output("preprocess")
 
 
-# ctr-train: 26 options in six panels (Data, Criteo, Training, MovieLens, Running, Output)
-HELP_LINES = {"ctr-train": 54}
+# ctr-train: 27 options in six panels (Data, Criteo, Training, MovieLens, Running, Output)
+HELP_LINES = {"ctr-train": 56}
 
 
 @pytest.mark.parametrize("name", [n for n, _, _ in COMMANDS])

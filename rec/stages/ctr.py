@@ -102,8 +102,7 @@ class CtrParams:
         help="User x genre weights in the wide part.")] = True
     negatives: Annotated[int, Option(
         "--negatives", rich_help_panel=MOVIELENS_PANEL, min=0, max=100,
-        help="Unrated movies per rating drawn as label 0: the model learns "
-        "\"will watch and like\" (0: \"will like\").")] = 4
+        help="Unrated movies per rating, as label 0.")] = 4
     candidates: Annotated[int, Option(
         "--candidates", rich_help_panel=MOVIELENS_PANEL,
         min=10, help="Candidates for the recall + rank comparison.")] = 200
