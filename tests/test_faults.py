@@ -237,11 +237,16 @@ def test_time_split_without_validation_is_refused_and_duplicates_keep_the_latest
     assert sorted(values.tolist()) == [2.0, 4.0, 4.0, 5.0]  # user 1, movie 1: the latest, 5
 
 
-def test_ctr_train_refuses_one_class_data_before_training(world):
+@pytest.mark.parametrize("stars, negatives, kind", [(5.0, "0", "positive (1)"),
+                                                     (1.0, "0", "negative (0)"),
+                                                     (1.0, "4", "negative (0)")])
+def test_ctr_train_refuses_one_class_data_before_training(world, stars, negatives, kind):
+    """Every rating liked is one class for the "will like" model (--negatives 0), not for
+    "will watch and like" (unrated movies are its label 0); none liked is one class for both."""
     path = world / "output" / "dataset" / "rating_values.npy"
-    np.save(path, np.full_like(np.load(path), 5.0))
-    message = one_line_error(rec(world, "ctr-train", "--epochs", "1"), 2)
-    assert "only positive (1) labels" in message
+    np.save(path, np.full_like(np.load(path), stars))
+    message = one_line_error(rec(world, "ctr-train", "--epochs", "1", "--negatives", negatives), 2)
+    assert f"only {kind} labels" in message
     assert not (world / "output" / "ctr" / "model").exists()
 
 
