@@ -78,7 +78,12 @@ def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp",
+                                   dir=path.parent)
+    except OSError as e:  # it names a random temporary name: name the file instead
+        e.filename, e.filename2 = str(path), None
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -87,9 +92,51 @@ def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
         fsync_file(tmp_path)
         os.replace(tmp_path, path)
         fsync_dir(path.parent)
+    except OSError as e:
+        _name_target(e, tmp_path, path)
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _name_target(e: OSError, tmp: Path, target: Path) -> None:
+    """Make the error name what was being written (`target`, or the file of it that was),
+    not the temporary name beside it, nor nothing (paddle and numpy raise OSError without a
+    file name on a full disk)."""
+    name = e.filename
+    if name is None:
+        e.filename, e.filename2 = str(target), None
+        return
+    try:
+        rel = Path(os.fsdecode(name)).relative_to(tmp)
+    except (TypeError, ValueError):
+        return
+    e.filename, e.filename2 = str(target.joinpath(rel)), None
+
+
+PROBE = ".rec-write-check"  # created and removed by check_writable
+
+
+def check_writable(folder: Path | str) -> None:
+    """Raise the OSError a stage would meet late (read-only, forbidden, a file where the
+    folder should be, a disk too full for a block) by writing one small file into `folder`
+    the way every artifact is written (temporary file, fsync, rename), then removing it.
+    Folders created for the check are removed again."""
+    folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists() and not p.is_symlink()]
+    try:
+        with atomic_path(folder / PROBE) as tmp:
+            tmp.write_bytes(b"\0" * 4096)
+        (folder / PROBE).unlink()
+    except OSError as e:
+        if e.filename is not None and Path(os.fsdecode(e.filename)).name == PROBE:
+            e.filename = str(folder)  # the folder is what cannot be written
+        raise
+    finally:
+        for path in created:  # the deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()
 
 
 def write_bytes(path: Path | str, data: bytes) -> None:
@@ -142,7 +189,11 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as e:
+        e.filename, e.filename2 = str(path), None
+        raise
     try:
         yield tmp
         os.chmod(tmp, DIR_MODE)
@@ -160,6 +211,9 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
         fsync_dir(path.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        _name_target(e, tmp, path)
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -201,7 +201,7 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
     return metrics
 
 
-@guarded(writes=("output",))
+@guarded(writes=("output",), into=("ctr_dir",))
 @options_from(CtrParams)
 def command(ctx: typer.Context, params: CtrParams, device: Device = "cpu",
             resume: Resume = False, nproc: Nproc = 1, fmt: Format = "auto") -> None:
