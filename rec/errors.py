@@ -36,12 +36,12 @@ class ReaderGone(Exception):
     """Standard output is a pipe whose reader has gone (EPIPE): stop quietly."""
 
 
-def shown(text: str, limit: int = 60) -> str:
-    """`text` quoted for an error line, cut to `limit` characters (a 5000-digit id or a
-    pasted file must not make the line 5000 characters long)."""
-    if len(text) <= limit:
-        return repr(text)
-    return f"{text[:limit]!r}... ({len(text):,} characters)"
+def shown(text: str, limit: int = 60, quote: bool = True) -> str:
+    """`text` for an error line (quoted unless `quote` is False), cut to `limit` characters:
+    a 5000-digit id or a pasted file must not make the line 5000 characters long."""
+    cut = text if len(text) <= limit else text[:limit]
+    cut = repr(cut) if quote else cut
+    return cut if len(text) <= limit else f"{cut}... ({len(text):,} characters)"
 
 
 # errno -> the exit code of the fault; every other OSError is not the environment's doing.

@@ -445,7 +445,7 @@ def test_synthetic_is_deterministic_by_seed(tmp_path):
 
 def test_synthetic_bad_options(tmp_path):
     r = rec(tmp_path, "--dataset", "synthetic", "--users", "1")
-    assert r.exit_code == 2 and "at least" in one_error(r)
+    assert r.exit_code == 2 and "--users" in one_error(r) and "greater than or equal to 2" in one_error(r)
     r = rec(tmp_path, "--dataset", "ml-1m", "--seed", "3")
     assert r.exit_code == 2 and "synthetic" in one_error(r)
 

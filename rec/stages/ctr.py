@@ -46,6 +46,12 @@ MODELS = ("wide_deep", "deepfm")
 
 
 Option = typer.Option
+# --hash-size: rows of the shared embedding, far below int32's limit (paddle's embedding
+# index). --hash-size x --embedding-size is capped as well: a run peaks at about 40 bytes
+# per value (weights, Adam's two moments, checkpoint and best-model copies); measured, 2^22
+# x 16 (the cap) peaks at 2.6 GB, 2^24 x 16 at 9.5 GB.
+MAX_HASH_SIZE = 2 ** 24
+MAX_TABLE_VALUES = 2 ** 26
 # --help panels
 DATA_PANEL, MODEL_PANEL, TRAINING_PANEL = "Data", "Model", "Training"
 CRITEO_PANEL, MOVIELENS_PANEL = "Criteo", "MovieLens"
@@ -93,7 +99,9 @@ class CtrParams:
         "--categorical", rich_help_panel=CRITEO_PANEL,
         help="hash (into --hash-size ids) or vocab (values seen "
         "--min-count times get an id).")] = "hash"
-    hash_size: Annotated[int, Option("--hash-size", rich_help_panel=CRITEO_PANEL, min=1)] = 2 ** 18
+    hash_size: Annotated[int, Option(
+        "--hash-size", rich_help_panel=CRITEO_PANEL, min=1, max=MAX_HASH_SIZE,
+        help="Ids categories hash into (an embedding row each).")] = 2 ** 18
     min_count: Annotated[int, Option("--min-count", rich_help_panel=CRITEO_PANEL, min=1)] = 10
     crosses: Annotated[bool, Option(
         "--crosses/--no-crosses", rich_help_panel=MOVIELENS_PANEL,
@@ -129,6 +137,10 @@ class CtrParams:
                              "reads output/dataset")
         if self.categorical not in ("hash", "vocab"):
             raise UsageError(f"unknown --categorical {self.categorical!r}: choose hash or vocab")
+        if self.categorical == "hash" and self.hash_size * self.embedding_size > MAX_TABLE_VALUES:
+            raise UsageError(f"--hash-size x --embedding-size must be at most "
+                             f"{MAX_TABLE_VALUES:,} embedding values, about 2.5 GB of memory "
+                             f"to train (got {self.hash_size:,} x {self.embedding_size:,})")
         if not 0 < self.val_ratio < 1:
             raise UsageError(f"--val-ratio must be between 0 and 1 (got {self.val_ratio})")
         positive("--lr", self.lr)
