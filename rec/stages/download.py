@@ -20,7 +20,7 @@ import typer
 from rec import __version__, manifest
 from rec.atomic import write_json
 from rec.console import emit_object, log
-from rec.datasets import fetch, registry
+from rec.datasets import archive, fetch, registry
 from rec.datasets.registry import MARKER, DatasetSpec
 from rec.datasets.synthetic import MOVIES, RATINGS, USERS, SyntheticSpec, generate
 from rec.errors import RecError, UsageError
@@ -141,7 +141,7 @@ def _from_url(paths: Paths, spec: DatasetSpec, url: str, expected_md5: str | Non
                            f"{expected_md5}; the download was removed, run again or "
                            f"{fetch.SOURCE_HINT}")
         with fetch.staging(target) as stage:
-            fetch.extract_zip(part, stage)
+            archive.extract_zip(part, stage, spec.member_caps())
             rows = _check(spec, stage, f"the archive from {url}")
             method = "md5+structure" if expected_md5 else "structure"
             marker = write_marker(stage, spec, url, method, rows, {"md5": md5})
@@ -158,10 +158,10 @@ def _from_path(paths: Paths, spec: DatasetSpec, source: str) -> dict:
         raise UsageError(f"--source {source} does not exist")
     with fetch.staging(target) as stage:
         if path.is_dir():
-            fetch.copy_folder(path, stage, [f.name for f in spec.files])
+            archive.copy_folder(path, stage, [f.name for f in spec.files])
             extra = {}
         elif zipfile.is_zipfile(path):
-            fetch.extract_zip(path, stage)
+            archive.extract_zip(path, stage, spec.member_caps())
             extra = {"md5": fetch.md5_of(path)}
         else:
             raise UsageError(f"--source {source} is neither a zip archive, a dataset folder "
