@@ -63,7 +63,7 @@ import numpy as np
 from rich.table import Table
 
 from rec import runtime
-from rec.atomic import atomic_dir, write_bytes, write_json
+from rec.atomic import atomic_dir, replace_together, write_json
 from rec.console import EpochDisplay, log
 from rec.errors import UsageError
 from rec.paths import CONFIG, STATE, TrainingFolder
@@ -296,18 +296,16 @@ def publish(folder: TrainingFolder) -> None:
     """Put the run's best model (folder.staging, where objectives save it) in place of the
     previous one, once the run has ended: a run stopped midway (Ctrl-C, a kill, a diverged
     epoch) leaves the previous model as it was. A best folder of its own (output/ctr/model)
-    is swapped in whole; files beside the run's (output/model) are replaced one by one,
-    each atomically, and config.json's weights digest (rec.unit) refuses a mixture."""
+    is swapped in whole; files beside the run's (output/model) are replaced together
+    (rec.atomic.replace_together: all old or all new), and config.json's weights digest
+    (rec.unit) would refuse a mixture all the same."""
     staged = folder.staging.best
     if not staged.is_dir():
         return
     files = sorted(p for p in staged.iterdir() if p.is_file())
-    if folder.best == folder.root:
-        for path in files:  # the weights first, config.json (which names them) last
-            if path.name != CONFIG:
-                write_bytes(folder.root / path.name, path.read_bytes())
-        if (staged / CONFIG).exists():
-            write_bytes(folder.root / CONFIG, (staged / CONFIG).read_bytes())
+    if folder.best == folder.root:  # all old or all new (config.json names the weights)
+        files.sort(key=lambda path: path.name == CONFIG)  # a kill between: config is old
+        replace_together({folder.root / path.name: path for path in files})
     else:
         with atomic_dir(folder.best) as tmp:
             for path in files:
