@@ -83,6 +83,8 @@ def hold(folder: Path | str, command: str | None = None) -> Iterator[None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = _acquire(path)
     except OSError as e:  # read-only, forbidden, a file where the folder should be, ...
+        if e.filename is not None and os.fsdecode(e.filename) == str(path):
+            e.filename = str(folder)  # the folder is what cannot be written
         raise environment_error(e, nothing_changed=True) or e
     try:
         note = f"{command or ' '.join(['rec', *sys.argv[1:]])} (pid {os.getpid()})\n"

@@ -38,7 +38,7 @@ GENRE_WORDS = {g: [f"{g.lower().replace(chr(39), '').replace('-', '')}{i}" for i
                for g in GENRES}
 
 
-BLOCK_PAIRS = 1 << 22  # user-movie pairs scored at a time (32 MiB of float64 keys)
+BLOCK_PAIRS = 1 << 22  # user-movie pairs scored at a time (about 100 MB of working arrays)
 
 
 # Limits (the command line refuses others): about ml-32m's users and movies, ml-10m's
