@@ -46,6 +46,7 @@ def shown(text: str, limit: int = 60, quote: bool = True) -> str:
 
 # errno -> the exit code of the fault; every other OSError is not the environment's doing.
 _NOT_A_FOLDER = (errno.ENOTDIR, errno.EEXIST)
+_WRITES_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 ENVIRONMENT_FAULTS = {
     errno.ENOSPC: EXIT_FAILURE, errno.EDQUOT: EXIT_FAILURE, errno.EFBIG: EXIT_FAILURE,
     errno.EROFS: EXIT_FAILURE, errno.EACCES: EXIT_FAILURE, errno.EPERM: EXIT_FAILURE,
@@ -92,4 +93,7 @@ def environment_error(e: OSError, nothing_changed: bool = False) -> RecError | N
     if e.errno == errno.EBUSY:
         return RecError(f"cannot replace {path}: {reason} (a mount point cannot be replaced: "
                         f"mount the folder above it instead); {kept}", code)
-    return RecError(f"cannot write {path}: {reason}; {kept}", code)
+    # A full or read-only disk only stops a write; a refused or failing access may have been
+    # a read (an input file) outside the preflight, which only writes.
+    verb = "write" if nothing_changed or e.errno in _WRITES_ONLY else "access"
+    return RecError(f"cannot {verb} {path}: {reason}; {kept}", code)

@@ -24,7 +24,7 @@ from typing import Iterator
 from rec import __version__
 from rec.atomic import file_hash, fsync_dir, fsync_tree
 from rec.console import log, progress
-from rec.errors import RecError
+from rec.errors import RecError, environment_error
 
 CHUNK = 1 << 16
 DEFAULT_BACKOFF_S = 1.0  # first pause between tries; doubles each time (tests shrink it)
@@ -116,7 +116,10 @@ def _disk(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as e:
-        raise RecError(f"cannot write {path}: {e.strerror or e}") from None
+        if e.filename is None:
+            e.filename = str(path)
+        raise environment_error(e) or RecError(f"cannot write {path}: {e.strerror or e}") \
+            from None
 
 
 def _content_range_start(value: str | None) -> int | None:

@@ -90,7 +90,7 @@ def guarded(fn=None, *, writes: tuple[str, ...] = (), into: tuple[str, ...] = ()
                       f"parameters {kwargs}")
             folders = _folders(ctx, writes)
             with lock.hold_all(folders, name):
-                if folders:
+                if folders and not lock.is_worker():  # a --nproc launcher checked for all
                     preflight(get_paths(ctx), folders, into)
                 return fn(*args, **kwargs)
         except (ReaderGone, BrokenPipeError):
