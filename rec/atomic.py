@@ -93,10 +93,98 @@ def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
         fsync_file(tmp_path)
         os.replace(tmp_path, path)
         fsync_dir(path.parent)
+    except OSError as e:
+        _name_target(e, tmp_path, path)
+        raise
     finally:
         with deferred():
             if tmp_path is not None and tmp_path.exists():
                 tmp_path.unlink()
+
+
+def _name_target(e: OSError, tmp: Path | None, target: Path) -> None:
+    """Make the error name what was being written (`target`, or the file of it that was),
+    not the temporary name beside it, nor nothing (paddle and numpy raise OSError without a
+    file name on a full disk)."""
+    name = e.filename
+    if name is None or tmp is None:  # nothing named, or the temporary could not be created
+        e.filename, e.filename2 = str(target), None
+        return
+    try:
+        rel = Path(os.fsdecode(name)).relative_to(tmp)
+    except (TypeError, ValueError):
+        return
+    e.filename, e.filename2 = str(target.joinpath(rel)), None
+
+
+PROBE = ".rec-write-check"  # created and removed by check_writable
+
+
+def check_writable(folder: Path | str) -> None:
+    """Raise the OSError a stage would meet late (read-only, forbidden, a file where the
+    folder should be, a disk too full for a block) by writing one small file into `folder`
+    the way every artifact is written (temporary file, fsync, rename), then removing it.
+    Folders created for the check are removed again."""
+    folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists() and not p.is_symlink()]
+    try:
+        with atomic_path(folder / PROBE) as tmp:
+            tmp.write_bytes(b"\0" * 4096)
+        (folder / PROBE).unlink()
+    except OSError as e:
+        if e.filename is not None and Path(os.fsdecode(e.filename)).name == PROBE:
+            e.filename = str(folder)  # the folder is what cannot be written
+        raise
+    finally:
+        for path in created:  # the deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
+def replace_together(files: dict[Path, Path]) -> None:
+    """Copy each source file onto its target ({target: source}) so that the targets end
+    all old or all new, for files that belong together but are not one folder (weights and
+    the config naming them): every copy is written and flushed beside its target first;
+    then the targets are replaced one by one, each old one kept under a hard link until
+    all are in, and put back if a later replace fails."""
+    import shutil
+
+    staged: dict[Path, Path] = {}
+    kept: dict[Path, Path] = {}
+    done: list[Path] = []
+    current = None
+    try:
+        for current, source in files.items():
+            current.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{current.name}.", suffix=".tmp",
+                                        dir=current.parent)
+            os.close(fd)
+            staged[current] = Path(name)
+            shutil.copyfile(source, name)
+            os.chmod(name, FILE_MODE)
+            fsync_file(name)
+        for current, tmp in staged.items():
+            if current.exists():
+                # ".tmp": a kill -9 leaves it to rec.recovery's sweep
+                kept[current] = current.with_name(f".{current.name}.{os.getpid()}.kept.tmp")
+                os.link(current, kept[current])
+            os.replace(tmp, current)
+            done.append(current)
+        fsync_dir(current.parent)
+    except OSError as e:
+        for target in done:  # back to the old files
+            with contextlib.suppress(OSError):
+                if target in kept:
+                    os.replace(kept.pop(target), target)
+                else:
+                    target.unlink()
+        if current is not None:
+            _name_target(e, staged.get(current, current), current)
+        raise
+    finally:
+        for path in [*staged.values(), *kept.values()]:
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def write_bytes(path: Path | str, data: bytes) -> None:
@@ -182,6 +270,9 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
                     os.rename(old, real)
                 raise
             fsync_dir(real.parent)
+    except OSError as e:
+        _name_target(e, tmp, path)
+        raise
     finally:
         # Unless the old folder is aside and could not be put back (`repair` will), what
         # is left is not wanted: the old folder replaced, or a new one that did not make it.

@@ -6,15 +6,20 @@ no other stage; `rec --help` imports none (their one-line helps are in COMMANDS)
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
+import os
 import sys
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
 from rec import __version__
-from rec.console import debug, error_line, set_quiet, set_verbose
+from rec.console import (check_streams, debug, error_line, set_quiet, set_verbose,
+                         writing_results)
+from rec.errors import EXIT_PIPE_CLOSED, ReaderGone, RecError
 from rec.paths import Paths
 from rec.stages.values import plain_params
 
@@ -59,7 +64,8 @@ def load_command(name: str) -> TyperCommand:
 
 class RecCommand(TyperCommand):
     """A command whose options convert their values without pydantic (PlainValues), with
-    a compact --help (rec.stages.helptext)."""
+    a compact --help (rec.stages.helptext) that meets a full or closed stdout as results
+    do (one line, or a quiet exit 141), not as click does (exit 1, or a traceback)."""
 
     def get_params(self, ctx):
         return plain_params(super().get_params(ctx))
@@ -68,7 +74,19 @@ class RecCommand(TyperCommand):
         from rec.stages.helptext import compact
 
         compact(self, ctx)
-        super().format_help(ctx, formatter)
+        with help_output():
+            super().format_help(ctx, formatter)
+
+
+@contextlib.contextmanager
+def help_output() -> Iterator[None]:
+    """Around printing --help (rich, to stdout): stdout faults as for results. rich meets a
+    closed pipe with SystemExit(1) of its own (Console.on_broken_pipe): a closed pipe too."""
+    with writing_results():
+        try:
+            yield
+        except SystemExit:
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE)) from None
 
 
 class RecGroup(TyperGroup):
@@ -100,7 +118,8 @@ class RecGroup(TyperGroup):
     def format_help(self, ctx, formatter) -> None:
         self._listing = True
         try:
-            super().format_help(ctx, formatter)
+            with help_output():
+                super().format_help(ctx, formatter)
         finally:
             self._listing = False
 
@@ -109,7 +128,14 @@ class RecGroup(TyperGroup):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
+            check_streams()
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except RecError as e:
+            error_line(str(e))
+            sys.exit(e.exit_code)
+        except ReaderGone:  # --help or --version into `| head -1`
+            sys.stdout = open(os.devnull, "w")
+            sys.exit(EXIT_PIPE_CLOSED)
         except typer.TyperException as e:  # click's usage and parameter errors
             if type(e).__name__ != "NoArgsIsHelpError":  # bare `rec` printed the help already
                 ctx = getattr(e, "ctx", None)
@@ -140,7 +166,9 @@ def _version_text() -> str:
 
 def _show_version(value: bool) -> None:
     if value:
-        typer.echo(_version_text())
+        with writing_results():
+            sys.stdout.write(_version_text() + "\n")
+            sys.stdout.flush()
         raise typer.Exit()
 
 

@@ -10,13 +10,16 @@ pipe does not pay for it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import math
+import os
 import sys
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from rec.atomic import dumps
-from rec.errors import UsageError
+from rec.errors import ReaderGone, RecError, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -53,18 +56,70 @@ def err_console() -> "Console":
     # Built on demand so it follows sys.stderr when tests swap it.
     from rich.console import Console
 
-    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+    class StderrConsole(Console):
+        def on_broken_pipe(self) -> None:
+            # rich's own ends the process (SystemExit) and points stdout at /dev/null: a
+            # closed stderr must stop neither the work nor its results (see _messages)
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    return StderrConsole(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+# --- faults of the two streams ----------------------------------------------------------------
+
+
+def _devnull():
+    return open(os.devnull, "w", encoding="utf-8")
+
+
+@contextlib.contextmanager
+def writing_results() -> Iterator[None]:
+    """Around every write of results to stdout: a reader that went away (EPIPE, `| head -1`)
+    raises ReaderGone (the command stops quietly, exit 141); any other fault (/dev/full, an
+    I/O error) one line, exit 1. Either way stdout is swapped for /dev/null, so that Python
+    does not fail again flushing it on the way out."""
+    try:
+        yield
+    except BrokenPipeError:
+        sys.stdout = _devnull()
+        raise ReaderGone() from None
+    except OSError as e:
+        sys.stdout = _devnull()
+        raise RecError(f"cannot write the results to standard output: {e.strerror or e}") from None
+
+
+@contextlib.contextmanager
+def _messages() -> Iterator[None]:
+    """Around every write to stderr: logs are not worth stopping the work for, so a stderr
+    that fails (a closed pipe, a full device) is swapped for /dev/null and the work goes on;
+    the exit status still tells how the command ended."""
+    try:
+        yield
+    except OSError:
+        sys.stderr = _devnull()
+
+
+def check_streams() -> None:
+    """At start: a closed stdout (`rec ... >&-`) is refused in one line before any work (the
+    results would go nowhere, and the first file opened would take its descriptor); a
+    closed stderr becomes /dev/null, so that messages never land among the results."""
+    if sys.stderr is None:
+        sys.stderr = _devnull()
+    if sys.stdout is None:
+        raise RecError("standard output is closed: send it to a file or to /dev/null "
+                       "(`> /dev/null`) instead of closing it")
 
 
 def _stderr_line(message: str, label: str = "", style: str = "") -> None:
     """One line on stderr: plain text in a pipe or a file, `label` styled on a terminal."""
-    if not sys.stderr.isatty():
-        print(label + message, file=sys.stderr, flush=True)
-        return
-    from rich.markup import escape
+    with _messages():
+        if not sys.stderr.isatty():
+            print(label + message, file=sys.stderr, flush=True)
+            return
+        from rich.markup import escape
 
-    styled = f"[{style}]{escape(label)}[/{style}]" if label else ""
-    err_console().print(styled + escape(message))
+        styled = f"[{style}]{escape(label)}[/{style}]" if label else ""
+        err_console().print(styled + escape(message))
 
 
 def log(message: str) -> None:
@@ -86,13 +141,15 @@ def warn(message: str) -> None:
 
 def error_line(message: str) -> None:
     """The one-line error a failing command prints before exiting non-zero."""
-    print(f"error: {message}", file=sys.stderr)
+    with _messages():
+        print(f"error: {message}", file=sys.stderr, flush=True)
 
 
 def show_table(table: "Table") -> None:
     """A summary table for people: stderr, skipped under --quiet."""
     if not is_quiet():
-        err_console().print(table)
+        with _messages():
+            err_console().print(table)
 
 
 def progress(kind: str = "items") -> "Progress":
@@ -172,20 +229,22 @@ class RowWriter:
             self._header_done = True
 
     def write(self, row: dict) -> None:
-        if self.fmt == "table":
-            self._rows.append(row)
-        elif self.fmt in ("tsv", "csv"):
-            self._header()
-            self._line([_text_cell(row.get(c)) for c in self.columns])
-        else:
-            sys.stdout.write(dumps({c: row.get(c) for c in self.columns}) + "\n")
+        with writing_results():
+            if self.fmt == "table":
+                self._rows.append(row)
+            elif self.fmt in ("tsv", "csv"):
+                self._header()
+                self._line([_text_cell(row.get(c)) for c in self.columns])
+            else:
+                sys.stdout.write(dumps({c: row.get(c) for c in self.columns}) + "\n")
 
     def close(self) -> None:
-        if self.fmt in ("tsv", "csv"):
-            self._header()
-        if self.fmt == "table":
-            self._table()
-        sys.stdout.flush()
+        with writing_results():
+            if self.fmt in ("tsv", "csv"):
+                self._header()
+            if self.fmt == "table":
+                self._table()
+            sys.stdout.flush()
 
     def _table(self) -> None:
         import shutil
@@ -215,8 +274,9 @@ def emit_object(obj: dict, fmt: str = "auto", title: str | None = None) -> None:
     """One result object (e.g. metrics): key/value rows for people, one JSON line for json."""
     fmt = resolve_format(fmt)
     if fmt == "json":
-        sys.stdout.write(dumps(obj) + "\n")
-        sys.stdout.flush()
+        with writing_results():
+            sys.stdout.write(dumps(obj) + "\n")
+            sys.stdout.flush()
         return
     emit(({"key": k, "value": v} for k, v in obj.items()), ["key", "value"], fmt, title)
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from rec.errors import EXIT_USAGE, RecError
+from rec.errors import EXIT_USAGE, RecError, environment_error
 
 LOCK = ".lock"
 
@@ -88,8 +88,10 @@ def hold(folder: Path | str, command: str | None = None) -> Iterator[None]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = _acquire(path)
-    except OSError as e:
-        raise RecError(f"cannot use {folder} for output: {e.strerror or e}")
+    except OSError as e:  # read-only, forbidden, a file where the folder should be, ...
+        if e.filename is not None and os.fsdecode(e.filename) == str(path):
+            e.filename = str(folder)  # the folder is what cannot be written
+        raise environment_error(e, nothing_changed=True) or e
     try:
         note = f"{command or ' '.join(['rec', *sys.argv[1:]])} (pid {os.getpid()})\n"
         with contextlib.suppress(OSError):  # the lock holds without the note

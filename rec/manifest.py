@@ -17,6 +17,7 @@ from typing import Any
 
 from rec import __version__
 from rec.atomic import write_json
+from rec.console import warn
 from rec.errors import UsageError
 from rec.paths import Paths
 
@@ -31,20 +32,35 @@ UPSTREAM = {
 }
 
 
+FOLDER_FILES = 10_000  # a folder fingerprint stops here: rec's folders hold a few files
+TOO_MANY = "more-files-than-rec-writes"  # the fingerprint of a folder beyond FOLDER_FILES
+
+
 def fingerprint(path: Path) -> str | None:
-    """Content hash of a file; for a folder, a hash over its files' names, sizes and mtimes."""
+    """Content hash of a file; for a folder, a hash over its files' names, sizes and mtimes
+    (TOO_MANY past FOLDER_FILES files: a manifest naming / is not a reason to walk the disk);
+    None for anything else (missing, a device, a pipe)."""
     path = Path(path)
-    if not path.exists():
-        return None
     h = hashlib.blake2b(digest_size=12)
-    if path.is_file():
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
-    for child in sorted(p for p in path.rglob("*") if p.is_file()):
-        st = child.stat()
-        h.update(f"{child.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    try:
+        if path.is_file():
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            return h.hexdigest()
+        if not path.is_dir():
+            return None
+        files = []
+        for child in path.rglob("*"):
+            if child.is_file():
+                files.append(child)
+                if len(files) > FOLDER_FILES:
+                    return TOO_MANY
+        for child in sorted(files):
+            st = child.stat()
+            h.update(f"{child.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    except OSError:  # unreadable now: it cannot be what was recorded
+        return None
     return h.hexdigest()
 
 
@@ -58,24 +74,109 @@ def file_stat(path: Path) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns] if Path(path).is_file() else None
 
 
-def load(paths: Paths) -> dict:
-    """The manifest; a missing or damaged one reads as empty (its stages show 'not run'),
-    and a stage's entry that is not an object is left out."""
+# --- reading it: what rec wrote, or "unreadable" ----------------------------------------------
+
+RECORDED = STAGES + ["export"]  # the stages that record themselves
+MAX_BYTES = 1 << 22  # rec writes a few kB
+# Paths outside the output folder are recorded by these only: the dataset folder a download
+# wrote and preprocess read, the Criteo files ctr-train read.
+OUTSIDE = {("download", "outputs"), ("preprocess", "inputs"), ("ctr-train", "inputs")}
+_FIELDS = {"command": str, "params": dict, "version": str, "time": str, "inputs": dict,
+           "outputs": dict, "order": int}
+
+
+def _entry_problem(stage: Any, entry: Any) -> str | None:
+    """Why one stage's entry is not as `record` writes it (names, types, ranges), or None."""
+    if stage not in RECORDED:
+        return f"unknown stage {str(stage)[:40]!r}"
+    if not isinstance(entry, dict):
+        return f"{stage}: not an object"
+    for key, kind in _FIELDS.items():
+        value = entry.get(key)
+        if key in ("inputs", "outputs") and value is None:
+            return f"{stage}: no {key}"
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            return f"{stage}: {key} is not a{'n' if kind is int else ''} {kind.__name__}"
+    if not 0 <= entry.get("order", 0) < 2 ** 63:
+        return f"{stage}: order out of range"
+    for key in ("inputs", "outputs"):
+        for name, digest in entry[key].items():
+            if not (digest is None or isinstance(digest, str) and len(digest) <= 64):
+                return f"{stage}: a fingerprint of its {key} is not a short string"
+            if not Path(name).is_absolute():
+                return f"{stage}: {key} path {name[:60]!r} is not absolute"
+    return None
+
+
+def _relocated(obj: dict, paths: Paths) -> str | None:
+    """Point the paths recorded under the folder the manifest was written in (its
+    "output_dir") at the folder it is in now, so that a copied or moved output folder keeps
+    its record; why not, when a path lies outside both where no stage records one."""
+    here = paths.output_dir.resolve()
+    there = obj.get("output_dir", str(here))
+    if not isinstance(there, str) or not Path(there).is_absolute():
+        return "output_dir is not an absolute path"
+    for stage, entry in obj["stages"].items():
+        for key in ("inputs", "outputs"):
+            moved = {}
+            for name, digest in entry[key].items():
+                path = Path(name)
+                if path.is_relative_to(there):
+                    path = here / path.relative_to(there)
+                elif (stage, key) not in OUTSIDE and not path.resolve().is_relative_to(here):
+                    return (f"{stage}: {key} path {name[:60]!r} is outside {paths.output_dir}, "
+                            f"where rec writes")
+                moved[str(path)] = digest
+            entry[key] = moved
+        stats = entry.get("stats")
+        if isinstance(stats, dict):  # the sizes and mtimes that spare `status` a hash
+            entry["stats"] = {str(here / Path(n).relative_to(there))
+                              if Path(n).is_relative_to(there) else n: v
+                              for n, v in stats.items()}
+    obj["output_dir"] = str(here)
+    return None
+
+
+def read(paths: Paths) -> tuple[dict, str | None]:
+    """(the manifest, None); ({"stages": {}}, None) when there is none; ({"stages": {}},
+    why) when there is one rec cannot use (damaged, hand-edited, from elsewhere): not JSON,
+    too large or deep, wrong types, unknown stages, paths outside the output folder."""
+    empty: dict = {"stages": {}}
     try:
-        obj = json.loads(paths.manifest.read_text())
-    except (FileNotFoundError, ValueError):  # JSONDecodeError and UnicodeDecodeError
-        obj = None
+        if paths.manifest.stat().st_size > MAX_BYTES:
+            return empty, f"larger than {MAX_BYTES >> 20} MiB"
+        obj = json.loads(paths.manifest.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return empty, None
+    except OSError as e:  # a folder, not readable, ...
+        return empty, e.strerror or str(e)
+    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, nested too deep
+        return empty, f"not JSON ({type(e).__name__})"
     stages = obj.get("stages") if isinstance(obj, dict) else None
     if not isinstance(stages, dict):
-        return {"stages": {}}
-    obj["stages"] = {k: v for k, v in stages.items() if isinstance(v, dict)}
-    return obj
+        return empty, 'not an object with "stages"'
+    why = next(filter(None, (_entry_problem(k, v) for k, v in stages.items())), None)
+    why = why or _relocated(obj, paths)
+    return (empty, why) if why else (obj, None)
+
+
+def unreadable(paths: Paths, why: str) -> str:
+    return f"{paths.manifest} is unreadable ({why}): it is not a manifest rec wrote"
+
+
+def load(paths: Paths) -> dict:
+    """The manifest; a missing or unreadable one reads as empty (its stages show 'not run')."""
+    return read(paths)[0]
 
 
 def record(paths: Paths, stage: str, params: dict[str, Any], inputs: list[Path],
            outputs: list[Path]) -> None:
-    """Record a finished stage (atomically rewriting the manifest)."""
-    manifest = load(paths)
+    """Record a finished stage (atomically rewriting the manifest; an unreadable one is
+    replaced, with a warning)."""
+    manifest, why = read(paths)
+    if why:
+        warn(f"{unreadable(paths, why)}; replaced by a new one that records this {stage} "
+             f"alone")
     order = max((e.get("order") for e in manifest["stages"].values()
                  if isinstance(e.get("order"), int)), default=0) + 1
     # stat before hashing: a file changed while it is hashed has another mtime next time
@@ -90,6 +191,7 @@ def record(paths: Paths, stage: str, params: dict[str, Any], inputs: list[Path],
         "stats": {p: st for p, st in stats.items() if st is not None},
         "order": order,  # which of two stages ran last (`time` has whole seconds only)
     }
+    manifest["output_dir"] = str(paths.output_dir.resolve())  # where its paths point
     write_json(paths.manifest, manifest)
 
 

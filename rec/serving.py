@@ -9,10 +9,14 @@ rec.ctr.export) and writes what `export` returns into export.json.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -139,6 +143,25 @@ def max_diffs(net: Network, out: np.ndarray) -> dict[str, float]:
     return diffs
 
 
+FULL_BELOW = 1 << 20  # bytes free under which a folder counts as full
+
+
+@contextlib.contextmanager
+def read_back(net: Network, folder: Path) -> Iterator[None]:
+    """Loading back what paddle.jit.save wrote: paddle's C++ writer meets a full disk
+    without an error and leaves truncated files, which fail here. A full disk is then
+    reported as the OSError a Python write would have raised (one line naming the folder,
+    exit 1), anything else in one line, not as paddle's parse error."""
+    try:
+        yield
+    except (RuntimeError, ValueError) as e:
+        if shutil.disk_usage(folder).free < FULL_BELOW:  # as a Python write would have said
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder)) from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RecError(f"export {net.name}: paddle cannot read back the model it wrote in "
+                       f"{folder} ({first}); nothing written") from None
+
+
 def export(net: Network, folder: Path, to: str, scratch: Path) -> dict:
     """Write `net` into `folder` as a Paddle inference model (to="paddle") or ONNX
     (to="onnx", built from the Paddle one in `scratch`), verified on its rows; its
@@ -151,7 +174,8 @@ def export(net: Network, folder: Path, to: str, scratch: Path) -> dict:
         out, in_names, out_names = run_onnx(files["model"], net.rows)
     else:
         files = save_static(net, folder)
-        out, in_names, out_names = run_paddle(files, net.rows)
+        with read_back(net, folder):
+            out, in_names, out_names = run_paddle(files, net.rows)
     if in_names != [name for name, _, _ in net.inputs]:
         raise RecError(f"export {net.name}: inputs came back as {in_names}; nothing written")
     diffs = max_diffs(net, out)

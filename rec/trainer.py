@@ -296,12 +296,13 @@ def publish(folder: TrainingFolder) -> None:
     """Put the run's best model (folder.staging, where objectives save it) in place of the
     previous one, once the run has ended: a run stopped midway (Ctrl-C, a kill, a diverged
     epoch) leaves the previous model as it was. A best folder of its own (output/ctr/model)
-    is swapped in whole; files beside the run's (output/model) are replaced one by one,
-    each atomically, and config.json's weights digest (rec.unit) refuses a mixture."""
+    is swapped in whole; files beside the run's (output/model) are replaced together
+    (rec.atomic.replace_together: all old or all new), and config.json's weights digest
+    (rec.unit) would refuse a mixture all the same."""
     staged = folder.staging.best
     if not staged.is_dir():
         return
-    if folder.best == folder.root:  # the weights first, config.json (which names them) last
+    if folder.best == folder.root:  # all old or all new; config.json (names the weights) last
         unit.publish_files(staged, folder.root, CONFIG)
     else:
         with atomic_dir(folder.best) as tmp:

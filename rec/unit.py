@@ -91,7 +91,9 @@ def publish_files(staged: Path, dest: Path, config: str = "config.json") -> None
     midway, rec.recovery copies them again."""
     from rec.interrupts import deferred
 
+    from rec.atomic import replace_together
+
     files = sorted(p for p in Path(staged).iterdir() if p.is_file())
-    with deferred():
-        for path in sorted(files, key=lambda p: p.name == config):
-            write_bytes(Path(dest) / path.name, path.read_bytes())
+    with deferred():  # a write error puts the old files back (all old or all new)
+        replace_together({Path(dest) / path.name: path
+                          for path in sorted(files, key=lambda p: p.name == config)})

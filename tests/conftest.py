@@ -1,5 +1,6 @@
 """Shared test setup and helpers (test modules import them: `from conftest import rec`)."""
 
+import errno
 import json
 import os
 import subprocess
@@ -59,3 +60,38 @@ def run_stages(root: Path, *stages: list[str]) -> Path:
         result = rec(root, *args)
         assert result.exit_code == 0, (args, result.output)
     return root
+
+
+# --- faults: what the artifacts look like after one -----------------------------------------
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def one_line_error(result, code: int | None = None) -> str:
+    assert result.exit_code != 0 if code is None else result.exit_code == code, result.output
+    lines = result.stderr.splitlines()  # progress logs may come first
+    assert lines and lines[-1].startswith("error: "), result.stderr
+    assert sum(line.startswith("error: ") for line in lines) == 1, result.stderr
+    return lines[-1]
+
+
+def no_leftovers(out: Path) -> None:
+    from rec import lock
+
+    assert not [p.name for p in out.rglob(".*") if p.name != lock.LOCK], "temporary files left"
+
+
+def fail_at(monkeypatch, name: str, n: int, error: int = errno.ENOSPC) -> None:
+    """The n-th call of os.<name> (replace: a file published; rename: a folder swapped)
+    fails with `error` (ENOSPC: a full disk, EROFS: a file system gone read-only)."""
+    real, calls = getattr(os, name), []
+
+    def faulty(src, dst, *args, **kwargs):
+        calls.append(dst)
+        if len(calls) == n:
+            raise OSError(error, os.strerror(error), str(dst))
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, name, faulty)

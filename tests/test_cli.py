@@ -347,15 +347,18 @@ def test_status_fresh_stale_modified(synthetic):
 
 @pytest.mark.parametrize("text", ["garbage", "[1, 2]", '{"stages": []}',
                                   '{"stages": {"train": 5, "preprocess": {"params": [1]}}}'])
-def test_status_reads_a_damaged_manifest_as_not_run(synthetic, text):
+def test_a_damaged_manifest_is_unreadable_for_status_and_replaced_by_a_stage(synthetic, text):
     # a manifest that is JSON but not the expected shape was an "internal error" for status,
     # and made every stage fail at its very end, after its work, when recording itself
     manifest_file = synthetic / "out" / "manifest.json"
     manifest_file.parent.mkdir(parents=True, exist_ok=True)
     manifest_file.write_text(text)
-    assert states(synthetic)["train"] == "not run"
+    r = invoke(synthetic, "status", "--format", "json")
+    assert r.exit_code == 1 and r.stdout == ""
+    assert r.stderr.splitlines()[-1].startswith(f"error: {manifest_file} is unreadable (")
     r = invoke(synthetic, "preprocess", "--dataset", "synthetic", "--format", "json")
     assert r.exit_code == 0, r.stderr
+    assert f"warning: {manifest_file} is unreadable" in r.stderr
     assert states(synthetic)["preprocess"] == "fresh"
 
 
@@ -426,7 +429,7 @@ def test_verbose_adds_debug_lines_and_a_bug_shows_its_traceback(synthetic, monke
 
     def bug(*args, **kwargs):
         raise ZeroDivisionError("a bug")
-    monkeypatch.setattr(manifest, "load", bug)
+    monkeypatch.setattr(manifest, "read", bug)
     r = invoke(synthetic, "status")
     assert r.exit_code == 1 and "rerun with -v" in r.stderr and "Traceback" not in r.stderr
     r = CliRunner().invoke(app, ["--output-dir", str(synthetic / "out"), "-v", "status"])

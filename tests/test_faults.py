@@ -4,7 +4,6 @@ are the old ones or the new ones, whole, and the next command a user runs uses t
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import os
@@ -18,7 +17,7 @@ import pytest
 from rec import lock
 from rec.atomic import dumps
 
-from conftest import rec
+from conftest import fail_at, no_leftovers, one_line_error, rec, snapshot
 
 SMALL = ["--users", "80", "--movies", "60", "--ratings", "2000"]
 
@@ -38,36 +37,6 @@ def trained(tmp_path_factory) -> Path:
 def world(trained, tmp_path) -> Path:
     shutil.copytree(trained, tmp_path / "w")
     return tmp_path / "w"
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-
-
-def one_line_error(result, code: int | None = None) -> str:
-    assert result.exit_code != 0 if code is None else result.exit_code == code, result.output
-    lines = result.stderr.splitlines()  # progress logs may come first
-    assert lines and lines[-1].startswith("error: "), result.stderr
-    assert sum(line.startswith("error: ") for line in lines) == 1, result.stderr
-    return lines[-1]
-
-
-def no_leftovers(out: Path) -> None:
-    assert not [p.name for p in out.rglob(".*") if p.name != lock.LOCK], "temporary files left"
-
-
-def fail_at(monkeypatch, name: str, n: int) -> None:
-    """The n-th call of os.<name> (replace: a file published; rename: a folder swapped)
-    fails with ENOSPC, as on a full disk."""
-    real, calls = getattr(os, name), []
-
-    def faulty(src, dst, *args, **kwargs):
-        calls.append(dst)
-        if len(calls) == n:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
-        return real(src, dst, *args, **kwargs)
-
-    monkeypatch.setattr(os, name, faulty)
 
 
 # --- a full disk ------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ Unknown demographic values (ml-latest-small has none at all) are index 0, labell
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +133,21 @@ class Dataset:
         """The users of a held-out-users split (those with given ratings), sorted; empty for
         the other splits."""
         return np.unique(self.rating_users[self.split == GIVEN])
+
+
+_ID = re.compile(r"(-?)([0-9]+)")
+
+
+def id_key(text: str) -> str | None:
+    """How a user or movie id typed by someone is looked up among the vocabulary's ids
+    (str of an integer): "007" is "7", "-0" is "0"; None when it is not a whole number.
+    Without int(), so a 5000-digit id is looked up, and not found, as fast as "7"."""
+    match = _ID.fullmatch(text.strip())
+    if match is None:
+        return None
+    sign, digits = match.groups()
+    digits = digits.lstrip("0") or "0"
+    return digits if digits == "0" else sign + digits
 
 
 def dataset_paths(paths: Paths) -> list[Path]:

@@ -1,5 +1,6 @@
-"""Getting an archive onto disk, safely: HTTP with resume, checksums, and extraction that
-cannot write outside its folder (rec.atomic.atomic_dir then swaps the folder into data/).
+"""Getting an archive onto disk, safely: HTTP with resume and checksums (what goes from an
+archive into the new folder is rec/datasets/archive.py's; rec.atomic.atomic_dir then swaps
+the folder into data/).
 
 Standard library only (urllib), so `rec download` needs nothing beyond the package itself.
 """
@@ -8,24 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import os
 import re
-import shutil
 import socket
-import stat
 import time
 import urllib.error
 import urllib.request
-import zipfile
-import zlib
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterator
 
 from rec import __version__
 from rec.atomic import file_hash
 from rec.console import log, progress
-from rec.errors import RecError
+from rec.errors import RecError, environment_error
 
 CHUNK = 1 << 16
 DEFAULT_BACKOFF_S = 1.0  # first pause between tries; doubles each time (tests shrink it)
@@ -117,7 +113,10 @@ def _disk(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as e:
-        raise RecError(f"cannot write {path}: {e.strerror or e}") from None
+        if e.filename is None:
+            e.filename = str(path)
+        raise environment_error(e) or RecError(f"cannot write {path}: {e.strerror or e}") \
+            from None
 
 
 def _content_range_start(value: str | None) -> int | None:
@@ -184,93 +183,3 @@ def download(url: str, part: Path, policy: Policy, label: str) -> Path:
         return _with_retries(url, policy, attempt)
 
 
-# --- extraction --------------------------------------------------------------------------
-
-
-def _is_symlink(info: zipfile.ZipInfo) -> bool:
-    return stat.S_ISLNK(info.external_attr >> 16)
-
-
-def _member_parts(name: str) -> tuple[str, ...]:
-    return tuple(p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("", "."))
-
-
-def safe_members(zf: zipfile.ZipFile, archive: str) -> list[tuple[zipfile.ZipInfo, tuple]]:
-    """Every member with its path parts, after refusing anything that could escape.
-
-    Refused (the whole archive, before anything is written): absolute paths, drive letters,
-    `..` components and symlinks. macOS's __MACOSX/ metadata folder is skipped.
-    """
-    out = []
-    for info in zf.infolist():
-        name = info.filename
-        parts = _member_parts(name)
-        if not parts or parts[0] == "__MACOSX":
-            continue
-        if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
-            raise RecError(f"refusing {archive}: member {name!r} would land outside the "
-                           f"dataset folder")
-        if _is_symlink(info):
-            raise RecError(f"refusing {archive}: member {name!r} is a symlink")
-        out.append((info, parts))
-    return out
-
-
-def _strip_top(members: list[tuple[zipfile.ZipInfo, tuple]]) -> int:
-    """1 if every member sits under one top folder (ml-1m/...), which is then dropped."""
-    tops = {parts[0] for _, parts in members}
-    nested = all(len(parts) > 1 or info.is_dir() for info, parts in members)
-    return 1 if len(tops) == 1 and nested else 0
-
-
-def extract_zip(archive: Path, dest: Path) -> None:
-    """Extract `archive` into the (empty) folder `dest`, dropping a single top folder."""
-    try:
-        zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise RecError(f"{archive} is not a readable zip archive: {e}") from None
-    with zf:
-        members = safe_members(zf, str(archive))
-        strip = _strip_top(members)
-        root = dest.resolve()
-        for info, parts in members:
-            rel = parts[strip:]
-            if not rel:
-                continue
-            target = dest.joinpath(*rel)
-            # Belt and braces: the checks above should make this impossible.
-            if not target.resolve().is_relative_to(root):
-                raise RecError(f"refusing {archive}: member {info.filename!r} escapes")
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with zf.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, CHUNK)
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError,
-                    EOFError) as e:
-                raise RecError(f"{archive}: cannot extract {info.filename!r}: {e}") from None
-
-
-def copy_folder(src: Path, dest: Path, expected: list[str]) -> None:
-    """Copy an already-extracted dataset (the folder itself, or a folder holding it)."""
-    if dest.resolve().is_relative_to(src.resolve()):
-        raise RecError(f"--source {src} contains the data folder itself; point it at the "
-                       f"dataset folder")
-    if not all((src / name).is_file() for name in expected):
-        subdirs = [p for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")]
-        if len(subdirs) == 1 and any((subdirs[0] / n).exists() for n in expected):
-            src = subdirs[0]
-    for path in sorted(src.rglob("*")):
-        rel = path.relative_to(src)
-        if rel.parts[0].startswith(".rec-") or rel.parts[0] == "__MACOSX":
-            continue
-        if path.is_symlink():
-            raise RecError(f"refusing {src}: {rel} is a symlink")
-        target = dest / rel
-        if path.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-        elif path.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)

@@ -41,6 +41,21 @@ class FileSpec:
     header: bytes | None = None  # exact first line, for CSV files
     encoding: str = "latin-1"  # MovieLens .dat/.item files are latin-1, not UTF-8
     sep: str = "::"
+    max_line: int = 256  # bytes a line can hold (the published files stay well below)
+
+    def max_bytes(self) -> int:
+        """The most bytes the file can hold: its rows at max_line bytes each (and CRLF), its
+        header; MAX_UNKNOWN_BYTES when the rows are not pinned. An archive member above it
+        is refused before it is extracted (rec.datasets.archive)."""
+        if self.rows is None:
+            return MAX_UNKNOWN_BYTES
+        return (self.rows + 1) * (self.max_line + 2) + len(self.header or b"")
+
+
+MAX_UNKNOWN_BYTES = 4 << 30
+# max_line of the files (the longest line of the published ml-1m, ml-100k and
+# ml-latest-small files is 32 bytes in a ratings file, 32 in a users file, 265 in u.item)
+RATING_LINE, USER_LINE, MOVIE_LINE = 64, 128, 1024
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,10 @@ class DatasetSpec:
                 return f
         raise KeyError(f"{self.name} has no {role} file")
 
+    def member_caps(self) -> dict[str, int]:
+        """{file name: the most bytes it can hold}: what to take from an archive."""
+        return {f.name: f.max_bytes() for f in self.files}
+
     def with_rows(self, rows: dict[str, int | None]) -> "DatasetSpec":
         """The same spec expecting other row counts ({file name: rows}); for tiny test data."""
         files = tuple(dataclasses.replace(f, rows=rows.get(f.name, f.rows)) for f in self.files)
@@ -68,31 +87,37 @@ class DatasetSpec:
 # Line patterns. Ids are integers, ratings are 1-5 (half stars in ml-latest), timestamps are
 # integers. `[^...\n]` keeps every pattern inside one line.
 ML1M_FILES = (
-    FileSpec("users.dat", "users", rb"\d+::[MF]::\d+::\d+::[^:\n]*", 6040),
-    FileSpec("movies.dat", "movies", rb"\d+::[^\n]+::[^:\n]*", 3883),
-    FileSpec("ratings.dat", "ratings", rb"\d+::\d+::[1-5]::\d+", 1000209),
+    FileSpec("users.dat", "users", rb"\d+::[MF]::\d+::\d+::[^:\n]*", 6040, max_line=USER_LINE),
+    FileSpec("movies.dat", "movies", rb"\d+::[^\n]+::[^:\n]*", 3883, max_line=MOVIE_LINE),
+    FileSpec("ratings.dat", "ratings", rb"\d+::\d+::[1-5]::\d+", 1000209, max_line=RATING_LINE),
 )
 _PIPE = rb"[^|\n]*"
 ML100K_FILES = (
-    FileSpec("u.user", "users", rb"\d+\|\d+\|[MF]\|[^|\n]+\|[^|\n]*", 943, sep="|"),
+    FileSpec("u.user", "users", rb"\d+\|\d+\|[MF]\|[^|\n]+\|[^|\n]*", 943, sep="|",
+             max_line=USER_LINE),
     # id|title|release date|video release date|IMDb URL|19 genre flags
-    FileSpec("u.item", "movies", rb"\d+(?:\|" + _PIPE + rb"){4}(?:\|[01]){19}", 1682, sep="|"),
-    FileSpec("u.data", "ratings", rb"\d+\t\d+\t[1-5]\t\d+", 100000, sep="\t"),
+    FileSpec("u.item", "movies", rb"\d+(?:\|" + _PIPE + rb"){4}(?:\|[01]){19}", 1682, sep="|",
+             max_line=MOVIE_LINE),
+    FileSpec("u.data", "ratings", rb"\d+\t\d+\t[1-5]\t\d+", 100000, sep="\t",
+             max_line=RATING_LINE),
     FileSpec("u.genre", "other", rb"[^|\n]+\|\d+", 19, sep="|"),
     FileSpec("u.occupation", "other", rb"[^|\n]+", 21, sep="|"),
 )
 MLLATEST_FILES = (
     # Titles with commas are quoted, with "" for a quote inside.
     FileSpec("movies.csv", "movies", rb'\d+,(?:"(?:[^"\n]|"")*"|[^",\n]*),[^,\n]*', 9742,
-             header=b"movieId,title,genres", encoding="utf-8", sep=","),
+             header=b"movieId,title,genres", encoding="utf-8", sep=",", max_line=MOVIE_LINE),
     FileSpec("ratings.csv", "ratings", rb"\d+,\d+,[0-5](?:\.[05])?,\d+", 100836,
-             header=b"userId,movieId,rating,timestamp", encoding="utf-8", sep=","),
+             header=b"userId,movieId,rating,timestamp", encoding="utf-8", sep=",",
+             max_line=RATING_LINE),
 )
 # MovieLens 10M (the archive's folder is ml-10M100K/): no users.dat, half-star ratings
 # ("4.5", "5"); tags.dat is not read, so not checked either.
 ML10M_FILES = (
-    FileSpec("movies.dat", "movies", rb"\d+::[^\n]+::[^:\n]*", 10681, encoding="utf-8"),
-    FileSpec("ratings.dat", "ratings", rb"\d+::\d+::[0-5](?:\.[05])?::\d+", 10000054),
+    FileSpec("movies.dat", "movies", rb"\d+::[^\n]+::[^:\n]*", 10681, encoding="utf-8",
+             max_line=MOVIE_LINE),
+    FileSpec("ratings.dat", "ratings", rb"\d+::\d+::[0-5](?:\.[05])?::\d+", 10000054,
+             max_line=RATING_LINE),
 )
 
 

@@ -38,6 +38,18 @@ GENRE_WORDS = {g: [f"{g.lower().replace(chr(39), '').replace('-', '')}{i}" for i
                for g in GENRES}
 
 
+BLOCK_PAIRS = 1 << 22  # user-movie pairs scored at a time (about 100 MB of working arrays)
+
+
+# Limits (the command line refuses others): about ml-32m's users and movies, ml-10m's
+# ratings; every user-movie pair is scored, about 10 million pairs a second, so their
+# product is capped too (a minute or two at the cap). truth.json grows with the users.
+USERS = (2, 200_000)
+MOVIES = (20, 100_000)
+RATINGS = (10, 10_000_000)
+MAX_PAIRS = 1_000_000_000
+
+
 @dataclass
 class SyntheticSpec:
     users: int = 600
@@ -45,14 +57,30 @@ class SyntheticSpec:
     ratings: int = 90000  # 150 per user: enough for a model to pick up the planted tastes
     seed: int = 42
 
+    def problem(self) -> str | None:
+        """Why these sizes cannot be generated, or None."""
+        for name, value, (low, high) in (("users", self.users, USERS),
+                                         ("movies", self.movies, MOVIES),
+                                         ("ratings", self.ratings, RATINGS)):
+            if not low <= value <= high:
+                return f"--{name} must be in {low:,}..{high:,} (got {value:,})"
+        if self.users * self.movies > MAX_PAIRS:
+            return (f"--users x --movies must be at most {MAX_PAIRS:,} user-movie pairs "
+                    f"(got {self.users * self.movies:,})")
+        if self.ratings < self.users * 5:
+            return (f"--ratings must be at least 5 per user ({self.users * 5:,} for "
+                    f"{self.users:,} users; got {self.ratings:,})")
+        if self.ratings > self.users * self.movies // 2:
+            return (f"--ratings must be at most half of all user-movie pairs "
+                    f"({self.users * self.movies // 2:,}; got {self.ratings:,})")
+        return None
+
 
 def generate(out_dir: Path, spec: SyntheticSpec) -> dict:
     """Write users.dat, movies.dat, ratings.dat (ml-1m format) and truth.json to out_dir."""
-    if spec.users < 2 or spec.movies < 20 or spec.ratings < spec.users * 5:
-        raise ValueError("synthetic data needs at least 2 users, 20 movies and 5 ratings per user")
-    if spec.ratings > spec.users * spec.movies // 2:
-        raise ValueError("synthetic data: too many ratings for so few users and movies "
-                         "(at most half of all user-movie pairs)")
+    why = spec.problem()
+    if why:
+        raise ValueError(f"synthetic data: {why}")
     rng = np.random.default_rng(spec.seed)
     n_u, n_m, n_g = spec.users, spec.movies, len(GENRES)
     gidx = {g: i for i, g in enumerate(GENRES)}
@@ -94,14 +122,27 @@ def generate(out_dir: Path, spec: SyntheticSpec) -> dict:
     # expect to like: the recall model has a choice to learn, not only popularity)
     counts = rng.multinomial(spec.ratings - 5 * n_u, np.full(n_u, 1.0 / n_u)) + 5
     counts = np.minimum(counts, n_m // 2)
-    fav_mask = np.zeros((n_u, n_m))
+    genre_sets = np.zeros((n_m, n_g), dtype=bool)  # movie -> its genres
     for m, gs in enumerate(movie_genres):
-        fav_mask[np.isin(favourite, gs), m] = 1.0
-    keys = (np.log(popularity)[None, :] + CHOICE_AFFINITY * (taste @ genre_mask.T + fav_mask)
-            + rng.gumbel(size=(n_u, n_m)))
-    order = np.argsort(-keys, axis=1)
+        genre_sets[m, gs] = True
+    picked = []
+    # A block of users at a time (the same random draws, in the same order, as one users x
+    # movies matrix): memory stays at BLOCK_PAIRS pairs whatever the sizes.
+    block = max(1, BLOCK_PAIRS // n_m)
+    for lo in range(0, n_u, block):
+        users = np.arange(lo, min(lo + block, n_u))
+        fav_mask = genre_sets[:, favourite[users]].T  # favourite genre among the movie's
+        keys = (np.log(popularity)[None, :] + CHOICE_AFFINITY * (taste[users] @ genre_mask.T
+                                                                 + fav_mask)
+                + rng.gumbel(size=(len(users), n_m)))
+        top = int(counts[users].max())  # each user's best `count` movies, best first
+        best = np.argpartition(-keys, top - 1, axis=1)[:, :top] if top < n_m else \
+            np.broadcast_to(np.arange(n_m), keys.shape)
+        best = np.take_along_axis(best, np.argsort(-np.take_along_axis(keys, best, axis=1),
+                                                   axis=1), axis=1)
+        picked += [best[i, :c] for i, c in enumerate(counts[users])]
     u_idx = np.repeat(np.arange(n_u), counts)
-    m_idx = np.concatenate([order[u, :c] for u, c in enumerate(counts)])
+    m_idx = np.concatenate(picked)
     has_favourite = np.array([favourite[u] in movie_genres[m] for u, m in zip(u_idx, m_idx)])
     affinity = (taste[u_idx] * genre_mask[m_idx]).sum(axis=1) + FAVOURITE_BONUS * has_favourite
     raw = 3.55 + user_bias[u_idx] + quality[m_idx] + affinity + rng.normal(0, 0.5, size=len(u_idx))

@@ -18,7 +18,7 @@ import sys
 import typer
 
 from rec.console import debug, error_line, is_verbose, resolve_format, set_header
-from rec.errors import RecError
+from rec.errors import EXIT_PIPE_CLOSED, ReaderGone, RecError, environment_error
 from rec.paths import Paths
 
 
@@ -37,7 +37,23 @@ def _folders(ctx, writes: tuple[str, ...]) -> list:
     return [getattr(paths, f"{name}_dir") for name in sorted(set(writes))]
 
 
-def guarded(fn=None, *, writes: tuple[str, ...] = ()):
+def preflight(paths: Paths, folders: list, into: tuple[str, ...]) -> None:
+    """Before any work, the environment faults a writing command would meet late: each
+    folder it writes (`folders`, and `into`: Paths attributes such as model_dir) must take
+    a file (rec.atomic.check_writable), and manifest.json must not be a folder. One line
+    (exit 1, or 2 for a file where a folder is needed), and nothing is changed."""
+    from rec.atomic import check_writable
+
+    try:
+        for folder in [*folders, *(getattr(paths, name) for name in into)]:
+            check_writable(folder)
+        if folders and paths.manifest.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(paths.manifest))
+    except OSError as e:
+        raise environment_error(e, nothing_changed=True) or e
+
+
+def guarded(fn=None, *, writes: tuple[str, ...] = (), into: tuple[str, ...] = ()):
     """Turn expected failures into one stderr line and an exit code, never a traceback.
     `--format` (parameter `fmt`) is checked and resolved here, before the command does any
     work: the command gets table, tsv, csv or json. A command with `--format` also gets
@@ -46,10 +62,15 @@ def guarded(fn=None, *, writes: tuple[str, ...] = ()):
     `writes` names the folders the command writes ("data", "output"): it holds their locks
     (rec.lock) while it runs, so a second writer stops at once with one line (exit 2), and
     first finishes the folder swaps a killed run left halfway (rec.recovery). Readers
-    declare none and never wait. SIGTERM ends a command as Ctrl-C does (rec.interrupts):
-    cleanup runs, then one line and exit 143 (130 for Ctrl-C)."""
+    declare none and never wait. Before the command runs, every folder it writes (those,
+    and `into`: the Paths attributes of its own folders) is checked (`preflight`). SIGTERM
+    ends a command as Ctrl-C does (rec.interrupts): cleanup runs, then one line and exit 143
+    (130 for Ctrl-C).
+
+    Faults of the environment (rec.errors.environment_error) end in one line naming the
+    path; stdout's reader going away (`| head -1`) ends the command quietly, exit 141."""
     if fn is None:
-        return functools.partial(guarded, writes=writes)
+        return functools.partial(guarded, writes=writes, into=into)
     from rec.stages.options import NoHeader
 
     signature = inspect.signature(fn, eval_str=True)
@@ -76,10 +97,17 @@ def guarded(fn=None, *, writes: tuple[str, ...] = ()):
                 paths = get_paths(ctx)
                 debug(f"{name}: data folder {paths.data_dir}, output folder {paths.output_dir}, "
                       f"parameters {kwargs}")
-            with lock.hold_all(_folders(ctx, writes), name):
+            folders = _folders(ctx, writes)
+            with lock.hold_all(folders, name):
                 if ctx is not None:
                     _recover(get_paths(ctx), writes, name)
+                if folders and not lock.is_worker():  # a --nproc launcher checked for all
+                    preflight(get_paths(ctx), folders, into)
                 return fn(*args, **kwargs)
+        except (ReaderGone, BrokenPipeError):
+            # The reader of our stdout went away (`| head`): not worth a message.
+            sys.stdout = open(os.devnull, "w")
+            raise typer.Exit(EXIT_PIPE_CLOSED)
         except RecError as e:
             error_line(str(e))
             raise typer.Exit(e.exit_code)
@@ -87,19 +115,12 @@ def guarded(fn=None, *, writes: tuple[str, ...] = ()):
             how = "terminated (SIGTERM)" if isinstance(e, interrupts.Terminated) else "interrupted"
             error_line(f"{how}; files already written are complete, nothing half-written was kept")
             raise typer.Exit(interrupts.exit_code(e))
-        except BrokenPipeError:
-            # The reader of our stdout went away (e.g. `| head`): not an error.
-            try:
-                sys.stdout = open("/dev/null", "w")
-            except OSError:
-                pass
-            raise typer.Exit(0)
         except OSError as e:
-            if e.errno not in DISK_FAULTS:
+            fault = environment_error(e)
+            if fault is None:
                 raise _internal(e)
-            where = f" {e.filename}" if e.filename else ""
-            error_line(f"cannot write{where}: {e.strerror or e}; the previous artifacts are kept")
-            raise typer.Exit(1)
+            error_line(str(fault))
+            raise typer.Exit(fault.exit_code)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as e:  # a bug: still one line, the traceback on request
@@ -123,11 +144,6 @@ def _recover(paths: Paths, writes: tuple[str, ...], name: str | None) -> None:
         recovery.recover(paths)
     elif not writes:
         recovery.recover_as_reader(paths, name)
-
-
-# Environment faults met while writing: one line naming the path, not "internal error".
-DISK_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
-               errno.ENOTDIR, errno.EISDIR)
 
 
 def _internal(e: Exception) -> Exception:

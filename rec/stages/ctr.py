@@ -49,6 +49,12 @@ MODELS = ("wide_deep", "deepfm")
 
 
 Option = typer.Option
+# --hash-size: rows of the shared embedding, far below int32's limit (paddle's embedding
+# index). --hash-size x --embedding-size is capped as well: a run peaks at about 40 bytes
+# per value (weights, Adam's two moments, checkpoint and best-model copies); measured, 2^22
+# x 16 (the cap) peaks at 2.6 GB, 2^24 x 16 at 9.5 GB.
+MAX_HASH_SIZE = 2 ** 24
+MAX_TABLE_VALUES = 2 ** 26
 # --help panels, with the shared options' TRAINING (the model's options too), RUN and OUTPUT
 DATA_PANEL, CRITEO_PANEL, MOVIELENS_PANEL = "Data", "Criteo", "MovieLens"
 
@@ -95,7 +101,8 @@ class CtrParams:
         "--categorical", rich_help_panel=CRITEO_PANEL,
         help="hash (into --hash-size ids) or vocab (an id per value seen "
         "--min-count times).")] = "hash"
-    hash_size: Annotated[int, Option("--hash-size", rich_help_panel=CRITEO_PANEL, min=1)] = 2 ** 18
+    hash_size: Annotated[int, Option(
+        "--hash-size", rich_help_panel=CRITEO_PANEL, min=1, max=MAX_HASH_SIZE)] = 2 ** 18
     min_count: Annotated[int, Option("--min-count", rich_help_panel=CRITEO_PANEL, min=1)] = 10
     crosses: Annotated[bool, Option(
         "--crosses/--no-crosses", rich_help_panel=MOVIELENS_PANEL,
@@ -133,6 +140,10 @@ class CtrParams:
                              "reads output/dataset")
         if self.categorical not in ("hash", "vocab"):
             raise UsageError(f"unknown --categorical {self.categorical!r}: choose hash or vocab")
+        if self.categorical == "hash" and self.hash_size * self.embedding_size > MAX_TABLE_VALUES:
+            raise UsageError(f"--hash-size x --embedding-size must be at most "
+                             f"{MAX_TABLE_VALUES:,} embedding values, about 2.5 GB of memory "
+                             f"to train (got {self.hash_size:,} x {self.embedding_size:,})")
         if not 0 < self.val_ratio < 1:
             raise UsageError(f"--val-ratio must be between 0 and 1 (got {self.val_ratio})")
         positive("--lr", self.lr)
@@ -205,7 +216,7 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
     return metrics
 
 
-@guarded(writes=("output",))
+@guarded(writes=("output",), into=("ctr_dir",))
 @options_from(CtrParams)
 def command(ctx: typer.Context, params: CtrParams, device: Device = "cpu",
             resume: Resume = False, nproc: Nproc = 1, fmt: Format = "auto") -> None:

@@ -26,7 +26,8 @@ import numpy as np
 import typer
 
 from rec.console import RowWriter, log
-from rec.errors import UsageError
+from rec.datasets.contract import id_key
+from rec.errors import UsageError, shown
 from rec.stages import get_paths, guarded
 from rec.stages.options import Device, Format
 
@@ -93,15 +94,15 @@ def read_pairs(stream, user_index: dict, movie_index: dict) -> Iterator[tuple]:
             raise UsageError(f"line {number} is a Criteo line, but the trained CTR model is "
                              f"{EXPECTS['movielens']}")
         tokens = SPLIT.split(text)
-        if len(tokens) < 2 or not all(re.fullmatch(r"-?\d+", t) for t in tokens[:2]):
+        u, m = (id_key(tokens[0]), id_key(tokens[1])) if len(tokens) >= 2 else (None, None)
+        if u is None or m is None:
             if number == 1:
                 continue  # a header
-            raise UsageError(f"line {number}: expected USER MOVIE (two ids), got {text[:60]!r}")
-        u, m = str(int(tokens[0])), str(int(tokens[1]))
+            raise UsageError(f"line {number}: expected USER MOVIE (two ids), got {shown(text)}")
         if u not in user_index:
-            raise UsageError(f"line {number}: unknown user id {u}")
+            raise UsageError(f"line {number}: unknown user id {shown(u, 40, quote=False)}")
         if m not in movie_index:
-            raise UsageError(f"line {number}: unknown movie id {m}")
+            raise UsageError(f"line {number}: unknown movie id {shown(m, 40, quote=False)}")
         lines.append(number)
         users.append(u)
         movies.append(m)

@@ -20,9 +20,9 @@ import typer
 from rec import __version__, manifest, recovery
 from rec.atomic import atomic_dir, write_json
 from rec.console import emit_object, log
-from rec.datasets import fetch, registry
+from rec.datasets import archive, fetch, registry
 from rec.datasets.registry import MARKER, DatasetSpec
-from rec.datasets.synthetic import SyntheticSpec, generate
+from rec.datasets.synthetic import MOVIES, RATINGS, USERS, SyntheticSpec, generate
 from rec.errors import RecError, UsageError
 from rec.paths import Paths
 from rec.stages import get_paths, guarded
@@ -30,6 +30,19 @@ from rec.stages.options import SEED_RANGE, Format
 
 HELP = "Download a MovieLens dataset (verified) into data/<dataset>/, or generate synthetic data."
 _SYN = SyntheticSpec()  # defaults shown in --help
+TIMEOUT_S = (0.1, 3600)  # below, a socket gives up at once; above, no server is that slow
+MAX_RETRIES = 10  # the pauses double: 1 s ... 512 s, about 17 minutes in all
+
+
+def seconds_within(low: float, high: float):
+    """A parser check (exit 2): a number of seconds in [low, high]; inf, nan, 0 and
+    negative values are refused, as are values no socket timeout can hold."""
+    def check(value: float) -> float:
+        if not low <= value <= high:  # nan fails every comparison
+            raise typer.BadParameter(f"must be a number of seconds from {low:g} to {high:g} "
+                                     f"(got {value:g})")
+        return value
+    return check
 
 
 # --- the verification record ---------------------------------------------------------------
@@ -128,7 +141,7 @@ def _from_url(paths: Paths, spec: DatasetSpec, url: str, expected_md5: str | Non
                            f"{expected_md5}; the download was removed, run again or "
                            f"{fetch.SOURCE_HINT}")
         with atomic_dir(target) as stage:
-            fetch.extract_zip(part, stage)
+            archive.extract_zip(part, stage, spec.member_caps())
             rows = _check(spec, stage, f"the archive from {url}")
             method = "md5+structure" if expected_md5 else "structure"
             marker = write_marker(stage, spec, url, method, rows, {"md5": md5})
@@ -144,10 +157,10 @@ def _from_path(paths: Paths, spec: DatasetSpec, source: str) -> dict:
         raise UsageError(f"--source {source} does not exist")
     with atomic_dir(target) as stage:
         if path.is_dir():
-            fetch.copy_folder(path, stage, [f.name for f in spec.files])
+            archive.copy_folder(path, stage, [f.name for f in spec.files])
             extra = {}
         elif zipfile.is_zipfile(path):
-            fetch.extract_zip(path, stage)
+            archive.extract_zip(path, stage, spec.member_caps())
             extra = {"md5": fetch.md5_of(path)}
         else:
             raise UsageError(f"--source {source} is neither a zip archive, a dataset folder "
@@ -194,21 +207,26 @@ def command(
         help="A mirror URL, a downloaded .zip or an extracted folder (checked by structure)."),
     force: bool = typer.Option(False, "--force", help="Fetch again even if already verified."),
     fmt: Format = "auto",
-    timeout: float = typer.Option(30.0, "--timeout", help="Seconds without data before a retry."),
-    retries: int = typer.Option(3, "--retries", help="Tries after the first (with backoff)."),
+    timeout: float = typer.Option(30.0, "--timeout", callback=seconds_within(*TIMEOUT_S),
+                                  help=f"Seconds without data before a retry "
+                                  f"({TIMEOUT_S[0]:g} to {TIMEOUT_S[1]:g})."),
+    retries: int = typer.Option(3, "--retries", min=0, max=MAX_RETRIES,
+                                help="Tries after the first (with backoff)."),
     seed: Optional[int] = typer.Option(None, "--seed", **SEED_RANGE,
                                        help=f"synthetic: random seed (default {_SYN.seed})."),
-    users: Optional[int] = typer.Option(None, "--users",
-                                        help=f"synthetic: users (default {_SYN.users})."),
-    movies: Optional[int] = typer.Option(None, "--movies",
-                                         help=f"synthetic: movies (default {_SYN.movies})."),
-    ratings: Optional[int] = typer.Option(None, "--ratings",
-                                          help=f"synthetic: ratings (default {_SYN.ratings})."),
+    users: Optional[int] = typer.Option(
+        None, "--users", min=USERS[0], max=USERS[1],
+        help=f"synthetic: users (default {_SYN.users})."),
+    movies: Optional[int] = typer.Option(
+        None, "--movies", min=MOVIES[0], max=MOVIES[1],
+        help=f"synthetic: movies (default {_SYN.movies})."),
+    ratings: Optional[int] = typer.Option(
+        None, "--ratings", min=RATINGS[0], max=RATINGS[1],
+        help=f"synthetic: ratings (default {_SYN.ratings}; 5 per user to half of all "
+        f"user-movie pairs)."),
 ) -> None:
     paths = get_paths(ctx)
     spec = registry.get(dataset)
-    if timeout <= 0 or retries < 0:
-        raise UsageError("--timeout must be > 0 and --retries >= 0")
     target = paths.raw(spec.name)
     recovery.repair(target)  # before looking at target: a killed run's swap may put it back
     params: dict = {"dataset": spec.name, "source": source, "force": force}
@@ -220,6 +238,8 @@ def command(
                             movies=_SYN.movies if movies is None else movies,
                             ratings=_SYN.ratings if ratings is None else ratings,
                             seed=_SYN.seed if seed is None else seed)
+        if syn.problem():
+            raise UsageError(syn.problem())
         params.update(syn.__dict__)
         marker = generate_synthetic(paths, spec, syn)
         status = "generated"

@@ -108,7 +108,7 @@ def evaluate_users(model, ds, device: str) -> dict:
             "split_info": ds.vocab.split, "match": model.config.match, "device": device}
 
 
-@guarded(writes=("output",))
+@guarded(writes=("output",), into=("model_dir",))
 def command(
     ctx: typer.Context,
     device: Device = "cpu",

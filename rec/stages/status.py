@@ -7,6 +7,7 @@ import typer
 from rec import manifest
 from rec.build_info import paddle_build
 from rec.console import emit, log, warn
+from rec.errors import RecError
 from rec.stages import get_paths, guarded
 from rec.stages.options import Format
 from rec.texttable import KEEP
@@ -22,7 +23,11 @@ def command(
 ) -> None:
     paths = get_paths(ctx)
     log(f"paddle: {paddle_build()}")
-    stages = manifest.load(paths).get("stages", {})
+    recorded, why = manifest.read(paths)
+    if why:  # exit 1, as for any damaged file: a script asking what ran must not read "nothing"
+        raise RecError(f"{manifest.unreadable(paths, why)}; the next writing stage replaces "
+                       f"it, or remove it")
+    stages = recorded["stages"]
     names = manifest.STAGES + [s for s in stages if s not in manifest.STAGES]
     mismatched = manifest.mismatches(paths, stages)
     for why in mismatched.values():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rec.errors import RecError, UsageError
+from rec.errors import RecError, UsageError, shown
 
 FOLD_IN = "fold_in.npz"
 KEYS = ("watched_pick", "watched_rating", "rated_rating", "bias_pick", "bias_rating",
@@ -80,7 +80,7 @@ def parse_rated(text: str, source: str) -> list[tuple[str, float]]:
         except ValueError:
             value = float("nan")
         if not movie.strip() or not np.isfinite(value):
-            raise UsageError(f"{source}:{number}: expected 'movie<TAB>rating', got {line!r}")
+            raise UsageError(f"{source}:{number}: expected 'movie<TAB>rating', got {shown(line)}")
         out.append((movie.strip(), value))
     return out
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rec.datasets.contract import VAL, Dataset
-from rec.errors import UsageError
+from rec.datasets.contract import VAL, Dataset, id_key
+from rec.errors import UsageError, shown
 from rec.scoring import rerank_order, score, stars_pairs
 from rec.twotower.features import Features
 
@@ -159,14 +159,13 @@ def find_users(cat: Catalog, tokens: list[str]) -> np.ndarray:
     row = cat.features.user_row()
     rows, unknown = {}, []
     for token in tokens:
-        try:
-            key = str(int(token))
-        except ValueError:
-            raise UsageError(f"not a user id: {token!r}")
+        key = id_key(token)
+        if key is None:
+            raise UsageError(f"not a user id: {shown(token)}")
         if key in row:
             rows.setdefault(row[key], None)
         else:
-            unknown.append(key)
+            unknown.append(shown(key, 40, quote=False))
     if unknown:
         more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
         raise UsageError(f"unknown user id {', '.join(unknown[:3])}{more} (no saved vector)")
@@ -186,10 +185,11 @@ def find_movie(cat: Catalog, query: str) -> int:
     A title equal to the query (ignoring case and the year; 'The Usual Suspects' and
     'Usual Suspects, The' both count) wins over titles that merely contain it."""
     text = query.strip()
-    if re.fullmatch(r"-?\d+", text):
-        row = cat.features.movie_row().get(str(int(text)))
+    key = id_key(text)
+    if key is not None:
+        row = cat.features.movie_row().get(key)
         if row is None:
-            raise UsageError(f"unknown movie id {text} (no saved vector)")
+            raise UsageError(f"unknown movie id {shown(text, 40, quote=False)} (no saved vector)")
         return row
     q = text.casefold()
     exact, partial = [], []
@@ -201,11 +201,12 @@ def find_movie(cat: Catalog, query: str) -> int:
             partial.append(row)
     matches = exact or partial
     if not matches:
-        raise UsageError(f"no movie title contains {text!r}")
+        raise UsageError(f"no movie title contains {shown(text)}")
     if len(matches) > 1:
-        shown = "; ".join(f"{cat.features.movie_ids[r]} {cat.titles[r]}" for r in matches[:5])
+        listed = "; ".join(f"{cat.features.movie_ids[r]} {cat.titles[r]}" for r in matches[:5])
+        shown_text = shown(text)
         more = f"; ... {len(matches) - 5} more" if len(matches) > 5 else ""
-        raise UsageError(f"{text!r} matches {len(matches)} movies: {shown}{more}; give a movie id")
+        raise UsageError(f"{shown_text} matches {len(matches)} movies: {listed}{more}; give a movie id")
     return matches[0]
 
 

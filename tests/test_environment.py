@@ -1,0 +1,363 @@
+"""Faults of the environment and hostile values: folders that cannot take a file (found
+before any work), errno mapping, standard output closed or full, a manifest rec did not
+write, option values beyond what the code can hold, hostile archives. Each ends in one line
+(or, for a reader of stdout that went away, a quiet exit 141), never a traceback."""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import tracemalloc
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from rec import manifest
+from rec.datasets import registry, synthetic
+from rec.errors import environment_error
+
+from conftest import ROOT, one_line_error, rec, snapshot
+
+SMALL = ["--users", "80", "--movies", "60", "--ratings", "2000"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("environment")
+    for stage in (["download", "--dataset", "synthetic", *SMALL], ["preprocess"],
+                  ["train", "--epochs", "1"], ["save-features"], ["ctr-train", "--epochs", "1"]):
+        result = rec(root, *stage)
+        assert result.exit_code == 0, (stage, result.stderr)
+    return root
+
+
+@pytest.fixture
+def world(trained, tmp_path) -> Path:
+    import shutil
+
+    shutil.copytree(trained, tmp_path / "w")
+    return tmp_path / "w"
+
+
+# --- before any work: folders that cannot take a file -----------------------------------------
+
+# stage, the module attribute doing its work (never reached), the folder it writes into
+WRITERS = [
+    (["download", "--dataset", "synthetic", *SMALL], "download.generate_synthetic", "data"),
+    (["preprocess"], "preprocess.parse_folder", "output"),
+    (["train", "--epochs", "1"], "train.train", "output/model"),
+    (["evaluate"], "evaluate.evaluate", "output/model"),
+    (["save-features"], "save_features.export", "output"),
+    (["ctr-train", "--epochs", "1"], "ctr.train", "output/ctr"),
+    (["export"], "export.export_all", "output"),
+]
+
+
+def never_reached(monkeypatch, attribute: str) -> None:
+    import importlib
+
+    module, name = attribute.split(".")
+
+    def work(*args, **kwargs):
+        raise AssertionError(f"{attribute} ran: the fault was found after the work began")
+
+    monkeypatch.setattr(importlib.import_module(f"rec.stages.{module}"), name, work)
+
+
+def read_only(monkeypatch, folder: Path) -> None:
+    """Creating, replacing or renaming anything in `folder` fails as on a read-only mount
+    (tests run as root, for whom permissions do not stop a write)."""
+    inside = lambda path: Path(os.fsdecode(path)).absolute().is_relative_to(folder.absolute())
+
+    def guard(real, writes=lambda *a: True):
+        def call(path, *args, **kwargs):
+            target = args[0] if real in (os.replace, os.rename) else path
+            if inside(target) and writes(*args):
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(target))
+            return real(path, *args, **kwargs)
+        return call
+
+    flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+    monkeypatch.setattr(os, "open", guard(os.open, lambda f, *a: f & flags))
+    for name in ("mkdir", "replace", "rename"):
+        monkeypatch.setattr(os, name, guard(getattr(os, name)))
+
+
+@pytest.mark.parametrize("stage,work,folder", WRITERS, ids=[w[0][0] for w in WRITERS])
+def test_a_read_only_folder_stops_each_writer_before_its_work(world, monkeypatch, stage, work,
+                                                               folder):
+    before = snapshot(world)
+    never_reached(monkeypatch, work)
+    read_only(monkeypatch, world / folder)
+    message = one_line_error(rec(world, *stage), 1)
+    assert message == (f"error: cannot write {world / folder}: Read-only file system; "
+                       f"nothing was changed")
+    monkeypatch.undo()
+    assert snapshot(world) == before
+
+
+@pytest.mark.parametrize("stage,work,folder", WRITERS, ids=[w[0][0] for w in WRITERS])
+def test_a_file_where_a_folder_should_be_stops_each_writer(world, monkeypatch, stage, work,
+                                                           folder):
+    never_reached(monkeypatch, work)
+    blocker = world / "a-file"
+    blocker.write_text("mine\n")
+    for where in (["--data-dir", str(blocker)] if folder == "data" else
+                  ["--output-dir", str(blocker)], ["--output-dir", str(blocker / "sub")]):
+        r = rec(None, "--data-dir", str(world / "data"), "--output-dir", str(world / "output"),
+                *where, *stage)
+        assert one_line_error(r, 2) == (f"error: {blocker} is a file, not a folder: move it "
+                                        f"away or choose another folder; nothing was changed")
+    if folder.startswith("output/"):  # output/model, output/ctr
+        target = world / folder
+        import shutil
+
+        shutil.rmtree(target)
+        target.write_text("mine\n")
+        assert f"{target} is a file, not a folder" in one_line_error(rec(world, *stage), 2)
+        assert target.read_text() == "mine\n"
+    assert blocker.read_text() == "mine\n"
+
+
+def test_environment_errors_name_the_path_in_one_line(tmp_path):
+    path = tmp_path / "output" / "model" / "eval.json"
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPIPE):
+        error = environment_error(OSError(code, os.strerror(code), str(path)))
+        verb = "access" if code in (errno.EACCES, errno.EPIPE) else "write"  # maybe a read
+        assert (str(error), error.exit_code) == (
+            f"cannot {verb} {path}: {os.strerror(code)}; the previous artifacts are kept", 1)
+    (tmp_path / "output").write_text("")
+    error = environment_error(OSError(errno.ENOTDIR, "Not a directory", str(path)), True)
+    assert (str(error), error.exit_code) == (
+        f"{tmp_path / 'output'} is a file, not a folder: move it away or choose another "
+        f"folder; nothing was changed", 2)
+    assert environment_error(OSError(errno.EINVAL, "Invalid argument", str(path))) is None
+
+
+# --- standard output: closed, full, a reader that went away ---------------------------------
+
+
+def run_rec(world: Path, *args: str, **popen) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "rec", "--data-dir", str(world / "data"),
+               "--output-dir", str(world / "output"), *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(command, env=env, cwd=world, timeout=120, **popen)
+
+
+@pytest.mark.parametrize("args", [["recommend", "--all"], ["--help"], ["status"]])
+def test_a_reader_that_went_away_ends_the_command_quietly(trained, args):
+    """As a Unix tool killed by SIGPIPE: exit 141 (what `set -o pipefail` sees from
+    `yes | head -1`), nothing on stderr but the logs."""
+    command = [sys.executable, "-m", "rec", "-q", "--data-dir", str(trained / "data"),
+               "--output-dir", str(trained / "output"), *args]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc.stdout.close()  # before rec writes anything: its first write meets EPIPE
+    stderr = proc.stderr.read().decode()
+    assert (proc.wait(timeout=120), stderr) == (141, "")
+
+
+def test_a_closed_or_full_stdout_is_one_line(trained):
+    closed = run_rec(trained, "recommend", "1", capture_output=False, stderr=subprocess.PIPE,
+                     pass_fds=(), preexec_fn=lambda: os.close(1), text=True)
+    assert closed.returncode == 1
+    assert closed.stderr.splitlines() == [
+        "error: standard output is closed: send it to a file or to /dev/null (`> /dev/null`) "
+        "instead of closing it"]
+    if not Path("/dev/full").exists():
+        return
+    for args in (["recommend", "1"], ["--help"], ["-q", "status", "--format", "json"]):
+        with open("/dev/full", "w") as full:
+            proc = run_rec(trained, *args, stdout=full, stderr=subprocess.PIPE, text=True)
+        assert proc.returncode == 1, args
+        assert proc.stderr.splitlines()[-1] == ("error: cannot write the results to standard "
+                                                "output: No space left on device"), args
+    no_stderr = run_rec(trained, "recommend", "1", "--format", "json", capture_output=True,
+                        text=True, preexec_fn=lambda: os.close(2))
+    assert no_stderr.returncode == 0 and len(no_stderr.stdout.splitlines()) == 10
+
+
+# --- a manifest rec did not write -------------------------------------------------------------
+
+ENTRY = {"command": "rec train", "params": {}, "version": "0", "time": "t", "inputs": {},
+         "outputs": {}, "order": 1}
+FOREIGN = {
+    "not JSON": "garbage{",
+    "a list": "[1, 2]",
+    "nested too deep": "[" * 100_000 + "]" * 100_000,
+    "an entry of the wrong type": json.dumps({"stages": {"train": {**ENTRY, "inputs": [1]}}}),
+    "an unknown stage": json.dumps({"stages": {"deploy": ENTRY}}),
+    "a path outside output/": json.dumps(
+        {"stages": {"train": {**ENTRY, "outputs": {"/": "x"}}}}),
+    "a relative path": json.dumps({"stages": {"train": {**ENTRY, "inputs": {"a": None}}}}),
+    "an order beyond int64": json.dumps({"stages": {"train": {**ENTRY, "order": 10 ** 30}}}),
+    "an infinite order": '{"stages": {"train": {"inputs": {}, "outputs": {}, "order": 1e999}}}',
+    "a 5000-digit number": '{"stages": {"train": {"order": ' + "9" * 5000 + "}}}",
+}
+
+
+@pytest.mark.parametrize("text", FOREIGN.values(), ids=FOREIGN.keys())
+def test_a_foreign_manifest_is_unreadable_for_status_and_replaced_by_a_stage(world, text):
+    path = world / "output" / "manifest.json"
+    path.write_text(text)
+    status = rec(world, "status")
+    assert status.stdout == ""
+    assert one_line_error(status, 1).startswith(f"error: {path} is unreadable (")
+    r = rec(world, "evaluate")
+    assert r.exit_code == 0 and f"warning: {path} is unreadable (" in r.stderr
+    states = [line.split("\t")[:2] for line in rec(world, "status").stdout.splitlines()[1:]]
+    assert ["evaluate", "fresh"] in states and ["train", "not run"] in states
+
+
+def test_a_manifest_that_is_a_folder_stops_writers_before_their_work(world):
+    path = world / "output" / "manifest.json"
+    path.unlink()
+    path.mkdir()
+    assert "is unreadable (Is a directory)" in one_line_error(rec(world, "status"), 1)
+    message = one_line_error(rec(world, "evaluate"), 2)
+    assert message == (f"error: {path} is a folder where a file is written: move it away; "
+                       f"nothing was changed")
+
+
+def test_a_copied_output_folder_keeps_its_record(world, tmp_path):
+    import shutil
+
+    shutil.copytree(world / "output", tmp_path / "copy")
+    r = rec(None, "--data-dir", str(world / "data"), "--output-dir", str(tmp_path / "copy"),
+            "status")
+    assert r.exit_code == 0, r.stderr
+    assert ["train", "fresh"] in [line.split("\t")[:2] for line in r.stdout.splitlines()]
+
+
+def test_a_folder_fingerprint_stops_at_a_bound(tmp_path, monkeypatch):
+    monkeypatch.setattr(manifest, "FOLDER_FILES", 3)
+    for i in range(5):
+        (tmp_path / f"f{i}").write_text("x")
+    assert manifest.fingerprint(tmp_path) == manifest.TOO_MANY
+    assert manifest.fingerprint(Path("/dev/null")) is None
+
+
+# --- values beyond what the code can hold ---------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e300", "0", "-1", "1e-300"])
+def test_download_timeouts_out_of_range_are_refused_by_the_parser(tmp_path, value):
+    r = rec(tmp_path, "download", "--dataset", "ml-100k", f"--timeout={value}")
+    assert "--timeout" in one_line_error(r, 2) and "0.1 to 3600" in r.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--retries", "11"], "--retries"),
+    (["--dataset", "synthetic", "--users", "200001"], "--users"),
+    (["--dataset", "synthetic", "--users", "100000", "--movies", "100000"],
+     "at most 1,000,000,000 user-movie pairs"),
+    (["--dataset", "synthetic", "--users", "100", "--movies", "20", "--ratings", "1001"],
+     "at most half of all user-movie pairs (1,000"),
+])
+def test_download_sizes_beyond_the_limits_are_refused(tmp_path, args, message):
+    assert message in one_line_error(rec(tmp_path, "download", *args), 2)
+    assert not (tmp_path / "data" / "synthetic").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--hash-size", str(2 ** 31)], "'--hash-size': Input should be less than or equal to 16777216"),
+    (["--hash-size", str(2 ** 24)], "--hash-size x --embedding-size must be at most 67,108,864"),
+])
+def test_ctr_hash_sizes_beyond_int32_and_memory_are_refused(tmp_path, args, message):
+    criteo = tmp_path / "train.txt"
+    criteo.write_text("1\t" + "\t" * 38 + "\n")
+    assert message in one_line_error(rec(tmp_path, "ctr-train", "--input", str(criteo), *args), 2)
+
+
+def test_a_5000_digit_id_is_unknown_in_one_short_line(world):
+    huge = "9" * 5000
+    (world / "rated.txt").write_text(f"{huge}\t5\n")
+    for args, message in ((["recommend", huge], "unknown user id 9999"),
+                          (["similar", huge], "unknown movie id 9999"),
+                          (["recommend", "--rated", str(world / "rated.txt")],
+                           "unknown movie id 9999"),
+                          (["recommend", "x" + huge], "not a user id: 'x999")):
+        line = one_line_error(rec(world, *args), 2)
+        assert line.startswith(f"error: {message}") and "(5,00" in line and len(line) < 200
+    line = one_line_error(rec(world, "ctr-predict", "-", input=f"1 1\n{huge} 1\n"), 2)
+    assert line.startswith("error: line 2: unknown user id 9999") and len(line) < 200
+    assert rec(world, "recommend", "0001", "--format", "json").exit_code == 0  # still user 1
+
+
+def test_the_synthetic_generator_scores_a_block_of_users_at_a_time(tmp_path, monkeypatch):
+    spec = synthetic.SyntheticSpec(users=2000, movies=2000, ratings=10_000, seed=3)
+    monkeypatch.setattr(synthetic, "BLOCK_PAIRS", 2 ** 18)  # 131 users of 2000 at a time
+    tracemalloc.start()
+    synthetic.generate(tmp_path / "blocks", spec)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 24 << 20  # one users x movies matrix of float64 alone is 32 MB
+    monkeypatch.setattr(synthetic, "BLOCK_PAIRS", 1)  # one user at a time: the same data
+    synthetic.generate(tmp_path / "rows", spec)
+    assert snapshot(tmp_path / "rows") == snapshot(tmp_path / "blocks")
+
+
+# --- archives: only what the dataset reads, each member no larger than it can be --------------
+
+ML1M = {"users.dat": "1::F::1::10::48067\n2::M::56::16::70072\n",
+        "movies.dat": "1::Toy Story (1995)::Animation\n",
+        "ratings.dat": "1::1::5::978300760\n2::1::3::978302109\n"}
+
+
+@pytest.fixture
+def tiny_ml1m(monkeypatch):
+    rows = {name: text.count("\n") for name, text in ML1M.items()}
+    monkeypatch.setitem(registry.SPECS, "ml-1m", registry.SPECS["ml-1m"].with_rows(rows))
+
+
+def crafted_zip(extra: dict[str, bytes] = {}, sizes: dict[str, int] = {},
+                stored: bool = False) -> bytes:
+    """ml-1m/ with ML1M and `extra`; `sizes` overwrite members' unpacked sizes in the
+    central directory (what zipfile trusts), as a lying archive would."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED) as zf:
+        for name, data in {**{k: v.encode() for k, v in ML1M.items()}, **extra}.items():
+            zf.writestr(f"ml-1m/{name}", data)
+    data = bytearray(buf.getvalue())
+    at = data.find(b"PK\x01\x02")
+    while at >= 0:
+        size = struct.unpack_from("<H", data, at + 28)[0]
+        name = data[at + 46: at + 46 + size].decode().removeprefix("ml-1m/")
+        if name in sizes:
+            struct.pack_into("<I", data, at + 24, sizes[name])
+        at = data.find(b"PK\x01\x02", at + 46)
+    return bytes(data)
+
+
+def download_zip(tmp_path: Path, archive: bytes):
+    (tmp_path / "ml-1m.zip").write_bytes(archive)
+    return rec(tmp_path, "download", "--dataset", "ml-1m", "--source", str(tmp_path / "ml-1m.zip"))
+
+
+def test_members_the_dataset_never_reads_are_not_extracted(tmp_path, tiny_ml1m):
+    genome = b"0" * (64 << 20)  # 64 MB that deflate to 64 kB
+    r = download_zip(tmp_path, crafted_zip({"genome-scores.csv": genome, "README": b"hi"}))
+    assert r.exit_code == 0, r.stderr
+    folder = tmp_path / "data" / "ml-1m"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*ML1M, registry.MARKER])
+
+
+@pytest.mark.parametrize("sizes,stored,message", [
+    ({"ratings.dat": 2 ** 31 - 1}, False, "would be 2,147,483,647 bytes unpacked, more than a "
+                                          "ratings.dat can be"),
+    ({"ratings.dat": len(ML1M["ratings.dat"]) + 5}, False, "holds 38 bytes, not the 43"),
+    ({"ratings.dat": len(ML1M["ratings.dat"]) - 5}, False, "cannot extract 'ml-1m/ratings.dat'"),
+    ({"users.dat": 10}, True, "is stored as 39 bytes but its header says 10 unpacked"),
+], ids=["over its cap", "shorter than its header", "longer than its header", "stored, lying"])
+def test_members_larger_than_a_file_can_be_or_than_their_header_are_refused(
+        tmp_path, tiny_ml1m, sizes, stored, message):
+    r = download_zip(tmp_path, crafted_zip(sizes=sizes, stored=stored))
+    assert message in one_line_error(r, 1)
+    assert not (tmp_path / "data" / "ml-1m").exists()
+    assert not [p.name for p in (tmp_path / "data").iterdir() if p.name.startswith(".ml-1m")]

@@ -1,0 +1,175 @@
+"""A full disk (ENOSPC) or a file system gone read-only (EROFS) at each write of train,
+ctr-train, evaluate, download and export (test_faults.py does save-features and preprocess).
+
+Every write of a stage publishes something with os.replace (a file) or os.rename (a folder):
+the n-th of them fails. Each stage's last n + 1 succeeds, so the list of writes is complete.
+The fast suite fails the writes at the boundaries (the first, the one that publishes the
+model, past the last); `pytest -m slow` every one of them.
+After a fault: one error line naming the path (exit 1); every artifact is the old one or the
+new one, whole (a model's config.json names the sha256 of the weights beside it); no
+temporary files are left; and the next run of the stage works.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rec.atomic import PROBE
+
+from conftest import no_leftovers, one_line_error, rec, snapshot
+
+SMALL = ["--users", "80", "--movies", "60", "--ratings", "2000"]
+REASON = {errno.ENOSPC: "No space left on device", errno.EROFS: "Read-only file system"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """Every artifact once: dataset, model, features, CTR model, evaluation, export."""
+    root = tmp_path_factory.mktemp("injected")
+    for stage in (["download", "--dataset", "synthetic", *SMALL], ["preprocess"],
+                  ["train", "--epochs", "1"], ["save-features"], ["ctr-train", "--epochs", "1"],
+                  ["evaluate"], ["export"]):
+        result = rec(root, *stage)
+        assert result.exit_code == 0, (stage, result.stderr)
+    return root
+
+
+@pytest.fixture
+def world(trained, tmp_path) -> Path:
+    shutil.copytree(trained, tmp_path / "w")
+    return tmp_path / "w"
+
+
+def sweep(writes: int, fast: set[int]) -> list:
+    """n = 1 .. writes + 1; those not in `fast` (the boundaries) run with `-m slow` only."""
+    return [n if n in fast else pytest.param(n, marks=pytest.mark.slow)
+            for n in range(1, writes + 2)]
+
+
+def fail_write(monkeypatch, n: int, error: int) -> list:
+    """The n-th publication (os.replace or os.rename; the writability probe is not one)
+    fails with `error`. Returns the publications seen."""
+    seen = []
+    for name in ("replace", "rename"):
+        real = getattr(os, name)
+
+        def faulty(src, dst, *args, real=real, **kwargs):
+            if Path(dst).name != PROBE:
+                seen.append(str(dst))
+                if len(seen) == n:
+                    raise OSError(error, os.strerror(error), str(dst))
+            return real(src, dst, *args, **kwargs)
+
+        monkeypatch.setattr(os, name, faulty)
+    return seen
+
+
+def run_with_fault(world: Path, monkeypatch, stage: list[str], n: int, writes: int,
+                   error: int = errno.ENOSPC):
+    """Run `stage` with its n-th write failing; n = writes + 1 must succeed."""
+    seen = fail_write(monkeypatch, n, error)
+    result = rec(world, *stage)
+    monkeypatch.undo()
+    if n > writes:
+        assert result.exit_code == 0 and len(seen) == writes, (result.stderr, seen)
+        return None
+    message = one_line_error(result, 1)
+    assert f"cannot write {world}" in message and REASON[error] in message, message
+    no_leftovers(world / "output")
+    return message
+
+
+def model_is_whole(folder: Path) -> bytes:
+    """The weights, after checking config.json names them."""
+    weights = (folder / "model.pdparams").read_bytes()
+    config = json.loads((folder / "config.json").read_text())
+    assert config["params_sha256"] == hashlib.sha256(weights).hexdigest()
+    return weights
+
+
+TRAIN_WRITES = 10  # best-of-run x2, checkpoint (state.json, 2 renames), history, params,
+TRAIN_PUBLISHED = 8  # config (the model, all old or all new until here), metrics, manifest
+
+
+@pytest.mark.parametrize("n", sweep(TRAIN_WRITES, {1, TRAIN_PUBLISHED, TRAIN_WRITES + 1}))
+def test_full_disk_at_each_write_of_train(world, monkeypatch, n):
+    model = world / "output" / "model"
+    old = model_is_whole(model), (model / "metrics.json").read_bytes()
+    stage = ["train", "--epochs", "1", "--seed", "7"]
+    if run_with_fault(world, monkeypatch, stage, n, TRAIN_WRITES) is None:
+        return
+    weights = model_is_whole(model)
+    assert (weights == old[0]) == (n <= TRAIN_PUBLISHED)
+    if n <= TRAIN_PUBLISHED + 1:
+        assert (model / "metrics.json").read_bytes() == old[1]
+    assert rec(world, *stage).exit_code == 0  # the next run works
+    assert model_is_whole(model) != old[0]
+
+
+def test_read_only_while_train_publishes_its_model(world, monkeypatch):
+    model = world / "output" / "model"
+    old = model_is_whole(model)
+    message = run_with_fault(world, monkeypatch, ["train", "--epochs", "1", "--seed", "7"],
+                             TRAIN_PUBLISHED, TRAIN_WRITES, errno.EROFS)
+    assert str(model / "config.json") in message
+    assert model_is_whole(model) == old  # the weights already replaced were put back
+
+
+CTR_WRITES = 11  # best-of-run (2 files, 1 rename), checkpoint (state.json, 2 renames),
+CTR_PUBLISHED = 9  # history, the model folder (2 renames), metrics, manifest
+
+
+@pytest.mark.parametrize("n", sweep(CTR_WRITES, {4, CTR_PUBLISHED, CTR_WRITES + 1}))
+def test_full_disk_at_each_write_of_ctr_train(world, monkeypatch, n):
+    model = world / "output" / "ctr" / "model"
+    old = snapshot(model)
+    stage = ["ctr-train", "--epochs", "1", "--seed", "7"]
+    if run_with_fault(world, monkeypatch, stage, n, CTR_WRITES) is None:
+        return
+    assert (snapshot(model) == old) == (n <= CTR_PUBLISHED)
+    assert set(snapshot(model)) == set(old)  # whole: every file of the unit
+    assert rec(world, "ctr-predict", "-", input="1 1\n").exit_code == 0
+    assert rec(world, *stage).exit_code == 0
+
+
+@pytest.mark.parametrize("error", [errno.ENOSPC, errno.EROFS])
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_full_or_read_only_disk_at_each_write_of_evaluate(world, monkeypatch, n, error):
+    report = world / "output" / "model" / "eval.json"
+    old = report.read_bytes()
+    if run_with_fault(world, monkeypatch, ["evaluate", "--seed", "3"], n, 2, error) is None:
+        return
+    assert (report.read_bytes() == old) == (n == 1)
+    assert json.loads(report.read_text())["baselines"]  # whole either way
+    assert rec(world, "evaluate").exit_code == 0
+
+
+@pytest.mark.parametrize("error", [errno.ENOSPC, errno.EROFS])
+@pytest.mark.parametrize("n", range(1, 10))
+def test_full_or_read_only_disk_at_each_write_of_download(world, monkeypatch, n, error):
+    data = world / "data"
+    old = snapshot(data / "synthetic")
+    stage = ["download", "--dataset", "synthetic", *SMALL, "--seed", "7"]
+    if run_with_fault(world, monkeypatch, stage, n, 8, error) is None:
+        return
+    assert (snapshot(data / "synthetic") == old) == (n < 8)  # placed by the 8th write
+    assert not [p.name for p in data.iterdir() if p.name.startswith(".synthetic")]
+    assert rec(world, *stage).exit_code == 0
+
+
+@pytest.mark.parametrize("n", sweep(4, {3, 5}))
+def test_full_disk_at_each_write_of_export(world, monkeypatch, n):
+    export = world / "output" / "export"
+    old = snapshot(export)
+    if run_with_fault(world, monkeypatch, ["export"], n, 4) is None:
+        return
+    new = snapshot(export)
+    assert (new == old) == (n < 4) and set(new) == set(old)  # swapped in by the 3rd write
+    assert rec(world, "export").exit_code == 0
