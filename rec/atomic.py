@@ -141,52 +141,6 @@ def check_writable(folder: Path | str) -> None:
                 path.rmdir()
 
 
-def replace_together(files: dict[Path, Path]) -> None:
-    """Copy each source file onto its target ({target: source}) so that the targets end
-    all old or all new, for files that belong together but are not one folder (weights and
-    the config naming them): every copy is written and flushed beside its target first;
-    then the targets are replaced one by one, each old one kept under a hard link until
-    all are in, and put back if a later replace fails."""
-    import shutil
-
-    staged: dict[Path, Path] = {}
-    kept: dict[Path, Path] = {}
-    done: list[Path] = []
-    current = None
-    try:
-        for current, source in files.items():
-            current.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{current.name}.", suffix=".tmp",
-                                        dir=current.parent)
-            os.close(fd)
-            staged[current] = Path(name)
-            shutil.copyfile(source, name)
-            os.chmod(name, FILE_MODE)
-            fsync_file(name)
-        for current, tmp in staged.items():
-            if current.exists():
-                # ".tmp": a kill -9 leaves it to rec.recovery's sweep
-                kept[current] = current.with_name(f".{current.name}.{os.getpid()}.kept.tmp")
-                os.link(current, kept[current])
-            os.replace(tmp, current)
-            done.append(current)
-        fsync_dir(current.parent)
-    except OSError as e:
-        for target in done:  # back to the old files
-            with contextlib.suppress(OSError):
-                if target in kept:
-                    os.replace(kept.pop(target), target)
-                else:
-                    target.unlink()
-        if current is not None:
-            _name_target(e, staged.get(current, current), current)
-        raise
-    finally:
-        for path in [*staged.values(), *kept.values()]:
-            with contextlib.suppress(OSError):
-                path.unlink()
-
-
 def write_bytes(path: Path | str, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

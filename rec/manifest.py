@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,7 @@ def _relocated(obj: dict, paths: Paths) -> str | None:
     """Point the paths recorded under the folder the manifest was written in (its
     "output_dir") at the folder it is in now, so that a copied or moved output folder keeps
     its record; why not, when a path lies outside both where no stage records one."""
-    here = paths.output_dir.resolve()
+    here = Path(_abs(paths.output_dir))
     there = obj.get("output_dir", str(here))
     if not isinstance(there, str) or not Path(there).is_absolute():
         return "output_dir is not an absolute path"
@@ -123,7 +124,7 @@ def _relocated(obj: dict, paths: Paths) -> str | None:
                 path = Path(name)
                 if path.is_relative_to(there):
                     path = here / path.relative_to(there)
-                elif (stage, key) not in OUTSIDE and not path.resolve().is_relative_to(here):
+                elif (stage, key) not in OUTSIDE and not Path(_abs(path)).is_relative_to(here):
                     return (f"{stage}: {key} path {name[:60]!r} is outside {paths.output_dir}, "
                             f"where rec writes")
                 moved[str(path)] = digest
@@ -180,18 +181,18 @@ def record(paths: Paths, stage: str, params: dict[str, Any], inputs: list[Path],
     order = max((e.get("order") for e in manifest["stages"].values()
                  if isinstance(e.get("order"), int)), default=0) + 1
     # stat before hashing: a file changed while it is hashed has another mtime next time
-    stats = {str(Path(p).resolve()): file_stat(p) for p in [*inputs, *outputs]}
+    stats = {_abs(p): file_stat(p) for p in [*inputs, *outputs]}
     manifest.setdefault("stages", {})[stage] = {
         "command": " ".join(["rec"] + sys.argv[1:]),
         "params": params,
         "version": __version__,
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "inputs": {str(Path(p).resolve()): fingerprint(p) for p in inputs},
-        "outputs": {str(Path(p).resolve()): fingerprint(p) for p in outputs},
+        "inputs": {_abs(p): fingerprint(p) for p in inputs},
+        "outputs": {_abs(p): fingerprint(p) for p in outputs},
         "stats": {p: st for p, st in stats.items() if st is not None},
         "order": order,  # which of two stages ran last (`time` has whole seconds only)
     }
-    manifest["output_dir"] = str(paths.output_dir.resolve())  # where its paths point
+    manifest["output_dir"] = _abs(paths.output_dir)  # where its paths point
     write_json(paths.manifest, manifest)
 
 
@@ -232,6 +233,12 @@ def last_download(paths: Paths) -> tuple[str, Path] | None:
     if not isinstance(dataset, str) or not isinstance(outputs, dict) or len(outputs) != 1:
         return None
     return dataset, Path(next(iter(outputs)))
+
+
+def _abs(path) -> str:
+    """An absolute path as the user named it: symlinks kept (a symlinked output/dataset is
+    still under the output folder), ".." and "." gone."""
+    return os.path.abspath(path)
 
 
 def _same(a: Path, b: Path) -> bool:

@@ -297,7 +297,7 @@ def publish(folder: TrainingFolder) -> None:
     previous one, once the run has ended: a run stopped midway (Ctrl-C, a kill, a diverged
     epoch) leaves the previous model as it was. A best folder of its own (output/ctr/model)
     is swapped in whole; files beside the run's (output/model) are replaced together
-    (rec.atomic.replace_together: all old or all new), and config.json's weights digest
+    (rec.unit.replace_together: all old or all new), and config.json's weights digest
     (rec.unit) would refuse a mixture all the same."""
     staged = folder.staging.best
     if not staged.is_dir():

@@ -9,12 +9,16 @@ mixture however it arose (a copy by hand, an old rec, a half-restored backup).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
+import tempfile
 import time
 from pathlib import Path
 
-from rec.atomic import file_hash, write_bytes, write_json
+from rec.atomic import (FILE_MODE, _name_target, file_hash, fsync_dir, fsync_file,
+                        write_json)
 from rec.errors import UsageError
 
 UNIT = "unit.json"
@@ -91,9 +95,53 @@ def publish_files(staged: Path, dest: Path, config: str = "config.json") -> None
     midway, rec.recovery copies them again."""
     from rec.interrupts import deferred
 
-    from rec.atomic import replace_together
-
     files = sorted(p for p in Path(staged).iterdir() if p.is_file())
     with deferred():  # a write error puts the old files back (all old or all new)
         replace_together({Path(dest) / path.name: path
                           for path in sorted(files, key=lambda p: p.name == config)})
+
+
+def replace_together(files: dict[Path, Path]) -> None:
+    """Copy each source file onto its target ({target: source}) so that the targets end
+    all old or all new, for files that belong together but are not one folder (weights and
+    the config naming them): every copy is written and flushed beside its target first;
+    then the targets are replaced one by one, each old one kept under a hard link until
+    all are in, and put back if a later replace fails."""
+    import shutil
+
+    staged: dict[Path, Path] = {}
+    kept: dict[Path, Path] = {}
+    done: list[Path] = []
+    current = None
+    try:
+        for current, source in files.items():
+            current.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{current.name}.", suffix=".tmp",
+                                        dir=current.parent)
+            os.close(fd)
+            staged[current] = Path(name)
+            shutil.copyfile(source, name)
+            os.chmod(name, FILE_MODE)
+            fsync_file(name)
+        for current, tmp in staged.items():
+            if current.exists():
+                # ".tmp": a kill -9 leaves it to rec.recovery's sweep
+                kept[current] = current.with_name(f".{current.name}.{os.getpid()}.kept.tmp")
+                os.link(current, kept[current])
+            os.replace(tmp, current)
+            done.append(current)
+        fsync_dir(current.parent)
+    except OSError as e:
+        for target in done:  # back to the old files
+            with contextlib.suppress(OSError):
+                if target in kept:
+                    os.replace(kept.pop(target), target)
+                else:
+                    target.unlink()
+        if current is not None:
+            _name_target(e, staged.get(current, current), current)
+        raise
+    finally:
+        for path in [*staged.values(), *kept.values()]:
+            with contextlib.suppress(OSError):
+                path.unlink()

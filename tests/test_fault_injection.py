@@ -94,8 +94,8 @@ def model_is_whole(folder: Path) -> bytes:
     return weights
 
 
-TRAIN_WRITES = 10  # best-of-run x2, checkpoint (state.json, 2 renames), history, params,
-TRAIN_PUBLISHED = 8  # config (the model, all old or all new until here), metrics, manifest
+TRAIN_WRITES = 11  # best-of-run x2, checkpoint (state.json, 3 renames), history, params,
+TRAIN_PUBLISHED = 9  # config (the model, all old or all new until here), metrics, manifest
 
 
 @pytest.mark.parametrize("n", sweep(TRAIN_WRITES, {1, TRAIN_PUBLISHED, TRAIN_WRITES + 1}))
@@ -122,8 +122,8 @@ def test_read_only_while_train_publishes_its_model(world, monkeypatch):
     assert model_is_whole(model) == old  # the weights already replaced were put back
 
 
-CTR_WRITES = 11  # best-of-run (2 files, 1 rename), checkpoint (state.json, 2 renames),
-CTR_PUBLISHED = 9  # history, the model folder (2 renames), metrics, manifest
+CTR_WRITES = 14  # best-of-run (2 files, 2 renames), checkpoint (state.json, 3 renames),
+CTR_PUBLISHED = 12  # history, the model folder (3 renames), metrics, manifest
 
 
 @pytest.mark.parametrize("n", sweep(CTR_WRITES, {4, CTR_PUBLISHED, CTR_WRITES + 1}))
@@ -152,24 +152,24 @@ def test_full_or_read_only_disk_at_each_write_of_evaluate(world, monkeypatch, n,
 
 
 @pytest.mark.parametrize("error", [errno.ENOSPC, errno.EROFS])
-@pytest.mark.parametrize("n", range(1, 10))
+@pytest.mark.parametrize("n", range(1, 11))
 def test_full_or_read_only_disk_at_each_write_of_download(world, monkeypatch, n, error):
     data = world / "data"
     old = snapshot(data / "synthetic")
     stage = ["download", "--dataset", "synthetic", *SMALL, "--seed", "7"]
-    if run_with_fault(world, monkeypatch, stage, n, 8, error) is None:
+    if run_with_fault(world, monkeypatch, stage, n, 9, error) is None:
         return
-    assert (snapshot(data / "synthetic") == old) == (n < 8)  # placed by the 8th write
+    assert (snapshot(data / "synthetic") == old) == (n < 9)  # placed by the 8th write
     assert not [p.name for p in data.iterdir() if p.name.startswith(".synthetic")]
     assert rec(world, *stage).exit_code == 0
 
 
-@pytest.mark.parametrize("n", sweep(4, {3, 5}))
+@pytest.mark.parametrize("n", sweep(5, {4, 6}))
 def test_full_disk_at_each_write_of_export(world, monkeypatch, n):
     export = world / "output" / "export"
     old = snapshot(export)
-    if run_with_fault(world, monkeypatch, ["export"], n, 4) is None:
+    if run_with_fault(world, monkeypatch, ["export"], n, 5) is None:
         return
     new = snapshot(export)
-    assert (new == old) == (n < 4) and set(new) == set(old)  # swapped in by the 3rd write
+    assert (new == old) == (n < 5) and set(new) == set(old)  # swapped in by the 4th write
     assert rec(world, "export").exit_code == 0
