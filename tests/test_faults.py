@@ -241,3 +241,42 @@ def test_top_and_candidates_are_capped_at_the_catalogue(world):
     assert len(result.stdout.splitlines()) == n_movies
     similar = rec(world, "similar", "1", "--top", str(10**9), "--format", "json")
     assert similar.exit_code == 0 and len(similar.stdout.splitlines()) == n_movies - 1
+
+
+# --- flushed before published -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", [["preprocess"], ["train", "--epochs", "1"], ["save-features"],
+                                   ["evaluate"]])
+def test_every_file_is_flushed_to_disk_before_the_rename_that_publishes_it(world, monkeypatch,
+                                                                           stage):
+    """fsync of each file's content before its rename into place, and of the folder after:
+    a power cut leaves the old file or the new one, never an empty "complete" one."""
+    synced, unsynced = set(), []
+    real_fsync, real_replace, real_rename = os.fsync, os.replace, os.rename
+
+    def fsync(fd):
+        synced.add(os.path.realpath(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+
+    def published(src, dst, *args, real, **kwargs):
+        src_real = os.path.realpath(src)
+        if ".old." in os.path.basename(dst) or ".kept" in os.path.basename(dst):
+            return real(src, dst, *args, **kwargs)  # the previous copy moving aside
+        files = [src_real] if os.path.isfile(src_real) else [
+            os.path.join(d, f) for d, _, fs in os.walk(src_real) for f in fs] + [src_real]
+        unsynced.extend(f for f in files if f not in synced and "manifest" not in f
+                        and not f.endswith(".lock"))
+        out = real(src, dst, *args, **kwargs)
+        dst_real = os.path.realpath(dst)
+        for f in [f for f in synced if f == src_real or f.startswith(src_real + os.sep)]:
+            synced.add(dst_real + f[len(src_real):])  # flushed content keeps its new name
+        return out
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", lambda s, d, *a, **k: published(s, d, *a, real=real_replace, **k))
+    monkeypatch.setattr(os, "rename", lambda s, d, *a, **k: published(s, d, *a, real=real_rename, **k))
+    result = rec(world, *stage)
+    monkeypatch.undo()
+    assert result.exit_code == 0, result.stderr
+    assert unsynced == []
