@@ -243,6 +243,20 @@ def test_top_and_candidates_are_capped_at_the_catalogue(world):
     assert similar.exit_code == 0 and len(similar.stdout.splitlines()) == n_movies - 1
 
 
+def test_a_data_folder_left_halfway_by_a_killed_download_is_restored_by_preprocess(world):
+    """Killed between the renames of `download --force`'s swap: data/synthetic is missing, its
+    new copy (complete) and the previous one lie beside it. preprocess puts the new one back."""
+    data = world / "data"
+    before = snapshot(data / "synthetic")
+    shutil.copytree(data / "synthetic", data / ".synthetic.old.1")
+    (data / "synthetic").rename(data / ".synthetic.new.2")
+    (data / ".synthetic.x1y2.tmp").mkdir()  # a third run's, killed while building
+    result = rec(world, "preprocess")
+    assert result.exit_code == 0, result.stderr
+    assert snapshot(data / "synthetic") == before
+    assert sorted(p.name for p in data.iterdir() if p.name.startswith(".synthetic")) == []
+
+
 # --- flushed before published -----------------------------------------------------------------
 
 

@@ -142,8 +142,29 @@ def _recover(paths: Paths, writes: tuple[str, ...], name: str | None) -> None:
 
     if "output" in writes and not lock.is_worker():
         recovery.recover(paths)
+        _recover_data(paths, name, held="data" in writes)
     elif not writes:
         recovery.recover_as_reader(paths, name)
+
+
+def _recover_data(paths: Paths, name: str | None, held: bool) -> None:
+    """data/<dataset> folders a killed `rec download` left halfway: a writing stage (say
+    preprocess, which reads them) restores them too, under the data folder's lock if that
+    is free at once (held: a running download's swap is its own and is left alone)."""
+    import contextlib
+
+    from rec import atomic, lock, recovery
+    from rec.datasets import registry
+
+    found = [paths.raw(n) for n in registry.names() if atomic.leftovers(paths.raw(n))]
+    if not found:
+        return
+    try:
+        with contextlib.nullcontext() if held else lock.hold(paths.data_dir, name):
+            for folder in found:
+                recovery.repair(folder)
+    except lock.Busy:
+        pass
 
 
 def _internal(e: Exception) -> Exception:
