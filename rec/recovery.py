@@ -24,7 +24,7 @@ from pathlib import Path
 from rec import atomic, lock, unit
 from rec.console import log, warn
 from rec.errors import RecError
-from rec.paths import CONFIG, Paths
+from rec.paths import CONFIG, METRICS, Paths
 
 
 def swapped_folders(paths: Paths) -> dict[Path, str]:
@@ -56,11 +56,27 @@ def recover(paths: Paths) -> None:
         repair(folder)
     for home in _temporary_homes(paths):
         atomic.sweep(home)
+    if _metrics_behind(paths):
+        atomic.write_bytes(paths.ctr.metrics, (paths.ctr.best / METRICS).read_bytes())
+        log(f"{paths.ctr.metrics} was left behind its model by a killed `rec ctr-train`: "
+            "it now describes the model in place")
     if _publish_unfinished(paths):
         unit.publish_files(paths.model.staging.best, paths.model_dir, CONFIG)
         shutil.rmtree(paths.model.staging.best, ignore_errors=True)  # as publish does
         log(f"{paths.model.params} and {paths.model.config} were left halfway through their "
             f"replacement by a killed `rec train`: the run's best model is now in place")
+
+
+def _metrics_behind(paths: Paths) -> bool:
+    """rec ctr-train swaps its model folder in with a copy of the run's metrics.json inside,
+    then copies it beside: killed between the two, output/ctr/metrics.json is the previous
+    run's."""
+    inside, beside = paths.ctr.best / METRICS, paths.ctr.metrics
+    try:
+        return inside.is_file() and (not beside.is_file()
+                                     or inside.read_bytes() != beside.read_bytes())
+    except OSError:
+        return False
 
 
 def _publish_unfinished(paths: Paths) -> bool:
@@ -88,7 +104,7 @@ def recover_as_reader(paths: Paths, command: str | None) -> None:
     folders = swapped_folders(paths)
     if not (any(atomic.leftovers(f) for f in folders)
             or any(atomic.temporaries(h) for h in _temporary_homes(paths))
-            or _publish_unfinished(paths)):
+            or _publish_unfinished(paths) or _metrics_behind(paths)):
         return
     try:
         with lock.hold(paths.output_dir, command):

@@ -63,10 +63,10 @@ import numpy as np
 from rich.table import Table
 
 from rec import interrupts, runtime, unit
-from rec.atomic import atomic_dir, write_json
+from rec.atomic import atomic_dir, write_bytes, write_json
 from rec.console import EpochDisplay, log
 from rec.errors import UsageError
-from rec.paths import CONFIG, STATE, TrainingFolder
+from rec.paths import CONFIG, METRICS, STATE, TrainingFolder
 from rec.runtime import Job
 
 
@@ -271,13 +271,11 @@ def fit(spec: FitSpec, job: Job, objective: Objective, state: dict, resume: bool
         log(f"early stop: no improvement for {spec.patience} epochs")
     if not history:
         raise UsageError("nothing to train: the checkpoint already covers --epochs")
-    if job.main:
-        publish(spec.folder)
     best = next(h for h in history if h["epoch"] == state["best_epoch"])
     result = FitResult(spec, job, state, history, best)
-    result.metrics = summarize(result)
+    result.metrics = summarize(result)  # of the run's best model, still in folder.staging
     if job.main:
-        write_json(spec.folder.metrics, result.metrics)
+        publish(spec.folder, result.metrics)
     return result
 
 
@@ -292,22 +290,28 @@ def _restore(spec: FitSpec, parts: list[Trainable], state: dict) -> None:
         f"{state[spec.monitor.state_key]:.4f} at epoch {state['best_epoch']})")
 
 
-def publish(folder: TrainingFolder) -> None:
-    """Put the run's best model (folder.staging, where objectives save it) in place of the
-    previous one, once the run has ended: a run stopped midway (Ctrl-C, a kill, a diverged
-    epoch) leaves the previous model as it was. A best folder of its own (output/ctr/model)
-    is swapped in whole; files beside the run's (output/model) are replaced together
-    (rec.unit.replace_together: all old or all new), and config.json's weights digest
-    (rec.unit) would refuse a mixture all the same."""
+def publish(folder: TrainingFolder, metrics: dict) -> None:
+    """Put the run's best model (folder.staging, where objectives save it) and its metrics
+    in place of the previous ones, once the run has ended: a run stopped midway (Ctrl-C, a
+    kill, a diverged epoch) leaves the previous model and metrics.json as they were.
+
+    Files beside the run's (output/model: weights, metrics.json, config.json last) are
+    replaced together (rec.unit.publish_files: all old or all new), and config.json's
+    weights digest (rec.unit) would refuse a mixture all the same. A best folder of its own
+    (output/ctr/model) is swapped in whole with a copy of metrics.json inside, then copied
+    to the run's metrics.json; after a kill between the two, rec.recovery copies it again."""
     staged = folder.staging.best
-    if not staged.is_dir():
+    if not staged.is_dir():  # nothing better than the published model (a --resume run)
+        write_json(folder.metrics, metrics)
         return
-    if folder.best == folder.root:  # all old or all new; config.json (names the weights) last
+    write_json(staged / METRICS, metrics)
+    if folder.best == folder.root:
         unit.publish_files(staged, folder.root, CONFIG)
     else:
         with atomic_dir(folder.best) as tmp:
             for path in sorted(p for p in staged.iterdir() if p.is_file()):
                 shutil.copyfile(path, tmp / path.name)
+        write_bytes(folder.metrics, (folder.best / METRICS).read_bytes())
     with interrupts.deferred():  # stopped midway, it would leave half a model staged
         shutil.rmtree(staged, ignore_errors=True)
 

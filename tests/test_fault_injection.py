@@ -94,8 +94,8 @@ def model_is_whole(folder: Path) -> bytes:
     return weights
 
 
-TRAIN_WRITES = 11  # best-of-run x2, checkpoint (state.json, 3 renames), history, params,
-TRAIN_PUBLISHED = 9  # config (the model, all old or all new until here), metrics, manifest
+TRAIN_WRITES = 12  # best-of-run x2, checkpoint (state.json, 3 renames), history, staged
+TRAIN_PUBLISHED = 11  # metrics, then metrics, params, config (all old or all new until here), manifest
 
 
 @pytest.mark.parametrize("n", sweep(TRAIN_WRITES, {1, TRAIN_PUBLISHED, TRAIN_WRITES + 1}))
@@ -107,8 +107,8 @@ def test_full_disk_at_each_write_of_train(world, monkeypatch, n):
         return
     weights = model_is_whole(model)
     assert (weights == old[0]) == (n <= TRAIN_PUBLISHED)
-    if n <= TRAIN_PUBLISHED + 1:
-        assert (model / "metrics.json").read_bytes() == old[1]
+    # the model, its config and its metrics change together
+    assert ((model / "metrics.json").read_bytes() == old[1]) == (n <= TRAIN_PUBLISHED)
     assert rec(world, *stage).exit_code == 0  # the next run works
     assert model_is_whole(model) != old[0]
 
@@ -122,8 +122,8 @@ def test_read_only_while_train_publishes_its_model(world, monkeypatch):
     assert model_is_whole(model) == old  # the weights already replaced were put back
 
 
-CTR_WRITES = 14  # best-of-run (2 files, 2 renames), checkpoint (state.json, 3 renames),
-CTR_PUBLISHED = 12  # history, the model folder (3 renames), metrics, manifest
+CTR_WRITES = 15  # best-of-run (2 files, 2 renames), checkpoint (state.json, 3 renames),
+CTR_PUBLISHED = 13  # history, staged metrics, the model folder (3 renames), metrics, manifest
 
 
 @pytest.mark.parametrize("n", sweep(CTR_WRITES, {4, CTR_PUBLISHED, CTR_WRITES + 1}))
@@ -136,6 +136,8 @@ def test_full_disk_at_each_write_of_ctr_train(world, monkeypatch, n):
     assert (snapshot(model) == old) == (n <= CTR_PUBLISHED)
     assert set(snapshot(model)) == set(old)  # whole: every file of the unit
     assert rec(world, "ctr-predict", "-", input="1 1\n").exit_code == 0
+    # metrics.json describes the model in place (the copy inside it, after a fault between)
+    assert (model / "metrics.json").read_bytes() == (model.parent / "metrics.json").read_bytes()
     assert rec(world, *stage).exit_code == 0
 
 

@@ -36,7 +36,7 @@ def tensors(inputs: dict) -> dict:
 
 
 def recall_then_rank(paths, source, candidates: int) -> dict:
-    """HR@10 / NDCG@10 of recall alone and recall + rank (the saved best model, through the
+    """HR@10 / NDCG@10 of recall alone and recall + rank (the run's best model, through the
     numpy forward pass `rec recommend --rerank` uses); {} without output/features."""
     from rec.console import log, warn
     from rec.ctr.forward import NumpyCtr
@@ -52,8 +52,10 @@ def recall_then_rank(paths, source, candidates: int) -> dict:
     except RecError as e:
         warn(f"recall-then-rank comparison skipped: {e}")
         return {}
-    config = read_json(paths.ctr.config, "rec ctr-train", ("model",))
-    net = NumpyCtr.load(paths.ctr.weights, config["model"])
+    # the run's best model: still in best-of-run/ (published after the metrics are known)
+    best = paths.ctr.staging if paths.ctr.staging.config.is_file() else paths.ctr
+    config = read_json(best.config, "rec ctr-train", ("model",))
+    net = NumpyCtr.load(best.weights, config["model"])
     result = recall_rerank_metrics(source.ds, features, net, source.fields, candidates)
     if result is None:
         warn("output/features does not match output/dataset: recall-then-rank comparison "
