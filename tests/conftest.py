@@ -62,6 +62,20 @@ def run_stages(root: Path, *stages: list[str]) -> Path:
     return root
 
 
+# A small synthetic world (the fault tests build one per module, then copy it per test).
+SMALL = ["--users", "80", "--movies", "60", "--ratings", "2000"]
+SMALL_WORLD = (["download", "--dataset", "synthetic", *SMALL], ["preprocess"],
+               ["train", "--epochs", "1"], ["save-features"])
+
+
+def copy_world(world: Path, tmp_path: Path) -> Path:
+    """A test's own copy of a module's world."""
+    import shutil
+
+    shutil.copytree(world, tmp_path / "w")
+    return tmp_path / "w"
+
+
 # --- faults: what the artifacts look like after one -----------------------------------------
 
 

@@ -22,27 +22,19 @@ from rec import manifest
 from rec.datasets import registry, synthetic
 from rec.errors import environment_error
 
-from conftest import ROOT, one_line_error, rec, snapshot
+from conftest import (ROOT, SMALL, SMALL_WORLD, copy_world, one_line_error, rec, run_stages,
+                      snapshot)
 
-SMALL = ["--users", "80", "--movies", "60", "--ratings", "2000"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("environment")
-    for stage in (["download", "--dataset", "synthetic", *SMALL], ["preprocess"],
-                  ["train", "--epochs", "1"], ["save-features"], ["ctr-train", "--epochs", "1"]):
-        result = rec(root, *stage)
-        assert result.exit_code == 0, (stage, result.stderr)
-    return root
+    return run_stages(tmp_path_factory.mktemp("environment"), *SMALL_WORLD, ["ctr-train", "--epochs", "1"])
 
 
 @pytest.fixture
 def world(trained, tmp_path) -> Path:
-    import shutil
-
-    shutil.copytree(trained, tmp_path / "w")
-    return tmp_path / "w"
+    return copy_world(trained, tmp_path)
 
 
 # --- before any work: folders that cannot take a file -----------------------------------------

@@ -16,35 +16,27 @@ import errno
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from rec.atomic import PROBE
 
-from conftest import no_leftovers, one_line_error, rec, snapshot
+from conftest import (SMALL, SMALL_WORLD, copy_world, no_leftovers, one_line_error, rec,
+                      run_stages, snapshot)
 
-SMALL = ["--users", "80", "--movies", "60", "--ratings", "2000"]
 REASON = {errno.ENOSPC: "No space left on device", errno.EROFS: "Read-only file system"}
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """Every artifact once: dataset, model, features, CTR model, evaluation, export."""
-    root = tmp_path_factory.mktemp("injected")
-    for stage in (["download", "--dataset", "synthetic", *SMALL], ["preprocess"],
-                  ["train", "--epochs", "1"], ["save-features"], ["ctr-train", "--epochs", "1"],
-                  ["evaluate"], ["export"]):
-        result = rec(root, *stage)
-        assert result.exit_code == 0, (stage, result.stderr)
-    return root
+    return run_stages(tmp_path_factory.mktemp("injected"), *SMALL_WORLD, ["ctr-train", "--epochs", "1"], ["evaluate"], ["export"])
 
 
 @pytest.fixture
 def world(trained, tmp_path) -> Path:
-    shutil.copytree(trained, tmp_path / "w")
-    return tmp_path / "w"
+    return copy_world(trained, tmp_path)
 
 
 def sweep(writes: int, fast: set[int]) -> list:

@@ -17,26 +17,20 @@ import pytest
 from rec import lock
 from rec.atomic import dumps
 
-from conftest import fail_at, no_leftovers, one_line_error, rec, snapshot
+from conftest import (SMALL, SMALL_WORLD, copy_world, fail_at, no_leftovers, one_line_error, rec,
+                      run_stages, snapshot)
 
-SMALL = ["--users", "80", "--movies", "60", "--ratings", "2000"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A small synthetic world: preprocessed, trained one epoch, features saved."""
-    root = tmp_path_factory.mktemp("faults")
-    for stage in (["download", "--dataset", "synthetic", *SMALL], ["preprocess"],
-                  ["train", "--epochs", "1"], ["save-features"]):
-        result = rec(root, *stage)
-        assert result.exit_code == 0, result.stderr
-    return root
+    return run_stages(tmp_path_factory.mktemp("faults"), *SMALL_WORLD)
 
 
 @pytest.fixture
 def world(trained, tmp_path) -> Path:
-    shutil.copytree(trained, tmp_path / "w")
-    return tmp_path / "w"
+    return copy_world(trained, tmp_path)
 
 
 # --- a full disk ------------------------------------------------------------------------------

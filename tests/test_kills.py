@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,9 +23,8 @@ import pytest
 from rec import atomic, lock, recovery
 from rec.paths import Paths
 
-from conftest import ROOT, rec
+from conftest import ROOT, SMALL, SMALL_WORLD, copy_world, rec, run_stages
 
-SMALL = ["--users", "80", "--movies", "60", "--ratings", "2000"]
 
 # Runs in the child before anything else: after the KILL_AFTER-th call of os.KILL_CALL that
 # touches KILL_TARGET (a rename of it or of a .NAME.* sibling; a replace onto it), send
@@ -109,18 +107,12 @@ def assert_one_interrupt_line(proc, sig: str) -> None:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A small synthetic world: preprocessed, trained, features saved, CTR trained."""
-    root = tmp_path_factory.mktemp("kills")
-    for stage in (["download", "--dataset", "synthetic", *SMALL], ["preprocess"],
-                  ["train", "--epochs", "1"], ["save-features"], ["ctr-train", "--epochs", "1"]):
-        result = rec(root, *stage)
-        assert result.exit_code == 0, result.stderr
-    return root
+    return run_stages(tmp_path_factory.mktemp("kills"), *SMALL_WORLD, ["ctr-train", "--epochs", "1"])
 
 
 @pytest.fixture
 def world(trained, tmp_path) -> Path:
-    shutil.copytree(trained, tmp_path / "w")
-    return tmp_path / "w"
+    return copy_world(trained, tmp_path)
 
 
 # --- the swap itself, in a child that only swaps ----------------------------------------------
