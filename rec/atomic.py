@@ -176,10 +176,19 @@ def write_json(path: Path | str, obj: Any) -> None:
 def save_npy(path: Path | str, array: np.ndarray) -> None:
     import numpy as np
 
-    # np.save appends ".npy" to names without it, so hand it an open file instead.
+    # np.save appends ".npy" to names without it, so hand it an open file instead; through
+    # a plain writer, since numpy's tofile (its path for real files) raises a full disk as an
+    # OSError without errno, which no error message could name.
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
+            np.save(_Writer(f), array, allow_pickle=False)
+
+
+class _Writer:
+    """A file object numpy does not recognise as a real file: it writes through write()."""
+
+    def __init__(self, f):
+        self.write = f.write
 
 
 # A folder swap, beside the target (named NAME): the new folder is built in .NAME.XXXX.tmp,

@@ -146,19 +146,27 @@ def read(paths: Paths) -> tuple[dict, str | None]:
     try:
         if paths.manifest.stat().st_size > MAX_BYTES:
             return empty, f"larger than {MAX_BYTES >> 20} MiB"
-        obj = json.loads(paths.manifest.read_text(encoding="utf-8"))
+        obj = json.loads(paths.manifest.read_text(encoding="utf-8"),
+                         parse_constant=_no_constant)
+        # rec writes UTF-8: a "\ud800" escape (a lone surrogate) could not be written back
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
     except FileNotFoundError:
         return empty, None
     except OSError as e:  # a folder, not readable, ...
         return empty, e.strerror or str(e)
-    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, nested too deep
-        return empty, f"not JSON ({type(e).__name__})"
+    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, nested too deep, NaN
+        return empty, f"not JSON rec writes ({type(e).__name__})"
     stages = obj.get("stages") if isinstance(obj, dict) else None
     if not isinstance(stages, dict):
         return empty, 'not an object with "stages"'
     why = next(filter(None, (_entry_problem(k, v) for k, v in stages.items())), None)
     why = why or _relocated(obj, paths)
     return (empty, why) if why else (obj, None)
+
+
+def _no_constant(name: str):
+    """NaN and Infinity are not JSON, and rec never writes them (rec.atomic.finite)."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def unreadable(paths: Paths, why: str) -> str:

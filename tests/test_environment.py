@@ -191,6 +191,8 @@ FOREIGN = {
     "an order beyond int64": json.dumps({"stages": {"train": {**ENTRY, "order": 10 ** 30}}}),
     "an infinite order": '{"stages": {"train": {"inputs": {}, "outputs": {}, "order": 1e999}}}',
     "a 5000-digit number": '{"stages": {"train": {"order": ' + "9" * 5000 + "}}}",
+    "a lone surrogate": json.dumps({"stages": {"train": {**ENTRY, "command": "\ud800"}}}),
+    "NaN": json.dumps({"stages": {"train": {**ENTRY, "params": {"lr": float("nan")}}}}),
 }
 
 
@@ -353,3 +355,33 @@ def test_members_larger_than_a_file_can_be_or_than_their_header_are_refused(
     assert message in one_line_error(r, 1)
     assert not (tmp_path / "data" / "ml-1m").exists()
     assert not [p.name for p in (tmp_path / "data").iterdir() if p.name.startswith(".ml-1m")]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 64 KiB tmpfs (root only; skipped where mounting is not allowed)."""
+    import subprocess
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_while_saving_an_array_names_the_file(tiny_disk):
+    """numpy writes a real file with tofile, which reports a full disk as "100000 requested
+    and 8176 written" with no errno: save_npy goes through write(), which says ENOSPC."""
+    import numpy as np
+
+    from rec.atomic import save_npy
+    from rec.errors import environment_error
+
+    target = tiny_disk / "rating_users.npy"
+    with pytest.raises(OSError) as caught:
+        save_npy(target, np.arange(100_000))
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(target)
+    assert "No space left on device" in str(environment_error(caught.value))
+    assert list(tiny_disk.iterdir()) == []
