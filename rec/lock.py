@@ -13,6 +13,7 @@ the launching process holds it for them.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from pathlib import Path
@@ -53,7 +54,13 @@ def _acquire(path: Path) -> int:
     when its holder finishes, so a lock taken on a file already unlinked is retried on the
     current one (checked by inode): two writers never hold locks on two different files."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:  # never through a symlink: the lock file is rewritten, then removed
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            raise RecError(f"{path} is a symbolic link, not rec's lock file: remove it (rec "
+                           "writes and removes that file itself)", EXIT_USAGE) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             st = os.fstat(fd)

@@ -237,6 +237,14 @@ def test_top_and_candidates_are_capped_at_the_catalogue(world):
     assert similar.exit_code == 0 and len(similar.stdout.splitlines()) == n_movies - 1
 
 
+def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(world, tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("precious\n")
+    (world / "output" / ".lock").symlink_to(precious)
+    assert "is a symbolic link" in one_line_error(rec(world, "evaluate"), 2)
+    assert precious.read_text() == "precious\n" and (world / "output" / ".lock").is_symlink()
+
+
 def test_a_data_folder_left_halfway_by_a_killed_download_is_restored_by_preprocess(world):
     """Killed between the renames of `download --force`'s swap: data/synthetic is missing, its
     new copy (complete) and the previous one lie beside it. preprocess puts the new one back."""
