@@ -61,12 +61,20 @@ def _strip_top(members: list[tuple[zipfile.ZipInfo, tuple]]) -> int:
     return 1 if len(tops) == 1 and nested else 0
 
 
+READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+
+
 def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, archive: Path) -> None:
     """Write one member, counting bytes: refused past its header's size (at header + 1) or
     short of it."""
     def refuse(what: str) -> RecError:
         return RecError(f"refusing {archive}: member {info.filename!r} {what}")
 
+    if info.flag_bits & 0x1:
+        raise refuse("is encrypted: rec reads plain archives only")
+    if info.compress_type not in READABLE_METHODS:
+        raise refuse(f"uses compression method {info.compress_type}, which Python's zipfile "
+                     "cannot read (stored, deflate, bzip2 and lzma can be)")
     if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
         raise refuse(f"is stored as {info.compress_size:,} bytes but its header says "
                      f"{info.file_size:,} unpacked")
@@ -78,7 +86,8 @@ def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, archi
                 if written > info.file_size:
                     raise refuse(f"holds more than the {info.file_size:,} bytes its header says")
                 out.write(block)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError) as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, RuntimeError,
+            NotImplementedError, ValueError) as e:  # whatever else zipfile meets in a member
         raise RecError(f"{archive}: cannot extract {info.filename!r}: {e}") from None
     if written != info.file_size:
         raise refuse(f"holds {written:,} bytes, not the {info.file_size:,} its header says")
