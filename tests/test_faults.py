@@ -200,6 +200,18 @@ def test_time_split_without_validation_is_refused_and_duplicates_keep_the_latest
     assert sorted(values.tolist()) == [2.0, 4.0, 4.0, 5.0]  # user 1, movie 1: the latest, 5
 
 
+@pytest.mark.parametrize("file,line", [("users.dat", 1), ("ratings.dat", 1), ("movies.dat", 1)])
+def test_ids_beyond_int64_name_their_line_and_keep_the_dataset(world, file, line):
+    path = world / "data" / "synthetic" / file
+    rows = path.read_text(encoding="latin-1").splitlines(keepends=True)
+    rows[line - 1] = "9223372036854775808" + rows[line - 1][rows[line - 1].index("::"):]
+    path.write_text("".join(rows), encoding="latin-1")
+    before = snapshot(world / "output" / "dataset")
+    message = one_line_error(rec(world, "preprocess"), 1)
+    assert f"{file}:{line}: malformed line '9223372036854775808::" in message
+    assert snapshot(world / "output" / "dataset") == before
+
+
 @pytest.mark.parametrize("stars, negatives, kind", [(5.0, "0", "positive (1)"),
                                                      (1.0, "0", "negative (0)"),
                                                      (1.0, "4", "negative (0)")])

@@ -30,6 +30,7 @@ from rec.errors import RecError, UsageError
 
 CHUNK_BYTES = 1 << 22  # 4 MiB of text (~150k ratings lines): temporaries ~6x that
 _INT32 = np.iinfo(np.int32)
+_INT64 = np.iinfo(np.int64)  # np.fromstring saturates at its bounds
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,8 @@ def _decimals_as_integers(chunk: bytes, sep: bytes, n_lines: int, ncols: int,
         ints = np.fromstring(chunk.replace(sep, b" "), dtype=np.int64, sep=" ")
     except ValueError:
         return None
+    if ints.size and (ints.max() == _INT64.max or ints.min() == _INT64.min):
+        return None  # saturated: too large for int64
     if ints.size != n_lines * ncols:
         return None
     table = ints.reshape(n_lines, ncols).astype(np.float64)
@@ -145,6 +148,9 @@ def parse_chunk(path: Path, chunk: bytes, sep: bytes, ncols: int, expected: str,
                 else np.zeros(0, dtype=dtype)
         except ValueError:  # numpy 2.4 raises on unparsable text (older ones warned)
             flat = None
+    if flat is not None and dtype is np.int64 and flat.size and (
+            flat.max() == _INT64.max or flat.min() == _INT64.min):
+        flat = None  # numpy saturates what int64 cannot hold: name the line instead
     if flat is not None and flat.size == n_lines * ncols:
         return flat.reshape(n_lines, ncols)
     # Slow path: find and name the first line that is not `ncols` numbers.
@@ -154,7 +160,9 @@ def parse_chunk(path: Path, chunk: bytes, sep: bytes, ncols: int, expected: str,
         try:
             if len(parts) != ncols:
                 raise ValueError
-            [dtype(p) if dtype is not np.int64 else int(p) for p in parts]
+            values = [dtype(p) if dtype is not np.int64 else int(p) for p in parts]
+            if dtype is np.int64 and not all(_INT64.min < v < _INT64.max for v in values):
+                raise ValueError
         except ValueError:
             raise bad_line(path, i, line, expected) from None
     lines = text.splitlines()

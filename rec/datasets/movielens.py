@@ -83,6 +83,19 @@ def _read_lines(path: Path, encoding: str) -> list[str]:
     return text.splitlines()
 
 
+def is_id(text: str) -> bool:
+    """An id of the raw files: ASCII digits, small enough for the int64 arrays."""
+    return text.isascii() and text.isdigit() and int(text) < 2 ** 63
+
+
+def raw_id(text: str) -> int:
+    """is_id's value, or ValueError (the caller names the line)."""
+    text = text.strip()
+    if not is_id(text):
+        raise ValueError(text)
+    return int(text)
+
+
 def _fields(path: Path, sep: str, lines: list[str] | None = None):
     """(line number, line, its fields) of each non-blank line of `path` (or of `lines` read
     from it; by default it is read as latin-1)."""
@@ -106,7 +119,7 @@ def _title_genres_lines(path: Path, lines: list[str], sep: str,
                         no_genre: str | None = None) -> tuple[list, list, list]:
     ids, titles, genres = [], [], []
     for i, line, parts in _fields(path, sep, lines):
-        if len(parts) != 3 or not parts[0].strip().isdigit():
+        if len(parts) != 3 or not is_id(parts[0].strip()):
             raise bad_line(path, i, line, "movie_id::title::genre|genre")
         ids.append(int(parts[0]))
         titles.append(parts[1].strip())
@@ -127,7 +140,7 @@ def parse_ml1m(folder: Path) -> RawMovieLens:
         try:
             if len(parts) != 5 or parts[1] not in ("M", "F"):
                 raise ValueError
-            u, a, o = int(parts[0]), age_index[int(parts[2])], int(parts[3])
+            u, a, o = raw_id(parts[0]), age_index[int(parts[2])], int(parts[3])
             if not 0 <= o <= 20:
                 raise ValueError
         except (ValueError, KeyError):
@@ -197,7 +210,7 @@ def parse_ml100k(folder: Path) -> RawMovieLens:
         try:
             if len(parts) != 5 or parts[2] not in ("M", "F"):
                 raise ValueError
-            u, a = int(parts[0]), int(parts[1])
+            u, a = raw_id(parts[0]), int(parts[1])
         except ValueError:
             raise bad_line(users_path, i, line, "user|age|M|F|occupation|zip")
         if parts[3] not in occ_index:
@@ -211,7 +224,7 @@ def parse_ml100k(folder: Path) -> RawMovieLens:
     mids, titles, genres = [], [], []
     for i, line, parts in _fields(items_path, "|"):
         flags = parts[5:]
-        if len(parts) != 24 or not parts[0].isdigit() or any(f not in ("0", "1") for f in flags):
+        if len(parts) != 24 or not is_id(parts[0]) or any(f not in ("0", "1") for f in flags):
             raise bad_line(items_path, i, line, "movie|title|date||url|19 genre flags")
         mids.append(int(parts[0]))
         titles.append(parts[1].strip())
@@ -233,7 +246,7 @@ def parse_latest(folder: Path) -> RawMovieLens:
     for i, row in enumerate(reader, start=2):
         if not row:
             continue
-        if len(row) != 3 or not row[0].isdigit():
+        if len(row) != 3 or not is_id(row[0]):
             raise bad_line(movies_path, i, ",".join(row), "movieId,title,genres")
         mids.append(int(row[0]))
         titles.append(row[1].strip())
