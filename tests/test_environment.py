@@ -114,6 +114,29 @@ def test_a_file_where_a_folder_should_be_stops_each_writer(world, monkeypatch, s
     assert blocker.read_text() == "mine\n"
 
 
+# the folders each stage replaces whole (a file there was met only at the swap, after the work)
+SWAPPED = [(["preprocess"], "preprocess.parse_folder", "output/dataset"),
+           (["save-features"], "save_features.export", "output/features"),
+           (["export"], "export.export_all", "output/export"),
+           (["ctr-train", "--epochs", "1"], "ctr.train", "output/ctr/model"),
+           (["ctr-train", "--epochs", "1"], "ctr.train", "output/ctr/checkpoint"),
+           (["train", "--epochs", "1"], "train.train", "output/model/checkpoint")]
+
+
+@pytest.mark.parametrize("stage,work,folder", SWAPPED, ids=[w[2] for w in SWAPPED])
+def test_a_file_where_a_swapped_folder_should_be_stops_the_stage_before_its_work(
+        world, monkeypatch, stage, work, folder):
+    import shutil
+
+    never_reached(monkeypatch, work)
+    target = world / folder
+    if target.is_dir():
+        shutil.rmtree(target)
+    target.write_text("mine\n")
+    assert f"{target} is a file, not a folder" in one_line_error(rec(world, *stage), 2)
+    assert target.read_text() == "mine\n"
+
+
 def test_environment_errors_name_the_path_in_one_line(tmp_path):
     path = tmp_path / "output" / "model" / "eval.json"
     for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPIPE):

@@ -39,13 +39,19 @@ def _folders(ctx, writes: tuple[str, ...]) -> list:
 
 def preflight(paths: Paths, folders: list, into: tuple[str, ...]) -> None:
     """Before any work, the environment faults a writing command would meet late: each
-    folder it writes (`folders`, and `into`: Paths attributes such as model_dir) must take
+    folder it writes (`folders`, and `into`: Paths attributes such as model_dir or
+    ctr.checkpoint, the folders it replaces whole among them) must take
     a file (rec.atomic.check_writable), and manifest.json must not be a folder. One line
     (exit 1, or 2 for a file where a folder is needed), and nothing is changed."""
-    from rec.atomic import check_writable
+    from pathlib import Path
+
+    from rec.atomic import check_writable, swap_location
 
     try:
-        for folder in [*folders, *(getattr(paths, name) for name in into)]:
+        for folder in [*folders, *(functools.reduce(getattr, name.split("."), paths)
+                                   for name in into)]:
+            if os.path.islink(folder):  # written through (rec.atomic.swap_location)
+                folder = swap_location(Path(folder))
             check_writable(folder)
         if folders and paths.manifest.is_dir():
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(paths.manifest))

@@ -216,7 +216,8 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
     return metrics
 
 
-@guarded(writes=("output",), into=("ctr_dir",))
+@guarded(writes=("output",),
+         into=("ctr_dir", "ctr.best", "ctr.checkpoint", "ctr.staging.best"))
 @options_from(CtrParams)
 def command(ctx: typer.Context, params: CtrParams, device: Device = "cpu",
             resume: Resume = False, nproc: Nproc = 1, fmt: Format = "auto") -> None:

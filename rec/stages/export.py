@@ -73,7 +73,7 @@ def export_all(paths, to: str) -> dict:
             "output": str(folder)}
 
 
-@guarded(writes=("output",))
+@guarded(writes=("output",), into=("export_dir",))
 def command(
     ctx: typer.Context,
     to: str = typer.Option("paddle", "--to", help="paddle (Paddle Inference) or onnx "

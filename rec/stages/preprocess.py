@@ -304,7 +304,7 @@ def write_dataset(out_dir: Path, arrays: dict[str, np.ndarray], vocab: Vocab) ->
 # --- command ------------------------------------------------------------------------------
 
 
-@guarded(writes=("output",))
+@guarded(writes=("output",), into=("dataset_dir",))
 def command(
     ctx: typer.Context,
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset folder under the data "

@@ -55,7 +55,7 @@ def export(paths, device: str) -> dict:
             "max_abs_diff": max_diff, "output": str(paths.features_dir)}
 
 
-@guarded(writes=("output",))
+@guarded(writes=("output",), into=("features_dir",))
 def command(
     ctx: typer.Context,
     device: Device = "cpu",

@@ -205,7 +205,7 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
     return metrics
 
 
-@guarded(writes=("output",), into=("model_dir",))
+@guarded(writes=("output",), into=("model_dir", "model.checkpoint", "model.staging.best"))
 @options_from(TrainParams)
 def command(ctx: typer.Context, params: TrainParams, device: Device = "cpu",
             resume: Resume = False, nproc: Nproc = 1, fmt: Format = "auto") -> None:
