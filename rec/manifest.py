@@ -37,6 +37,14 @@ FOLDER_FILES = 10_000  # a folder fingerprint stops here: rec's folders hold a f
 TOO_MANY = "more-files-than-rec-writes"  # the fingerprint of a folder beyond FOLDER_FILES
 
 
+def file_fingerprint(f) -> str:
+    """`fingerprint` of an open file (binary, read from where it is to its end)."""
+    h = hashlib.blake2b(digest_size=12)
+    for block in iter(lambda: f.read(1 << 20), b""):
+        h.update(block)
+    return h.hexdigest()
+
+
 def fingerprint(path: Path) -> str | None:
     """Content hash of a file; for a folder, a hash over its files' names, sizes and mtimes
     (TOO_MANY past FOLDER_FILES files: a manifest naming / is not a reason to walk the disk);
@@ -46,9 +54,7 @@ def fingerprint(path: Path) -> str | None:
     try:
         if path.is_file():
             with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            return h.hexdigest()
+                return file_fingerprint(f)
         if not path.is_dir():
             return None
         files = []

@@ -138,12 +138,18 @@ def reading(path: Path, run: str) -> Iterator[None]:
         raise RecError(f"{path} is damaged ({type(e).__name__}: {e}): run `{run}` again")
 
 
-def read_json(path: Path, run: str, keys: tuple[str, ...] = ()) -> Any:
+def read_json(path: Path, run: str, keys: tuple[str, ...] = (), snapshot=None) -> Any:
     """A JSON object written by stage `run`, with at least `keys`; missing: exit 2, damaged:
-    exit 1, both naming `run`."""
-    require([path], run)
+    exit 1, both naming `run`. Read through `snapshot` (rec.snapshot.Snapshot of the
+    folder of `path`) when given."""
+    path = Path(path)
+    if snapshot is None:
+        require([path], run)
+    elif not snapshot.is_file(path.name):
+        raise UsageError(f"missing {path}: run `{run}` first")
     with reading(path, run):
-        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = path.read_bytes() if snapshot is None else snapshot.read_bytes(path.name)
+        obj = json.loads(data.decode("utf-8"))
         if not isinstance(obj, dict):
             raise ValueError(f"expected a JSON object, found {type(obj).__name__}")
         missing = [k for k in keys if k not in obj]

@@ -9,6 +9,7 @@ the training loop (rec/trainer.py) build on it.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -143,13 +144,14 @@ def describe_build() -> str:
             f"{paddle.device.cuda.device_count()} GPU(s)")
 
 
-def load_weights(model, path: Path) -> None:
-    """A saved state_dict into `model` (then in eval mode); a damaged file is one clear
-    error naming it, not a traceback."""
+def load_weights(model, path: Path | io.BytesIO, name: Path | None = None) -> None:
+    """A saved state_dict (a file, or its bytes already read: then `name` is the file's
+    path, for messages) into `model` (then in eval mode); a damaged file is one clear error
+    naming it, not a traceback."""
     try:
-        model.set_state_dict(paddle.load(str(path)))
+        model.set_state_dict(paddle.load(path if isinstance(path, io.BytesIO) else str(path)))
     except Exception as e:  # paddle raises many kinds
-        raise RecError(f"cannot load {path}: {e}")
+        raise RecError(f"cannot load {name or path}: {e}")
     model.eval()
 
 

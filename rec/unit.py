@@ -10,6 +10,7 @@ mixture however it arose (a copy by hand, an old rec, a half-restored backup).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -42,33 +43,40 @@ def seal(folder: Path, run_id: str, hashed: list[str], tagged: list[str]) -> Pat
     return path
 
 
-def listed(folder: Path) -> set[str]:
-    """The names of the files whose sha256 the unit records (none when UNIT is missing or
-    damaged: `check` says so)."""
+def listed(snapshot) -> set[str]:
+    """The names of the files whose sha256 the unit in `snapshot` (rec.snapshot.Snapshot)
+    records (none when UNIT is missing or damaged: `check` says so)."""
     try:
-        return set(json.loads((Path(folder) / UNIT).read_text(encoding="utf-8"))["sha256"])
+        return set(json.loads(snapshot.read_text(UNIT))["sha256"])
     except (OSError, ValueError, TypeError, KeyError):
         return set()
 
 
-def check(folder: Path, run: str, tagged: dict[str, object]) -> str:
-    """The unit's run id, if every file in `folder` belongs to it; else a one-line error (exit
-    2) naming `run`, the command that writes the unit again. `tagged` maps each JSON file's
-    name to the run id found in it."""
-    folder = Path(folder)
+def check(snapshot, run: str, tagged: dict[str, object], loaded: dict[str, bytes]) -> str:
+    """The unit's run id, if every file in the folder `snapshot` (rec.snapshot.Snapshot)
+    belongs to it; else a one-line error (exit 2) naming `run`, the command that writes the
+    unit again. `tagged` maps each JSON file's name to the run id found in it; `loaded` holds
+    the bytes of the files the reader has read (hashed as they were read, so what is checked
+    is what was loaded, not read twice); the other files are hashed through `snapshot`."""
+    folder = snapshot.path
 
     def refuse(why: str):
         raise UsageError(f"{folder} does not hold one complete run ({why}): run `{run}` again")
 
+    def digest_of(name: str) -> str | None:
+        if name in loaded:
+            return hashlib.sha256(loaded[name]).hexdigest()
+        return snapshot.sha256(name) if snapshot.is_file(name) else None
+
     try:
-        unit = json.loads((folder / UNIT).read_text(encoding="utf-8"))
+        unit = json.loads(snapshot.read_text(UNIT))
         run_id, digests = unit["run_id"], dict(unit["sha256"])
     except FileNotFoundError:
         refuse(f"no {UNIT}")
     except (ValueError, TypeError, KeyError):
         refuse(f"{UNIT} is damaged")
     for name, digest in digests.items():
-        if not (folder / name).is_file() or sha256(folder / name) != digest:
+        if digest_of(name) != digest:
             refuse(f"{name} is not the one written with the rest")
     for name, found in tagged.items():
         if found != run_id:

@@ -48,11 +48,12 @@ def assert_fold_in_gives_saved_vectors(trained: Path) -> None:
     (also used by tests/test_sampled.py)."""
     from rec.datasets.contract import TRAIN
     from rec.twotower.features import load_features
-    from rec.twotower.foldin import load_parts, user_vector
+    from rec.twotower.foldin import FOLD_IN, load_parts, user_vector
 
     ds = dataset(trained)
     feats = load_features(trained / "output" / "features")
-    parts = load_parts(trained / "output" / "features", len(feats.movie_ids))
+    parts = load_parts(trained / "output" / "features", len(feats.movie_ids),
+                       feats.extra[FOLD_IN])
     train = np.asarray(ds.split) == TRAIN
     for user in (0, 7, 123, ds.n_users - 1):
         mine = train & (np.asarray(ds.rating_users) == user)

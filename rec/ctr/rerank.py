@@ -6,6 +6,8 @@ rerank); `CtrRanker` is `rec recommend --rerank`'s scorer. Neither imports paddl
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 
 from rec.ctr.fields import MovieLensFields
@@ -13,8 +15,9 @@ from rec.ctr.forward import NumpyCtr
 from rec.datasets.contract import RELEVANT, VAL, is_dataset
 from rec.errors import UsageError
 from rec.metrics import ranking_metrics
-from rec.paths import read_json, reading, require
+from rec.paths import read_json, reading
 from rec.scoring import rerank_order, vector_scorer
+from rec.snapshot import read as read_snapshot
 
 
 def recall_rerank_metrics(ds, features, net: NumpyCtr, fields: MovieLensFields,
@@ -76,21 +79,30 @@ class CtrRanker:
 
     @classmethod
     def load(cls, paths, features, dataset) -> "CtrRanker":
+        """The model of output/ctr/model (its config and weights from the same ctr-train
+        run: rec.snapshot), for `features`' rows of `dataset` (the one the catalog read)."""
+        return read_snapshot(paths.ctr.best,
+                             lambda snapshot: cls._load(snapshot, paths, features, dataset))
+
+    @classmethod
+    def _load(cls, snapshot, paths, features, dataset) -> "CtrRanker":
         best = paths.ctr
         run = "rec ctr-train --data movielens"
-        config = read_json(best.config, run, keys=("features", "model"))
+        config = read_json(best.config, run, keys=("features", "model"), snapshot=snapshot)
         with reading(best.config, run):
             kind = config["features"].get("kind")
         if kind != "movielens":
             raise UsageError(f"{best.best} holds a CTR model for Criteo data, not MovieLens: "
                              "run `rec ctr-train --data movielens` first")
-        require([best.weights], "rec ctr-train --data movielens")
-        if not is_dataset(config.get("data_fingerprint"), paths):
+        if not snapshot.is_file(best.weights.name):
+            raise UsageError(f"missing {best.weights}: run `{run}` first")
+        if not is_dataset(config.get("data_fingerprint"), paths, dataset):
             raise UsageError("output/ctr was trained on another output/dataset: "
                              "run `rec ctr-train --data movielens` again")
         fields = MovieLensFields.from_dataset(dataset, config["features"].get("crosses", False))
         with reading(best.weights, run):
-            net = NumpyCtr.load(best.weights, config["model"])
+            with snapshot.open(best.weights.name) as f:
+                net = NumpyCtr.load(io.BytesIO(f.read()), config["model"])
         vocab = dataset.vocab
         u_index = {str(u): i for i, u in enumerate(vocab.user_ids)}
         m_index = {str(m): i for i, m in enumerate(vocab.movie_ids)}

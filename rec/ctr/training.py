@@ -14,10 +14,10 @@ import numpy as np
 from rec.atomic import atomic_dir, write_json
 from rec.ctr.sources import Arrays
 from rec.datasets import criteo
-from rec.errors import RecError
+from rec.errors import RecError, UsageError
 from rec.metrics import auc, logloss
 from rec.paths import (CONFIG, PARAMS, USER_VECTORS, WEIGHTS, TrainingFolder, optimizer_file,
-                       params_file, read_json, reading, require)
+                       params_file, read_json, reading)
 from rec.runtime import load_weights  # first: it quiets paddle's import-time warnings
 from rec.trainer import Epoch, Objective, Trainable
 
@@ -124,13 +124,25 @@ def export_npz(model, path: Path, rows: Arrays) -> float:
 
 def load_model(paths):
     """Rebuild the best model of output/ctr/model from its config.json alone; also return the
-    config and, for Criteo, the transform that turns raw lines into its inputs."""
+    config and, for Criteo, the transform that turns raw lines into its inputs. Every file
+    comes from the same ctr-train run (rec.snapshot: readers take no lock)."""
+    from rec.snapshot import read as read_snapshot
+
+    return read_snapshot(paths.ctr.best, lambda snapshot: _load_model(snapshot, paths))
+
+
+def _load_model(snapshot, paths):
+    import io
+
     best = paths.ctr
-    require([best.config, best.params], "rec ctr-train")
-    config = read_json(best.config, "rec ctr-train", keys=("model", "features"))
+    for path in (best.config, best.params):
+        if not snapshot.is_file(path.name):
+            raise UsageError(f"missing {path}: run `rec ctr-train` first")
+    config = read_json(best.config, "rec ctr-train", keys=("model", "features"),
+                       snapshot=snapshot)
     with reading(best.config, "rec ctr-train"):
         model = build(CtrConfig.from_json(config["model"]))
-    load_weights(model, best.params)
+    load_weights(model, io.BytesIO(snapshot.read_bytes(best.params.name)), best.params)
     transform = None
     with reading(best.config, "rec ctr-train"):
         features = config["features"]
@@ -138,9 +150,11 @@ def load_model(paths):
             t = features["transform"]
             transform = criteo.CriteoTransform(t["mode"], t["hash_size"], t["min_count"])
             if t["mode"] == "vocab":
-                require([best.categories], "rec ctr-train")
+                if not snapshot.is_file(best.categories.name):
+                    raise UsageError(f"missing {best.categories}: run `rec ctr-train` first")
                 with reading(best.categories, "rec ctr-train"):
-                    transform.vocab = criteo.CategoryVocab.load(best.categories)
+                    transform.vocab = criteo.CategoryVocab.load(
+                        io.BytesIO(snapshot.read_bytes(best.categories.name)))
     return model, config, transform
 
 

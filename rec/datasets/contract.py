@@ -23,15 +23,17 @@ Unknown demographic values (ml-latest-small has none at all) are index 0, labell
 
 from __future__ import annotations
 
+import io
+import json
 import re
-
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rec.errors import RecError, UsageError
-from rec.paths import SPLIT, VOCAB, Paths, read_json, reading, require
+from rec.paths import SPLIT, VOCAB, Paths, reading
+from rec.snapshot import read as read_snapshot
 
 FORMAT_VERSION = 1
 ARRAY_FILES = ["users.npy", "movie_genres.npy", "movie_titles.npy", "rating_users.npy",
@@ -99,6 +101,8 @@ class Dataset:
     rating_values: np.ndarray
     rating_times: np.ndarray
     split: np.ndarray
+    # (vocab.json's, split.npy's) rec.manifest fingerprints as read, for `is_dataset`
+    fingerprints: tuple[str, str] | None = None
 
     @property
     def n_users(self) -> int:
@@ -162,31 +166,59 @@ def dataset_identity(paths: Paths) -> str:
     return f"{fingerprint(paths.vocab)}-{fingerprint(paths.split)}"
 
 
-def is_dataset(recorded: str | None, paths: Paths) -> bool:
-    """Whether an artifact's recorded identity is output/dataset's. Artifacts written before
+def is_dataset(recorded: str | None, paths: Paths, dataset: "Dataset | None" = None) -> bool:
+    """Whether an artifact's recorded identity is output/dataset's: that of `dataset` as it
+    was read, when given (the folder may have been replaced since). Artifacts written before
     the identity covered vocab.json recorded the split's fingerprint alone: still accepted."""
     from rec.manifest import fingerprint
 
+    if dataset is not None and dataset.fingerprints is not None:
+        vocab, split = dataset.fingerprints
+        return recorded is not None and recorded in (f"{vocab}-{split}", split)
     return recorded is not None and recorded in (dataset_identity(paths), fingerprint(paths.split))
 
 
 def load_vocab(paths: Paths) -> Vocab:
-    obj = read_json(paths.vocab, "rec preprocess")
-    with reading(paths.vocab, "rec preprocess"):
-        return Vocab.from_json(obj)
+    return read_snapshot(paths.dataset_dir, lambda snapshot: _load_vocab(snapshot)[0])
+
+
+def _load_vocab(snapshot) -> tuple[Vocab, str]:
+    """vocab.json from the folder `snapshot`, and its fingerprint (rec.manifest)."""
+    from rec.manifest import file_fingerprint
+
+    path = snapshot.path / VOCAB
+    if not snapshot.is_file(VOCAB):
+        raise UsageError(f"missing {path}: run `rec preprocess` first")
+    with reading(path, "rec preprocess"):
+        data = snapshot.read_bytes(VOCAB)
+        obj = json.loads(data.decode("utf-8"))
+        if not isinstance(obj, dict):
+            raise ValueError(f"expected a JSON object, found {type(obj).__name__}")
+        return Vocab.from_json(obj), file_fingerprint(io.BytesIO(data))
 
 
 def load_dataset(paths: Paths, mmap: bool = False) -> Dataset:
-    """Read the whole contract back; exit 2 naming `rec preprocess` if anything is missing,
-    1 (naming it too) if a file is damaged or the files do not fit together."""
-    require(dataset_paths(paths), "rec preprocess")
-    vocab = load_vocab(paths)
-    mode = "r" if mmap else None
+    """Read the whole contract back, every file from the same preprocess run (rec.snapshot:
+    a preprocess that swaps the folder meanwhile makes it read the new one whole); exit 2
+    naming `rec preprocess` if anything is missing, 1 (naming it too) if a file is damaged
+    or the files do not fit together."""
+    return read_snapshot(paths.dataset_dir, lambda snapshot: _load_dataset(snapshot, mmap))
+
+
+def _load_dataset(snapshot, mmap: bool) -> Dataset:
+    from rec.manifest import file_fingerprint
+
+    folder = snapshot.path
+    for name in ALL_FILES:
+        if not snapshot.is_file(name):
+            raise UsageError(f"missing {folder / name}: run `rec preprocess` first")
+    vocab, vocab_fingerprint = _load_vocab(snapshot)
     arrays = {}
     for name in ARRAY_FILES:
-        with reading(paths.dataset_file(name), "rec preprocess"):
-            arrays[name[:-4]] = np.load(paths.dataset_file(name), mmap_mode=mode,
-                                        allow_pickle=False)
+        with reading(folder / name, "rec preprocess"):
+            arrays[name[:-4]] = snapshot.load_npy(name, mmap)
+    with snapshot.open(SPLIT) as f:
+        fingerprints = vocab_fingerprint, file_fingerprint(f)
     expected = {"users": len(vocab.user_ids), "movie_genres": len(vocab.movie_ids),
                 "movie_titles": len(vocab.movie_ids)}
     n_ratings = len(arrays["rating_users"])
@@ -195,7 +227,7 @@ def load_dataset(paths: Paths, mmap: bool = False) -> Dataset:
     for key, rows in expected.items():
         found = arrays[key].shape[0] if arrays[key].ndim else 0
         if found != rows:
-            raise RecError(f"{paths.dataset_file(key + '.npy')} does not fit the rest of "
-                           f"{paths.dataset_dir} ({found} rows, expected {rows}): run "
+            raise RecError(f"{folder / (key + '.npy')} does not fit the rest of "
+                           f"{folder} ({found} rows, expected {rows}): run "
                            "`rec preprocess` again")
-    return Dataset(vocab=vocab, **arrays)
+    return Dataset(vocab=vocab, **arrays, fingerprints=fingerprints)

@@ -120,7 +120,7 @@ def movielens_rows(model, config: dict, paths, path: str, batch: int) -> Iterato
     from rec.datasets.contract import is_dataset, load_dataset
 
     ds = load_dataset(paths, mmap=True)
-    if not is_dataset(config.get("data_fingerprint"), paths):
+    if not is_dataset(config.get("data_fingerprint"), paths, ds):
         raise UsageError("output/ctr was trained on another output/dataset: "
                          "run `rec ctr-train --data movielens` again")
     fields = MovieLensFields.from_dataset(ds, config["features"].get("crosses", False))

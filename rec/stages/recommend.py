@@ -92,7 +92,7 @@ def load_catalog(ctx: typer.Context):
     features = load_features(paths.features_dir)  # first: missing vectors is the likely error
     dataset = load_dataset(paths, mmap=True)
     saved_from = features.scoring.get("dataset_fingerprint")
-    if saved_from is not None and not is_dataset(saved_from, paths):
+    if saved_from is not None and not is_dataset(saved_from, paths, dataset):
         raise UsageError("output/features was saved from another output/dataset (preprocess "
                          "ran since): run `rec save-features` again")
     return build_catalog(features, dataset)
@@ -263,7 +263,8 @@ def fold_in_user(ctx: typer.Context, cat, rated: Optional[str], like: list[str],
         by_movie[find_movie(cat, query)] = value  # the last rating of a movie counts
     movies = np.fromiter(by_movie, np.int64, len(by_movie))
     ratings = np.array(list(by_movie.values()), np.float32)
-    parts = foldin.load_parts(get_paths(ctx).features_dir, cat.n_movies)
+    parts = foldin.load_parts(get_paths(ctx).features_dir, cat.n_movies,
+                             cat.features.extra.get(foldin.FOLD_IN))
     ages = {str(code): i + 1 for i, code in enumerate(ML1M_AGES)}
     occupations = {str(code): code + 1 for code in range(len(cat.occupation_labels) - 1)}
     g = foldin.demographic_index("gender", gender, cat.gender_labels, {})
@@ -274,12 +275,11 @@ def fold_in_user(ctx: typer.Context, cat, rated: Optional[str], like: list[str],
 
 
 def load_ranker(ctx: typer.Context, cat):
-    """The MovieLens CTR model of output/ctr in numpy (recommend never imports paddle)."""
+    """The MovieLens CTR model of output/ctr in numpy (recommend never imports paddle), for
+    the dataset the catalog was built from."""
     from rec.ctr.rerank import CtrRanker
-    from rec.datasets.contract import load_dataset
 
-    paths = get_paths(ctx)
-    return CtrRanker.load(paths, cat.features, load_dataset(paths, mmap=True))
+    return CtrRanker.load(get_paths(ctx), cat.features, cat.dataset)
 
 
 @guarded

@@ -25,7 +25,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,9 @@ from rec.errors import RecError, UsageError
 from rec.paths import (MOVIE_MATRIX, MOVIE_VECTORS, SCORING, USER_MATRIX, USER_VECTORS,
                        VECTOR_IDS)
 from rec.scoring import MATCHES
+from rec.snapshot import npy_bytes
+from rec.snapshot import read as read_snapshot
+from rec.twotower.foldin import FOLD_IN
 
 _ALLOWED_GLOBALS = {
     ("numpy", "ndarray"), ("numpy", "dtype"),
@@ -57,8 +60,11 @@ class RestrictedUnpickler(pickle.Unpickler):
                                      "and numpy arrays are allowed")
 
 
-def safe_load_pickle(path: Path):
+def safe_load_pickle(path: Path, data: bytes | None = None):
+    """The pickle at `path` (or its bytes `data`, already read), restricted as above."""
     try:
+        if data is not None:
+            return RestrictedUnpickler(io.BytesIO(data)).load()
         with open(path, "rb") as f:
             return RestrictedUnpickler(io.BufferedReader(f)).load()
     except pickle.UnpicklingError as e:
@@ -74,6 +80,9 @@ class Features:
     movie_ids: list[str]
     movies: np.ndarray  # float32 (M, D)
     scoring: dict
+    # the unit's other files as read with the vectors ({name: bytes}: FOLD_IN), so that a
+    # later use reads the same run's, not the folder a save-features put there since
+    extra: dict[str, bytes] = field(default_factory=dict)
 
     def user_row(self) -> dict[str, int]:
         return {u: i for i, u in enumerate(self.user_ids)}
@@ -132,18 +141,24 @@ def _as_matrix(path: Path, table) -> tuple[list[str], np.ndarray]:
     return [str(i) for i in ids], matrix
 
 
-def _load_matrices(folder: Path):
-    """(user ids, user matrix, movie ids, movie matrix) from the .npy matrices and their ids;
-    a damaged file is a RecError naming it."""
+def _load_matrices(snapshot, loaded: dict[str, bytes]):
+    """(user ids, user matrix, movie ids, movie matrix) from the .npy matrices and their ids,
+    each file's bytes kept in `loaded` (for the unit's check); a damaged file is a RecError
+    naming it."""
+    folder = snapshot.path
     try:
-        ids = json.loads((folder / VECTOR_IDS).read_text(encoding="utf-8"))
+        loaded[VECTOR_IDS] = snapshot.read_bytes(VECTOR_IDS)
+        ids = json.loads(loaded[VECTOR_IDS].decode("utf-8"))
         user_ids, movie_ids = [str(i) for i in ids["users"]], [str(i) for i in ids["movies"]]
+    except FileNotFoundError:
+        raise
     except (OSError, ValueError, KeyError, TypeError):
         raise RecError(f"{folder / VECTOR_IDS}: not a valid list of ids")
     found = [user_ids, None, movie_ids, None]
     for at, name, n in ((1, USER_MATRIX, len(user_ids)), (3, MOVIE_MATRIX, len(movie_ids))):
+        loaded[name] = snapshot.read_bytes(name)  # vanished mid-swap: rec.snapshot retries
         try:
-            matrix = np.load(folder / name, allow_pickle=False)
+            matrix = npy_bytes(loaded[name])
         except (OSError, ValueError) as e:
             raise RecError(f"{folder / name}: not a valid matrix ({e})")
         if matrix.ndim != 2 or len(matrix) != n or not n or matrix.dtype != np.float32:
@@ -154,21 +169,31 @@ def _load_matrices(folder: Path):
 
 
 def load_features(folder: Path) -> Features:
-    folder = Path(folder)
+    """The vectors of `folder`, every file from the same save-features run: read through
+    one directory descriptor, checked against the unit as read, and read again whole when a
+    save-features swapped the folder meanwhile (rec.snapshot)."""
+    return read_snapshot(folder, _load_features)
+
+
+def _load_features(snapshot) -> Features:
+    folder = snapshot.path
     for name in (USER_VECTORS, MOVIE_VECTORS, SCORING):
-        if not (folder / name).exists():
+        if not snapshot.is_file(name):
             raise UsageError(f"missing {folder / name}: run `rec save-features` first")
+    loaded: dict[str, bytes] = {}
     # the matrices when the unit vouches for them; else (written before them, or by hand)
     # the pickles
-    if {USER_MATRIX, MOVIE_MATRIX, VECTOR_IDS} <= unit.listed(folder):
-        user_ids, users, movie_ids, movies = _load_matrices(folder)
+    if {USER_MATRIX, MOVIE_MATRIX, VECTOR_IDS} <= unit.listed(snapshot):
+        user_ids, users, movie_ids, movies = _load_matrices(snapshot, loaded)
     else:
-        user_ids, users = _as_matrix(folder / USER_VECTORS,
-                                     safe_load_pickle(folder / USER_VECTORS))
-        movie_ids, movies = _as_matrix(folder / MOVIE_VECTORS,
-                                       safe_load_pickle(folder / MOVIE_VECTORS))
+        tables = []
+        for name in (USER_VECTORS, MOVIE_VECTORS):
+            loaded[name] = snapshot.read_bytes(name)
+            tables.append(_as_matrix(folder / name, safe_load_pickle(folder / name,
+                                                                     loaded[name])))
+        (user_ids, users), (movie_ids, movies) = tables
     try:
-        scoring = json.loads((folder / SCORING).read_text())
+        scoring = json.loads(snapshot.read_text(SCORING))
         assert scoring["match"] in MATCHES
         if scoring["match"] == "softmax":
             split = int(scoring["split"])
@@ -179,8 +204,10 @@ def load_features(folder: Path) -> Features:
             assert float(scoring["scale"])
     except (ValueError, KeyError, AssertionError, TypeError):
         raise RecError(f"{folder / SCORING}: not a valid scoring description")
-    unit.check(folder, "rec save-features", {SCORING: scoring.get("run_id")})
+    extra = {FOLD_IN: snapshot.read_bytes(FOLD_IN)} if snapshot.is_file(FOLD_IN) else {}
+    unit.check(snapshot, "rec save-features", {SCORING: scoring.get("run_id")},
+               {**loaded, **extra})
     if users.shape[1] != movies.shape[1]:
         raise RecError(f"{folder}: user vectors have {users.shape[1]} components, "
                        f"movie vectors {movies.shape[1]}")
-    return Features(user_ids, users, movie_ids, movies, scoring)
+    return Features(user_ids, users, movie_ids, movies, scoring, extra)

@@ -31,14 +31,18 @@ def parts_file(parts: dict) -> dict[str, bytes]:
     return {FOLD_IN: buffer.getvalue()}
 
 
-def load_parts(folder: Path, n_movies: int) -> dict:
+def load_parts(folder: Path, n_movies: int, data: bytes | None) -> dict:
+    """The fold-in pieces from `data`, the bytes of `folder`'s FOLD_IN as load_features read
+    them with the vectors (Features.extra; None: the folder has none)."""
+    import io
+
     path = Path(folder) / FOLD_IN
-    if not path.exists():
+    if data is None:
         raise UsageError("a new user needs the default model's fold-in file "
                          f"({path} is missing): run `rec train` (without --match) and "
                          "`rec save-features`")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
             parts = {k: np.asarray(z[k], np.float32) for k in KEYS}
     except (OSError, ValueError, KeyError) as e:
         raise RecError(f"{path} is damaged ({e}): run `rec save-features` again")

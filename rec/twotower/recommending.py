@@ -64,6 +64,7 @@ class Catalog:
     rating_train: np.ndarray  # (R,) bool: training (or a held-out user's given) rating
     movie_mean: np.ndarray  # (M,) mean rating shrunk towards the global mean
     global_mean: float
+    dataset: Dataset | None = None  # what it was built from (--rerank's CTR model reads it)
 
     @property
     def n_movies(self) -> int:
@@ -148,7 +149,7 @@ def build_catalog(features: Features, dataset: Dataset) -> Catalog:
         has_demographics=bool(vocab.has_demographics),
         rating_user=r_user, rating_movie=r_movie, rating_value=r_value, rating_train=r_train,
         movie_mean=movie_mean,
-        global_mean=global_mean)
+        global_mean=global_mean, dataset=dataset)
 
 
 # --- looking things up ----------------------------------------------------------------------

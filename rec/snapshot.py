@@ -1,0 +1,147 @@
+"""Reading a folder that a writer swaps in whole (rec.atomic.atomic_dir) while its readers take
+no lock (rec.lock): output/features, output/dataset, output/ctr/model.
+
+Opened by name one after the other, the files of such a folder can come from two runs: a
+swap between two opens gives the new folder's second file beside the old one's first (a
+silent mixture), the folder is missing for the instant between the swap's two renames, and
+the old folder's files vanish when it is removed after the swap. So a reader opens the
+folder once (`Snapshot`: a directory descriptor) and every file relative to it: all come
+from that one folder, even once it is renamed aside. What a swap can still do is remove the
+old folder's files under the reader (FileNotFoundError), or leave no folder at the name for
+an instant: `read` then reads the whole folder again, from the one now in place.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import stat
+import time
+from pathlib import Path
+from typing import BinaryIO, Callable, TypeVar
+
+import numpy as np
+
+from rec.errors import RecError
+
+T = TypeVar("T")
+TRIES = 10  # a swap takes milliseconds: this many reads span about a quarter of a second
+PAUSE = 0.005  # seconds before the second try, growing by as much each time
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+class Snapshot:
+    """The folder at `path` as it is when opened: files read through it come from that
+    folder. A missing folder (or not a folder) reads as one with no files in it, so the
+    reader's own message names the file it needs."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        try:
+            self.fd: int | None = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            self.fd, self.identity = None, None
+        else:
+            self.identity = _identity(os.fstat(self.fd))
+
+    def __enter__(self) -> "Snapshot":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def open(self, name: str) -> BinaryIO:
+        """`name` in the folder, opened for reading (binary)."""
+        if self.fd is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(self.path / name))
+        try:
+            fd = os.open(name, os.O_RDONLY, dir_fd=self.fd)
+        except OSError as e:
+            e.filename = str(self.path / name)  # the full path in messages, not the bare name
+            raise
+        return os.fdopen(fd, "rb")
+
+    def is_file(self, name: str) -> bool:
+        if self.fd is None:
+            return False
+        try:
+            return stat.S_ISREG(os.stat(name, dir_fd=self.fd).st_mode)
+        except OSError:
+            return False
+
+    def read_bytes(self, name: str) -> bytes:
+        with self.open(name) as f:
+            return f.read()
+
+    def read_text(self, name: str) -> str:
+        return self.read_bytes(name).decode("utf-8")
+
+    def sha256(self, name: str) -> str:
+        """The sha256 of `name`, read in blocks (not kept in memory)."""
+        h = hashlib.sha256()
+        with self.open(name) as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+
+    def load_npy(self, name: str, mmap: bool = False) -> np.ndarray:
+        """A .npy file of the folder (no pickles); with `mmap`, mapped read-only rather than
+        read (np.load cannot map an open file, np.memmap can)."""
+        with self.open(name) as f:
+            if not mmap:
+                return np.load(f, allow_pickle=False)
+            version = np.lib.format.read_magic(f)
+            header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                      else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = header(f)
+            if dtype.hasobject:
+                raise ValueError("the array holds Python objects (pickles are not read)")
+            if not int(np.prod(shape)) * dtype.itemsize:  # nothing to map
+                return np.zeros(shape, dtype)
+            return np.memmap(f, dtype=dtype, mode="r", shape=shape,
+                             order="F" if fortran else "C", offset=f.tell())
+
+    def replaced(self) -> bool:
+        """Whether the name now holds another folder than the one read (a swap ran since),
+        or none while a swap's folders wait beside it (one is under way)."""
+        from rec import atomic
+
+        try:
+            now = _identity(os.stat(self.path))
+        except OSError:
+            now = None
+        return now != self.identity or (now is None and bool(atomic.leftovers(self.path)))
+
+
+def npy_bytes(data: bytes) -> np.ndarray:
+    """An array from the bytes of a .npy file already read (no pickles)."""
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def read(path: Path | str, load: Callable[[Snapshot], T], tries: int = TRIES) -> T:
+    """load(a Snapshot of `path`). When it fails (RecError or OSError) and a swap replaced
+    the folder meanwhile, or one is under way, the whole load runs again on the folder in
+    place, up to `tries` times; a failure the folder itself causes is raised at once."""
+    attempt = 1
+    while True:
+        with Snapshot(path) as snapshot:
+            try:
+                return load(snapshot)
+            except (RecError, OSError) as e:
+                if not snapshot.replaced():
+                    raise
+                if attempt >= tries:  # swapped again and again: not the reader's fault
+                    raise RecError(f"{path} was replaced {tries} times while being read (a "
+                                   "writing command is running): try again") from e
+        time.sleep(PAUSE * attempt)
+        attempt += 1
