@@ -137,6 +137,16 @@ def test_a_file_where_a_swapped_folder_should_be_stops_the_stage_before_its_work
     assert target.read_text() == "mine\n"
 
 
+@pytest.mark.parametrize("command", [["recommend", "1"], ["similar", "1"], ["status"],
+                                     ["ctr-predict", "-"]])
+def test_readers_given_a_file_for_the_output_folder_say_so(tmp_path, command):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("mine\n")
+    r = rec(None, "--output-dir", str(blocker), *command, input="")
+    assert one_line_error(r, 2) == (f"error: {blocker} is a file, not a folder: give "
+                                    f"--output-dir a folder")
+
+
 def test_environment_errors_name_the_path_in_one_line(tmp_path):
     path = tmp_path / "output" / "model" / "eval.json"
     for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPIPE):

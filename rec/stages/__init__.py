@@ -18,7 +18,8 @@ import sys
 import typer
 
 from rec.console import debug, error_line, is_verbose, resolve_format, set_header
-from rec.errors import EXIT_PIPE_CLOSED, ReaderGone, RecError, environment_error
+from rec.errors import (EXIT_PIPE_CLOSED, ReaderGone, RecError, UsageError,
+                        environment_error)
 from rec.paths import Paths
 
 
@@ -103,6 +104,12 @@ def guarded(fn=None, *, writes: tuple[str, ...] = (), into: tuple[str, ...] = ()
                 paths = get_paths(ctx)
                 debug(f"{name}: data folder {paths.data_dir}, output folder {paths.output_dir}, "
                       f"parameters {kwargs}")
+                if not writes:  # a reader would say "missing .../usr_feat.pkl: run ..."
+                    for folder, option in ((paths.output_dir, "--output-dir"),
+                                           (paths.data_dir, "--data-dir")):
+                        if os.path.lexists(folder) and not os.path.isdir(folder):
+                            raise UsageError(f"{folder} is a file, not a folder: give "
+                                             f"{option} a folder")
             folders = _folders(ctx, writes)
             with lock.hold_all(folders, name):
                 if ctx is not None:
