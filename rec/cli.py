@@ -193,4 +193,12 @@ def root(
 
 
 def main() -> None:
+    from rec import interrupts, lock
+
+    interrupts.signals_to_the_main_thread()
+
+    if lock.is_worker():  # started by paddle.distributed.launch: stop when it does
+        from rec.parent_death import worker_dies_with_launcher
+
+        worker_dies_with_launcher()
     app(prog_name="rec")  # also under `python -m rec`: usage lines, completion's _REC_COMPLETE

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import rec
+from rec import parent_death
 from rec.errors import RecError, UsageError
 
 PACKAGE_PARENT = Path(rec.__file__).resolve().parent.parent
@@ -62,6 +63,7 @@ def run_launcher(nproc: int, device: str, log_dir: Path, stage_args: list[str]) 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), env.get("PYTHONPATH")]))
     env.pop("PADDLE_TRAINERS_NUM", None)  # never nest inside another job's environment
+    env[parent_death.LAUNCHED_BY] = str(os.getpid())  # the workers check they are still ours
     # paddle warns about a missing ccache at every import: noise in every worker's log
     env["PYTHONWARNINGS"] = ",".join(filter(None, [
         env.get("PYTHONWARNINGS"), "ignore::UserWarning:paddle.utils.cpp_extension.extension_utils"]))
@@ -70,8 +72,11 @@ def run_launcher(nproc: int, device: str, log_dir: Path, stage_args: list[str]) 
     direct = _has_fileno()  # stream straight to our stderr: nothing reaches our stdout
     try:
         # The launcher and its workers get a process group of their own, so that stopping
-        # this command (Ctrl-C, kill) stops all of them, not just the launcher.
+        # this command (Ctrl-C, kill) stops all of them, not just the launcher; killed with
+        # SIGKILL, this command cannot: the kernel kills the launcher then, and each worker
+        # when the launcher ends (rec.parent_death).
         proc = subprocess.Popen(cmd, env=env, start_new_session=True, text=True,
+                                preexec_fn=parent_death.child_setup(signal.SIGKILL),
                                 stdout=sys.stderr.fileno() if direct else subprocess.PIPE,
                                 stderr=None if direct else subprocess.STDOUT)
     except OSError as e:

@@ -22,12 +22,11 @@ import numpy as np
 from rec.errors import RecError, UsageError
 from rec.paths import STATE
 
-warnings.filterwarnings("ignore", message=".*ccache.*")  # paddle's import-time noise
-import paddle  # noqa: E402
-
 from rec import interrupts  # noqa: E402
 
-interrupts.reinstall()  # paddle's import replaced rec's SIGTERM handler with its own
+warnings.filterwarnings("ignore", message=".*ccache.*")  # paddle's import-time noise
+with interrupts.held_during_import():  # paddle's import replaces rec's SIGTERM handler
+    import paddle  # noqa: E402
 
 GPU_HELP = ("this PaddlePaddle is a CPU-only build, so --device gpu cannot work. Install the "
             "CUDA build instead: `pip uninstall -y paddlepaddle && pip install paddlepaddle-gpu` "

@@ -100,3 +100,53 @@ def test_stopping_the_command_stops_the_launcher_and_its_workers(world):
     while alive() and time.time() < deadline:
         time.sleep(0.5)
     assert alive() == []
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_command_stops_the_launcher_and_its_workers(world):
+    """They used to train on for the whole run without the lock (the kernel frees it with
+    the holder), and a second train's model ended up beside the first one's metrics."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from rec import unit
+
+    out = world / "output"
+    cmd = [sys.executable, "-m", "rec", "--data-dir", str(world / "data"), "--output-dir",
+           str(out), "train", "--epochs", "300", "--patience", "300", "--nproc", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # only rec is killed, as by `kill -9 PID`
+    logs = out / "model" / "launch-logs"
+    deadline = time.time() + 90
+    while time.time() < deadline and "epoch 1" not in _text(logs / "workerlog.0"):
+        time.sleep(0.2)
+    assert proc.poll() is None, "finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+    def alive() -> list[str]:
+        return subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
+
+    deadline = time.time() + 5
+    while alive() and time.time() < deadline:
+        time.sleep(0.1)
+    assert alive() == []
+    result = rec(world, "train", "--epochs", "1", "--seed", "7", "--format", "json")
+    assert result.exit_code == 0, result.stderr  # the lock is free
+    time.sleep(3)  # nothing else writes the model any more
+    model = out / "model"
+    config, saved = json.loads((model / "config.json").read_text()), metrics(world)
+    assert saved == json.loads(result.stdout)
+    assert (saved["seed"], saved["processes"], saved["epochs_run"]) == (7, 1, 1)
+    assert (config["train"]["seed"], config["processes"]) == (7, 1)
+    assert config[unit.PARAMS_DIGEST] == unit.sha256(model / "model.pdparams")
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""

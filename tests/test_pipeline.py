@@ -104,9 +104,9 @@ def test_bin_pipeline_runs_every_stage_and_recommends(tmp_path):
 
 
 def test_a_stopped_run_lets_the_stage_stop_cleanly_then_kills_what_ignores_it(monkeypatch):
-    """Ctrl-C on a terminal reaches the stage too; a SIGTERM or SIGINT sent to
-    `rec pipeline` alone is passed on as SIGINT (the stage's own clean stop); a stage that
-    ignores it is killed after the grace period."""
+    """Ctrl-C on a terminal reaches the stage too, so SIGINT gives the stage a moment, then
+    is passed on (the stage's own clean stop); a stage that ignores it is killed after the
+    grace period. (SIGTERM is passed on at once: tests/test_signals.py.)"""
     from rec.stages import pipeline
 
     monkeypatch.setattr(pipeline, "GRACE_S", 1.0)

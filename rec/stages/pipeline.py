@@ -22,6 +22,7 @@ from typing import Optional
 import typer
 
 import rec
+from rec import interrupts, parent_death
 from rec.console import error_line, is_quiet, is_verbose, log
 from rec.datasets import registry
 from rec.errors import UsageError
@@ -55,10 +56,6 @@ def stage_commands(dataset: str, source: Optional[str], seed: Optional[int],
     ]
 
 
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def _real_file(stream) -> bool:
     try:
         stream.fileno()
@@ -70,7 +67,9 @@ def _real_file(stream) -> bool:
 def run_stage(global_args: list[str], args: list[str], show_stdout: bool = False) -> None:
     """Run `rec GLOBAL ARGS` to the end; its stderr is ours, its stdout ours or nothing.
     A failure ends this command with the stage's exit code (the stage said why). Ctrl-C or
-    SIGTERM lets the stage stop cleanly (its files complete or untouched), then stops."""
+    SIGTERM (rec.interrupts: raised here) lets the stage stop cleanly (its files complete
+    or untouched), then stops with the stage's 130 or 143. Killed with SIGKILL, this command
+    cannot stop the stage: the kernel sends it SIGTERM (rec.parent_death)."""
     log(f"== rec {' '.join(args)}")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))}  # this rec
@@ -81,17 +80,15 @@ def run_stage(global_args: list[str], args: list[str], show_stdout: bool = False
     sys.stdout.flush()
     sys.stderr.flush()
     proc = subprocess.Popen([sys.executable, "-m", "rec", *global_args, *args], env=env,
-                            stdout=out, stderr=err, text=True)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+                            stdout=out, stderr=err, text=True,
+                            preexec_fn=parent_death.child_setup())
     try:
         stdout, stderr = proc.communicate()
-    except KeyboardInterrupt:
-        _stop(proc)
-        if proc.returncode == 130:  # the stage said it was interrupted
-            raise typer.Exit(130)
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (rec.interrupts.Terminated)
+        _stop(proc, getattr(e, "signum", signal.SIGINT))
+        if proc.returncode == interrupts.exit_code(e):  # the stage said it was stopped
+            raise typer.Exit(proc.returncode)
+        raise  # one line from rec.stages.guarded
     sys.stdout.write(stdout or "")
     sys.stderr.write(stderr or "")
     if proc.returncode < 0:
@@ -101,10 +98,12 @@ def run_stage(global_args: list[str], args: list[str], show_stdout: bool = False
         raise typer.Exit(proc.returncode)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """Let the stage finish on its own (Ctrl-C on a terminal reached it too), else send it
-    SIGINT, and kill it only if it still runs after GRACE_S."""
-    for sig in (None, signal.SIGINT, signal.SIGKILL):
+def _stop(proc: subprocess.Popen, signum: int = signal.SIGINT) -> None:
+    """Pass the signal that stopped this command on to the stage, and kill it only if it
+    still runs after GRACE_S. SIGINT first gets a second for the stage to finish on its
+    own: Ctrl-C on a terminal reached it too (a second SIGINT would cut its clean-up)."""
+    first = (None, signal.SIGINT) if signum == signal.SIGINT else (signum,)
+    for sig in (*first, signal.SIGKILL):
         if sig is not None and proc.poll() is None:
             proc.send_signal(sig)
         try:
