@@ -3,9 +3,14 @@
 import errno
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+# A suite started in the background (`pytest ... &` in a script) inherits SIGINT ignored, and
+# so would every rec it starts: the tests that send SIGINT (Ctrl-C) need it handled as usual.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Import `rec` from this checkout even when it is not installed (plain `pytest` does not put
 # the repository root on sys.path).
