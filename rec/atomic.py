@@ -33,12 +33,18 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()
 DIR_MODE = 0o777 & ~_umask()
 
+
 def file_hash(path: Path | str, algorithm: str = "sha256") -> str:
     """The hex digest of a file's content (read in 1 MiB blocks)."""
-    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+        return stream_hash(f, algorithm)
+
+
+def stream_hash(f, algorithm: str = "sha256") -> str:
+    """The hex digest of what is left to read in the binary file `f` (1 MiB blocks)."""
+    h = hashlib.new(algorithm)
+    for block in iter(lambda: f.read(1 << 20), b""):
+        h.update(block)
     return h.hexdigest()
 
 

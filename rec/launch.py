@@ -102,13 +102,8 @@ def _descendants(pid: int) -> list[int]:
     launcher may start its workers in sessions of their own, out of its process group."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
+        if entry.isdigit() and (found := parent_death.proc_state(int(entry))) is not None:
+            children.setdefault(found[1], []).append(int(entry))
     found, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):
@@ -137,11 +132,8 @@ def _stop_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
 
 
 def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has stopped
-    except OSError:
-        return False
+    found = parent_death.proc_state(pid)
+    return found is not None and found[0] != "Z"  # a zombie has stopped
 
 
 def run_stage(paths, stage: str, params: dict, device: str, resume: bool, nproc: int,

@@ -55,12 +55,21 @@ def child_setup(sig: int = signal.SIGTERM) -> Optional[Callable[[], None]]:
     return setup
 
 
-def _parent_of(pid: int) -> Optional[int]:
+def proc_state(pid: int) -> Optional[tuple[str, int]]:
+    """(state letter, parent pid) of a process, from /proc/PID/stat; None if it is gone or
+    unreadable. The command name before them is in parentheses and may hold anything, so
+    the fields are read after its last ")"."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
+            state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
+        return state, int(ppid)
     except (OSError, IndexError, ValueError):
         return None
+
+
+def _parent_of(pid: int) -> Optional[int]:
+    found = proc_state(pid)
+    return None if found is None else found[1]
 
 
 def worker_dies_with_launcher(sig: int = signal.SIGKILL) -> None:

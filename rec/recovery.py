@@ -24,7 +24,7 @@ from pathlib import Path
 from rec import atomic, lock, unit
 from rec.console import log, warn
 from rec.errors import RecError
-from rec.paths import CONFIG, METRICS, Paths
+from rec.paths import CONFIG, METRICS, Paths, TrainingFolder
 
 
 def swapped_folders(paths: Paths) -> dict[Path, str]:
@@ -57,7 +57,7 @@ def recover(paths: Paths) -> None:
     for home in _temporary_homes(paths):
         atomic.sweep(home)
     if _metrics_behind(paths):
-        atomic.write_bytes(paths.ctr.metrics, (paths.ctr.best / METRICS).read_bytes())
+        copy_metrics_beside(paths.ctr)
         log(f"{paths.ctr.metrics} was left behind its model by a killed `rec ctr-train`: "
             "it now describes the model in place")
     if _publish_unfinished(paths):
@@ -65,6 +65,12 @@ def recover(paths: Paths) -> None:
         shutil.rmtree(paths.model.staging.best, ignore_errors=True)  # as publish does
         log(f"{paths.model.params} and {paths.model.config} were left halfway through their "
             f"replacement by a killed `rec train`: the run's best model is now in place")
+
+
+def copy_metrics_beside(folder: TrainingFolder) -> None:
+    """The copy of metrics.json inside a best folder of its own (output/ctr/model), copied
+    to the run's metrics.json: the last step of rec.trainer.publish, and its repair."""
+    atomic.write_bytes(folder.metrics, (folder.best / METRICS).read_bytes())
 
 
 def _metrics_behind(paths: Paths) -> bool:

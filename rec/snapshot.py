@@ -14,7 +14,6 @@ an instant: `read` then reads the whole folder again, from the one now in place.
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import os
 import stat
@@ -88,11 +87,10 @@ class Snapshot:
 
     def sha256(self, name: str) -> str:
         """The sha256 of `name`, read in blocks (not kept in memory)."""
-        h = hashlib.sha256()
+        from rec.atomic import stream_hash
+
         with self.open(name) as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
+            return stream_hash(f)
 
     def load_npy(self, name: str, mmap: bool = False) -> np.ndarray:
         """A .npy file of the folder (no pickles); with `mmap`, mapped read-only rather than

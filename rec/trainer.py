@@ -62,8 +62,8 @@ from typing import Any, Callable
 import numpy as np
 from rich.table import Table
 
-from rec import interrupts, runtime, unit
-from rec.atomic import atomic_dir, write_bytes, write_json
+from rec import interrupts, recovery, runtime, unit
+from rec.atomic import atomic_dir, write_json
 from rec.console import EpochDisplay, log
 from rec.errors import UsageError
 from rec.paths import CONFIG, METRICS, STATE, TrainingFolder
@@ -311,7 +311,7 @@ def publish(folder: TrainingFolder, metrics: dict) -> None:
         with atomic_dir(folder.best) as tmp:
             for path in sorted(p for p in staged.iterdir() if p.is_file()):
                 shutil.copyfile(path, tmp / path.name)
-        write_bytes(folder.metrics, (folder.best / METRICS).read_bytes())
+        recovery.copy_metrics_beside(folder)
     with interrupts.deferred():  # stopped midway, it would leave half a model staged
         shutil.rmtree(staged, ignore_errors=True)
 

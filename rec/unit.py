@@ -97,14 +97,14 @@ def check_digest(config: dict, path: Path, run: str) -> None:
 
 
 def publish_files(staged: Path, dest: Path, config: str = "config.json") -> None:
-    """Copy the files of `staged` into `dest`, each atomically, `config` (which names the
-    weights' digest) last: until it lands, check_digest refuses the weights beside the old
-    one. SIGINT and SIGTERM wait until all are copied (rec.interrupts); after a kill -9
-    midway, rec.recovery copies them again."""
+    """Copy the files of `staged` into `dest` with replace_together (a write error puts the
+    old files back), `config` (which names the weights' digest) last: until it lands,
+    check_digest refuses the weights beside the old one. SIGINT and SIGTERM wait until all
+    are copied (rec.interrupts); after a kill -9 midway, rec.recovery copies them again."""
     from rec.interrupts import deferred
 
     files = sorted(p for p in Path(staged).iterdir() if p.is_file())
-    with deferred():  # a write error puts the old files back (all old or all new)
+    with deferred():
         replace_together({Path(dest) / path.name: path
                           for path in sorted(files, key=lambda p: p.name == config)})
 

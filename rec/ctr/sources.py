@@ -101,18 +101,21 @@ class MovieLensSource:
     def _unrated(self, users: np.ndarray, rated: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
         """One uniformly drawn movie per entry of `users` that the user has not rated (keys
         user * n_movies + movie in the sorted `rated`); a draw that hits a rated movie is
-        redrawn up to 3 times, then dropped."""
+        redrawn up to 4 times, then dropped."""
         n_movies = self.ds.n_movies
         users = users.astype(np.int64)
+
+        def is_rated(movies: np.ndarray) -> np.ndarray:
+            keys = users * n_movies + movies
+            return rated[np.minimum(np.searchsorted(rated, keys), len(rated) - 1)] == keys
+
         movies = rng.integers(0, n_movies, size=len(users))
         for _ in range(4):
-            keys = users * n_movies + movies
-            hit = rated[np.minimum(np.searchsorted(rated, keys), len(rated) - 1)] == keys
+            hit = is_rated(movies)
             if not hit.any():
                 break
             movies[hit] = rng.integers(0, n_movies, size=int(hit.sum()))
-        keys = users * n_movies + movies
-        keep = rated[np.minimum(np.searchsorted(rated, keys), len(rated) - 1)] != keys
+        keep = ~is_rated(movies)
         return users[keep], movies[keep]
 
     def model_shape(self) -> dict:
