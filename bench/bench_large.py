@@ -157,8 +157,8 @@ def bench_train(data: Path, out: Path, env: dict, ratings: int, users: int) -> N
           f"wall, peak RSS {peak:6.0f} MiB")
     print(f"  {users_s:,.0f} users/s = {users_s * ratings / max(users, 1):,.0f} "
           f"ratings/s in the training steps; epoch with validation {train_s:.1f} s; "
-          f"val NDCG@10 {history.get('val_ndcg@10', float('nan')):.4f}, "
-          f"val RMSE {history.get('val_rmse', float('nan')):.4f}")
+          f"tune NDCG@10 {history.get('tune_ndcg@10', float('nan')):.4f}, "
+          f"tune RMSE {history.get('tune_rmse', float('nan')):.4f}")
 
 
 def main() -> None:

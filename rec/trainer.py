@@ -41,7 +41,7 @@ Use (rec/stages/train.py and rec/stages/ctr.py are whole examples):
     result = fit(FitSpec(run, folder, epochs, patience, seed, monitor, params, data_id, ...),
                  job, Objective([Trainable(net, optimizer, params_file, optimizer_file)],
                                 train_epoch, validate, save_best),
-                 state, resume, summarize=lambda r: {**r.summary("val_ndcg@10"), **r.speed()})
+                 state, resume, summarize=lambda r: {**r.summary("tune_ndcg@10"), **r.speed()})
 
 validate()'s keys name the columns of the table (FitSpec.columns), the monitored metric
 (Monitor.key) and the metrics that must be finite (FitSpec.finite). A row of history.json is
@@ -74,9 +74,9 @@ from rec.runtime import Job
 class Monitor:
     """The validation metric that picks the best epoch and drives early stopping."""
 
-    key: str  # in validate()'s dict, e.g. "val_rmse", "auc", "val_ndcg@10"
+    key: str  # in validate()'s dict, e.g. "tune_rmse", "auc", "tune_ndcg@10"
     bigger_is_better: bool
-    label: str  # for people, e.g. "val RMSE"
+    label: str  # for people, e.g. "tune RMSE"
     state_key: str  # its best value's key in state.json, e.g. "best_rmse"
     min_delta: float = 1e-4  # a change smaller than this is no improvement
 

@@ -143,7 +143,7 @@ def test_preprocess_missing_dataset(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--split", "user"], "error: unknown --split 'user': choose random, time or users"),
+    (["--split", "user"], "error: unknown --split 'user': choose random, time, time-user or users"),
     (["--val-ratio", "0"], "error: --val-ratio must be between 0 and 1 (got 0.0)"),
     (["--val-ratio", "1"], "error: --val-ratio must be between 0 and 1 (got 1.0)"),
     (["--val-ratio", "1.5"], "error: --val-ratio must be between 0 and 1 (got 1.5)"),
@@ -236,6 +236,7 @@ def test_preprocess_time_split(synthetic):
     users, times = np.load(ds / "rating_users.npy"), np.load(ds / "rating_times.npy")
     split = np.load(ds / "split.npy")
     assert int(split.sum()) == out["validation"]
+    assert times[split == 1].min() > times[split == 0].max()  # one global cutoff
     for u in np.unique(users):
         mine = users == u
         val, train = times[mine & (split == 1)], times[mine & (split == 0)]

@@ -37,8 +37,8 @@ def test_two_processes_match_one(world, tmp_path):
     assert out["processes"] == 2 and out["epochs_run"] == 3
     # not bit-identical (each process draws its own dropout masks and averages its own share
     # of the rating loss), but the same training: within 3 % after 3 epochs
-    assert abs(out["val_rmse"] - metrics(single)["val_rmse"]) < 0.03 * metrics(single)["val_rmse"]
-    assert abs(out["val_ndcg@10"] - metrics(single)["val_ndcg@10"]) < 0.03 * metrics(single)["val_ndcg@10"]
+    assert abs(out["tune_rmse"] - metrics(single)["tune_rmse"]) < 0.03 * metrics(single)["tune_rmse"]
+    assert abs(out["tune_ndcg@10"] - metrics(single)["tune_ndcg@10"]) < 0.03 * metrics(single)["tune_ndcg@10"]
     logs = world / "output" / "model" / "launch-logs"
     assert (logs / "workerlog.0").exists() and (logs / "workerlog.1").exists()
     # resume works under the launcher too

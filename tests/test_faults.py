@@ -189,10 +189,10 @@ def test_an_empty_ratings_file_keeps_the_previous_dataset(world):
 def test_time_split_without_validation_is_refused_and_duplicates_keep_the_latest(world):
     ratings = world / "data" / "synthetic" / "ratings.dat"
     ratings.write_text("1::1::3::100\n2::2::4::100\n")
-    assert "single rating" in one_line_error(rec(world, "preprocess", "--split", "time"), 2)
+    assert "single rating" in one_line_error(rec(world, "preprocess", "--split", "time-user"), 2)
     ratings.write_text("1::1::1::200\n1::1::5::300\n1::2::4::100\n1::1::2::250\n"
                        "2::2::4::100\n2::3::2::110\n")
-    result = rec(world, "preprocess", "--split", "time", "--format", "json")
+    result = rec(world, "preprocess", "--split", "time-user", "--format", "json")
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["duplicate_ratings"] == 2 and summary["ratings"] == 4

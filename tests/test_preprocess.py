@@ -115,13 +115,26 @@ def test_ml1m_arrays_and_vocab():
                       "title_words": 9}
 
 
-def test_ml1m_time_split_on_fixture():
-    arrays, vocab, report = built(FIXTURES / "ml1m_five_lines", "time", 0.5)
+def test_ml1m_per_user_time_split_on_fixture():
+    arrays, vocab, report = built(FIXTURES / "ml1m_five_lines", "time-user", 0.5)
     # user 1 has two ratings: its later one (row 0, 978300760 > 978300275) is validation;
     # users 2, 3 and 5 have one rating each and keep it for training
     assert arrays["split.npy"].tolist() == [1, 0, 0, 0, 0]
-    assert vocab.split == {"method": "time", "val_ratio": 0.5, "seed": None}
+    assert vocab.split == {"method": "time-user", "val_ratio": 0.5, "seed": None}
     assert (report["train"], report["validation"]) == (4, 1)
+
+
+def test_global_time_split_puts_no_training_rating_after_a_validation_one():
+    from rec.datasets.splits import global_time_split
+
+    times = np.array([5, 1, 9, 3, 9, 7, 2, 8, 4, 6])
+    split = global_time_split(times, 0.3)
+    assert split.tolist() == [0, 0, 1, 0, 1, 0, 0, 1, 0, 0]  # 8, 9, 9: the latest three
+    assert times[split == 0].max() < times[split == 1].min()
+    # a tie at the cutoff stays in training: never one second split in two
+    split = global_time_split(np.array([1, 2, 3, 3, 3]), 0.4)
+    assert split.tolist() == [0, 0, 0, 0, 0]
+    assert global_time_split(np.array([1, 2, 3, 4]), 0.5).tolist() == [0, 0, 1, 1]
 
 
 def test_title_words():

@@ -62,7 +62,7 @@ def test_sampled_resume_retraces_an_uninterrupted_run(world, tmp_path, forced):
     b = json.loads((other / "output" / "model" / "history.json").read_text())
     assert [h["epoch"] for h in b] == [1, 2, 3]
     for ha, hb in zip(a, b):
-        for key in ("val_rmse", "val_ndcg@10", "pick_loss", "rating_loss"):
+        for key in ("tune_rmse", "tune_ndcg@10", "pick_loss", "rating_loss"):
             assert abs(ha[key] - hb[key]) < 1e-6, key
 
 

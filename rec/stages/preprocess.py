@@ -24,6 +24,9 @@ from rec.datasets.contract import (ARRAY_FILES, GENDERS, GENRES, GIVEN, TRAIN, V
                                    dataset_paths)
 from rec.datasets.movielens import YEAR_RE, RawMovieLens, parse_folder
 from rec.datasets.registry import MARKER
+from rec.datasets.splits import (GIVEN_RATIO, SPLITS, check_parts, global_time_split,  # noqa: F401
+                                 latest_only, make_split, random_split, time_split,
+                                 user_time_split, users_split)
 from rec.errors import UsageError
 from rec.paths import VOCAB
 from rec.stages import get_paths, guarded
@@ -32,8 +35,6 @@ from rec.stages.options import SEED_RANGE, Format
 HELP = "Parse a downloaded dataset into .npy arrays in output/dataset/, with a saved split."
 MAX_TITLE_WORDS = 15
 WORD_RE = re.compile(r"(?:[^\W_]|')+")  # letters (any script), digits, apostrophes
-SPLITS = ("random", "time", "users")
-GIVEN_RATIO = 0.8  # --split users: share of a held-out user's ratings that are given
 
 
 # --- pure functions -----------------------------------------------------------------------
@@ -94,110 +95,6 @@ def map_ratings(raw: RawMovieLens, reuse: bool = False) -> tuple[np.ndarray, np.
     return users, movies, keep, report, examples
 
 
-def random_split(n: int, val_ratio: float, seed: int) -> np.ndarray:
-    """Mask with round(n * val_ratio) validation rows drawn uniformly (seeded)."""
-    split = np.full(n, TRAIN, dtype=np.uint8)
-    # The same permutation as rng.permutation(n), in int32 where it fits (half the memory).
-    perm = np.arange(n, dtype=np.int32 if n <= np.iinfo(np.int32).max else np.int64)
-    np.random.default_rng(seed).shuffle(perm)
-    split[perm[: int(round(n * val_ratio))]] = VAL
-    return split
-
-
-def time_split(users: np.ndarray, times: np.ndarray, val_ratio: float) -> np.ndarray:
-    """Per user, the latest round(count * val_ratio) ratings (at least one, if the user has
-    two or more, and never all of them) go to validation. Ties in time keep file order."""
-    n = len(users)
-    split = np.full(n, TRAIN, dtype=np.uint8)
-    if not n:
-        return split
-    order = np.lexsort((times, users))  # by user, then time; stable, so ties keep file order
-    lo, hi = int(users.min()), int(users.max())
-    if lo >= 0 and hi <= max(1 << 20, n // 8):  # dense indices: count them, no sorted copy
-        counts = np.zeros(hi + 1, dtype=np.int64)
-        for s in range(0, n, MAP_STEP):  # in slices: bincount makes an int64 copy
-            counts += np.bincount(users[s:s + MAP_STEP], minlength=hi + 1)
-        counts = counts[counts > 0]
-        starts = np.r_[0, np.cumsum(counts)[:-1]]
-    else:
-        u_sorted = users[order]
-        starts = np.flatnonzero(np.r_[True, u_sorted[1:] != u_sorted[:-1]])
-        del u_sorted
-        counts = np.diff(np.r_[starts, n])
-    n_val = np.where(counts >= 2, np.maximum(1, np.rint(counts * val_ratio)), 0).astype(np.int64)
-    n_val = np.minimum(n_val, counts - 1)  # every user keeps at least one training rating
-    # Each user's last n_val positions in sorted order: +1 where the run starts, -1 after it.
-    ends = starts + counts
-    edges = np.zeros(n + 1, dtype=np.int8)
-    edges[(ends - n_val)[n_val > 0]] += 1
-    edges[ends[n_val > 0]] -= 1
-    np.cumsum(edges, out=edges)  # 1 inside the runs, 0 elsewhere
-    split[order[edges[:n].view(bool)]] = VAL
-    return split
-
-
-def users_split(users: np.ndarray, val_ratio: float, seed: int,
-                given_ratio: float = GIVEN_RATIO) -> np.ndarray:
-    """Strong generalisation: a seeded round(val_ratio * eligible) of the users with two or
-    more ratings are held out entirely; of each one's ratings a seeded round(count *
-    given_ratio) (at least one, never all) are GIVEN, the rest VAL (to predict). Every
-    other rating is TRAIN. A function of the seed and the ratings' users alone."""
-    n = len(users)
-    split = np.full(n, TRAIN, dtype=np.uint8)
-    if not n:
-        return split
-    counts = np.bincount(users)
-    eligible = np.flatnonzero(counts >= 2)
-    rng = np.random.default_rng(seed)
-    held = np.sort(rng.permutation(eligible)[: int(round(len(eligible) * val_ratio))])
-    rows = np.flatnonzero(np.isin(users, held))
-    # within each held-out user, a seeded random order: rank < n_given is given
-    keys = rng.random(len(rows))
-    order = rows[np.lexsort((keys, users[rows]))]
-    u_sorted = users[order]
-    starts = np.searchsorted(u_sorted, held)
-    rank = np.arange(len(order)) - np.repeat(starts, counts[held])
-    n_given = np.clip(np.rint(counts[held] * given_ratio), 1, counts[held] - 1).astype(np.int64)
-    given = rank < np.repeat(n_given, counts[held])
-    split[order[given]] = GIVEN
-    split[order[~given]] = VAL
-    return split
-
-
-def latest_only(users: np.ndarray, movies: np.ndarray, times: np.ndarray,
-                n_movies: int) -> np.ndarray | None:
-    """Mask keeping one rating of each (user, movie) pair, the latest (the later line of
-    the file among equal times); None when no pair repeats (the common case: one sort)."""
-    key = users.astype(np.int64) * max(n_movies, 1) + movies
-    sorted_key = np.sort(key)
-    if not (sorted_key[1:] == sorted_key[:-1]).any():
-        return None
-    del sorted_key
-    order = np.lexsort((times, key))  # by pair, then time; stable, so ties keep file order
-    key = key[order]
-    keep = np.zeros(len(key), dtype=bool)
-    keep[order[np.r_[key[1:] != key[:-1], True]]] = True  # the last of each pair
-    return keep
-
-
-def check_parts(split_mask: np.ndarray, split: str, val_ratio: float) -> None:
-    """Refuse (exit 2) a split with no training part, or a time split with no validation
-    part (a random one may: tiny files are preprocessed to look at them)."""
-    n_val = int((split_mask == VAL).sum())
-    if n_val and not (split_mask == TRAIN).any():
-        why = f"--val-ratio {val_ratio} of {len(split_mask)} ratings sends them all to validation"
-    elif not n_val and split == "time":
-        why = ("every user has a single rating, and --split time keeps a user's only rating "
-               "for training: use --split random, or data with several ratings per user")
-    elif not n_val and split == "users":
-        why = (f"--val-ratio {val_ratio} holds out no user (only users with two or more "
-               "ratings can be held out)")
-    else:
-        return
-    part = "training" if n_val else "validation"
-    raise UsageError(f"the {part} part would be empty: {why}; the previous dataset is kept")
-
-
 def title_words(title: str) -> list[str]:
     """Lower-cased words of a title without its trailing "(year)"."""
     return WORD_RE.findall(YEAR_RE.sub("", title).lower())
@@ -256,12 +153,7 @@ def build(raw: RawMovieLens, dataset: str, split: str, val_ratio: float, seed: i
         r_users, r_movies, r_values, r_times = (a[latest] for a in (r_users, r_movies,
                                                                     r_values, r_times))
     del latest
-    if split == "random":
-        split_mask = random_split(len(r_users), val_ratio, seed)
-    elif split == "users":
-        split_mask = users_split(r_users, val_ratio, seed)
-    else:
-        split_mask = time_split(r_users, r_times, val_ratio)
+    split_mask = make_split(split, r_users, r_times, val_ratio, seed)
     check_parts(split_mask, split, val_ratio)
     arrays = dict(zip(ARRAY_FILES, [  # in the contract's order
         users, padded(genre_rows, max((len(r) for r in genre_rows), default=1)),
@@ -276,7 +168,7 @@ def build(raw: RawMovieLens, dataset: str, split: str, val_ratio: float, seed: i
         titles=list(raw.titles), years=years, genres=genre_names, title_words=word_names,
         genders=list(GENDERS), ages=list(raw.ages), occupations=list(raw.occupations),
         has_demographics=raw.has_demographics,
-        split={"method": split, "val_ratio": val_ratio, "seed": seed if split != "time" else None},
+        split={"method": split, "val_ratio": val_ratio, "seed": seed if not split.startswith("time") else None},
     )
     if split == "users":
         vocab.split.update(given_ratio=GIVEN_RATIO, codes={
@@ -309,7 +201,8 @@ def command(
     ctx: typer.Context,
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset folder under the data "
                                           "folder [default: the one downloaded last there]."),
-    split: str = typer.Option("random", "--split", help="random | time (per user, latest to validation) | users (held-out users: "
+    split: str = typer.Option("random", "--split", help="random | time (after a global cutoff to validation) | time-user (each user's "
+                        "latest) | users (held-out users: "
                         "--val-ratio of the users, 80 % of their ratings given, the rest to predict)."),
     val_ratio: float = typer.Option(0.1, "--val-ratio", help="Share of ratings (of users with --split users) for validation."),
     seed: int = typer.Option(42, "--seed", **SEED_RANGE, help="Seed of the random and users splits."),
@@ -317,7 +210,7 @@ def command(
 ) -> None:
     paths = get_paths(ctx)
     if split not in SPLITS:
-        raise UsageError(f"unknown --split {split!r}: choose random, time or users")
+        raise UsageError(f"unknown --split {split!r}: choose random, time, time-user or users")
     if not 0.0 < val_ratio < 1.0:
         raise UsageError(f"--val-ratio must be between 0 and 1 (got {val_ratio})")
     if dataset is None:

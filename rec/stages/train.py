@@ -3,7 +3,7 @@
 By default (`--match softmax`) the recall-then-rank two-tower (rec/models/recall_rank.py):
 a softmax over the catalogue learns which movies a user picks, a rating head how much they
 will like them; the best epoch is the one with the best validation NDCG@10 of the final
-order. `--match dot` / `cosine` train the course's pure rating model (best val RMSE).
+order. `--match dot` / `cosine` train the course's pure rating model (best tune RMSE).
 
 Every epoch ends with a validation pass (RMSE, MAE) and a checkpoint of everything needed to
 continue (weights, optimizer state, epoch, history), swapped in atomically: Ctrl-C keeps the
@@ -55,7 +55,7 @@ class TrainParams:
         help="Fixes initialisation, shuffling, dropout.")] = 42
     patience: Annotated[int, Option(
         "--patience", min=0, rich_help_panel=TRAINING,
-        help="Stop after this many epochs without a better val NDCG@10 (softmax) or val RMSE "
+        help="Stop after this many epochs without a better tune NDCG@10 (softmax) or tune RMSE "
         "(dot, cosine); 0 = auto (5 for softmax, 3 for dot and cosine).")] = 0
     match: Annotated[str, Option(
         "--match", rich_help_panel=TRAINING, help="softmax (recall + rating head), dot "
@@ -125,9 +125,9 @@ def auto_batch_size(n_train: int) -> int:
 
 
 MONITORS = {  # the metric that picks the best epoch, by match
-    "softmax": ("val_ndcg@10", True, "val NDCG@10", "best_ndcg"),
-    "dot": ("val_rmse", False, "val RMSE", "best_rmse"),
-    "cosine": ("val_rmse", False, "val RMSE", "best_rmse"),
+    "softmax": ("tune_ndcg@10", True, "tune NDCG@10", "best_ndcg"),
+    "dot": ("tune_rmse", False, "tune RMSE", "best_rmse"),
+    "cosine": ("tune_rmse", False, "tune RMSE", "best_rmse"),
 }
 
 
@@ -135,8 +135,10 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
     from rec import runtime, trainer
     import paddle
 
+    from rec.datasets.tuning import tuning_view
+
     job = runtime.start(device)
-    ds = load_dataset(paths)
+    ds = tuning_view(load_dataset(paths))  # the evaluation split is never read
     (tu, _, tr), _ = ds.train_val()
     if resume:
         given = params
@@ -157,16 +159,16 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
                                    history_dropout=params.dropout)
         net_class = glue.RecallRankTwoTower
         columns = {"pick_loss": "pick loss", "rating_loss": "rating loss",
-                   "val_hr@10": "val HR@10", "val_ndcg@10": "val NDCG@10", "val_rmse": "val RMSE"}
-        finite = ("val_ndcg@10", "val_rmse")
+                   "tune_hr@10": "tune HR@10", "tune_ndcg@10": "tune NDCG@10", "tune_rmse": "tune RMSE"}
+        finite = ("tune_ndcg@10", "tune_rmse")
     else:
         from rec.twotower import training as glue
 
         config = glue.model_config(ds, params.match, float(tr.mean()),
                                    tower_dim=params.tower_dim, dropout=params.dropout)
         net_class = glue.TwoTower
-        columns = {"train_loss": "train loss", "val_rmse": "val RMSE", "val_mae": "val MAE"}
-        finite = ("val_rmse",)
+        columns = {"train_loss": "train loss", "tune_rmse": "tune RMSE", "tune_mae": "tune MAE"}
+        finite = ("tune_rmse",)
     runtime.seed_all(params.seed)
     net = net_class(config)
     optimizer = paddle.optimizer.AdamW(learning_rate=params.lr, parameters=net.parameters(),
@@ -176,6 +178,8 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
         "model": config.to_json(), "train": params.__dict__, "device": job.device,
         "processes": job.world,
         "dataset": {"name": ds.vocab.dataset, "split": ds.vocab.split, "fingerprint": data_id},
+        "selection": "epochs and early stopping on the tuning slice (dataset.split.tuning) "
+                     "carved from the training ratings; no refit",
         "rec_version": __version__}
     spec = trainer.FitSpec(
         run="rec train", folder=paths.model, epochs=params.epochs, patience=params.patience,
@@ -187,11 +191,11 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
     if params.match == "softmax":
         objective = glue.recall_rank_objective(net, optimizer, ds, params.batch_size,
                                                paths.model.staging, full_config)
-        keys = ("val_hr@10", "val_ndcg@10", "val_rmse", "val_mae", "pick_loss", "rating_loss")
+        keys = ("tune_hr@10", "tune_ndcg@10", "tune_rmse", "tune_mae", "pick_loss", "rating_loss")
     else:
         objective = glue.rating_objective(net, optimizer, ds, params.batch_size,
                                           paths.model.staging, full_config)
-        keys = ("val_rmse", "val_mae", "train_loss")
+        keys = ("tune_rmse", "tune_mae", "train_loss")
 
     def summarize(result) -> dict:
         return {"dataset": ds.vocab.dataset, "match": params.match, "device": job.device,

@@ -80,7 +80,7 @@ def rating_metrics(model: TwoTower, feeder: Feeder, users: np.ndarray, movies: n
     """Validation RMSE and MAE of the model's predictions, clipped to the rating range."""
     rmse, mae = rmse_mae(predict(model, feeder, users, movies), ratings,
                          model.config.rating_range)
-    return {"val_rmse": rmse, "val_mae": mae}
+    return {"tune_rmse": rmse, "tune_mae": mae}
 
 
 def tower_vectors(model: TwoTower, feeder: Feeder, batch: int = EVAL_BATCH) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,96 @@
+"""The tuning slice (rec.datasets.tuning): every choice is made on a slice carved from the
+training ratings, so a model trained twice on the same training ratings is identical,
+whatever the validation ratings say."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import rec
+from rec.datasets.contract import GIVEN, TRAIN, VAL
+from rec.datasets.tuning import slice_codes, uniform_hash
+
+
+def test_the_random_slice_is_a_function_of_each_pair_alone():
+    rng = np.random.default_rng(0)
+    users, movies = rng.integers(0, 500, 20_000), rng.integers(0, 900, 20_000)
+    times = np.zeros(20_000, np.int64)
+    codes = slice_codes(users, movies, times, "random", seed=3)
+    assert abs((codes == VAL).mean() - 0.1) < 0.01
+    perm = rng.permutation(20_000)[:12_000]  # other rows gone, the rest reordered
+    assert np.array_equal(slice_codes(users[perm], movies[perm], times[perm], "random", 3),
+                          codes[perm])
+    assert not np.array_equal(slice_codes(users, movies, times, "random", 4), codes)
+
+
+def test_the_time_slice_is_the_latest_training_ratings():
+    times = np.arange(100)[::-1].copy()
+    codes = slice_codes(np.zeros(100, int), np.arange(100), times, "time", seed=0)
+    assert times[codes == VAL].min() > times[codes == TRAIN].max()
+    assert (codes == VAL).sum() == 9  # after the 90 % quantile, ties kept in training
+
+
+def test_the_users_slice_holds_out_whole_users_with_given_and_target_ratings():
+    rng = np.random.default_rng(1)
+    users, movies = rng.integers(0, 1000, 50_000), rng.integers(0, 3000, 50_000)
+    codes = slice_codes(users, movies, np.zeros(50_000, np.int64), "users", seed=5)
+    held = np.unique(users[codes != TRAIN])
+    assert 0.07 < len(held) / 1000 < 0.13
+    assert not np.isin(users[codes == TRAIN], held).any()  # whole users
+    assert abs((codes[np.isin(users, held)] == GIVEN).mean() - 0.8) < 0.03
+
+
+def test_uniform_hash_is_uniform_and_seeded():
+    h = uniform_hash(np.arange(100_000), seed=1)
+    assert 0 <= h.min() and h.max() < 1 and abs(h.mean() - 0.5) < 0.01
+    assert not np.array_equal(h, uniform_hash(np.arange(100_000), seed=2))
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _train_in_a_new_process(root: Path) -> None:
+    """Each run in its own process: paddle's global state (parameter name counters, its
+    generator) makes a second run in one process start elsewhere than the first."""
+    proc = subprocess.run([sys.executable, "-m", "rec", "--data-dir", str(root / "data"),
+                           "--output-dir", str(root / "output"), "-q", "train", "--epochs",
+                           "2"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("split", ["random", "users"])
+def test_a_model_does_not_change_when_only_the_validation_ratings_change(tmp_path, split):
+    """Train, then change the evaluation split's ratings (other values, half of them gone)
+    and train again from scratch: the same weights, the same tuning metrics."""
+    root = tmp_path / "w"
+    assert rec(root, "download", "--dataset", "synthetic").exit_code == 0
+    assert rec(root, "preprocess", "--split", split).exit_code == 0
+    _train_in_a_new_process(root)
+    model = root / "output" / "model"
+    first = _digest(model / "model.pdparams"), json.loads((model / "metrics.json").read_text())
+
+    ds = root / "output" / "dataset"
+    split_codes = np.load(ds / "split.npy")
+    val = np.flatnonzero(split_codes == VAL)
+    keep = np.ones(len(split_codes), bool)
+    keep[val[::2]] = False  # half of the validation ratings gone
+    values = np.load(ds / "rating_values.npy")
+    values[val] = 6.0 - values[val]  # the rest rated the other way round
+    np.save(ds / "rating_values.npy", values)
+    for name in ("rating_users", "rating_movies", "rating_values", "rating_times", "split"):
+        np.save(ds / f"{name}.npy", np.load(ds / f"{name}.npy")[keep])
+    shutil.rmtree(model)
+    _train_in_a_new_process(root)
+    second = _digest(model / "model.pdparams"), json.loads((model / "metrics.json").read_text())
+    assert first[0] == second[0]
+    for key in ("tune_ndcg@10", "tune_hr@10", "tune_rmse", "best_epoch"):
+        assert first[1][key] == second[1][key]
