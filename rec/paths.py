@@ -26,6 +26,7 @@ CHECKPOINT = "checkpoint"  # folder: weights, optimizer state and STATE of the l
 STATE = "state.json"  # in CHECKPOINT: epoch, history, best so far, the run's parameters
 OPTIMIZER = "optimizer.pdopt"  # in rec train's CHECKPOINT: the optimizer's state
 LAUNCH_LOGS = "launch-logs"  # folder: the workers' logs of a --nproc run
+EASE = "ease.npz"  # output/features/: the EASE recall channel (rec.rank.channels)
 EVAL = "eval.json"  # output/model/: rec evaluate's report
 WEIGHTS, CATEGORIES = "weights.npz", "vocab.npz"  # output/ctr/model/: numpy weights, Criteo vocab
 # output/features/: the saved vectors and how to score them

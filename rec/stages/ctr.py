@@ -36,6 +36,7 @@ import typer
 from rec import __version__, manifest
 from rec.console import emit_object
 from rec.errors import UsageError
+from rec.datasets.contract import dataset_paths
 from rec.paths import CATEGORIES
 from rec.stages import get_paths, guarded
 from rec.stages.options import (SEED_RANGE, TRAINING, Device, Dropout, Epochs, Format, Nproc,
@@ -45,7 +46,7 @@ HELP = ("Train Wide&Deep or DeepFM beside a logistic-regression baseline on --da
         "(output/dataset) or criteo (--input FILE): validation AUC and log loss each epoch, "
         "checkpoints, --resume. Writes output/ctr/.")
 DATA = ("movielens", "criteo")
-MODELS = ("wide_deep", "deepfm")
+MODELS = ("rank", "wide_deep", "deepfm")
 
 
 Option = typer.Option
@@ -76,8 +77,9 @@ class CtrParams:
     val_ratio: Annotated[float, Option(
         "--val-ratio", rich_help_panel=CRITEO_PANEL,
         help="Share of lines held out (seeded).")] = 0.1
-    model: Annotated[str, Option("--model", rich_help_panel=TRAINING,
-        help="wide_deep or deepfm.")] = "wide_deep"
+    model: Annotated[Optional[str], Option("--model", rich_help_panel=TRAINING,
+        help="rank (the rank stage over the recall candidates), wide_deep or deepfm. "
+        "[default: rank for movielens, wide_deep for criteo]")] = None
     epochs: Epochs = 5
     batch_size: Annotated[int, Option("--batch-size", rich_help_panel=TRAINING,
         min=1)] = 4096
@@ -117,6 +119,8 @@ class CtrParams:
     def __post_init__(self) -> None:
         if self.data is None:
             self.data = "criteo" if self.input else "movielens"
+        if self.model is None:
+            self.model = "rank" if self.data == "movielens" else "wide_deep"
 
     def hidden_sizes(self) -> tuple:
         try:
@@ -132,7 +136,10 @@ class CtrParams:
         if self.data not in DATA:
             raise UsageError(f"unknown --data {self.data!r}: choose movielens or criteo")
         if self.model not in MODELS:
-            raise UsageError(f"unknown --model {self.model!r}: choose wide_deep or deepfm")
+            raise UsageError(f"unknown --model {self.model!r}: choose rank, wide_deep or deepfm")
+        if self.model == "rank" and self.data != "movielens":
+            raise UsageError("--model rank ranks MovieLens recall candidates: use it with "
+                             "--data movielens (Criteo: wide_deep or deepfm)")
         if self.data == "criteo" and not self.input:
             raise UsageError("--data criteo needs --input PATH (a raw Criteo file)")
         if self.data == "movielens" and (self.input or self.val_input):
@@ -155,6 +162,16 @@ class CtrParams:
 
 
 def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
+    if p.model == "rank":
+        from rec.rank.fit import train_ranker
+
+        p.check()
+        metrics = train_ranker(paths, p, device, resume)
+        manifest.record(paths, "ctr-train", {**asdict(p), "device": device},
+                        inputs=[*dataset_paths(paths), paths.model.params,
+                                paths.features_dir / "scoring.json"],
+                        outputs=[paths.ctr.best, paths.ctr.metrics])
+        return metrics
     from rec import runtime, trainer
     from rec.ctr import training as ct
     from rec.ctr.sources import make_source

@@ -4,6 +4,11 @@ Writes output/features/usr_feat.pkl and mov_feat.pkl ({str(id): float32 vector},
 shape) and scoring.json, which tells `rec recommend` how to score exactly as the model does.
 The network is rebuilt from output/model/config.json alone. Before finishing, the saved
 vectors are checked against the model's own predictions on validation pairs.
+
+The other recall channels go in the same unit (rec.rank.channels): EASE's item-item matrix
+(ease.npz), fitted on the training ratings with the λ that did best on the tuning slice
+(scoring.json's "channels" records the choice), so recommend and the rank stage read one
+save-features run.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ def export(paths, device: str) -> dict:
         from rec.twotower.foldin import parts_file
 
         extra = parts_file(model.fold_in_parts())
+    from rec.rank.channels import ease_channel
+
+    ease_file, scoring["channels"] = ease_channel(ds)
+    extra.update(ease_file)
     written = save_features(paths.features_dir, ds.vocab.user_ids, user_vecs,
                             ds.vocab.movie_ids, movie_vecs, scoring, extra)
     manifest.record(paths, "save-features", {"device": device},

@@ -7,6 +7,8 @@
     usr_feat.npy   the same vectors as float32 matrices (U, D) and (M, D), rows in the
     mov_feat.npy   order of feat_ids.json's "users" and "movies": what rec reads, in a
     feat_ids.json  tenth of the time the pickles take (their arrays are rebuilt one by one)
+    fold_in.npz    the user tower in pieces, for new users (rec.twotower.foldin)
+    ease.npz       the EASE recall channel and its λ (rec.rank.channels)
     scoring.json   how the model turns two vectors into a predicted rating (rec.scoring);
                    the first `taste_dims` components are the taste space used for
                    movie-to-movie similarity (bias components ride along after them);
@@ -33,6 +35,7 @@ import numpy as np
 from rec import unit
 from rec.atomic import atomic_dir, save_npy, write_bytes, write_json
 from rec.errors import RecError, UsageError
+from rec.paths import EASE as EASE_FILE
 from rec.paths import (MOVIE_MATRIX, MOVIE_VECTORS, SCORING, USER_MATRIX, USER_VECTORS,
                        VECTOR_IDS)
 from rec.scoring import MATCHES
@@ -204,7 +207,8 @@ def _load_features(snapshot) -> Features:
             assert float(scoring["scale"])
     except (ValueError, KeyError, AssertionError, TypeError):
         raise RecError(f"{folder / SCORING}: not a valid scoring description")
-    extra = {FOLD_IN: snapshot.read_bytes(FOLD_IN)} if snapshot.is_file(FOLD_IN) else {}
+    extra = {name: snapshot.read_bytes(name) for name in (FOLD_IN, EASE_FILE)
+             if snapshot.is_file(name)}
     unit.check(snapshot, "rec save-features", {SCORING: scoring.get("run_id")},
                {**loaded, **extra})
     if users.shape[1] != movies.shape[1]:

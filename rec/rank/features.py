@@ -1,0 +1,171 @@
+"""The rank stage's inputs: each user's candidates from the recall channels and one feature
+row per (user, candidate), in numpy (training builds them the same way serving does).
+
+`Stack` holds what does not depend on the user (the movies' vectors, EASE, popularity,
+genres, years); `Block` the users of one request or one chunk (their vectors, their
+history, their demographics). `Stack.candidates(block)` scores every movie with each
+channel (rec.rank.channels), the movies a user rated excluded, and takes the union of each
+channel's top `k`; `Stack.features` describes each candidate by:
+
+    per channel (two_tower, ease)  the score's z-score over the user's unseen movies, its
+                                   log rank among the candidates, found by its top k
+    popularity                     log count (scaled), log rank, found by its top k
+    the rating head                predicted stars (centred), log P(like)
+    the movie                      release year (scaled, and whether it is unknown)
+    the user                       log activity, their genre profile's overlap with the
+                                   movie's genres, their taste for popular movies minus
+                                   the movie's popularity, gender and age one-hot (zeros on
+                                   a dataset without demographics)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rec.rank.channels import CHANNELS, Ease, top_k
+from rec.scoring import log_like, score, stars_pairs
+
+SCORED = ("two_tower", "ease")  # channels whose score is a feature (popularity: its count)
+
+
+@dataclass
+class Block:
+    """One chunk of users: rows index the block."""
+
+    user_vecs: np.ndarray  # (B, D) saved-layout two-tower vectors
+    rows: np.ndarray  # history: block row of each rated movie
+    movies: np.ndarray  # history: the movie (index)
+    demographics: np.ndarray  # (B, 3) [gender, age, occupation] vocabulary indices
+
+    def __len__(self) -> int:
+        return len(self.user_vecs)
+
+
+@dataclass
+class Stack:
+    movie_vecs: np.ndarray  # (M, D)
+    scoring: dict
+    ease: Ease
+    counts: np.ndarray  # (M,) training ratings per movie
+    genres: np.ndarray  # (M, G) genre ids, 0 = padding
+    years: np.ndarray  # (M,) year, -1 unknown
+    n_genders: int
+    n_ages: int
+    has_demographics: bool
+    k: int  # each channel's top k
+
+    @property
+    def n_movies(self) -> int:
+        return len(self.movie_vecs)
+
+    @property
+    def n_features(self) -> int:
+        return 3 * len(SCORED) + 3 + 2 + 2 + 3 + self.n_genders + self.n_ages
+
+    def channel_scores(self, block: Block) -> dict[str, np.ndarray]:
+        """{channel: (B, M) scores}, -inf on each user's rated movies."""
+        b, m = len(block), self.n_movies
+        out = {"two_tower": score(block.user_vecs, self.movie_vecs, self.scoring),
+               "ease": self.ease.scores(block.rows, block.movies, b, m),
+               "popularity": np.broadcast_to(np.log1p(self.counts).astype(np.float32),
+                                             (b, m)).copy()}
+        for s in out.values():
+            s[block.rows, block.movies] = -np.inf
+        return out
+
+    def candidates(self, block: Block, k: int | None = None):
+        """(candidates (B, C) padded with -1, found_by (B, C, 3), channel scores)."""
+        scores = self.channel_scores(block)
+        k = k or self.k
+        b, m = len(block), self.n_movies
+        member = np.zeros((len(CHANNELS), b, m), bool)
+        rows = np.arange(b)[:, None]
+        for i, name in enumerate(CHANNELS):
+            top = top_k(scores[name], k)
+            member[i, rows, top] = np.isfinite(np.take_along_axis(scores[name], top, 1))
+        found = member.any(axis=0)
+        width = max(int(found.sum(axis=1).max()), 1) if b else 1
+        order = np.argsort(~found, axis=1, kind="stable")[:, :width]  # candidates first
+        valid = np.take_along_axis(found, order, 1)
+        cand = np.where(valid, order, -1)
+        by = np.stack([np.take_along_axis(member[i], order, 1) & valid
+                       for i in range(len(CHANNELS))], axis=-1)
+        return cand, by, scores
+
+    def features(self, block: Block, cand: np.ndarray, found_by: np.ndarray,
+                 scores: dict[str, np.ndarray]) -> np.ndarray:
+        """(B, C, n_features) float32; padding rows are zeros."""
+        b, c = cand.shape
+        valid = cand >= 0
+        safe = np.maximum(cand, 0)
+        cols = []
+
+        def log_rank(values: np.ndarray) -> np.ndarray:
+            v = np.where(valid, values, -np.inf)
+            ranks = np.empty((b, c), np.float32)
+            np.put_along_axis(ranks, np.argsort(-v, axis=1, kind="stable"),
+                              np.arange(c, dtype=np.float32)[None, :].repeat(b, 0), 1)
+            return np.log1p(ranks) / np.float32(np.log(max(c, 2)))
+
+        for i, name in enumerate(SCORED):
+            s = scores[name]
+            finite = np.isfinite(s)
+            n = np.maximum(finite.sum(axis=1, keepdims=True), 1)
+            z = np.where(finite, s, 0)
+            mean = z.sum(axis=1, keepdims=True) / n
+            std = np.sqrt(np.maximum((np.where(finite, s - mean, 0) ** 2).sum(
+                axis=1, keepdims=True) / n, 1e-12))
+            picked = np.take_along_axis(s, safe, 1)
+            cols += [np.clip((picked - mean) / std, -10, 10), log_rank(picked),
+                     found_by[:, :, CHANNELS.index(name)]]
+        log_count = np.log1p(self.counts).astype(np.float32)
+        scale = np.float32(max(float(log_count.max()), 1.0))
+        pop = log_count[safe] / scale
+        cols += [pop, log_rank(pop), found_by[:, :, CHANNELS.index("popularity")]]
+
+        movies = self.movie_vecs[safe.reshape(-1)]
+        users = np.repeat(block.user_vecs, c, axis=0)
+        st = stars_pairs(users, movies, self.scoring).astype(np.float32)
+        like = log_like(st, self.scoring["like"]) if self.scoring.get("like") else 0 * st
+        cols += [(st.reshape(b, c) - 3.5) / 2, like.reshape(b, c)]
+
+        year = self.years[safe].astype(np.float32)
+        cols += [np.where(year > 0, np.clip((year - 1990) / 20, -3, 2), 0), (year <= 0)]
+
+        history = np.bincount(block.rows, minlength=b).astype(np.float32)
+        cols.append(np.repeat((np.log1p(history) / np.log(1000))[:, None], c, 1))
+        profile = self._genre_profile(block)  # (B, G+1)
+        movie_genres = self._genre_share()  # (M, G+1)
+        cols.append(np.einsum("bcg,bg->bc", movie_genres[safe], profile))
+        taste = np.zeros(b, np.float32)
+        np.add.at(taste, block.rows, log_count[block.movies] / scale)
+        taste /= np.maximum(history, 1)
+        cols.append(np.repeat(taste[:, None], c, 1) - pop)
+        out = np.stack([np.asarray(x, np.float32) for x in cols], axis=-1)
+        onehots = np.zeros((b, self.n_genders + self.n_ages), np.float32)
+        if self.has_demographics:
+            g = np.clip(block.demographics[:, 0], 0, self.n_genders - 1)
+            a = np.clip(block.demographics[:, 1], 0, self.n_ages - 1)
+            onehots[np.arange(b), g] = 1
+            onehots[np.arange(b), self.n_genders + a] = 1
+        out = np.concatenate([out, np.repeat(onehots[:, None, :], c, 1)], axis=-1)
+        return np.where(valid[:, :, None], out, 0).astype(np.float32)
+
+    def _genre_share(self) -> np.ndarray:
+        if getattr(self, "_share", None) is None:
+            g = self.genres
+            share = np.zeros((len(g), int(g.max(initial=0)) + 1), np.float32)
+            rows = np.repeat(np.arange(len(g)), g.shape[1])
+            share[rows, g.reshape(-1)] = 1.0
+            share[:, 0] = 0.0
+            norm = np.linalg.norm(share, axis=1, keepdims=True)
+            self._share = share / np.maximum(norm, 1e-12)
+        return self._share
+
+    def _genre_profile(self, block: Block) -> np.ndarray:
+        share = self._genre_share()
+        profile = np.zeros((len(block), share.shape[1]), np.float32)
+        np.add.at(profile, block.rows, share[block.movies])
+        return profile / np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)

@@ -1,0 +1,154 @@
+"""`rec ctr-train --data movielens`: the rank stage, fitted on the tuning slice (imports
+paddle). What it needs: output/dataset, output/model (the two-tower, for the tuning users'
+vectors from their tuning-view history) and output/features (the saved vectors, the
+like-calibration and the EASE λ that serving uses).
+
+The run: the tuning view (rec.datasets.tuning); the channels on it (rec.rank.channels: EASE
+refitted on the view's training ratings with the saved λ); K, each channel's top K, the
+smallest of K_CHOICES whose candidate recall on the tuning users is within K_SLACK of the
+largest's; the examples (rec.rank.training), a fifth of the tuning users set aside; then
+rec.trainer.fit, the epoch chosen on that fifth. output/ctr/model/ gets config.json (the
+feature layout, K, the features run it was built for, the selection), weights.npz (numpy
+serving: rec.rank.forward) and model.pdparams.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+
+from rec import __version__
+from rec.atomic import atomic_dir, write_bytes, write_json
+from rec.datasets.contract import RELEVANT, TRAIN, VAL, dataset_identity, load_dataset
+from rec.datasets.tuning import describe, tuning_view
+from rec.errors import UsageError
+from rec.paths import CONFIG, PARAMS, WEIGHTS
+from rec.rank.channels import fit_ease
+from rec.rank.features import Stack
+
+K_CHOICES = (25, 50, 100, 200)
+K_SLACK = 0.03  # candidate recall given up for a smaller K (fewer, easier candidates)
+USERS_PER_STEP = 64
+
+
+def make_stack(ds, movie_vecs: np.ndarray, scoring: dict, ease, k: int) -> Stack:
+    """The rank inputs that do not depend on the user, for the dataset `ds` (its TRAIN
+    ratings count for popularity)."""
+    _, tm, _ = ds.part(TRAIN)
+    v = ds.vocab
+    years = np.array([y if y else -1 for y in v.years], np.int64)
+    return Stack(movie_vecs=movie_vecs, scoring=scoring, ease=ease,
+                 counts=np.bincount(tm, minlength=ds.n_movies), genres=np.asarray(ds.movie_genres),
+                 years=years, n_genders=len(v.genders), n_ages=len(v.ages),
+                 has_demographics=bool(v.has_demographics), k=k)
+
+
+def choose_k(stack: Stack, view, user_vecs: np.ndarray) -> tuple[int, dict]:
+    """K by the candidate recall on (a sample of) the tuning users."""
+    from rec.rank.training import history_block
+
+    vu, vm, vr = view.part(VAL)
+    rel = vr >= RELEVANT
+    users = np.unique(vu[rel])
+    users = np.sort(np.random.default_rng(0).permutation(users)[:2000])
+    block = history_block(view, user_vecs, users)
+    liked = np.zeros((len(users), view.n_movies), bool)
+    pos = np.full(view.n_users, -1)
+    pos[users] = np.arange(len(users))
+    sel = rel & (pos[vu] >= 0)
+    liked[pos[vu[sel]], vm[sel]] = True
+    table = {}
+    for k in K_CHOICES:
+        cand, _, _ = stack.candidates(block, k)
+        hit = np.take_along_axis(liked, np.maximum(cand, 0), 1) & (cand >= 0)
+        table[k] = round(float(hit.sum() / max(liked.sum(), 1)), 6)
+    best = max(table.values())
+    return min(k for k in K_CHOICES if table[k] >= best - K_SLACK), table
+
+
+def train_ranker(paths, p, device: str, resume: bool) -> dict:
+    """The run (p: the ctr-train parameters: epochs, lr, seed, patience, batch size)."""
+    from rec import runtime, trainer
+    from rec.models.ranker import Ranker, RankerConfig
+    from rec.rank import training as rt
+    from rec.twotower import retrieval
+    from rec.twotower import training as tt
+    from rec.twotower.features import load_features
+    import paddle
+
+    monitor = trainer.Monitor("rank_ndcg@10", bigger_is_better=True, label="rank NDCG@10",
+                              state_key="best_ndcg")
+    state = trainer.new_state(monitor)
+    if resume:
+        raise UsageError("the rank stage trains in seconds and keeps no checkpoint to resume: "
+                         "run `rec ctr-train --data movielens` without --resume")
+    job = runtime.start(device)
+    ds = load_dataset(paths)
+    features = load_features(paths.features_dir)
+    if "channels" not in features.scoring or not features.extra.get("ease.npz"):
+        raise UsageError("output/features has no EASE channel (saved by an older rec): run "
+                         "`rec save-features` again")
+    if features.user_ids != [str(u) for u in ds.vocab.user_ids] or \
+            features.movie_ids != [str(m) for m in ds.vocab.movie_ids]:
+        raise UsageError("output/features describes other users or movies than "
+                         "output/dataset: run `rec save-features` again")
+    model, _ = tt.load_trained(paths, ds)
+    if not hasattr(model, "fold_in_parts"):
+        raise UsageError("the rank stage needs the default two-tower (it reads a user's "
+                         "history): run `rec train` without --match")
+    view = tuning_view(ds)
+    hist = retrieval.Histories(view, model.config.global_mean)
+    user_vecs, _ = retrieval.trained_vectors(model, view, hist)
+    lam = float(features.scoring["channels"]["ease_lambda"])
+    stack = make_stack(view, features.movies, features.scoring, fit_ease(view, lam), 0)
+    k, k_table = choose_k(stack, view, user_vecs)
+    stack.k = k
+    examples = rt.build_examples(stack, view, user_vecs)
+    train_rows, val_rows = rt.split_users(examples.users, p.seed)
+    train_ex, val_ex = examples.take(train_rows), examples.take(val_rows)
+    if not len(train_ex.users) or not len(val_ex.users):
+        raise UsageError("the tuning slice has too few users with a liked movie to train the "
+                         "rank stage (it needs both a training and a choosing part)")
+    channels = rt.channel_report(val_ex)
+    runtime.seed_all(p.seed)
+    config = RankerConfig(stack.n_features, p.hidden_sizes())
+    net = Ranker(config)
+    optimizer = paddle.optimizer.Adam(learning_rate=p.lr, parameters=net.parameters())
+    data_id = dataset_identity(paths)
+    full_config = {
+        "model": config.to_json(), "train": asdict(p), "device": job.device,
+        "data_fingerprint": data_id, "rec_version": __version__,
+        "features": {"kind": "rank", "k": k, "n_features": stack.n_features,
+                     "features_run": features.scoring.get("run_id"), "ease_lambda": lam},
+        "dataset": {"name": ds.vocab.dataset, "split": ds.vocab.split},
+        "selection": {"tuning": describe(ds), "k_candidate_recall": k_table, "k": k,
+                      "epochs": "best rank NDCG@10 on a fifth of the tuning users",
+                      "ease_lambda": features.scoring["channels"]}}
+    staging = paths.ctr.staging
+
+    def save(epoch: int, weights: dict) -> None:
+        full_config["best_epoch"] = epoch
+        with atomic_dir(staging.best) as tmp:
+            paddle.save(net.state_dict(), str(tmp / PARAMS))
+            write_bytes(tmp / WEIGHTS, rt.npz_bytes(weights))
+            write_json(tmp / CONFIG, full_config)
+
+    objective = rt.rank_objective(net, optimizer, train_ex, val_ex, USERS_PER_STEP, save)
+    spec = trainer.FitSpec(
+        run="rec ctr-train", folder=paths.ctr, epochs=p.epochs, patience=p.patience,
+        seed=p.seed, monitor=monitor, params=asdict(p), data_id=data_id,
+        data_name="output/dataset",
+        title=f"rec ctr-train · {ds.vocab.dataset} · rank stage · {job.device}",
+        columns={"train_loss": "listwise loss", "rank_hr@10": "rank HR@10",
+                 "rank_ndcg@10": "rank NDCG@10"}, finite=("rank_ndcg@10",))
+
+    def summarize(result) -> dict:
+        return {"data": "movielens", "dataset": ds.vocab.dataset, "model": "rank",
+                "device": job.device, **result.summary("rank_hr@10", "rank_ndcg@10"),
+                "k": k, "candidate_recall": channels["candidate_recall"],
+                "channels": {c: channels[c] for c in ("two_tower", "ease", "popularity")},
+                "tuning_users": int(len(examples.users)), "choosing_users": int(len(val_ex.users)),
+                **result.speed()}
+
+    return trainer.fit(spec, job, objective, state, resume, summarize).metrics

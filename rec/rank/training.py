@@ -1,0 +1,187 @@
+"""Training the rank stage (imports paddle): `rec ctr-train --data movielens`.
+
+Everything is learned on the tuning slice (rec.datasets.tuning), never on the evaluation
+split. On the tuning view the recall channels see only what they would see at serving time
+for a user whose slice ratings are still to come: the two-tower's user vectors are computed
+from the view's history, EASE is fitted on the view's training ratings with the λ that
+save-features chose on the same view, popularity counts them. Each tuning user's candidates
+(rec.rank.features) are labelled 1 where the user rated the movie RELEVANT stars or more in
+the slice. The network learns a softmax over each user's candidates (listwise: cross-entropy
+against the user's liked candidates, each weighted 1 / their number).
+
+A seeded fifth of the tuning users (by a hash of the user) is set aside to choose the epoch
+(NDCG@10 of the ranked candidates, ideal over all the user's liked movies, as evaluate) and
+to measure each channel alone on the same users; the rest train.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from rec.datasets.contract import RELEVANT, VAL, Dataset
+from rec.datasets.tuning import uniform_hash
+from rec.rank.features import Block, Stack
+from rec.runtime import save_paddle  # first: it quiets paddle's import noise
+from rec.trainer import Epoch, Objective, Trainable
+
+import paddle  # noqa: E402
+
+RANK_VAL = 0.2  # share of the tuning users that choose the epoch
+CHUNK = 512  # users whose candidates are built at once
+DISCOUNTS = 1.0 / np.log2(np.arange(2, 12))
+
+
+@dataclass
+class Examples:
+    """Candidates of a set of users: x (N, C, F), liked (N, C), valid (N, C), and the
+    number of liked movies each user has in all (for NDCG's ideal)."""
+
+    users: np.ndarray
+    x: np.ndarray
+    liked: np.ndarray
+    valid: np.ndarray
+    n_liked: np.ndarray
+    by_channel: np.ndarray  # (N, C, n_channels) bool: found by each channel's top k
+
+    def take(self, rows: np.ndarray) -> "Examples":
+        return Examples(self.users[rows], self.x[rows], self.liked[rows], self.valid[rows],
+                        self.n_liked[rows], self.by_channel[rows])
+
+
+def history_block(view: Dataset, user_vecs: np.ndarray, users: np.ndarray) -> Block:
+    """The Block of `users` (dataset indices): their rows of user_vecs, their known
+    ratings in `view` (TRAIN, and GIVEN for held-out users) as history."""
+    hu, hm, _ = view.known()
+    pos = np.full(view.n_users, -1)
+    pos[users] = np.arange(len(users))
+    sel = pos[hu] >= 0
+    return Block(user_vecs[users], pos[hu[sel]], hm[sel].astype(np.int64),
+                 np.asarray(view.users)[users, 1:4])
+
+
+def build_examples(stack: Stack, view: Dataset, user_vecs: np.ndarray) -> Examples:
+    """Every user of the view with a liked VAL rating: candidates, features, labels."""
+    vu, vm, vr = view.part(VAL)
+    rel = vr >= RELEVANT
+    users = np.unique(vu[rel])
+    n_liked = np.bincount(vu[rel], minlength=view.n_users)[users]
+    parts = []
+    for s in range(0, len(users), CHUNK):
+        chunk = users[s: s + CHUNK]
+        block = history_block(view, user_vecs, chunk)
+        cand, by, scores = stack.candidates(block)
+        x = stack.features(block, cand, by, scores)
+        liked = np.zeros((len(chunk), view.n_movies), bool)
+        pos = np.full(view.n_users, -1)
+        pos[chunk] = np.arange(len(chunk))
+        sel = rel & (pos[vu] >= 0)
+        liked[pos[vu[sel]], vm[sel]] = True
+        parts.append((x, np.take_along_axis(liked, np.maximum(cand, 0), 1) & (cand >= 0),
+                      cand >= 0, by))
+    width = max(p[0].shape[1] for p in parts) if parts else 1
+
+    def pad(a: np.ndarray) -> np.ndarray:
+        extra = [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2)
+        return np.pad(a, extra)
+    cat = lambda i: np.concatenate([pad(p[i]) for p in parts]) if parts else None  # noqa: E731
+    return Examples(users, cat(0), cat(1), cat(2), n_liked, cat(3))
+
+
+def split_users(users: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows) of the tuning users: a hash of (user, seed)."""
+    held = uniform_hash(users, seed=seed + 7) < RANK_VAL
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def ranked_metrics(order_scores: np.ndarray, ex: Examples) -> dict:
+    """HR@10 / NDCG@10 of each user's candidates ordered by `order_scores` (N, C), ideal
+    DCG over min(all the user's liked movies, 10), as rec.metrics.ranking_metrics."""
+    if not len(ex.users):
+        return {"hr@10": float("nan"), "ndcg@10": float("nan")}
+    s = np.where(ex.valid, order_scores, -np.inf)
+    k = min(10, s.shape[1])
+    top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    gains = np.take_along_axis(ex.liked, top, 1)
+    ideal = np.cumsum(DISCOUNTS)[np.minimum(ex.n_liked, 10) - 1]
+    return {"hr@10": float(gains.any(axis=1).mean()),
+            "ndcg@10": float(((gains * DISCOUNTS[:k]).sum(axis=1) / ideal).mean())}
+
+
+def channel_report(ex: Examples) -> dict:
+    """On these users: each channel alone (its own order over its candidates, from the
+    features' rank columns) and the candidate recall."""
+    from rec.rank.features import SCORED
+
+    out = {"candidate_recall": float(ex.liked.sum() / max(ex.n_liked.sum(), 1))}
+    for i, name in enumerate(SCORED):
+        rank_col = 3 * i + 1  # log rank among the candidates (smaller is better)
+        out[name] = ranked_metrics(-ex.x[:, :, rank_col], ex)
+    out["popularity"] = ranked_metrics(ex.x[:, :, 3 * len(SCORED)], ex)
+    return {k: (round(v, 6) if isinstance(v, float) else {a: round(b, 6) for a, b in v.items()})
+            for k, v in out.items()}
+
+
+def listwise_loss(logits, liked, valid):
+    """Mean over users of -sum over liked candidates of log softmax / their number."""
+    masked = paddle.where(valid, logits, paddle.full_like(logits, -1e9))
+    log_p = masked - paddle.logsumexp(masked, axis=1, keepdim=True)
+    weights = liked / paddle.clip(liked.sum(axis=1, keepdim=True), min=1.0)
+    return -(weights * log_p).sum(axis=1).mean()
+
+
+def export(net) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in net.state_dict().items()}
+
+
+def rank_objective(net, optimizer, train: Examples, val: Examples, batch_users: int,
+                   save: callable) -> Objective:
+    """rec.trainer.fit's Objective: train_epoch over the training users (shuffled by the
+    epoch's seed), validate() on the held-aside tuning users; save(epoch, weights)."""
+    part = Trainable(net, optimizer, "rank.pdparams", "rank.pdopt")
+    x_val = paddle.to_tensor(val.x)
+
+    def train_epoch(epoch: Epoch) -> tuple[dict, int]:
+        rank, world = epoch.job.rank, epoch.job.world
+        order = epoch.rng().permutation(len(train.users))
+        n_batches = (len(order) + batch_users - 1) // batch_users
+        epoch.started(n_batches)
+        total, n = 0.0, 0
+        for b in range(n_batches):
+            rows = order[b * batch_users: (b + 1) * batch_users][rank::world]
+            if not len(rows):
+                break
+            logits = part.train_net(paddle.to_tensor(train.x[rows]))
+            loss = listwise_loss(logits, paddle.to_tensor(train.liked[rows].astype(np.float32)),
+                                 paddle.to_tensor(train.valid[rows]))
+            loss.backward()
+            optimizer.step()
+            optimizer.clear_grad()
+            total += float(loss) * len(rows)
+            n += len(rows)
+            epoch.advance()
+        return {"train_loss": total}, n
+
+    def validate() -> dict:
+        net.eval()
+        with paddle.no_grad():
+            logits = net(x_val).numpy()
+        net.train()
+        m = ranked_metrics(logits, val)
+        return {"rank_hr@10": m["hr@10"], "rank_ndcg@10": m["ndcg@10"]}
+
+    def save_best(epoch: int) -> None:
+        save(epoch, export(net))
+
+    return Objective([part], train_epoch, validate, save_best)
+
+
+def npz_bytes(arrays: dict) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+__all__ = ["build_examples", "split_users", "rank_objective", "channel_report", "save_paddle"]
