@@ -51,13 +51,34 @@ def ease_scorer(n_users: int, n_movies: int, train_users: np.ndarray,
 def ease_weights(x: np.ndarray, lam: float = EASE_LAMBDA) -> np.ndarray:
     """EASE's item-item matrix B (float32, zero diagonal) of a binary user x movie matrix:
     a user who is not in `x` (rated movies X_new) is scored X_new B, no refit."""
-    n_movies = x.shape[1]
-    gram = (x.T @ x).astype(np.float64)
-    gram[np.diag_indices(n_movies)] += lam
-    p = np.linalg.inv(gram)
-    b = (-p / np.diag(p)).astype(np.float32)
-    b[np.diag_indices(n_movies)] = 0.0
-    return b
+    x = np.asarray(x, np.float32)
+    return ease_from_gram(x.T @ x, lam, overwrite=True)
+
+
+def ease_from_gram(g: np.ndarray, lam: float, overwrite: bool = False) -> np.ndarray:
+    """EASE's B (float32, zero diagonal) from the gram matrix, by a Cholesky inverse, in
+    place of `g` with overwrite=True (one n² matrix at the peak, beside g's)."""
+    from scipy.linalg import lapack
+
+    a = g if overwrite else g.copy()
+    a[np.diag_indices_from(a)] += np.float32(lam)
+    c, info = lapack.spotrf(a, lower=False, overwrite_a=True)
+    if info != 0:
+        raise ValueError(f"EASE: the regularised gram matrix is not positive definite ({info})")
+    p, info = lapack.spotri(c, lower=False, overwrite_c=True)
+    if info != 0:
+        raise ValueError(f"EASE: the Cholesky inverse failed ({info})")
+    n = len(p)
+    step = 1024
+    for lo in range(0, n, step):  # potri fills the upper triangle only: mirror it, by blocks
+        hi = min(lo + step, n)
+        p[lo:hi, :lo] = p[:lo, lo:hi].T
+        block = p[lo:hi, lo:hi]
+        block[np.tril_indices(hi - lo, -1)] = block.T[np.tril_indices(hi - lo, -1)]
+    scale = -1.0 / np.diag(p)
+    p *= scale[None, :].astype(np.float32)
+    p[np.diag_indices_from(p)] = 0.0
+    return p.astype(np.float32, copy=False)
 
 
 DENSE_ELEMENTS = 1 << 23  # the most (users x movies) entries one chunk of users may hold

@@ -271,7 +271,7 @@ def test_numpy_forward_matches_paddle_with_dense_features(criteo_world, criteo_t
 
 # --- MovieLens ------------------------------------------------------------------------------
 
-ML_TRAIN = ["--epochs", "2", "--batch-size", "1024"]
+ML_TRAIN = ["--epochs", "2", "--model", "wide_deep", "--batch-size", "1024"]
 
 
 @pytest.fixture(scope="module")
@@ -364,43 +364,6 @@ def test_numpy_forward_matches_paddle(ml_copy, model):
     np.testing.assert_allclose(from_numpy, from_paddle, atol=1e-5)
 
 
-def test_rerank_orders_the_recall_candidates_by_pick_and_click_probability(ml_world):
-    """The CTR model's log probability takes the rating head's place in the order: score =
-    pick logit + RERANK_WEIGHT * log ctr, over the recall model's top 200."""
-    import numpy as np
-    from rec.scoring import RERANK_WEIGHT
-    plain = rec(ml_world, "recommend", "1", "2", "--top", "200", "--format", "tsv")
-    reranked = rec(ml_world, "recommend", "1", "2", "--top", "5", "--rerank", "--format", "tsv")
-    assert reranked.exit_code == 0, reranked.output
-    rows = tsv(reranked.stdout)
-    assert list(rows[0]) == ["user", "rank", "movie", "title", "year", "genres", "stars", "score",
-                             "ctr", "reason"]
-    assert [r["user"] for r in rows] == ["1"] * 5 + ["2"] * 5
-    recall = {(r["user"], r["movie"]): r for r in tsv(plain.stdout)}
-    scoring = json.loads((ml_world / "output" / "features" / "scoring.json").read_text())
-    a, b, w = (scoring["like"][k] for k in ("a", "b", "weight"))
-    for user in ("1", "2"):
-        mine = [r for r in rows if r["user"] == user]
-        ctr = [float(r["ctr"]) for r in mine]
-        score = [float(r["score"]) for r in mine]
-        assert score == sorted(score, reverse=True) and all(0 < p < 1 for p in ctr)
-        for r in mine:  # from the two-tower top 200: its pick logit plus w * log ctr
-            before = recall[(user, r["movie"])]
-            log_like = -np.logaddexp(0, -(a * float(before["stars"]) + b))
-            pick = float(before["score"]) - w * log_like
-            assert abs(pick + RERANK_WEIGHT * np.log(float(r["ctr"])) - float(r["score"])) < 0.02
-    # the same probabilities as ctr-predict for the same pairs
-    pairs = "".join(f"{r['user']} {r['movie']}\n" for r in rows)
-    pred = rec(ml_world, "ctr-predict", input=pairs)
-    assert [abs(float(a["probability"]) - float(b["ctr"])) < 1e-4
-            for a, b in zip(tsv(pred.stdout), rows)] == [True] * 10
-
-
-def test_recommend_rerank_never_imports_paddle(ml_world):
-    assert_paddle_free(["--output-dir", str(ml_world / "output"), "recommend", "1", "--top", "3",
-                        "--rerank"])
-
-
 def test_predict_pairs_from_stdin_in_order(ml_world):
     result = rec(ml_world, "ctr-predict", input="user,movie\n3 7\n\n1\t2\t5\n3,7\n")
     assert result.exit_code == 0, result.output
@@ -477,23 +440,12 @@ def test_bad_usage_is_one_line(tmp_path, args, code, needle):
 def test_missing_inputs_name_the_stage_to_run(tmp_path, ml_world):
     one_line_error(rec(tmp_path, "ctr-train"), 2, "rec preprocess")
     one_line_error(rec(tmp_path, "ctr-predict"), 2, "rec ctr-train")
-    world = tmp_path / "w"
-    shutil.copytree(ml_world, world)
-    shutil.rmtree(world / "output" / "ctr")
-    one_line_error(rec(world, "recommend", "1", "--rerank"), 2, "rec ctr-train --data movielens")
-    one_line_error(rec(ml_world, "recommend", "1", "--rerank", "--explore", "2"), 2,
-                   "--explore and --rerank")
 
 
 def test_damaged_model_files_are_one_clear_error(ml_copy):
     # used to be "internal error: JSONDecodeError" / "BadZipFile"
     model_dir = ml_copy / "output" / "ctr" / "model"
-    weights = model_dir / "weights.npz"
-    weights.write_bytes(weights.read_bytes()[:100])
-    one_line_error(rec(ml_copy, "recommend", "1", "--rerank"), 1, "weights.npz is damaged",
-                   "run `rec ctr-train --data movielens` again")
     (model_dir / "config.json").write_text("[1, 2]")
-    one_line_error(rec(ml_copy, "recommend", "1", "--rerank"), 1, "config.json is damaged")
     one_line_error(rec(ml_copy, "ctr-predict", input="1 1\n"), 1, "config.json is damaged",
                    "run `rec ctr-train` again")
 

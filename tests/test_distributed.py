@@ -59,9 +59,9 @@ def test_launcher_command_line():
 def test_ctr_train_two_processes_match_one(world, tmp_path):
     single = tmp_path / "single"
     shutil.copytree(world, single)
-    one = rec(single, "ctr-train", "--epochs", "2", "--format", "json")
+    one = rec(single, "ctr-train", "--model", "wide_deep", "--epochs", "2", "--format", "json")
     assert one.exit_code == 0, one.stderr
-    two = rec(world, "ctr-train", "--epochs", "2", "--nproc", "2", "--format", "json")
+    two = rec(world, "ctr-train", "--model", "wide_deep", "--epochs", "2", "--nproc", "2", "--format", "json")
     assert two.exit_code == 0, two.stderr
     a, b = json.loads(one.stdout), json.loads(two.stdout)
     assert b["processes"] == 2 and b["train_samples"] == a["train_samples"]

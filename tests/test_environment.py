@@ -26,7 +26,7 @@ from conftest import (ROOT, SMALL, SMALL_WORLD, copy_world, one_line_error, rec,
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    return run_stages(tmp_path_factory.mktemp("environment"), *SMALL_WORLD, ["ctr-train", "--epochs", "1"])
+    return run_stages(tmp_path_factory.mktemp("environment"), *SMALL_WORLD, ["ctr-train", "--model", "wide_deep", "--epochs", "1"])
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ WRITERS = [
     (["train", "--epochs", "1"], "train.train", "output/model"),
     (["evaluate"], "evaluate.evaluate", "output/model"),
     (["save-features"], "save_features.export", "output"),
-    (["ctr-train", "--epochs", "1"], "ctr.train", "output/ctr"),
+    (["ctr-train", "--model", "wide_deep", "--epochs", "1"], "ctr.train", "output/ctr"),
     (["export"], "export.export_all", "output"),
 ]
 
@@ -118,8 +118,8 @@ def test_a_file_where_a_folder_should_be_stops_each_writer(world, monkeypatch, s
 SWAPPED = [(["preprocess"], "preprocess.parse_folder", "output/dataset"),
            (["save-features"], "save_features.export", "output/features"),
            (["export"], "export.export_all", "output/export"),
-           (["ctr-train", "--epochs", "1"], "ctr.train", "output/ctr/model"),
-           (["ctr-train", "--epochs", "1"], "ctr.train", "output/ctr/checkpoint"),
+           (["ctr-train", "--model", "wide_deep", "--epochs", "1"], "ctr.train", "output/ctr/model"),
+           (["ctr-train", "--model", "wide_deep", "--epochs", "1"], "ctr.train", "output/ctr/checkpoint"),
            (["train", "--epochs", "1"], "train.train", "output/model/checkpoint")]
 
 

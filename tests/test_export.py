@@ -24,7 +24,7 @@ def world(tmp_path_factory) -> Path:
                       ["download", "--dataset", "synthetic", "--users", "300", "--movies", "200",
                        "--ratings", "24000"], ["preprocess", "--dataset", "synthetic"],
                       ["train", "--epochs", "2"], ["save-features"],
-                      ["ctr-train", "--epochs", "1", "--batch-size", "1024"],
+                      ["ctr-train", "--model", "wide_deep", "--epochs", "1", "--batch-size", "1024"],
                       ["export", "--format", "json"])
 
 

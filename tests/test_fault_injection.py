@@ -31,7 +31,7 @@ REASON = {errno.ENOSPC: "No space left on device", errno.EROFS: "Read-only file 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """Every artifact once: dataset, model, features, CTR model, evaluation, export."""
-    return run_stages(tmp_path_factory.mktemp("injected"), *SMALL_WORLD, ["ctr-train", "--epochs", "1"], ["evaluate"], ["export"])
+    return run_stages(tmp_path_factory.mktemp("injected"), *SMALL_WORLD, ["ctr-train", "--model", "wide_deep", "--epochs", "1"], ["evaluate"], ["export"])
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ CTR_PUBLISHED = 13  # history, staged metrics, the model folder (3 renames), met
 def test_full_disk_at_each_write_of_ctr_train(world, monkeypatch, n):
     model = world / "output" / "ctr" / "model"
     old = snapshot(model)
-    stage = ["ctr-train", "--epochs", "1", "--seed", "7"]
+    stage = ["ctr-train", "--model", "wide_deep", "--epochs", "1", "--seed", "7"]
     if run_with_fault(world, monkeypatch, stage, n, CTR_WRITES) is None:
         return
     assert (snapshot(model) == old) == (n <= CTR_PUBLISHED)

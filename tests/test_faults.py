@@ -78,7 +78,7 @@ def test_a_second_writer_stops_at_once_and_readers_do_not_wait(world):
     fd = hold_lock(out, "rec train (pid 4242)\n")
     try:
         for stage in (["preprocess"], ["save-features"], ["evaluate"], ["train", "--epochs", "1"],
-                      ["ctr-train", "--epochs", "1"], ["download", "--dataset", "synthetic"]):
+                      ["ctr-train", "--model", "wide_deep", "--epochs", "1"], ["download", "--dataset", "synthetic"]):
             message = one_line_error(rec(world, *stage), 2)
             assert "in use by `rec train (pid 4242)`" in message, (stage, message)
         for reader in (["recommend", "1"], ["similar", "1"], ["status"]):
@@ -220,7 +220,7 @@ def test_ctr_train_refuses_one_class_data_before_training(world, stars, negative
     "will watch and like" (unrated movies are its label 0); none liked is one class for both."""
     path = world / "output" / "dataset" / "rating_values.npy"
     np.save(path, np.full_like(np.load(path), stars))
-    message = one_line_error(rec(world, "ctr-train", "--epochs", "1", "--negatives", negatives), 2)
+    message = one_line_error(rec(world, "ctr-train", "--model", "wide_deep", "--epochs", "1", "--negatives", negatives), 2)
     assert f"only {kind} labels" in message
     assert not (world / "output" / "ctr" / "model").exists()
 

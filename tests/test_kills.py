@@ -107,7 +107,7 @@ def assert_one_interrupt_line(proc, sig: str) -> None:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A small synthetic world: preprocessed, trained, features saved, CTR trained."""
-    return run_stages(tmp_path_factory.mktemp("kills"), *SMALL_WORLD, ["ctr-train", "--epochs", "1"])
+    return run_stages(tmp_path_factory.mktemp("kills"), *SMALL_WORLD, ["ctr-train", "--model", "wide_deep", "--epochs", "1"])
 
 
 @pytest.fixture
@@ -247,7 +247,7 @@ def test_train_killed_in_a_checkpoint_swap_resumes(world, after, epoch):
 
 def test_ctr_train_killed_between_the_renames_of_its_model(world):
     ctr_model = world / "output" / "ctr" / "model"
-    proc, new = killed(world, ctr_model, 2, "SIGKILL", "ctr-train", "--epochs", "2")
+    proc, new = killed(world, ctr_model, 2, "SIGKILL", "ctr-train", "--model", "wide_deep", "--epochs", "2")
     assert proc.returncode == -signal.SIGKILL and not ctr_model.exists()
     assert rec(world, "status").exit_code == 0
     assert digest(ctr_model) == new
@@ -279,11 +279,11 @@ EVERY_SWAP = [
     (["save-features"], "output/features", None, 3, ["recommend", "1"]),
     (["train", "--epochs", "2"], "output/model/checkpoint", None, 3,
      ["train", "--resume", "--epochs", "3"]),
-    (["ctr-train", "--epochs", "2"], "output/ctr/checkpoint", None, 3,
-     ["ctr-train", "--resume", "--epochs", "3"]),
-    (["ctr-train", "--epochs", "2"], "output/ctr/best-of-run", None, 2,
-     ["ctr-train", "--resume", "--epochs", "3"]),
-    (["ctr-train", "--epochs", "2"], "output/ctr/model", None, 3, ["recommend", "1"]),
+    (["ctr-train", "--model", "wide_deep", "--epochs", "2"], "output/ctr/checkpoint", None, 3,
+     ["ctr-train", "--model", "wide_deep", "--resume", "--epochs", "3"]),
+    (["ctr-train", "--model", "wide_deep", "--epochs", "2"], "output/ctr/best-of-run", None, 2,
+     ["ctr-train", "--model", "wide_deep", "--resume", "--epochs", "3"]),
+    (["ctr-train", "--model", "wide_deep", "--epochs", "2"], "output/ctr/model", None, 3, ["recommend", "1"]),
     (["export"], "output/export", ["export"], 3, ["status"]),
     (["download", "--dataset", "synthetic", *SMALL, "--seed", "9"], "data/synthetic", None, 3,
      ["download", "--dataset", "synthetic", *SMALL, "--seed", "9"]),

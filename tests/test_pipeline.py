@@ -50,9 +50,9 @@ def test_each_stage_gets_the_options_that_concern_it():
         ["download", "--dataset", "synthetic", "--seed", "7"],
         ["preprocess", "--dataset", "synthetic", "--split", "time", "--seed", "7"],
         ["train", "--device", "gpu:1", "--seed", "7", "--epochs", "3", "--match", "dot"],
-        ["evaluate", "--device", "gpu:1"],
         ["save-features", "--device", "gpu:1"],
-        ["ctr-train", "--data", "movielens", "--device", "gpu:1"],
+        ["ctr-train", "--data", "movielens", "--device", "gpu:1", "--model", "wide_deep"],
+        ["evaluate", "--device", "gpu:1"],
     ]
     # a real dataset takes no --seed at download (its data is what it is)
     download, preprocess, train, *_ = stage_commands("ml-1m", "ml-1m.zip", 7, None, "cpu",
@@ -93,8 +93,8 @@ def test_bin_pipeline_runs_every_stage_and_recommends(tmp_path):
     assert rows[0][:3] == ["user", "rank", "movie"] and [r[1] for r in rows[1:]] == ["1", "2", "3"]
     assert {r[0] for r in rows[1:]} == {"1"}  # the first user in the data
     stages = json.loads((tmp_path / "out" / "manifest.json").read_text())["stages"]
-    assert list(stages) == ["download", "preprocess", "train", "evaluate", "save-features",
-                            "ctr-train"]
+    assert list(stages) == ["download", "preprocess", "train", "save-features", "ctr-train",
+                            "evaluate"]
     # each stage recorded its own command line, as typed by hand
     assert stages["train"]["command"].endswith(" train --device cpu --epochs 1")
     status = subprocess.run([sys.executable, "-m", "rec", "--output-dir", str(tmp_path / "out"),

@@ -1,6 +1,6 @@
 """The CTR networks' forward pass in numpy, from their exported weights.
 
-`rec recommend --rerank` must not import paddle, so `rec ctr-train --data movielens` exports
+`rec ctr-predict` and ctr-train's rerank comparison must not import paddle, so ctr-train exports
 the trained network's weights to output/ctr/model/weights.npz (checked against paddle before
 it is written) and `NumpyCtr` computes the same click probabilities from them.
 """

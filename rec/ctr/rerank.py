@@ -1,23 +1,19 @@
-"""Recall then rank in numpy: the two-tower vectors recall, the MovieLens CTR model reorders.
+"""The course's CTR view of recall then rank, in numpy: the two-tower vectors recall, a
+MovieLens Wide&Deep / DeepFM (`ctr-train --data movielens --model wide_deep`) reorders.
 
-`recall_rerank_metrics` is ctr-train's comparison (HR@10 / NDCG@10 before and after the
-rerank); `CtrRanker` is `rec recommend --rerank`'s scorer. Neither imports paddle.
+`recall_rerank_metrics` is that run's comparison (HR@10 / NDCG@10 before and after the
+rerank). The rank stage `rec recommend` serves is rec.rank (`--model rank`, the default).
 """
 
 from __future__ import annotations
-
-import io
 
 import numpy as np
 
 from rec.ctr.fields import MovieLensFields
 from rec.ctr.forward import NumpyCtr
-from rec.datasets.contract import RELEVANT, VAL, is_dataset
-from rec.errors import UsageError
+from rec.datasets.contract import RELEVANT, VAL
 from rec.metrics import ranking_metrics
-from rec.paths import read_json, reading
 from rec.scoring import rerank_order, vector_scorer
-from rec.snapshot import read as read_snapshot
 
 
 def recall_rerank_metrics(ds, features, net: NumpyCtr, fields: MovieLensFields,
@@ -66,58 +62,3 @@ def recall_rerank_metrics(ds, features, net: NumpyCtr, fields: MovieLensFields,
             f"rerank_ndcg@{k}": round(after[f"ndcg@{k}"], 6),
             "rerank_candidates": int(min(candidates, n_movies)),
             "ranked_users": before["ranked_users"]}
-
-
-class CtrRanker:
-    """`rec recommend --rerank`'s scorer: the MovieLens CTR model (numpy), called with the
-    recommend catalog's user rows and movie rows."""
-
-    def __init__(self, net: NumpyCtr, fields: MovieLensFields, user_ds: np.ndarray,
-                 movie_ds: np.ndarray):
-        self.net, self.fields = net, fields
-        self.user_ds, self.movie_ds = user_ds, movie_ds
-
-    @classmethod
-    def load(cls, paths, features, dataset) -> "CtrRanker":
-        """The model of output/ctr/model (its config and weights from the same ctr-train
-        run: rec.snapshot), for `features`' rows of `dataset` (the one the catalog read)."""
-        return read_snapshot(paths.ctr.best,
-                             lambda snapshot: cls._load(snapshot, paths, features, dataset))
-
-    @classmethod
-    def _load(cls, snapshot, paths, features, dataset) -> "CtrRanker":
-        best = paths.ctr
-        run = "rec ctr-train --data movielens"
-        config = read_json(best.config, run, keys=("features", "model"), snapshot=snapshot)
-        with reading(best.config, run):
-            kind = config["features"].get("kind")
-        if kind != "movielens":
-            raise UsageError(f"{best.best} holds a CTR model for Criteo data, not MovieLens: "
-                             "run `rec ctr-train --data movielens` first")
-        if not snapshot.is_file(best.weights.name):
-            raise UsageError(f"missing {best.weights}: run `{run}` first")
-        if not is_dataset(config.get("data_fingerprint"), paths, dataset):
-            raise UsageError("output/ctr was trained on another output/dataset: "
-                             "run `rec ctr-train --data movielens` again")
-        fields = MovieLensFields.from_dataset(dataset, config["features"].get("crosses", False))
-        with reading(best.weights, run):
-            with snapshot.open(best.weights.name) as f:
-                net = NumpyCtr.load(io.BytesIO(f.read()), config["model"])
-        vocab = dataset.vocab
-        u_index = {str(u): i for i, u in enumerate(vocab.user_ids)}
-        m_index = {str(m): i for i, m in enumerate(vocab.movie_ids)}
-        user_ds = np.array([u_index.get(u, -1) for u in features.user_ids], dtype=np.int64)
-        movie_ds = np.array([m_index.get(m, -1) for m in features.movie_ids], dtype=np.int64)
-        return cls(net, fields, user_ds, movie_ds)
-
-    def __call__(self, user_rows: np.ndarray, movies: np.ndarray) -> np.ndarray:
-        """Click probabilities (B, C) of user_rows[b] for movies[b, c] (catalog rows; -1 or
-        a user or movie the dataset does not know -> -inf)."""
-        b, c = movies.shape
-        u = np.repeat(self.user_ds[user_rows], c)
-        m = np.where(movies.reshape(-1) >= 0, self.movie_ds[np.maximum(movies.reshape(-1), 0)], -1)
-        ok = (u >= 0) & (m >= 0)
-        out = np.full(b * c, -np.inf, dtype=np.float64)
-        if ok.any():
-            out[ok] = self.net.probabilities(**self.fields.inputs(u[ok], m[ok]))
-        return out.reshape(b, c)

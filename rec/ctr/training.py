@@ -37,7 +37,7 @@ def tensors(inputs: dict) -> dict:
 
 def recall_then_rank(paths, source, candidates: int) -> dict:
     """HR@10 / NDCG@10 of recall alone and recall + rank (the run's best model, through the
-    numpy forward pass `rec recommend --rerank` uses); {} without output/features."""
+    numpy forward pass); {} without output/features."""
     from rec.console import log, warn
     from rec.ctr.forward import NumpyCtr
     from rec.ctr.rerank import recall_rerank_metrics

@@ -7,6 +7,8 @@ Three channels each score every movie for a user from what the user rated (their
                 B = I - P / diag(P), P = (X'X + λI)^-1 by a float32 Cholesky inverse
                 (LAPACK potrf + potri, through scipy); a user's scores are x_u B, so a new
                 user needs no refit. λ is chosen on the tuning slice (choose_lambda)
+    svd         PureSVD, the binary matrix's top singular vectors (rank chosen on the
+                tuning slice): a smoother item-item view than EASE's
     popularity  training counts: what people with few ratings get
 
 Candidates (rec.rank.features.Stack.candidates) are the union of each channel's top K among the movies the user has not rated;
@@ -25,10 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from rec.datasets.contract import RELEVANT, TRAIN, VAL, Dataset
-from rec.metrics import dense_chunk, ranking_metrics
+from rec.metrics import dense_chunk, ease_from_gram, ranking_metrics
 
-CHANNELS = ("two_tower", "ease", "popularity")
+CHANNELS = ("two_tower", "ease", "svd", "popularity")
 LAMBDAS = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
+SVD_RANKS = (16, 32, 64, 128, 256)
 EASE_MAX_MOVIES = 20_000
 TUNE_USERS = 3000  # users of the tuning slice λ is chosen on (a seeded sample)
 
@@ -67,30 +70,16 @@ def gram(users: np.ndarray, movies: np.ndarray, items: np.ndarray, n_movies: int
     return g
 
 
-def ease_from_gram(g: np.ndarray, lam: float, overwrite: bool = False) -> np.ndarray:
-    """EASE's B (float32, zero diagonal) from the gram matrix, by a Cholesky inverse, in
-    place of `g` with overwrite=True (one n² matrix at the peak, beside g's)."""
-    from scipy.linalg import lapack
-
-    a = g if overwrite else g.copy()
-    a[np.diag_indices_from(a)] += np.float32(lam)
-    c, info = lapack.spotrf(a, lower=False, overwrite_a=True)
-    if info != 0:
-        raise ValueError(f"EASE: the regularised gram matrix is not positive definite ({info})")
-    p, info = lapack.spotri(c, lower=False, overwrite_c=True)
-    if info != 0:
-        raise ValueError(f"EASE: the Cholesky inverse failed ({info})")
-    n = len(p)
-    step = 1024
-    for lo in range(0, n, step):  # potri fills the upper triangle only: mirror it, by blocks
-        hi = min(lo + step, n)
-        p[lo:hi, :lo] = p[:lo, lo:hi].T
-        block = p[lo:hi, lo:hi]
-        block[np.tril_indices(hi - lo, -1)] = block.T[np.tril_indices(hi - lo, -1)]
-    scale = -1.0 / np.diag(p)
-    p *= scale[None, :].astype(np.float32)
-    p[np.diag_indices_from(p)] = 0.0
-    return p.astype(np.float32, copy=False)
+def binary_rows(items: np.ndarray, rows: np.ndarray, movies: np.ndarray, n_users: int,
+                n_movies: int) -> np.ndarray:
+    """(n_users, len(items)) float32: 1 where row r rated item i (movies outside `items`
+    are left out)."""
+    col = np.full(n_movies, -1, np.int64)
+    col[items] = np.arange(len(items))
+    keep = col[movies] >= 0
+    x = np.zeros((n_users, len(items)), np.float32)
+    x[rows[keep], col[movies[keep]]] = 1.0
+    return x
 
 
 @dataclass
@@ -104,14 +93,36 @@ class Ease:
     def scores(self, rows: np.ndarray, movies: np.ndarray, n_users: int,
                n_movies: int) -> np.ndarray:
         """(n_users, n_movies) scores of users whose rated movies are (rows, movies)."""
-        col = np.full(n_movies, -1, np.int64)
-        col[self.items] = np.arange(len(self.items))
-        keep = col[movies] >= 0
-        x = np.zeros((n_users, len(self.items)), np.float32)
-        x[rows[keep], col[movies[keep]]] = 1.0
+        x = binary_rows(self.items, rows, movies, n_users, n_movies)
         out = np.zeros((n_users, n_movies), np.float32)
         out[:, self.items] = x @ self.b
         return out
+
+
+@dataclass
+class PureSvd:
+    """PureSVD (Cremonesi 2010) over `items`: the binary matrix's top `rank` right singular
+    vectors V (the gram matrix's top eigenvectors); scores x_u V V'."""
+
+    items: np.ndarray
+    v: np.ndarray  # (len(items), rank) float32
+
+    def scores(self, rows: np.ndarray, movies: np.ndarray, n_users: int,
+               n_movies: int) -> np.ndarray:
+        x = binary_rows(self.items, rows, movies, n_users, n_movies)
+        out = np.zeros((n_users, n_movies), np.float32)
+        out[:, self.items] = (x @ self.v) @ self.v.T
+        return out
+
+
+def top_eigenvectors(g: np.ndarray, rank: int) -> np.ndarray:
+    """The gram matrix's `rank` leading eigenvectors (float32, largest first)."""
+    from scipy.linalg import eigh
+
+    n = len(g)
+    rank = min(rank, n)
+    _, vecs = eigh(g, subset_by_index=[n - rank, n - 1], driver="evr", check_finite=False)
+    return np.ascontiguousarray(vecs[:, ::-1], dtype=np.float32)
 
 
 def fit_ease(ds: Dataset, lam: float) -> Ease:
@@ -122,9 +133,10 @@ def fit_ease(ds: Dataset, lam: float) -> Ease:
                 float(lam))
 
 
-def choose_lambda(view: Dataset, lambdas=LAMBDAS, seed: int = 0) -> tuple[float, dict]:
-    """λ with the best NDCG@10 on the tuning view's VAL ratings (a seeded sample of at most
-    TUNE_USERS of its users), and {λ: NDCG@10} for the record."""
+def choose_settings(view: Dataset, lambdas=LAMBDAS, ranks=SVD_RANKS,
+                    seed: int = 0) -> tuple[float, int, dict]:
+    """EASE's λ and PureSVD's rank with the best NDCG@10 on the tuning view's VAL ratings
+    (a seeded sample of at most TUNE_USERS of its users), and the tables for the record."""
     tu, tm, _ = view.part(TRAIN)
     items = ease_items(tm, view.n_movies)
     g = gram(tu, tm, items, view.n_movies)
@@ -133,19 +145,23 @@ def choose_lambda(view: Dataset, lambdas=LAMBDAS, seed: int = 0) -> tuple[float,
     rel = vr >= RELEVANT
     users = np.unique(vu[rel])
     users = np.sort(np.random.default_rng(seed).permutation(users)[:TUNE_USERS])
-    table = {}
-    for lam in lambdas:
-        ease = Ease(items, ease_from_gram(g, lam), lam)
-        table[lam] = ranking_metrics(history_scorer(ease, hu, hm, view.n_movies), view.n_users,
-                                     view.n_movies, hu, hm, vu[rel][np.isin(vu[rel], users)],
-                                     vm[rel][np.isin(vu[rel], users)])["ndcg@10"]
-    best = max(table, key=lambda lam: (table[lam], -lam))
-    return best, {str(int(k) if float(k).is_integer() else k): round(v, 6)
-                  for k, v in table.items()}
+    mine = np.isin(vu[rel], users)
+
+    def ndcg(model) -> float:
+        return ranking_metrics(history_scorer(model, hu, hm, view.n_movies), view.n_users,
+                               view.n_movies, hu, hm, vu[rel][mine], vm[rel][mine])["ndcg@10"]
+    lam_table = {lam: ndcg(Ease(items, ease_from_gram(g, lam), lam)) for lam in lambdas}
+    vecs = top_eigenvectors(g, max(ranks))
+    rank_table = {r: ndcg(PureSvd(items, vecs[:, :r])) for r in ranks if r <= vecs.shape[1]}
+    lam = max(lam_table, key=lambda k: (lam_table[k], -k))
+    rank = max(rank_table, key=lambda k: (rank_table[k], -k))
+    return lam, rank, {"ease_lambda": {f"{k:g}": round(v, 6) for k, v in lam_table.items()},
+                       "svd_rank": {str(k): round(v, 6) for k, v in rank_table.items()}}
 
 
-def history_scorer(ease: Ease, users: np.ndarray, movies: np.ndarray, n_movies: int):
-    """ranking_metrics' score_chunk: EASE scores of a block of users from their history."""
+def history_scorer(model, users: np.ndarray, movies: np.ndarray, n_movies: int):
+    """ranking_metrics' score_chunk: an item model's (Ease, PureSvd) scores of a block of
+    users from their history."""
     order = np.argsort(users, kind="stable")
     users, movies = users[order], movies[order]
 
@@ -154,38 +170,49 @@ def history_scorer(ease: Ease, users: np.ndarray, movies: np.ndarray, n_movies: 
         rows = np.repeat(np.arange(len(block)), hi - lo)
         idx = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(block) else \
             np.zeros(0, np.int64)
-        return ease.scores(rows, movies[idx].astype(np.int64), len(block), n_movies)
+        return model.scores(rows, movies[idx].astype(np.int64), len(block), n_movies)
     return score_chunk
 
 
 from rec.paths import EASE as EASE_FILE  # noqa: E402
 
 
-def ease_channel(ds: Dataset) -> tuple[dict[str, bytes], dict]:
-    """({EASE_FILE: npz bytes}, the record of the choice): λ chosen on the tuning view of
-    `ds`, then EASE fitted on all of its training ratings with it."""
+def fit_item_models(ds: Dataset, lam: float, rank: int) -> tuple[Ease, PureSvd]:
+    """EASE (λ) and PureSVD (rank) on the dataset's TRAIN ratings, from one gram matrix."""
+    tu, tm, _ = ds.part(TRAIN)
+    items = ease_items(tm, ds.n_movies)
+    g = gram(tu, tm, items, ds.n_movies)
+    svd = PureSvd(items, top_eigenvectors(g, rank))
+    return Ease(items, ease_from_gram(g, lam, overwrite=True), float(lam)), svd
+
+
+def item_channels(ds: Dataset) -> tuple[dict[str, bytes], dict]:
+    """({EASE_FILE: npz bytes}, the record of the choices): λ and the rank chosen on the
+    tuning view of `ds`, then EASE and PureSVD fitted on all its training ratings."""
     import io
 
     from rec.datasets.tuning import describe, tuning_view
 
-    lam, table = choose_lambda(tuning_view(ds))
-    ease = fit_ease(ds, lam)
+    lam, rank, tables = choose_settings(tuning_view(ds))
+    ease, svd = fit_item_models(ds, lam, rank)
     buffer = io.BytesIO()
-    np.savez(buffer, items=ease.items, b=ease.b, lam=np.float64(lam))
+    np.savez(buffer, items=ease.items, b=ease.b, lam=np.float64(lam), svd=svd.v)
     return {EASE_FILE: buffer.getvalue()}, {
-        "ease_lambda": lam, "ease_tuning_ndcg@10": table, "tuning": describe(ds)}
+        "ease_lambda": lam, "svd_rank": rank, "tuning_ndcg@10": tables,
+        "tuning": describe(ds)}
 
 
-def load_ease(data: bytes, path) -> Ease:
-    """The EASE channel from the bytes of features' EASE_FILE."""
+def load_item_models(data: bytes, path) -> tuple[Ease, PureSvd]:
+    """EASE and PureSVD from the bytes of features' EASE_FILE."""
     import io
 
     from rec.errors import RecError
 
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            return Ease(np.asarray(z["items"], np.int64), np.asarray(z["b"], np.float32),
-                        float(z["lam"]))
+            items = np.asarray(z["items"], np.int64)
+            return (Ease(items, np.asarray(z["b"], np.float32), float(z["lam"])),
+                    PureSvd(items, np.asarray(z["svd"], np.float32)))
     except (OSError, ValueError, KeyError) as e:
         raise RecError(f"{path} is damaged ({e}): run `rec save-features` again")
 

@@ -7,10 +7,12 @@ history, their demographics). `Stack.candidates(block)` scores every movie with 
 channel (rec.rank.channels), the movies a user rated excluded, and takes the union of each
 channel's top `k`; `Stack.features` describes each candidate by:
 
-    per channel (two_tower, ease)  the score's z-score over the user's unseen movies, its
-                                   log rank among the candidates, found by its top k
+    per channel (two_tower, ease,  the score's z-score over the user's unseen movies, its
+    svd)                           log rank among the candidates, found by its top k, its
+                                   distance below the user's best (in standard deviations)
     popularity                     log count (scaled), log rank, found by its top k
-    the rating head                predicted stars (centred), log P(like)
+    the two-tower's heads           predicted stars (centred), log P(like), the pick logit
+                                   alone (z-scored over the candidates)
     the movie                      release year (scaled, and whether it is unknown)
     the user                       log activity, their genre profile's overlap with the
                                    movie's genres, their taste for popular movies minus
@@ -24,10 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rec.rank.channels import CHANNELS, Ease, top_k
+from rec.rank.channels import CHANNELS, Ease, PureSvd, top_k
 from rec.scoring import log_like, score, stars_pairs
 
-SCORED = ("two_tower", "ease")  # channels whose score is a feature (popularity: its count)
+SCORED = ("two_tower", "ease", "svd")  # channels whose score is a feature (popularity: its count)
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Stack:
     movie_vecs: np.ndarray  # (M, D)
     scoring: dict
     ease: Ease
+    svd: PureSvd
     counts: np.ndarray  # (M,) training ratings per movie
     genres: np.ndarray  # (M, G) genre ids, 0 = padding
     years: np.ndarray  # (M,) year, -1 unknown
@@ -62,13 +65,14 @@ class Stack:
 
     @property
     def n_features(self) -> int:
-        return 3 * len(SCORED) + 3 + 2 + 2 + 3 + self.n_genders + self.n_ages
+        return 4 * len(SCORED) + 3 + 3 + 2 + 3 + self.n_genders + self.n_ages
 
     def channel_scores(self, block: Block) -> dict[str, np.ndarray]:
         """{channel: (B, M) scores}, -inf on each user's rated movies."""
         b, m = len(block), self.n_movies
         out = {"two_tower": score(block.user_vecs, self.movie_vecs, self.scoring),
                "ease": self.ease.scores(block.rows, block.movies, b, m),
+               "svd": self.svd.scores(block.rows, block.movies, b, m),
                "popularity": np.broadcast_to(np.log1p(self.counts).astype(np.float32),
                                              (b, m)).copy()}
         for s in out.values():
@@ -118,8 +122,10 @@ class Stack:
             std = np.sqrt(np.maximum((np.where(finite, s - mean, 0) ** 2).sum(
                 axis=1, keepdims=True) / n, 1e-12))
             picked = np.take_along_axis(s, safe, 1)
+            top = np.where(finite, s, -np.inf).max(axis=1, keepdims=True)
             cols += [np.clip((picked - mean) / std, -10, 10), log_rank(picked),
-                     found_by[:, :, CHANNELS.index(name)]]
+                     found_by[:, :, CHANNELS.index(name)],
+                     np.clip((picked - top) / std, -10, 0)]  # below the user's best
         log_count = np.log1p(self.counts).astype(np.float32)
         scale = np.float32(max(float(log_count.max()), 1.0))
         pop = log_count[safe] / scale
@@ -129,7 +135,12 @@ class Stack:
         users = np.repeat(block.user_vecs, c, axis=0)
         st = stars_pairs(users, movies, self.scoring).astype(np.float32)
         like = log_like(st, self.scoring["like"]) if self.scoring.get("like") else 0 * st
-        cols += [(st.reshape(b, c) - 3.5) / 2, like.reshape(b, c)]
+        pick = np.einsum("ij,ij->i", users[:, :int(self.scoring.get("split", 0))],
+                         movies[:, :int(self.scoring.get("split", 0))]).reshape(b, c)
+        spread = np.maximum(pick.std(axis=1, keepdims=True, where=valid), 1e-6)
+        centre = pick.mean(axis=1, keepdims=True, where=valid)
+        cols += [(st.reshape(b, c) - 3.5) / 2, like.reshape(b, c),
+                 np.clip(np.where(valid, (pick - centre) / spread, 0), -10, 10)]
 
         year = self.years[safe].astype(np.float32)
         cols += [np.where(year > 0, np.clip((year - 1990) / 20, -3, 2), 0), (year <= 0)]

@@ -24,7 +24,7 @@ from rec.datasets.contract import RELEVANT, TRAIN, VAL, dataset_identity, load_d
 from rec.datasets.tuning import describe, tuning_view
 from rec.errors import UsageError
 from rec.paths import CONFIG, PARAMS, WEIGHTS
-from rec.rank.channels import fit_ease
+from rec.rank.channels import fit_item_models
 from rec.rank.features import Stack
 
 K_CHOICES = (25, 50, 100, 200)
@@ -32,13 +32,14 @@ K_SLACK = 0.03  # candidate recall given up for a smaller K (fewer, easier candi
 USERS_PER_STEP = 64
 
 
-def make_stack(ds, movie_vecs: np.ndarray, scoring: dict, ease, k: int) -> Stack:
+def make_stack(ds, movie_vecs: np.ndarray, scoring: dict, item_models, k: int) -> Stack:
     """The rank inputs that do not depend on the user, for the dataset `ds` (its TRAIN
     ratings count for popularity)."""
     _, tm, _ = ds.part(TRAIN)
     v = ds.vocab
     years = np.array([y if y else -1 for y in v.years], np.int64)
-    return Stack(movie_vecs=movie_vecs, scoring=scoring, ease=ease,
+    ease, svd = item_models
+    return Stack(movie_vecs=movie_vecs, scoring=scoring, ease=ease, svd=svd,
                  counts=np.bincount(tm, minlength=ds.n_movies), genres=np.asarray(ds.movie_genres),
                  years=years, n_genders=len(v.genders), n_ages=len(v.ages),
                  has_demographics=bool(v.has_demographics), k=k)
@@ -86,7 +87,8 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
     job = runtime.start(device)
     ds = load_dataset(paths)
     features = load_features(paths.features_dir)
-    if "channels" not in features.scoring or not features.extra.get("ease.npz"):
+    if "svd_rank" not in features.scoring.get("channels", {}) or \
+            not features.extra.get("ease.npz"):
         raise UsageError("output/features has no EASE channel (saved by an older rec): run "
                          "`rec save-features` again")
     if features.user_ids != [str(u) for u in ds.vocab.user_ids] or \
@@ -101,7 +103,9 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
     hist = retrieval.Histories(view, model.config.global_mean)
     user_vecs, _ = retrieval.trained_vectors(model, view, hist)
     lam = float(features.scoring["channels"]["ease_lambda"])
-    stack = make_stack(view, features.movies, features.scoring, fit_ease(view, lam), 0)
+    rank = int(features.scoring["channels"]["svd_rank"])
+    stack = make_stack(view, features.movies, features.scoring,
+                       fit_item_models(view, lam, rank), 0)
     k, k_table = choose_k(stack, view, user_vecs)
     stack.k = k
     examples = rt.build_examples(stack, view, user_vecs)
@@ -120,7 +124,8 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
         "model": config.to_json(), "train": asdict(p), "device": job.device,
         "data_fingerprint": data_id, "rec_version": __version__,
         "features": {"kind": "rank", "k": k, "n_features": stack.n_features,
-                     "features_run": features.scoring.get("run_id"), "ease_lambda": lam},
+                     "features_run": features.scoring.get("run_id"), "ease_lambda": lam,
+                     "svd_rank": rank},
         "dataset": {"name": ds.vocab.dataset, "split": ds.vocab.split},
         "selection": {"tuning": describe(ds), "k_candidate_recall": k_table, "k": k,
                       "epochs": "best rank NDCG@10 on a fifth of the tuning users",
@@ -147,7 +152,7 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
         return {"data": "movielens", "dataset": ds.vocab.dataset, "model": "rank",
                 "device": job.device, **result.summary("rank_hr@10", "rank_ndcg@10"),
                 "k": k, "candidate_recall": channels["candidate_recall"],
-                "channels": {c: channels[c] for c in ("two_tower", "ease", "popularity")},
+                "channels": {c: channels[c] for c in ("two_tower", "ease", "svd", "popularity")},
                 "tuning_users": int(len(examples.users)), "choosing_users": int(len(val_ex.users)),
                 **result.speed()}
 

@@ -117,9 +117,9 @@ def channel_report(ex: Examples) -> dict:
 
     out = {"candidate_recall": float(ex.liked.sum() / max(ex.n_liked.sum(), 1))}
     for i, name in enumerate(SCORED):
-        rank_col = 3 * i + 1  # log rank among the candidates (smaller is better)
+        rank_col = 4 * i + 1  # log rank among the candidates (smaller is better)
         out[name] = ranked_metrics(-ex.x[:, :, rank_col], ex)
-    out["popularity"] = ranked_metrics(ex.x[:, :, 3 * len(SCORED)], ex)
+    out["popularity"] = ranked_metrics(ex.x[:, :, 4 * len(SCORED)], ex)
     return {k: (round(v, 6) if isinstance(v, float) else {a: round(b, 6) for a, b in v.items()})
             for k, v in out.items()}
 

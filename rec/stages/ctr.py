@@ -119,8 +119,7 @@ class CtrParams:
     def __post_init__(self) -> None:
         if self.data is None:
             self.data = "criteo" if self.input else "movielens"
-        if self.model is None:
-            self.model = "rank" if self.data == "movielens" else "wide_deep"
+
 
     def hidden_sizes(self) -> tuple:
         try:
@@ -133,6 +132,8 @@ class CtrParams:
         return sizes
 
     def check(self) -> None:
+        if self.model is None:  # after --resume has read the checkpoint's
+            self.model = "rank" if self.data == "movielens" else "wide_deep"
         if self.data not in DATA:
             raise UsageError(f"unknown --data {self.data!r}: choose movielens or criteo")
         if self.model not in MODELS:
@@ -162,7 +163,7 @@ class CtrParams:
 
 
 def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
-    if p.model == "rank":
+    if not resume and p.model in (None, "rank") and p.data == "movielens":
         from rec.rank.fit import train_ranker
 
         p.check()
@@ -241,6 +242,8 @@ def command(ctx: typer.Context, params: CtrParams, device: Device = "cpu",
     if not resume:
         params.check()
     paths = get_paths(ctx)
+    if nproc > 1 and not resume and params.model == "rank":
+        raise UsageError("the rank stage trains in one process (seconds on ml-1m): drop --nproc")
     if nproc > 1:  # the same command in N processes; rank 0 writes the files
         from rec.launch import run_stage
 

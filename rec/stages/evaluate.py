@@ -28,7 +28,7 @@ from rich.table import Table
 from rec import manifest
 from rec.atomic import write_json
 from rec.console import emit, emit_object, log, show_table
-from rec.datasets.contract import RELEVANT, dataset_paths, load_dataset
+from rec.datasets.contract import RELEVANT, TRAIN, VAL, dataset_paths, load_dataset
 from rec.errors import UsageError
 from rec.metrics import (EASE_MAX_MOVIES, ease_scorer, fit_biases, popularity_scorer,
                          ranking_metrics, rmse_mae)
@@ -51,7 +51,7 @@ def evaluate(paths, device: str, seed: int = 0) -> dict:
     model, config = training.load_trained(paths, ds)
     clip = model.config.rating_range
     if ds.vocab.split.get("method") == "users":
-        return evaluate_users(model, ds, device)
+        return with_rank_stage(paths, ds, evaluate_users(model, ds, device))
     (tu, tm, tr), (vu, vm, vr) = ds.train_val()
     rel = vr >= RELEVANT
     counts = np.bincount(tm, minlength=ds.n_movies)
@@ -78,11 +78,49 @@ def evaluate(paths, device: str, seed: int = 0) -> dict:
         **ranking_metrics(lambda block: np.tile(noise, (len(block), 1)), **rank_args),
         "rmse": g_rmse, "mae": g_mae}
     rounded = lambda d: {k: round(v, 6) for k, v in d.items() if k != "ranked_users"}
-    return {**rounded(result), "baselines": {k: rounded(v) for k, v in baselines.items()},
-            "notes": notes, "validation_ratings": int(len(vr)),
-            "ranked_users": int(len(np.unique(vu[rel]))), "relevant_rating": RELEVANT,
-            "dataset": ds.vocab.dataset, "split": ds.vocab.split,
-            "match": model.config.match, "device": device}
+    return with_rank_stage(paths, ds, {
+        **rounded(result), "baselines": {k: rounded(v) for k, v in baselines.items()},
+        "notes": notes, "validation_ratings": int(len(vr)),
+        "ranked_users": int(len(np.unique(vu[rel]))), "relevant_rating": RELEVANT,
+        "dataset": ds.vocab.dataset, "split": ds.vocab.split,
+        "match": model.config.match, "device": device})
+
+
+def with_rank_stage(paths, ds, report: dict) -> dict:
+    """The report with the recall channels and, when output/ctr/model holds a fresh rank
+    model, the ranked list as the headline (what `rec recommend` outputs); the two-tower's
+    own order moves to "two_tower". Every choice behind them is in "selection"."""
+    from rec.rank.serving import report as rank_report
+
+    su, sm, _ = ds.known()
+    vu, vm, vr = ds.part(VAL)
+    rel = vr >= RELEVANT
+    counts = np.bincount(ds.part(TRAIN)[1], minlength=ds.n_movies)
+    rank_args = dict(n_users=ds.n_users, n_movies=ds.n_movies, seen_users=su, seen_movies=sm,
+                     relevant_users=vu[rel], relevant_movies=vm[rel], k=K, movie_counts=counts)
+    extra, notes = rank_report(paths, ds, rank_args, (vu[rel], vm[rel]))
+    report["notes"] = report.get("notes", []) + notes
+    report["selection"] = {
+        "two_tower": "epochs, early stopping and the like weight on the tuning slice "
+                     "(output/model/config.json: dataset.split.tuning)",
+        **(extra.get("selection") or {})}
+    if not extra:
+        report["ranked"] = False
+        return report
+    rounded = lambda d: {k: round(v, 6) for k, v in d.items() if k != "ranked_users"}
+    lam = extra["ease_lambda"]
+    report["baselines"]["ease_tuned"] = {**rounded(extra["channels"]["ease"]),
+                                         "lambda": lam}
+    report["ease_lambda"] = lam
+    report["channels"] = {k: rounded(v) for k, v in extra["channels"].items()}
+    report["ranked"] = extra["ranked"] is not None
+    if extra["ranked"] is not None:
+        own = {k: report[k] for k in KEYS if k in report}
+        report["two_tower"] = own
+        report.update(rounded(extra["ranked"]))
+        report["candidate_recall"] = round(extra["candidate_recall"], 6)
+        report["candidates_per_channel"] = extra["k"]
+    return report
 
 
 def evaluate_users(model, ds, device: str) -> dict:
@@ -108,6 +146,22 @@ def evaluate_users(model, ds, device: str) -> dict:
             "split_info": ds.vocab.split, "match": model.config.match, "device": device}
 
 
+def model_rows(report: dict) -> list[tuple[str, dict]]:
+    """(row label, metrics) of the table: the list recommend outputs first."""
+    base = dict(report["baselines"])
+    rows = []
+    if report.get("ranked"):
+        rows += [("rec ranked", report), ("two-tower", report["two_tower"])]
+    else:
+        rows.append(("rec " + report["match"], report))
+    tuned = base.pop("ease_tuned", None)
+    if tuned is not None:
+        rows.append((f"ease λ{tuned['lambda']:g}", tuned))
+    if "ease" in base:
+        rows.append(("ease λ500", base.pop("ease")))
+    return rows + list(base.items())
+
+
 @guarded(writes=("output",), into=("model_dir",))
 def command(
     ctx: typer.Context,
@@ -122,7 +176,7 @@ def command(
                     inputs=dataset_paths(paths) + [paths.model.params],
                     outputs=[paths.eval_report])
     rows = [{"model": name, **{k: metrics.get(k) for k in KEYS}} for name, metrics in
-            [("rec " + report["match"], report), *report["baselines"].items()]]
+            model_rows(report)]
     for note in report["notes"]:
         log(note)
     title = f"rec evaluate · {report['dataset']} · {report['validation_ratings']:,} " + \

@@ -1,6 +1,7 @@
-"""`rec pipeline`: every stage in order, download -> preprocess -> train -> evaluate ->
-save-features -> ctr-train (MovieLens as CTR: recall alone against recall + rank) ->
-recommend, each with the options that concern it. bin/pipeline is a thin wrapper over it.
+"""`rec pipeline`: every stage in order, download -> preprocess -> train -> save-features
+-> ctr-train (the rank stage over the recall channels' candidates) -> evaluate (each channel,
+the candidates' recall and the ranked list, beside EASE) -> recommend, each with the
+options that concern it. bin/pipeline is a thin wrapper over it.
 
 Each stage runs as its own `rec` process (`python -m rec STAGE ...`), exactly as typed by
 hand: the manifest records that stage's own command line (what `rec status` shows and a
@@ -29,8 +30,8 @@ from rec.errors import UsageError
 from rec.stages import get_paths, guarded
 from rec.stages.options import SEED_RANGE
 
-HELP = ("Run every stage in order: download, preprocess, train, evaluate, save-features, "
-        "ctr-train (MovieLens as CTR) and recommend for one user, each stage as its own `rec` "
+HELP = ("Run every stage in order: download, preprocess, train, save-features, ctr-train "
+        "(the rank stage), evaluate and recommend for one user, each stage as its own `rec` "
         "command. Options go to the stages that take them.")
 PACKAGE_PARENT = Path(rec.__file__).resolve().parent.parent
 GRACE_S = 10.0  # a stage stopped by Ctrl-C or SIGTERM gets this long to finish cleanly
@@ -50,9 +51,12 @@ def stage_commands(dataset: str, source: Optional[str], seed: Optional[int],
         ["preprocess", "--dataset", dataset, *given(("--split", split), ("--seed", seed))],
         ["train", "--device", device, *given(("--seed", seed), ("--epochs", epochs),
                                              ("--match", match))],
-        ["evaluate", "--device", device],
         ["save-features", "--device", device],
-        ["ctr-train", "--data", "movielens", "--device", device],
+        # the rank stage reads the default two-tower's histories; the course's rating
+        # models (--match dot, cosine) get the course's CTR view instead
+        ["ctr-train", "--data", "movielens", "--device", device,
+         *(["--model", "wide_deep"] if match not in (None, "softmax") else [])],
+        ["evaluate", "--device", device],
     ]
 
 

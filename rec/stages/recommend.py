@@ -3,7 +3,10 @@
 Reads output/features (the vectors and scoring.json) and output/dataset (titles, genres, years,
 demographics and every rating, so seen movies can be left out). Never imports paddle: the work
 is one matrix product per chunk of users, in rec/twotower/recommending.py; reasons are in
-rec/twotower/reasons.py.
+rec/twotower/reasons.py. When output/ctr/model holds a rank model trained for these
+features, the list is recall then rank (rec/rank/serving.py): the union of the channels'
+candidates ordered by the rank stage, each reason naming the channels that found the movie;
+--recall-only (and --explore, --include-seen) serve the two-tower's order alone.
 
 Output goes through the shared RowWriter: a table on a terminal, TSV with a header when piped,
 JSON lines with --format json. Every row carries the user (or the query movie), so the format
@@ -33,14 +36,12 @@ SIMILAR_HELP = ("Movies closest to a movie in the taste space. MOVIES are movie 
                 "substrings (case-insensitive); - reads one per line from stdin.")
 RECOMMEND_COLUMNS = ["user", "rank", "movie", "title", "year", "genres", "stars", "score",
                      "reason"]
-RERANK_COLUMNS = ["user", "rank", "movie", "title", "year", "genres", "stars", "score", "ctr",
-                  "reason"]
 SIMILAR_COLUMNS = ["query", "rank", "movie", "title", "year", "genres", "similarity"]
 # The table on a terminal (80 columns): one user or query said once, the year only in the
 # title, titles and genres cut short, the reason on a line of its own; TSV, CSV and JSON keep
 # every column whole.
 TABLE_LAYOUT = {"user": TITLE, "query": TITLE, "rank": KEEP, "movie": KEEP, "year": HIDE,
-                "title": SHORT, "genres": SHORT, "stars": KEEP, "score": KEEP, "ctr": KEEP,
+                "title": SHORT, "genres": SHORT, "stars": KEEP, "score": KEEP,
                 "similarity": KEEP, "reason": NOTE}
 
 
@@ -113,36 +114,38 @@ def capped(cat, count: int) -> int:
 
 
 def recommendation_rows(cat, users: np.ndarray, top: int, allowed: np.ndarray,
-                        include_seen: bool, explore: int, seed: int, ranker=None,
-                        candidates: int = 200, train_only: bool = False) -> Iterator[dict]:
-    """Rows of RECOMMEND_COLUMNS, user by user, computed CHUNK_USERS users at a time. With a
-    `ranker` (--rerank), the best `candidates` are reordered by it (RERANK_COLUMNS)."""
+                        include_seen: bool, explore: int, seed: int, rank=None,
+                        train_only: bool = False) -> Iterator[dict]:
+    """Rows of RECOMMEND_COLUMNS, user by user, computed CHUNK_USERS users at a time. With
+    `rank` ((Stack, RankModel): rec.rank.serving) the list is recall then rank, and each
+    reason names the channels that found the movie."""
     from rec.twotower.reasons import explain
-    from rec.twotower.recommending import CHUNK_USERS, chunk_ratings, recommend_chunk, rerank_chunk
+    from rec.twotower.recommending import CHUNK_USERS, chunk_ratings, recommend_chunk
 
     genre_texts = {}
     short = 0
     for start in range(0, len(users), CHUNK_USERS):
         chunk = users[start:start + CHUNK_USERS]
         ratings = chunk_ratings(cat, chunk, train_only)
-        ctr = None
-        if ranker is None:
+        found = None
+        if rank is None:
             picks = recommend_chunk(cat, chunk, ratings, top, allowed, include_seen, explore, seed)
         else:
-            picks, ctr = rerank_chunk(cat, chunk, ratings, top, allowed, include_seen,
-                                      candidates, ranker)
+            from rec.rank.serving import rank_picks
+
+            picks, found = rank_picks(cat, chunk, ratings, top, allowed, *rank)
         reasons = explain(cat, chunk, picks, ratings)
         short += int((picks.counts < top).sum())
         for b, user in enumerate(chunk):
             user_id = _plain_id(cat.features.user_ids[user])
             for j in range(picks.counts[b]):
                 movie = picks.movies[b, j]
-                row = {"user": user_id, "rank": j + 1, **movie_cells(cat, genre_texts, movie),
+                reason = reasons[b][j]
+                if found is not None:
+                    reason = f"{reason} · found by {found[b][j]}"
+                yield {"user": user_id, "rank": j + 1, **movie_cells(cat, genre_texts, movie),
                        "stars": round(float(picks.stars[b, j]), 2),
-                       "score": round(float(picks.scores[b, j]), 3), "reason": reasons[b][j]}
-                if ctr is not None:
-                    row["ctr"] = round(float(ctr[b, j]), 4)
-                yield row
+                       "score": round(float(picks.scores[b, j]), 3), "reason": reason}
     if short:
         warn(f"{short} of {len(users)} users got fewer than {top} movies: "
              "the filters (and their seen movies) leave too few")
@@ -164,10 +167,9 @@ def recommend_command(
                                               help="Only movies of this genre (repeatable: any)."),
     year_from: Optional[int] = typer.Option(None, "--year-from", help="Only movies from this year on."),
     year_to: Optional[int] = typer.Option(None, "--year-to", help="Only movies up to this year."),
-    rerank: bool = typer.Option(False, "--rerank", help="Recall then rank: reorder the best "
-                                "--candidates by the MovieLens CTR model (rec ctr-train); adds "
-                                "its click probability (ctr) beside the score."),
-    candidates: int = typer.Option(200, "--candidates", help="Candidates --rerank reorders."),
+    recall_only: bool = typer.Option(False, "--recall-only", help="The two-tower's order "
+                                     "alone, without the rank stage (used by default when "
+                                     "`rec ctr-train` trained it for these features)."),
     rated: Optional[str] = typer.Option(None, "--rated", help="Recommend for someone not in the "
                                         "dataset: a file of 'movie<TAB>rating' lines (movie: "
                                         "an id or a title substring; - reads stdin).",
@@ -196,16 +198,9 @@ def recommend_command(
     if exclude not in ("all", "train"):
         raise UsageError(f"--exclude must be all or train (got {exclude!r})")
     check_options(top, year_from, year_to, explore, seed)
-    if rerank and explore:
-        raise UsageError("--explore and --rerank do not combine: choose one")
-    if rerank and candidates < top:
-        raise UsageError(f"--candidates must be at least --top {top} (got {candidates})")
     new_user = rated is not None or bool(like) or bool(dislike)
     if new_user and (users or every_user):
         raise UsageError("--rated/--like/--dislike describe a new user: give no user ids or --all")
-    if new_user and rerank:
-        raise UsageError("--rerank works for users of the dataset (the CTR model knows their "
-                         "ids), not with --rated/--like/--dislike")
     if (gender or age or occupation) and not new_user:
         raise UsageError("--gender/--age/--occupation go with --rated, --like or --dislike")
     if not new_user and every_user == bool(users):
@@ -214,7 +209,7 @@ def recommend_command(
     tokens = [] if every_user or new_user else expand_stdin(users, per_line=False)
     cat = load_catalog(ctx)
     # never more than the catalogue: memory follows these, not what was asked
-    top, candidates = capped(cat, top), capped(cat, candidates)
+    top = capped(cat, top)
     explore = min(explore, top)
     if new_user:
         rows = np.array([fold_in_user(ctx, cat, rated, like or [], dislike or [], gender, age,
@@ -224,11 +219,10 @@ def recommend_command(
     allowed = movie_mask(cat, genre or [], year_from, year_to)
     if seed is None and explore:
         seed = int(np.random.SeedSequence().entropy % 2**63)  # fresh each run
-    ranker = load_ranker(ctx, cat) if rerank else None
-    columns = RERANK_COLUMNS if rerank else RECOMMEND_COLUMNS
-    with RowWriter(columns, fmt, title=f"top {top}", layout=TABLE_LAYOUT) as out:
+    rank = None if recall_only or explore or include_seen else rank_stage(ctx, cat)
+    with RowWriter(RECOMMEND_COLUMNS, fmt, title=f"top {top}", layout=TABLE_LAYOUT) as out:
         for row in recommendation_rows(cat, rows, top, allowed, include_seen, explore, seed,
-                                       ranker, candidates, exclude == "train"):
+                                       rank, exclude == "train"):
             out.write(row)
 
 
@@ -271,15 +265,24 @@ def fold_in_user(ctx: typer.Context, cat, rated: Optional[str], like: list[str],
     a = foldin.demographic_index("age", age, cat.age_labels, ages)
     o = foldin.demographic_index("occupation", occupation, cat.occupation_labels, occupations)
     vector = foldin.user_vector(parts, movies, ratings, cat.features.scoring["offset"], g, a, o)
-    return foldin.add_user(cat, vector, movies, ratings, a, o)
+    return foldin.add_user(cat, vector, movies, ratings, a, o, g)
 
 
-def load_ranker(ctx: typer.Context, cat):
-    """The MovieLens CTR model of output/ctr in numpy (recommend never imports paddle), for
-    the dataset the catalog was built from."""
-    from rec.ctr.rerank import CtrRanker
+def rank_stage(ctx: typer.Context, cat):
+    """(Stack, RankModel) when output/ctr/model holds a rank model trained for these
+    features and this dataset; else None, saying on stderr why when there is one that is
+    not fresh (recommend then serves the two-tower's order)."""
+    from rec.errors import RecError
+    from rec.rank.serving import load_ranker, serving_stack
 
-    return CtrRanker.load(get_paths(ctx), cat.features, cat.dataset)
+    try:
+        model = load_ranker(get_paths(ctx), cat.features, cat.dataset)
+    except (UsageError, RecError) as e:
+        warn(f"two-tower order only: {e}")
+        return None
+    if model is None:
+        return None
+    return serving_stack(cat.features, cat.dataset, model.k), model
 
 
 @guarded

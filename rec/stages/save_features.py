@@ -6,8 +6,8 @@ The network is rebuilt from output/model/config.json alone. Before finishing, th
 vectors are checked against the model's own predictions on validation pairs.
 
 The other recall channels go in the same unit (rec.rank.channels): EASE's item-item matrix
-(ease.npz), fitted on the training ratings with the λ that did best on the tuning slice
-(scoring.json's "channels" records the choice), so recommend and the rank stage read one
+and PureSVD's item factors (ease.npz), fitted on the training ratings with the λ and the
+rank that did best on the tuning slice (scoring.json's "channels" records the choices), so recommend and the rank stage read one
 save-features run.
 """
 
@@ -50,10 +50,10 @@ def export(paths, device: str) -> dict:
         from rec.twotower.foldin import parts_file
 
         extra = parts_file(model.fold_in_parts())
-    from rec.rank.channels import ease_channel
+    from rec.rank.channels import item_channels
 
-    ease_file, scoring["channels"] = ease_channel(ds)
-    extra.update(ease_file)
+    item_file, scoring["channels"] = item_channels(ds)
+    extra.update(item_file)
     written = save_features(paths.features_dir, ds.vocab.user_ids, user_vecs,
                             ds.vocab.movie_ids, movie_vecs, scoring, extra)
     manifest.record(paths, "save-features", {"device": device},

@@ -105,7 +105,7 @@ def demographic_index(kind: str, value: str | None, labels: list[str], codes: di
 
 
 def add_user(cat, vector: np.ndarray, movies: np.ndarray, ratings: np.ndarray, age: int,
-             occupation: int) -> int:
+             occupation: int, gender: int = 0) -> int:
     """Append a folded-in user to the catalogue (vector, ratings, demographics) so that
     recommend, its filters and its reasons treat them like any user; return their row."""
     f = cat.features
@@ -116,6 +116,7 @@ def add_user(cat, vector: np.ndarray, movies: np.ndarray, ratings: np.ndarray, a
     cat.rating_movie = np.r_[cat.rating_movie, movies]
     cat.rating_value = np.r_[cat.rating_value, np.asarray(ratings, np.float32)]
     cat.rating_train = np.r_[cat.rating_train, np.ones(len(movies), bool)]
+    cat.user_gender = np.r_[cat.user_gender, gender]
     cat.user_age = np.r_[cat.user_age, age]
     cat.user_occupation = np.r_[cat.user_occupation, occupation]
     known = age > 0 and occupation > 0 and cat.has_demographics

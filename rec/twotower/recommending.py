@@ -21,7 +21,7 @@ import numpy as np
 
 from rec.datasets.contract import VAL, Dataset, id_key
 from rec.errors import UsageError, shown
-from rec.scoring import rerank_order, score, stars_pairs
+from rec.scoring import score, stars_pairs
 from rec.twotower.features import Features
 
 CHUNK_USERS = 1024  # users scored per matrix product: 1024 x 3883 float32 is 16 MB
@@ -51,6 +51,7 @@ class Catalog:
     years: np.ndarray  # (M,) int64, -1 = unknown
     movie_genres: np.ndarray  # (M, Gmax) vocab genre ids, 0 = padding
     genre_names: list[str]  # vocab.genres, [0] is "<pad>"
+    user_gender: np.ndarray  # (U,) index into gender_labels, 0 = unknown
     user_age: np.ndarray  # (U,) index into age_labels, 0 = unknown
     user_occupation: np.ndarray  # (U,) index into occupation_labels, 0 = unknown
     user_group: np.ndarray  # (U,) age-and-occupation group, -1 when either is unknown
@@ -64,7 +65,7 @@ class Catalog:
     rating_train: np.ndarray  # (R,) bool: training (or a held-out user's given) rating
     movie_mean: np.ndarray  # (M,) mean rating shrunk towards the global mean
     global_mean: float
-    dataset: Dataset | None = None  # what it was built from (--rerank's CTR model reads it)
+    dataset: Dataset | None = None  # what it was built from (the rank stage reads it)
 
     @property
     def n_movies(self) -> int:
@@ -122,6 +123,7 @@ def build_catalog(features: Features, dataset: Dataset) -> Catalog:
     taste = taste / np.maximum(np.linalg.norm(taste, axis=1, keepdims=True), 1e-12)
     genres = np.where((movie_ds >= 0)[:, None], np.asarray(dataset.movie_genres)[movie_ds], 0)
     users = np.asarray(dataset.users)
+    gender = np.where(user_ds >= 0, users[user_ds, 1], 0)
     age = np.where(user_ds >= 0, users[user_ds, 2], 0)
     occupation = np.where(user_ds >= 0, users[user_ds, 3], 0)
     known = (age > 0) & (occupation > 0) & bool(vocab.has_demographics)
@@ -143,7 +145,7 @@ def build_catalog(features: Features, dataset: Dataset) -> Catalog:
         features=features, taste=taste,
         titles=[vocab.titles[d] if d >= 0 else "" for d in movie_ds],
         years=np.array([(vocab.years[d] or -1) if d >= 0 else -1 for d in movie_ds], dtype=np.int64),
-        movie_genres=genres, genre_names=list(vocab.genres), user_age=age,
+        movie_genres=genres, genre_names=list(vocab.genres), user_gender=gender, user_age=age,
         user_occupation=occupation, user_group=group, age_labels=list(vocab.ages),
         occupation_labels=list(vocab.occupations), gender_labels=list(vocab.genders),
         has_demographics=bool(vocab.has_demographics),
@@ -317,28 +319,6 @@ def predicted_stars(f: Features, user_rows: np.ndarray, movies: np.ndarray) -> n
     if clip:
         values = np.clip(values, clip[0], clip[1])
     return np.where(movies >= 0, values, 0).astype(np.float32)
-
-
-def rerank_chunk(cat: Catalog, user_rows: np.ndarray, ratings: ChunkRatings, top: int,
-                 allowed: np.ndarray, include_seen: bool, candidates: int,
-                 ctr_scores) -> tuple[Picks, np.ndarray]:
-    """Recall then rank: each user's best `candidates` movies by the recommendation score,
-    reordered with `ctr_scores(user_rows, movies) -> (B, C)` click probabilities in place of
-    the rating head (rec.scoring.rerank_order); the top `top` of them, with their
-    probabilities (B, top)."""
-    pool = recommend_chunk(cat, user_rows, ratings, max(candidates, top), allowed, include_seen)
-    probs = ctr_scores(user_rows, pool.movies)
-    f = cat.features
-    combined = rerank_order(f.users[user_rows], f.movies[pool.movies.clip(0)], probs, f.scoring)
-    combined = np.where(pool.movies >= 0, combined, -np.inf)
-    order = np.argsort(-combined, axis=1, kind="stable")[:, :top]
-    movies = np.take_along_axis(pool.movies, order, axis=1)
-    counts = np.minimum(pool.counts, top)
-    movies[np.arange(top)[None, :] >= counts[:, None]] = -1
-    return (Picks(movies, np.take_along_axis(combined, order, axis=1),
-                  np.take_along_axis(pool.stars, order, axis=1),
-                  np.zeros(movies.shape, dtype=bool), counts),
-            np.take_along_axis(probs, order, axis=1))
 
 
 def similar_movies(cat: Catalog, row: int, top: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,237 @@
+"""Serving recall then rank in numpy (no paddle): `rec recommend` and `rec evaluate`.
+
+`load_ranker(paths, features, dataset)` reads output/ctr/model when it holds a rank model
+built for exactly these features and this dataset (fresh), None otherwise, with the reason
+(`stale_reason`): recommend then serves the two-tower's order alone and says why.
+`serving_stack` builds the Stack of rec.rank.features for the real dataset: EASE as
+save-features fitted it (all training ratings, the λ chosen on the tuning slice),
+popularity from the training counts. `ranked(stack, ranker, block)` gives each user's
+candidates and their rank logits.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from rec.datasets.contract import TRAIN, Dataset, is_dataset
+from rec.errors import UsageError
+from rec.paths import EASE, read_json, reading
+from rec.rank.channels import load_item_models
+from rec.rank.features import Block, Stack
+from rec.rank.forward import NumpyRanker
+from rec.snapshot import read as read_snapshot
+
+RUN = "rec ctr-train --data movielens"
+
+
+@dataclass
+class RankModel:
+    net: NumpyRanker
+    config: dict
+
+    @property
+    def k(self) -> int:
+        return int(self.config["features"]["k"])
+
+
+def stale_reason(paths, features, dataset: Dataset) -> str | None:
+    """Why output/ctr/model cannot rank these features' candidates (None: it can)."""
+    try:
+        model = load_ranker(paths, features, dataset)
+    except UsageError as e:
+        return str(e)
+    return None if model is not None else "no rank model"
+
+
+def load_ranker(paths, features, dataset: Dataset) -> RankModel | None:
+    """The rank model of output/ctr/model, or None when there is none (or a CTR model of
+    another kind); a UsageError when it was built for other features or another dataset."""
+    best = paths.ctr
+    if not best.config.is_file():
+        return None
+    return read_snapshot(best.best, lambda snapshot: _load(snapshot, paths, features, dataset))
+
+
+def _load(snapshot, paths, features, dataset) -> RankModel | None:
+    best = paths.ctr
+    if not snapshot.is_file(best.config.name):
+        return None
+    config = read_json(best.config, RUN, keys=("features", "model"), snapshot=snapshot)
+    with reading(best.config, RUN):
+        if config["features"].get("kind") != "rank":
+            return None
+        features_run = config["features"]["features_run"]
+    if features_run != features.scoring.get("run_id"):
+        raise UsageError("the rank model was trained on other saved features: run "
+                         f"`{RUN}` again")
+    if not is_dataset(config.get("data_fingerprint"), paths, dataset):
+        raise UsageError(f"the rank model was trained on another output/dataset: run `{RUN}` "
+                         "again")
+    if not snapshot.is_file(best.weights.name):
+        raise UsageError(f"missing {best.weights}: run `{RUN}` first")
+    with reading(best.weights, RUN):
+        with np.load(io.BytesIO(snapshot.read_bytes(best.weights.name)),
+                     allow_pickle=False) as z:
+            net = NumpyRanker({k: z[k] for k in z.files})
+    return RankModel(net, config)
+
+
+def serving_stack(features, dataset: Dataset, k: int) -> Stack:
+    """The Stack over the real dataset (feature rows must be the dataset's indices)."""
+    if EASE not in features.extra or "svd_rank" not in features.scoring.get("channels", {}):
+        raise UsageError("output/features has no EASE channel: run `rec save-features` again")
+    _, tm, _ = dataset.part(TRAIN)
+    v = dataset.vocab
+    ease, svd = load_item_models(features.extra[EASE], EASE)
+    return Stack(movie_vecs=features.movies, scoring=features.scoring, ease=ease, svd=svd,
+                 counts=np.bincount(tm, minlength=dataset.n_movies),
+                 genres=np.asarray(dataset.movie_genres),
+                 years=np.array([y if y else -1 for y in v.years], np.int64),
+                 n_genders=len(v.genders), n_ages=len(v.ages),
+                 has_demographics=bool(v.has_demographics), k=k)
+
+
+def ranked(stack: Stack, model: RankModel, block: Block):
+    """(candidates (B, C) padded with -1, logits (B, C) with -inf on padding, found_by)."""
+    cand, by, scores = stack.candidates(block)
+    x = stack.features(block, cand, by, scores)
+    logits = model.net.logits(x)
+    return cand, np.where(cand >= 0, logits, -np.inf).astype(np.float32), by
+
+
+def known_block(dataset: Dataset, user_vecs: np.ndarray, users: np.ndarray) -> Block:
+    """The Block of dataset users `users`: user_vecs rows, their known ratings as history."""
+    hu, hm, _ = dataset.known()
+    pos = np.full(dataset.n_users, -1)
+    pos[users] = np.arange(len(users))
+    sel = pos[hu] >= 0
+    return Block(user_vecs[users], pos[hu[sel]], hm[sel].astype(np.int64),
+                 np.asarray(dataset.users)[users, 1:4])
+
+
+def ranked_scorer(stack: Stack, model: RankModel, dataset: Dataset, user_vecs: np.ndarray):
+    """ranking_metrics' score_chunk: the rank logits on each user's candidates, -inf on
+    every other movie (so the list is exactly the ranked candidates)."""
+    def score_chunk(users: np.ndarray) -> np.ndarray:
+        cand, logits, _ = ranked(stack, model, known_block(dataset, user_vecs, users))
+        out = np.full((len(users), dataset.n_movies), -np.inf, np.float32)
+        rows = np.repeat(np.arange(len(users))[:, None], cand.shape[1], 1)
+        ok = cand >= 0
+        out[rows[ok], cand[ok]] = logits[ok]
+        return out
+    return score_chunk
+
+
+def channel_scorer(stack: Stack, name: str, dataset: Dataset, user_vecs: np.ndarray):
+    """ranking_metrics' score_chunk of one channel alone."""
+    return lambda users: stack.channel_scores(known_block(dataset, user_vecs, users))[name]
+
+
+def candidate_recall(stack: Stack, dataset: Dataset, user_vecs: np.ndarray,
+                     users: np.ndarray, movies: np.ndarray, chunk: int = 512) -> float:
+    """Share of the relevant (users[i], movies[i]) pairs among their user's candidates."""
+    hit = 0
+    order = np.argsort(users, kind="stable")
+    users, movies = users[order], movies[order]
+    distinct = np.unique(users)
+    for s in range(0, len(distinct), chunk):
+        block = distinct[s: s + chunk]
+        cand, _, _ = stack.candidates(known_block(dataset, user_vecs, block))
+        member = np.zeros((len(block), dataset.n_movies), bool)
+        rows = np.repeat(np.arange(len(block))[:, None], cand.shape[1], 1)
+        member[rows[cand >= 0], cand[cand >= 0]] = True
+        lo, hi = np.searchsorted(users, block[0]), np.searchsorted(users, block[-1], "right")
+        pos = np.searchsorted(block, users[lo:hi])
+        hit += int(member[pos, movies[lo:hi]].sum())
+    return hit / max(len(users), 1)
+
+
+def report(paths, dataset: Dataset, rank_args: dict, relevant: tuple) -> tuple[dict, list]:
+    """({channels, candidate_recall, ranked (or None), ease_tuned, selection}, notes) on
+    the evaluation split: each channel alone, the candidates' recall and the ranked list
+    (when output/ctr/model holds a fresh rank model), from output/features (numpy)."""
+    from rec.metrics import ranking_metrics
+    from rec.twotower.features import load_features
+
+    notes = []
+    try:
+        features = load_features(paths.features_dir)
+    except UsageError as e:
+        return {}, [f"recall channels and the rank stage not evaluated: {e}"]
+    if features.user_ids != [str(u) for u in dataset.vocab.user_ids] or \
+            features.movie_ids != [str(m) for m in dataset.vocab.movie_ids] or \
+            EASE not in features.extra:
+        return {}, ["recall channels and the rank stage not evaluated: output/features is "
+                    "not of this dataset or this rec: run `rec save-features`"]
+    try:
+        model = load_ranker(paths, features, dataset)
+    except UsageError as e:
+        model, _ = None, notes.append(f"rank stage not evaluated: {e}")
+    stack = serving_stack(features, dataset, model.k if model else 100)
+    vecs = features.users
+    out = {"channels": {name: ranking_metrics(channel_scorer(stack, name, dataset, vecs),
+                                              **rank_args)
+                        for name in ("two_tower", "ease", "svd", "popularity")},
+           "ease_lambda": stack.ease.lam, "ranked": None}
+    if model is not None:
+        out["ranked"] = ranking_metrics(ranked_scorer(stack, model, dataset, vecs), **rank_args)
+        out["candidate_recall"] = candidate_recall(stack, dataset, vecs, *relevant)
+        out["k"] = model.k
+    elif not notes:
+        notes.append(f"no rank model: run `{RUN}` for the ranked list")
+    out["selection"] = {"ease": features.scoring.get("channels"),
+                        "rank": model.config.get("selection") if model else None}
+    return out, notes
+
+
+CHANNEL_NAMES = {"two_tower": "two-tower", "ease": "EASE", "svd": "PureSVD",
+                 "popularity": "popularity"}
+
+
+def found_by_text(flags: np.ndarray) -> str:
+    """'two-tower, EASE' for a candidate's found_by row."""
+    from rec.rank.channels import CHANNELS
+
+    return ", ".join(CHANNEL_NAMES[c] for c, f in zip(CHANNELS, flags) if f)
+
+
+def rank_picks(cat, user_rows: np.ndarray, ratings, top: int, allowed: np.ndarray,
+               stack: Stack, model: RankModel):
+    """rec recommend's recall then rank for catalogue rows `user_rows` (their ChunkRatings
+    are the history and the movies left out): (Picks in rank order, found_by texts (B, top)).
+    Candidates the filters refuse are dropped; a user left with fewer than `top` gets the
+    two-tower's next best allowed movies after them (found by "two-tower")."""
+    from rec.twotower.recommending import Picks, predicted_stars, recommend_chunk
+
+    f = cat.features
+    demographics = np.stack([cat.user_gender[user_rows], cat.user_age[user_rows],
+                             cat.user_occupation[user_rows]], axis=1)
+    block = Block(f.users[user_rows], ratings.pos, ratings.movie.astype(np.int64), demographics)
+    cand, logits, by = ranked(stack, model, block)
+    logits = np.where((cand >= 0) & allowed[np.maximum(cand, 0)], logits, -np.inf)
+    order = np.argsort(-logits, axis=1, kind="stable")[:, :top]
+    b = len(user_rows)
+    movies = np.full((b, top), -1, np.int64)
+    scores = np.full((b, top), -np.inf, np.float32)
+    texts = [[""] * top for _ in range(b)]
+    fallback = recommend_chunk(cat, user_rows, ratings, top, allowed)
+    for i in range(b):
+        ok = np.isfinite(logits[i, order[i]])
+        picked = cand[i, order[i][ok]]
+        movies[i, : len(picked)] = picked
+        scores[i, : len(picked)] = logits[i, order[i][ok]]
+        for j, c in enumerate(order[i][ok]):
+            texts[i][j] = found_by_text(by[i, c])
+        n = len(picked)
+        for m in fallback.movies[i]:  # too few allowed candidates: the two-tower's next
+            if n >= top or m < 0:
+                break
+            if m not in picked:
+                movies[i, n], scores[i, n], texts[i][n] = m, -np.inf, "two-tower"
+                n += 1
+    counts = (movies >= 0).sum(axis=1)
+    return (Picks(movies, scores, predicted_stars(f, user_rows, movies),
+                  np.zeros(movies.shape, bool), counts), texts)
