@@ -26,6 +26,7 @@ from rec.datasets.movielens import YEAR_RE, RawMovieLens, parse_folder
 from rec.datasets.registry import MARKER
 from rec.errors import UsageError
 from rec.paths import VOCAB
+from rec.snapshot import read_unchanged
 from rec.stages import get_paths, guarded
 from rec.stages.options import SEED_RANGE, Format
 
@@ -301,6 +302,20 @@ def write_dataset(out_dir: Path, arrays: dict[str, np.ndarray], vocab: Vocab) ->
         write_json(tmp / VOCAB, vocab.to_json())
 
 
+def read_raw(folder: Path) -> tuple[RawMovieLens, str | None]:
+    """The raw dataset in `folder` and the fingerprint of the version read: one version, even
+    when a `rec download` for another output folder replaces the shared data folder meanwhile
+    (rec.snapshot.read_unchanged: read again, and said on stderr)."""
+    def load():
+        return parse_folder(folder), manifest.fingerprint(folder)
+
+    def changed():
+        warn(f"{folder} was replaced while it was read (a `rec download` for another output "
+             "folder?): reading the new version")
+
+    return read_unchanged(folder, load, changed)
+
+
 # --- command ------------------------------------------------------------------------------
 
 
@@ -330,14 +345,14 @@ def command(
         raise UsageError(f"missing {folder}: run `rec download --dataset {dataset}` first")
     t0 = time.perf_counter()
     log(f"parsing {folder}")
-    raw = parse_folder(folder)
+    raw, read_as = read_raw(folder)
     arrays, vocab, report = build(raw, dataset, split, val_ratio, seed, reuse=True)
     del raw
     write_dataset(paths.dataset_dir, arrays, vocab)
     seconds = time.perf_counter() - t0
     manifest.record(paths, "preprocess", {"dataset": dataset, "split": split,
                                           "val_ratio": val_ratio, "seed": seed},
-                    inputs=[folder], outputs=dataset_paths(paths))
+                    inputs=[folder], outputs=dataset_paths(paths), read_as={folder: read_as})
     table = Table(title=f"preprocess {dataset}: {seconds:.2f}s")
     table.add_column("what")
     table.add_column("count", justify="right")
