@@ -276,7 +276,8 @@ def build(raw: RawMovieLens, dataset: str, split: str, val_ratio: float, seed: i
         dataset=dataset, user_ids=raw.user_ids.tolist(), movie_ids=raw.movie_ids.tolist(),
         titles=list(raw.titles), years=years, genres=genre_names, title_words=word_names,
         genders=list(GENDERS), ages=list(raw.ages), occupations=list(raw.occupations),
-        has_demographics=raw.has_demographics,
+        has_demographics=raw.has_demographics, rating_range=list(raw.rating_range),
+        codes=raw.codes,
         split={"method": split, "val_ratio": val_ratio, "seed": seed if split != "time" else None},
     )
     if split == "users":
