@@ -79,6 +79,11 @@ def test_pipeline_with_good_options_runs_every_stage_in_order(tmp_path, stages_r
     assert stages_run[-1] == ["recommend", "7", "--top", "5"]
 
 
+def test_pipeline_passes_a_negative_user_id_as_an_id(tmp_path, stages_run):
+    assert rec(tmp_path, "pipeline", "--user", "-5").exit_code == 0
+    assert stages_run[-1] == ["recommend", "--top", "10", "--", "-5"]
+
+
 # --- rec status --------------------------------------------------------------------------------
 
 

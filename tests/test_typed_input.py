@@ -124,6 +124,23 @@ def test_a_byte_order_mark_before_the_first_rated_line_is_ignored(ml1m, tmp_path
     assert recommend(ml1m, "--rated", "-", input=both) == plain
 
 
+def test_a_rated_file_saved_as_utf16_is_read_and_other_encodings_are_refused(ml1m, tmp_path):
+    lines = "\n".join(profile(ml1m)) + "\n"
+    plain = recommend(ml1m, "--rated", "-", input=lines)
+    (tmp_path / "u16.tsv").write_bytes(lines.encode("utf-16"))  # with its byte-order mark
+    assert recommend(ml1m, "--rated", str(tmp_path / "u16.tsv")) == plain
+    (tmp_path / "latin1.tsv").write_bytes(f"{ACCENTED}\t5\n".encode("latin-1"))
+    error = one_line_error(rec(ml1m, "recommend", "--rated", str(tmp_path / "latin1.tsv")), 2)
+    assert error == (f"error: --rated {tmp_path / 'latin1.tsv'} is not UTF-8 text (byte 0xe9 "
+                     "at offset 3): save it as UTF-8")
+
+
+def test_a_decimal_comma_is_a_decimal_point(latest):
+    ids = vocab(latest)["movie_ids"]
+    assert recommend(latest, "--rated", "-", input=f"{ids[1]}\t4,5\n{ids[2]} 0,5\n") == \
+        recommend(latest, "--rated", "-", input=f"{ids[1]}\t4.5\n{ids[2]} 0.5\n")
+
+
 def test_user_ids_and_movie_queries_on_stdin_after_a_byte_order_mark_are_read(ml1m):
     assert recommend(ml1m, "-", input="\ufeff1\n2\n") == recommend(ml1m, "1", "2")
     similar = rec(ml1m, "similar", "-", "--format", "tsv", input="\ufeff2\n")
@@ -143,7 +160,8 @@ def test_ctr_predict_scores_the_first_pair_after_a_byte_order_mark(ml1m):
 
 
 @pytest.mark.parametrize("typed", [ACCENTED, unicodedata.normalize("NFD", ACCENTED),
-                                   "MISE\u0301RABLES", "les misérables", "misérables, LES"])
+                                   "MISE\u0301RABLES", "les misérables", "misérables, LES",
+                                   "Les\u00a0Misérables", " les   MISÉRABLES\t"])
 def test_titles_match_in_any_unicode_form_and_case(ml1m, typed):
     movie = vocab(ml1m)["movie_ids"][0]
     by_id = recommend(ml1m, "--like", str(movie))

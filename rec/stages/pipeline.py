@@ -135,7 +135,7 @@ def command(
 ) -> None:
     stages = stage_commands(dataset, source, seed, split, device, epochs, match)
     check_options(ctx, dataset, source, split, match, device, user,
-                  [*stages, ["recommend", user or "1", "--top", str(top)]])
+                  [*stages, recommend_command(user or "1", top)])
     paths = get_paths(ctx)
     global_args = ["--data-dir", str(paths.data_dir), "--output-dir", str(paths.output_dir),
                    *(["--quiet"] if is_quiet() else []), *(["-v"] if is_verbose() else [])]
@@ -145,7 +145,13 @@ def command(
         from rec.datasets.contract import load_vocab
 
         user = str(load_vocab(paths).user_ids[0])
-    run_stage(global_args, ["recommend", user, "--top", str(top)], show_stdout=True)
+    run_stage(global_args, recommend_command(user, top), show_stdout=True)
+
+
+def recommend_command(user: str, top: int) -> list[str]:
+    """recommend's command line; a negative id (-5) after `--`, or it would read as an option."""
+    return ["recommend", user, "--top", str(top)] if not user.startswith("-") else \
+        ["recommend", "--top", str(top), "--", user]
 
 
 def check_options(ctx: typer.Context, dataset: str, source: Optional[str],

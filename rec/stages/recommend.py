@@ -14,7 +14,6 @@ on stderr, exits 2 and leaves stdout empty.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -26,7 +25,7 @@ from rec.errors import UsageError
 from rec.stages import get_paths, guarded
 from rec.stages.options import SEED_RANGE, Format
 from rec.texttable import HIDE, KEEP, NOTE, SHORT, TITLE
-from rec.typed import clean
+from rec.typed import decode, read_stdin
 
 HELP = ("Top-N unseen movies for users, each with a short reason. "
         "USERS are user ids; - reads ids from stdin; --all does every user.")
@@ -59,7 +58,7 @@ def expand_stdin(args: list[str], per_line: bool) -> list[str]:
         if arg != "-":
             out.append(arg)
             continue
-        text = clean(sys.stdin.read())
+        text = read_stdin()
         items = [line.strip() for line in text.splitlines()] if per_line else text.split()
         items = [item for item in items if item]
         if not items:
@@ -254,11 +253,11 @@ def fold_in_user(ctx: typer.Context, cat, rated: Optional[str], like: list[str],
     given = []
     if rated is not None:
         if rated == "-":
-            text, source = sys.stdin.read(), "stdin"
+            text, source = read_stdin(), "stdin"
         else:
             try:
-                text, source = Path(rated).read_text(encoding="utf-8"), rated
-            except (OSError, UnicodeDecodeError) as e:
+                text, source = decode(Path(rated).read_bytes(), f"--rated {rated}"), rated
+            except OSError as e:
                 raise UsageError(f"cannot read --rated {rated}: {e}")
         given += foldin.parse_rated(text, source)
     low, high = cat.dataset.rating_range

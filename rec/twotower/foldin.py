@@ -10,6 +10,7 @@ come out: the pick vector (recall) and the rating head's vector and bias (predic
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -69,11 +70,13 @@ def user_vector(parts: dict, movies: np.ndarray, ratings: np.ndarray, global_mea
 
 
 NEW_USER = "new"  # the user column of a folded-in user's rows
+DECIMAL_COMMA = re.compile(r"\d+,\d+")
 
 
 def parse_rated(text: str, source: str) -> list[tuple[str, float, str]]:
     """Lines of `movie<TAB>rating` (movie: an id or a title substring); blank lines and
-    lines starting with # are skipped. Without a tab the last word is the rating. Each is
+    lines starting with # are skipped. Without a tab the last word is the rating (a decimal
+    comma is a decimal point: 4,5 is 4.5). Each is
     (movie, rating, where: "SOURCE:LINE"); byte-order marks and Unicode forms are
     normalised first (rec.typed.clean)."""
     out = []
@@ -82,6 +85,8 @@ def parse_rated(text: str, source: str) -> list[tuple[str, float, str]]:
         if not line or line.startswith("#"):
             continue
         movie, _, rating = line.rpartition("\t") if "\t" in line else line.rpartition(" ")
+        if DECIMAL_COMMA.fullmatch(rating):  # 4,5: how much of Europe writes 4.5
+            rating = rating.replace(",", ".")
         try:
             value = float(rating)
         except ValueError:
