@@ -301,3 +301,18 @@ def test_real_ml_latest_small_records_its_half_star_scale(tmp_path):
     values = np.load(tmp_path / "output" / "dataset" / "rating_values.npy")
     assert int((values == 0.5).sum()) == 1370
     shutil.rmtree(tmp_path / "data")
+
+
+def test_a_vocab_from_before_the_scales_were_recorded_still_gets_the_datasets_own(ml1m, latest,
+                                                                                  ml100k):
+    """A vocab.json written before preprocess recorded them: the rating range is read off
+    the ratings, ml-1m's codes hold for an ml-1m layout, ml-100k's numbers are refused."""
+    from rec.datasets.contract import ML1M_CODES, load_dataset, demographic_codes
+    from rec.paths import Paths
+
+    expected = {ml1m: ((1.0, 5.0), ML1M_CODES), latest: ((0.5, 5.0), {"age": {}, "occupation": {}}),
+                ml100k: ((1.0, 5.0), {"age": {}, "occupation": {}})}
+    for root, (scale, codes) in expected.items():
+        ds = load_dataset(Paths(root / "data", root / "output"))
+        ds.vocab.rating_range = ds.vocab.codes = None
+        assert ds.rating_range == scale and demographic_codes(ds.vocab) == codes
