@@ -6,6 +6,10 @@ import os
 import sys
 
 DISTRIBUTIONS = {"paddlepaddle-gpu": "CUDA build", "paddlepaddle": "CPU build"}
+GPU_HELP = ("this PaddlePaddle is a CPU-only build, so --device gpu cannot work. Install the "
+            "CUDA build instead: `pip uninstall -y paddlepaddle && pip install paddlepaddle-gpu` "
+            "(pick the wheel for your CUDA version at https://www.paddlepaddle.org.cn/install), "
+            "or use --device cpu")
 
 
 def installed_versions(dists) -> dict[str, str]:
@@ -54,3 +58,20 @@ def paddle_devices() -> str:
     except ImportError as e:
         return f"PaddlePaddle cannot be imported: {e}"
     return runtime.describe_build()
+
+
+def device_problem(device: str) -> str | None:
+    """What is wrong with a --device value, told without importing paddle: not cpu, gpu or
+    gpu:N, or a GPU asked of a CPU-only build (rec.runtime.setup_device checks the rest, the
+    GPUs visible, once paddle is imported). For `rec pipeline`, before its first stage."""
+    import re
+
+    d = device.strip().lower()
+    if d == "cpu":
+        return None
+    if not re.fullmatch(r"gpu(?::\d+)?", d):
+        return f"--device must be cpu, gpu or gpu:N (got {device!r})"
+    versions = installed_versions(DISTRIBUTIONS)
+    if "paddlepaddle" in versions and "paddlepaddle-gpu" not in versions:
+        return GPU_HELP
+    return None

@@ -111,10 +111,44 @@ def hold(folder: Path | str, command: str | None = None) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+def same_folder(a: Path | str, b: Path | str) -> bool:
+    """Whether two folder names are one folder (symlinks followed): one lock file for both."""
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
 @contextlib.contextmanager
 def hold_all(folders: list[Path], command: str | None = None) -> Iterator[None]:
-    """Own every folder of `folders` (in order) for the block."""
+    """Own every folder of `folders` (in order) for the block. A folder named twice (the
+    same folder for --data-dir and --output-dir, or a link to it) is locked once: a second
+    flock of the same file would find the first one and call the command busy with itself."""
     with contextlib.ExitStack() as stack:
+        held: list[Path] = []
         for folder in folders:
-            stack.enter_context(hold(folder, command))
+            if not any(same_folder(folder, other) for other in held):
+                stack.enter_context(hold(folder, command))
+                held.append(folder)
         yield
+
+
+def running(folder: Path | str) -> str | None:
+    """The command that holds `folder`'s lock now, as its lock file names it ("rec train
+    (pid 12)"), or None when no writer runs. Asked without ever waiting: a shared lock
+    taken and dropped at once (a writer starting in that instant is told the folder is busy,
+    as with any reader's repair, rec.recovery)."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(Path(folder) / LOCK, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:  # no lock file: nobody holds it (a holder keeps the file until it ends)
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(fd)
+    except OSError:
+        return None
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

@@ -185,9 +185,10 @@ def load(paths: Paths) -> dict:
 
 
 def record(paths: Paths, stage: str, params: dict[str, Any], inputs: list[Path],
-           outputs: list[Path]) -> None:
+           outputs: list[Path], read_as: dict[Path, str | None] | None = None) -> None:
     """Record a finished stage (atomically rewriting the manifest; an unreadable one is
-    replaced, with a warning)."""
+    replaced, with a warning). `read_as` holds the fingerprints of inputs taken as they were
+    read (a folder another command may replace since: the record must say what was read)."""
     manifest, why = read(paths)
     if why:
         warn(f"{unreadable(paths, why)}; replaced by a new one that records this {stage} "
@@ -201,7 +202,7 @@ def record(paths: Paths, stage: str, params: dict[str, Any], inputs: list[Path],
         "params": params,
         "version": __version__,
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "inputs": {_abs(p): fingerprint(p) for p in inputs},
+        "inputs": {_abs(p): (read_as or {}).get(p) or fingerprint(p) for p in inputs},
         "outputs": {_abs(p): fingerprint(p) for p in outputs},
         "stats": {p: st for p, st in stats.items() if st is not None},
         "order": order,  # which of two stages ran last (`time` has whole seconds only)

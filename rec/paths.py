@@ -36,6 +36,12 @@ USER_MATRIX, MOVIE_MATRIX, VECTOR_IDS = "usr_feat.npy", "mov_feat.npy", "feat_id
 # output/dataset/ (the dataset contract, rec/datasets/contract.py, names the other arrays)
 VOCAB, SPLIT = "vocab.json", "split.npy"
 
+# The folders under output/ that stages own, each with the stage that writes it (train and
+# ctr-train write their folders file by file, the others swap theirs in whole).
+OUTPUT_ARTIFACTS = {"dataset": "preprocess", "model": "train", "features": "save-features",
+                    "ctr": "ctr-train", "export": "export"}
+DOWNLOADS = ".downloads"  # data/: partial archives (Paths.download_cache)
+
 
 def params_file(name: str) -> str:
     """A checkpoint's weights file of the network called `name` (model.pdparams)."""
@@ -89,7 +95,7 @@ class Paths:
 
     def download_cache(self) -> Path:
         """Where archives are downloaded (partial files live here until verified)."""
-        return self.data_dir / ".downloads"
+        return self.data_dir / DOWNLOADS
 
     # output ---------------------------------------------------------------
     manifest = property(lambda self: self.output_dir / "manifest.json")
@@ -118,6 +124,42 @@ class Paths:
     @property
     def eval_report(self) -> Path:
         return self.model_dir / EVAL
+
+
+def _inside(inner: str, outer: str) -> bool:
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
+
+
+def overlap(paths: Paths, datasets: list[str]) -> str | None:
+    """Why the data folder and the output folder cannot be used together, or None.
+
+    Each folder holds artifacts that one stage owns and replaces whole: data/<dataset> (and
+    data/.downloads) `rec download`'s, output/dataset, model, features, ctr and export their
+    stages'. A layout in which one of them would hold (or be) the other folder or one of its
+    artifacts lets a stage delete what another owns (preprocess swapping output/dataset would
+    take the raw data inside it along): refused. Symbolic links are followed. The same folder
+    for both, or one folder inside the other beside those artifacts, is fine."""
+    real = lambda p: os.path.realpath(p)  # noqa: E731
+    data, out = real(paths.data_dir), real(paths.output_dir)
+    owned_out = {real(paths.output_dir / name): stage for name, stage in OUTPUT_ARTIFACTS.items()}
+    owned_data = [real(paths.raw(name)) for name in [*datasets, DOWNLOADS]]
+    for folder, stage in owned_out.items():
+        if _inside(data, folder):
+            return (f"the data folder {paths.data_dir} is inside {folder}, which `rec {stage}` "
+                    "owns and replaces: put the data folder elsewhere (the output folder "
+                    "itself will do)")
+    for folder in owned_data:
+        if _inside(out, folder):
+            return (f"the output folder {paths.output_dir} is inside {folder}, which `rec "
+                    "download` owns and replaces: put the output folder elsewhere (the data "
+                    "folder itself will do)")
+    for mine, stage in owned_out.items():
+        for theirs in owned_data:
+            if _inside(mine, theirs) or _inside(theirs, mine):
+                return (f"{mine} (owned by `rec {stage}`) and {theirs} (owned by `rec "
+                        "download`) overlap, through a symbolic link: the one would replace "
+                        "the other; point them at separate folders")
+    return None
 
 
 def require(paths: list[Path], run_first: str) -> None:

@@ -28,10 +28,7 @@ warnings.filterwarnings("ignore", message=".*ccache.*")  # paddle's import-time 
 with interrupts.held_during_import():  # paddle's import replaces rec's SIGTERM handler
     import paddle  # noqa: E402
 
-GPU_HELP = ("this PaddlePaddle is a CPU-only build, so --device gpu cannot work. Install the "
-            "CUDA build instead: `pip uninstall -y paddlepaddle && pip install paddlepaddle-gpu` "
-            "(pick the wheel for your CUDA version at https://www.paddlepaddle.org.cn/install), "
-            "or use --device cpu")
+from rec.build_info import GPU_HELP  # noqa: E402,F401 (also told before paddle is imported)
 
 
 def available_cores() -> int:

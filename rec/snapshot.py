@@ -143,3 +143,27 @@ def read(path: Path | str, load: Callable[[Snapshot], T], tries: int = TRIES) ->
                                    "writing command is running): try again") from e
         time.sleep(PAUSE * attempt)
         attempt += 1
+
+
+def read_unchanged(path: Path | str, load: Callable[[], T], changed: Callable[[], None],
+                   tries: int = TRIES) -> T:
+    """load(), which reads the files of the folder `path` by name (a parser handed paths),
+    as one version of that folder: while it runs the folder is held open (so its identity
+    cannot be taken by another), and when it was replaced meanwhile (a writer swapped a new
+    folder in: what was read may mix both) `changed()` is told and the whole load runs again
+    on the folder now in place, up to `tries` times. How `rec preprocess` reads
+    data/<dataset>, which a `rec download` for another output folder may replace."""
+    for attempt in range(1, tries + 1):
+        with Snapshot(path) as snapshot:
+            try:
+                result = load()
+            except (RecError, OSError):
+                if not snapshot.replaced():
+                    raise
+            else:
+                if not snapshot.replaced():
+                    return result
+        changed()
+        time.sleep(PAUSE * attempt)
+    raise RecError(f"{path} was replaced {tries} times while being read (a writing command "
+                   "is running): try again")

@@ -310,12 +310,12 @@ def test_status_before_anything(tmp_path):
     r = invoke(tmp_path, "status", "--format", "json")
     assert r.exit_code == 0 and r.stderr == f"paddle: {paddle_build()}\n"
     rows = json_lines(r.stdout)
-    assert [row["stage"] for row in rows] == manifest.STAGES
+    assert [row["stage"] for row in rows] == manifest.RECORDED  # export too
     assert all(row["state"] == "not run" and row["when"] == "" for row in rows)
     r = invoke(tmp_path, "status", "--format", "tsv")
     lines = r.stdout.splitlines()
     assert lines[0] == "stage\tstate\twhen\tparams"
-    assert [line.split("\t")[:2] for line in lines[1:]] == [[s, "not run"] for s in manifest.STAGES]
+    assert [line.split("\t")[:2] for line in lines[1:]] == [[s, "not run"] for s in manifest.RECORDED]
     assert not (tmp_path / "out").exists()  # looking writes nothing
 
 

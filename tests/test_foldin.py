@@ -132,7 +132,9 @@ def test_bad_rating_lines_name_the_line(trained, tmp_path):
     assert result.exit_code == 2 and f"{tmp_path / 'bad.tsv'}:2:" in result.stderr
     (tmp_path / "bad.tsv").write_text("1\t9\n")
     result = rec(trained, "recommend", "--rated", str(tmp_path / "bad.tsv"))
-    assert result.exit_code == 2 and "outside 1..5" in result.stderr
+    assert result.exit_code == 2 and result.stderr == (
+        f"error: {tmp_path / 'bad.tsv'}:1: rating 9 for '1' is outside this dataset's scale, "
+        "1 to 5\n")
 
 
 def test_a_rating_model_cannot_fold_in(trained, tmp_path):

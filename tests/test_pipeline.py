@@ -75,11 +75,13 @@ def test_bad_options_stop_before_any_stage_runs(tmp_path, args, message):
 
 
 def test_a_failing_stage_ends_the_run_with_its_own_error_and_exit_code(tmp_path):
-    missing = tmp_path / "nowhere.zip"
-    r = rec(tmp_path, "pipeline", "--dataset", "ml-100k", "--source", str(missing))
-    assert r.exit_code == 2 and r.stdout == ""
-    assert r.stderr == (f"== rec download --dataset ml-100k --source {missing}\n"
-                        f"error: --source {missing} does not exist\n")
+    empty = tmp_path / "empty"  # a folder: checked up front; not a dataset: download says so
+    empty.mkdir()
+    r = rec(tmp_path, "pipeline", "--dataset", "ml-100k", "--source", str(empty))
+    assert r.exit_code == 1 and r.stdout == ""
+    assert r.stderr == (f"== rec download --dataset ml-100k --source {empty}\n"
+                        f"error: --source {empty} is not a valid ml-100k dataset: "
+                        "ml-100k/u.user is missing\n")
     assert not (tmp_path / "output" / "manifest.json").exists()  # nothing after it ran
 
 
@@ -100,7 +102,8 @@ def test_bin_pipeline_runs_every_stage_and_recommends(tmp_path):
     status = subprocess.run([sys.executable, "-m", "rec", "--output-dir", str(tmp_path / "out"),
                              "--data-dir", str(tmp_path / "data"), "status", "--format", "json"],
                             capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=60)
-    assert {json.loads(line)["state"] for line in status.stdout.splitlines()} == {"fresh"}
+    states = {row["stage"]: row["state"] for row in map(json.loads, status.stdout.splitlines())}
+    assert states == {**dict.fromkeys(stages, "fresh"), "export": "not run"}  # not a pipeline stage
 
 
 def test_a_stopped_run_lets_the_stage_stop_cleanly_then_kills_what_ignores_it(monkeypatch):

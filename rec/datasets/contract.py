@@ -77,6 +77,11 @@ class Vocab:
     occupations: list[str]
     has_demographics: bool
     split: dict
+    # The dataset's own scales (recorded by preprocess since they were added; `scales` gives
+    # them for a vocab.json written before): its lowest and highest rating, and the numbers
+    # its files use for ages and occupations ({"age": {code: index}, "occupation": ...}).
+    rating_range: list | None = None
+    codes: dict | None = None
 
     def to_json(self) -> dict:
         return {"format": FORMAT_VERSION, **self.__dict__}
@@ -88,6 +93,21 @@ class Vocab:
                              "run `rec preprocess` again")
         fields = {k: v for k, v in obj.items() if k != "format"}
         return cls(**fields)
+
+
+ML1M_CODES = {"age": {str(code): i + 1 for i, code in enumerate(ML1M_AGES)},
+              "occupation": {str(code): code + 1 for code in range(len(OCCUPATIONS) - 1)}}
+
+
+def demographic_codes(vocab: Vocab) -> dict[str, dict[str, int]]:
+    """The numbers a person may give for --age and --occupation: the dataset's own codes
+    (ml-1m's 25 = 25-34 and 12 = programmer; ml-100k's ages in years, and no occupation
+    numbers). A vocab.json from before they were recorded: ml-1m's for an ml-1m layout."""
+    if vocab.codes is not None:
+        return {kind: dict(vocab.codes.get(kind) or {}) for kind in ("age", "occupation")}
+    ml1m = (vocab.has_demographics and vocab.dataset != "ml-100k"
+            and vocab.occupations == OCCUPATIONS and vocab.ages == AGES)
+    return ML1M_CODES if ml1m else {"age": {}, "occupation": {}}
 
 
 @dataclass
@@ -111,6 +131,18 @@ class Dataset:
     @property
     def n_movies(self) -> int:
         return int(self.movie_genres.shape[0])
+
+    @property
+    def rating_range(self) -> tuple[float, float]:
+        """(lowest, highest) rating of the dataset's scale: ml-latest's 0.5 to 5, ml-1m's 1 to
+        5; for a vocab.json from before it was recorded, the ratings' own extremes."""
+        if self.vocab.rating_range:
+            low, high = self.vocab.rating_range
+        elif len(self.rating_values):
+            low, high = np.min(self.rating_values), np.max(self.rating_values)
+        else:
+            low, high = 1.0, 5.0
+        return float(low), float(high)
 
     def part(self, which: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(users, movies, ratings) of the train (0), validation (1) or given (2) part."""

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from rec.datasets.chunked import Range, bad_line, distinct_ids, missing, read_ratings
-from rec.datasets.contract import AGES, GENRES, ML1M_AGES, OCCUPATIONS
+from rec.datasets.contract import AGES, GENRES, ML1M_AGES, ML1M_CODES, OCCUPATIONS
 from rec.errors import RecError, UsageError
 
 YEAR_RE = re.compile(r"\((\d{4})\)\s*$")
@@ -51,6 +51,8 @@ class RawMovieLens:
     ages: list[str] = field(default_factory=lambda: list(AGES))
     occupations: list[str] = field(default_factory=lambda: list(OCCUPATIONS))
     has_demographics: bool = True
+    rating_range: tuple = (1.0, 5.0)  # the format's scale (contract.Vocab.rating_range)
+    codes: dict = field(default_factory=lambda: dict(ML1M_CODES))  # contract.Vocab.codes
 
 
 def detect_layout(folder: Path) -> str:
@@ -171,7 +173,7 @@ def _without_demographics(movie_ids: list[int], titles: list[str], genres: list[
         movie_ids=np.array(movie_ids, dtype=np.int64), titles=titles, movie_genres=genres,
         rating_users=ratings[0], rating_movies=ratings[1], rating_values=ratings[2],
         rating_times=ratings[3], ages=["unknown"], occupations=["unknown"],
-        has_demographics=False)
+        has_demographics=False, rating_range=(0.5, 5.0), codes={})
 
 
 def parse_ml10m(folder: Path) -> RawMovieLens:
@@ -188,6 +190,9 @@ def parse_ml10m(folder: Path) -> RawMovieLens:
 
 
 # --- ml-100k ------------------------------------------------------------------------------
+
+
+AGE_YEARS = 120  # ml-100k's ages a person may give, in years: 0 to 119
 
 
 def _age_bucket(age: int) -> int:
@@ -231,8 +236,11 @@ def parse_ml100k(folder: Path) -> RawMovieLens:
         genres.append([ML100K_GENRES[k] for k, f in enumerate(flags) if f == "1" and k > 0])
     ratings = read_ratings(folder / "u.data", b"\t", "user<TAB>movie<TAB>rating<TAB>timestamp",
                            Range(2, 1, 5, "rating", "a rating from 1 to 5"))
+    # its own numbers: ages in years (as u.user holds them), occupations by name only
+    codes = {"age": {str(years): _age_bucket(years) for years in range(AGE_YEARS)},
+             "occupation": {}}
     return _with_demographics(uid, gender, age, occ, (mids, titles, genres), ratings,
-                              occupations=occupations)
+                              occupations=occupations, codes=codes)
 
 
 # --- ml-latest(-small) --------------------------------------------------------------------

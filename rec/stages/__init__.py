@@ -110,6 +110,7 @@ def guarded(fn=None, *, writes: tuple[str, ...] = (), into: tuple[str, ...] = ()
                         if os.path.lexists(folder) and not os.path.isdir(folder):
                             raise UsageError(f"{folder} is a file, not a folder: give "
                                              f"{option} a folder")
+                check_layout(paths)
             folders = _folders(ctx, writes)
             with lock.hold_all(folders, name):
                 if ctx is not None:
@@ -148,6 +149,17 @@ def guarded(fn=None, *, writes: tuple[str, ...] = (), into: tuple[str, ...] = ()
     return wrapper
 
 
+def check_layout(paths: Paths) -> None:
+    """Data and output folders that overlap so that one stage would delete what another
+    owns (rec.paths.overlap) are refused before any command runs (exit 2)."""
+    from rec.datasets import registry
+    from rec.paths import overlap
+
+    why = overlap(paths, registry.names())
+    if why:
+        raise UsageError(why)
+
+
 def _recover(paths: Paths, writes: tuple[str, ...], name: str | None) -> None:
     """Finish the folder swaps a killed run left halfway (rec.recovery): a writer of
     output/ under its lock (not a --nproc worker: its launcher did), a reader if it can."""
@@ -155,7 +167,8 @@ def _recover(paths: Paths, writes: tuple[str, ...], name: str | None) -> None:
 
     if "output" in writes and not lock.is_worker():
         recovery.recover(paths)
-        _recover_data(paths, name, held="data" in writes)
+        _recover_data(paths, name, held="data" in writes
+                      or lock.same_folder(paths.data_dir, paths.output_dir))
     elif not writes:
         recovery.recover_as_reader(paths, name)
 

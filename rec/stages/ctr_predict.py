@@ -30,6 +30,7 @@ from rec.datasets.contract import id_key
 from rec.errors import UsageError, shown
 from rec.stages import get_paths, guarded
 from rec.stages.options import Device, Format
+from rec.typed import clean
 
 HELP = ("Click probabilities from the trained CTR model, one row per input line in order "
         "(TSV on stdout): raw Criteo lines, or USER MOVIE pairs for a MovieLens model. "
@@ -87,7 +88,7 @@ def read_pairs(stream, user_index: dict, movie_index: dict) -> Iterator[tuple]:
     """Chunks of (line numbers, raw user ids, raw movie ids, user indices, movie indices)."""
     lines, users, movies = [], [], []
     for number, line in enumerate(stream, start=1):
-        text = line.strip()
+        text = clean(line).strip()  # a byte-order mark would make line 1 look like a header
         if not text:
             continue
         if line.count("\t") >= CRITEO_TABS:

@@ -150,11 +150,27 @@ def _from_url(paths: Paths, spec: DatasetSpec, url: str, expected_md5: str | Non
     return marker
 
 
-def _from_path(paths: Paths, spec: DatasetSpec, source: str) -> dict:
-    target = paths.raw(spec.name)
+def check_source(spec: DatasetSpec, source: str | None) -> None:
+    """What is wrong with --source before anything is read from it (exit 2): any source for
+    generated data, a path that does not exist, a file that is not a zip archive. Also what
+    `rec pipeline` checks before its first stage."""
+    if source is None:
+        return
+    if spec.generated:
+        raise UsageError(f"--source does not apply to --dataset {spec.name}")
+    if _is_url(source):
+        return
     path = Path(source).expanduser()
     if not path.exists():
         raise UsageError(f"--source {source} does not exist")
+    if not path.is_dir() and not zipfile.is_zipfile(path):
+        raise UsageError(f"--source {source} is neither a zip archive, a dataset folder "
+                         f"nor an http(s) URL")
+
+
+def _from_path(paths: Paths, spec: DatasetSpec, source: str) -> dict:
+    target = paths.raw(spec.name)
+    path = Path(source).expanduser()
     with atomic_dir(target) as stage:
         if path.is_dir():
             archive.copy_folder(path, stage, [f.name for f in spec.files])
@@ -231,9 +247,8 @@ def command(
     recovery.repair(target)  # before looking at target: a killed run's swap may put it back
     params: dict = {"dataset": spec.name, "source": source, "force": force}
 
+    check_source(spec, source)
     if spec.generated:
-        if source is not None:
-            raise UsageError(f"--source does not apply to --dataset {spec.name}")
         syn = SyntheticSpec(users=_SYN.users if users is None else users,
                             movies=_SYN.movies if movies is None else movies,
                             ratings=_SYN.ratings if ratings is None else ratings,

@@ -66,7 +66,7 @@ def export_all(paths, to: str) -> dict:
     if paths.ctr.params.exists():
         inputs.append(paths.ctr.params)
     manifest.record(paths, "export", {"to": to}, inputs=inputs,
-                    outputs=[folder / "export.json"])
+                    outputs=[folder])  # every file of it: status checks each one
     diffs = {f"{name}_max_abs_diff": max(m["verified"]["max_abs_diff"].values())
              for name, m in described["models"].items()}
     return {"to": to, "models": ",".join(described["models"]), **diffs,

@@ -137,21 +137,56 @@ def command(
                                        "[default: the first user in the data]."),
     top: int = typer.Option(10, "--top", "-n", min=1, help="recommend: movies."),
 ) -> None:
-    from rec.stages.preprocess import SPLITS
-    from rec.stages.train import MATCHES
-
-    registry.get(dataset)  # checked here, before anything runs, as are the others
-    if split is not None and split not in SPLITS:
-        raise UsageError(f"unknown --split {split!r}: choose {', '.join(SPLITS)}")
-    if match is not None and match not in MATCHES:
-        raise UsageError(f"unknown --match {match!r}: choose {', '.join(MATCHES)}")
+    stages = stage_commands(dataset, source, seed, split, device, epochs, match)
+    check_options(ctx, dataset, source, split, match, device, user,
+                  [*stages, recommend_command(user or "1", top)])
     paths = get_paths(ctx)
     global_args = ["--data-dir", str(paths.data_dir), "--output-dir", str(paths.output_dir),
                    *(["--quiet"] if is_quiet() else []), *(["-v"] if is_verbose() else [])]
-    for args in stage_commands(dataset, source, seed, split, device, epochs, match):
+    for args in stages:
         run_stage(global_args, args)
     if user is None:
         from rec.datasets.contract import load_vocab
 
         user = str(load_vocab(paths).user_ids[0])
-    run_stage(global_args, ["recommend", user, "--top", str(top)], show_stdout=True)
+    run_stage(global_args, recommend_command(user, top), show_stdout=True)
+
+
+def recommend_command(user: str, top: int) -> list[str]:
+    """recommend's command line; a negative id (-5) after `--`, or it would read as an option."""
+    return ["recommend", user, "--top", str(top)] if not user.startswith("-") else \
+        ["recommend", "--top", str(top), "--", user]
+
+
+def check_options(ctx: typer.Context, dataset: str, source: Optional[str],
+                  split: Optional[str], match: Optional[str], device: str,
+                  user: Optional[str], commands: list[list[str]]) -> None:
+    """Every option the pipeline passes on, checked before the first stage runs (minutes
+    of download and training must not end in a typo): the values the stages check in their
+    bodies here (as they do), and each stage's command line through that stage's own parser
+    (types, ranges), as if typed. Whether --user is in the data is known only once the data
+    is: recommend says so at the end."""
+    from rec.build_info import device_problem
+    from rec.cli import load_command
+    from rec.datasets.contract import id_key
+    from rec.errors import shown
+    from rec.stages.download import check_source
+    from rec.stages.preprocess import SPLITS
+    from rec.stages.train import MATCHES
+
+    check_source(registry.get(dataset), source)
+    if split is not None and split not in SPLITS:
+        raise UsageError(f"unknown --split {split!r}: choose {', '.join(SPLITS)}")
+    if match is not None and match not in MATCHES:
+        raise UsageError(f"unknown --match {match!r}: choose {', '.join(MATCHES)}")
+    if device_problem(device):
+        raise UsageError(device_problem(device))
+    if user is not None and id_key(user) is None:
+        raise UsageError(f"--user {shown(user)} is not a user id (a whole number)")
+    for args in commands:
+        try:
+            load_command(args[0]).make_context(f"rec {args[0]}", list(args[1:]),
+                                               parent=ctx.find_root())
+        except typer.TyperException as e:  # click's usage and parameter errors
+            raise UsageError(f"rec {args[0]}: {' '.join(e.format_message().split())} "
+                             "(nothing was run)") from None

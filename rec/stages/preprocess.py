@@ -29,6 +29,7 @@ from rec.datasets.splits import (GIVEN_RATIO, SPLITS, check_parts, global_time_s
                                  user_time_split, users_split)
 from rec.errors import UsageError
 from rec.paths import VOCAB
+from rec.snapshot import read_unchanged
 from rec.stages import get_paths, guarded
 from rec.stages.options import SEED_RANGE, Format
 
@@ -167,8 +168,10 @@ def build(raw: RawMovieLens, dataset: str, split: str, val_ratio: float, seed: i
         dataset=dataset, user_ids=raw.user_ids.tolist(), movie_ids=raw.movie_ids.tolist(),
         titles=list(raw.titles), years=years, genres=genre_names, title_words=word_names,
         genders=list(GENDERS), ages=list(raw.ages), occupations=list(raw.occupations),
-        has_demographics=raw.has_demographics,
-        split={"method": split, "val_ratio": val_ratio, "seed": seed if not split.startswith("time") else None},
+        has_demographics=raw.has_demographics, rating_range=list(raw.rating_range),
+        codes=raw.codes,
+        split={"method": split, "val_ratio": val_ratio,
+               "seed": seed if not split.startswith("time") else None},
     )
     if split == "users":
         vocab.split.update(given_ratio=GIVEN_RATIO, codes={
@@ -191,6 +194,20 @@ def write_dataset(out_dir: Path, arrays: dict[str, np.ndarray], vocab: Vocab) ->
         for name, array in arrays.items():
             save_npy(tmp / name, array)
         write_json(tmp / VOCAB, vocab.to_json())
+
+
+def read_raw(folder: Path) -> tuple[RawMovieLens, str | None]:
+    """The raw dataset in `folder` and the fingerprint of the version read: one version, even
+    when a `rec download` for another output folder replaces the shared data folder meanwhile
+    (rec.snapshot.read_unchanged: read again, and said on stderr)."""
+    def load():
+        return parse_folder(folder), manifest.fingerprint(folder)
+
+    def changed():
+        warn(f"{folder} was replaced while it was read (a `rec download` for another output "
+             "folder?): reading the new version")
+
+    return read_unchanged(folder, load, changed)
 
 
 # --- command ------------------------------------------------------------------------------
@@ -223,14 +240,14 @@ def command(
         raise UsageError(f"missing {folder}: run `rec download --dataset {dataset}` first")
     t0 = time.perf_counter()
     log(f"parsing {folder}")
-    raw = parse_folder(folder)
+    raw, read_as = read_raw(folder)
     arrays, vocab, report = build(raw, dataset, split, val_ratio, seed, reuse=True)
     del raw
     write_dataset(paths.dataset_dir, arrays, vocab)
     seconds = time.perf_counter() - t0
     manifest.record(paths, "preprocess", {"dataset": dataset, "split": split,
                                           "val_ratio": val_ratio, "seed": seed},
-                    inputs=[folder], outputs=dataset_paths(paths))
+                    inputs=[folder], outputs=dataset_paths(paths), read_as={folder: read_as})
     table = Table(title=f"preprocess {dataset}: {seconds:.2f}s")
     table.add_column("what")
     table.add_column("count", justify="right")

@@ -17,7 +17,6 @@ on stderr, exits 2 and leaves stdout empty.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -29,6 +28,7 @@ from rec.errors import UsageError
 from rec.stages import get_paths, guarded
 from rec.stages.options import SEED_RANGE, Format
 from rec.texttable import HIDE, KEEP, NOTE, SHORT, TITLE
+from rec.typed import decode, read_stdin
 
 HELP = ("Top-N unseen movies for users, each with a short reason. "
         "USERS are user ids; - reads ids from stdin; --all does every user.")
@@ -59,7 +59,7 @@ def expand_stdin(args: list[str], per_line: bool) -> list[str]:
         if arg != "-":
             out.append(arg)
             continue
-        text = sys.stdin.read()
+        text = read_stdin()
         items = [line.strip() for line in text.splitlines()] if per_line else text.split()
         items = [item for item in items if item]
         if not items:
@@ -183,10 +183,10 @@ def recommend_command(
     gender: Optional[str] = typer.Option(None, "--gender", help="The new user's gender (M, F).",
                                          rich_help_panel="New user (fold-in)"),
     age: Optional[str] = typer.Option(None, "--age", help="The new user's age bucket (e.g. "
-                                      "25-34, or its ml-1m code 25).",
+                                      "25-34, or the dataset's own code: ml-1m's 25).",
                                       rich_help_panel="New user (fold-in)"),
     occupation: Optional[str] = typer.Option(None, "--occupation", help="The new user's "
-                                             "occupation (e.g. programmer, or its ml-1m code).",
+                                             "occupation (e.g. programmer, or ml-1m's code 12).",
                                              rich_help_panel="New user (fold-in)"),
     exclude: str = typer.Option("all", "--exclude", help="Movies left out as seen: all (every "
                                 "rating the user has) or train (only the training part of the "
@@ -228,42 +228,47 @@ def recommend_command(
 
 def fold_in_user(ctx: typer.Context, cat, rated: Optional[str], like: list[str],
                  dislike: list[str], gender, age, occupation) -> int:
-    """The new user's row in `cat`: their vector folded in from the movies they rated."""
-    from rec.datasets.contract import ML1M_AGES
+    """The new user's row in `cat`: their vector folded in from the movies they rated, on
+    the dataset's own scale (--like its highest rating, --dislike its lowest) and with the
+    demographics it has, given as its labels or its own codes."""
+    from rec.datasets.contract import demographic_codes
     from rec.twotower import foldin
-    from rec.twotower.recommending import find_movie
+    from rec.twotower.titles import find_movie
 
     if cat.features.scoring.get("match") != "softmax":
         raise UsageError("a new user needs the default model: run `rec train` (without "
                          "--match) and `rec save-features`")
+    vocab = cat.dataset.vocab
+    given_demographics = [f"--{k}" for k, v in (("gender", gender), ("age", age),
+                                                ("occupation", occupation)) if v is not None]
+    if given_demographics and not cat.has_demographics:
+        raise UsageError(f"{vocab.dataset} has no demographics (gender, age, occupation): "
+                         f"leave out {', '.join(given_demographics)}")
     given = []
     if rated is not None:
         if rated == "-":
-            text, source = sys.stdin.read(), "stdin"
+            text, source = read_stdin(), "stdin"
         else:
             try:
-                text, source = Path(rated).read_text(encoding="utf-8"), rated
-            except (OSError, UnicodeDecodeError) as e:
+                text, source = decode(Path(rated).read_bytes(), f"--rated {rated}"), rated
+            except OSError as e:
                 raise UsageError(f"cannot read --rated {rated}: {e}")
         given += foldin.parse_rated(text, source)
-    lo, hi = cat.features.scoring.get("clip", [1.0, 5.0])
-    given += [(m, hi) for m in like] + [(m, lo) for m in dislike]
+    low, high = cat.dataset.rating_range
+    given += [(m, high, "--like") for m in like] + [(m, low, "--dislike") for m in dislike]
     if not given:
         raise UsageError(f"--rated {rated}: no ratings in it (lines of 'movie<TAB>rating')")
-    by_movie = {}
-    for query, value in given:
-        if not lo <= value <= hi:
-            raise UsageError(f"rating {value:g} for {query!r} is outside {lo:g}..{hi:g}")
-        by_movie[find_movie(cat, query)] = value  # the last rating of a movie counts
-    movies = np.fromiter(by_movie, np.int64, len(by_movie))
-    ratings = np.array(list(by_movie.values()), np.float32)
+    movies, ratings, notes = foldin.profile(given, lambda q: find_movie(cat, q), (low, high),
+                                            lambda row: cat.titles[row])
+    for note in notes:
+        warn(note)
     parts = foldin.load_parts(get_paths(ctx).features_dir, cat.n_movies,
-                             cat.features.extra.get(foldin.FOLD_IN))
-    ages = {str(code): i + 1 for i, code in enumerate(ML1M_AGES)}
-    occupations = {str(code): code + 1 for code in range(len(cat.occupation_labels) - 1)}
-    g = foldin.demographic_index("gender", gender, cat.gender_labels, {})
-    a = foldin.demographic_index("age", age, cat.age_labels, ages)
-    o = foldin.demographic_index("occupation", occupation, cat.occupation_labels, occupations)
+                              cat.features.extra.get(foldin.FOLD_IN))
+    codes = demographic_codes(vocab)
+    g = foldin.demographic_index("gender", gender, cat.gender_labels, {}, vocab.dataset)
+    a = foldin.demographic_index("age", age, cat.age_labels, codes["age"], vocab.dataset)
+    o = foldin.demographic_index("occupation", occupation, cat.occupation_labels,
+                                 codes["occupation"], vocab.dataset)
     vector = foldin.user_vector(parts, movies, ratings, cat.features.scoring["offset"], g, a, o)
     return foldin.add_user(cat, vector, movies, ratings, a, o, g)
 
@@ -298,7 +303,8 @@ def similar_command(
     year_to: Optional[int] = typer.Option(None, "--year-to", help="Only movies up to this year."),
     fmt: Format = "auto",
 ) -> None:
-    from rec.twotower.recommending import find_movie, movie_mask, similar_movies
+    from rec.twotower.recommending import movie_mask, similar_movies
+    from rec.twotower.titles import find_movie
 
     check_options(top, year_from, year_to)
     queries = expand_stdin(movies, per_line=True)

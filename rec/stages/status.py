@@ -1,10 +1,19 @@
-"""`rec status`: which stages have run, when, with what, and whether they are still fresh."""
+"""`rec status`: which stages have run, when, with what, and whether they are still fresh.
+
+Every stage that records itself has a row (export too), "not run" when it never ran. A
+stage is fresh only when every file of its artifacts is as it wrote them (each stage
+records all of them: a folder's fingerprint covers each file's name, size and mtime) and
+its inputs are as it read them. The stage holding the output folder's lock now (rec.lock
+names it) is "running", whatever its last run left.
+"""
 
 from __future__ import annotations
 
+import re
+
 import typer
 
-from rec import manifest
+from rec import lock, manifest
 from rec.build_info import paddle_build
 from rec.console import emit, log, warn
 from rec.errors import RecError
@@ -14,6 +23,14 @@ from rec.texttable import KEEP
 
 HELP = "Show which stages have run, when, with which parameters, and whether they are stale."
 KEY_PARAMS = 4  # parameters shown per stage; the manifest has them all
+HOLDER_RE = re.compile(r"rec (?P<stage>[\w-]+)\b.*?(?:\(pid (?P<pid>\d+)\))?$")
+
+
+def running_stage(holder: str | None) -> tuple[str | None, str | None]:
+    """(stage, pid) of the command holding the output folder's lock, as rec.lock's note
+    names it ("rec ctr-train (pid 42)"); (None, None) when none runs."""
+    match = HOLDER_RE.match(holder or "")
+    return (match["stage"], match["pid"]) if match else (None, None)
 
 
 @guarded
@@ -28,19 +45,27 @@ def command(
         raise RecError(f"{manifest.unreadable(paths, why)}; the next writing stage replaces "
                        f"it, or remove it")
     stages = recorded["stages"]
-    names = manifest.STAGES + [s for s in stages if s not in manifest.STAGES]
+    names = manifest.RECORDED + [s for s in stages if s not in manifest.RECORDED]
     mismatched = manifest.mismatches(paths, stages)
     for why in mismatched.values():
         warn(why)
+    holder = lock.running(paths.output_dir)
+    running, pid = running_stage(holder)
+    if holder and running not in names:
+        log(f"{paths.output_dir} is in use by `{holder}`")
     rows, hashed = [], {}  # a file read by several stages is hashed once
     for name in names:
         entry = stages.get(name)
         params = (entry or {}).get("params")
         params = params if isinstance(params, dict) else {}
+        if name == running:  # its files are being replaced: not fresh, not "not run"
+            state, when = "running", f"now (pid {pid})" if pid else "now"
+        else:
+            state = ("stale" if name in mismatched and entry
+                     else manifest.stage_state(entry, hashed))
+            when = (entry or {}).get("time", "")
         rows.append({
-            "stage": name,
-            "state": "stale" if name in mismatched and entry else manifest.stage_state(entry, hashed),
-            "when": (entry or {}).get("time", ""),
+            "stage": name, "state": state, "when": when,
             "params": " ".join(f"{k}={v}" for k, v in list(params.items())[:KEY_PARAMS]),
         })
     emit(rows, ["stage", "state", "when", "params"], fmt, title=f"rec status ({paths.output_dir})",

@@ -204,8 +204,9 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
     metrics = trainer.fit(spec, job, objective, state, resume, summarize).metrics
     if job.main:
         manifest.record(paths, "train", {**params.__dict__, "device": job.device},
-                        inputs=dataset_paths(paths), outputs=[paths.model.params,
-                                                              paths.model.config])
+                        inputs=dataset_paths(paths),
+                        outputs=[paths.model.params, paths.model.config, paths.model.metrics,
+                                 paths.model.history])  # every file of the model
     return metrics
 
 

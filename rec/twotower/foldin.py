@@ -10,11 +10,13 @@ come out: the pick vector (recall) and the rating head's vector and bias (predic
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
 from rec.errors import RecError, UsageError, shown
+from rec.typed import clean, fold
 
 FOLD_IN = "fold_in.npz"
 KEYS = ("watched_pick", "watched_rating", "rated_rating", "bias_pick", "bias_rating",
@@ -68,40 +70,84 @@ def user_vector(parts: dict, movies: np.ndarray, ratings: np.ndarray, global_mea
 
 
 NEW_USER = "new"  # the user column of a folded-in user's rows
+DECIMAL_COMMA = re.compile(r"\d+,\d+")
 
 
-def parse_rated(text: str, source: str) -> list[tuple[str, float]]:
+def parse_rated(text: str, source: str) -> list[tuple[str, float, str]]:
     """Lines of `movie<TAB>rating` (movie: an id or a title substring); blank lines and
-    lines starting with # are skipped. Without a tab the last word is the rating."""
+    lines starting with # are skipped. Without a tab the last word is the rating (a decimal
+    comma is a decimal point: 4,5 is 4.5). Each is
+    (movie, rating, where: "SOURCE:LINE"); byte-order marks and Unicode forms are
+    normalised first (rec.typed.clean)."""
     out = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(clean(text).splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         movie, _, rating = line.rpartition("\t") if "\t" in line else line.rpartition(" ")
+        if DECIMAL_COMMA.fullmatch(rating):  # 4,5: how much of Europe writes 4.5
+            rating = rating.replace(",", ".")
         try:
             value = float(rating)
         except ValueError:
             value = float("nan")
         if not movie.strip() or not np.isfinite(value):
             raise UsageError(f"{source}:{number}: expected 'movie<TAB>rating', got {shown(line)}")
-        out.append((movie.strip(), value))
+        out.append((movie.strip(), value, f"{source}:{number}"))
     return out
 
 
-def demographic_index(kind: str, value: str | None, labels: list[str], codes: dict) -> int:
-    """A --gender/--age/--occupation value as a vocabulary index (0 = unknown): a label
-    (case-insensitive) or an ml-1m code."""
+def profile(given: list[tuple[str, float, str]], find, scale: tuple[float, float],
+            name) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(movie rows, ratings, notes) of a new user from what they gave: (query, rating,
+    where) triples, each query resolved by `find` (query -> row). A rating outside the
+    dataset's `scale` (lowest, highest) is refused. A movie given twice with two ratings
+    (liked and disliked, or rated 4 then 2) contradicts itself and is refused, naming both
+    places; given twice with the same rating, it counts once and a note says so. `name`
+    (row -> title) words the messages."""
+    low, high = scale
+    rows: dict[int, tuple[float, str]] = {}
+    notes = []
+    for query, value, where in given:
+        if not low <= value <= high:
+            raise UsageError(f"{where}: rating {value:g} for {shown(query)} is outside this "
+                             f"dataset's scale, {low:g} to {high:g}")
+        row = find(query)
+        if row in rows:
+            first, at = rows[row]
+            if first != value:
+                raise UsageError(f"{name(row)} is given twice with different ratings, "
+                                 f"{first:g} ({at}) and {value:g} ({where}): give it once")
+            notes.append(f"{name(row)} is given twice ({at} and {where}), both {value:g}: "
+                         "counted once")
+            continue
+        rows[row] = (value, where)
+    movies = np.fromiter(rows, np.int64, len(rows))
+    ratings = np.array([value for value, _ in rows.values()], np.float32)
+    return movies, ratings, notes
+
+
+def demographic_index(kind: str, value: str | None, labels: list[str], codes: dict[str, int],
+                      dataset: str) -> int:
+    """A --gender/--age/--occupation value as a vocabulary index (0 = unknown): one of the
+    dataset's labels (case and Unicode form ignored), or a number only where it is the
+    dataset's own code (`codes`: ml-1m's 12 is programmer; ml-100k gives ages in years and
+    has no occupation numbers). The error lists what it accepts."""
     if value is None:
         return 0
-    text = value.strip().casefold()
+    text = fold(value).strip()
     for i, label in enumerate(labels):
-        if i and label.casefold() == text:
+        if i and fold(label) == text:
             return i
     if text in codes:
         return codes[text]
-    shown = ", ".join(labels[1:])
-    raise UsageError(f"unknown --{kind} {value!r}: choose from {shown}")
+    choices = ", ".join(labels[1:])
+    numbers = sorted(codes, key=int)
+    if len(numbers) > 30:
+        choices += f"; or a number from {numbers[0]} to {numbers[-1]}"
+    elif numbers:
+        choices += f"; or {dataset}'s code {', '.join(numbers)}"
+    raise UsageError(f"unknown --{kind} {value!r} for {dataset}: choose from {choices}")
 
 
 def add_user(cat, vector: np.ndarray, movies: np.ndarray, ratings: np.ndarray, age: int,

@@ -23,21 +23,13 @@ from rec.datasets.contract import VAL, Dataset, id_key
 from rec.errors import UsageError, shown
 from rec.scoring import score, stars_pairs
 from rec.twotower.features import Features
+from rec.twotower.titles import display_title, find_movie  # noqa: F401 (their home before)
 
 CHUNK_USERS = 1024  # users scored per matrix product: 1024 x 3883 float32 is 16 MB
 EXPLORE_POOL = 3  # --explore draws from the best EXPLORE_POOL * N candidates
 MOVIE_PRIOR = 10.0  # a movie's mean rating is shrunk towards the global mean by 10 ratings
 
 INT_RE = re.compile(r"-?\d+")  # an id that is a number (negative ones too) prints and sorts as one
-YEAR_RE = re.compile(r"\s*\(\d{4}\)\s*$")
-ARTICLE_RE = re.compile(r"^(.*), (The|A|An)$")
-
-
-def display_title(title: str) -> str:
-    """'Usual Suspects, The (1995)' -> 'The Usual Suspects': how a person says the title."""
-    base = YEAR_RE.sub("", title)
-    m = ARTICLE_RE.match(base)
-    return f"{m.group(2)} {m.group(1)}" if m else base
 
 
 @dataclass
@@ -180,37 +172,6 @@ def all_users(cat: Catalog) -> np.ndarray:
     ids = cat.features.user_ids
     key = [(0, int(i), i) if INT_RE.fullmatch(i) else (1, 0, i) for i in ids]
     return np.array(sorted(range(len(ids)), key=key.__getitem__), dtype=np.int64)
-
-
-def find_movie(cat: Catalog, query: str) -> int:
-    """Movie row for a raw movie id (all digits) or a case-insensitive title substring.
-
-    A title equal to the query (ignoring case and the year; 'The Usual Suspects' and
-    'Usual Suspects, The' both count) wins over titles that merely contain it."""
-    text = query.strip()
-    key = id_key(text)
-    if key is not None:
-        row = cat.features.movie_row().get(key)
-        if row is None:
-            raise UsageError(f"unknown movie id {shown(text, 40, quote=False)} (no saved vector)")
-        return row
-    q = text.casefold()
-    exact, partial = [], []
-    for row, title in enumerate(cat.titles):
-        names = {title.casefold(), YEAR_RE.sub("", title).casefold(), display_title(title).casefold()}
-        if q in names:
-            exact.append(row)
-        elif any(q in name for name in names):
-            partial.append(row)
-    matches = exact or partial
-    if not matches:
-        raise UsageError(f"no movie title contains {shown(text)}")
-    if len(matches) > 1:
-        listed = "; ".join(f"{cat.features.movie_ids[r]} {cat.titles[r]}" for r in matches[:5])
-        shown_text = shown(text)
-        more = f"; ... {len(matches) - 5} more" if len(matches) > 5 else ""
-        raise UsageError(f"{shown_text} matches {len(matches)} movies: {listed}{more}; give a movie id")
-    return matches[0]
 
 
 def movie_mask(cat: Catalog, genres: list[str], year_from: int | None,

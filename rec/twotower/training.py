@@ -33,7 +33,8 @@ def model_config(ds: Dataset, match: str, global_mean: float, **sizes) -> TwoTow
         n_users=ds.n_users, n_genders=len(v.genders), n_ages=len(v.ages),
         n_occupations=len(v.occupations), n_movies=ds.n_movies, n_genres=len(v.genres),
         n_title_words=len(v.title_words), genre_len=int(ds.movie_genres.shape[1]),
-        title_len=int(ds.movie_titles.shape[1]), match=match, global_mean=global_mean, **sizes)
+        title_len=int(ds.movie_titles.shape[1]), match=match, global_mean=global_mean,
+        rating_range=ds.rating_range, **sizes)
 
 
 class Feeder:

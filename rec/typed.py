@@ -1,0 +1,57 @@
+"""What a person types, made comparable before it is matched (pure Python).
+
+Text that reaches rec from a keyboard, a file saved by an editor or a pipe (a `--rated`
+file, ids on stdin, USER MOVIE pairs for ctr-predict, a title for `similar` or `--like`)
+may carry a byte-order mark (Windows editors start UTF-8 files with U+FEFF, and Notepad's
+"Unicode" is UTF-16 with one), and an accented letter may come composed (U+00E9) or
+decomposed (e + U+0301): the same text to a person, other code points to Python. So such
+input is decoded by `decode` (UTF-8, or UTF-16 by its mark; anything else is refused in
+one line naming it), goes through `clean` (BOMs gone, Unicode NFC) before it is parsed, and
+a title is matched by `fold` (clean, case folded, NFC again since case folding can undo it,
+and any run of white space, a no-break space too, as one space) on both sides.
+"""
+
+from __future__ import annotations
+
+import codecs
+import sys
+import unicodedata
+
+from rec.errors import UsageError
+
+BOM = "\ufeff"  # also "zero width no-break space", never meaningful in an id or a title
+
+
+def clean(text: str) -> str:
+    """`text` without byte-order marks (anywhere: `cat a.tsv b.tsv` puts one mid-stream),
+    in Unicode NFC."""
+    if BOM in text:
+        text = text.replace(BOM, "")
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
+def fold(text: str) -> str:
+    """The form two texts are compared in: clean, case folded ('É' and 'é', 'ß' and 'ss'),
+    NFC, white space as single spaces."""
+    text = " ".join(clean(text).casefold().split())
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
+def decode(data: bytes, source: str) -> str:
+    """The text of bytes a person saved or piped, cleaned: UTF-8 (with a byte-order mark or
+    without), or UTF-16 when it starts with its mark. Anything else is a one-line error
+    naming `source` (exit 2), not a garbled "unknown movie"."""
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    try:
+        text = data.decode("utf-16" if utf16 else "utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{source} is not UTF-8 text (byte {data[e.start]:#04x} at offset "
+                         f"{e.start}): save it as UTF-8") from None
+    return clean(text)
+
+
+def read_stdin() -> str:
+    """All of stdin, decoded as `decode` does."""
+    stream = getattr(sys.stdin, "buffer", None)
+    data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
+    return decode(data, "stdin")

@@ -1,0 +1,152 @@
+"""Options checked before the work (`rec pipeline` checks what it passes on before its first
+stage), and a `rec status` that tells the truth: every file of an artifact it calls fresh,
+an export row, and the stage that is running now."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import SMALL_WORLD, copy_world, one_line_error, rec, run_stages
+
+
+# --- rec pipeline: every option before the first stage ---------------------------------------
+
+
+@pytest.fixture
+def stages_run(monkeypatch) -> list:
+    """The stages `rec pipeline` would start (none is started)."""
+    from rec.stages import pipeline
+
+    calls = []
+    monkeypatch.setattr(pipeline, "run_stage", lambda global_args, args, **kw: calls.append(args))
+    return calls
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--user", "abc"], "--user 'abc' is not a user id (a whole number)"),
+    (["--device", "tpu"], "--device must be cpu, gpu or gpu:N (got 'tpu')"),
+    (["--source", "/no/such/file.zip", "--dataset", "ml-1m"],
+     "--source /no/such/file.zip does not exist"),
+    (["--source", "x.zip"], "--source does not apply to --dataset synthetic"),
+    (["--split", "later"], "unknown --split 'later': choose random, time, users"),
+    (["--match", "dots"], "unknown --match 'dots': choose softmax, dot, cosine"),
+    (["--dataset", "ml-2m"], None),
+])
+def test_pipeline_checks_every_option_it_passes_on_before_the_first_stage(
+        tmp_path, stages_run, args, message):
+    result = rec(tmp_path, "pipeline", *args)
+    error = one_line_error(result, 2)
+    if message is not None:
+        assert error == f"error: {message}"
+    assert stages_run == [] and not (tmp_path / "data").exists()
+
+
+def test_pipeline_refuses_gpu_on_a_cpu_build_before_the_first_stage(tmp_path, stages_run,
+                                                                    monkeypatch):
+    from rec import build_info
+
+    monkeypatch.setattr(build_info, "installed_versions", lambda d: {"paddlepaddle": "3.3.1"})
+    error = one_line_error(rec(tmp_path, "pipeline", "--device", "gpu:1"), 2)
+    assert error == f"error: {build_info.GPU_HELP}"
+    assert stages_run == []
+
+
+def test_pipeline_checks_each_stage_command_line_with_that_stages_own_parser(
+        tmp_path, stages_run, monkeypatch):
+    """A value the pipeline's parser lets through but a stage's would refuse stops before
+    anything runs, in that stage's words."""
+    from rec.stages import pipeline
+
+    real = pipeline.stage_commands
+    monkeypatch.setattr(pipeline, "stage_commands", lambda *a: [
+        *real(*a)[:2], ["train", "--lr", "fast"], *real(*a)[3:]])
+    error = one_line_error(rec(tmp_path, "pipeline"), 2)
+    assert error == ("error: rec train: Invalid value for '--lr': Input should be a valid "
+                     "number, unable to parse string as a number (nothing was run)")
+    assert stages_run == []
+
+
+def test_pipeline_with_good_options_runs_every_stage_in_order(tmp_path, stages_run):
+    result = rec(tmp_path, "pipeline", "--user", "7", "--seed", "3", "--epochs", "2",
+                 "--split", "time", "--top", "5")
+    assert result.exit_code == 0, result.output
+    assert [args[0] for args in stages_run] == ["download", "preprocess", "train", "evaluate",
+                                                "save-features", "ctr-train", "recommend"]
+    assert stages_run[-1] == ["recommend", "7", "--top", "5"]
+
+
+def test_pipeline_passes_a_negative_user_id_as_an_id(tmp_path, stages_run):
+    assert rec(tmp_path, "pipeline", "--user", "-5").exit_code == 0
+    assert stages_run[-1] == ["recommend", "--top", "10", "--", "-5"]
+
+
+# --- rec status --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("status")
+    return run_stages(root, *SMALL_WORLD, ["export"])
+
+
+def states(root: Path) -> dict[str, str]:
+    result = rec(root, "status", "--format", "json")
+    assert result.exit_code == 0, result.output
+    return {row["stage"]: row["state"] for row in map(json.loads, result.stdout.splitlines())}
+
+
+def test_status_has_a_row_for_export_even_before_it_ran(tmp_path):
+    assert states(tmp_path) == {name: "not run" for name in (
+        "download", "preprocess", "train", "evaluate", "save-features", "ctr-train", "export")}
+
+
+def test_status_checks_every_file_of_the_export_it_calls_fresh(exported, tmp_path):
+    root = copy_world(exported, tmp_path)
+    assert states(root) == {"download": "fresh", "preprocess": "fresh", "train": "fresh",
+                            "evaluate": "not run", "save-features": "fresh",
+                            "ctr-train": "not run", "export": "fresh"}
+    export = root / "output" / "export"
+    weights = sorted(p.relative_to(export) for p in export.rglob("*.pdiparams"))
+    assert [str(p) for p in weights] == ["movie_tower/model.pdiparams",
+                                         "user_tower/model.pdiparams"]
+    (export / weights[0]).unlink()
+    assert states(root)["export"] == "modified"
+    root = copy_world(exported, tmp_path / "again")
+    (root / "output" / "export" / weights[1]).write_bytes(b"")
+    assert states(root)["export"] == "modified"
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "history.json", "config.json"])
+def test_status_checks_every_file_of_the_model_it_calls_fresh(exported, tmp_path, name):
+    root = copy_world(exported, tmp_path)
+    (root / "output" / "model" / name).unlink()
+    assert states(root)["train"] == "modified"
+
+
+@pytest.mark.parametrize("stage", ["ctr-train", "train", "export", "download"])
+def test_status_reports_the_stage_running_now(exported, tmp_path, stage):
+    """The lock's holder, as a running command names itself (rec.stages.guarded)."""
+    from rec import lock
+
+    root = copy_world(exported, tmp_path)
+    with lock.hold(root / "output", f"rec {stage}"):
+        result = rec(root, "status", "--format", "json")
+    rows = {r["stage"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert rows[stage]["state"] == "running" and rows[stage]["when"] == f"now (pid {os.getpid()})"
+    assert [r["state"] for n, r in rows.items() if n != stage].count("running") == 0
+    assert states(root)[stage] != "running"  # over once the lock is dropped
+
+
+def test_status_names_a_holder_that_is_no_stage(exported, tmp_path):
+    from rec import lock
+
+    root = copy_world(exported, tmp_path)
+    with lock.hold(root / "output", "another tool"):
+        result = rec(root, "status", "--format", "json")
+    assert result.exit_code == 0
+    assert f"{root / 'output'} is in use by `another tool (pid {os.getpid()})`" in result.stderr
+    assert "running" not in result.stdout
