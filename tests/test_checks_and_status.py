@@ -32,7 +32,7 @@ def stages_run(monkeypatch) -> list:
     (["--source", "/no/such/file.zip", "--dataset", "ml-1m"],
      "--source /no/such/file.zip does not exist"),
     (["--source", "x.zip"], "--source does not apply to --dataset synthetic"),
-    (["--split", "later"], "unknown --split 'later': choose random, time, users"),
+    (["--split", "later"], "unknown --split 'later': choose random, time, time-user, users"),
     (["--match", "dots"], "unknown --match 'dots': choose softmax, dot, cosine"),
     (["--dataset", "ml-2m"], None),
 ])
@@ -74,8 +74,9 @@ def test_pipeline_with_good_options_runs_every_stage_in_order(tmp_path, stages_r
     result = rec(tmp_path, "pipeline", "--user", "7", "--seed", "3", "--epochs", "2",
                  "--split", "time", "--top", "5")
     assert result.exit_code == 0, result.output
-    assert [args[0] for args in stages_run] == ["download", "preprocess", "train", "evaluate",
-                                                "save-features", "ctr-train", "recommend"]
+    assert [args[0] for args in stages_run] == ["download", "preprocess", "train",
+                                                "save-features", "ctr-train", "evaluate",
+                                                "recommend"]
     assert stages_run[-1] == ["recommend", "7", "--top", "5"]
 
 

@@ -63,7 +63,7 @@ def test_each_stage_gets_the_options_that_concern_it():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--split", "weekly"], "error: unknown --split 'weekly': choose random, time, users"),
+    (["--split", "weekly"], "error: unknown --split 'weekly': choose random, time, time-user, users"),
     (["--match", "l2"], "error: unknown --match 'l2': choose softmax, dot, cosine"),
     (["--dataset", "ml-5m"], "error: unknown dataset 'ml-5m'"),
 ])

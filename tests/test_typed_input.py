@@ -42,7 +42,7 @@ def ml1m(tmp_path_factory) -> Path:
     lines = movies.read_text(encoding="latin-1").splitlines()
     lines[0] = "::".join([lines[0].split("::")[0], ACCENTED, lines[0].split("::")[2]])
     movies.write_text("\n".join(lines) + "\n", encoding="latin-1")
-    return build(root, "synthetic", ["ctr-train", "--epochs", "1"])
+    return build(root, "synthetic", ["ctr-train", "--model", "wide_deep", "--epochs", "1"])
 
 
 def _synthetic_tables(root: Path):

@@ -140,6 +140,10 @@ def _load_model(snapshot, paths):
             raise UsageError(f"missing {path}: run `rec ctr-train` first")
     config = read_json(best.config, "rec ctr-train", keys=("model", "features"),
                        snapshot=snapshot)
+    if config["features"].get("kind") == "rank":
+        raise UsageError(f"{best.best} holds the rank stage (it ranks recall candidates for "
+                         "`rec recommend`), not a CTR model: run `rec ctr-train --data "
+                         "movielens --model wide_deep` (or --input FILE for Criteo) first")
     with reading(best.config, "rec ctr-train"):
         model = build(CtrConfig.from_json(config["model"]))
     load_weights(model, io.BytesIO(snapshot.read_bytes(best.params.name)), best.params)

@@ -3,7 +3,8 @@ output/export/:
 
     user_tower/   model.json (or model.pdmodel) + model.pdiparams   user inputs -> user vectors
     movie_tower/  the same                                            movie inputs -> movie vectors
-    ctr/          the same, when output/ctr exists                    fields -> click probability
+    ctr/          the same, when output/ctr holds a CTR model         fields -> click probability
+    rank/         the same, when it holds the rank stage              candidate features -> logits
     export.json   files, inputs (names, dtypes, shapes), outputs, how scores combine
 
 With --to onnx each folder holds model.onnx instead (paddle2onnx; onnxruntime checks it).
@@ -48,7 +49,11 @@ def export_all(paths, to: str) -> dict:
     model, _ = training.load_trained(paths, ds)
     features = load_features(paths.features_dir) if paths.features_dir.exists() else None
     nets = towers.networks(model, ds, features)
-    if paths.ctr.params.exists():
+    if paths.ctr.params.exists() and _ctr_kind(paths) == "rank":
+        from rec.rank import export as rank_export
+
+        nets.append(rank_export.network(paths, ds, features))
+    elif paths.ctr.params.exists():
         from rec.ctr import export as ctr_export
 
         nets.append(ctr_export.network(paths))
@@ -71,6 +76,13 @@ def export_all(paths, to: str) -> dict:
              for name, m in described["models"].items()}
     return {"to": to, "models": ",".join(described["models"]), **diffs,
             "output": str(folder)}
+
+
+def _ctr_kind(paths) -> str | None:
+    """"rank" when output/ctr/model holds the rank stage, else the CTR model's kind."""
+    from rec.paths import read_json
+
+    return read_json(paths.ctr.config, "rec ctr-train", keys=("features",))["features"].get("kind")
 
 
 @guarded(writes=("output",), into=("export_dir",))
