@@ -1,0 +1,171 @@
+"""组合推荐 complete: recall channels (two-tower, EASE, PureSVD, popularity), their union
+ranked by the rank stage (rec.rank), served in numpy by recommend and measured by evaluate;
+on a synthetic world with planted tastes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import assert_paddle_free, one_line_error, rec, run_stages
+
+STAGES = (["download", "--dataset", "synthetic"], ["preprocess"], ["train"], ["save-features"],
+          ["ctr-train", "--data", "movielens"], ["evaluate"])
+
+
+@pytest.fixture(scope="module")
+def ranked(tmp_path_factory) -> Path:
+    return run_stages(tmp_path_factory.mktemp("rank"), *STAGES)
+
+
+@pytest.fixture
+def copy(ranked, tmp_path) -> Path:
+    shutil.copytree(ranked, tmp_path / "w")
+    return tmp_path / "w"
+
+
+def report(root: Path) -> dict:
+    return json.loads((root / "output" / "model" / "eval.json").read_text())
+
+
+def test_the_ranked_list_beats_every_channel_alone_and_ease(ranked):
+    r = report(ranked)
+    assert r["ranked"] is True
+    channels = r["channels"]
+    assert set(channels) == {"two_tower", "ease", "svd", "popularity"}
+    for name, m in channels.items():
+        assert r["ndcg@10"] > m["ndcg@10"] + 0.01, (name, r["ndcg@10"], m["ndcg@10"])
+        assert r["hr@10"] >= m["hr@10"] - 0.005, (name, r["hr@10"], m["hr@10"])
+    for ease in ("ease", "ease_tuned"):
+        assert r["ndcg@10"] > 1.1 * r["baselines"][ease]["ndcg@10"]
+    assert 0.9 < r["candidate_recall"] <= 1.0  # the ceiling the ranked list works under
+    assert r["two_tower"]["ndcg@10"] == channels["two_tower"]["ndcg@10"]
+
+
+def test_every_choice_is_recorded_and_made_on_the_tuning_slice(ranked):
+    r = report(ranked)
+    sel = r["selection"]
+    assert sel["ease"]["tuning"]["kind"] == "random"
+    lam = sel["ease"]["ease_lambda"]
+    table = sel["ease"]["tuning_ndcg@10"]["ease_lambda"]
+    assert table[f"{lam:g}"] == max(table.values())  # the λ that did best on the slice
+    assert r["baselines"]["ease_tuned"]["lambda"] == lam == r["ease_lambda"]
+    ranks = sel["ease"]["tuning_ndcg@10"]["svd_rank"]
+    assert ranks[str(sel["ease"]["svd_rank"])] == max(ranks.values())
+    assert sel["rank"]["k"] in (25, 50, 100, 200)
+    metrics = json.loads((ranked / "output" / "ctr" / "metrics.json").read_text())
+    assert metrics["model"] == "rank" and metrics["k"] == sel["rank"]["k"]
+
+
+def test_recommend_serves_recall_then_rank_and_names_the_channels(ranked):
+    result = rec(ranked, "recommend", "1", "2", "--top", "5", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["user"] for r in rows] == [1] * 5 + [2] * 5
+    assert all(" · found by " in r["reason"] for r in rows)
+    names = {"two-tower", "EASE", "PureSVD", "popularity"}
+    for r in rows:
+        assert set(r["reason"].split(" · found by ")[1].split(", ")) <= names
+        assert r["score"] == r["score"]  # a finite rank logit
+    for user in (1, 2):
+        scores = [r["score"] for r in rows if r["user"] == user]
+        assert scores == sorted(scores, reverse=True)
+    recall = rec(ranked, "recommend", "1", "--top", "5", "--recall-only", "--format", "json")
+    recall_rows = [json.loads(line) for line in recall.stdout.splitlines()]
+    assert not any("found by" in r["reason"] for r in recall_rows)
+
+
+def test_the_ranked_list_is_what_evaluate_measures(ranked):
+    """recommend --all --exclude train, scored by hand, gives evaluate's HR@10 / NDCG@10."""
+    from rec.datasets.contract import load_dataset
+    from rec.paths import Paths
+
+    result = rec(ranked, "recommend", "--all", "--exclude", "train", "--top", "10",
+                 "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    ds = load_dataset(Paths(ranked / "data", ranked / "output"))
+    v = ds.vocab
+    vu, vm, vr = ds.part(1)
+    liked = {}
+    for u, m in zip(vu[vr >= 4], vm[vr >= 4]):
+        liked.setdefault(v.user_ids[u], set()).add(v.movie_ids[m])
+    tops = {}
+    for line in result.stdout.splitlines():
+        row = json.loads(line)
+        tops.setdefault(row["user"], []).append(row["movie"])
+    discounts = 1 / np.log2(np.arange(2, 12))
+    hits, ndcgs = [], []
+    for user, movies in liked.items():
+        gains = [m in movies for m in tops[user]]
+        hits.append(any(gains))
+        ndcgs.append(sum(d for d, g in zip(discounts, gains) if g)
+                     / discounts[: min(len(movies), 10)].sum())
+    r = report(ranked)
+    assert abs(np.mean(hits) - r["hr@10"]) < 1e-6 and abs(np.mean(ndcgs) - r["ndcg@10"]) < 1e-6
+
+
+def test_a_new_user_goes_through_the_same_channels_and_ranker(ranked):
+    ids = json.loads((ranked / "output" / "dataset" / "vocab.json").read_text())["movie_ids"]
+    text = "".join(f"{m}\t5\n" for m in ids[:5])
+    result = rec(ranked, "recommend", "--rated", "-", "--top", "5", "--format", "json",
+                 input=text)
+    assert result.exit_code == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 5 and all("found by" in r["reason"] for r in rows)
+    assert not {r["movie"] for r in rows} & set(ids[:5])  # rated movies left out
+
+
+def test_recommend_with_the_rank_stage_never_imports_paddle(ranked):
+    assert_paddle_free(["--output-dir", str(ranked / "output"), "--data-dir",
+                        str(ranked / "data"), "recommend", "1", "--top", "3"])
+
+
+def test_a_stale_rank_model_is_not_used_and_recommend_says_why(copy):
+    ranked_rows = rec(copy, "recommend", "1", "--top", "5", "--format", "tsv").stdout
+    assert rec(copy, "save-features").exit_code == 0  # a new features run: the ranker is stale
+    result = rec(copy, "recommend", "1", "--top", "5", "--format", "tsv")
+    assert result.exit_code == 0
+    assert "two-tower order only: the rank model was trained on other saved features" in \
+        result.stderr
+    assert result.stdout == rec(copy, "recommend", "1", "--top", "5", "--recall-only",
+                                "--format", "tsv").stdout
+    assert result.stdout != ranked_rows
+    assert rec(copy, "evaluate").exit_code == 0
+    assert report(copy)["ranked"] is False
+
+
+def test_ctr_predict_refuses_the_rank_stage_in_one_line(ranked):
+    error = one_line_error(rec(ranked, "ctr-predict", input="1 2\n"), 2)
+    assert "holds the rank stage" in error and "--model wide_deep" in error
+
+
+def test_the_rank_stage_needs_the_default_two_tower_and_no_resume(copy):
+    assert rec(copy, "train", "--match", "dot", "--epochs", "1").exit_code == 0
+    assert rec(copy, "save-features").exit_code == 0
+    assert "needs the default two-tower" in one_line_error(rec(copy, "ctr-train"), 2)
+    assert "without --resume" in one_line_error(rec(copy, "ctr-train", "--resume",
+                                                    "--model", "rank"), 2)
+
+
+def test_ease_by_cholesky_is_ease_by_inverse():
+    from rec.metrics import ease_weights
+    from rec.rank.channels import ease_items, gram, top_eigenvectors
+
+    rng = np.random.default_rng(0)
+    users, movies = rng.integers(0, 400, 8000), rng.integers(0, 150, 8000)
+    x = np.zeros((400, 150), np.float64)
+    x[users, movies] = 1
+    g = x.T @ x
+    p = np.linalg.inv(g + 200 * np.eye(150))
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0)
+    np.testing.assert_allclose(ease_weights(x.astype(np.float32), 200.0), b, atol=2e-6)
+    items = ease_items(movies, 150)
+    np.testing.assert_allclose(gram(users, movies, items, 150), g[np.ix_(items, items)])
+    v = top_eigenvectors(g.astype(np.float32), 5)
+    w, vecs = np.linalg.eigh(g)
+    np.testing.assert_allclose(np.abs(v.T @ vecs[:, ::-1][:, :5]), np.eye(5), atol=1e-3)
