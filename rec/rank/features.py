@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rec.rank.channels import CHANNELS, Ease, PureSvd, top_k
-from rec.scoring import log_like, score, stars_pairs
+from rec.scoring import log_like, pick_logits, stars
 
 SCORED = ("two_tower", "ease", "svd")  # channels whose score is a feature (popularity: its count)
 
@@ -68,16 +68,27 @@ class Stack:
         return 4 * len(SCORED) + 3 + 3 + 2 + 3 + self.n_genders + self.n_ages
 
     def channel_scores(self, block: Block) -> dict[str, np.ndarray]:
-        """{channel: (B, M) scores}, -inf on each user's rated movies."""
+        """{channel: (B, M) scores}, -inf on each user's rated movies; also the two-tower's
+        heads alone ("stars", "pick"), for the features."""
         b, m = len(block), self.n_movies
-        out = {"two_tower": score(block.user_vecs, self.movie_vecs, self.scoring),
+        u, sc = block.user_vecs, self.scoring
+        heads = {"stars": stars(u, self.movie_vecs, sc).astype(np.float32)}
+        if sc.get("match") == "softmax":
+            heads["pick"] = pick_logits(u, self.movie_vecs, sc)
+            like = sc.get("like") or {}
+            two_tower = heads["pick"] + np.float32(like.get("weight", 0)) * \
+                log_like(heads["stars"], like) if like else heads["pick"].copy()
+        else:
+            heads["pick"] = heads["stars"]
+            two_tower = heads["stars"].copy()
+        out = {"two_tower": two_tower,
                "ease": self.ease.scores(block.rows, block.movies, b, m),
                "svd": self.svd.scores(block.rows, block.movies, b, m),
                "popularity": np.broadcast_to(np.log1p(self.counts).astype(np.float32),
                                              (b, m)).copy()}
         for s in out.values():
             s[block.rows, block.movies] = -np.inf
-        return out
+        return {**out, **heads}
 
     def candidates(self, block: Block, k: int | None = None):
         """(candidates (B, C) padded with -1, found_by (B, C, 3), channel scores)."""
@@ -131,16 +142,13 @@ class Stack:
         pop = log_count[safe] / scale
         cols += [pop, log_rank(pop), found_by[:, :, CHANNELS.index("popularity")]]
 
-        movies = self.movie_vecs[safe.reshape(-1)]
-        users = np.repeat(block.user_vecs, c, axis=0)
-        st = stars_pairs(users, movies, self.scoring).astype(np.float32)
+        st = np.take_along_axis(scores["stars"], safe, 1)
         like = log_like(st, self.scoring["like"]) if self.scoring.get("like") else 0 * st
-        pick = np.einsum("ij,ij->i", users[:, :int(self.scoring.get("split", 0))],
-                         movies[:, :int(self.scoring.get("split", 0))]).reshape(b, c)
+        pick = np.take_along_axis(scores["pick"], safe, 1)
         spread = np.maximum(pick.std(axis=1, keepdims=True, where=valid), 1e-6)
         centre = pick.mean(axis=1, keepdims=True, where=valid)
-        cols += [(st.reshape(b, c) - 3.5) / 2, like.reshape(b, c),
-                 np.clip(np.where(valid, (pick - centre) / spread, 0), -10, 10)]
+        cols += [(st - 3.5) / 2, like, np.clip(np.where(valid, (pick - centre) / spread, 0),
+                                               -10, 10)]
 
         year = self.years[safe].astype(np.float32)
         cols += [np.where(year > 0, np.clip((year - 1990) / 20, -3, 2), 0), (year <= 0)]

@@ -217,7 +217,8 @@ def rank_picks(cat, user_rows: np.ndarray, ratings, top: int, allowed: np.ndarra
     movies = np.full((b, top), -1, np.int64)
     scores = np.full((b, top), -np.inf, np.float32)
     texts = [[""] * top for _ in range(b)]
-    fallback = recommend_chunk(cat, user_rows, ratings, top, allowed)
+    short = np.isfinite(np.take_along_axis(logits, order, 1)).sum(axis=1) < top
+    fallback = recommend_chunk(cat, user_rows, ratings, top, allowed) if short.any() else None
     for i in range(b):
         ok = np.isfinite(logits[i, order[i]])
         picked = cand[i, order[i][ok]]
@@ -226,7 +227,7 @@ def rank_picks(cat, user_rows: np.ndarray, ratings, top: int, allowed: np.ndarra
         for j, c in enumerate(order[i][ok]):
             texts[i][j] = found_by_text(by[i, c])
         n = len(picked)
-        for m in fallback.movies[i]:  # too few allowed candidates: the two-tower's next
+        for m in (fallback.movies[i] if short[i] else ()):  # too few allowed candidates: the two-tower's next
             if n >= top or m < 0:
                 break
             if m not in picked:
