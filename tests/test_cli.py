@@ -90,12 +90,23 @@ def test_no_arguments_shows_help():
 
 
 def test_version():
+    """Told from the installed files, without importing paddle (test_layout checks that),
+    and what paddle itself says."""
     r = invoke(None, "--version")
     assert r.exit_code == 0
     from rec.runtime import describe_build
 
     assert r.stdout == f"rec {__version__}\n{describe_build()}\n" and r.stderr == ""
     assert describe_build().startswith("paddlepaddle ") and "build" in describe_build()
+
+
+@pytest.mark.parametrize("visible,count", [("0,1", 2), ("", 0), ("1,-1,0", 1), ("GPU-1f", 1)])
+def test_version_counts_the_gpus_cuda_would_see(monkeypatch, visible, count):
+    from rec import build_info
+
+    monkeypatch.setattr(build_info, "paddle_build", lambda: "paddlepaddle-gpu 3.3.1, CUDA build")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert build_info.paddle_devices() == f"paddlepaddle-gpu 3.3.1, CUDA build, {count} GPU(s)"
 
 
 def test_every_command_is_in_the_readme():

@@ -1,6 +1,7 @@
 """`rec pipeline`: every stage in order, download -> preprocess -> train -> evaluate ->
 save-features -> ctr-train (MovieLens as CTR: recall alone against recall + rank) ->
-recommend, each with the options that concern it. bin/pipeline is a thin wrapper over it.
+recommend, each with the options that concern it; `--skip STAGE` leaves stages out (checked,
+like every option, before the first stage runs). bin/pipeline is a thin wrapper over it.
 
 Each stage runs as its own `rec` process (`python -m rec STAGE ...`), exactly as typed by
 hand: the manifest records that stage's own command line (what `rec status` shows and a
@@ -31,9 +32,11 @@ from rec.stages.options import SEED_RANGE
 
 HELP = ("Run every stage in order: download, preprocess, train, evaluate, save-features, "
         "ctr-train (MovieLens as CTR) and recommend for one user, each stage as its own `rec` "
-        "command. Options go to the stages that take them.")
+        "command. Options go to the stages that take them; --skip leaves stages out.")
 PACKAGE_PARENT = Path(rec.__file__).resolve().parent.parent
 GRACE_S = 10.0  # a stage stopped by Ctrl-C or SIGTERM gets this long to finish cleanly
+STAGES = ("download", "preprocess", "train", "evaluate", "save-features", "ctr-train",
+          "recommend")  # in the order they run
 
 
 def stage_commands(dataset: str, source: Optional[str], seed: Optional[int],
@@ -132,6 +135,8 @@ def command(
     user: Optional[str] = typer.Option(None, "--user", help="recommend for this user "
                                        "[default: the first user in the data]."),
     top: int = typer.Option(10, "--top", "-n", min=1, help="recommend: movies."),
+    skip: Optional[list[str]] = typer.Option(None, "--skip", metavar="STAGE", help="Leave this "
+                                             "stage out (repeatable), e.g. --skip ctr-train."),
 ) -> None:
     from rec.stages.preprocess import SPLITS
     from rec.stages.train import MATCHES
@@ -141,11 +146,20 @@ def command(
         raise UsageError(f"unknown --split {split!r}: choose {', '.join(SPLITS)}")
     if match is not None and match not in MATCHES:
         raise UsageError(f"unknown --match {match!r}: choose {', '.join(MATCHES)}")
+    for stage in skip or ():
+        if stage not in STAGES:
+            raise UsageError(f"unknown --skip {stage!r}: choose among {', '.join(STAGES)}")
     paths = get_paths(ctx)
     global_args = ["--data-dir", str(paths.data_dir), "--output-dir", str(paths.output_dir),
                    *(["--quiet"] if is_quiet() else []), *(["-v"] if is_verbose() else [])]
     for args in stage_commands(dataset, source, seed, split, device, epochs, match):
-        run_stage(global_args, args)
+        if args[0] in (skip or ()):
+            log(f"== rec {args[0]}: skipped (--skip)")
+        else:
+            run_stage(global_args, args)
+    if "recommend" in (skip or ()):
+        log("== rec recommend: skipped (--skip)")
+        return
     if user is None:
         from rec.datasets.contract import load_vocab
 

@@ -210,7 +210,8 @@ def recommend_command(
         raise UsageError("--gender/--age/--occupation go with --rated, --like or --dislike")
     if not new_user and every_user == bool(users):
         raise UsageError("give user ids (- reads them from stdin) or --all, not both"
-                         if every_user else "give user ids (- reads them from stdin) or --all")
+                         if every_user else "give user ids (- reads them from stdin), --all, "
+                         "or a new user's movies (--rated FILE, --like MOVIE, --dislike MOVIE)")
     tokens = [] if every_user or new_user else expand_stdin(users, per_line=False)
     cat = load_catalog(ctx)
     # never more than the catalogue: memory follows these, not what was asked
