@@ -28,8 +28,8 @@ import paddle  # noqa: E402
 TOLERANCE = 1e-5
 PREFIX = "model"  # <name>/model.json (PIR) or model.pdmodel, model.pdiparams, model.onnx
 ONNX_OPSET = 13
-ONNX_MISSING = ("--to onnx needs paddle2onnx and onnxruntime: "
-                "pip install 'rec[onnx]' (or: pip install paddle2onnx onnxruntime)")
+ONNX_MISSING = ("--to onnx needs paddle2onnx and onnxruntime: pip install 'rec-paddle[onnx]' "
+                "(in a checkout: pip install -e '.[onnx]')")
 
 
 @dataclass

@@ -176,7 +176,7 @@ def test_unknown_target_is_a_usage_error(world):
 
 @pytest.mark.skipif(not all(__import__("importlib").util.find_spec(m)
                             for m in ("paddle2onnx", "onnxruntime")),
-                    reason="paddle2onnx / onnxruntime not installed (pip install 'rec[onnx]')")
+                    reason="paddle2onnx / onnxruntime not installed (pip install -e '.[onnx]')")
 def test_onnx_export_is_verified_with_onnxruntime(copy):
     result = rec(copy, "export", "--to", "onnx", "--format", "json")
     assert result.exit_code == 0, result.output

@@ -77,7 +77,7 @@ def export_all(paths, to: str) -> dict:
 def command(
     ctx: typer.Context,
     to: str = typer.Option("paddle", "--to", help="paddle (Paddle Inference) or onnx "
-                           "(needs paddle2onnx and onnxruntime: pip install 'rec[onnx]')."),
+                           "(needs paddle2onnx and onnxruntime: pip install 'rec-paddle[onnx]')."),
     fmt: Format = "auto",
 ) -> None:
     if to not in TARGETS:
