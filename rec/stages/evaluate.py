@@ -27,7 +27,7 @@ from rich.table import Table
 
 from rec import manifest
 from rec.atomic import write_json
-from rec.console import emit, emit_object, log, show_table
+from rec.console import emit, emit_object, log, show_table, steps
 from rec.datasets.contract import RELEVANT, dataset_paths, load_dataset
 from rec.errors import UsageError
 from rec.metrics import (EASE_MAX_MOVIES, ease_scorer, fit_biases, popularity_scorer,
@@ -42,15 +42,24 @@ K = 10
 KEYS = [f"hr@{K}", f"ndcg@{K}", f"long_tail@{K}", f"coverage@{K}", "rmse", "mae"]
 
 
-def evaluate(paths, device: str, seed: int = 0) -> dict:
+# Each step's share of `rec evaluate`'s time on ml-1m (measured; the progress bar's weights)
+STEPS = {"loading the model": 1, "rec": 1, "popularity": 1, "EASE": 1, "bias": 1,
+         "global mean": 1}
+USERS_STEP = 1  # the held-out users' report, after loading the model (a users split)
+
+
+def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
+    """The report (eval.json); `step(name)` is called as each of STEPS starts (progress)."""
     from rec.runtime import setup_device
     from rec.twotower import training
 
+    step("loading the model")
     device = setup_device(device)
     ds = load_dataset(paths)
     model, config = training.load_trained(paths, ds)
     clip = model.config.rating_range
     if ds.vocab.split.get("method") == "users":
+        step("held-out users", plan={"held-out users": USERS_STEP})
         return evaluate_users(model, ds, device)
     (tu, tm, tr), (vu, vm, vr) = ds.train_val()
     rel = vr >= RELEVANT
@@ -59,18 +68,23 @@ def evaluate(paths, device: str, seed: int = 0) -> dict:
                      relevant_users=vu[rel], relevant_movies=vm[rel], k=K, movie_counts=counts)
 
     user_vecs, movie_vecs, scoring = training.saved_vectors(model, ds)
+    step("rec")
     result = vector_metrics(user_vecs, movie_vecs, scoring, vu, vm, vr, clip, **rank_args)
+    step("popularity")
     baselines = {"popularity": ranking_metrics(popularity_scorer(ds.n_movies, tm), **rank_args)}
     notes = []
+    step("EASE")
     if ds.n_movies <= EASE_MAX_MOVIES:
         baselines["ease"] = ranking_metrics(ease_scorer(ds.n_users, ds.n_movies, tu, tm),
                                             **rank_args)
     else:
         notes.append(f"EASE skipped: {ds.n_movies:,} movies (more than {EASE_MAX_MOVIES:,})")
+    step("bias")
     mu, b_u, b_m = fit_biases(tu, tm, tr, ds.n_users, ds.n_movies)
     b_rmse, b_mae = rmse_mae(mu + b_u[vu] + b_m[vm], vr, clip)
     baselines["bias"] = {**ranking_metrics(lambda block: mu + b_u[block][:, None] + b_m[None, :],
                                            **rank_args), "rmse": b_rmse, "mae": b_mae}
+    step("global mean")
     mean = float(tr.mean())
     g_rmse, g_mae = rmse_mae(np.full(len(vr), mean), vr, clip)
     noise = np.random.default_rng(seed).random(ds.n_movies)  # ties broken at random
@@ -116,7 +130,8 @@ def command(
     fmt: Format = "auto",
 ) -> None:
     paths = get_paths(ctx)
-    report = evaluate(paths, device, seed)
+    with steps("evaluate", STEPS) as step:
+        report = evaluate(paths, device, seed, step)
     write_json(paths.eval_report, report)
     manifest.record(paths, "evaluate", {"device": device, "seed": seed},
                     inputs=dataset_paths(paths) + [paths.model.params],
