@@ -25,10 +25,11 @@ from rec.console import RowWriter, warn
 from rec.errors import UsageError
 from rec.stages import get_paths, guarded
 from rec.stages.options import SEED_RANGE, Format
-from rec.texttable import HIDE, KEEP, NOTE, SHORT, TITLE
+from rec.texttable import HIDE, KEEP, NOTE, SHORT, TITLE, TWO
 
-HELP = ("Top-N unseen movies for users, each with a short reason. "
-        "USERS are user ids; - reads ids from stdin; --all does every user.")
+HELP = ("Top-N unseen movies for users, each with a short reason. USERS are user ids; - reads "
+        "ids from stdin; --all does every user. stars: the predicted rating; score: the order, "
+        "higher first (a logit: only differences count).")
 SIMILAR_HELP = ("Movies closest to a movie in the taste space. MOVIES are movie ids or title "
                 "substrings (case-insensitive); - reads one per line from stdin.")
 RECOMMEND_COLUMNS = ["user", "rank", "movie", "title", "year", "genres", "stars", "score",
@@ -37,10 +38,10 @@ RERANK_COLUMNS = ["user", "rank", "movie", "title", "year", "genres", "stars", "
                   "reason"]
 SIMILAR_COLUMNS = ["query", "rank", "movie", "title", "year", "genres", "similarity"]
 # The table on a terminal (80 columns): one user or query said once, the year only in the
-# title, titles and genres cut short, the reason on a line of its own; TSV, CSV and JSON keep
-# every column whole.
+# title, titles on up to two lines, genres cut short, the reason on a line of its own; TSV,
+# CSV and JSON keep every column whole.
 TABLE_LAYOUT = {"user": TITLE, "query": TITLE, "rank": KEEP, "movie": KEEP, "year": HIDE,
-                "title": SHORT, "genres": SHORT, "stars": KEEP, "score": KEEP, "ctr": KEEP,
+                "title": TWO, "genres": SHORT, "stars": KEEP, "score": KEEP, "ctr": KEEP,
                 "similarity": KEEP, "reason": NOTE}
 
 
