@@ -128,6 +128,20 @@ def test_status_download_preprocess_never_import_paddle(tmp_path):
     assert (tmp_path / "out" / "dataset" / "split.npy").exists()
 
 
+@pytest.mark.parametrize("args", [["train"], ["preprocess"], ["evaluate"], ["save-features"],
+                                  ["ctr-train"], ["export"],
+                                  ["download", "--source", "nowhere.zip"]])
+def test_a_stage_that_fails_at_once_leaves_no_empty_folders(tmp_path, args):
+    """The folders a writing stage created for its lock go with it when it wrote nothing;
+    folders that were there stay, even empty."""
+    r = invoke(tmp_path, *args)
+    assert r.exit_code == 2 and r.stderr.startswith("error: "), r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    (tmp_path / "out").mkdir()
+    assert invoke(tmp_path, *args).exit_code == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and not any((tmp_path / "out").iterdir())
+
+
 @pytest.mark.parametrize("args", [["download"], ["preprocess"], ["train", "--epochs", "1"],
                                   ["evaluate"], ["save-features"], ["ctr-train"],
                                   ["ctr-predict"], ["recommend", "1"], ["similar", "1"],
