@@ -236,7 +236,8 @@ class RecGroup(TyperGroup):
 app = typer.Typer(
     name="rec",
     cls=RecGroup,
-    help="Recommender toolbox on PaddlePaddle: MovieLens to explained recommendations and a CTR ranker.",
+    help="Recommender toolbox on PaddlePaddle: MovieLens to explained recommendations and a "
+    "CTR ranker. --data-dir, --output-dir, -q and -v go before or after the command.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
