@@ -450,6 +450,7 @@ def test_verbose_adds_debug_lines_and_a_bug_shows_its_traceback(synthetic, monke
     debug = [line for line in loud.stderr.splitlines() if line.startswith("debug: ")]
     assert any(f"rec {__version__}" in line for line in debug)
     assert any(str(synthetic / "out") in line for line in debug)  # the folders in use
+    assert "parameters {'fmt': 'json'}" in loud.stderr and "Context" not in loud.stderr
     assert "--verbose" in rec(None, "--help").stdout
 
     def bug(*args, **kwargs):

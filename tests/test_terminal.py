@@ -115,6 +115,38 @@ def test_reasons_wrap_at_spaces_only(capsys, monkeypatch):
     assert all(word in REASON.split() for line in reason for word in line.split())
 
 
+def test_training_table_fits_80_columns_with_whole_values_and_the_best_mark(monkeypatch):
+    """A summed loss in the hundreds, seconds in the thousands: nothing cut ("385.36…"),
+    every epoch on one line with its star."""
+    import io
+
+    from rich.console import Console
+
+    from rec.trainer import Monitor, epoch_table
+
+    columns = {"pick_loss": "pick loss", "rating_loss": "rating loss", "val_hr@10": "val HR@10",
+               "val_ndcg@10": "val NDCG@10", "val_rmse": "val RMSE"}
+    history = [{"epoch": e, "pick_loss": 692.9046 - e, "rating_loss": 1.0364,
+                "val_hr@10": 0.5307, "val_ndcg@10": 0.13 + e / 100, "val_rmse": 0.964,
+                "samples_per_s": 1153.0, "elapsed": 385.36 * e} for e in (1, 2, 3)]
+    out = Console(width=80, file=io.StringIO())
+    out.print(epoch_table(history, "rec train · ml-1m · softmax · cpu", columns,
+                          Monitor("val_ndcg@10", True, "val NDCG@10", "best_ndcg")))
+    lines = out.file.getvalue().splitlines()
+    assert max(map(len, lines)) <= 80 and "…" not in "".join(lines)
+    rows = [line.split() for line in lines if line.strip()[:1].isdigit()]
+    assert rows == [["1", "691.9", "1.0364", "0.5307", "0.1400", "0.9640", "1,153", "385.4s"],
+                    ["2", "690.9", "1.0364", "0.5307", "0.1500", "0.9640", "1,153", "770.7s"],
+                    ["3", "689.9", "1.0364", "0.5307", "0.1600", "*", "0.9640", "1,153",
+                     "1156.1s"]]
+
+
+def test_recommend_help_says_what_stars_and_score_are():
+    shown = help_output("recommend")
+    assert "stars: the predicted rating; score: the order, higher first (a logit: only " \
+        "differences count)." in shown
+
+
 def test_status_table_fits_80_columns(tmp_path):
     r = rec(tmp_path, "status", "--format", "table", env={"COLUMNS": "80"})
     assert r.exit_code == 0 and max(map(len, r.stdout.splitlines())) <= 80
