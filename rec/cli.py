@@ -7,9 +7,11 @@ no other stage; `rec --help` imports none (their one-line helps are in COMMANDS)
 from __future__ import annotations
 
 import contextlib
+import difflib
 import errno
 import importlib
 import os
+import re
 import sys
 from typing import Iterator, Optional
 
@@ -70,12 +72,30 @@ class RecCommand(TyperCommand):
     def get_params(self, ctx):
         return plain_params(super().get_params(ctx))
 
+    def shell_complete(self, ctx, incomplete: str):
+        return one_line_helps(super().shell_complete(ctx, incomplete))
+
     def format_help(self, ctx, formatter) -> None:
         from rec.stages.helptext import compact
 
         compact(self, ctx)
         with help_output():
             super().format_help(ctx, formatter)
+
+
+COMPLETION_HELP = 60  # characters of an option's help shown beside it by zsh and fish
+
+
+def one_line_helps(items: list) -> list:
+    """Completion candidates with their help cut to its first sentence, on one line: zsh
+    and fish read one candidate a line, and typer wraps a help longer than the terminal
+    (80 columns when COLUMNS is not exported) onto a line of its own."""
+    for item in items:
+        if item.help:
+            text = re.split(r"\. (?=[A-Z])", " ".join(item.help.split()))[0].replace("\\[", "[")
+            item.help = text if len(text) <= COMPLETION_HELP else \
+                text[:COMPLETION_HELP - 1].rstrip() + "…"
+    return items
 
 
 @contextlib.contextmanager
@@ -90,12 +110,15 @@ def help_output() -> Iterator[None]:
 
 
 class RecGroup(TyperGroup):
-    """Commands load on first use (`load_command`); listing them (`rec --help`, completion)
-    loads none.
+    """Commands load on first use (`load_command`); listing them (`rec --help`, the command
+    names completion offers) loads none. Completing a command's options loads that command.
+
+    The global options (--data-dir, --output-dir, -q, -v) are taken after the command too:
+    `rec recommend 42 -v` is `rec -v recommend 42` (`hoisted`).
 
     Bad usage caught by the parser (a mistyped option, a value of the wrong type or out of
     range, an unknown command) ends like every other error: one `error: ...` line on stderr
-    and exit 2, not a boxed, multi-line message."""
+    and exit 2, not a boxed, multi-line message; a mistyped command gets the closest names."""
 
     _listing = False
 
@@ -108,14 +131,76 @@ class RecGroup(TyperGroup):
     def get_command(self, ctx, cmd_name: str):
         if cmd_name not in SHORT_HELP:
             return None
-        if self._listing or ctx.resilient_parsing:  # a name and a line are all that is shown
+        if self._listing:  # a name and a line are all that is shown
             return TyperCommand(cmd_name, help=SHORT_HELP[cmd_name],
                                 short_help=SHORT_HELP[cmd_name])
         if cmd_name not in self.commands:
             self.commands[cmd_name] = load_command(cmd_name)
         return self.commands[cmd_name]
 
+    def shell_complete(self, ctx, incomplete: str):
+        self._listing = True  # completing a command name: names and short helps only
+        try:
+            return one_line_helps(super().shell_complete(ctx, incomplete))
+        finally:
+            self._listing = False
+
+    def resolve_command(self, ctx, args):
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in SHORT_HELP \
+                and not ctx.resilient_parsing:
+            close = difflib.get_close_matches(name, list(SHORT_HELP), n=2)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            ctx.fail(f"No such command {name!r}.{hint}")
+        return super().resolve_command(ctx, args)
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, self.hoisted(ctx, list(args)))
+
+    def hoisted(self, ctx, args: list[str]) -> list[str]:
+        """`args` with the global options given after the command moved before it. The
+        command's own options are read with their values (`--like -v` keeps -v as the
+        movie), an option the command declares itself stays its own, and nothing after
+        `--` moves."""
+        own = {name: p for p in self.get_params(ctx)
+               if p.param_type_name == "option" and not p.is_eager
+               for name in (*p.opts, *p.secondary_opts)}
+        i = 0
+        while i < len(args) and args[i].startswith("-") and args[i] != "--":
+            option = own.get(args[i])
+            i += 2 if option is not None and not option.is_flag else 1
+        if i >= len(args) or args[i] not in SHORT_HELP:
+            return args
+        theirs = {name: p for p in self.get_command(ctx, args[i]).get_params(ctx)
+                  if p.param_type_name == "option" for name in (*p.opts, *p.secondary_opts)}
+        front, rest, j = args[:i], [args[i]], i + 1
+        while j < len(args):
+            word = args[j]
+            if word == "--":
+                rest += args[j:]
+                break
+            name = word.split("=", 1)[0]
+            option = own.get(name) if name not in theirs else None
+            takes_value = lambda p: p is not None and not p.is_flag and not p.count \
+                and "=" not in word
+            if option is not None:
+                n = 2 if takes_value(option) else 1
+                if j + n > len(args):  # `--output-dir` last, without its folder
+                    if ctx.resilient_parsing:
+                        rest.append(word)
+                        break
+                    ctx.fail(f"Option '{name}' requires an argument.")
+                front += args[j:j + n]
+            else:
+                n = 1 + (theirs[name].nargs if takes_value(theirs.get(name)) else 0)
+                rest += args[j:j + n]
+            j += n
+        return front + rest
+
     def format_help(self, ctx, formatter) -> None:
+        from rec.stages.helptext import compact
+
+        compact(self, ctx)
         self._listing = True
         try:
             with help_output():
@@ -151,7 +236,8 @@ class RecGroup(TyperGroup):
 app = typer.Typer(
     name="rec",
     cls=RecGroup,
-    help="Recommender toolbox on PaddlePaddle: MovieLens to explained recommendations and a CTR ranker.",
+    help="Recommender toolbox on PaddlePaddle: MovieLens to explained recommendations and a "
+    "CTR ranker. --data-dir, --output-dir, -q and -v go before or after the command.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,

@@ -16,7 +16,7 @@ import errno
 import math
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from rec.atomic import dumps
 from rec.errors import ReaderGone, RecError, UsageError
@@ -152,9 +152,10 @@ def show_table(table: "Table") -> None:
             err_console().print(table)
 
 
-def progress(kind: str = "items") -> "Progress":
+def progress(kind: str = "items", transient: bool = False) -> "Progress":
     """A rich progress bar on stderr; `kind="bytes"` shows size, speed and time remaining,
-    items show the count, elapsed and remaining time (when the total is known)."""
+    items show the count, elapsed and remaining time (when the total is known), "steps" the
+    same without the count; a transient one is erased when it ends."""
     from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress,
                                TaskProgressColumn, TextColumn, TimeElapsedColumn,
                                TransferSpeedColumn)
@@ -162,12 +163,36 @@ def progress(kind: str = "items") -> "Progress":
     if kind == "bytes":
         columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                    TransferSpeedColumn(), remaining_column()]
-    else:
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    else:  # "steps": a share of the work, no count
+        columns = [TextColumn("{task.description}"), BarColumn(),
+                   *([MofNCompleteColumn()] if kind == "items" else []),
                    TaskProgressColumn(), TimeElapsedColumn(), remaining_column()]
     console = err_console()
-    return Progress(*columns, console=console, transient=False,
+    return Progress(*columns, console=console, transient=transient,
                     disable=is_quiet() or not console.is_terminal)
+
+
+@contextlib.contextmanager
+def steps(title: str, costs: dict[str, float]) -> Iterator[Callable[..., None]]:
+    """Progress through a command's steps, for work that shows nothing else while it runs
+    (`rec evaluate`): yields `step(name, plan=None)`, called as each step starts. `costs`
+    gives each step's share of the time (measured), so the bar moves with the time and rich
+    can tell the time remaining; a step may bring a new `plan` (its costs and those after
+    it, replacing `costs`) when the work turns out to be of another kind. On a terminal
+    only (stderr), not under --quiet; erased when it ends."""
+    with progress("steps", transient=True) as bar:
+        task = bar.add_task(title, total=sum(costs.values()))
+        done: list[float] = []
+
+        def step(name: str, plan: dict[str, float] | None = None) -> None:
+            nonlocal costs
+            if plan is not None:
+                costs = plan
+                bar.update(task, total=sum(done) + sum(plan.values()))
+            bar.update(task, completed=sum(done), description=f"{title}: {name}")
+            done.append(costs[name])
+
+        yield step
 
 
 def remaining_column():

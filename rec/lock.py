@@ -83,7 +83,9 @@ def _acquire(path: Path) -> int:
 
 @contextlib.contextmanager
 def hold(folder: Path | str, command: str | None = None) -> Iterator[None]:
-    """Own `folder` (created if missing) for the block, or raise Busy at once."""
+    """Own `folder` (created if missing) for the block, or raise Busy at once. A folder
+    created here that holds nothing but the lock file at the end (the command failed before
+    writing, say `rec train` before `rec preprocess`) is removed with it."""
     if fcntl is None or is_worker():
         yield
         return
@@ -92,6 +94,7 @@ def hold(folder: Path | str, command: str | None = None) -> Iterator[None]:
         raise RecError(f"cannot use {folder} for output: it is a symlink to "
                        f"{os.path.realpath(folder)}, which does not exist (create it, or "
                        "remove the link)")
+    created = not os.path.lexists(path.parent)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = _acquire(path)
@@ -108,6 +111,8 @@ def hold(folder: Path | str, command: str | None = None) -> Iterator[None]:
     finally:
         with contextlib.suppress(OSError):
             path.unlink()  # while still locked: see _acquire
+            if created:
+                path.parent.rmdir()  # only if empty
         os.close(fd)  # releases the lock
 
 

@@ -13,6 +13,8 @@ import contextlib
 import errno
 import os
 import shutil
+import sys
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Iterator
 
 import numpy as np
 
+from rec.console import is_verbose
 from rec.errors import RecError, UsageError
 from rec.runtime import setup_device  # noqa: F401  first: it quiets paddle's import noise
 
@@ -28,8 +31,8 @@ import paddle  # noqa: E402
 TOLERANCE = 1e-5
 PREFIX = "model"  # <name>/model.json (PIR) or model.pdmodel, model.pdiparams, model.onnx
 ONNX_OPSET = 13
-ONNX_MISSING = ("--to onnx needs paddle2onnx and onnxruntime: "
-                "pip install 'rec[onnx]' (or: pip install paddle2onnx onnxruntime)")
+ONNX_MISSING = ("--to onnx needs paddle2onnx and onnxruntime: pip install 'rec-paddle[onnx]' "
+                "(in a checkout: pip install -e '.[onnx]')")
 
 
 @dataclass
@@ -96,25 +99,49 @@ def run_paddle(files: dict[str, Path], rows: list[np.ndarray]) -> tuple[np.ndarr
 
 
 def to_onnx(files: dict[str, Path], target: Path) -> None:
-    """paddle2onnx; its logs (printed on stdout, some from C++) go to stderr, so stdout
-    keeps only the command's result."""
-    import contextlib
-    import sys
-
+    """paddle2onnx (inside `libraries_quiet`: it logs on its own). No constant folding
+    with Polygraphy, its default: Polygraphy pip-installs what it lacks (onnx_graphsurgeon,
+    sympy) while it runs, and a command must not change the environment; the model is
+    verified with onnxruntime all the same."""
     paddle2onnx, _ = onnx_modules()
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
     try:
-        with contextlib.redirect_stdout(sys.stderr):
-            paddle2onnx.export(str(files["model"]), str(files["params"]), save_file=str(target),
-                               opset_version=ONNX_OPSET, enable_onnx_checker=True)
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+        paddle2onnx.utils.logging.log_level = 2 if is_verbose() else 0  # errors only
+        paddle2onnx.export(str(files["model"]), str(files["params"]), save_file=str(target),
+                           opset_version=ONNX_OPSET, enable_onnx_checker=True,
+                           optimize_tool="none")
+    except SystemExit:  # paddle2onnx's logging.error ends the process: one line instead
+        raise RecError(f"paddle2onnx could not convert {target.parent.name}; nothing written "
+                       "(rerun with -v for its log)") from None
     if not target.is_file():
         raise RecError(f"paddle2onnx wrote no {target}")
+
+
+@contextlib.contextmanager
+def libraries_quiet() -> Iterator[None]:
+    """Around the libraries that log on their own (paddle2onnx's C++ and Python prints,
+    paddle's glog lines, onnxruntime's warnings; naming temporary folders): what they write
+    to stdout and stderr, from Python or C, goes to a temporary file, so the terminal shows
+    the command's own lines and stdout only its results. With -v it goes to stderr."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with contextlib.ExitStack() as stack:
+        if is_verbose():
+            sink, targets = sys.stderr, [(1, 2)]
+        else:
+            sink = stack.enter_context(tempfile.TemporaryFile("w+"))
+            targets = [(1, sink.fileno()), (2, sink.fileno())]
+        saved = [(fd, os.dup(fd)) for fd, _ in targets]
+        try:
+            for fd, to in targets:
+                os.dup2(to, fd)
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                yield
+        finally:
+            for stream in (sys.stdout, sys.stderr, sink):
+                stream.flush()
+            for fd, old in saved:
+                os.dup2(old, fd)
+                os.close(old)
 
 
 def run_onnx(path: Path, rows: list[np.ndarray]) -> tuple[np.ndarray, list, list]:
@@ -166,16 +193,17 @@ def export(net: Network, folder: Path, to: str, scratch: Path) -> dict:
     """Write `net` into `folder` as a Paddle inference model (to="paddle") or ONNX
     (to="onnx", built from the Paddle one in `scratch`), verified on its rows; its
     export.json entry (paths relative to folder's parent)."""
-    if to == "onnx":
-        files = save_static(net, scratch / net.name)
-        folder.mkdir(parents=True, exist_ok=True)
-        to_onnx(files, folder / f"{PREFIX}.onnx")
-        files = {"model": folder / f"{PREFIX}.onnx"}
-        out, in_names, out_names = run_onnx(files["model"], net.rows)
-    else:
-        files = save_static(net, folder)
-        with read_back(net, folder):
-            out, in_names, out_names = run_paddle(files, net.rows)
+    with libraries_quiet():
+        if to == "onnx":
+            files = save_static(net, scratch / net.name)
+            folder.mkdir(parents=True, exist_ok=True)
+            to_onnx(files, folder / f"{PREFIX}.onnx")
+            files = {"model": folder / f"{PREFIX}.onnx"}
+            out, in_names, out_names = run_onnx(files["model"], net.rows)
+        else:
+            files = save_static(net, folder)
+            with read_back(net, folder):
+                out, in_names, out_names = run_paddle(files, net.rows)
     if in_names != [name for name, _, _ in net.inputs]:
         raise RecError(f"export {net.name}: inputs came back as {in_names}; nothing written")
     diffs = max_diffs(net, out)

@@ -1,11 +1,14 @@
 """Result tables for a terminal, laid out to its width (`rec.console.RowWriter` draws them).
 
 Each column has a layout: KEEP (never shortened: ids, numbers), SHORT (one line, cut with an
-ellipsis), WRAP (wrapped at spaces; a word wider than the column is folded), NOTE (a line of
+ellipsis), TWO (wrapped at spaces onto two lines at most, then cut: a movie title),
+WRAP (wrapped at spaces; a word wider than the column is folded), NOTE (a line of
 its own under the row, wrapped at spaces, e.g. a reason), HIDE (left out) or TITLE (the same
 on every row: said once in the title, else a WRAP column). Columns shrink, SHORT and WRAP
-alike, the widest first, only as far as the width requires. The full
-values stay in TSV, CSV and JSON.
+alike, the widest first, only as far as the width requires. A column of numbers is right
+aligned, and a column of floats shows each with as many decimals as the longest (4.10
+above 3.76, not 4.1; a key/value column mixing counts and rates is left alone). The
+full values stay in TSV, CSV and JSON.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from __future__ import annotations
 import re
 import textwrap
 
-KEEP, SHORT, WRAP, NOTE, HIDE, TITLE = "keep", "short", "wrap", "note", "hide", "title"
+KEEP, SHORT, TWO, WRAP, NOTE, HIDE, TITLE = ("keep", "short", "two lines", "wrap", "note",
+                                           "hide", "title")
 GAP = "  "
 ELLIPSIS = "…"
 NARROWEST = 6  # a shortened column keeps its header and at least this many characters
@@ -61,10 +65,26 @@ def _is_number(text: str) -> bool:
     return True
 
 
+DECIMAL = re.compile(r"-?[\d,]+(?:\.(\d+))?")
+
+
+def _same_decimals(texts: list[str], values: list) -> list[str]:
+    """A column of floats with the same number of decimals, so their points line up."""
+    found = [DECIMAL.fullmatch(t) for t in texts]
+    if not all(isinstance(v, float) for v in values) or not all(found):  # ints, 1.2e-05, ...
+        return texts
+    places = max(len(m.group(1) or "") for m in found)
+    return [t + ("" if places == 0 else ("." if m.group(1) is None else "")
+                 + "0" * (places - len(m.group(1) or ""))) for t, m in zip(texts, found)]
+
+
 def _cell_lines(text: str, width: int, layout: str) -> list[str]:
     if layout == SHORT or layout == KEEP:
         return [_cut(text, width) if layout == SHORT else text]
-    return textwrap.wrap(text, width, break_on_hyphens=False) or [""]
+    lines = textwrap.wrap(text, width, break_on_hyphens=False) or [""]
+    if layout == TWO and len(lines) > 2:  # the rest of the text cut on the second line
+        return [lines[0], _cut(" ".join(text.split())[len(lines[0]):].strip(), width)]
+    return lines
 
 
 def render(columns: list[str], rows: list[dict], layout: dict, title: str | None,
@@ -83,8 +103,11 @@ def render(columns: list[str], rows: list[dict], layout: dict, title: str | None
             shown.append(c)
             how[c] = WRAP if how[c] == TITLE else how[c]
     texts = [[cell(row.get(c)) for c in shown] for row in rows]
-    widths = _widths(shown, texts, how, width)
     right = [all(_is_number(t[i]) for t in texts) and texts != [] for i in range(len(shown))]
+    columns_text = [_same_decimals([t[i] for t in texts], [row.get(c) for row in rows])
+                    if right[i] else [t[i] for t in texts] for i, c in enumerate(shown)]
+    texts = [list(row) for row in zip(*columns_text)] if texts else texts
+    widths = _widths(shown, texts, how, width)
     just = lambda text, i: text.rjust(widths[i]) if right[i] else text.ljust(widths[i])
     line_width = sum(widths) + len(GAP) * (len(shown) - 1)
     indent = widths[0] + len(GAP) if len(shown) > 1 else 0

@@ -90,12 +90,23 @@ def test_no_arguments_shows_help():
 
 
 def test_version():
+    """Told from the installed files, without importing paddle (test_layout checks that),
+    and what paddle itself says."""
     r = invoke(None, "--version")
     assert r.exit_code == 0
     from rec.runtime import describe_build
 
     assert r.stdout == f"rec {__version__}\n{describe_build()}\n" and r.stderr == ""
     assert describe_build().startswith("paddlepaddle ") and "build" in describe_build()
+
+
+@pytest.mark.parametrize("visible,count", [("0,1", 2), ("", 0), ("1,-1,0", 1), ("GPU-1f", 1)])
+def test_version_counts_the_gpus_cuda_would_see(monkeypatch, visible, count):
+    from rec import build_info
+
+    monkeypatch.setattr(build_info, "paddle_build", lambda: "paddlepaddle-gpu 3.3.1, CUDA build")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert build_info.paddle_devices() == f"paddlepaddle-gpu 3.3.1, CUDA build, {count} GPU(s)"
 
 
 def test_every_command_is_in_the_readme():
@@ -115,6 +126,20 @@ def test_status_download_preprocess_never_import_paddle(tmp_path):
                        base + ["preprocess", "--format", "json"],
                        base + ["status", "--format", "json"])
     assert (tmp_path / "out" / "dataset" / "split.npy").exists()
+
+
+@pytest.mark.parametrize("args", [["train"], ["preprocess"], ["evaluate"], ["save-features"],
+                                  ["ctr-train"], ["export"],
+                                  ["download", "--source", "nowhere.zip"]])
+def test_a_stage_that_fails_at_once_leaves_no_empty_folders(tmp_path, args):
+    """The folders a writing stage created for its lock go with it when it wrote nothing;
+    folders that were there stay, even empty."""
+    r = invoke(tmp_path, *args)
+    assert r.exit_code == 2 and r.stderr.startswith("error: "), r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    (tmp_path / "out").mkdir()
+    assert invoke(tmp_path, *args).exit_code == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and not any((tmp_path / "out").iterdir())
 
 
 @pytest.mark.parametrize("args", [["download"], ["preprocess"], ["train", "--epochs", "1"],
@@ -426,6 +451,7 @@ def test_verbose_adds_debug_lines_and_a_bug_shows_its_traceback(synthetic, monke
     debug = [line for line in loud.stderr.splitlines() if line.startswith("debug: ")]
     assert any(f"rec {__version__}" in line for line in debug)
     assert any(str(synthetic / "out") in line for line in debug)  # the folders in use
+    assert "parameters {'fmt': 'json'}" in loud.stderr and "Context" not in loud.stderr
     assert "--verbose" in rec(None, "--help").stdout
 
     def bug(*args, **kwargs):

@@ -9,6 +9,8 @@ import pytest
 from rec import console
 from rec.errors import EXIT_USAGE, UsageError
 
+from conftest import rec
+
 
 @pytest.fixture(autouse=True)
 def not_quiet():
@@ -79,3 +81,78 @@ def test_logs_and_warnings_on_stderr(capsys):
     console.log("working")
     console.warn("careful")  # warnings are never silenced
     assert capsys.readouterr().err == "warning: careful\n"
+
+
+# --- steps: progress of work that shows nothing else ----------------------------------------
+
+
+class FakeBar:
+    """What rich's Progress is asked: the total, then each update."""
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, description, total):
+        self.calls.append(("total", total))
+        return 0
+
+    def update(self, task, **changes):
+        self.calls.append(changes)
+
+
+def test_steps_move_the_bar_by_what_each_step_costs(monkeypatch):
+    calls = []
+    monkeypatch.setattr(console, "progress", lambda *a, **k: FakeBar(calls))
+    with console.steps("evaluate", {"load": 2, "rank": 6, "ease": 2}) as step:
+        step("load")
+        step("rank")
+        step("ease")
+    assert calls == [("total", 10),
+                     {"completed": 0, "description": "evaluate: load"},
+                     {"completed": 2, "description": "evaluate: rank"},
+                     {"completed": 8, "description": "evaluate: ease"}]
+    calls.clear()
+    with console.steps("evaluate", {"load": 2, "rank": 6}) as step:  # another kind of work
+        step("load")
+        step("held-out users", plan={"held-out users": 3})
+    assert calls[-2:] == [{"total": 5}, {"completed": 2, "description": "evaluate: held-out users"}]
+
+
+def test_steps_show_nothing_off_a_terminal(capsys):
+    with console.steps("evaluate", {"load": 1}) as step:
+        step("load")
+    assert capsys.readouterr() == ("", "")
+
+
+def recording_steps(monkeypatch) -> list:
+    """rec evaluate's steps as it calls them: [(name, plan), ...]."""
+    import contextlib
+
+    from rec.stages import evaluate
+
+    called = []
+
+    @contextlib.contextmanager
+    def recorder(title, costs):
+        called.append(("plan", dict(costs)))
+        yield lambda name, plan=None: called.append((name, plan))
+
+    monkeypatch.setattr(evaluate, "steps", recorder)
+    return called
+
+
+def test_evaluate_goes_through_its_steps_in_order(tmp_path, monkeypatch):
+    from conftest import SMALL_WORLD, run_stages
+
+    from rec.stages.evaluate import STEPS
+
+    world = run_stages(tmp_path, *SMALL_WORLD[:3])
+    called = recording_steps(monkeypatch)
+    assert rec(world, "evaluate").exit_code == 0
+    assert called == [("plan", STEPS)] + [(name, None) for name in STEPS]

@@ -239,6 +239,25 @@ def test_predict_bad_line_is_one_clear_error(criteo_world, criteo_trained, tmp_p
     one_line_error(result, 2, "criteo_bad_hex.txt line 3: C2 is not hexadecimal")
 
 
+def test_predict_skip_bad_warns_per_line_and_scores_the_others(criteo_world, criteo_trained,
+                                                                tmp_path):
+    world = tmp_path / "w"
+    shutil.copytree(criteo_world / "deepfm", world / "output")
+    bad = FIXTURES / "criteo_bad_hex.txt"
+    lines = bad.read_text().splitlines(keepends=True)
+    # line 3 has a bad hex value, line 4 too many fields, line 6 a bad label
+    text = "".join(lines[:3] + ["0" + "\t1" * 45 + "\n"] + lines[3:] + ["x" + lines[1]])
+    result = rec(world, "ctr-predict", "--skip-bad", "-", input=text)
+    assert result.exit_code == 0, result.output
+    assert [r["line"] for r in tsv(result.stdout)] == ["1", "2", "5"]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert [w.split(":")[1] for w in warnings[:3]] == [" stdin line 3", " stdin line 4",
+                                                       " stdin line 6"]
+    assert warnings[0] == ("warning: stdin line 3: C2 is not hexadecimal ('xyz12345'): "
+                           "skipped (--skip-bad)")
+    assert warnings[3:] == ["warning: 3 bad lines skipped, 3 scored"]
+
+
 def test_vocab_transform_and_a_validation_file(criteo_world, tmp_path):
     world = tmp_path / "w"
     args = [*CRITEO_TRAIN, "--epochs", "1", "--categorical", "vocab", "--min-count", "3",
@@ -375,6 +394,13 @@ def test_predict_pairs_from_stdin_in_order(ml_world):
     one_line_error(bad, 2, "line 2: unknown user id 99999")
     bad = rec(ml_world, "ctr-predict", input="1 2\n1 two\n")
     one_line_error(bad, 2, "line 2: expected USER MOVIE")
+    skipped = rec(ml_world, "ctr-predict", "--skip-bad", input="1 2\n99999 2\n1 two\n3 7\n")
+    assert skipped.exit_code == 0, skipped.output
+    assert [r["line"] for r in tsv(skipped.stdout)] == ["1", "4"]
+    assert skipped.stderr == ("warning: line 2: unknown user id 99999: skipped (--skip-bad)\n"
+                              "warning: line 3: expected USER MOVIE (two ids), got '1 two': "
+                              "skipped (--skip-bad)\n"
+                              "warning: 2 bad lines skipped, 2 scored\n")
 
 
 def test_same_seed_same_result_and_resume_matches(ml_copy, tmp_path):

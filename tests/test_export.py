@@ -3,10 +3,13 @@ before they are written; export.json; the README's snippet; the ONNX path's erro
 paddle2onnx."""
 
 import builtins
+import importlib.util
 import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -104,20 +107,65 @@ def test_exported_towers_reproduce_the_saved_vectors(world):
         assert np.abs(vectors - expected).max() <= TOLERANCE
 
 
+def readme_snippet() -> str:
+    text = (ROOT / "README.md").read_text()
+    return re.search(r"<!-- export-snippet -->\n```python\n(.*?)```", text, re.S).group(1)
+
+
 def test_readme_snippet_scores_without_rec(world, monkeypatch):
     """The README's Paddle Inference snippet runs as written, and its order is
-    rec.scoring's for the same vectors."""
+    rec.scoring's for the same vectors, the movies the new user rated left out."""
     from rec.scoring import score
 
-    text = (ROOT / "README.md").read_text()
-    snippet = re.search(r"<!-- export-snippet -->\n```python\n(.*?)```", text, re.S).group(1)
-    assert len(snippet.strip().splitlines()) <= 12
+    snippet = readme_snippet()
+    assert len(snippet.strip().splitlines()) <= 14
     monkeypatch.chdir(world)
     namespace: dict = {}
     exec(compile(snippet, "README.md", "exec"), namespace)
     u, m, order = namespace["u"], namespace["m"], namespace["order"]
     spec = json.loads((world / "output" / "export" / "export.json").read_text())
-    assert np.abs(order - score(u, m, spec["scoring"])).max() <= 1e-4
+    expected = score(u, m, spec["scoring"])
+    assert np.isneginf(order[0, :5]).all() and np.isfinite(order[0, 5:]).all()
+    assert np.abs(order[0, 5:] - expected[0, 5:]).max() <= 1e-4
+
+
+def test_readme_snippet_prints_its_list_alone_without_the_rated_movies(world):
+    """Run as a user would (`python snippet.py`): stdout is the ten movie indices, none of
+    the five the new user rated; stderr is empty (no paddle import note, no Paddle
+    Inference log line: they are C++ writes, which only a real process shows)."""
+    proc = subprocess.run([sys.executable, "-c", readme_snippet()], cwd=world,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-3000:]
+    printed = [int(x) for x in proc.stdout.strip().strip("[]").split()]
+    assert len(printed) == 10 and not set(printed) & {0, 1, 2, 3, 4}, proc.stdout
+
+
+def rec_process(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """`rec ARGS` in a process of its own: paddle's C++ logs reach its real stderr."""
+    return subprocess.run([sys.executable, "-m", "rec", "--data-dir", str(root / "data"),
+                           "--output-dir", str(root / "output"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+ONNX = all(importlib.util.find_spec(m) for m in ("paddle2onnx", "onnxruntime"))
+
+
+@pytest.mark.parametrize("to", ["paddle", pytest.param("onnx", marks=pytest.mark.skipif(
+    not ONNX, reason="paddle2onnx / onnxruntime not installed (pip install -e '.[onnx]')"))])
+def test_export_prints_its_own_line_alone(copy, to):
+    """No line from paddle, paddle2onnx, Polygraphy or onnxruntime (glog, PIR passes,
+    temporary folders): the command's one line on stderr, its result on stdout; -v shows
+    the libraries' logs."""
+    result = rec_process(copy, "export", "--to", to, "--format", "json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr == ("exported user_tower, movie_tower, ctr to "
+                             f"{copy / 'output' / 'export'}, each verified to 1e-5\n")
+    assert json.loads(result.stdout)["to"] == to
+    if to == "onnx":
+        loud = rec_process(copy, "-v", "export", "--to", "onnx", "--format", "json")
+        assert loud.returncode == 0 and "[Paddle2ONNX]" in loud.stderr
+        assert json.loads(loud.stdout)["to"] == "onnx"  # logs never reach stdout
 
 
 def test_a_mismatch_exits_1_and_keeps_the_previous_export(copy):
@@ -174,9 +222,8 @@ def test_unknown_target_is_a_usage_error(world):
     assert result.exit_code == 2 and "--to must be one of paddle, onnx" in result.stderr
 
 
-@pytest.mark.skipif(not all(__import__("importlib").util.find_spec(m)
-                            for m in ("paddle2onnx", "onnxruntime")),
-                    reason="paddle2onnx / onnxruntime not installed (pip install 'rec[onnx]')")
+@pytest.mark.skipif(not ONNX, reason="paddle2onnx / onnxruntime not installed "
+                    "(pip install -e '.[onnx]')")
 def test_onnx_export_is_verified_with_onnxruntime(copy):
     result = rec(copy, "export", "--to", "onnx", "--format", "json")
     assert result.exit_code == 0, result.output

@@ -95,8 +95,10 @@ def test_a_new_user_who_likes_five_movies_of_a_genre_gets_that_genre(trained, na
         assert np.mean(list(GENRE_SHARES.values())) > 0.5, GENRE_SHARES
     assert not {r["movie"] for r in top} & {v.movie_ids[m] for m in liked}  # given = seen
     titles = {v.titles[m].rsplit(" (", 1)[0] for m in liked}
-    cited = [r["reason"] for r in top if r["reason"].startswith("because you rated ")]
+    cited = [r["reason"] for r in top if r["reason"].startswith("because you ")]
     assert cited and all(any(t in reason for t in titles) for reason in cited)
+    # --like gave them: "liked", not "rated ... 5 stars"
+    assert all(reason.startswith("because you liked ") for reason in cited), cited
 
 
 def test_rated_file_with_titles_and_demographics(trained, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import re
 import os
 import subprocess
 import sys
@@ -48,3 +49,16 @@ def test_license_scripts_urls_and_classifiers_are_declared():
     assert "bin/pipeline" in options["scripts"].split()  # on PATH after `pip install`
     assert "License :: OSI Approved :: Apache Software License" in meta["classifiers"]
     assert meta["project_urls"].strip()
+
+
+def test_the_distribution_has_a_free_name_and_installs_the_rec_command():
+    """`rec` on PyPI is an unrelated package (regular expressions): `pip install rec` would
+    install that one. Every install line names this distribution (or `.` in a checkout)."""
+    cfg = setup_cfg()
+    assert cfg["metadata"]["name"] == "rec-paddle"
+    assert cfg["options.entry_points"]["console_scripts"].split() == ["rec", "=", "rec.cli:main"]
+    files = [ROOT / "README.md", *sorted((ROOT / "rec").rglob("*.py")),
+             *sorted((ROOT / "tests").glob("*.py"))]
+    lines = [m.group(0) for path in files for m in
+             re.finditer(r"pip install[^`'\n]*'([^'\[]+)\[", path.read_text(encoding="utf-8"))]
+    assert lines and all(re.search(r"'(rec-paddle|\.)\[$", line) for line in lines), lines

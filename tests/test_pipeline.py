@@ -66,12 +66,29 @@ def test_each_stage_gets_the_options_that_concern_it():
     (["--split", "weekly"], "error: unknown --split 'weekly': choose random, time, time-user, users"),
     (["--match", "l2"], "error: unknown --match 'l2': choose softmax, dot, cosine"),
     (["--dataset", "ml-5m"], "error: unknown dataset 'ml-5m'"),
+    (["--skip", "ctr-train", "--skip", "ctr"], "error: unknown --skip 'ctr': choose among "
+     "download, preprocess, train, evaluate, save-features, ctr-train, recommend"),
 ])
 def test_bad_options_stop_before_any_stage_runs(tmp_path, args, message):
     r = rec(tmp_path, "pipeline", *args)
     assert r.exit_code == 2 and r.stdout == ""
     assert r.stderr.startswith(message) and r.stderr.count("\n") == 1
     assert not (tmp_path / "data").exists() and not (tmp_path / "output").exists()
+
+
+def test_skipped_stages_do_not_run(tmp_path):
+    """Only download runs here; the others say they were skipped."""
+    skip = [w for stage in ("preprocess", "train", "evaluate", "save-features", "ctr-train",
+                            "recommend") for w in ("--skip", stage)]
+    r = rec(tmp_path, "pipeline", *skip)
+    assert r.exit_code == 0 and r.stdout == "", r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0] == "== rec download --dataset synthetic"
+    assert lines[-6:] == [f"== rec {stage}: skipped (--skip)" for stage in (
+        "preprocess", "train", "evaluate", "save-features", "ctr-train")] + [
+        "== rec recommend: skipped (--skip)"]
+    stages = json.loads((tmp_path / "output" / "manifest.json").read_text())["stages"]
+    assert list(stages) == ["download"]
 
 
 def test_a_failing_stage_ends_the_run_with_its_own_error_and_exit_code(tmp_path):

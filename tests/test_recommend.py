@@ -224,7 +224,8 @@ def test_genre_and_year_filters(world):
     (["1", "--year-from", "2000", "--year-to", "1990"], "--year-from 2000 is after --year-to 1990"),
     (["1", "--genre", "Cartoons"], "unknown genre 'Cartoons'"),
     (["1", "--format", "xml"], "unknown --format 'xml'"),
-    ([], "give user ids"),
+    ([], "give user ids (- reads them from stdin), --all, or a new user's movies (--rated "
+         "FILE, --like MOVIE, --dislike MOVIE)"),
     (["1", "--all"], "not both"),
 ])
 def test_bad_usage_exits_2_with_one_line_and_empty_stdout(world, args, message):

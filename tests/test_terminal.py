@@ -70,22 +70,81 @@ def test_recommend_table_fits_80_columns(capsys, monkeypatch):
     assert "user 42" in lines[0] and not lines[1].startswith("user")  # said once, in the title
     assert lines[1].split() == ["rank", "movie", "title", "genres", "stars", "score"]
     body = lines[3:]
-    assert len(body) == 20  # per movie: one line, then its reason (which fits on one)
+    assert len(body) == 30  # per movie: the title on two lines, then its reason (on one)
+    title_at = lines[1].index("title")
     for k in range(10):
-        row, reason = body[2 * k].split(), body[2 * k + 1]
-        assert row[:2] == [str(k + 1), str(1001 + k)] and row[-2:] == ["4.23", "1.097"]
-        assert body[2 * k].count(f"({1991 + k})") == 1  # the year once, at the title's end
-        assert "…" in body[2 * k]
+        row, more, reason = body[3 * k: 3 * k + 3]
+        assert row.split()[:2] == [str(k + 1), str(1001 + k)] and row.split()[-2:] == ["4.23", "1.097"]
+        title = " ".join([row[title_at:].split("  ")[0], more.strip()])
+        assert title == f"A Rather Long Movie Title Number {k + 1}, The ({1991 + k})"  # whole
+        assert "…" in row  # the genres, cut short
         assert reason.strip() == REASON
     words = set(" ".join(lines).replace("…", " ").split())
     assert {"Action|Adventure", "Movie", "Rather"} & words  # no word folded
 
 
+def test_a_title_longer_than_two_lines_is_cut_keeping_its_year(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "60")
+    rows = [{**recommend_rows()[0], "title": "Star Wars: Episode V - The Empire Strikes Back "
+             "(1980)", "genres": "Action"}]
+    console.emit(rows, RECOMMEND_COLUMNS, "table", "top 1", TABLE_LAYOUT)
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 60
+    assert lines[3].split() == ["42", "1", "1001", "Star", "Wars:", "Episode", "Action", "4.23",
+                                "1.097"]
+    assert lines[4].split() == ["V", "-", "The", "Emp…", "(1980)"]  # cut, the year kept
+    assert lines[5].strip().startswith("because")  # no third line
+
+
+def test_a_column_of_floats_lines_up_its_decimals(capsys):
+    rows = [{"rank": 1, "stars": 4.1, "n": 7}, {"rank": 2, "stars": 3.76, "n": 12},
+            {"rank": 3, "stars": 4.0, "n": 3}]
+    console.emit(rows, ["rank", "stars", "n"], "table")
+    assert capsys.readouterr().out.splitlines()[2:] == [
+        "   1   4.10   7", "   2   3.76  12", "   3   4.00   3"]
+    console.emit_object({"users": 6040, "seconds": 0.149}, "table")  # counts and rates: as is
+    assert capsys.readouterr().out.splitlines()[2:] == ["users     6040", "seconds  0.149"]
+
+
 def test_reasons_wrap_at_spaces_only(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "50")
     console.emit(recommend_rows((1, 2))[:1], RECOMMEND_COLUMNS, "table", "top", TABLE_LAYOUT)
-    out = capsys.readouterr().out
-    assert all(word in REASON.split() for line in out.splitlines()[4:] for word in line.split())
+    lines = capsys.readouterr().out.splitlines()
+    reason = lines[next(i for i, line in enumerate(lines) if "because" in line):]
+    assert " ".join(" ".join(reason).split()) == REASON
+    assert all(word in REASON.split() for line in reason for word in line.split())
+
+
+def test_training_table_fits_80_columns_with_whole_values_and_the_best_mark(monkeypatch):
+    """A summed loss in the hundreds, seconds in the thousands: nothing cut ("385.36…"),
+    every epoch on one line with its star."""
+    import io
+
+    from rich.console import Console
+
+    from rec.trainer import Monitor, epoch_table
+
+    columns = {"pick_loss": "pick loss", "rating_loss": "rating loss", "val_hr@10": "val HR@10",
+               "val_ndcg@10": "val NDCG@10", "val_rmse": "val RMSE"}
+    history = [{"epoch": e, "pick_loss": 692.9046 - e, "rating_loss": 1.0364,
+                "val_hr@10": 0.5307, "val_ndcg@10": 0.13 + e / 100, "val_rmse": 0.964,
+                "samples_per_s": 1153.0, "elapsed": 385.36 * e} for e in (1, 2, 3)]
+    out = Console(width=80, file=io.StringIO())
+    out.print(epoch_table(history, "rec train · ml-1m · softmax · cpu", columns,
+                          Monitor("val_ndcg@10", True, "val NDCG@10", "best_ndcg")))
+    lines = out.file.getvalue().splitlines()
+    assert max(map(len, lines)) <= 80 and "…" not in "".join(lines)
+    rows = [line.split() for line in lines if line.strip()[:1].isdigit()]
+    assert rows == [["1", "691.9", "1.0364", "0.5307", "0.1400", "0.9640", "1,153", "385.4s"],
+                    ["2", "690.9", "1.0364", "0.5307", "0.1500", "0.9640", "1,153", "770.7s"],
+                    ["3", "689.9", "1.0364", "0.5307", "0.1600", "*", "0.9640", "1,153",
+                     "1156.1s"]]
+
+
+def test_recommend_help_says_what_stars_and_score_are():
+    shown = help_output("recommend")
+    assert "stars: the predicted rating; score: the order, higher first (a logit: only " \
+        "differences count)." in shown
 
 
 def test_status_table_fits_80_columns(tmp_path):

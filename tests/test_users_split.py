@@ -99,11 +99,18 @@ def test_training_never_reads_held_out_users_ratings(world, tmp_path):
     assert losses[0] == losses[1]
 
 
-def test_evaluate_on_users_split_reports_fold_in_against_baselines(world):
+def test_evaluate_on_users_split_reports_fold_in_against_baselines(world, monkeypatch):
+    from test_console import recording_steps
+
+    from rec.stages.evaluate import STEPS, USERS_STEP
+
     result = rec(world, "train")
     assert result.exit_code == 0, result.stderr
+    called = recording_steps(monkeypatch)
     result = rec(world, "evaluate", "--format", "json")
     assert result.exit_code == 0, result.stderr
+    assert called == [("plan", STEPS), ("loading the model", None),  # its progress
+                      ("held-out users", {"held-out users": USERS_STEP})]
     report = json.loads((world / "output" / "model" / "eval.json").read_text())
     assert json.loads(result.stdout) == report
     assert report["split"] == "users" and report["held_out_users"] == 60

@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 import numpy as np
 
@@ -206,10 +207,39 @@ def open_binary(path: str | Path) -> IO[bytes]:
     return open(p, "rb")
 
 
+def parse_skipping(data: bytes, first_line: int, has_label: bool, source: str,
+                   on_bad: Callable[[str], None]) -> Chunk:
+    """parse_bytes, each malformed line skipped and its message given to `on_bad`, in line
+    order: the line is blanked, so the others keep their numbers, and the rest parsed again."""
+    bad = []
+    while True:
+        try:
+            chunk = parse_bytes(data, first_line, has_label, source)
+            break
+        except CriteoFormatError as e:
+            found = re.match(r" line (\d+): ", str(e)[len(source):])  # "SOURCE line N: ..."
+            if found is None:
+                raise
+            bad.append((int(found.group(1)), str(e)))
+            lines = data.split(b"\n")
+            lines[bad[-1][0] - first_line] = b""
+            data = b"\n".join(lines)
+    for _, message in sorted(bad):
+        on_bad(message)
+    return chunk
+
+
 def read_chunks(path: str | Path, chunk_bytes: int = CHUNK_BYTES,
-                has_label: bool = True) -> Iterator[Chunk]:
+                has_label: bool = True,
+                on_bad: Callable[[str], None] | None = None) -> Iterator[Chunk]:
     """Parse a Criteo file about `chunk_bytes` of whole lines at a time, in file order
-    (memory: one chunk)."""
+    (memory: one chunk). With `on_bad`, a malformed line is given to it and skipped
+    (`parse_skipping`) instead of stopping the read."""
+    def parse(data: bytes, first: int) -> Chunk:
+        if on_bad is None:
+            return parse_bytes(data, first, has_label, source)
+        return parse_skipping(data, first, has_label, source, on_bad)
+
     source = "stdin" if str(path) == "-" else str(path)
     f = open_binary(path)
     try:
@@ -227,12 +257,12 @@ def read_chunks(path: str | Path, chunk_bytes: int = CHUNK_BYTES,
                 rest = block
                 continue
             data, rest = block[:cut], block[cut:]
-            chunk = parse_bytes(data, first, has_label, source)
+            chunk = parse(data, first)
             first += data.count(b"\n")
             if len(chunk):
                 yield chunk
         if rest:
-            chunk = parse_bytes(rest, first, has_label, source)
+            chunk = parse(rest, first)
             if len(chunk):
                 yield chunk
     finally:

@@ -102,8 +102,9 @@ def guarded(fn=None, *, writes: tuple[str, ...] = (), into: tuple[str, ...] = ()
             name = f"rec {ctx.info_name}" if ctx is not None else None
             if ctx is not None:
                 paths = get_paths(ctx)
+                given = {k: v for k, v in kwargs.items() if k != "ctx"}
                 debug(f"{name}: data folder {paths.data_dir}, output folder {paths.output_dir}, "
-                      f"parameters {kwargs}")
+                      f"parameters {given}")
                 if not writes:  # a reader would say "missing .../usr_feat.pkl: run ..."
                     for folder, option in ((paths.output_dir, "--output-dir"),
                                            (paths.data_dir, "--data-dir")):

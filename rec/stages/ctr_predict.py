@@ -12,8 +12,10 @@ scores join back to the lines (`paste`, `join`, or a key in JSON):
   movielens  line, user, movie, probability
 TSV with a header by default (--format json for JSON lines). Lines are read, checked and
 scored a chunk at a time, so the input may be larger than memory; a bad line stops the
-command with one line on stderr naming it (exit 2), after the rows of earlier chunks.
-With labels, the AUC and log loss over all lines go to stderr at the end.
+command with one line on stderr naming it (exit 2), after the rows of earlier chunks (the
+lines of its own chunk are not scored). `--skip-bad` warns once per bad line (naming it)
+and scores the others instead, then says how many it skipped. With labels, the AUC and log
+loss over all lines go to stderr at the end.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Iterator
 import numpy as np
 import typer
 
-from rec.console import RowWriter, log
+from rec.console import RowWriter, log, warn
 from rec.datasets.contract import id_key
 from rec.errors import UsageError, shown
 from rec.stages import get_paths, guarded
@@ -49,13 +51,13 @@ EXPECTS = {
 
 
 def criteo_rows(model, transform, path: str, has_label: bool, batch: int,
-                summary: dict) -> Iterator[dict]:
+                summary: dict, on_bad=None) -> Iterator[dict]:
     from rec.ctr import training as ct
     from rec.ctr.sources import Arrays
     from rec.datasets import criteo
 
     labels, probs = [], []
-    for chunk in said_criteo(criteo.read_chunks(path, has_label=has_label)):
+    for chunk in said_criteo(criteo.read_chunks(path, has_label=has_label, on_bad=on_bad)):
         arrays = Arrays({"ids": transform.ids(chunk), "dense": transform.dense(chunk)},
                            chunk.labels)
         p = ct.predict(model, arrays, batch)
@@ -84,8 +86,9 @@ def said_criteo(chunks: Iterator) -> Iterator:
         raise UsageError(f"{e}; the trained CTR model is {EXPECTS['criteo']}") from None
 
 
-def read_pairs(stream, user_index: dict, movie_index: dict) -> Iterator[tuple]:
-    """Chunks of (line numbers, raw user ids, raw movie ids, user indices, movie indices)."""
+def read_pairs(stream, user_index: dict, movie_index: dict, on_bad=None) -> Iterator[tuple]:
+    """Chunks of (line numbers, raw user ids, raw movie ids, user indices, movie indices).
+    A bad line is a usage error, or with `on_bad` given to it (its message) and skipped."""
     lines, users, movies = [], [], []
     for number, line in enumerate(stream, start=1):
         text = clean(line).strip()  # a byte-order mark would make line 1 look like a header
@@ -96,14 +99,17 @@ def read_pairs(stream, user_index: dict, movie_index: dict) -> Iterator[tuple]:
                              f"{EXPECTS['movielens']}")
         tokens = SPLIT.split(text)
         u, m = (id_key(tokens[0]), id_key(tokens[1])) if len(tokens) >= 2 else (None, None)
-        if u is None or m is None:
-            if number == 1:
-                continue  # a header
-            raise UsageError(f"line {number}: expected USER MOVIE (two ids), got {shown(text)}")
-        if u not in user_index:
-            raise UsageError(f"line {number}: unknown user id {shown(u, 40, quote=False)}")
-        if m not in movie_index:
-            raise UsageError(f"line {number}: unknown movie id {shown(m, 40, quote=False)}")
+        if (u is None or m is None) and number == 1:
+            continue  # a header
+        problem = (f"expected USER MOVIE (two ids), got {shown(text)}" if u is None or m is None
+                   else f"unknown user id {shown(u, 40, quote=False)}" if u not in user_index
+                   else f"unknown movie id {shown(m, 40, quote=False)}"
+                   if m not in movie_index else None)
+        if problem is not None:
+            if on_bad is None:
+                raise UsageError(f"line {number}: {problem}")
+            on_bad(f"line {number}: {problem}")
+            continue
         lines.append(number)
         users.append(u)
         movies.append(m)
@@ -114,7 +120,8 @@ def read_pairs(stream, user_index: dict, movie_index: dict) -> Iterator[tuple]:
         yield lines, users, movies
 
 
-def movielens_rows(model, config: dict, paths, path: str, batch: int) -> Iterator[dict]:
+def movielens_rows(model, config: dict, paths, path: str, batch: int,
+                   on_bad=None) -> Iterator[dict]:
     from rec.ctr import training as ct
     from rec.ctr.fields import MovieLensFields
     from rec.ctr.sources import Arrays
@@ -135,7 +142,7 @@ def movielens_rows(model, config: dict, paths, path: str, batch: int) -> Iterato
         except OSError as e:
             raise UsageError(f"cannot read {path}: {e.strerror}")
     try:
-        for lines, users, movies in read_pairs(stream, user_index, movie_index):
+        for lines, users, movies in read_pairs(stream, user_index, movie_index, on_bad):
             u = np.array([user_index[x] for x in users], dtype=np.int64)
             m = np.array([movie_index[x] for x in movies], dtype=np.int64)
             p = ct.predict(model, Arrays(fields.inputs(u, m), None), batch)
@@ -157,6 +164,8 @@ def command(
                                   help="Criteo: the lines have no label column (39 columns)."),
     device: Device = "cpu",
     batch_size: int = typer.Option(32768, "--batch-size", min=1),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Warn about each malformed or "
+                                  "unknown line and score the others (default: stop at it)."),
     fmt: Format = "tsv",
 ) -> None:
     from rec.ctr import training as ct
@@ -170,19 +179,28 @@ def command(
     setup_device(device)
     kind = config["features"]["kind"]
     summary: dict = {}
+    skipped: list[str] = []
+
+    def on_bad(message: str) -> None:
+        skipped.append(message)
+        warn(f"{message}: skipped (--skip-bad)")
+
+    on_bad = on_bad if skip_bad else None
     if kind == "criteo":
         columns = ["line", "probability"] if no_label else ["line", "label", "probability"]
-        rows = criteo_rows(model, transform, input, not no_label, batch_size, summary)
+        rows = criteo_rows(model, transform, input, not no_label, batch_size, summary, on_bad)
     else:
         if no_label:
             raise UsageError("--no-label is for Criteo files; this model is for MovieLens pairs")
         columns = ["line", "user", "movie", "probability"]
-        rows = movielens_rows(model, config, paths, input, batch_size)
+        rows = movielens_rows(model, config, paths, input, batch_size, on_bad)
     n = 0
     with RowWriter(columns, fmt, title="click probabilities") as out:
         for row in rows:
             out.write(row)
             n += 1
+    if skipped:
+        warn(f"{len(skipped):,} bad line{'s' * (len(skipped) != 1)} skipped, {n:,} scored")
     if "labels" in summary:
         y, p = summary["labels"], summary["probs"]
         log(f"{n:,} lines: AUC {auc(y, p):.4f}, log loss {logloss(y, p):.4f}")

@@ -89,7 +89,7 @@ def _ctr_kind(paths) -> str | None:
 def command(
     ctx: typer.Context,
     to: str = typer.Option("paddle", "--to", help="paddle (Paddle Inference) or onnx "
-                           "(needs paddle2onnx and onnxruntime: pip install 'rec[onnx]')."),
+                           "(needs paddle2onnx and onnxruntime: pip install 'rec-paddle[onnx]')."),
     fmt: Format = "auto",
 ) -> None:
     if to not in TARGETS:

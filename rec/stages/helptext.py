@@ -1,11 +1,13 @@
 """`rec COMMAND --help` in few lines: every option on one line where its words allow.
 
 typer's help puts "[default: X]" on a line of its own whenever the help text wraps, names
-each type in a wide column ("<int range>", "<bool>" beside every flag) that squeezes the
-help text into more lines, and gives --help a panel of its own. `compact` keeps every
-word and changes only the layout: the range and the default go at the end of the help text
-(same "[x>=1]", "[default: X]"), types are shown as INT, FLOAT, TEXT (a flag shows none),
-and --help joins the last panel when there is no "Options" panel for it.
+each type in a wide column ("<int range>", "<bool>" beside every flag, "<list[str]>" beside
+an argument) that squeezes the help text into more lines, and gives --help a panel of its
+own. `compact` keeps every word and changes only the layout: the range and the default go
+at the end of the help text (same "[x>=1]", "[default: X]"), types are shown as INT, FLOAT,
+TEXT (a flag shows none; an argument taking several values TEXT...), and --help joins the
+last panel when there is no "Options" panel for it. `rec --help` (the group) is laid out the
+same way.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ def compact(command, ctx) -> None:
     command._compact_help = True
     params = command.get_params(ctx)
     for param in params:
+        if param.param_type_name == "argument" and metavar(param):
+            # typer shows an argument's Python type ("<list[str]>") whatever its metavar
+            shown = metavar(param) + ("..." if param.nargs != 1 else "")
+            param.display_type_rich = lambda ctx, shown=shown: shown
         if param.param_type_name != "option":
             continue
         notes = [range_text(param), default_text(param)]

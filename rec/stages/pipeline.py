@@ -1,7 +1,8 @@
 """`rec pipeline`: every stage in order, download -> preprocess -> train -> save-features
 -> ctr-train (the rank stage over the recall channels' candidates) -> evaluate (each channel,
 the candidates' recall and the ranked list, beside EASE) -> recommend, each with the
-options that concern it. bin/pipeline is a thin wrapper over it.
+options that concern it; `--skip STAGE` leaves stages out (checked, like every option,
+before the first stage runs). bin/pipeline is a thin wrapper over it.
 
 Each stage runs as its own `rec` process (`python -m rec STAGE ...`), exactly as typed by
 hand: the manifest records that stage's own command line (what `rec status` shows and a
@@ -32,9 +33,11 @@ from rec.stages.options import SEED_RANGE
 
 HELP = ("Run every stage in order: download, preprocess, train, save-features, ctr-train "
         "(the rank stage), evaluate and recommend for one user, each stage as its own `rec` "
-        "command. Options go to the stages that take them.")
+        "command. Options go to the stages that take them; --skip leaves stages out.")
 PACKAGE_PARENT = Path(rec.__file__).resolve().parent.parent
 GRACE_S = 10.0  # a stage stopped by Ctrl-C or SIGTERM gets this long to finish cleanly
+STAGES = ("download", "preprocess", "train", "save-features", "ctr-train", "evaluate",
+          "recommend")  # in the order they run
 
 
 def stage_commands(dataset: str, source: Optional[str], seed: Optional[int],
@@ -136,7 +139,12 @@ def command(
     user: Optional[str] = typer.Option(None, "--user", help="recommend for this user "
                                        "[default: the first user in the data]."),
     top: int = typer.Option(10, "--top", "-n", min=1, help="recommend: movies."),
+    skip: Optional[list[str]] = typer.Option(None, "--skip", metavar="STAGE", help="Leave this "
+                                             "stage out (repeatable), e.g. --skip ctr-train."),
 ) -> None:
+    for stage in skip or ():
+        if stage not in STAGES:
+            raise UsageError(f"unknown --skip {stage!r}: choose among {', '.join(STAGES)}")
     stages = stage_commands(dataset, source, seed, split, device, epochs, match)
     check_options(ctx, dataset, source, split, match, device, user,
                   [*stages, recommend_command(user or "1", top)])
@@ -144,7 +152,13 @@ def command(
     global_args = ["--data-dir", str(paths.data_dir), "--output-dir", str(paths.output_dir),
                    *(["--quiet"] if is_quiet() else []), *(["-v"] if is_verbose() else [])]
     for args in stages:
-        run_stage(global_args, args)
+        if args[0] in (skip or ()):
+            log(f"== rec {args[0]}: skipped (--skip)")
+        else:
+            run_stage(global_args, args)
+    if "recommend" in (skip or ()):
+        log("== rec recommend: skipped (--skip)")
+        return
     if user is None:
         from rec.datasets.contract import load_vocab
 

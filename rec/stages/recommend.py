@@ -27,21 +27,22 @@ from rec.console import RowWriter, warn
 from rec.errors import UsageError
 from rec.stages import get_paths, guarded
 from rec.stages.options import SEED_RANGE, Format
-from rec.texttable import HIDE, KEEP, NOTE, SHORT, TITLE
+from rec.texttable import HIDE, KEEP, NOTE, SHORT, TITLE, TWO
 from rec.typed import decode, read_stdin
 
-HELP = ("Top-N unseen movies for users, each with a short reason. "
-        "USERS are user ids; - reads ids from stdin; --all does every user.")
+HELP = ("Top-N unseen movies for users, each with a short reason. USERS are user ids; - reads "
+        "ids from stdin; --all does every user. stars: the predicted rating; score: the order, "
+        "higher first (a logit: only differences count).")
 SIMILAR_HELP = ("Movies closest to a movie in the taste space. MOVIES are movie ids or title "
                 "substrings (case-insensitive); - reads one per line from stdin.")
 RECOMMEND_COLUMNS = ["user", "rank", "movie", "title", "year", "genres", "stars", "score",
                      "reason"]
 SIMILAR_COLUMNS = ["query", "rank", "movie", "title", "year", "genres", "similarity"]
 # The table on a terminal (80 columns): one user or query said once, the year only in the
-# title, titles and genres cut short, the reason on a line of its own; TSV, CSV and JSON keep
-# every column whole.
+# title, titles on up to two lines, genres cut short, the reason on a line of its own; TSV,
+# CSV and JSON keep every column whole.
 TABLE_LAYOUT = {"user": TITLE, "query": TITLE, "rank": KEEP, "movie": KEEP, "year": HIDE,
-                "title": SHORT, "genres": SHORT, "stars": KEEP, "score": KEEP,
+                "title": TWO, "genres": SHORT, "stars": KEEP, "score": KEEP,
                 "similarity": KEEP, "reason": NOTE}
 
 
@@ -205,7 +206,8 @@ def recommend_command(
         raise UsageError("--gender/--age/--occupation go with --rated, --like or --dislike")
     if not new_user and every_user == bool(users):
         raise UsageError("give user ids (- reads them from stdin) or --all, not both"
-                         if every_user else "give user ids (- reads them from stdin) or --all")
+                         if every_user else "give user ids (- reads them from stdin), --all, "
+                         "or a new user's movies (--rated FILE, --like MOVIE, --dislike MOVIE)")
     tokens = [] if every_user or new_user else expand_stdin(users, per_line=False)
     cat = load_catalog(ctx)
     # never more than the catalogue: memory follows these, not what was asked

@@ -8,7 +8,8 @@ one that qualifies is printed; ties go to the earlier kind in this list:
               own average (and at least 3 stars), the one closest to the recommendation in
               the taste space (cosine of `Features.taste()` vectors, the pick vectors of the
               recall model; ties go to the higher rating).
-              Strength = the cosine; qualifies from 0.5.
+              Strength = the cosine; qualifies from 0.5. A new user's top rating (--like,
+              or --rated at the top of the scale) reads "because you liked Heat".
   2. genre    "you like Thrillers": the recommendation's genre the user rates furthest above
               their own average, lift = sum(rating - user mean) / (count + 3) over their ratings
               in that genre (the +3 shrinks the lift of a genre rated only once or twice).
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rec.twotower.foldin import NEW_USER
 from rec.twotower.recommending import Catalog, ChunkRatings, Picks, display_title
 
 SIMILAR_MIN = 0.5
@@ -143,6 +145,7 @@ def explain(cat: Catalog, user_rows: np.ndarray, picks: Picks, ratings: ChunkRat
     seen = (rated_key[at] == pick_key) if len(order) else np.zeros(pick_key.shape, bool)
     group = cat.user_group[user_rows]
 
+    top_stars = cat.features.scoring.get("clip", [1.0, 5.0])[1]  # what --like gives
     reasons = []
     for b, user in enumerate(user_rows):
         row = []
@@ -151,8 +154,10 @@ def explain(cat: Catalog, user_rows: np.ndarray, picks: Picks, ratings: ChunkRat
             if seen[b, j]:
                 text = f"you rated it {stars(rated_value[at[b, j]])}"
             elif has_reason[b, j] and kind[b, j] == SIMILAR:
-                text = (f"because you rated {display_title(cat.titles[liked_movie[b, j]])} "
-                        f"{stars(liked_rating[b, j])}")
+                title = display_title(cat.titles[liked_movie[b, j]])
+                text = (f"because you liked {title}" if cat.features.user_ids[user] == NEW_USER
+                        and liked_rating[b, j] >= top_stars else
+                        f"because you rated {title} {stars(liked_rating[b, j])}")
             elif has_reason[b, j] and kind[b, j] == GENRE:
                 name = cat.genre_names[genre_id[b, j]]
                 text = f"you like {GENRE_PLURALS.get(name, name)}"
