@@ -153,6 +153,7 @@ class FitSpec:
     finite: tuple[str, ...] = ()  # validation metrics that must be finite
     unit: str = "batches"  # what the progress bar counts: batches or samples
     no_samples: str = "no training samples"  # the error when an epoch trained on nothing
+    keep_last: bool = False  # every epoch replaces the best (no selection, no early stop)
 
 
 @dataclass
@@ -249,7 +250,7 @@ def fit(spec: FitSpec, job: Job, objective: Objective, state: dict, resume: bool
                    "elapsed": time.perf_counter() - t_start}
             history.append(row)
             value = metrics[monitor.key]
-            improved = monitor.improves(value, state[monitor.state_key])
+            improved = spec.keep_last or monitor.improves(value, state[monitor.state_key])
             if improved:
                 state.update({monitor.state_key: value, "best_epoch": number, "bad_epochs": 0})
             else:

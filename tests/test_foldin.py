@@ -21,7 +21,7 @@ from conftest import assert_paddle_free, rec
 def trained(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("foldin")
     for stage in (["download", "--dataset", "synthetic"], ["preprocess", "--dataset", "synthetic"],
-                  ["train"], ["save-features"]):
+                  ["train", "--select", "last", "--epochs", "8"], ["save-features"]):
         result = rec(root, *stage)
         assert result.exit_code == 0, result.stderr
     return root

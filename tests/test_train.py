@@ -43,7 +43,10 @@ def trained(tmp_path_factory, prepared) -> Path:
     """Trained with the defaults, evaluated, features saved."""
     root = tmp_path_factory.mktemp("trained")
     shutil.copytree(prepared, root, dirs_exist_ok=True)
-    for stage in (["train"], ["evaluate"], ["save-features"]):
+    # five epochs, no selection: these tests read the planted tastes off a trained model
+    # (the tuning slice stops this small world at epoch 2; tests/test_tuning.py checks it)
+    for stage in (["train", "--select", "last", "--epochs", "5"], ["evaluate"],
+                  ["save-features"]):
         result = rec(root, *stage)
         assert result.exit_code == 0, result.stderr
     return root
@@ -97,9 +100,7 @@ def test_recommendations_follow_the_planted_favourite_genre(trained):
             chance[row["user"]] = np.mean([fav in genres_of[m] for m in left])
     per_user = [sum(s) / len(s) for s in share.values()]
     assert len(per_user) == len(truth["favourite_genre"])
-    # 2.2x: the tuning slice stops this world at epoch 2 (measured 2.27x; 2.5x on the
-    # later epochs that validation on the evaluation split used to pick)
-    assert np.mean(per_user) > 2.2 * np.mean(list(chance.values()))
+    assert np.mean(per_user) > 2.5 * np.mean(list(chance.values()))
 
 
 def test_evaluate_json_on_stdout(trained):
@@ -381,9 +382,7 @@ def test_the_combined_order_beats_recall_alone_and_rank_alone_on_planted_truth(t
 
     u, m, s = feats.users, feats.movies, feats.scoring
     combined, recall, rank = ndcg(score(u, m, s)), ndcg(pick_logits(u, m, s)), ndcg(stars(u, m, s))
-    # the like weight is chosen on the tuning slice (0.1 here, where the slice also stops
-    # training at epoch 2): a smaller gain over recall than the fixed 0.25 at a later epoch
-    assert combined > recall + 0.001 and combined > rank + 0.2, (combined, recall, rank)
+    assert combined > recall + 0.005 and combined > rank + 0.2, (combined, recall, rank)
 
 
 def test_reasons_cite_a_movie_of_the_users_planted_favourite_genre(trained):
@@ -406,7 +405,7 @@ def test_reasons_cite_a_movie_of_the_users_planted_favourite_genre(trained):
         if fav in r["genres"].split("|") and r["reason"].startswith("because you rated "):
             cited = r["reason"][len("because you rated "):].rsplit(" ", 2)[0]
             hits.append(fav in by_title[cited])
-    assert len(hits) > 40 and np.mean(hits) > 0.8, (len(hits), np.mean(hits))
+    assert len(hits) > 100 and np.mean(hits) > 0.8, (len(hits), np.mean(hits))
 
 
 def test_resume_refuses_other_options_and_epochs_already_done(world):

@@ -63,11 +63,16 @@ class TrainParams:
     tower_dim: Annotated[int, Option(
         "--tower-dim", min=0, rich_help_panel=TRAINING,
         help="0 = auto (64 for softmax, 32 for dot and cosine).")] = 0
+    select: Annotated[str, Option(
+        "--select", rich_help_panel=TRAINING, help="best (the epoch the tuning slice "
+        "prefers, with early stopping) or last (exactly --epochs epochs).")] = "best"
     dropout: Annotated[float, Option(
         "--dropout", min=-1.0, max=0.9, rich_help_panel=TRAINING,
         help="-1 = auto (0.5 of the history for softmax, 0.1 for dot and cosine).")] = -1.0
 
     def check(self) -> None:
+        if self.select not in ("best", "last"):
+            raise UsageError(f"unknown --select {self.select!r}: choose best or last")
         if self.match not in MATCHES:
             raise UsageError(f"unknown --match {self.match!r}: choose softmax, dot or cosine")
         if self.dropout != -1.0 and not 0 <= self.dropout <= 0.9:
@@ -187,7 +192,7 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
         data_name="output/dataset",
         title=f"rec train · {ds.vocab.dataset} · {params.match} · {job.device}"
               + (f" × {job.world} processes" if job.world > 1 else ""),
-        columns=columns, finite=finite)
+        columns=columns, finite=finite, keep_last=params.select == "last")
     if params.match == "softmax":
         objective = glue.recall_rank_objective(net, optimizer, ds, params.batch_size,
                                                paths.model.staging, full_config)
