@@ -67,7 +67,7 @@ def test_each_stage_gets_the_options_that_concern_it():
     (["--match", "l2"], "error: unknown --match 'l2': choose softmax, dot, cosine"),
     (["--dataset", "ml-5m"], "error: unknown dataset 'ml-5m'"),
     (["--skip", "ctr-train", "--skip", "ctr"], "error: unknown --skip 'ctr': choose among "
-     "download, preprocess, train, evaluate, save-features, ctr-train, recommend"),
+     "download, preprocess, train, save-features, ctr-train, evaluate, recommend"),
 ])
 def test_bad_options_stop_before_any_stage_runs(tmp_path, args, message):
     r = rec(tmp_path, "pipeline", *args)
@@ -85,7 +85,7 @@ def test_skipped_stages_do_not_run(tmp_path):
     lines = r.stderr.splitlines()
     assert lines[0] == "== rec download --dataset synthetic"
     assert lines[-6:] == [f"== rec {stage}: skipped (--skip)" for stage in (
-        "preprocess", "train", "evaluate", "save-features", "ctr-train")] + [
+        "preprocess", "train", "save-features", "ctr-train", "evaluate")] + [
         "== rec recommend: skipped (--skip)"]
     stages = json.loads((tmp_path / "output" / "manifest.json").read_text())["stages"]
     assert list(stages) == ["download"]

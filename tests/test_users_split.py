@@ -110,7 +110,9 @@ def test_evaluate_on_users_split_reports_fold_in_against_baselines(world, monkey
     result = rec(world, "evaluate", "--format", "json")
     assert result.exit_code == 0, result.stderr
     assert called == [("plan", STEPS), ("loading the model", None),  # its progress
-                      ("held-out users", {"held-out users": USERS_STEP})]
+                      ("held-out users", {"held-out users": USERS_STEP,
+                                          "recall channels and the rank stage": 20}),
+                      ("recall channels and the rank stage", None)]
     report = json.loads((world / "output" / "model" / "eval.json").read_text())
     assert json.loads(result.stdout) == report
     assert report["split"] == "users" and report["held_out_users"] == 60

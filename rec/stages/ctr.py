@@ -1,5 +1,8 @@
-"""`rec ctr-train`: a click-through-rate model (Wide&Deep or DeepFM) next to a logistic
-regression baseline, on MovieLens-as-CTR or a raw Criteo file.
+"""`rec ctr-train`: the rank stage of 组合推荐 (`--data movielens`, the default `--model
+rank`: rec.rank.fit, fitted on the tuning slice over the recall channels' candidates), or
+a click-through-rate model (Wide&Deep or DeepFM) next to a logistic regression baseline, on
+MovieLens-as-CTR (`--model wide_deep|deepfm`, the course's CTR view) or a raw Criteo file.
+What follows is the CTR models'.
 
 Data (`--data`):
   movielens  output/dataset on its saved split; label 1 when the rating is 4 or 5, 0 when it
@@ -42,11 +45,9 @@ from rec.stages import get_paths, guarded
 from rec.stages.options import (SEED_RANGE, TRAINING, Device, Dropout, Epochs, Format, Nproc,
                                 Resume, options_from, positive, resumed_params)
 
-HELP = ("Train Wide&Deep or DeepFM beside a logistic-regression baseline on --data movielens "
-        "(output/dataset) or criteo (--input FILE): validation AUC and log loss each epoch, "
-        "checkpoints, --resume. Writes output/ctr/.")
-DATA = ("movielens", "criteo")
-MODELS = ("rank", "wide_deep", "deepfm")
+HELP = ("--data movielens: the rank stage over the recall candidates, on the tuning slice "
+        "(--model wide_deep/deepfm: the course's CTR view). --data criteo --input FILE: a "
+        "CTR model beside logistic regression. Writes output/ctr/.")
 
 
 Option = typer.Option
@@ -78,8 +79,7 @@ class CtrParams:
         "--val-ratio", rich_help_panel=CRITEO_PANEL,
         help="Share of lines held out (seeded).")] = 0.1
     model: Annotated[Optional[str], Option("--model", rich_help_panel=TRAINING,
-        help="rank (the rank stage over the recall candidates), wide_deep or deepfm. "
-        "[default: rank for movielens, wide_deep for criteo]")] = None
+        help="rank (movielens' default), wide_deep, deepfm.")] = None
     epochs: Epochs = 5
     batch_size: Annotated[int, Option("--batch-size", rich_help_panel=TRAINING,
         min=1)] = 4096
