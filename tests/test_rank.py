@@ -153,7 +153,7 @@ def test_the_rank_stage_needs_the_default_two_tower_and_no_resume(copy):
 
 def test_ease_by_cholesky_is_ease_by_inverse():
     from rec.metrics import ease_weights
-    from rec.rank.channels import ease_items, gram, top_eigenvectors
+    from rec.rank.channels import ease_items, gram, item_factors, top_eigenvectors
 
     rng = np.random.default_rng(0)
     users, movies = rng.integers(0, 400, 8000), rng.integers(0, 150, 8000)
@@ -169,3 +169,9 @@ def test_ease_by_cholesky_is_ease_by_inverse():
     v = top_eigenvectors(g.astype(np.float32), 5)
     w, vecs = np.linalg.eigh(g)
     np.testing.assert_allclose(np.abs(v.T @ vecs[:, ::-1][:, :5]), np.eye(5), atol=1e-3)
+    # fewer users than movies: the same factors from X's own SVD
+    few = users < 40
+    g_few = gram(users[few], movies[few], items, 150)
+    a = item_factors(users[few], movies[few], items, 150, g_few, 5)
+    b = top_eigenvectors(g_few, 5)
+    np.testing.assert_allclose(np.abs((a.T @ b).diagonal()), np.ones(5), atol=1e-3)
