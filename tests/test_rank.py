@@ -175,3 +175,16 @@ def test_ease_by_cholesky_is_ease_by_inverse():
     a = item_factors(users[few], movies[few], items, 150, g_few, 5)
     b = top_eigenvectors(g_few, 5)
     np.testing.assert_allclose(np.abs((a.T @ b).diagonal()), np.ones(5), atol=1e-3)
+
+
+def test_a_channel_file_of_another_run_is_refused(copy, tmp_path):
+    """ease.npz carries its run id (it is not hashed on every read): one from another
+    save-features run beside these vectors is a mixture, refused in one line."""
+    features = copy / "output" / "features"
+    old = (features / "ease.npz").read_bytes()
+    assert rec(copy, "save-features").exit_code == 0
+    (features / "ease.npz").write_bytes(old)
+    error = one_line_error(rec(copy, "recommend", "1"), 2)
+    assert "does not hold one complete run" in error and "ease.npz belongs to run" in error
+    (features / "ease.npz").write_bytes(old[:1000])
+    assert "ease.npz is damaged" in one_line_error(rec(copy, "recommend", "1"), 1)

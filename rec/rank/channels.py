@@ -200,9 +200,10 @@ def fit_item_models(ds: Dataset, lam: float, rank: int) -> tuple[Ease, PureSvd]:
     return Ease(items, ease_from_gram(g, lam, overwrite=True), float(lam)), svd
 
 
-def item_channels(ds: Dataset) -> tuple[dict[str, bytes], dict]:
-    """({EASE_FILE: npz bytes}, the record of the choices): λ and the rank chosen on the
-    tuning view of `ds`, then EASE and PureSVD fitted on all its training ratings."""
+def item_channels(ds: Dataset, run_id: str) -> tuple[dict[str, bytes], dict]:
+    """({EASE_FILE: npz bytes carrying `run_id`}, the record of the choices): λ and the
+    rank chosen on the tuning view of `ds`, then EASE and PureSVD fitted on all its
+    training ratings."""
     import io
 
     from rec.datasets.tuning import describe, tuning_view
@@ -210,7 +211,8 @@ def item_channels(ds: Dataset) -> tuple[dict[str, bytes], dict]:
     lam, rank, tables = choose_settings(tuning_view(ds))
     ease, svd = fit_item_models(ds, lam, rank)
     buffer = io.BytesIO()
-    np.savez(buffer, items=ease.items, b=ease.b, lam=np.float64(lam), svd=svd.v)
+    np.savez(buffer, items=ease.items, b=ease.b, lam=np.float64(lam), svd=svd.v,
+             run_id=np.array(run_id))  # the unit's run id: rec.twotower.features
     return {EASE_FILE: buffer.getvalue()}, {
         "ease_lambda": lam, "svd_rank": rank, "tuning_ndcg@10": tables,
         "tuning": describe(ds)}

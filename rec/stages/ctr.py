@@ -48,6 +48,8 @@ from rec.stages.options import (SEED_RANGE, TRAINING, Device, Dropout, Epochs, F
 HELP = ("--data movielens: the rank stage over the recall candidates, on the tuning slice "
         "(--model wide_deep/deepfm: the course's CTR view). --data criteo --input FILE: a "
         "CTR model beside logistic regression. Writes output/ctr/.")
+DATA = ("movielens", "criteo")
+MODELS = ("rank", "wide_deep", "deepfm")
 
 
 Option = typer.Option

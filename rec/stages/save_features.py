@@ -50,12 +50,15 @@ def export(paths, device: str) -> dict:
         from rec.twotower.foldin import parts_file
 
         extra = parts_file(model.fold_in_parts())
+    from rec import unit
     from rec.rank.channels import item_channels
 
-    item_file, scoring["channels"] = item_channels(ds)
+    run_id = unit.new_run_id()
+    item_file, scoring["channels"] = item_channels(ds, run_id)
     extra.update(item_file)
     written = save_features(paths.features_dir, ds.vocab.user_ids, user_vecs,
-                            ds.vocab.movie_ids, movie_vecs, scoring, extra)
+                            ds.vocab.movie_ids, movie_vecs, scoring, extra, run_id,
+                            tagged=tuple(item_file))
     manifest.record(paths, "save-features", {"device": device},
                     inputs=dataset_paths(paths) + [paths.model.params],
                     outputs=written)

@@ -99,7 +99,8 @@ class Features:
 
 
 def save_features(folder: Path, user_ids, user_vecs: np.ndarray, movie_ids, movie_vecs: np.ndarray,
-                  scoring: dict, extra: dict[str, bytes] | None = None) -> list[Path]:
+                  scoring: dict, extra: dict[str, bytes] | None = None,
+                  run_id: str | None = None, tagged: tuple[str, ...] = ()) -> list[Path]:
     """Write both pickles, the same vectors as matrices with their ids, scoring.json, the
     `extra` files ({name: bytes}, e.g. the fold-in pieces) and the unit's manifest as one
     unit: built in a folder beside `folder`, flushed, then swapped in whole (a failure
@@ -111,7 +112,7 @@ def save_features(folder: Path, user_ids, user_vecs: np.ndarray, movie_ids, movi
     folder = Path(folder)
     users = {str(u): np.asarray(v, dtype=np.float32) for u, v in zip(user_ids, user_vecs)}
     movies = {str(m): np.asarray(v, dtype=np.float32) for m, v in zip(movie_ids, movie_vecs)}
-    run_id = unit.new_run_id()
+    run_id = run_id or unit.new_run_id()
     matrices = {USER_MATRIX: np.stack(list(users.values())),
                 MOVIE_MATRIX: np.stack(list(movies.values()))}
     with atomic_dir(folder) as tmp:
@@ -124,7 +125,8 @@ def save_features(folder: Path, user_ids, user_vecs: np.ndarray, movie_ids, movi
                                    "run_id": run_id})
         for name, data in extra.items():
             write_bytes(tmp / name, data)
-        unit.seal(tmp, run_id, hashed=[*HASHED, *extra], tagged=[SCORING])
+        unit.seal(tmp, run_id, hashed=[*HASHED, *(n for n in extra if n not in tagged)],
+                  tagged=[SCORING, *tagged])
     return [folder / name for name in [*HASHED, SCORING, *extra, unit.UNIT]]
 
 
@@ -178,6 +180,17 @@ def load_features(folder: Path) -> Features:
     return read_snapshot(folder, _load_features)
 
 
+def npz_run_id(data: bytes, path: Path) -> str:
+    """The run id an .npz of a unit carries (its "run_id" member), read alone."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            return str(np.load(io.BytesIO(z.read("run_id.npy")), allow_pickle=False))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise RecError(f"{path} is damaged ({e}): run `rec save-features` again")
+
+
 def _load_features(snapshot) -> Features:
     folder = snapshot.path
     for name in (USER_VECTORS, MOVIE_VECTORS, SCORING):
@@ -209,8 +222,13 @@ def _load_features(snapshot) -> Features:
         raise RecError(f"{folder / SCORING}: not a valid scoring description")
     extra = {name: snapshot.read_bytes(name) for name in (FOLD_IN, EASE_FILE)
              if snapshot.is_file(name)}
-    unit.check(snapshot, "rec save-features", {SCORING: scoring.get("run_id")},
-               {**loaded, **extra})
+    tagged = {SCORING: scoring.get("run_id")}
+    if EASE_FILE in extra and EASE_FILE not in unit.listed(snapshot):
+        # the channel file carries its run id (EASE's matrix is the largest file: no sha256
+        # on every read; the zip's CRC-32 checks its bytes when it is loaded)
+        tagged[EASE_FILE] = npz_run_id(extra[EASE_FILE], folder / EASE_FILE)
+    unit.check(snapshot, "rec save-features", tagged,
+               {**loaded, **{k: v for k, v in extra.items() if k not in tagged}})
     if users.shape[1] != movies.shape[1]:
         raise RecError(f"{folder}: user vectors have {users.shape[1]} components, "
                        f"movie vectors {movies.shape[1]}")
