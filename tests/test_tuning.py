@@ -58,13 +58,30 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _train_in_a_new_process(root: Path) -> None:
+def _in_a_new_process(root: Path, *args: str) -> None:
     """Each run in its own process: paddle's global state (parameter name counters, its
     generator) makes a second run in one process start elsewhere than the first."""
     proc = subprocess.run([sys.executable, "-m", "rec", "--data-dir", str(root / "data"),
-                           "--output-dir", str(root / "output"), "-q", "train", "--epochs",
-                           "2"], capture_output=True, text=True)
+                           "--output-dir", str(root / "output"), "-q", *args],
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def _train_in_a_new_process(root: Path) -> None:
+    _in_a_new_process(root, "train", "--epochs", "2")
+
+
+def _fit(root: Path) -> dict:
+    """The whole fit's arrays: the two-tower's weights, the channels, the rank stage."""
+    _train_in_a_new_process(root)
+    _in_a_new_process(root, "save-features")
+    _in_a_new_process(root, "ctr-train", "--data", "movielens", "--epochs", "2")
+    out = root / "output"
+    arrays = {"model": _digest(out / "model" / "model.pdparams")}
+    for name in ("features/ease.npz", "ctr/model/weights.npz"):
+        with np.load(out / name) as z:
+            arrays.update({f"{name}:{k}": z[k] for k in z.files if k != "run_id"})
+    return arrays
 
 
 @pytest.mark.parametrize("split", ["random", "users"])
@@ -94,3 +111,25 @@ def test_a_model_does_not_change_when_only_the_validation_ratings_change(tmp_pat
     assert first[0] == second[0]
     for key in ("tune_ndcg@10", "tune_hr@10", "tune_rmse", "best_epoch"):
         assert first[1][key] == second[1][key]
+
+
+def test_the_whole_fit_does_not_change_when_only_the_validation_ratings_change(tmp_path):
+    """train, save-features and ctr-train (the channels, λ, K, the rank stage) read the
+    training ratings only: change the evaluation split, fit again, the same arrays."""
+    root = tmp_path / "w"
+    assert rec(root, "download", "--dataset", "synthetic", "--users", "300", "--movies",
+               "200", "--ratings", "24000").exit_code == 0
+    assert rec(root, "preprocess").exit_code == 0
+    first = _fit(root)
+    ds = root / "output" / "dataset"
+    split_codes = np.load(ds / "split.npy")
+    val = np.flatnonzero(split_codes == VAL)
+    values = np.load(ds / "rating_values.npy")
+    values[val] = 6.0 - values[val]
+    np.save(ds / "rating_values.npy", values)
+    for name in ("model", "features", "ctr"):
+        shutil.rmtree(root / "output" / name)
+    second = _fit(root)
+    assert first.keys() == second.keys()
+    for key in first:
+        assert np.array_equal(first[key], second[key]), key
