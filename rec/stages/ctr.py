@@ -40,7 +40,7 @@ from rec import __version__, manifest
 from rec.console import emit_object
 from rec.errors import UsageError
 from rec.datasets.contract import dataset_paths
-from rec.paths import CATEGORIES
+from rec.paths import CATEGORIES, SCORING
 from rec.stages import get_paths, guarded
 from rec.stages.options import (SEED_RANGE, TRAINING, Device, Dropout, Epochs, Format, Nproc,
                                 Resume, options_from, positive, resumed_params)
@@ -172,7 +172,7 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
         metrics = train_ranker(paths, p, device, resume)
         manifest.record(paths, "ctr-train", {**asdict(p), "device": device},
                         inputs=[*dataset_paths(paths), paths.model.params,
-                                paths.features_dir / "scoring.json"],
+                                paths.features_dir / SCORING],
                         outputs=[paths.ctr.best, paths.ctr.metrics])
         return metrics
     from rec import runtime, trainer

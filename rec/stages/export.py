@@ -23,6 +23,7 @@ import typer
 
 from rec.console import emit_object, log
 from rec.errors import UsageError
+from rec.paths import USER_VECTORS
 from rec.stages import get_paths, guarded
 from rec.stages.options import Format
 
@@ -67,7 +68,7 @@ def export_all(paths, to: str) -> dict:
         write_json(tmp / "export.json", described)
     inputs = dataset_paths(paths) + [paths.model.params]
     if features is not None:
-        inputs.append(paths.features_dir / "usr_feat.pkl")
+        inputs.append(paths.features_dir / USER_VECTORS)
     if paths.ctr.params.exists():
         inputs.append(paths.ctr.params)
     manifest.record(paths, "export", {"to": to}, inputs=inputs,

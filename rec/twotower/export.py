@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from rec.datasets.contract import Dataset
+from rec.paths import MOVIE_VECTORS, USER_VECTORS
 from rec.serving import Network
 
 import paddle  # noqa: E402
@@ -97,9 +98,9 @@ def networks(model, ds: Dataset, features=None) -> list[Network]:
     if features is not None:
         user_row, movie_row = features.user_row(), features.movie_row()
         try:
-            u_expected["usr_feat.pkl"] = features.users[
+            u_expected[USER_VECTORS] = features.users[
                 [user_row[str(u)] for u in np.asarray(ds.vocab.user_ids)[users]]]
-            m_expected["mov_feat.pkl"] = features.movies[
+            m_expected[MOVIE_VECTORS] = features.movies[
                 [movie_row[str(m)] for m in ds.vocab.movie_ids]]
         except KeyError as e:
             from rec.errors import RecError
