@@ -32,6 +32,14 @@ from rec.scoring import log_like, pick_logits, stars
 SCORED = ("two_tower", "ease", "svd")  # channels whose score is a feature (popularity: its count)
 
 
+def rank_columns() -> list[int]:
+    """The feature columns of each channel's log rank among the candidates, in CHANNELS'
+    order (see Stack.features)."""
+    cols = {name: 4 * i + 1 for i, name in enumerate(SCORED)}
+    cols["popularity"] = 4 * len(SCORED) + 1
+    return [cols[name] for name in CHANNELS]
+
+
 @dataclass
 class Block:
     """One chunk of users: rows index the block."""

@@ -95,11 +95,22 @@ def serving_stack(features, dataset: Dataset, k: int) -> Stack:
 
 
 def ranked(stack: Stack, model: RankModel, block: Block):
-    """(candidates (B, C) padded with -1, logits (B, C) with -inf on padding, found_by)."""
+    """(candidates (B, C) padded with -1, logits (B, C) with -inf on padding, the channels
+    that rank each candidate best (B, C, n channels) bool)."""
     cand, by, scores = stack.candidates(block)
     x = stack.features(block, cand, by, scores)
     logits = model.net.logits(x)
-    return cand, np.where(cand >= 0, logits, -np.inf).astype(np.float32), by
+    return cand, np.where(cand >= 0, logits, -np.inf).astype(np.float32), best_channels(x, by)
+
+
+def best_channels(x: np.ndarray, found_by: np.ndarray) -> np.ndarray:
+    """For each candidate, the channels (among those whose top K found it) that rank it
+    highest among the user's candidates: what a reason names."""
+    from rec.rank.features import rank_columns
+
+    ranks = np.stack([x[:, :, col] for col in rank_columns()], axis=-1)
+    ranks = np.where(found_by, ranks, np.inf)
+    return found_by & (ranks <= ranks.min(axis=-1, keepdims=True) + 1e-6)
 
 
 def known_block(dataset: Dataset, user_vecs: np.ndarray, users: np.ndarray) -> Block:
@@ -192,7 +203,7 @@ CHANNEL_NAMES = {"two_tower": "two-tower", "ease": "EASE", "svd": "PureSVD",
 
 
 def found_by_text(flags: np.ndarray) -> str:
-    """'two-tower, EASE' for a candidate's found_by row."""
+    """'two-tower, EASE' for a candidate's row of best_channels."""
     from rec.rank.channels import CHANNELS
 
     return ", ".join(CHANNEL_NAMES[c] for c, f in zip(CHANNELS, flags) if f)

@@ -111,17 +111,15 @@ def ranked_metrics(order_scores: np.ndarray, ex: Examples) -> dict:
 
 
 def channel_report(ex: Examples) -> dict:
-    """On these users: each channel alone (its own order over its candidates, from the
+    """On these users: each channel alone (its own order over the candidates, from the
     features' rank columns) and the candidate recall."""
-    from rec.rank.features import SCORED
+    from rec.rank.channels import CHANNELS
+    from rec.rank.features import rank_columns
 
-    out = {"candidate_recall": float(ex.liked.sum() / max(ex.n_liked.sum(), 1))}
-    for i, name in enumerate(SCORED):
-        rank_col = 4 * i + 1  # log rank among the candidates (smaller is better)
-        out[name] = ranked_metrics(-ex.x[:, :, rank_col], ex)
-    out["popularity"] = ranked_metrics(ex.x[:, :, 4 * len(SCORED)], ex)
-    return {k: (round(v, 6) if isinstance(v, float) else {a: round(b, 6) for a, b in v.items()})
-            for k, v in out.items()}
+    out = {"candidate_recall": round(float(ex.liked.sum() / max(ex.n_liked.sum(), 1)), 6)}
+    for name, col in zip(CHANNELS, rank_columns()):  # a smaller log rank is better
+        out[name] = {k: round(v, 6) for k, v in ranked_metrics(-ex.x[:, :, col], ex).items()}
+    return out
 
 
 def listwise_loss(logits, liked, valid):
