@@ -28,7 +28,7 @@ from rec.errors import UsageError
 from rec.paths import OPTIMIZER, PARAMS, require
 from rec.stages import get_paths, guarded
 from rec.stages.options import (SEED_RANGE, TRAINING, Device, Format, Nproc, Resume,
-                                options_from, positive, resumed_params)
+                                Threads, options_from, positive, resumed_params)
 
 Option = typer.Option
 HELP = ("Train the two-tower: recall (softmax over the catalogue) + a rating head by default "
@@ -131,11 +131,12 @@ MONITORS = {  # the metric that picks the best epoch, by match
 }
 
 
-def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
+def train(paths, params: TrainParams, device: str, resume: bool,
+          threads: int | None = None) -> dict:
     from rec import runtime, trainer
     import paddle
 
-    job = runtime.start(device)
+    job = runtime.start(device, threads)
     ds = load_dataset(paths)
     (tu, _, tr), _ = ds.train_val()
     if resume:
@@ -208,14 +209,16 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
 @guarded(writes=("output",), into=("model_dir", "model.checkpoint", "model.staging.best"))
 @options_from(TrainParams)
 def command(ctx: typer.Context, params: TrainParams, device: Device = "cpu",
-            resume: Resume = False, nproc: Nproc = 1, fmt: Format = "auto") -> None:
+            resume: Resume = False, nproc: Nproc = 1, threads: Threads = None,
+            fmt: Format = "auto") -> None:
     params.check()
     paths = get_paths(ctx)
     if nproc > 1:  # the same command in N processes; rank 0 writes the files
         from rec.launch import run_stage
 
         require(dataset_paths(paths), "rec preprocess")  # fail here, not in N workers
-        metrics = run_stage(paths, "train", params.__dict__, device, resume, nproc, paths.model)
+        metrics = run_stage(paths, "train", params.__dict__, device, resume, nproc, paths.model,
+                            {"threads": threads})
     else:
-        metrics = train(paths, params, device, resume)
+        metrics = train(paths, params, device, resume, threads)
     emit_object(metrics, fmt)
