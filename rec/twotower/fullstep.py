@@ -19,7 +19,9 @@ one thread; bench/bench_speed.py measures the whole step again on the machine at
     zero, drawn over the batch's ~76k ratings instead of 2 x 2M entries (0.5 ms against
     2 x 15 ms). It comes from the epoch's own generator (Epoch.rng(DROPOUT_STREAM)), so the
     seed fixes it and --resume retraces it, and it is drawn for the whole global batch
-    before each data-parallel process takes its users: N processes drop what one would.
+    before each data-parallel process takes its users: N processes drop what one would,
+    and each divides its sums by its share of the global batch (StepRows), so that N
+    processes train as one does, up to float rounding.
   - The fused soft-label cross-entropy costs half of logsumexp plus a dense product, and
     paddle.logsumexp alone is 8x exp + max + sum on CPU. It also ends a drift: the softmax
     ignores an offset common to every movie's pick vector (it adds u . c to every logit of
@@ -53,7 +55,10 @@ class StepRows:
     """A step's users and every training rating of theirs: rating i is user row[i]'s (an
     index into `users`), of movie movie[i]; norm is 1/sqrt(the user's count) per user;
     keep_watched / keep_rated scale each rating's entry in the two bags (0 = dropped,
-    1 / (1 - p) = kept; all ones without dropout)."""
+    1 / (1 - p) = kept; all ones without dropout). users_share / ratings_share: the global
+    batch's users and ratings over the number of processes, what each process divides its
+    sums by, so that averaging the processes' gradients (paddle.DataParallel) gives one
+    process's gradient of the whole batch (the local counts in a one-process run)."""
 
     users: np.ndarray
     row: np.ndarray
@@ -62,6 +67,8 @@ class StepRows:
     norm: np.ndarray
     keep_watched: np.ndarray
     keep_rated: np.ndarray
+    users_share: float
+    ratings_share: float
 
     def bags(self, columns: np.ndarray | None, n_columns: int, mean: float) -> tuple:
         """(watched, rated) as dense float32 (B, n_columns) arrays, each entry already
@@ -88,12 +95,13 @@ def step_rows(hist, users: np.ndarray, rank: int = 0, world: int = 1,
     history dropout `p` drawn from `rng` for the whole global batch first (None: none)."""
     row, movie, rating, norm = hist.rows(users)
     keep_w, keep_r = dropout_scales(rng, len(row), p), dropout_scales(rng, len(row), p)
+    shares = len(users) / world, max(len(row), 1) / world
     if world > 1:
         mine = row % world == rank
         row, movie, rating, keep_w, keep_r = (row[mine] // world, movie[mine], rating[mine],
                                               keep_w[mine], keep_r[mine])
         users, norm = users[rank::world], norm[rank::world]
-    return StepRows(users, row, movie, rating, norm, keep_w, keep_r)
+    return StepRows(users, row, movie, rating, norm, keep_w, keep_r, *shares)
 
 
 def full_losses(train_net, hist, movies, rows: StepRows, disliked_weight: float) -> tuple:
@@ -116,8 +124,8 @@ def pick_and_rating_losses(logits, predicted, rows: StepRows, col: np.ndarray,
     labels = np.zeros((n_users, n_cols), np.float32)
     labels[rows.row, col] = w / np.maximum(w_sum, 1e-12)[rows.row]
     ce = F.cross_entropy(logits, paddle.to_tensor(labels), soft_label=True, reduction="none")
-    pick = (ce.reshape([-1]) * paddle.to_tensor(w_sum)).mean()
+    pick = (ce.reshape([-1]) * paddle.to_tensor(w_sum)).sum() / rows.users_share
     at = paddle.to_tensor((rows.row.astype(np.int64) * n_cols + col).astype(np.int64))
     rated = paddle.gather(predicted.reshape([-1]), at)
-    rating_loss = paddle.square(rated - paddle.to_tensor(rows.rating)).mean()
+    rating_loss = paddle.square(rated - paddle.to_tensor(rows.rating)).sum() / rows.ratings_share
     return pick, rating_loss

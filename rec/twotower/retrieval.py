@@ -202,8 +202,8 @@ def recall_rank_objective(net: RecallRankTwoTower, optimizer, ds: Dataset, batch
             loss.backward()
             optimizer.step()
             optimizer.clear_grad()
-            sums["pick_loss"] += float(pick) * len(rows.users)
-            sums["rating_loss"] += float(rating_loss) * len(rows.users)
+            sums["pick_loss"] += float(pick) * rows.users_share
+            sums["rating_loss"] += float(rating_loss) * rows.users_share
             n += len(rows.users)
             epoch.advance()
         return sums, n
