@@ -15,6 +15,7 @@ on stderr, exits 2 and leaves stdout empty.
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -112,40 +113,67 @@ def capped(cat, count: int) -> int:
     return min(count, len(cat.features.movie_ids))
 
 
-def recommendation_rows(cat, users: np.ndarray, top: int, allowed: np.ndarray,
-                        include_seen: bool, explore: int, seed: int, ranker=None,
-                        candidates: int = 200, train_only: bool = False) -> Iterator[dict]:
-    """Rows of RECOMMEND_COLUMNS, user by user, computed CHUNK_USERS users at a time. With a
-    `ranker` (--rerank), the best `candidates` are reordered by it (RERANK_COLUMNS)."""
+class MovieCells:
+    """movie_cells of each movie shown, built once per movie (as columns of a block)."""
+
+    def __init__(self, cat):
+        self.cat, self.cells, self.genre_texts = cat, {}, {}
+
+    def columns(self, movies: list[int]) -> dict[str, list]:
+        cells = self.cells
+        for m in set(movies).difference(cells):
+            cells[m] = movie_cells(self.cat, self.genre_texts, m)
+        return {key: [cells[m][key] for m in movies] for key in ("movie", "title", "year", "genres")}
+
+
+def recommendation_blocks(cat, users: np.ndarray, top: int, allowed: np.ndarray,
+                          include_seen: bool, explore: int, seed: int, ranker=None,
+                          candidates: int = 200, train_only: bool = False) -> Iterator[dict]:
+    """Blocks of rows of RECOMMEND_COLUMNS (each a dict of columns, RowWriter.write_block),
+    user by user, CHUNK_USERS users a block. With a `ranker` (--rerank), the best
+    `candidates` are reordered by it (RERANK_COLUMNS)."""
     from rec.twotower.reasons import explain
     from rec.twotower.recommending import CHUNK_USERS, chunk_ratings, recommend_chunk, rerank_chunk
 
-    genre_texts = {}
-    short = 0
-    for start in range(0, len(users), CHUNK_USERS):
-        chunk = users[start:start + CHUNK_USERS]
+    def ranked(chunk):
         ratings = chunk_ratings(cat, chunk, train_only)
-        ctr = None
         if ranker is None:
-            picks = recommend_chunk(cat, chunk, ratings, top, allowed, include_seen, explore, seed)
-        else:
-            picks, ctr = rerank_chunk(cat, chunk, ratings, top, allowed, include_seen,
+            return ratings, recommend_chunk(cat, chunk, ratings, top, allowed, include_seen,
+                                            explore, seed), None
+        return ratings, *rerank_chunk(cat, chunk, ratings, top, allowed, include_seen,
                                       candidates, ranker)
-        reasons = explain(cat, chunk, picks, ratings)
-        short += int((picks.counts < top).sum())
-        for b, user in enumerate(chunk):
-            user_id = _plain_id(cat.features.user_ids[user])
-            for j in range(picks.counts[b]):
-                movie = picks.movies[b, j]
-                row = {"user": user_id, "rank": j + 1, **movie_cells(cat, genre_texts, movie),
-                       "stars": round(float(picks.stars[b, j]), 2),
-                       "score": round(float(picks.scores[b, j]), 3), "reason": reasons[b][j]}
-                if ctr is not None:
-                    row["ctr"] = round(float(ctr[b, j]), 4)
-                yield row
+
+    movie_text = MovieCells(cat)
+    short = 0
+    chunks = [users[start:start + CHUNK_USERS] for start in range(0, len(users), CHUNK_USERS)]
+    # The next chunk is scored in a second thread while this one is explained and printed:
+    # numpy's matrix and element-wise work releases the GIL, so two cores overlap them.
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(ranked, chunks[0]) if chunks else None
+        for i, chunk in enumerate(chunks):
+            ratings, picks, ctr = ahead.result()
+            if i + 1 < len(chunks):
+                ahead = pool.submit(ranked, chunks[i + 1])
+            yield _block(cat, movie_text, chunk, picks, ctr, explain(cat, chunk, picks, ratings))
+            short += int((picks.counts < top).sum())
     if short:
         warn(f"{short} of {len(users)} users got fewer than {top} movies: "
              "the filters (and their seen movies) leave too few")
+
+
+def _block(cat, movie_text: MovieCells, chunk: np.ndarray, picks, ctr, reasons) -> dict:
+    """A chunk's rows as columns: user by user, best first."""
+    shown = np.arange(picks.movies.shape[1])[None, :] < picks.counts[:, None]
+    at_user, at_rank = np.nonzero(shown)  # row-major: user by user, best first
+    user_ids = [_plain_id(cat.features.user_ids[u]) for u in chunk.tolist()]
+    block = {"user": [user_ids[b] for b in at_user.tolist()],
+             "rank": (at_rank + 1).tolist(), **movie_text.columns(picks.movies[shown].tolist()),
+             "stars": [round(x, 2) for x in picks.stars[shown].tolist()],
+             "score": [round(x, 3) for x in picks.scores[shown].tolist()],
+             "reason": [text for row in reasons for text in row]}
+    if ctr is not None:
+        block["ctr"] = [round(x, 4) for x in ctr[shown].tolist()]
+    return block
 
 
 @guarded
@@ -227,9 +255,9 @@ def recommend_command(
     ranker = load_ranker(ctx, cat) if rerank else None
     columns = RERANK_COLUMNS if rerank else RECOMMEND_COLUMNS
     with RowWriter(columns, fmt, title=f"top {top}", layout=TABLE_LAYOUT) as out:
-        for row in recommendation_rows(cat, rows, top, allowed, include_seen, explore, seed,
-                                       ranker, candidates, exclude == "train"):
-            out.write(row)
+        for block in recommendation_blocks(cat, rows, top, allowed, include_seen, explore,
+                                           seed, ranker, candidates, exclude == "train"):
+            out.write_block(block)
 
 
 def fold_in_user(ctx: typer.Context, cat, rated: Optional[str], like: list[str],
