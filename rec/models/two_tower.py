@@ -70,9 +70,10 @@ class TextConv(nn.Layer):
     lookup, and pooled with a 2-D max pool. (Slicing float tensors and Tensor.max have slow
     backward passes in Paddle 3.3 on CPU: 100 ms instead of 3 ms per batch of 1024.)"""
 
-    def __init__(self, n_words: int, dim: int, windows: tuple, channels: int, length: int):
+    def __init__(self, n_words: int, dim: int, windows: tuple, channels: int, length: int,
+                 sparse: bool = False):
         super().__init__()
-        self.word_emb = nn.Embedding(n_words, dim, padding_idx=0)
+        self.word_emb = nn.Embedding(n_words, dim, padding_idx=0, sparse=sparse)
         self.windows = tuple(min(k, length) for k in windows)
         self.projections = nn.LayerList([nn.Linear(k * dim, channels) for k in self.windows])
         for k in self.windows:  # word positions of every window, position-major
@@ -130,7 +131,8 @@ class MovieContent:
         """Create genre_emb and title_conv; return the width of `content()`."""
         self.genre_emb = nn.Embedding(c.n_genres, c.feature_dim, padding_idx=0)
         self.title_conv = TextConv(c.n_title_words, c.feature_dim, c.title_windows,
-                                   c.title_channels, c.title_len)
+                                   c.title_channels, c.title_len,
+                                   getattr(c, "sparse_embeddings", False))
         return c.feature_dim + len(c.title_windows) * c.title_channels
 
     def content(self, genres: paddle.Tensor, titles: paddle.Tensor) -> paddle.Tensor:

@@ -155,7 +155,9 @@ def train(paths, params: TrainParams, device: str, resume: bool,
         from rec.twotower import retrieval as glue
 
         config = glue.model_config(ds, float(tr.mean()), tower_dim=params.tower_dim,
-                                   history_dropout=params.dropout)
+                                   history_dropout=params.dropout,
+                                   sparse_embeddings=sampled.lazy_adam(ds.n_movies,
+                                                                       params.weight_decay))
         net_class = glue.RecallRankTwoTower
         columns = {"pick_loss": "pick loss", "rating_loss": "rating loss",
                    "val_hr@10": "val HR@10", "val_ndcg@10": "val NDCG@10", "val_rmse": "val RMSE"}
@@ -170,8 +172,12 @@ def train(paths, params: TrainParams, device: str, resume: bool,
         finite = ("val_rmse",)
     runtime.seed_all(params.seed)
     net = net_class(config)
-    optimizer = paddle.optimizer.AdamW(learning_rate=params.lr, parameters=net.parameters(),
-                                       weight_decay=params.weight_decay)
+    if getattr(config, "sparse_embeddings", False):  # AdamW with no weight decay is Adam
+        optimizer = paddle.optimizer.Adam(learning_rate=params.lr, parameters=net.parameters(),
+                                          lazy_mode=True)
+    else:
+        optimizer = paddle.optimizer.AdamW(learning_rate=params.lr, parameters=net.parameters(),
+                                           weight_decay=params.weight_decay)
     data_id = dataset_identity(paths)
     state["config"] = full_config = {
         "model": config.to_json(), "train": params.__dict__, "device": job.device,

@@ -37,6 +37,15 @@ def is_large(n_movies: int) -> bool:
     return n_movies > SAMPLED_ABOVE
 
 
+def lazy_adam(n_movies: int, weight_decay: float) -> bool:
+    """Whether a run trains with row-sparse embedding gradients and a lazy Adam (only the
+    rows a step touched are updated; RecallRankConfig.sparse_embeddings): a large catalogue
+    without weight decay. On ml-25m (62k movies, 128 users a step) the dense AdamW update of
+    every table row was 75 of a step's 184 ms, the lazy one 27. Paddle 3.3's AdamW fails on
+    row-sparse gradients, hence Adam, which AdamW is without weight decay."""
+    return is_large(n_movies) and weight_decay == 0
+
+
 class Candidates:
     """The negative sampler and the log-Q correction, from the training users' bags."""
 
