@@ -137,8 +137,10 @@ def train(paths, params: TrainParams, device: str, resume: bool,
     import paddle
 
     job = runtime.start(device, threads)
-    ds = load_dataset(paths)
+    ds = load_dataset(paths, mmap=True)  # arrays training never reads (times) stay on disk
     (tu, _, tr), _ = ds.train_val()
+    n_train, train_mean = len(tu), float(tr.mean())
+    del tu, tr
     if resume:
         given = params
         fresh = {"epoch": 0, "history": [], "best_epoch": None, "bad_epochs": 0}
@@ -146,7 +148,7 @@ def train(paths, params: TrainParams, device: str, resume: bool,
                                            lambda saved: resumed_params(TrainParams, given, saved))
     from rec.twotower import sampled
 
-    resolve_auto(params, len(tu), ds.n_users, sampled.is_large(ds.n_movies))
+    resolve_auto(params, n_train, ds.n_users, sampled.is_large(ds.n_movies))
     monitor = trainer.Monitor(*MONITORS[params.match])
     if not resume:
         state = trainer.new_state(monitor)
@@ -154,7 +156,7 @@ def train(paths, params: TrainParams, device: str, resume: bool,
     if params.match == "softmax":
         from rec.twotower import retrieval as glue
 
-        config = glue.model_config(ds, float(tr.mean()), tower_dim=params.tower_dim,
+        config = glue.model_config(ds, train_mean, tower_dim=params.tower_dim,
                                    history_dropout=params.dropout,
                                    sparse_embeddings=sampled.lazy_adam(ds.n_movies,
                                                                        params.weight_decay))
@@ -165,7 +167,7 @@ def train(paths, params: TrainParams, device: str, resume: bool,
     else:
         from rec.twotower import training as glue
 
-        config = glue.model_config(ds, params.match, float(tr.mean()),
+        config = glue.model_config(ds, params.match, train_mean,
                                    tower_dim=params.tower_dim, dropout=params.dropout)
         net_class = glue.TwoTower
         columns = {"train_loss": "train loss", "val_rmse": "val RMSE", "val_mae": "val MAE"}
