@@ -17,17 +17,22 @@ from __future__ import annotations
 import os
 import sys
 
-# numpy's BLAS on one thread (set before numpy is first imported, as the CLI imports it
-# here): recommend's products are small (1,024 users x the catalogue, and explain's few
-# dozen movies a user), and a second BLAS thread that must wait for a busy core made
-# `--all` 3.5x slower on a loaded 2-core machine (6.7 s against 1.9); the second core
-# scores the next chunk instead (recommendation_blocks).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# numpy's BLAS on one thread: recommend's products are small (1,024 users x the catalogue,
+# and explain's few dozen movies a user), and a second BLAS thread that must wait for a busy
+# core made `--all` 3.5x slower on a loaded 2-core machine (6.7 s against 1.9); the second
+# core scores the next chunk instead (recommendation_blocks). OpenBLAS reads the variable
+# when numpy first loads it, which the CLI does just below; it is removed again so that
+# no process started later inherits it.
+_ONE_BLAS_THREAD = "OPENBLAS_NUM_THREADS" not in os.environ
+if _ONE_BLAS_THREAD:
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+import numpy as np  # noqa: E402
+if _ONE_BLAS_THREAD:
+    del os.environ["OPENBLAS_NUM_THREADS"]
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, List, Optional
 
-import numpy as np
 import typer
 
 from rec.console import RowWriter, warn
