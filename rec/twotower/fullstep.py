@@ -32,8 +32,9 @@ one thread; bench/bench_speed.py measures the whole step again on the machine at
   - The rating loss gathers the rated entries of the rating matrix (76k of 2M) before the
     subtraction and paddle.square (x ** 2 costs 7x square in forward + backward): half the
     time of a masked dense difference.
-  - paddle.jit.to_static of this step was measured slower (215 ms against 167 a step, with
-    and without PIR's serial executor): the step stays dynamic; bench_speed.py measures it.
+  - paddle.jit.to_static of this step does not pay: bench/bench_speed.py, which measures
+    both each run, had it at 145 ms a step against 133 dynamic on one thread and 223
+    against 148 on two (and PIR's serial executor did not help): the step stays dynamic.
 """
 
 from __future__ import annotations
