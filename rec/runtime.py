@@ -132,15 +132,16 @@ def check_finite(epoch: int, **values: float) -> None:
 
 
 def default_threads() -> int:
-    """CPU threads of each process when --threads is not given: half the cores this process
-    may run on, after sharing them among this host's data-parallel processes, and at least
-    one. Measured on a 2-core machine (bench/bench_speed.py prints both each run): training
-    on one thread was faster than on two, on ml-1m (epoch 2.0 s against 2.5-4.7 s) and on
-    25M ratings (127 ms a step against 150), because most of Paddle's CPU kernels run on one
-    thread and MKL's second thread competes with everything else on the machine. Machines
-    with more cores were not measured; the rule keeps the same headroom there."""
+    """CPU threads of each process when --threads is not given: the cores this process may
+    run on, shared among this host's data-parallel processes. Measured on a 2-core machine
+    by bench/bench_speed.py (which prints both each run): quiet (load 1.7), an ml-1m epoch
+    took 1.48 s on 2 threads against 1.63-1.74 on 1; with the cores busy with other work
+    (load 4.5-6) one thread was faster, 2.2-2.5 s against 2.8-3.4 (and 25M ratings 198 s an
+    epoch against 229), as MKL's second thread waits for a core: there, pass --threads 1.
+    The thread count changes float rounding (not the quality), so runs compare bit for bit
+    at the same --threads."""
     local = int(os.environ.get("PADDLE_LOCAL_SIZE", "0") or 0) or world_size()
-    return max(1, available_cores() // local // 2)
+    return max(1, available_cores() // local)
 
 
 def set_threads(threads: int | None) -> int:

@@ -86,15 +86,16 @@ def test_threads_is_applied_and_a_bad_count_is_one_line(world):
         assert len(result.stderr.strip().splitlines()) == 1 and "--threads" in result.stderr
 
 
-def test_default_threads_share_half_the_cores(monkeypatch):
+def test_default_threads_share_the_hosts_cores(monkeypatch):
     from rec import runtime
 
     monkeypatch.setattr(runtime, "available_cores", lambda: 16)
     monkeypatch.delenv("PADDLE_TRAINERS_NUM", raising=False)
     monkeypatch.delenv("PADDLE_LOCAL_SIZE", raising=False)
-    assert runtime.default_threads() == 8
-    monkeypatch.setenv("PADDLE_LOCAL_SIZE", "4")  # 4 processes on this host
-    assert runtime.default_threads() == 2
+    assert runtime.default_threads() == 16
+    monkeypatch.setenv("PADDLE_TRAINERS_NUM", "8")  # 8 processes in all, 4 on this host
+    monkeypatch.setenv("PADDLE_LOCAL_SIZE", "4")
+    assert runtime.default_threads() == 4
     monkeypatch.setattr(runtime, "available_cores", lambda: 2)
     assert runtime.default_threads() == 1
 

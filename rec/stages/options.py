@@ -35,8 +35,8 @@ Nproc = Annotated[int, typer.Option(
 
 Threads = Annotated[Optional[int], typer.Option(
     "--threads", min=1, max=1024, rich_help_panel=RUN, show_default=False,
-    help="CPU threads of each process (default: half this machine's cores, shared by "
-    "--nproc; at least 1).")]
+    help="CPU threads of each process (default: this machine's cores, shared by --nproc; "
+    "1 is faster when other work keeps the cores busy).")]
 
 
 def positive(name: str, value: float) -> None:
