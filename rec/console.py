@@ -226,6 +226,32 @@ def _text_cell(value: Any) -> str:
     return str(value)
 
 
+def _text_column(values: list, tsv: bool) -> list[str]:
+    """_text_cell of each value (a TSV cell without tabs or newlines), each distinct value
+    formatted once (keyed by its type too: 1, 1.0 and True print differently); a column of
+    plain strings or ints goes through whole."""
+    kinds = set(map(type, values))
+    if kinds == {str}:
+        joined = "".join(values) if tsv else ""
+        if "\t" in joined or "\n" in joined:
+            return [v.replace("\t", " ").replace("\n", " ") for v in values]
+        return values
+    if kinds == {int}:
+        return list(map(str, values))
+    cache: dict = {}
+    out = []
+    for v in values:
+        key = (v.__class__, v)
+        cell = cache.get(key)
+        if cell is None:
+            cell = _text_cell(v)
+            if tsv:
+                cell = cell.replace("\t", " ").replace("\n", " ")
+            cache[key] = cell
+        out.append(cell)
+    return out
+
+
 class RowWriter:
     """Write result rows to stdout in the chosen format; TSV, CSV and JSON stream row by row.
     `layout` (column -> a rec.texttable layout: KEEP, SHORT, WRAP, NOTE, HIDE, TITLE) fits
@@ -262,6 +288,25 @@ class RowWriter:
                 self._line([_text_cell(row.get(c)) for c in self.columns])
             else:
                 sys.stdout.write(dumps({c: row.get(c) for c in self.columns}) + "\n")
+
+    def write_block(self, block: dict[str, list]) -> None:
+        """Many rows at once, given as columns (lists of one length; a missing column is
+        empty): exactly what write() of each row prints. TSV and CSV format a column at a
+        time, each distinct value once (per-row formatting was 42 % of `recommend --all`)."""
+        n = len(next(iter(block.values()), []))
+        if self.fmt not in ("tsv", "csv"):
+            columns = [block.get(c) or [None] * n for c in self.columns]
+            for values in zip(*columns):
+                self.write(dict(zip(self.columns, values)))
+            return
+        cells = [_text_column(block.get(c) or [None] * n, self._csv is None)
+                 for c in self.columns]
+        with writing_results():
+            self._header()
+            if self._csv is not None:
+                self._csv.writerows(zip(*cells))
+            elif n:
+                sys.stdout.write("\n".join(map("\t".join, zip(*cells))) + "\n")
 
     def close(self) -> None:
         with writing_results():

@@ -24,15 +24,17 @@ from rec.errors import RecError, UsageError
 PACKAGE_PARENT = Path(rec.__file__).resolve().parent.parent
 
 
-def stage_args(paths, stage: str, params: dict, device: str, resume: bool, quiet: bool) -> list[str]:
+def stage_args(paths, stage: str, params: dict, device: str, resume: bool, quiet: bool,
+               run_options: dict | None = None) -> list[str]:
     """The `rec` arguments that repeat this stage's run in each worker: global folders,
-    then every parameter spelled out (booleans as --name / --no-name, None left out)."""
+    then every parameter spelled out (booleans as --name / --no-name, None left out), then
+    `run_options` (such as threads: how, not what, to train) the same way."""
     args = ["--data-dir", str(paths.data_dir), "--output-dir", str(paths.output_dir)]
     if quiet:
         args.append("--quiet")
     args += [stage, "--device", "gpu" if device.lower().startswith("gpu") else device,
              "--format", "json"]
-    for name, value in params.items():
+    for name, value in {**params, **(run_options or {})}.items():
         flag = "--" + name.replace("_", "-")
         if value is None:
             continue
@@ -137,13 +139,13 @@ def _running(pid: int) -> bool:
 
 
 def run_stage(paths, stage: str, params: dict, device: str, resume: bool, nproc: int,
-              folder) -> dict:
+              folder, run_options: dict | None = None) -> dict:
     """`--nproc N`: run `rec STAGE` with these parameters in N data-parallel processes; rank
     0 writes the usual files into `folder` (a paths.TrainingFolder, whose launch-logs/ gets
     the workers' logs) and its metrics.json is read back as the result."""
     from rec.console import is_quiet
 
-    args = stage_args(paths, stage, params, device, resume, is_quiet())
+    args = stage_args(paths, stage, params, device, resume, is_quiet(), run_options)
     run_launcher(nproc, device, folder.launch_logs, args)
     return json.loads(folder.metrics.read_text())
 

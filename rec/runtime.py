@@ -24,6 +24,26 @@ from rec.paths import STATE
 
 from rec import interrupts  # noqa: E402
 
+
+def _mkl_full_speed_on_amd() -> None:
+    """Paddle's CPU wheel does its matmuls in Intel MKL (libmklml), which on an AMD CPU
+    takes a generic code path unless told the CPU has AVX2: measured on a 2-core EPYC, one
+    thread, 2048^2 fp32 matmul 26 -> 65 GFLOP/s (numpy's OpenBLAS: 83), and a whole
+    `rec train` epoch 1.9x faster. MKL reads the variable when it first runs, so it is set
+    before paddle is imported; an Intel CPU (where it would cap AVX-512 at AVX2) or a value
+    the user set is left alone."""
+    if "MKL_DEBUG_CPU_TYPE" in os.environ:
+        return
+    try:
+        with open("/proc/cpuinfo") as f:
+            head = f.read(8192)
+    except OSError:
+        return
+    if "AuthenticAMD" in head and " avx2" in head:
+        os.environ["MKL_DEBUG_CPU_TYPE"] = "5"
+
+
+_mkl_full_speed_on_amd()
 warnings.filterwarnings("ignore", message=".*ccache.*")  # paddle's import-time noise
 with interrupts.held_during_import():  # paddle's import replaces rec's SIGTERM handler
     import paddle  # noqa: E402
@@ -62,21 +82,24 @@ class Job:
     rank: int
     world: int
     device: str  # as set up: "cpu" or "gpu:N"
+    threads: int = 1  # CPU threads of this process's math
 
     @property
     def main(self) -> bool:
         return self.rank == 0
 
 
-def start(device: str) -> Job:
+def start(device: str, threads: int | None = None) -> Job:
     """Join the data-parallel group when started by the launcher, silence the other ranks,
-    and set up the device (a GPU request on a CPU-only build is a usage error, exit 2)."""
+    and set up the device (a GPU request on a CPU-only build is a usage error, exit 2) and
+    the CPU threads of each process (`threads`, default: default_threads())."""
     from rec.console import set_quiet
 
     rank, world = init_distributed()
     if rank != 0:
         set_quiet(True)
-    return Job(rank, world, setup_device(device, distributed=world > 1))
+    device = setup_device(device, distributed=world > 1, threads=threads)
+    return Job(rank, world, device, _threads)
 
 
 def seed_all(seed: int) -> None:
@@ -105,15 +128,39 @@ def check_finite(epoch: int, **values: float) -> None:
                        "was saved: try a lower --lr")
 
 
-def setup_device(device: str, distributed: bool = False) -> str:
+def default_threads() -> int:
+    """CPU threads of each process when --threads is not given: the cores this process may
+    run on, shared among this host's data-parallel processes. Measured on a 2-core machine
+    by bench/bench_speed.py (which prints both each run): quiet (load 1.7), an ml-1m epoch
+    took 1.48 s on 2 threads against 1.63-1.74 on 1; with the cores busy with other work
+    (load 4.5-6) one thread was faster, 2.2-2.5 s against 2.8-3.4 (and 25M ratings 198 s an
+    epoch against 229), as MKL's second thread waits for a core: there, pass --threads 1.
+    The thread count changes float rounding (not the quality), so runs compare bit for bit
+    at the same --threads."""
+    local = int(os.environ.get("PADDLE_LOCAL_SIZE", "0") or 0) or world_size()
+    return max(1, available_cores() // local)
+
+
+def set_threads(threads: int | None) -> int:
+    """Run Paddle's CPU math (MKL and its own kernels) on `threads` threads (None: the
+    default); returns the number set."""
+    global _threads
+    _threads = threads or default_threads()
+    paddle.base.core.set_num_threads(_threads)
+    return _threads
+
+
+_threads = 1  # what set_threads set last (paddle cannot be asked)
+
+
+def setup_device(device: str, distributed: bool = False, threads: int | None = None) -> str:
     """Select the device; a GPU request on a CPU-only build is a usage error (exit 2).
-    Under the launcher each process uses the GPU it was given (FLAGS_selected_gpus)."""
+    Under the launcher each process uses the GPU it was given (FLAGS_selected_gpus).
+    On CPU, Paddle runs its math on `threads` threads (default_threads() when None)."""
     d = device.strip().lower()
     if d == "cpu":
         paddle.set_device("cpu")
-        # Paddle on CPU runs its math on one thread unless told otherwise (measured: using
-        # both cores here is worth up to ~2x); data-parallel processes share the cores.
-        paddle.base.core.set_num_threads(max(1, available_cores() // world_size()))
+        set_threads(threads)
         return "cpu"
     m = re.fullmatch(r"gpu(?::(\d+))?", d)
     if not m:

@@ -171,10 +171,11 @@ class FitResult:
                 **{k: round(self.best[k], 6) for k in keys}}
 
     def speed(self) -> dict:
-        """samples_per_s (the mean over epochs), seconds (this run's), seed, processes."""
+        """samples_per_s (the mean over epochs), seconds (this run's), seed, processes,
+        threads (of each process)."""
         return {"samples_per_s": round(float(np.mean([h["samples_per_s"] for h in self.history])), 1),
                 "seconds": round(self.history[-1]["elapsed"], 2), "seed": self.spec.seed,
-                "processes": self.job.world}
+                "processes": self.job.world, "threads": self.job.threads}
 
 
 def new_state(monitor: Monitor, **extra) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -35,10 +36,13 @@ def test_two_processes_match_one(world, tmp_path):
     out = json.loads(result.stdout)  # stdout: only the result, launcher logs went to stderr
     assert out == metrics(world)
     assert out["processes"] == 2 and out["epochs_run"] == 3
-    # not bit-identical (each process draws its own dropout masks and averages its own share
-    # of the rating loss), but the same training: within 3 % after 3 epochs
-    assert abs(out["tune_rmse"] - metrics(single)["tune_rmse"]) < 0.03 * metrics(single)["tune_rmse"]
-    assert abs(out["tune_ndcg@10"] - metrics(single)["tune_ndcg@10"]) < 0.03 * metrics(single)["tune_ndcg@10"]
+    # the same training up to float rounding: both processes draw the whole batch's dropout
+    # masks and divide by the whole batch's counts (rec.twotower.fullstep.StepRows)
+    one = metrics(single)
+    assert abs(out["tune_rmse"] - one["tune_rmse"]) < 1e-3 * one["tune_rmse"]
+    assert abs(out["tune_ndcg@10"] - one["tune_ndcg@10"]) < 1e-2 * one["tune_ndcg@10"]
+    assert abs(out["pick_loss"] - one["pick_loss"]) < 1e-4 * one["pick_loss"]
+    assert out["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)  # cores shared by 2
     logs = world / "output" / "model" / "launch-logs"
     assert (logs / "workerlog.0").exists() and (logs / "workerlog.1").exists()
     # resume works under the launcher too

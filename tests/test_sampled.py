@@ -26,10 +26,10 @@ def forced(monkeypatch):
     calls = {"steps": 0, "narrowest": 1 << 30}
     real = sampled.column_inputs
 
-    def counting(demographics, row, movie, rating, norm, n_users, columns, mean):
+    def counting(demographics, rows, columns, mean):
         calls["steps"] += 1
         calls["narrowest"] = min(calls["narrowest"], len(columns))
-        return real(demographics, row, movie, rating, norm, n_users, columns, mean)
+        return real(demographics, rows, columns, mean)
 
     monkeypatch.setattr(sampled, "column_inputs", counting)
     return calls

@@ -405,7 +405,11 @@ def test_reasons_cite_a_movie_of_the_users_planted_favourite_genre(trained):
         if fav in r["genres"].split("|") and r["reason"].startswith("because you rated "):
             cited = r["reason"][len("because you rated "):].rsplit(" ", 2)[0]
             hits.append(fav in by_title[cited])
-    assert len(hits) > 100 and np.mean(hits) > 0.8, (len(hits), np.mean(hits))
+    # About 30 such rows (all right) on this world since the pick loss is the fused
+    # cross-entropy; 100-180 (85-90 % right) before, when float noise of the logsumexp form
+    # drifted every movie vector along a common offset the softmax ignores and raised every
+    # cosine (rec/twotower/fullstep.py)
+    assert len(hits) >= 20 and np.mean(hits) > 0.8, (len(hits), np.mean(hits))
 
 
 def test_resume_refuses_other_options_and_epochs_already_done(world):

@@ -67,12 +67,13 @@ class TextConv(nn.Layer):
 
     The same function as the course's Conv2D with a (k, dim) kernel, built differently for
     speed on CPU: the windows are gathered as word *ids* (no gradient), embedded in one
-    lookup, and pooled with max_pool1d. (Slicing float tensors and Tensor.max have slow
+    lookup, and pooled with a 2-D max pool. (Slicing float tensors and Tensor.max have slow
     backward passes in Paddle 3.3 on CPU: 100 ms instead of 3 ms per batch of 1024.)"""
 
-    def __init__(self, n_words: int, dim: int, windows: tuple, channels: int, length: int):
+    def __init__(self, n_words: int, dim: int, windows: tuple, channels: int, length: int,
+                 sparse: bool = False):
         super().__init__()
-        self.word_emb = nn.Embedding(n_words, dim, padding_idx=0)
+        self.word_emb = nn.Embedding(n_words, dim, padding_idx=0, sparse=sparse)
         self.windows = tuple(min(k, length) for k in windows)
         self.projections = nn.LayerList([nn.Linear(k * dim, channels) for k in self.windows])
         for k in self.windows:  # word positions of every window, position-major
@@ -90,11 +91,13 @@ class TextConv(nn.Layer):
             windows = windows.reshape([batch, n_pos, k])
             # 2-D matmul: faster than Linear over a 3-D tensor on CPU
             h = F.relu(proj(self.word_emb(windows).reshape([batch * n_pos, k * dim])))
-            h = h.reshape([batch, n_pos, -1])
+            h = h.reshape([batch, 1, n_pos, -1])
             # A window counts if its first word is real; ReLU output is >= 0, so zeroing the
             # others leaves the max over real windows (0 for a title with no known words).
-            h = h * (windows[:, :, :1] > 0).astype(h.dtype)
-            pooled.append(F.max_pool1d(h.transpose([0, 2, 1]), kernel_size=n_pos).squeeze(-1))
+            h = h * (windows[:, :, :1] > 0).astype(h.dtype).unsqueeze(1)
+            # max over positions as a (n_pos, 1) 2-D pool: no transpose, and 5 ms against
+            # max_pool1d's 20 (Tensor.max: 160) forward + backward for ml-1m's 3,883 titles
+            pooled.append(F.max_pool2d(h, kernel_size=(n_pos, 1)).reshape([batch, -1]))
         return paddle.concat(pooled, axis=-1)
 
 
@@ -128,7 +131,8 @@ class MovieContent:
         """Create genre_emb and title_conv; return the width of `content()`."""
         self.genre_emb = nn.Embedding(c.n_genres, c.feature_dim, padding_idx=0)
         self.title_conv = TextConv(c.n_title_words, c.feature_dim, c.title_windows,
-                                   c.title_channels, c.title_len)
+                                   c.title_channels, c.title_len,
+                                   getattr(c, "sparse_embeddings", False))
         return c.feature_dim + len(c.title_windows) * c.title_channels
 
     def content(self, genres: paddle.Tensor, titles: paddle.Tensor) -> paddle.Tensor:

@@ -8,7 +8,7 @@ import dataclasses
 import functools
 import inspect
 import typing
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -32,6 +32,11 @@ SEED_RANGE = {"min": 0, "max": 2**32 - 1}
 Nproc = Annotated[int, typer.Option(
     "--nproc", min=1, rich_help_panel=RUN,
     help="Data-parallel processes on this host (paddle.distributed.launch).")]
+
+Threads = Annotated[Optional[int], typer.Option(
+    "--threads", min=1, max=1024, rich_help_panel=RUN, show_default=False,
+    help="CPU threads of each process (default: this machine's cores, shared by --nproc; "
+    "1 is faster when other work keeps the cores busy).")]
 
 
 def positive(name: str, value: float) -> None:

@@ -17,10 +17,24 @@ on stderr, exits 2 and leaves stdout empty.
 
 from __future__ import annotations
 
+import os
+
+# numpy's BLAS on one thread: recommend's products are small (1,024 users x the catalogue,
+# and explain's few dozen movies a user), and a second BLAS thread that must wait for a busy
+# core made `--all` 3.5x slower on a loaded 2-core machine (6.7 s against 1.9); the second
+# core scores the next chunk instead (recommendation_blocks). OpenBLAS reads the variable
+# when numpy first loads it, which the CLI does just below; it is removed again so that
+# no process started later inherits it.
+_ONE_BLAS_THREAD = "OPENBLAS_NUM_THREADS" not in os.environ
+if _ONE_BLAS_THREAD:
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+import numpy as np  # noqa: E402
+if _ONE_BLAS_THREAD:
+    del os.environ["OPENBLAS_NUM_THREADS"]
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, List, Optional
 
-import numpy as np
 import typer
 
 from rec.console import RowWriter, warn
@@ -114,42 +128,71 @@ def capped(cat, count: int) -> int:
     return min(count, len(cat.features.movie_ids))
 
 
-def recommendation_rows(cat, users: np.ndarray, top: int, allowed: np.ndarray,
-                        include_seen: bool, explore: int, seed: int, rank=None,
-                        train_only: bool = False) -> Iterator[dict]:
-    """Rows of RECOMMEND_COLUMNS, user by user, computed CHUNK_USERS users at a time. With
-    `rank` ((Stack, RankModel): rec.rank.serving) the list is recall then rank, and each
-    reason names the channels that found the movie."""
+class MovieCells:
+    """movie_cells of each movie shown, built once per movie (as columns of a block)."""
+
+    def __init__(self, cat):
+        self.cat, self.cells, self.genre_texts = cat, {}, {}
+
+    def columns(self, movies: list[int]) -> dict[str, list]:
+        cells = self.cells
+        for m in set(movies).difference(cells):
+            cells[m] = movie_cells(self.cat, self.genre_texts, m)
+        return {key: [cells[m][key] for m in movies] for key in ("movie", "title", "year", "genres")}
+
+
+def recommendation_blocks(cat, users: np.ndarray, top: int, allowed: np.ndarray,
+                          include_seen: bool, explore: int, seed: int, rank=None,
+                          train_only: bool = False) -> Iterator[dict]:
+    """Blocks of rows of RECOMMEND_COLUMNS (each a dict of columns, RowWriter.write_block),
+    user by user, CHUNK_USERS users a block. With `rank` ((Stack, RankModel):
+    rec.rank.serving) the list is recall then rank, and each reason names the channel that
+    ranks the movie highest."""
     from rec.twotower.reasons import explain
     from rec.twotower.recommending import CHUNK_USERS, chunk_ratings, recommend_chunk
 
-    genre_texts = {}
-    short = 0
-    for start in range(0, len(users), CHUNK_USERS):
-        chunk = users[start:start + CHUNK_USERS]
+    def ranked(chunk):
         ratings = chunk_ratings(cat, chunk, train_only)
-        found = None
         if rank is None:
-            picks = recommend_chunk(cat, chunk, ratings, top, allowed, include_seen, explore, seed)
-        else:
-            from rec.rank.serving import rank_picks
+            return ratings, recommend_chunk(cat, chunk, ratings, top, allowed, include_seen,
+                                            explore, seed), None
+        from rec.rank.serving import rank_picks
 
-            picks, found = rank_picks(cat, chunk, ratings, top, allowed, *rank)
-        reasons = explain(cat, chunk, picks, ratings)
-        short += int((picks.counts < top).sum())
-        for b, user in enumerate(chunk):
-            user_id = _plain_id(cat.features.user_ids[user])
-            for j in range(picks.counts[b]):
-                movie = picks.movies[b, j]
-                reason = reasons[b][j]
-                if found is not None:
-                    reason = f"{reason} · found by {found[b][j]}"
-                yield {"user": user_id, "rank": j + 1, **movie_cells(cat, genre_texts, movie),
-                       "stars": round(float(picks.stars[b, j]), 2),
-                       "score": round(float(picks.scores[b, j]), 3), "reason": reason}
+        return ratings, *rank_picks(cat, chunk, ratings, top, allowed, *rank)
+
+    movie_text = MovieCells(cat)
+    short = 0
+    chunks = [users[start:start + CHUNK_USERS] for start in range(0, len(users), CHUNK_USERS)]
+    # The next chunk is scored in a second thread while this one is explained and printed:
+    # numpy's matrix and element-wise work releases the GIL, so two cores overlap them.
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(ranked, chunks[0]) if chunks else None
+        for i, chunk in enumerate(chunks):
+            ratings, picks, found = ahead.result()
+            if i + 1 < len(chunks):
+                ahead = pool.submit(ranked, chunks[i + 1])
+            reasons = explain(cat, chunk, picks, ratings)
+            if found is not None:
+                reasons = [[f"{text} · found by {by}" for text, by in zip(row, found_row)]
+                           for row, found_row in zip(reasons, found)]
+            yield _block(cat, movie_text, chunk, picks, reasons)
+            short += int((picks.counts < top).sum())
     if short:
         warn(f"{short} of {len(users)} users got fewer than {top} movies: "
              "the filters (and their seen movies) leave too few")
+
+
+def _block(cat, movie_text: MovieCells, chunk: np.ndarray, picks, reasons) -> dict:
+    """A chunk's rows as columns: user by user, best first."""
+    shown = np.arange(picks.movies.shape[1])[None, :] < picks.counts[:, None]
+    at_user, at_rank = np.nonzero(shown)  # row-major: user by user, best first
+    user_ids = [_plain_id(cat.features.user_ids[u]) for u in chunk.tolist()]
+    block = {"user": [user_ids[b] for b in at_user.tolist()],
+             "rank": (at_rank + 1).tolist(), **movie_text.columns(picks.movies[shown].tolist()),
+             "stars": [round(x, 2) for x in picks.stars[shown].tolist()],
+             "score": [round(x, 3) for x in picks.scores[shown].tolist()],
+             "reason": [text for row in reasons for text in row]}
+    return block
 
 
 @guarded
@@ -223,9 +266,9 @@ def recommend_command(
         seed = int(np.random.SeedSequence().entropy % 2**63)  # fresh each run
     rank = None if recall_only or explore or include_seen else rank_stage(ctx, cat)
     with RowWriter(RECOMMEND_COLUMNS, fmt, title=f"top {top}", layout=TABLE_LAYOUT) as out:
-        for row in recommendation_rows(cat, rows, top, allowed, include_seen, explore, seed,
-                                       rank, exclude == "train"):
-            out.write(row)
+        for block in recommendation_blocks(cat, rows, top, allowed, include_seen, explore,
+                                           seed, rank, exclude == "train"):
+            out.write_block(block)
 
 
 def fold_in_user(ctx: typer.Context, cat, rated: Optional[str], like: list[str],

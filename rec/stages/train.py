@@ -28,7 +28,7 @@ from rec.errors import UsageError
 from rec.paths import OPTIMIZER, PARAMS, require
 from rec.stages import get_paths, guarded
 from rec.stages.options import (SEED_RANGE, TRAINING, Device, Format, Nproc, Resume,
-                                options_from, positive, resumed_params)
+                                Threads, options_from, positive, resumed_params)
 
 Option = typer.Option
 HELP = ("Train the two-tower: recall (softmax over the catalogue) + a rating head by default "
@@ -136,15 +136,19 @@ MONITORS = {  # the metric that picks the best epoch, by match
 }
 
 
-def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
+def train(paths, params: TrainParams, device: str, resume: bool,
+          threads: int | None = None) -> dict:
     from rec import runtime, trainer
     import paddle
 
     from rec.datasets.tuning import tuning_view
 
-    job = runtime.start(device)
-    ds = tuning_view(load_dataset(paths))  # the evaluation split is never read
+    job = runtime.start(device, threads)
+    # the evaluation split is never read: the tuning view holds the training ratings only
+    ds = tuning_view(load_dataset(paths, mmap=True))
     (tu, _, tr), _ = ds.train_val()
+    n_train, train_mean = len(tu), float(tr.mean())
+    del tu, tr
     if resume:
         given = params
         fresh = {"epoch": 0, "history": [], "best_epoch": None, "bad_epochs": 0}
@@ -152,7 +156,7 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
                                            lambda saved: resumed_params(TrainParams, given, saved))
     from rec.twotower import sampled
 
-    resolve_auto(params, len(tu), ds.n_users, sampled.is_large(ds.n_movies))
+    resolve_auto(params, n_train, ds.n_users, sampled.is_large(ds.n_movies))
     monitor = trainer.Monitor(*MONITORS[params.match])
     if not resume:
         state = trainer.new_state(monitor)
@@ -160,8 +164,10 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
     if params.match == "softmax":
         from rec.twotower import retrieval as glue
 
-        config = glue.model_config(ds, float(tr.mean()), tower_dim=params.tower_dim,
-                                   history_dropout=params.dropout)
+        config = glue.model_config(ds, train_mean, tower_dim=params.tower_dim,
+                                   history_dropout=params.dropout,
+                                   sparse_embeddings=sampled.lazy_adam(ds.n_movies,
+                                                                       params.weight_decay))
         net_class = glue.RecallRankTwoTower
         columns = {"pick_loss": "pick loss", "rating_loss": "rating loss",
                    "tune_hr@10": "tune HR@10", "tune_ndcg@10": "tune NDCG@10", "tune_rmse": "tune RMSE"}
@@ -169,15 +175,19 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
     else:
         from rec.twotower import training as glue
 
-        config = glue.model_config(ds, params.match, float(tr.mean()),
+        config = glue.model_config(ds, params.match, train_mean,
                                    tower_dim=params.tower_dim, dropout=params.dropout)
         net_class = glue.TwoTower
         columns = {"train_loss": "train loss", "tune_rmse": "tune RMSE", "tune_mae": "tune MAE"}
         finite = ("tune_rmse",)
     runtime.seed_all(params.seed)
     net = net_class(config)
-    optimizer = paddle.optimizer.AdamW(learning_rate=params.lr, parameters=net.parameters(),
-                                       weight_decay=params.weight_decay)
+    if getattr(config, "sparse_embeddings", False):  # AdamW with no weight decay is Adam
+        optimizer = paddle.optimizer.Adam(learning_rate=params.lr, parameters=net.parameters(),
+                                          lazy_mode=True)
+    else:
+        optimizer = paddle.optimizer.AdamW(learning_rate=params.lr, parameters=net.parameters(),
+                                           weight_decay=params.weight_decay)
     data_id = dataset_identity(paths)
     state["config"] = full_config = {
         "model": config.to_json(), "train": params.__dict__, "device": job.device,
@@ -218,14 +228,16 @@ def train(paths, params: TrainParams, device: str, resume: bool) -> dict:
 @guarded(writes=("output",), into=("model_dir", "model.checkpoint", "model.staging.best"))
 @options_from(TrainParams)
 def command(ctx: typer.Context, params: TrainParams, device: Device = "cpu",
-            resume: Resume = False, nproc: Nproc = 1, fmt: Format = "auto") -> None:
+            resume: Resume = False, nproc: Nproc = 1, threads: Threads = None,
+            fmt: Format = "auto") -> None:
     params.check()
     paths = get_paths(ctx)
     if nproc > 1:  # the same command in N processes; rank 0 writes the files
         from rec.launch import run_stage
 
         require(dataset_paths(paths), "rec preprocess")  # fail here, not in N workers
-        metrics = run_stage(paths, "train", params.__dict__, device, resume, nproc, paths.model)
+        metrics = run_stage(paths, "train", params.__dict__, device, resume, nproc, paths.model,
+                            {"threads": threads})
     else:
-        metrics = train(paths, params, device, resume)
+        metrics = train(paths, params, device, resume, threads)
     emit_object(metrics, fmt)

@@ -70,9 +70,15 @@ def group_phrase(age: str, occupation: str) -> str:
     return f"{age} year-old {people}"
 
 
+GROUP_USERS = 64  # users whose likes are compared with their picks in one batched product
+
+
 def _closest_liked(cat: Catalog, picks: Picks, ratings: ChunkRatings, user_mean: np.ndarray):
     """For each pick, of the movies the user rated at least their own average (and at least
-    LIKED_MIN stars), the one closest to it: (cosine, movie, rating)."""
+    LIKED_MIN stars), the one closest to it: (cosine, movie, rating). Users are taken
+    GROUP_USERS at a time, in order of how many movies they liked, and each group's
+    (picks x likes) cosines are one batched product over likes padded to the group's most
+    (a product per user cost 30x more in Python overhead than in arithmetic)."""
     shape = picks.movies.shape
     cosine = np.full(shape, -np.inf, dtype=np.float32)
     movie = np.full(shape, -1, dtype=np.int64)
@@ -80,14 +86,24 @@ def _closest_liked(cat: Catalog, picks: Picks, ratings: ChunkRatings, user_mean:
     liked = ratings.value >= np.maximum(user_mean[ratings.pos], LIKED_MIN)
     pos, lm, lv = ratings.pos[liked], ratings.movie[liked], ratings.value[liked]
     bounds = np.searchsorted(pos, np.arange(shape[0] + 1))
-    for b in np.flatnonzero(np.diff(bounds) > 0):  # one small product per user with likes
-        lo, hi, n = bounds[b], bounds[b + 1], picks.counts[b]
-        recs = picks.movies[b, :n]
-        sims = cat.taste[recs] @ cat.taste[lm[lo:hi]].T  # (n, liked)
-        sims[recs[:, None] == lm[None, lo:hi]] = -np.inf  # never explain a movie by itself
-        j = sims.argmax(axis=1)  # first of equals = the higher rating (ratings sorted best first)
-        cosine[b, :n] = sims[np.arange(n), j]
-        movie[b, :n], rating[b, :n] = lm[lo + j], lv[lo + j]
+    n_liked = np.diff(bounds)
+    users = np.flatnonzero(n_liked > 0)
+    users = users[np.argsort(n_liked[users], kind="stable")]
+    pick_taste = cat.taste[picks.movies.clip(0)]  # (B, N, k)
+    for g in range(0, len(users), GROUP_USERS):
+        us = users[g: g + GROUP_USERS]
+        width = int(n_liked[us].max())
+        real = np.arange(width)[None, :] < n_liked[us][:, None]  # (G, L)
+        at = np.where(real, bounds[us][:, None] + np.arange(width)[None, :], bounds[us][:, None])
+        sims = np.matmul(pick_taste[us], cat.taste[lm[at]].transpose(0, 2, 1))  # (G, N, L)
+        # never explain a movie by itself, nor by padding
+        sims[~real[:, None, :] | (picks.movies[us][:, :, None] == lm[at][:, None, :])] = -np.inf
+        j = sims.argmax(axis=2)  # first of equals = the higher rating (ratings sorted best first)
+        cosine[us] = np.take_along_axis(sims, j[..., None], 2)[..., 0]
+        found = np.take_along_axis(at, j, 1)
+        movie[us], rating[us] = lm[found], lv[found]
+    empty = picks.movies < 0
+    cosine[empty], movie[empty], rating[empty] = -np.inf, -1, 0
     return cosine, movie, rating
 
 
@@ -145,35 +161,62 @@ def explain(cat: Catalog, user_rows: np.ndarray, picks: Picks, ratings: ChunkRat
     seen = (rated_key[at] == pick_key) if len(order) else np.zeros(pick_key.shape, bool)
     group = cat.user_group[user_rows]
 
-    top_stars = cat.features.scoring.get("clip", [1.0, 5.0])[1]  # what --like gives
+    # The sentence of each pick from a code and cached pieces: a Python loop over 60k picks
+    # that indexed numpy arrays one element at a time was a fifth of `recommend --all`.
+    code = np.select([seen, has_reason & (kind == SIMILAR), has_reason & (kind == GENRE),
+                      has_reason, (cat.movie_mean[picks.movies.clip(0)] - cat.global_mean
+                                   >= OVERALL_MIN_LIFT), (n_rated > 0)[:, None],
+                      (group >= 0)[:, None]], [0, 1, 2, 3, 4, 5, 6], 7)
+    rated_stars = rated_value[at] if len(order) else np.zeros(at.shape, np.float32)
+    pieces = _Pieces(cat)
     reasons = []
-    for b, user in enumerate(user_rows):
-        row = []
-        for j in range(picks.counts[b]):
-            m = picks.movies[b, j]
-            if seen[b, j]:
-                text = f"you rated it {stars(rated_value[at[b, j]])}"
-            elif has_reason[b, j] and kind[b, j] == SIMILAR:
-                title = display_title(cat.titles[liked_movie[b, j]])
-                text = (f"because you liked {title}" if cat.features.user_ids[user] == NEW_USER
-                        and liked_rating[b, j] >= top_stars else
-                        f"because you rated {title} {stars(liked_rating[b, j])}")
-            elif has_reason[b, j] and kind[b, j] == GENRE:
-                name = cat.genre_names[genre_id[b, j]]
-                text = f"you like {GENRE_PLURALS.get(name, name)}"
-            elif has_reason[b, j]:
-                text = "popular with " + group_phrase(cat.age_labels[cat.user_age[user]],
-                                                      cat.occupation_labels[cat.user_occupation[user]])
-            elif cat.movie_mean[m] - cat.global_mean >= OVERALL_MIN_LIFT:
-                text = "highly rated overall"
-            elif n_rated[b]:
-                text = "predicted from your ratings"
-            elif group[b] >= 0:
-                text = "predicted from your age and occupation"
-            else:
-                text = "predicted from everyone's ratings"
-            if picks.explored[b, j]:
-                text += "; a random pick for variety"
-            row.append(text)
+    for b, user in enumerate(user_rows.tolist()):
+        n = int(picks.counts[b])
+        row = [pieces.text(c, user, r, lmv, lr, g) for c, r, lmv, lr, g in zip(
+            code[b, :n].tolist(), rated_stars[b, :n].tolist(), liked_movie[b, :n].tolist(),
+            liked_rating[b, :n].tolist(), genre_id[b, :n].tolist())]
+        for j in np.flatnonzero(picks.explored[b, :n]).tolist():
+            row[j] += "; a random pick for variety"
         reasons.append(row)
     return reasons
+
+
+CONSTANT = {4: "highly rated overall", 5: "predicted from your ratings",
+            6: "predicted from your age and occupation", 7: "predicted from everyone's ratings"}
+
+
+class _Pieces:
+    """Reason texts by code (explain's np.select), each piece built once per call."""
+
+    def __init__(self, cat: Catalog):
+        self.cat, self.similar, self.genre, self.group, self.seen = cat, {}, {}, {}, {}
+        self.top_stars = cat.features.scoring.get("clip", [1.0, 5.0])[1]  # what --like gives
+
+    def text(self, code: int, user: int, rated: float, liked: int, liked_rating: float,
+             genre: int) -> str:
+        if code == 1:
+            # a new user's --like is the top of the scale: "liked", not "rated ... stars"
+            said_liked = (self.cat.features.user_ids[user] == NEW_USER
+                          and liked_rating >= self.top_stars)
+            key = (liked, liked_rating, said_liked)
+            if key not in self.similar:
+                title = display_title(self.cat.titles[liked])
+                self.similar[key] = (f"because you liked {title}" if said_liked else
+                                     f"because you rated {title} {stars(liked_rating)}")
+            return self.similar[key]
+        if code == 2:
+            if genre not in self.genre:
+                name = self.cat.genre_names[genre]
+                self.genre[genre] = f"you like {GENRE_PLURALS.get(name, name)}"
+            return self.genre[genre]
+        if code == 3:
+            if user not in self.group:
+                cat = self.cat
+                self.group[user] = "popular with " + group_phrase(
+                    cat.age_labels[cat.user_age[user]], cat.occupation_labels[cat.user_occupation[user]])
+            return self.group[user]
+        if code == 0:
+            if rated not in self.seen:
+                self.seen[rated] = f"you rated it {stars(rated)}"
+            return self.seen[rated]
+        return CONSTANT[code]

@@ -68,17 +68,26 @@ class Catalog:
 
     def group_stats(self, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(sum, count) of ratings per (group, movie), shape (n_groups, M), filled in for the
-        given groups only: a single user's request reads just their group's ratings."""
+        given groups (and those of earlier calls) only: a single user's request reads just
+        their group's ratings, and `--all` reads each group's once, not once per chunk."""
         n_groups = len(self.age_labels) * len(self.occupation_labels)
-        wanted = np.zeros(n_groups + 1, dtype=bool)  # the extra last slot is group -1
+        if not hasattr(self, "_group_cache"):
+            self._group_cache = (np.zeros((n_groups, self.n_movies)),
+                                 np.zeros((n_groups, self.n_movies), np.int64),
+                                 np.zeros(n_groups + 1, dtype=bool))  # last slot: group -1
+        sums, counts, done = self._group_cache
+        wanted = np.zeros(n_groups + 1, dtype=bool)
         wanted[groups[groups >= 0]] = True
-        wanted[-1] = False
-        sel = wanted[self.user_group][self.rating_user]
-        key = self.user_group[self.rating_user[sel]] * self.n_movies + self.rating_movie[sel]
-        size = n_groups * self.n_movies
-        sums = np.bincount(key, weights=self.rating_value[sel], minlength=size)
-        counts = np.bincount(key, minlength=size)
-        return sums.reshape(n_groups, -1), counts.reshape(n_groups, -1)
+        wanted &= ~done
+        if wanted.any():
+            sel = wanted[self.user_group][self.rating_user]
+            key = self.user_group[self.rating_user[sel]] * self.n_movies + self.rating_movie[sel]
+            size = n_groups * self.n_movies
+            sums += np.bincount(key, weights=self.rating_value[sel],
+                                minlength=size).reshape(n_groups, -1)
+            counts += np.bincount(key, minlength=size).reshape(n_groups, -1)
+            done |= wanted
+        return sums, counts
 
 def _rows_by_id(feature_ids: list[str], raw_ids: list) -> np.ndarray:
     """For each dataset index, the feature row with the same raw id (-1 when none)."""

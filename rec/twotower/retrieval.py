@@ -8,9 +8,8 @@ One step takes a batch of users and, for each, scores the whole catalogue:
                movies a user picks *and likes* are what recommend must find, the others
                still say something about taste
   rating loss  mean squared error of the rating head on the same users' training ratings
-The user's own history is the tower's input, with dropout (see rec.models.recall_rank).
-The log-sum-exp form of the softmax loss is used: Paddle 3.3's log_softmax backward on CPU
-took 0.45 s for a 128 x 3706 batch, logsumexp 0.01 s.
+The user's own history is the tower's input, with dropout (see rec.models.recall_rank);
+rec.twotower.fullstep computes a step (sampled's for large catalogues).
 
 Validation each epoch, on a fixed seeded sample of VAL_USERS users with a liked rating in
 the dataset's VAL part (rec train passes the tuning view, rec.datasets.tuning: that is the
@@ -33,7 +32,7 @@ from rec.trainer import Epoch, Objective, Trainable
 import paddle  # noqa: E402
 
 from rec.models.recall_rank import RecallRankConfig, RecallRankTwoTower  # noqa: E402
-from rec.twotower import sampled  # noqa: E402
+from rec.twotower import fullstep, sampled  # noqa: E402
 
 DISLIKED_WEIGHT = 0.1  # pick-loss weight of a training rating below RELEVANT (measured)
 # final order: pick logit + w * log P(like), w chosen each epoch on the tuning slice among
@@ -66,10 +65,13 @@ class Histories:
 
     def __init__(self, ds: Dataset, global_mean: float):
         ku, km, kr = ds.known()
-        order = np.argsort(ku, kind="stable")
-        self.movies = km[order].astype(np.int64)
-        self.ratings = kr[order].astype(np.float32)
-        self.start = np.searchsorted(ku[order], np.arange(ds.n_users + 1))
+        if len(ku) and not (ku[1:] >= ku[:-1]).all():  # usually stored user by user already
+            order = np.argsort(ku, kind="stable")
+            ku, km, kr = ku[order], km[order], kr[order]
+        # int32 movies: numpy indexes with them, and 23M ratings take 92 MB less
+        self.movies = km.astype(np.int32, copy=False)
+        self.ratings = kr.astype(np.float32, copy=False)
+        self.start = np.searchsorted(ku, np.arange(ds.n_users + 1))
         self.n_movies, self.mean = ds.n_movies, global_mean
         self.demographics = np.ascontiguousarray(ds.users[:, 1:4], dtype=np.int64)
         held_out = np.zeros(ds.n_users, bool)
@@ -149,23 +151,6 @@ def final_scoring(net: RecallRankTwoTower, user_vecs: np.ndarray, movie_vecs: np
     return {**base, "like": {"a": a, "b": b, "weight": float(net.config.like_weight)}}
 
 
-def full_losses(train_net, hist: Histories, movies: MovieInputs, users: np.ndarray) -> tuple:
-    """(pick loss, rating loss) of one step over the whole catalogue."""
-    row, movie, rating, norm = hist.rows(users)
-    inputs = tower_inputs(hist.demographics[users], row, movie, rating, norm,
-                          len(users), hist.n_movies, hist.mean)
-    logits, predicted = train_net(*inputs, *movies.all())
-    weights = np.zeros((len(users), hist.n_movies), np.float32)
-    weights[row, movie] = np.where(rating >= RELEVANT, 1.0, DISLIKED_WEIGHT)
-    targets = np.zeros_like(weights)
-    targets[row, movie] = rating
-    w, t = paddle.to_tensor(weights), paddle.to_tensor(targets)
-    mask = paddle.to_tensor((targets > 0).astype(np.float32))
-    pick = sampled.pick_loss(logits, w)
-    rating_loss = (((predicted - t) ** 2) * mask).sum() / max(len(row), 1)
-    return pick, rating_loss
-
-
 def recall_rank_objective(net: RecallRankTwoTower, optimizer, ds: Dataset, batch_users: int,
                           best: TrainingFolder, config: dict) -> Objective:
     """The joint pick + rating objective. The learning rate of epoch e is the optimizer's
@@ -192,8 +177,8 @@ def recall_rank_objective(net: RecallRankTwoTower, optimizer, ds: Dataset, batch
     part = Trainable(net, optimizer, PARAMS, OPTIMIZER)
     large = sampled.is_large(ds.n_movies)
     if large:
-        trained = np.isin(np.repeat(np.arange(ds.n_users), np.diff(hist.start)),
-                          hist.users_with_history)
+        trained = np.repeat(np.isin(np.arange(ds.n_users), hist.users_with_history),
+                            np.diff(hist.start))
         sampler = sampled.Candidates(hist.movies[trained], len(hist.users_with_history),
                                      ds.n_movies)
 
@@ -208,23 +193,26 @@ def recall_rank_objective(net: RecallRankTwoTower, optimizer, ds: Dataset, batch
         sums = {"pick_loss": 0.0, "rating_loss": 0.0}
         n = 0
         negatives = epoch.rng(sampled.NEGATIVE_STREAM) if large else None
+        dropout = epoch.rng(fullstep.DROPOUT_STREAM)
         for b in range(n_batches):
             users = order[b * batch_users: (b + 1) * batch_users]
             if len(users) < world:
                 break
-            users = users[rank::world]
+            rows = fullstep.step_rows(hist, users, rank, world, dropout,
+                                      net.config.history_dropout)
             if large:
-                pick, rating_loss = sampled.sampled_losses(part.train_net, hist, movies, users,
+                pick, rating_loss = sampled.sampled_losses(part.train_net, hist, movies, rows,
                                                            sampler, negatives, DISLIKED_WEIGHT)
             else:
-                pick, rating_loss = full_losses(part.train_net, hist, movies, users)
+                pick, rating_loss = fullstep.full_losses(part.train_net, hist, movies, rows,
+                                                         DISLIKED_WEIGHT)
             loss = pick + RATING_LOSS * rating_loss
             loss.backward()
             optimizer.step()
             optimizer.clear_grad()
-            sums["pick_loss"] += float(pick) * len(users)
-            sums["rating_loss"] += float(rating_loss) * len(users)
-            n += len(users)
+            sums["pick_loss"] += float(pick) * rows.users_share
+            sums["rating_loss"] += float(rating_loss) * rows.users_share
+            n += len(rows.users)
             epoch.advance()
         return sums, n
 

@@ -1,0 +1,141 @@
+"""What the speed work (issue 18) must not change: the history dropout drawn in numpy keeps
+F.dropout's distribution, data-parallel processes see one process's batch, --threads is
+applied (and refused when it is not a count), a seed fixes the whole model, and the block
+writer prints exactly what the row writer prints. Speeds themselves are measured by
+bench/bench_speed.py, not here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import rec
+from test_train import prepared, world  # noqa: F401  (the synthetic world, preprocessed)
+
+
+class _Hist:
+    """A Histories stand-in: 6 users with 1..6 ratings each over 20 movies."""
+
+    def __init__(self):
+        counts = np.arange(1, 7)
+        self.start = np.r_[0, np.cumsum(counts)]
+        rng = np.random.default_rng(0)
+        self.movies = np.concatenate([rng.choice(20, c, replace=False) for c in counts])
+        self.ratings = rng.integers(1, 6, self.start[-1]).astype(np.float32)
+        self.n_movies, self.mean = 20, 3.0
+
+    def rows(self, users):
+        from rec.twotower.retrieval import Histories
+
+        return Histories.rows(self, users)
+
+
+def test_sparse_dropout_keeps_the_expectation_and_the_zeros():
+    from rec.twotower.fullstep import dropout_scales, step_rows
+
+    scales = dropout_scales(np.random.default_rng(1), 400_000, 0.5)
+    assert set(np.unique(scales)) == {0.0, 2.0}
+    assert abs(scales.mean() - 1.0) < 0.01 and abs((scales == 0).mean() - 0.5) < 0.01
+    assert (dropout_scales(None, 5, 0.5) == 1).all() and (dropout_scales(np.random.default_rng(),
+                                                                         5, 0.0) == 1).all()
+    hist, users = _Hist(), np.array([5, 2, 0])
+    full = step_rows(hist, users).bags(None, hist.n_movies, hist.mean)
+    rng, sums = np.random.default_rng(2), [np.zeros_like(b) for b in full]
+    draws = 4000
+    for _ in range(draws):
+        for total, bag in zip(sums, step_rows(hist, users, rng=rng, p=0.5).bags(
+                None, hist.n_movies, hist.mean)):
+            assert (bag[full[0] == 0] == 0).all()  # a zero of the bag stays zero
+            total += bag
+    for total, bag in zip(sums, full):  # each entry's mean is the undropped entry
+        assert np.abs(total / draws - bag).max() < 0.06 * np.abs(bag).max()
+    # the two bags drop independently, as F.dropout on each did
+    r = step_rows(hist, users, rng=np.random.default_rng(3), p=0.5)
+    assert not np.array_equal(r.keep_watched, r.keep_rated)
+
+
+def test_each_process_takes_its_users_with_one_process_masks_and_shares():
+    from rec.twotower.fullstep import step_rows
+
+    hist, users = _Hist(), np.array([5, 2, 0, 3, 1])
+    one = step_rows(hist, users, rng=np.random.default_rng(4), p=0.5)
+    parts = [step_rows(hist, users, rank, 2, np.random.default_rng(4), 0.5) for rank in (0, 1)]
+    assert [list(p.users) for p in parts] == [[5, 0, 1], [2, 3]]
+    for rank, part in enumerate(parts):
+        mine = one.row % 2 == rank
+        assert np.array_equal(part.row, one.row[mine] // 2)
+        assert np.array_equal(part.movie, one.movie[mine])
+        assert np.array_equal(part.keep_watched, one.keep_watched[mine])  # the same masks
+        assert (part.users_share, part.ratings_share) == (2.5, len(one.row) / 2)
+    assert (one.users_share, one.ratings_share) == (5, len(one.row))
+
+
+def test_threads_is_applied_and_a_bad_count_is_one_line(world):
+    result = rec(world, "train", "--epochs", "1", "--threads", "1", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["threads"] == 1
+    from rec import runtime
+
+    assert runtime._threads == 1
+    for bad in ("0", "-2", "two"):
+        result = rec(world, "train", "--threads", bad)
+        assert result.exit_code == 2
+        assert len(result.stderr.strip().splitlines()) == 1 and "--threads" in result.stderr
+
+
+def test_default_threads_share_the_hosts_cores(monkeypatch):
+    from rec import runtime
+
+    monkeypatch.setattr(runtime, "available_cores", lambda: 16)
+    monkeypatch.delenv("PADDLE_TRAINERS_NUM", raising=False)
+    monkeypatch.delenv("PADDLE_LOCAL_SIZE", raising=False)
+    assert runtime.default_threads() == 16
+    monkeypatch.setenv("PADDLE_TRAINERS_NUM", "8")  # 8 processes in all, 4 on this host
+    monkeypatch.setenv("PADDLE_LOCAL_SIZE", "4")
+    assert runtime.default_threads() == 4
+    monkeypatch.setattr(runtime, "available_cores", lambda: 2)
+    assert runtime.default_threads() == 1
+
+
+def test_the_same_seed_gives_the_same_model(world, tmp_path):
+    """Initialisation, shuffle and the numpy-drawn dropout all come from --seed: the weights
+    are bit for bit the same; another seed gives other weights."""
+    other, third = tmp_path / "other", tmp_path / "third"
+    shutil.copytree(world, other)
+    shutil.copytree(world, third)
+    for root, seed in ((world, "5"), (other, "5"), (third, "6")):
+        assert rec(root, "train", "--epochs", "2", "--seed", seed, "--threads", "1").exit_code == 0
+    import paddle
+
+    # compared as arrays: the file also holds Paddle's per-process parameter names
+    a, b, c = (paddle.load(str(r / "output" / "model" / "model.pdparams"))
+               for r in (world, other, third))
+    assert sorted(a) == sorted(b) == sorted(c)
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    assert not all(np.array_equal(a[k].numpy(), c[k].numpy()) for k in a)
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "csv", "json"])
+def test_a_block_prints_what_its_rows_print(capsys, fmt):
+    from rec.console import RowWriter
+
+    columns = ["user", "rank", "title", "stars", "score", "flag", "note"]
+    block = {"user": [1, 1, "u-2"], "rank": [1, 2, 1],
+             "title": ["A\tTab", "New\nline", "Plain, \"quoted\""],
+             "stars": [4.0, 3.98, -0.0], "score": [1e-05, 12345678.9, float("nan")],
+             "flag": [True, 1, 1.0]}  # no "note": an empty cell
+    with RowWriter(columns, fmt) as out:
+        out.write_block(block)
+        out.write_block({c: [] for c in columns})
+    blocked = capsys.readouterr().out
+    with RowWriter(columns, fmt) as out:
+        for values in zip(*block.values()):
+            out.write(dict(zip(block, values)))
+    assert blocked == capsys.readouterr().out
+    if fmt == "tsv":
+        assert blocked.splitlines()[1].split("\t")[:4] == ["1", "1", "A Tab", "4"]
+        assert blocked.splitlines()[3].split("\t")[5] == "1"  # 1.0 prints as 1, True as True
+        assert blocked.splitlines()[1].split("\t")[5] == "True"
