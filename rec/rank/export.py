@@ -21,7 +21,8 @@ CHECK_USERS = 32
 
 def network(paths, ds, features) -> Network:
     from rec.models.ranker import Ranker, RankerConfig
-    from rec.rank.serving import RUN, known_block, load_ranker, serving_stack
+    from rec.rank.features import known_block
+    from rec.rank.serving import RUN, load_ranker, serving_stack
     from rec.snapshot import read as read_snapshot
 
     if features is None:

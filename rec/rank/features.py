@@ -53,6 +53,18 @@ class Block:
         return len(self.user_vecs)
 
 
+def known_block(dataset, user_vecs: np.ndarray, users: np.ndarray) -> Block:
+    """The Block of dataset users `users` (sorted indices): their rows of user_vecs, and
+    their known ratings (TRAIN, and GIVEN for held-out users) as history; `dataset` is the
+    real one (serving, evaluate) or the tuning view (training)."""
+    hu, hm, _ = dataset.known()
+    pos = np.full(dataset.n_users, -1)
+    pos[users] = np.arange(len(users))
+    sel = pos[hu] >= 0
+    return Block(user_vecs[users], pos[hu[sel]], hm[sel].astype(np.int64),
+                 np.asarray(dataset.users)[users, 1:4])
+
+
 @dataclass
 class Stack:
     movie_vecs: np.ndarray  # (M, D)

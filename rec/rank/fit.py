@@ -47,13 +47,13 @@ def make_stack(ds, movie_vecs: np.ndarray, scoring: dict, item_models, k: int) -
 
 def choose_k(stack: Stack, view, user_vecs: np.ndarray) -> tuple[int, dict]:
     """K by the candidate recall on (a sample of) the tuning users."""
-    from rec.rank.training import history_block
+    from rec.rank.features import known_block
 
     vu, vm, vr = view.part(VAL)
     rel = vr >= RELEVANT
     users = np.unique(vu[rel])
     users = np.sort(np.random.default_rng(0).permutation(users)[:2000])
-    block = history_block(view, user_vecs, users)
+    block = known_block(view, user_vecs, users)
     liked = np.zeros((len(users), view.n_movies), bool)
     pos = np.full(view.n_users, -1)
     pos[users] = np.arange(len(users))

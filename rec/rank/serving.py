@@ -20,7 +20,7 @@ from rec.datasets.contract import TRAIN, Dataset, is_dataset
 from rec.errors import UsageError
 from rec.paths import EASE, read_json, reading
 from rec.rank.channels import load_item_models
-from rec.rank.features import Block, Stack
+from rec.rank.features import Block, Stack, known_block
 from rec.rank.forward import NumpyRanker
 from rec.snapshot import read as read_snapshot
 
@@ -111,16 +111,6 @@ def best_channels(x: np.ndarray, found_by: np.ndarray) -> np.ndarray:
     ranks = np.stack([x[:, :, col] for col in rank_columns()], axis=-1)
     ranks = np.where(found_by, ranks, np.inf)
     return found_by & (ranks <= ranks.min(axis=-1, keepdims=True) + 1e-6)
-
-
-def known_block(dataset: Dataset, user_vecs: np.ndarray, users: np.ndarray) -> Block:
-    """The Block of dataset users `users`: user_vecs rows, their known ratings as history."""
-    hu, hm, _ = dataset.known()
-    pos = np.full(dataset.n_users, -1)
-    pos[users] = np.arange(len(users))
-    sel = pos[hu] >= 0
-    return Block(user_vecs[users], pos[hu[sel]], hm[sel].astype(np.int64),
-                 np.asarray(dataset.users)[users, 1:4])
 
 
 def ranked_scorer(stack: Stack, model: RankModel, dataset: Dataset, user_vecs: np.ndarray):

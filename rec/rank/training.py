@@ -23,7 +23,7 @@ import numpy as np
 
 from rec.datasets.contract import RELEVANT, VAL, Dataset
 from rec.datasets.tuning import uniform_hash
-from rec.rank.features import Block, Stack
+from rec.rank.features import Stack, known_block
 from rec.runtime import save_paddle  # first: it quiets paddle's import noise
 from rec.trainer import Epoch, Objective, Trainable
 
@@ -51,17 +51,6 @@ class Examples:
                         self.n_liked[rows], self.by_channel[rows])
 
 
-def history_block(view: Dataset, user_vecs: np.ndarray, users: np.ndarray) -> Block:
-    """The Block of `users` (dataset indices): their rows of user_vecs, their known
-    ratings in `view` (TRAIN, and GIVEN for held-out users) as history."""
-    hu, hm, _ = view.known()
-    pos = np.full(view.n_users, -1)
-    pos[users] = np.arange(len(users))
-    sel = pos[hu] >= 0
-    return Block(user_vecs[users], pos[hu[sel]], hm[sel].astype(np.int64),
-                 np.asarray(view.users)[users, 1:4])
-
-
 def build_examples(stack: Stack, view: Dataset, user_vecs: np.ndarray) -> Examples:
     """Every user of the view with a liked VAL rating: candidates, features, labels."""
     vu, vm, vr = view.part(VAL)
@@ -71,7 +60,7 @@ def build_examples(stack: Stack, view: Dataset, user_vecs: np.ndarray) -> Exampl
     parts = []
     for s in range(0, len(users), CHUNK):
         chunk = users[s: s + CHUNK]
-        block = history_block(view, user_vecs, chunk)
+        block = known_block(view, user_vecs, chunk)
         cand, by, scores = stack.candidates(block)
         x = stack.features(block, cand, by, scores)
         liked = np.zeros((len(chunk), view.n_movies), bool)
