@@ -131,8 +131,8 @@ def check_finite(epoch: int, **values: float) -> None:
 def default_threads() -> int:
     """CPU threads of each process when --threads is not given: the cores this process may
     run on, shared among this host's data-parallel processes. Measured on a 2-core machine
-    by bench/bench_speed.py (which prints both each run): quiet (load 1.7), an ml-1m epoch
-    took 1.48 s on 2 threads against 1.63-1.74 on 1; with the cores busy with other work
+    by bench/bench_speed.py (which prints both each run): at load 1-2 an ml-1m epoch took
+    1.48-1.80 s on 2 threads against 1.63-2.06 on 1; with the cores busy with other work
     (load 4.5-6) one thread was faster, 2.2-2.5 s against 2.8-3.4 (and 25M ratings 198 s an
     epoch against 229), as MKL's second thread waits for a core: there, pass --threads 1.
     The thread count changes float rounding (not the quality), so runs compare bit for bit

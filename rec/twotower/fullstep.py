@@ -32,9 +32,10 @@ one thread; bench/bench_speed.py measures the whole step again on the machine at
   - The rating loss gathers the rated entries of the rating matrix (76k of 2M) before the
     subtraction and paddle.square (x ** 2 costs 7x square in forward + backward): half the
     time of a masked dense difference.
-  - paddle.jit.to_static of this step does not pay: bench/bench_speed.py, which measures
-    both each run, had it at 145 ms a step against 133 dynamic on one thread and 223
-    against 148 on two (and PIR's serial executor did not help): the step stays dynamic.
+  - paddle.jit.to_static of this step does not pay: in four runs of bench/bench_speed.py
+    (which measures both) it was 96-145 ms a step against 116-133 dynamic on one thread
+    (faster once), 109-223 against 101-148 on two (slower each time; PIR's serial executor
+    did not help): the step stays dynamic, and there is no fallback to keep.
 """
 
 from __future__ import annotations
