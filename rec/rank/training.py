@@ -50,6 +50,20 @@ class Examples:
         return Examples(self.users[rows], self.x[rows], self.liked[rows], self.valid[rows],
                         self.n_liked[rows], self.by_channel[rows])
 
+    @staticmethod
+    def concat(parts: list["Examples"]) -> "Examples":
+        """One set of several (candidate lists padded to the widest)."""
+        width = max(p.x.shape[1] for p in parts)
+
+        def cat(name: str) -> np.ndarray:
+            arrays = [getattr(p, name) for p in parts]
+            if arrays[0].ndim == 1:
+                return np.concatenate(arrays)
+            return np.concatenate([np.pad(a, [(0, 0), (0, width - a.shape[1])]
+                                          + [(0, 0)] * (a.ndim - 2)) for a in arrays])
+        return Examples(*(cat(n) for n in ("users", "x", "liked", "valid", "n_liked",
+                                           "by_channel")))
+
 
 def build_examples(stack: Stack, view: Dataset, user_vecs: np.ndarray) -> Examples:
     """Every user of the view with a liked VAL rating: candidates, features, labels."""
