@@ -133,3 +133,26 @@ def test_the_whole_fit_does_not_change_when_only_the_validation_ratings_change(t
     assert first.keys() == second.keys()
     for key in first:
         assert np.array_equal(first[key], second[key]), key
+
+
+def test_users_kind_draws_more_lists_from_the_same_held_out_users_only(tmp_path):
+    """--split users: the rank stage's extra draws move only the held-out tuning users'
+    ratings between given and to-predict; the training part (what every channel was
+    fitted on) is untouched."""
+    from rec.datasets.contract import load_dataset
+    from rec.datasets.tuning import tuning_view
+    from rec.paths import Paths
+    from rec.rank.fit import redrawn
+
+    root = tmp_path / "w"
+    assert rec(root, "download", "--dataset", "synthetic", "--users", "300", "--movies",
+               "200", "--ratings", "24000").exit_code == 0
+    assert rec(root, "preprocess", "--split", "users").exit_code == 0
+    view = tuning_view(load_dataset(Paths(root / "data", root / "output")))
+    other = redrawn(view, 1)
+    train = view.split == TRAIN
+    assert np.array_equal(other.split == TRAIN, train)
+    assert set(np.unique(other.split[~train])) == {VAL, GIVEN}
+    changed = (other.split != view.split).mean() / (~train).mean()
+    assert 0.2 < changed < 0.45  # about 2 x 0.8 x 0.2 of the held-out ratings move
+    assert np.array_equal(redrawn(view, 1).split, other.split)  # seeded
