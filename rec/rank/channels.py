@@ -1,19 +1,19 @@
 """Recall channels and their candidates (numpy only; 组合推荐's first stage).
 
-Three channels each score every movie for a user from what the user rated (their history):
+Four channels each score every movie for a user from what the user rated (their history):
 
     two_tower   the trained two-tower's order (rec.scoring.score of the saved vectors)
     ease        EASE (Steck 2019), item-item in closed form on the binary training matrix:
                 B = I - P / diag(P), P = (X'X + λI)^-1 by a float32 Cholesky inverse
                 (LAPACK potrf + potri, through scipy); a user's scores are x_u B, so a new
-                user needs no refit. λ is chosen on the tuning slice (choose_lambda)
+                user needs no refit. λ is chosen on the tuning slice (choose_settings)
     svd         PureSVD, the binary matrix's top singular vectors (rank chosen on the
                 tuning slice): a smoother item-item view than EASE's
     popularity  training counts: what people with few ratings get
 
-Candidates (rec.rank.features.Stack.candidates) are the union of each channel's top K among the movies the user has not rated;
-`candidate_recall` is the share of relevant movies that reach the ranker: the ceiling of
-any ranked list over them.
+Candidates (rec.rank.features.Stack.candidates) are the union of each channel's top K
+among the movies the user has not rated; rec.rank.features.candidate_recall is the share of
+relevant movies that reach the ranker: the ceiling of any ranked list over them.
 
 A catalogue over EASE_MAX_MOVIES movies keeps EASE to the most-rated EASE_MAX_MOVIES (the
 others score 0 there): B is EASE_MAX_MOVIES² float32 (1.6 GB at 20,000), the gram matrix as
@@ -28,6 +28,7 @@ import numpy as np
 
 from rec.datasets.contract import RELEVANT, TRAIN, VAL, Dataset
 from rec.metrics import dense_chunk, ease_from_gram, ranking_metrics
+from rec.paths import EASE as EASE_FILE
 
 CHANNELS = ("two_tower", "ease", "svd", "popularity")
 LAMBDAS = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
@@ -139,14 +140,6 @@ def item_factors(users: np.ndarray, movies: np.ndarray, items: np.ndarray, n_mov
     return np.ascontiguousarray(vt[:min(rank, len(vt))].T, dtype=np.float32)
 
 
-def fit_ease(ds: Dataset, lam: float) -> Ease:
-    """EASE fitted on the dataset's TRAIN ratings."""
-    tu, tm, _ = ds.part(TRAIN)
-    items = ease_items(tm, ds.n_movies)
-    return Ease(items, ease_from_gram(gram(tu, tm, items, ds.n_movies), lam, overwrite=True),
-                float(lam))
-
-
 def choose_settings(view: Dataset, lambdas=LAMBDAS, ranks=SVD_RANKS,
                     seed: int = 0) -> tuple[float, int, dict]:
     """EASE's λ and PureSVD's rank with the best NDCG@10 on the tuning view's VAL ratings
@@ -187,8 +180,6 @@ def history_scorer(model, users: np.ndarray, movies: np.ndarray, n_movies: int):
         return model.scores(rows, movies[idx].astype(np.int64), len(block), n_movies)
     return score_chunk
 
-
-from rec.paths import EASE as EASE_FILE  # noqa: E402
 
 
 def fit_item_models(ds: Dataset, lam: float, rank: int) -> tuple[Ease, PureSvd]:
@@ -241,13 +232,3 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     them when a row has fewer than k finite ones."""
     k = min(k, scores.shape[1])
     return np.argpartition(-scores, k - 1, axis=1)[:, :k]
-
-
-def candidate_recall(cand: np.ndarray, relevant: np.ndarray) -> float:
-    """Share of the relevant (user row, movie) pairs that are among the row's candidates:
-    relevant is (B, M) bool."""
-    total = int(relevant.sum())
-    if not total:
-        return float("nan")
-    hit = np.take_along_axis(relevant, np.maximum(cand, 0), 1) & (cand >= 0)
-    return float(hit.sum() / total)
