@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rec.datasets.contract import TRAIN
 from rec.rank.channels import CHANNELS, Ease, PureSvd, top_k
 from rec.scoring import log_like, pick_logits, stars
 
@@ -78,6 +79,21 @@ class Stack:
     n_ages: int
     has_demographics: bool
     k: int  # each channel's top k
+
+    @classmethod
+    def over(cls, dataset, movie_vecs: np.ndarray, scoring: dict, item_models,
+             k: int) -> "Stack":
+        """The Stack of `dataset` (the real one, or the tuning view): its TRAIN ratings
+        count for popularity; `item_models` is (Ease, PureSvd) fitted on the same ratings."""
+        _, tm, _ = dataset.part(TRAIN)
+        v = dataset.vocab
+        ease, svd = item_models
+        return cls(movie_vecs=movie_vecs, scoring=scoring, ease=ease, svd=svd,
+                   counts=np.bincount(tm, minlength=dataset.n_movies),
+                   genres=np.asarray(dataset.movie_genres),
+                   years=np.array([y if y else -1 for y in v.years], np.int64),
+                   n_genders=len(v.genders), n_ages=len(v.ages),
+                   has_demographics=bool(v.has_demographics), k=k)
 
     @property
     def n_movies(self) -> int:
@@ -208,3 +224,23 @@ class Stack:
         profile = np.zeros((len(block), share.shape[1]), np.float32)
         np.add.at(profile, block.rows, share[block.movies])
         return profile / np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
+
+
+def candidate_recall(stack: Stack, dataset, user_vecs: np.ndarray, users: np.ndarray,
+                     movies: np.ndarray, k: int | None = None, chunk: int = 512) -> float:
+    """Share of the relevant (users[i], movies[i]) pairs among their user's candidates
+    (each channel's top `k`, default the stack's): the ceiling of any ranked list."""
+    hit = 0
+    order = np.argsort(users, kind="stable")
+    users, movies = users[order], movies[order]
+    distinct = np.unique(users)
+    for s in range(0, len(distinct), chunk):
+        block = distinct[s: s + chunk]
+        cand, _, _ = stack.candidates(known_block(dataset, user_vecs, block), k)
+        member = np.zeros((len(block), dataset.n_movies), bool)
+        rows = np.repeat(np.arange(len(block))[:, None], cand.shape[1], 1)
+        member[rows[cand >= 0], cand[cand >= 0]] = True
+        lo, hi = np.searchsorted(users, block[0]), np.searchsorted(users, block[-1], "right")
+        pos = np.searchsorted(block, users[lo:hi])
+        hit += int(member[pos, movies[lo:hi]].sum())
+    return hit / max(len(users), 1)

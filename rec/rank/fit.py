@@ -51,38 +51,16 @@ def redrawn(view, draw: int):
     return dataclasses.replace(view, split=split)
 
 
-def make_stack(ds, movie_vecs: np.ndarray, scoring: dict, item_models, k: int) -> Stack:
-    """The rank inputs that do not depend on the user, for the dataset `ds` (its TRAIN
-    ratings count for popularity)."""
-    _, tm, _ = ds.part(TRAIN)
-    v = ds.vocab
-    years = np.array([y if y else -1 for y in v.years], np.int64)
-    ease, svd = item_models
-    return Stack(movie_vecs=movie_vecs, scoring=scoring, ease=ease, svd=svd,
-                 counts=np.bincount(tm, minlength=ds.n_movies), genres=np.asarray(ds.movie_genres),
-                 years=years, n_genders=len(v.genders), n_ages=len(v.ages),
-                 has_demographics=bool(v.has_demographics), k=k)
-
-
 def choose_k(stack: Stack, view, user_vecs: np.ndarray) -> tuple[int, dict]:
     """K by the candidate recall on (a sample of) the tuning users."""
-    from rec.rank.features import known_block
+    from rec.rank.features import candidate_recall
 
     vu, vm, vr = view.part(VAL)
     rel = vr >= RELEVANT
-    users = np.unique(vu[rel])
-    users = np.sort(np.random.default_rng(0).permutation(users)[:2000])
-    block = known_block(view, user_vecs, users)
-    liked = np.zeros((len(users), view.n_movies), bool)
-    pos = np.full(view.n_users, -1)
-    pos[users] = np.arange(len(users))
-    sel = rel & (pos[vu] >= 0)
-    liked[pos[vu[sel]], vm[sel]] = True
-    table = {}
-    for k in K_CHOICES:
-        cand, _, _ = stack.candidates(block, k)
-        hit = np.take_along_axis(liked, np.maximum(cand, 0), 1) & (cand >= 0)
-        table[k] = round(float(hit.sum() / max(liked.sum(), 1)), 6)
+    users = np.sort(np.random.default_rng(0).permutation(np.unique(vu[rel]))[:2000])
+    mine = rel & np.isin(vu, users)
+    table = {k: round(candidate_recall(stack, view, user_vecs, vu[mine], vm[mine], k), 6)
+             for k in K_CHOICES}
     best = max(table.values())
     return min(k for k in K_CHOICES if table[k] >= best - K_SLACK), table
 
@@ -123,7 +101,7 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
     user_vecs, _ = retrieval.trained_vectors(model, view, hist)
     lam = float(features.scoring["channels"]["ease_lambda"])
     rank = int(features.scoring["channels"]["svd_rank"])
-    stack = make_stack(view, features.movies, features.scoring,
+    stack = Stack.over(view, features.movies, features.scoring,
                        fit_item_models(view, lam, rank), 0)
     k, k_table = choose_k(stack, view, user_vecs)
     stack.k = k

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rec.datasets.contract import TRAIN, Dataset, is_dataset
+from rec.datasets.contract import Dataset, is_dataset
 from rec.errors import UsageError
 from rec.paths import EASE, read_json, reading
 from rec.rank.channels import load_item_models
-from rec.rank.features import Block, Stack, known_block
+from rec.rank.features import Block, Stack, candidate_recall, known_block
 from rec.rank.forward import NumpyRanker
 from rec.snapshot import read as read_snapshot
 
@@ -83,15 +83,8 @@ def serving_stack(features, dataset: Dataset, k: int) -> Stack:
     """The Stack over the real dataset (feature rows must be the dataset's indices)."""
     if EASE not in features.extra or "svd_rank" not in features.scoring.get("channels", {}):
         raise UsageError("output/features has no EASE channel: run `rec save-features` again")
-    _, tm, _ = dataset.part(TRAIN)
-    v = dataset.vocab
-    ease, svd = load_item_models(features.extra[EASE], EASE)
-    return Stack(movie_vecs=features.movies, scoring=features.scoring, ease=ease, svd=svd,
-                 counts=np.bincount(tm, minlength=dataset.n_movies),
-                 genres=np.asarray(dataset.movie_genres),
-                 years=np.array([y if y else -1 for y in v.years], np.int64),
-                 n_genders=len(v.genders), n_ages=len(v.ages),
-                 has_demographics=bool(v.has_demographics), k=k)
+    return Stack.over(dataset, features.movies, features.scoring,
+                      load_item_models(features.extra[EASE], EASE), k)
 
 
 def ranked(stack: Stack, model: RankModel, block: Block):
@@ -129,25 +122,6 @@ def ranked_scorer(stack: Stack, model: RankModel, dataset: Dataset, user_vecs: n
 def channel_scorer(stack: Stack, name: str, dataset: Dataset, user_vecs: np.ndarray):
     """ranking_metrics' score_chunk of one channel alone."""
     return lambda users: stack.channel_scores(known_block(dataset, user_vecs, users))[name]
-
-
-def candidate_recall(stack: Stack, dataset: Dataset, user_vecs: np.ndarray,
-                     users: np.ndarray, movies: np.ndarray, chunk: int = 512) -> float:
-    """Share of the relevant (users[i], movies[i]) pairs among their user's candidates."""
-    hit = 0
-    order = np.argsort(users, kind="stable")
-    users, movies = users[order], movies[order]
-    distinct = np.unique(users)
-    for s in range(0, len(distinct), chunk):
-        block = distinct[s: s + chunk]
-        cand, _, _ = stack.candidates(known_block(dataset, user_vecs, block))
-        member = np.zeros((len(block), dataset.n_movies), bool)
-        rows = np.repeat(np.arange(len(block))[:, None], cand.shape[1], 1)
-        member[rows[cand >= 0], cand[cand >= 0]] = True
-        lo, hi = np.searchsorted(users, block[0]), np.searchsorted(users, block[-1], "right")
-        pos = np.searchsorted(block, users[lo:hi])
-        hit += int(member[pos, movies[lo:hi]].sum())
-    return hit / max(len(users), 1)
 
 
 def report(paths, dataset: Dataset, rank_args: dict, relevant: tuple) -> tuple[dict, list]:
