@@ -144,7 +144,8 @@ def report(paths, dataset: Dataset, rank_args: dict, relevant: tuple) -> tuple[d
     try:
         model = load_ranker(paths, features, dataset)
     except UsageError as e:
-        model, _ = None, notes.append(f"rank stage not evaluated: {e}")
+        model = None
+        notes.append(f"rank stage not evaluated: {e}")
     stack = serving_stack(features, dataset, model.k if model else 100)
     vecs = features.users
     out = {"channels": {name: ranking_metrics(channel_scorer(stack, name, dataset, vecs),

@@ -49,6 +49,11 @@ STEPS = {"loading the model": 5, "rec": 2, "popularity": 1, "EASE": 6, "bias": 2
 USERS_STEP = 30  # the held-out users' report, EASE's among them (a users split)
 
 
+def rounded(metrics: dict) -> dict:
+    """Metrics to 6 decimals, without ranking_metrics' user count."""
+    return {k: round(v, 6) for k, v in metrics.items() if k != "ranked_users"}
+
+
 def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
     """The report (eval.json); `step(name)` is called as each of STEPS starts (progress)."""
     step("loading the model")  # paddle's import first
@@ -95,7 +100,6 @@ def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
     baselines["global_mean"] = {
         **ranking_metrics(lambda block: np.tile(noise, (len(block), 1)), **rank_args),
         "rmse": g_rmse, "mae": g_mae}
-    rounded = lambda d: {k: round(v, 6) for k, v in d.items() if k != "ranked_users"}
     step("recall channels and the rank stage")
     return with_rank_stage(paths, ds, {
         **rounded(result), "baselines": {k: rounded(v) for k, v in baselines.items()},
@@ -126,7 +130,6 @@ def with_rank_stage(paths, ds, report: dict) -> dict:
     if not extra:
         report["ranked"] = False
         return report
-    rounded = lambda d: {k: round(v, 6) for k, v in d.items() if k != "ranked_users"}
     lam = extra["ease_lambda"]
     report["baselines"]["ease_tuned"] = {**rounded(extra["channels"]["ease"]),
                                          "lambda": lam}
@@ -154,7 +157,6 @@ def evaluate_users(model, ds, device: str) -> dict:
                                      model.config.global_mean, model.config.rating_range, K)
     # the numpy fold-in is the tower itself: the saved vectors read the given ratings too
     diff = float(np.abs(vecs - user_vecs[ds.held_out_users()]).max())
-    rounded = lambda d: {k: round(v, 6) for k, v in d.items() if k != "ranked_users"}
     return {**rounded({k: v for k, v in report.items() if k in KEYS}),
             "baselines": {k: rounded(v) for k, v in report["baselines"].items()},
             "notes": report["notes"], "split": "users",
