@@ -26,9 +26,9 @@ import dataclasses
 import numpy as np
 
 from rec.datasets.contract import GIVEN, TRAIN, VAL, Dataset
+from rec.datasets.splits import GIVEN_RATIO, user_time_split  # the same share as --split users
 
 TUNE_RATIO = 0.1
-GIVEN_RATIO = 0.8  # as --split users
 KINDS = ("random", "time", "time-user", "users")
 
 
@@ -80,8 +80,6 @@ def slice_codes(users: np.ndarray, movies: np.ndarray, times: np.ndarray, kind: 
             later = uniform_hash(users, movies, seed=seed) < ratio
         codes[later] = VAL
     elif kind == "time-user":
-        from rec.datasets.splits import user_time_split
-
         codes = user_time_split(users, times, ratio)
     elif kind == "users":
         counts = np.bincount(users)
@@ -113,6 +111,3 @@ def describe(ds: Dataset, ratio: float = TUNE_RATIO) -> dict:
     """How the slice is drawn, for `selection` in metrics and eval.json."""
     return {"kind": tuning_kind(ds), "ratio": ratio, "seed": tuning_seed(ds),
             "from": "the training ratings only (the evaluation split is never read)"}
-
-
-__all__ = ["TUNE_RATIO", "tuning_view", "slice_codes", "uniform_hash", "describe", "GIVEN"]

@@ -21,8 +21,8 @@ import numpy as np
 from rec import __version__
 from rec.atomic import atomic_dir, write_bytes, write_json
 from rec.datasets.contract import RELEVANT, TRAIN, VAL, dataset_identity, load_dataset
-from rec.datasets.tuning import (GIVEN_RATIO, describe, tuning_kind, tuning_seed,
-                                 tuning_view, uniform_hash)
+from rec.datasets.splits import GIVEN_RATIO
+from rec.datasets.tuning import describe, tuning_kind, tuning_seed, tuning_view, uniform_hash
 from rec.errors import UsageError
 from rec.paths import CONFIG, PARAMS, WEIGHTS
 from rec.rank.channels import fit_item_models
