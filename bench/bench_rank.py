@@ -38,25 +38,12 @@ def ease_on_the_evaluation_split(root: Path) -> dict:
     import sys
 
     sys.path.insert(0, str(ROOT))
-    from rec.datasets.contract import RELEVANT, TRAIN, VAL, load_dataset
-    from rec.metrics import ease_from_gram, ranking_metrics
+    from rec.datasets.contract import load_dataset
     from rec.paths import Paths
-    from rec.rank.channels import LAMBDAS, Ease, ease_items, gram, history_scorer
+    from rec.rank.channels import item_model_metrics
 
-    ds = load_dataset(Paths(root / "data", root / "out"))
-    tu, tm, _ = ds.part(TRAIN)
-    items = ease_items(tm, ds.n_movies)
-    g = gram(tu, tm, items, ds.n_movies)
-    hu, hm, _ = ds.known()
-    vu, vm, vr = ds.part(VAL)
-    rel = vr >= RELEVANT
-    out = {}
-    for lam in LAMBDAS:
-        m = ranking_metrics(history_scorer(Ease(items, ease_from_gram(g, lam), lam), hu, hm,
-                                           ds.n_movies), ds.n_users, ds.n_movies, hu, hm,
-                            vu[rel], vm[rel])
-        out[lam] = (m["hr@10"], m["ndcg@10"])
-    return out
+    by_lambda, _ = item_model_metrics(load_dataset(Paths(root / "data", root / "out")))
+    return {lam: (m["hr@10"], m["ndcg@10"]) for lam, m in by_lambda.items()}
 
 
 def run(root: Path, name: str, split: str, seed: int) -> dict:

@@ -140,26 +140,43 @@ def item_factors(users: np.ndarray, movies: np.ndarray, items: np.ndarray, n_mov
     return np.ascontiguousarray(vt[:min(rank, len(vt))].T, dtype=np.float32)
 
 
+def item_model_metrics(ds: Dataset, lambdas=LAMBDAS, ranks=(), max_users: int | None = None,
+                       seed: int = 0) -> tuple[dict, dict]:
+    """({λ: ranking_metrics}, {rank: ranking_metrics}) of EASE and PureSVD fitted on the
+    dataset's TRAIN ratings, on its VAL ratings (relevant ones) with the known ratings as
+    history, over a seeded sample of at most `max_users` users (None: all). On the tuning
+    view it is what λ and the rank are chosen by; bench/bench_rank.py runs it on the
+    evaluation split as a reference no stage may use."""
+    tu, tm, _ = ds.part(TRAIN)
+    items = ease_items(tm, ds.n_movies)
+    g = gram(tu, tm, items, ds.n_movies)
+    hu, hm, _ = ds.known()
+    vu, vm, vr = ds.part(VAL)
+    rel = vr >= RELEVANT
+    ru, rm = vu[rel], vm[rel]
+    if max_users is not None:
+        users = np.sort(np.random.default_rng(seed).permutation(np.unique(ru))[:max_users])
+        mine = np.isin(ru, users)
+        ru, rm = ru[mine], rm[mine]
+
+    def metrics(model) -> dict:
+        return ranking_metrics(history_scorer(model, hu, hm, ds.n_movies), ds.n_users,
+                               ds.n_movies, hu, hm, ru, rm)
+    by_lambda = {lam: metrics(Ease(items, ease_from_gram(g, lam), lam)) for lam in lambdas}
+    by_rank = {}
+    if ranks:
+        vecs = item_factors(tu, tm, items, ds.n_movies, g, max(ranks))
+        by_rank = {r: metrics(PureSvd(items, vecs[:, :r])) for r in ranks if r <= vecs.shape[1]}
+    return by_lambda, by_rank
+
+
 def choose_settings(view: Dataset, lambdas=LAMBDAS, ranks=SVD_RANKS,
                     seed: int = 0) -> tuple[float, int, dict]:
     """EASE's λ and PureSVD's rank with the best NDCG@10 on the tuning view's VAL ratings
     (a seeded sample of at most TUNE_USERS of its users), and the tables for the record."""
-    tu, tm, _ = view.part(TRAIN)
-    items = ease_items(tm, view.n_movies)
-    g = gram(tu, tm, items, view.n_movies)
-    hu, hm, _ = view.known()
-    vu, vm, vr = view.part(VAL)
-    rel = vr >= RELEVANT
-    users = np.unique(vu[rel])
-    users = np.sort(np.random.default_rng(seed).permutation(users)[:TUNE_USERS])
-    mine = np.isin(vu[rel], users)
-
-    def ndcg(model) -> float:
-        return ranking_metrics(history_scorer(model, hu, hm, view.n_movies), view.n_users,
-                               view.n_movies, hu, hm, vu[rel][mine], vm[rel][mine])["ndcg@10"]
-    lam_table = {lam: ndcg(Ease(items, ease_from_gram(g, lam), lam)) for lam in lambdas}
-    vecs = item_factors(tu, tm, items, view.n_movies, g, max(ranks))
-    rank_table = {r: ndcg(PureSvd(items, vecs[:, :r])) for r in ranks if r <= vecs.shape[1]}
+    by_lambda, by_rank = item_model_metrics(view, lambdas, ranks, TUNE_USERS, seed)
+    lam_table = {k: m["ndcg@10"] for k, m in by_lambda.items()}
+    rank_table = {k: m["ndcg@10"] for k, m in by_rank.items()}
     lam = max(lam_table, key=lambda k: (lam_table[k], -k))
     rank = max(rank_table, key=lambda k: (rank_table[k], -k))
     return lam, rank, {"ease_lambda": {f"{k:g}": round(v, 6) for k, v in lam_table.items()},
