@@ -85,7 +85,7 @@ def rec(root: Path, *args: str) -> tuple[float, float, float, str]:
 def probe_matmul(threads: int) -> dict:
     import numpy as np
 
-    from rec.runtime import set_threads  # MKL's AVX2 path on AMD, as rec runs
+    from rec.engine.runtime import set_threads  # MKL's AVX2 path on AMD, as rec runs
     import paddle
 
     set_threads(threads)
@@ -109,7 +109,7 @@ def probe_step(threads: int, root: str) -> dict:
     """ms of one 512-user step (build, forward, backward, Adam): dynamic and to_static."""
     import numpy as np
 
-    from rec.runtime import set_threads
+    from rec.engine.runtime import set_threads
     import paddle
     import paddle.nn.functional as F
     from paddle.static import InputSpec

@@ -76,7 +76,7 @@ def paddle_devices() -> str:
 
 def device_problem(device: str) -> str | None:
     """What is wrong with a --device value, told without importing paddle: not cpu, gpu or
-    gpu:N, or a GPU asked of a CPU-only build (rec.runtime.setup_device checks the rest, the
+    gpu:N, or a GPU asked of a CPU-only build (rec.engine.runtime.setup_device checks the rest, the
     GPUs visible, once paddle is imported). For `rec pipeline`, before its first stage."""
     import re
 

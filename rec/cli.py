@@ -19,8 +19,8 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from rec import __version__
-from rec.console import (check_streams, debug, error_line, set_quiet, set_verbose,
-                         writing_results)
+from rec.console import check_streams, debug, error_line, set_quiet, set_verbose
+from rec.results import writing_results
 from rec.errors import EXIT_PIPE_CLOSED, ReaderGone, RecError
 from rec.paths import Paths
 from rec.stages.values import plain_params
@@ -33,7 +33,7 @@ COMMANDS = [
     ("train", "train:command", "Train the two-tower recommender."),
     ("evaluate", "evaluate:command", "HR@10, NDCG@10, RMSE against baselines."),
     ("save-features", "save_features:command", "Save every user's and movie's vector."),
-    ("ctr-train", "ctr:command", "Train a Wide&Deep / DeepFM CTR model."),
+    ("ctr-train", "ctr_train:command", "Train a Wide&Deep / DeepFM CTR model."),
     ("ctr-predict", "ctr_predict:command", "Click probabilities, one row per input line."),
     ("export", "export:command", "Trained networks as Paddle Inference / ONNX models."),
     ("status", "status:command", "Which stages ran, with what, fresh or stale."),
@@ -279,12 +279,13 @@ def root(
 
 
 def main() -> None:
-    from rec import interrupts, lock
+    from rec.process import interrupts
+    from rec.storage import lock
 
     interrupts.signals_to_the_main_thread()
 
     if lock.is_worker():  # started by paddle.distributed.launch: stop when it does
-        from rec.parent_death import worker_dies_with_launcher
+        from rec.process.parent_death import worker_dies_with_launcher
 
         worker_dies_with_launcher()
     app(prog_name="rec")  # also under `python -m rec`: usage lines, completion's _REC_COMPLETE

@@ -1,8 +1,5 @@
-"""Everything the user sees: logs and progress on stderr, results on stdout.
-
-One mechanism (`RowWriter` / `emit`) turns result rows into a rich table (terminal), TSV with
-a header (pipe), CSV (RFC 4180) or JSON lines (`--format json`), so every command formats
-results the same way; `--no-header` drops the TSV/CSV header line.
+"""What the user sees on stderr: logs, warnings, the one error line, progress, the live
+epoch table (results go to stdout through rec.results).
 
 rich is imported only where it draws something (a table, a bar, a terminal): a command in a
 pipe does not pay for it.
@@ -11,23 +8,19 @@ pipe does not pay for it.
 from __future__ import annotations
 
 import contextlib
-import csv
 import errno
-import math
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator
 
-from rec.atomic import dumps
-from rec.errors import ReaderGone, RecError, UsageError
+from rec.errors import RecError
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
-FORMATS = ("auto", "table", "tsv", "csv", "json")
-_state = {"quiet": False, "header": True, "verbose": False}
+_state = {"quiet": False, "verbose": False}
 
 
 def set_quiet(quiet: bool) -> None:
@@ -45,11 +38,6 @@ def is_verbose() -> bool:
 
 def is_quiet() -> bool:
     return _state["quiet"]
-
-
-def set_header(header: bool) -> None:
-    """False (`--no-header`): TSV and CSV output start with the first row."""
-    _state["header"] = header
 
 
 def err_console() -> "Console":
@@ -70,22 +58,6 @@ def err_console() -> "Console":
 
 def _devnull():
     return open(os.devnull, "w", encoding="utf-8")
-
-
-@contextlib.contextmanager
-def writing_results() -> Iterator[None]:
-    """Around every write of results to stdout: a reader that went away (EPIPE, `| head -1`)
-    raises ReaderGone (the command stops quietly, exit 141); any other fault (/dev/full, an
-    I/O error) one line, exit 1. Either way stdout is swapped for /dev/null, so that Python
-    does not fail again flushing it on the way out."""
-    try:
-        yield
-    except BrokenPipeError:
-        sys.stdout = _devnull()
-        raise ReaderGone() from None
-    except OSError as e:
-        sys.stdout = _devnull()
-        raise RecError(f"cannot write the results to standard output: {e.strerror or e}") from None
 
 
 @contextlib.contextmanager
@@ -110,11 +82,19 @@ def check_streams() -> None:
                        "(`> /dev/null`) instead of closing it")
 
 
+def _whole_line(text: str) -> None:
+    """`text` and its newline in one write: print() writes them apart, and a signal between
+    the two (Python runs its handler between any two calls) would leave the next line,
+    the error that says how the command stopped, glued to this one."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
 def _stderr_line(message: str, label: str = "", style: str = "") -> None:
     """One line on stderr: plain text in a pipe or a file, `label` styled on a terminal."""
     with _messages():
         if not sys.stderr.isatty():
-            print(label + message, file=sys.stderr, flush=True)
+            _whole_line(label + message)
             return
         from rich.markup import escape
 
@@ -142,7 +122,7 @@ def warn(message: str) -> None:
 def error_line(message: str) -> None:
     """The one-line error a failing command prints before exiting non-zero."""
     with _messages():
-        print(f"error: {message}", file=sys.stderr, flush=True)
+        _whole_line(f"error: {message}")
 
 
 def show_table(table: "Table") -> None:
@@ -205,150 +185,6 @@ def remaining_column():
             return super().render(task) if task.total is not None else Text("")
 
     return Remaining()
-
-
-def resolve_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown --format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    if fmt == "auto":
-        return "table" if sys.stdout.isatty() else "tsv"
-    return fmt
-
-
-def _text_cell(value: Any) -> str:
-    """A value as TSV, CSV and the table show it (floats to 6 significant digits)."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        return f"{value:.6g}" if abs(value) >= 1e-4 or value == 0 else f"{value:.3e}"
-    return str(value)
-
-
-def _text_column(values: list, tsv: bool) -> list[str]:
-    """_text_cell of each value (a TSV cell without tabs or newlines), each distinct value
-    formatted once (keyed by its type too: 1, 1.0 and True print differently); a column of
-    plain strings or ints goes through whole."""
-    kinds = set(map(type, values))
-    if kinds == {str}:
-        joined = "".join(values) if tsv else ""
-        if "\t" in joined or "\n" in joined:
-            return [v.replace("\t", " ").replace("\n", " ") for v in values]
-        return values
-    if kinds == {int}:
-        return list(map(str, values))
-    cache: dict = {}
-    out = []
-    for v in values:
-        key = (v.__class__, v)
-        cell = cache.get(key)
-        if cell is None:
-            cell = _text_cell(v)
-            if tsv:
-                cell = cell.replace("\t", " ").replace("\n", " ")
-            cache[key] = cell
-        out.append(cell)
-    return out
-
-
-class RowWriter:
-    """Write result rows to stdout in the chosen format; TSV, CSV and JSON stream row by row.
-    `layout` (column -> a rec.texttable layout: KEEP, SHORT, WRAP, NOTE, HIDE, TITLE) fits
-    the table to the terminal's width."""
-
-    def __init__(self, columns: Sequence[str], fmt: str = "auto", title: str | None = None,
-                 layout: dict[str, str] | None = None):
-        self.columns = list(columns)
-        self.fmt = resolve_format(fmt)
-        self.title = title
-        self.layout = layout or {}
-        self._rows: list[dict] = []
-        self._header_done = not _state["header"]
-        self._csv = csv.writer(sys.stdout, lineterminator="\n") if self.fmt == "csv" else None
-
-    def _line(self, cells: list[str]) -> None:
-        if self._csv is not None:
-            self._csv.writerow(cells)
-        else:
-            sys.stdout.write("\t".join(cell.replace("\t", " ").replace("\n", " ")
-                                       for cell in cells) + "\n")
-
-    def _header(self) -> None:
-        if not self._header_done:
-            self._line(self.columns)
-            self._header_done = True
-
-    def write(self, row: dict) -> None:
-        with writing_results():
-            if self.fmt == "table":
-                self._rows.append(row)
-            elif self.fmt in ("tsv", "csv"):
-                self._header()
-                self._line([_text_cell(row.get(c)) for c in self.columns])
-            else:
-                sys.stdout.write(dumps({c: row.get(c) for c in self.columns}) + "\n")
-
-    def write_block(self, block: dict[str, list]) -> None:
-        """Many rows at once, given as columns (lists of one length; a missing column is
-        empty): exactly what write() of each row prints. TSV and CSV format a column at a
-        time, each distinct value once (per-row formatting was 42 % of `recommend --all`)."""
-        n = len(next(iter(block.values()), []))
-        if self.fmt not in ("tsv", "csv"):
-            columns = [block.get(c) or [None] * n for c in self.columns]
-            for values in zip(*columns):
-                self.write(dict(zip(self.columns, values)))
-            return
-        cells = [_text_column(block.get(c) or [None] * n, self._csv is None)
-                 for c in self.columns]
-        with writing_results():
-            self._header()
-            if self._csv is not None:
-                self._csv.writerows(zip(*cells))
-            elif n:
-                sys.stdout.write("\n".join(map("\t".join, zip(*cells))) + "\n")
-
-    def close(self) -> None:
-        with writing_results():
-            if self.fmt in ("tsv", "csv"):
-                self._header()
-            if self.fmt == "table":
-                self._table()
-            sys.stdout.flush()
-
-    def _table(self) -> None:
-        import shutil
-
-        from rec.texttable import render
-
-        width = shutil.get_terminal_size((80, 24)).columns
-        sys.stdout.write(render(self.columns, self._rows, self.layout, self.title, width,
-                                _text_cell))
-
-    def __enter__(self) -> "RowWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-
-
-def emit(rows: Iterable[dict], columns: Sequence[str], fmt: str = "auto",
-         title: str | None = None, layout: dict[str, str] | None = None) -> None:
-    with RowWriter(columns, fmt, title, layout) as writer:
-        for row in rows:
-            writer.write(row)
-
-
-def emit_object(obj: dict, fmt: str = "auto", title: str | None = None) -> None:
-    """One result object (e.g. metrics): key/value rows for people, one JSON line for json."""
-    fmt = resolve_format(fmt)
-    if fmt == "json":
-        with writing_results():
-            sys.stdout.write(dumps(obj) + "\n")
-            sys.stdout.flush()
-        return
-    emit(({"key": k, "value": v} for k, v in obj.items()), ["key", "value"], fmt, title)
 
 
 class EpochDisplay:

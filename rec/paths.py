@@ -72,7 +72,7 @@ class TrainingFolder:
 
     @property
     def staging(self) -> "TrainingFolder":
-        """Where a run keeps its best model until it ends (rec.trainer.publish): an
+        """Where a run keeps its best model until it ends (rec.engine.trainer.publish): an
         interrupted run never replaces the previous model, and --resume finds its own."""
         return TrainingFolder(self.root, self.root / STAGED)
 
@@ -183,7 +183,7 @@ def reading(path: Path, run: str) -> Iterator[None]:
 
 def read_json(path: Path, run: str, keys: tuple[str, ...] = (), snapshot=None) -> Any:
     """A JSON object written by stage `run`, with at least `keys`; missing: exit 2, damaged:
-    exit 1, both naming `run`. Read through `snapshot` (rec.snapshot.Snapshot of the
+    exit 1, both naming `run`. Read through `snapshot` (rec.storage.snapshot.Snapshot of the
     folder of `path`) when given."""
     path = Path(path)
     if snapshot is None:

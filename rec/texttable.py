@@ -1,4 +1,4 @@
-"""Result tables for a terminal, laid out to its width (`rec.console.RowWriter` draws them).
+"""Result tables for a terminal, laid out to its width (`rec.results.RowWriter` draws them).
 
 Each column has a layout: KEEP (never shortened: ids, numbers), SHORT (one line, cut with an
 ellipsis), TWO (wrapped at spaces onto two lines at most, then cut: a movie title),

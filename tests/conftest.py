@@ -97,7 +97,7 @@ def one_line_error(result, code: int | None = None) -> str:
 
 
 def no_leftovers(out: Path) -> None:
-    from rec import lock
+    from rec.storage import lock
 
     assert not [p.name for p in out.rglob(".*") if p.name != lock.LOCK], "temporary files left"
 

@@ -131,7 +131,7 @@ def test_status_checks_every_file_of_the_model_it_calls_fresh(exported, tmp_path
 @pytest.mark.parametrize("stage", ["ctr-train", "train", "export", "download"])
 def test_status_reports_the_stage_running_now(exported, tmp_path, stage):
     """The lock's holder, as a running command names itself (rec.stages.guarded)."""
-    from rec import lock
+    from rec.storage import lock
 
     root = copy_world(exported, tmp_path)
     with lock.hold(root / "output", f"rec {stage}"):
@@ -143,7 +143,7 @@ def test_status_reports_the_stage_running_now(exported, tmp_path, stage):
 
 
 def test_status_names_a_holder_that_is_no_stage(exported, tmp_path):
-    from rec import lock
+    from rec.storage import lock
 
     root = copy_world(exported, tmp_path)
     with lock.hold(root / "output", "another tool"):

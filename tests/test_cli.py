@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rec import __version__, manifest
+from rec import __version__
+
+from rec.storage import manifest
 from rec.cli import COMMANDS, app, load_command
 from typer.testing import CliRunner
 from rec.datasets.contract import ALL_FILES
@@ -94,7 +96,7 @@ def test_version():
     and what paddle itself says."""
     r = invoke(None, "--version")
     assert r.exit_code == 0
-    from rec.runtime import describe_build
+    from rec.engine.runtime import describe_build
 
     assert r.stdout == f"rec {__version__}\n{describe_build()}\n" and r.stderr == ""
     assert describe_build().startswith("paddlepaddle ") and "build" in describe_build()

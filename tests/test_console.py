@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rec import console
+from rec import console, results
 from rec.errors import EXIT_USAGE, UsageError
 
 from conftest import rec
@@ -25,7 +25,7 @@ COLUMNS = ["rank", "title", "score", "note"]
 
 
 def test_tsv(capsys):
-    console.emit(ROWS, COLUMNS, "tsv")
+    results.emit(ROWS, COLUMNS, "tsv")
     out, err = capsys.readouterr()
     assert err == ""
     assert out.splitlines() == ["rank\ttitle\tscore\tnote",
@@ -34,38 +34,38 @@ def test_tsv(capsys):
 
 
 def test_tsv_header_even_without_rows(capsys):
-    console.emit([], COLUMNS, "tsv")
+    results.emit([], COLUMNS, "tsv")
     assert capsys.readouterr().out == "rank\ttitle\tscore\tnote\n"
 
 
 def test_json_lines(capsys):
-    console.emit(ROWS, COLUMNS, "json")
+    results.emit(ROWS, COLUMNS, "json")
     out, _ = capsys.readouterr()
     rows = [json.loads(line) for line in out.splitlines()]
     assert rows == [dict(r) for r in ROWS]
 
 
 def test_auto_is_tsv_on_a_pipe(capsys):
-    console.emit(ROWS[:1], ["rank"], "auto")  # capsys' stdout is not a terminal
+    results.emit(ROWS[:1], ["rank"], "auto")  # capsys' stdout is not a terminal
     assert capsys.readouterr().out == "rank\n1\n"
 
 
 def test_table_goes_to_stdout(capsys):
-    console.emit(ROWS[:1], COLUMNS, "table", title="top")
+    results.emit(ROWS[:1], COLUMNS, "table", title="top")
     out, err = capsys.readouterr()
     assert err == "" and "Toy Story (1995)" in out and "top" in out
 
 
 def test_emit_object(capsys):
-    console.emit_object({"users": 5, "rmse": 0.9}, "json")
+    results.emit_object({"users": 5, "rmse": 0.9}, "json")
     assert capsys.readouterr().out == '{"users": 5, "rmse": 0.9}\n'
-    console.emit_object({"users": 5, "rmse": 0.9}, "tsv")
+    results.emit_object({"users": 5, "rmse": 0.9}, "tsv")
     assert capsys.readouterr().out == "key\tvalue\nusers\t5\nrmse\t0.9\n"
 
 
 def test_bad_format():
     with pytest.raises(UsageError) as info:
-        console.resolve_format("yaml")
+        results.resolve_format("yaml")
     assert info.value.exit_code == EXIT_USAGE
     assert str(info.value) == "unknown --format 'yaml': choose one of auto, table, tsv, csv, json"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rec.launch import launcher_command
+from rec.process.launch import launcher_command
 
 from conftest import rec
 
@@ -116,7 +116,7 @@ def test_kill_9_of_the_command_stops_the_launcher_and_its_workers(world):
     import sys
     import time
 
-    from rec import unit
+    from rec.storage import unit
 
     out = world / "output"
     cmd = [sys.executable, "-m", "rec", "--data-dir", str(world / "data"), "--output-dir",

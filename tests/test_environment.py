@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rec import manifest
+from rec.storage import manifest
 from rec.datasets import registry, synthetic
 from rec.errors import environment_error
 
@@ -43,7 +43,7 @@ WRITERS = [
     (["train", "--epochs", "1"], "train.train", "output/model"),
     (["evaluate"], "evaluate.evaluate", "output/model"),
     (["save-features"], "save_features.export", "output"),
-    (["ctr-train", "--model", "wide_deep", "--epochs", "1"], "ctr.train", "output/ctr"),
+    (["ctr-train", "--model", "wide_deep", "--epochs", "1"], "ctr_train.train", "output/ctr"),
     (["export"], "export.export_all", "output"),
 ]
 
@@ -118,8 +118,8 @@ def test_a_file_where_a_folder_should_be_stops_each_writer(world, monkeypatch, s
 SWAPPED = [(["preprocess"], "preprocess.parse_folder", "output/dataset"),
            (["save-features"], "save_features.export", "output/features"),
            (["export"], "export.export_all", "output/export"),
-           (["ctr-train", "--model", "wide_deep", "--epochs", "1"], "ctr.train", "output/ctr/model"),
-           (["ctr-train", "--model", "wide_deep", "--epochs", "1"], "ctr.train", "output/ctr/checkpoint"),
+           (["ctr-train", "--model", "wide_deep", "--epochs", "1"], "ctr_train.train", "output/ctr/model"),
+           (["ctr-train", "--model", "wide_deep", "--epochs", "1"], "ctr_train.train", "output/ctr/checkpoint"),
            (["train", "--epochs", "1"], "train.train", "output/model/checkpoint")]
 
 
@@ -346,7 +346,7 @@ def test_a_full_disk_while_saving_an_array_names_the_file(tiny_disk):
     and 8176 written" with no errno: save_npy goes through write(), which says ENOSPC."""
     import numpy as np
 
-    from rec.atomic import save_npy
+    from rec.storage.atomic import save_npy
     from rec.errors import environment_error
 
     target = tiny_disk / "rating_users.npy"

@@ -184,7 +184,7 @@ def test_a_mismatch_exits_1_and_keeps_the_previous_export(copy):
 
 
 def test_a_tampered_runtime_output_exits_1(copy, monkeypatch):
-    from rec import serving
+    from rec.engine import inference as serving
 
     real = serving.run_paddle
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from rec.atomic import PROBE
+from rec.storage.atomic import PROBE
 
 from conftest import (SMALL, SMALL_WORLD, copy_world, no_leftovers, one_line_error, rec,
                       run_stages, snapshot)

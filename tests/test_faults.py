@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rec import lock
-from rec.atomic import dumps
+from rec.storage import lock
+from rec.jsontext import dumps
 
 from conftest import (SMALL, SMALL_WORLD, copy_world, fail_at, no_leftovers, one_line_error, rec,
                       run_stages, snapshot)

@@ -46,7 +46,7 @@ def test_one_folder_for_data_and_output_works_for_every_writer(tmp_path):
 
 
 def test_one_folder_for_both_still_has_one_writer_at_a_time(tmp_path):
-    from rec import lock
+    from rec.storage import lock
 
     w = tmp_path / "w"
     with lock.hold(w, "rec train"):

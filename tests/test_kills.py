@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from rec import atomic, lock, recovery
+from rec.storage import atomic, lock, recovery
 from rec.paths import Paths
 
 from conftest import ROOT, SMALL, SMALL_WORLD, copy_world, rec, run_stages
@@ -118,8 +118,8 @@ def world(trained, tmp_path) -> Path:
 # --- the swap itself, in a child that only swaps ----------------------------------------------
 
 SWAP = HOOK + r"""
-from rec import interrupts
-from rec.atomic import atomic_dir
+from rec.process import interrupts
+from rec.storage.atomic import atomic_dir
 with interrupts.sigterm_interrupts(), atomic_dir(sys.argv[1]) as tmp:
     for i in range(3):
         (tmp / f"part{i}").write_text("new")
@@ -168,7 +168,7 @@ def test_repair_after_a_kill_at_each_rename_restores_a_whole_folder(tmp_path, af
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("sig,raised,code", [("SIGTERM", "rec.interrupts.Terminated", 1),
+@pytest.mark.parametrize("sig,raised,code", [("SIGTERM", "rec.process.interrupts.Terminated", 1),
                                              ("SIGINT", "KeyboardInterrupt", -signal.SIGINT)])
 def test_sigterm_and_sigint_wait_for_the_renames(tmp_path, sig, raised, code):
     """Signalled between the renames, the swap still completes; then the signal acts (the

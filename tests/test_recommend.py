@@ -244,7 +244,7 @@ def test_features_are_read_from_their_matrices_and_are_the_pickles(world, tmp_pa
     import pickle
     import shutil
 
-    from rec import unit
+    from rec.storage import unit
     from rec.twotower import features as features_module
 
     folder = Path(shutil.copytree(world["paths"].features_dir, tmp_path / "features"))

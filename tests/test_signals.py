@@ -1,6 +1,6 @@
 """Signals at awkward moments: while paddle is being imported, and sent to `rec pipeline`
 (SIGTERM passed on to the running stage; kill -9 of the pipeline stops the stage too,
-rec.parent_death). Real processes, real signals."""
+rec.process.parent_death). Real processes, real signals."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rec import lock
+from rec.storage import lock
 
 from conftest import ROOT, SMALL, SMALL_WORLD, copy_world, no_leftovers, run_stages
 

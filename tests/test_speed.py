@@ -77,7 +77,7 @@ def test_threads_is_applied_and_a_bad_count_is_one_line(world):
     result = rec(world, "train", "--epochs", "1", "--threads", "1", "--format", "json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["threads"] == 1
-    from rec import runtime
+    from rec.engine import runtime
 
     assert runtime._threads == 1
     for bad in ("0", "-2", "two"):
@@ -87,7 +87,7 @@ def test_threads_is_applied_and_a_bad_count_is_one_line(world):
 
 
 def test_default_threads_share_the_hosts_cores(monkeypatch):
-    from rec import runtime
+    from rec.engine import runtime
 
     monkeypatch.setattr(runtime, "available_cores", lambda: 16)
     monkeypatch.delenv("PADDLE_TRAINERS_NUM", raising=False)
@@ -120,7 +120,7 @@ def test_the_same_seed_gives_the_same_model(world, tmp_path):
 
 @pytest.mark.parametrize("fmt", ["tsv", "csv", "json"])
 def test_a_block_prints_what_its_rows_print(capsys, fmt):
-    from rec.console import RowWriter
+    from rec.results import RowWriter
 
     columns = ["user", "rank", "title", "stars", "score", "flag", "note"]
     block = {"user": [1, 1, "u-2"], "rank": [1, 2, 1],

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rec import manifest
+from rec.storage import manifest
 from rec.paths import Paths
 from rec.build_info import installed_versions
 from rec.stages.values import PlainValues

@@ -1,6 +1,6 @@
 """Readers of a folder a writer swaps in whole while they read it (readers take no lock):
 they get the whole old folder or the whole new one, never a mixture, never an error
-(rec.snapshot). The swap is made to happen between two of the reader's file reads."""
+(rec.storage.snapshot). The swap is made to happen between two of the reader's file reads."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rec import atomic, snapshot
+from rec.storage import atomic, snapshot
 from rec.datasets.contract import is_dataset, load_dataset
 from rec.datasets.movielens import parse_folder
 from rec.datasets.synthetic import SyntheticSpec, generate
 from rec.errors import RecError, UsageError
-from rec.manifest import fingerprint
+from rec.storage.manifest import fingerprint
 from rec.paths import Paths
 from rec.stages.preprocess import build, write_dataset
 from rec.twotower.features import load_features, save_features

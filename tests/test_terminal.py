@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from rec import console
+from rec import results
 from rec.cli import COMMANDS, load_command
 from rec.stages.recommend import RECOMMEND_COLUMNS, TABLE_LAYOUT
 
@@ -23,23 +23,23 @@ COLUMNS = ["rank", "title", "score", "note"]
 
 @pytest.fixture(autouse=True)
 def with_header():
-    console.set_header(True)
+    results.set_header(True)
     yield
-    console.set_header(True)
+    results.set_header(True)
 
 
 def test_csv_quotes_as_rfc_4180(capsys):
-    console.emit(ROWS, COLUMNS, "csv")
+    results.emit(ROWS, COLUMNS, "csv")
     assert capsys.readouterr().out == ('rank,title,score,note\n'
                                        '1,Toy Story (1995),4.12346,\n'
                                        '2,"say ""hi"", then\tgo",1.234e-05,"new\nline"\n')
 
 
 def test_no_header(capsys):
-    console.set_header(False)
-    console.emit(ROWS[:1], COLUMNS, "tsv")
-    console.emit(ROWS[:1], COLUMNS, "csv")
-    console.emit([], COLUMNS, "tsv")
+    results.set_header(False)
+    results.emit(ROWS[:1], COLUMNS, "tsv")
+    results.emit(ROWS[:1], COLUMNS, "csv")
+    results.emit([], COLUMNS, "tsv")
     assert capsys.readouterr().out == "1\tToy Story (1995)\t4.12346\t\n1,Toy Story (1995),4.12346,\n"
 
 
@@ -64,7 +64,7 @@ def recommend_rows(users=(42,)):
 
 def test_recommend_table_fits_80_columns(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
-    console.emit(recommend_rows(), RECOMMEND_COLUMNS, "table", "top 10", TABLE_LAYOUT)
+    results.emit(recommend_rows(), RECOMMEND_COLUMNS, "table", "top 10", TABLE_LAYOUT)
     lines = capsys.readouterr().out.splitlines()
     assert max(len(line) for line in lines) <= 80
     assert "user 42" in lines[0] and not lines[1].startswith("user")  # said once, in the title
@@ -87,7 +87,7 @@ def test_a_title_longer_than_two_lines_is_cut_keeping_its_year(capsys, monkeypat
     monkeypatch.setenv("COLUMNS", "60")
     rows = [{**recommend_rows()[0], "title": "Star Wars: Episode V - The Empire Strikes Back "
              "(1980)", "genres": "Action"}]
-    console.emit(rows, RECOMMEND_COLUMNS, "table", "top 1", TABLE_LAYOUT)
+    results.emit(rows, RECOMMEND_COLUMNS, "table", "top 1", TABLE_LAYOUT)
     lines = capsys.readouterr().out.splitlines()
     assert max(len(line) for line in lines) <= 60
     assert lines[3].split() == ["42", "1", "1001", "Star", "Wars:", "Episode", "Action", "4.23",
@@ -99,16 +99,16 @@ def test_a_title_longer_than_two_lines_is_cut_keeping_its_year(capsys, monkeypat
 def test_a_column_of_floats_lines_up_its_decimals(capsys):
     rows = [{"rank": 1, "stars": 4.1, "n": 7}, {"rank": 2, "stars": 3.76, "n": 12},
             {"rank": 3, "stars": 4.0, "n": 3}]
-    console.emit(rows, ["rank", "stars", "n"], "table")
+    results.emit(rows, ["rank", "stars", "n"], "table")
     assert capsys.readouterr().out.splitlines()[2:] == [
         "   1   4.10   7", "   2   3.76  12", "   3   4.00   3"]
-    console.emit_object({"users": 6040, "seconds": 0.149}, "table")  # counts and rates: as is
+    results.emit_object({"users": 6040, "seconds": 0.149}, "table")  # counts and rates: as is
     assert capsys.readouterr().out.splitlines()[2:] == ["users     6040", "seconds  0.149"]
 
 
 def test_reasons_wrap_at_spaces_only(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "50")
-    console.emit(recommend_rows((1, 2))[:1], RECOMMEND_COLUMNS, "table", "top", TABLE_LAYOUT)
+    results.emit(recommend_rows((1, 2))[:1], RECOMMEND_COLUMNS, "table", "top", TABLE_LAYOUT)
     lines = capsys.readouterr().out.splitlines()
     reason = lines[next(i for i, line in enumerate(lines) if "because" in line):]
     assert " ".join(" ".join(reason).split()) == REASON
@@ -122,7 +122,7 @@ def test_training_table_fits_80_columns_with_whole_values_and_the_best_mark(monk
 
     from rich.console import Console
 
-    from rec.trainer import Monitor, epoch_table
+    from rec.engine.trainer import Monitor, epoch_table
 
     columns = {"pick_loss": "pick loss", "rating_loss": "rating loss", "val_hr@10": "val HR@10",
                "val_ndcg@10": "val NDCG@10", "val_rmse": "val RMSE"}

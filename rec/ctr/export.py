@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from rec.errors import UsageError
-from rec.serving import Network
+from rec.engine.inference import Network
 
 import paddle  # noqa: E402
 

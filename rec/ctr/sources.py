@@ -125,7 +125,7 @@ class MovieLensSource:
 
     def train_parts(self, rng) -> Iterator[Arrays]:
         """The epoch's training samples (with the epoch's negatives, drawn by `rng(1)`),
-        shuffled by `rng()` (rec.trainer.Epoch.rng)."""
+        shuffled by `rng()` (rec.engine.trainer.Epoch.rng)."""
         train = self.train
         if self.negatives:
             tu = self.train_pairs[0]
@@ -192,7 +192,7 @@ class CriteoSource:
                 "n_dense": criteo.N_DENSE, "n_cross": 0}
 
     def train_parts(self, rng) -> Iterator[Arrays]:
-        """The epoch's training lines, chunk i shuffled by `rng(i)` (rec.trainer.Epoch.rng)."""
+        """The epoch's training lines, chunk i shuffled by `rng(i)` (rec.engine.trainer.Epoch.rng)."""
         collect = self._val is None and self.val_path is None
         if collect:
             val_parts = []
@@ -247,7 +247,7 @@ class CriteoSource:
 def make_source(paths, p, vocab_path: Path | None):
     """`rec ctr-train`'s data source (p: its CtrParams), the fingerprint of its input and
     the input files (for the manifest)."""
-    from rec import manifest
+    from rec.storage import manifest
     from rec.console import log
 
     if p.data == "movielens":

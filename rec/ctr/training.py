@@ -1,6 +1,6 @@
 """CTR training glue (imports paddle): the networks built for a data source, batches as
 tensors, predictions, the checked numpy export, the recall-then-rank comparison, and the
-objective `rec ctr-train` gives rec.trainer.fit.
+objective `rec ctr-train` gives rec.engine.trainer.fit.
 
 Only `rec ctr-train` / `rec ctr-predict` import this module, inside their commands.
 """
@@ -11,15 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from rec.atomic import atomic_dir, write_json
+from rec.storage.atomic import atomic_dir, write_json
 from rec.ctr.sources import Arrays
 from rec.datasets import criteo
 from rec.errors import RecError, UsageError
 from rec.metrics import auc, logloss
 from rec.paths import (CONFIG, PARAMS, USER_VECTORS, WEIGHTS, TrainingFolder, optimizer_file,
                        params_file, read_json, reading)
-from rec.runtime import load_weights  # first: it quiets paddle's import-time warnings
-from rec.trainer import Epoch, Objective, Trainable
+from rec.engine.runtime import load_weights  # first: it quiets paddle's import-time warnings
+from rec.engine.trainer import Epoch, Objective, Trainable
 
 import paddle  # noqa: E402
 
@@ -106,7 +106,7 @@ def export_npz(model, path: Path, rows: Arrays) -> float:
     numpy forward pass (rec.ctr.forward) gives the model's click probabilities on `rows`
     (CHECK_ROWS of them, drawn with a fixed seed); otherwise an error (exit 1) and nothing
     is written. Returns the largest difference found."""
-    from rec.atomic import atomic_path
+    from rec.storage.atomic import atomic_path
     from rec.ctr.forward import NumpyCtr
 
     arrays = {k: v.numpy() for k, v in model.state_dict().items()}
@@ -125,8 +125,8 @@ def export_npz(model, path: Path, rows: Arrays) -> float:
 def load_model(paths):
     """Rebuild the best model of output/ctr/model from its config.json alone; also return the
     config and, for Criteo, the transform that turns raw lines into its inputs. Every file
-    comes from the same ctr-train run (rec.snapshot: readers take no lock)."""
-    from rec.snapshot import read as read_snapshot
+    comes from the same ctr-train run (rec.storage.snapshot: readers take no lock)."""
+    from rec.storage.snapshot import read as read_snapshot
 
     return read_snapshot(paths.ctr.best, lambda snapshot: _load_model(snapshot, paths))
 
@@ -162,7 +162,7 @@ def _load_model(snapshot, paths):
     return model, config, transform
 
 
-# --- the objective, for rec.trainer.fit -----------------------------------------------------
+# --- the objective, for rec.engine.trainer.fit -----------------------------------------------------
 
 
 def ctr_objective(source, batch_size: int, model, opt, baseline, base_opt,

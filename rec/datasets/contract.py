@@ -33,7 +33,7 @@ import numpy as np
 
 from rec.errors import RecError, UsageError
 from rec.paths import SPLIT, VOCAB, Paths, reading
-from rec.snapshot import read as read_snapshot
+from rec.storage.snapshot import read as read_snapshot
 
 FORMAT_VERSION = 1
 ARRAY_FILES = ["users.npy", "movie_genres.npy", "movie_titles.npy", "rating_users.npy",
@@ -121,7 +121,7 @@ class Dataset:
     rating_values: np.ndarray
     rating_times: np.ndarray
     split: np.ndarray
-    # (vocab.json's, split.npy's) rec.manifest fingerprints as read, for `is_dataset`
+    # (vocab.json's, split.npy's) rec.storage.manifest fingerprints as read, for `is_dataset`
     fingerprints: tuple[str, str] | None = None
 
     @property
@@ -193,7 +193,7 @@ def dataset_paths(paths: Paths) -> list[Path]:
 def dataset_identity(paths: Paths) -> str:
     """Identity of output/dataset as a whole (its ids and titles, and its split). Every stage
     that reads it records this, so that a later reader can tell it was preprocessed again."""
-    from rec.manifest import fingerprint
+    from rec.storage.manifest import fingerprint
 
     return f"{fingerprint(paths.vocab)}-{fingerprint(paths.split)}"
 
@@ -202,7 +202,7 @@ def is_dataset(recorded: str | None, paths: Paths, dataset: "Dataset | None" = N
     """Whether an artifact's recorded identity is output/dataset's: that of `dataset` as it
     was read, when given (the folder may have been replaced since). Artifacts written before
     the identity covered vocab.json recorded the split's fingerprint alone: still accepted."""
-    from rec.manifest import fingerprint
+    from rec.storage.manifest import fingerprint
 
     if dataset is not None and dataset.fingerprints is not None:
         vocab, split = dataset.fingerprints
@@ -215,8 +215,8 @@ def load_vocab(paths: Paths) -> Vocab:
 
 
 def _load_vocab(snapshot) -> tuple[Vocab, str]:
-    """vocab.json from the folder `snapshot`, and its fingerprint (rec.manifest)."""
-    from rec.manifest import file_fingerprint
+    """vocab.json from the folder `snapshot`, and its fingerprint (rec.storage.manifest)."""
+    from rec.storage.manifest import file_fingerprint
 
     path = snapshot.path / VOCAB
     if not snapshot.is_file(VOCAB):
@@ -230,7 +230,7 @@ def _load_vocab(snapshot) -> tuple[Vocab, str]:
 
 
 def load_dataset(paths: Paths, mmap: bool = False) -> Dataset:
-    """Read the whole contract back, every file from the same preprocess run (rec.snapshot:
+    """Read the whole contract back, every file from the same preprocess run (rec.storage.snapshot:
     a preprocess that swaps the folder meanwhile makes it read the new one whole); exit 2
     naming `rec preprocess` if anything is missing, 1 (naming it too) if a file is damaged
     or the files do not fit together."""
@@ -238,7 +238,7 @@ def load_dataset(paths: Paths, mmap: bool = False) -> Dataset:
 
 
 def _load_dataset(snapshot, mmap: bool) -> Dataset:
-    from rec.manifest import file_fingerprint
+    from rec.storage.manifest import file_fingerprint
 
     folder = snapshot.path
     for name in ALL_FILES:

@@ -352,7 +352,7 @@ class CategoryVocab:
         return out
 
     def save(self, path: Path) -> None:
-        from rec.atomic import atomic_path
+        from rec.storage.atomic import atomic_path
 
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:

@@ -35,7 +35,7 @@ class SyntheticCriteoSpec:
 def generate(path: Path, spec: SyntheticCriteoSpec, chunk_lines: int = CHUNK_LINES) -> dict:
     """Write `spec.lines` Criteo-format lines to `path` (atomically); return the truth:
     the Bayes-optimal logits' AUC (the best any model can do) and the planted pairs."""
-    from rec.atomic import atomic_path
+    from rec.storage.atomic import atomic_path
 
     rng = np.random.default_rng(spec.seed)
     card = rng.integers(3, max(4, spec.max_cardinality + 1), size=N_CAT)

@@ -1,5 +1,5 @@
 """Getting an archive onto disk, safely: HTTP with resume and checksums (what goes from an
-archive into the new folder is rec/datasets/archive.py's; rec.atomic.atomic_dir then swaps
+archive into the new folder is rec/datasets/archive.py's; rec.storage.atomic.atomic_dir then swaps
 the folder into data/).
 
 Standard library only (urllib), so `rec download` needs nothing beyond the package itself.
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from rec import __version__
-from rec.atomic import file_hash
+from rec.storage.atomic import file_hash
 from rec.console import log, progress
 from rec.errors import RecError, environment_error
 

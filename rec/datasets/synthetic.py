@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rec.atomic import write_bytes, write_json
+from rec.storage.atomic import write_bytes, write_json
 from rec.datasets.contract import GENRES, ML1M_AGES
 
 AGE_CODES = list(ML1M_AGES)  # 1, 18, 25, ...

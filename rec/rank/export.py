@@ -12,7 +12,7 @@ import io
 import numpy as np
 
 from rec.errors import UsageError
-from rec.serving import Network
+from rec.engine.inference import Network
 
 import paddle  # noqa: E402
 
@@ -23,7 +23,7 @@ def network(paths, ds, features) -> Network:
     from rec.models.ranker import Ranker, RankerConfig
     from rec.rank.features import known_block
     from rec.rank.serving import RUN, load_ranker, serving_stack
-    from rec.snapshot import read as read_snapshot
+    from rec.storage.snapshot import read as read_snapshot
 
     if features is None:
         raise UsageError(f"exporting the rank stage needs output/features: run `rec "

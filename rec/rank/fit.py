@@ -7,7 +7,7 @@ The run: the tuning view (rec.datasets.tuning); the channels on it (rec.rank.cha
 refitted on the view's training ratings with the saved λ); K, each channel's top K, the
 smallest of K_CHOICES whose candidate recall on the tuning users is within K_SLACK of the
 largest's; the examples (rec.rank.training), a fifth of the tuning users set aside; then
-rec.trainer.fit, the epoch chosen on that fifth. output/ctr/model/ gets config.json (the
+rec.engine.trainer.fit, the epoch chosen on that fifth. output/ctr/model/ gets config.json (the
 feature layout, K, the features run it was built for, the selection), weights.npz (numpy
 serving: rec.rank.forward) and model.pdparams.
 """
@@ -19,7 +19,7 @@ from dataclasses import asdict
 import numpy as np
 
 from rec import __version__
-from rec.atomic import atomic_dir, write_bytes, write_json
+from rec.storage.atomic import atomic_dir, write_bytes, write_json
 from rec.datasets.contract import RELEVANT, TRAIN, VAL, dataset_identity, load_dataset
 from rec.datasets.splits import GIVEN_RATIO
 from rec.datasets.tuning import describe, tuning_kind, tuning_seed, tuning_view, uniform_hash
@@ -67,7 +67,7 @@ def choose_k(stack: Stack, view, user_vecs: np.ndarray) -> tuple[int, dict]:
 
 def train_ranker(paths, p, device: str, resume: bool) -> dict:
     """The run (p: the ctr-train parameters: epochs, lr, seed, patience, batch size)."""
-    from rec import runtime, trainer
+    from rec.engine import runtime, trainer
     from rec.models.ranker import Ranker, RankerConfig
     from rec.rank import training as rt
     from rec.twotower import retrieval

@@ -22,7 +22,7 @@ from rec.paths import EASE, read_json, reading
 from rec.rank.channels import load_item_models
 from rec.rank.features import Block, Stack, candidate_recall, known_block
 from rec.rank.forward import NumpyRanker
-from rec.snapshot import read as read_snapshot
+from rec.storage.snapshot import read as read_snapshot
 
 RUN = "rec ctr-train --data movielens"
 

@@ -24,8 +24,8 @@ import numpy as np
 from rec.datasets.contract import RELEVANT, VAL, Dataset
 from rec.datasets.tuning import uniform_hash
 from rec.rank.features import Stack, known_block
-from rec.runtime import save_paddle  # first: it quiets paddle's import noise
-from rec.trainer import Epoch, Objective, Trainable
+from rec.engine.runtime import save_paddle  # first: it quiets paddle's import noise
+from rec.engine.trainer import Epoch, Objective, Trainable
 
 import paddle  # noqa: E402
 
@@ -139,7 +139,7 @@ def export(net) -> dict[str, np.ndarray]:
 
 def rank_objective(net, optimizer, train: Examples, val: Examples, batch_users: int,
                    save: callable) -> Objective:
-    """rec.trainer.fit's Objective: train_epoch over the training users (shuffled by the
+    """rec.engine.trainer.fit's Objective: train_epoch over the training users (shuffled by the
     epoch's seed), validate() on the held-aside tuning users; save(epoch, weights)."""
     part = Trainable(net, optimizer, "rank.pdparams", "rank.pdopt")
     x_val = paddle.to_tensor(val.x)

@@ -17,7 +17,9 @@ import sys
 
 import typer
 
-from rec.console import debug, error_line, is_verbose, resolve_format, set_header
+from rec.console import debug, error_line, is_verbose
+
+from rec.results import resolve_format, set_header
 from rec.errors import (EXIT_PIPE_CLOSED, ReaderGone, RecError, UsageError,
                         environment_error)
 from rec.paths import Paths
@@ -42,16 +44,16 @@ def preflight(paths: Paths, folders: list, into: tuple[str, ...]) -> None:
     """Before any work, the environment faults a writing command would meet late: each
     folder it writes (`folders`, and `into`: Paths attributes such as model_dir or
     ctr.checkpoint, the folders it replaces whole among them) must take
-    a file (rec.atomic.check_writable), and manifest.json must not be a folder. One line
+    a file (rec.storage.atomic.check_writable), and manifest.json must not be a folder. One line
     (exit 1, or 2 for a file where a folder is needed), and nothing is changed."""
     from pathlib import Path
 
-    from rec.atomic import check_writable, swap_location
+    from rec.storage.atomic import check_writable, swap_location
 
     try:
         for folder in [*folders, *(functools.reduce(getattr, name.split("."), paths)
                                    for name in into)]:
-            if os.path.islink(folder):  # written through (rec.atomic.swap_location)
+            if os.path.islink(folder):  # written through (rec.storage.atomic.swap_location)
                 folder = swap_location(Path(folder))
             check_writable(folder)
         if folders and paths.manifest.is_dir():
@@ -67,11 +69,11 @@ def guarded(fn=None, *, writes: tuple[str, ...] = (), into: tuple[str, ...] = ()
     `--no-header` (options.NoHeader), handled here: the command never sees it.
 
     `writes` names the folders the command writes ("data", "output"): it holds their locks
-    (rec.lock) while it runs, so a second writer stops at once with one line (exit 2), and
-    first finishes the folder swaps a killed run left halfway (rec.recovery). Readers
+    (rec.storage.lock) while it runs, so a second writer stops at once with one line (exit 2), and
+    first finishes the folder swaps a killed run left halfway (rec.storage.recovery). Readers
     declare none and never wait. Before the command runs, every folder it writes (those,
     and `into`: the Paths attributes of its own folders) is checked (`preflight`). SIGTERM
-    ends a command as Ctrl-C does (rec.interrupts): cleanup runs, then one line and exit 143
+    ends a command as Ctrl-C does (rec.process.interrupts): cleanup runs, then one line and exit 143
     (130 for Ctrl-C).
 
     Faults of the environment (rec.errors.environment_error) end in one line naming the
@@ -85,13 +87,14 @@ def guarded(fn=None, *, writes: tuple[str, ...] = (), into: tuple[str, ...] = ()
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from rec import interrupts
+        from rec.process import interrupts
 
         with interrupts.sigterm_interrupts():
             return run(*args, **kwargs)
 
     def run(*args, **kwargs):
-        from rec import interrupts, lock
+        from rec.process import interrupts
+        from rec.storage import lock
 
         try:
             if with_format:
@@ -126,7 +129,7 @@ def guarded(fn=None, *, writes: tuple[str, ...] = (), into: tuple[str, ...] = ()
         except RecError as e:
             error_line(str(e))
             raise typer.Exit(e.exit_code)
-        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (rec.interrupts)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (rec.process.interrupts)
             how = "terminated (SIGTERM)" if isinstance(e, interrupts.Terminated) else "interrupted"
             error_line(f"{how}; files already written are complete, nothing half-written was kept")
             raise typer.Exit(interrupts.exit_code(e))
@@ -162,9 +165,9 @@ def check_layout(paths: Paths) -> None:
 
 
 def _recover(paths: Paths, writes: tuple[str, ...], name: str | None) -> None:
-    """Finish the folder swaps a killed run left halfway (rec.recovery): a writer of
+    """Finish the folder swaps a killed run left halfway (rec.storage.recovery): a writer of
     output/ under its lock (not a --nproc worker: its launcher did), a reader if it can."""
-    from rec import lock, recovery
+    from rec.storage import lock, recovery
 
     if "output" in writes and not lock.is_worker():
         recovery.recover(paths)
@@ -180,7 +183,7 @@ def _recover_data(paths: Paths, name: str | None, held: bool) -> None:
     is free at once (held: a running download's swap is its own and is left alone)."""
     import contextlib
 
-    from rec import atomic, lock, recovery
+    from rec.storage import atomic, lock, recovery
     from rec.datasets import registry
 
     found = [paths.raw(n) for n in registry.names() if atomic.leftovers(paths.raw(n))]

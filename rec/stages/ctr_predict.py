@@ -27,7 +27,9 @@ from typing import Iterator
 import numpy as np
 import typer
 
-from rec.console import RowWriter, log, warn
+from rec.console import log, warn
+
+from rec.results import RowWriter
 from rec.datasets.contract import id_key
 from rec.errors import UsageError, shown
 from rec.stages import get_paths, guarded
@@ -170,7 +172,7 @@ def command(
 ) -> None:
     from rec.ctr import training as ct
     from rec.metrics import auc, logloss
-    from rec.runtime import setup_device
+    from rec.engine.runtime import setup_device
 
     paths = get_paths(ctx)
     if input != "-" and not __import__("pathlib").Path(input).is_file():

@@ -17,9 +17,12 @@ from typing import Optional
 
 import typer
 
-from rec import __version__, manifest, recovery
-from rec.atomic import atomic_dir, write_json
-from rec.console import emit_object, log
+from rec import __version__
+
+from rec.storage import manifest, recovery
+from rec.storage.atomic import atomic_dir, write_json
+from rec.console import log
+from rec.results import emit_object
 from rec.datasets import archive, fetch, registry
 from rec.datasets.registry import MARKER, DatasetSpec
 from rec.datasets.synthetic import MOVIES, RATINGS, USERS, SyntheticSpec, generate

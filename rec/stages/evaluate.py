@@ -25,9 +25,10 @@ import typer
 from rich import box
 from rich.table import Table
 
-from rec import manifest
-from rec.atomic import write_json
-from rec.console import emit, emit_object, log, show_table, steps
+from rec.storage import manifest
+from rec.storage.atomic import write_json
+from rec.console import log, show_table, steps
+from rec.results import emit, emit_object
 from rec.datasets.contract import RELEVANT, TRAIN, VAL, dataset_paths, load_dataset
 from rec.errors import UsageError
 from rec.metrics import (EASE_MAX_MOVIES, ease_scorer, fit_biases, popularity_scorer,
@@ -57,7 +58,7 @@ def rounded(metrics: dict) -> dict:
 def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
     """The report (eval.json); `step(name)` is called as each of STEPS starts (progress)."""
     step("loading the model")  # paddle's import first
-    from rec.runtime import setup_device
+    from rec.engine.runtime import setup_device
     from rec.twotower import training
 
     device = setup_device(device)

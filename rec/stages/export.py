@@ -21,7 +21,9 @@ from pathlib import Path
 
 import typer
 
-from rec.console import emit_object, log
+from rec.console import log
+
+from rec.results import emit_object
 from rec.errors import UsageError
 from rec.paths import USER_VECTORS
 from rec.stages import get_paths, guarded
@@ -33,10 +35,10 @@ TARGETS = ("paddle", "onnx")
 
 
 def export_all(paths, to: str) -> dict:
-    from rec import manifest
-    from rec.atomic import atomic_dir, write_json
+    from rec.storage import manifest
+    from rec.storage.atomic import atomic_dir, write_json
     from rec.datasets.contract import dataset_identity, dataset_paths, load_dataset
-    from rec.serving import export, onnx_modules  # imports paddle
+    from rec.engine.inference import export, onnx_modules  # imports paddle
     from rec.twotower import export as towers
     from rec.twotower import training
     from rec.twotower.features import load_features

@@ -24,7 +24,7 @@ from typing import Optional
 import typer
 
 import rec
-from rec import interrupts, parent_death
+from rec.process import interrupts, parent_death
 from rec.console import error_line, is_quiet, is_verbose, log
 from rec.datasets import registry
 from rec.errors import UsageError
@@ -74,9 +74,9 @@ def _real_file(stream) -> bool:
 def run_stage(global_args: list[str], args: list[str], show_stdout: bool = False) -> None:
     """Run `rec GLOBAL ARGS` to the end; its stderr is ours, its stdout ours or nothing.
     A failure ends this command with the stage's exit code (the stage said why). Ctrl-C or
-    SIGTERM (rec.interrupts: raised here) lets the stage stop cleanly (its files complete
+    SIGTERM (rec.process.interrupts: raised here) lets the stage stop cleanly (its files complete
     or untouched), then stops with the stage's 130 or 143. Killed with SIGKILL, this command
-    cannot stop the stage: the kernel sends it SIGTERM (rec.parent_death)."""
+    cannot stop the stage: the kernel sends it SIGTERM (rec.process.parent_death)."""
     log(f"== rec {' '.join(args)}")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))}  # this rec
@@ -91,7 +91,7 @@ def run_stage(global_args: list[str], args: list[str], show_stdout: bool = False
                             preexec_fn=parent_death.child_setup())
     try:
         stdout, stderr = proc.communicate()
-    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (rec.interrupts.Terminated)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (rec.process.interrupts.Terminated)
         _stop(proc, getattr(e, "signum", signal.SIGINT))
         if proc.returncode == interrupts.exit_code(e):  # the stage said it was stopped
             raise typer.Exit(proc.returncode)

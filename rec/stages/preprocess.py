@@ -17,9 +17,10 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from rec import manifest
-from rec.atomic import atomic_dir, save_npy, write_json
-from rec.console import emit_object, log, show_table, warn
+from rec.storage import manifest
+from rec.storage.atomic import atomic_dir, save_npy, write_json
+from rec.console import log, show_table, warn
+from rec.results import emit_object
 from rec.datasets.contract import (ARRAY_FILES, GENDERS, GENRES, GIVEN, TRAIN, VAL, Vocab,
                                    dataset_paths)
 from rec.datasets.movielens import YEAR_RE, RawMovieLens, parse_folder
@@ -29,7 +30,7 @@ from rec.datasets.splits import (GIVEN_RATIO, SPLITS, check_parts, global_time_s
                                  user_time_split, users_split)
 from rec.errors import UsageError
 from rec.paths import VOCAB
-from rec.snapshot import read_unchanged
+from rec.storage.snapshot import read_unchanged
 from rec.stages import get_paths, guarded
 from rec.stages.options import SEED_RANGE, Format
 
@@ -199,7 +200,7 @@ def write_dataset(out_dir: Path, arrays: dict[str, np.ndarray], vocab: Vocab) ->
 def read_raw(folder: Path) -> tuple[RawMovieLens, str | None]:
     """The raw dataset in `folder` and the fingerprint of the version read: one version, even
     when a `rec download` for another output folder replaces the shared data folder meanwhile
-    (rec.snapshot.read_unchanged: read again, and said on stderr)."""
+    (rec.storage.snapshot.read_unchanged: read again, and said on stderr)."""
     def load():
         return parse_folder(folder), manifest.fingerprint(folder)
 

@@ -37,7 +37,9 @@ from typing import Iterator, List, Optional
 
 import typer
 
-from rec.console import RowWriter, warn
+from rec.console import warn
+
+from rec.results import RowWriter
 from rec.errors import UsageError
 from rec.stages import get_paths, guarded
 from rec.stages.options import SEED_RANGE, Format

@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 import typer
 
-from rec import manifest
-from rec.console import emit_object, log
+from rec.storage import manifest
+from rec.console import log
+from rec.results import emit_object
 from rec.datasets.contract import VAL, dataset_identity, dataset_paths, load_dataset
 from rec.errors import RecError
 from rec.stages import get_paths, guarded
@@ -29,7 +30,7 @@ TOLERANCE = 1e-4
 
 
 def export(paths, device: str) -> dict:
-    from rec.runtime import setup_device
+    from rec.engine.runtime import setup_device
     from rec.twotower import training
     from rec.twotower.features import save_features
 
@@ -50,7 +51,7 @@ def export(paths, device: str) -> dict:
         from rec.twotower.foldin import parts_file
 
         extra = parts_file(model.fold_in_parts())
-    from rec import unit
+    from rec.storage import unit
     from rec.rank.channels import item_channels
 
     run_id = unit.new_run_id()

@@ -3,7 +3,7 @@
 Every stage that records itself has a row (export too), "not run" when it never ran. A
 stage is fresh only when every file of its artifacts is as it wrote them (each stage
 records all of them: a folder's fingerprint covers each file's name, size and mtime) and
-its inputs are as it read them. The stage holding the output folder's lock now (rec.lock
+its inputs are as it read them. The stage holding the output folder's lock now (rec.storage.lock
 names it) is "running", whatever its last run left.
 """
 
@@ -13,9 +13,10 @@ import re
 
 import typer
 
-from rec import lock, manifest
+from rec.storage import lock, manifest
 from rec.build_info import paddle_build
-from rec.console import emit, log, warn
+from rec.console import log, warn
+from rec.results import emit
 from rec.errors import RecError
 from rec.stages import get_paths, guarded
 from rec.stages.options import Format
@@ -27,7 +28,7 @@ HOLDER_RE = re.compile(r"rec (?P<stage>[\w-]+)\b.*?(?:\(pid (?P<pid>\d+)\))?$")
 
 
 def running_stage(holder: str | None) -> tuple[str | None, str | None]:
-    """(stage, pid) of the command holding the output folder's lock, as rec.lock's note
+    """(stage, pid) of the command holding the output folder's lock, as rec.storage.lock's note
     names it ("rec ctr-train (pid 42)"); (None, None) when none runs."""
     match = HOLDER_RE.match(holder or "")
     return (match["stage"], match["pid"]) if match else (None, None)

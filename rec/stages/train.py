@@ -21,8 +21,10 @@ from typing import Annotated
 
 import typer
 
-from rec import __version__, manifest
-from rec.console import emit_object
+from rec import __version__
+
+from rec.storage import manifest
+from rec.results import emit_object
 from rec.datasets.contract import dataset_identity, dataset_paths, load_dataset
 from rec.errors import UsageError
 from rec.paths import OPTIMIZER, PARAMS, require
@@ -138,7 +140,7 @@ MONITORS = {  # the metric that picks the best epoch, by match
 
 def train(paths, params: TrainParams, device: str, resume: bool,
           threads: int | None = None) -> dict:
-    from rec import runtime, trainer
+    from rec.engine import runtime, trainer
     import paddle
 
     from rec.datasets.tuning import tuning_view
@@ -233,7 +235,7 @@ def command(ctx: typer.Context, params: TrainParams, device: Device = "cpu",
     params.check()
     paths = get_paths(ctx)
     if nproc > 1:  # the same command in N processes; rank 0 writes the files
-        from rec.launch import run_stage
+        from rec.process.launch import run_stage
 
         require(dataset_paths(paths), "rec preprocess")  # fail here, not in N workers
         metrics = run_stage(paths, "train", params.__dict__, device, resume, nproc, paths.model,

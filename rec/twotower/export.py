@@ -9,7 +9,7 @@ import numpy as np
 
 from rec.datasets.contract import Dataset
 from rec.paths import MOVIE_VECTORS, USER_VECTORS
-from rec.serving import Network
+from rec.engine.inference import Network
 
 import paddle  # noqa: E402
 
@@ -114,10 +114,10 @@ def networks(model, ds: Dataset, features=None) -> list[Network]:
     movie_about = {"index": "movie_ids are movie indices 0..n_movies-1 (vocab.json "
                             "movie_ids); genres and titles are output/dataset's "
                             "movie_genres.npy and movie_titles.npy rows"}
-    return [Network("user_tower", tower(model), u_specs, "user vectors (as usr_feat.pkl)",
+    return [Network("user_tower", tower(model), u_specs, f"user vectors (as {USER_VECTORS})",
                     u_rows, u_expected, user_about),
             Network("movie_tower", MovieTower(model), m_specs,
-                    "movie vectors (as mov_feat.pkl)", m_rows, m_expected, movie_about)]
+                    f"movie vectors (as {MOVIE_VECTORS})", m_rows, m_expected, movie_about)]
 
 
 def scoring(model, features=None) -> dict:

@@ -13,7 +13,7 @@
                    the first `taste_dims` components are the taste space used for
                    movie-to-movie similarity (bias components ride along after them);
                    "run_id": the save-features run that wrote the folder.
-    unit.json      that run id and the other files' sha256 (rec.unit): the folder is written
+    unit.json      that run id and the other files' sha256 (rec.storage.unit): the folder is written
                    as one unit, and a reader refuses files of different runs.
 
 A folder written before the matrices existed is read from its pickles.
@@ -32,15 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
-from rec import unit
-from rec.atomic import atomic_dir, save_npy, write_bytes, write_json
+from rec.storage import unit
+from rec.storage.atomic import atomic_dir, save_npy, write_bytes, write_json
 from rec.errors import RecError, UsageError
 from rec.paths import EASE as EASE_FILE
 from rec.paths import (MOVIE_MATRIX, MOVIE_VECTORS, SCORING, USER_MATRIX, USER_VECTORS,
                        VECTOR_IDS)
 from rec.scoring import MATCHES
-from rec.snapshot import npy_bytes
-from rec.snapshot import read as read_snapshot
+from rec.storage.snapshot import npy_bytes
+from rec.storage.snapshot import read as read_snapshot
 from rec.twotower.foldin import FOLD_IN
 
 _ALLOWED_GLOBALS = {
@@ -161,7 +161,7 @@ def _load_matrices(snapshot, loaded: dict[str, bytes]):
         raise RecError(f"{folder / VECTOR_IDS}: not a valid list of ids")
     found = [user_ids, None, movie_ids, None]
     for at, name, n in ((1, USER_MATRIX, len(user_ids)), (3, MOVIE_MATRIX, len(movie_ids))):
-        loaded[name] = snapshot.read_bytes(name)  # vanished mid-swap: rec.snapshot retries
+        loaded[name] = snapshot.read_bytes(name)  # vanished mid-swap: rec.storage.snapshot retries
         try:
             matrix = npy_bytes(loaded[name])
         except (OSError, ValueError) as e:
@@ -176,7 +176,7 @@ def _load_matrices(snapshot, loaded: dict[str, bytes]):
 def load_features(folder: Path) -> Features:
     """The vectors of `folder`, every file from the same save-features run: read through
     one directory descriptor, checked against the unit as read, and read again whole when a
-    save-features swapped the folder meanwhile (rec.snapshot)."""
+    save-features swapped the folder meanwhile (rec.storage.snapshot)."""
     return read_snapshot(folder, _load_features)
 
 

@@ -1,5 +1,5 @@
 """Recall-then-rank training glue (imports paddle): the user histories the user tower reads,
-the joint objective `rec train` gives rec.trainer.fit by default, the like-calibration, and
+the joint objective `rec train` gives rec.engine.trainer.fit by default, the like-calibration, and
 the saved vectors of a trained RecallRankTwoTower.
 
 One step takes a batch of users and, for each, scores the whole catalogue:
@@ -25,9 +25,9 @@ import numpy as np
 from rec.datasets.contract import RELEVANT, Dataset
 from rec.metrics import dense_chunk, ranking_metrics, rmse_mae
 from rec.paths import OPTIMIZER, PARAMS, TrainingFolder
-from rec.runtime import save_model  # first: it quiets paddle's import noise
+from rec.engine.runtime import save_model  # first: it quiets paddle's import noise
 from rec.scoring import like_calibration, stars_pairs, vector_scorer
-from rec.trainer import Epoch, Objective, Trainable
+from rec.engine.trainer import Epoch, Objective, Trainable
 
 import paddle  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Two-tower training glue (imports paddle): the network's sizes from the dataset, feeding
 the preprocessed arrays in batches, predictions, the tower vectors save-features stores,
 rebuilding the trained model from output/model alone, and the rating objective `rec train`
-gives rec.trainer.fit.
+gives rec.engine.trainer.fit.
 
 Only train, evaluate and save-features import this module (inside their commands).
 """
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from rec import unit
+from rec.storage import unit
 from rec.datasets.contract import Dataset, is_dataset
 from rec.errors import UsageError
 from rec.metrics import dense_chunk, rmse_mae
 from rec.paths import OPTIMIZER, PARAMS, Paths, TrainingFolder, read_json, reading, require
-from rec.runtime import load_weights, save_model  # first: it quiets paddle's import noise
-from rec.trainer import Epoch, Objective, Trainable
+from rec.engine.runtime import load_weights, save_model  # first: it quiets paddle's import noise
+from rec.engine.trainer import Epoch, Objective, Trainable
 
 import paddle  # noqa: E402
 
@@ -165,7 +165,7 @@ def vector_mismatch(model, ds: Dataset, user_vecs: np.ndarray, movie_vecs: np.nd
     return float(max(np.abs(rated - from_vectors).max(), np.abs(logits - pick).max()))
 
 
-# --- the rating objective, for rec.trainer.fit ----------------------------------------------
+# --- the rating objective, for rec.engine.trainer.fit ----------------------------------------------
 
 
 def rating_objective(net: TwoTower, optimizer, ds: Dataset, batch_size: int,

@@ -4,7 +4,7 @@ os.replace, then the folder flushed too.
 An interrupted stage (or a power cut) therefore leaves either the old file or the new one,
 never half of one. Every JSON file goes through `write_json`, which never writes NaN or
 Infinity (they become null). A multi-file artifact is a folder swapped in whole
-(`atomic_dir`); a swap killed halfway is finished by `repair` (see rec.recovery).
+(`atomic_dir`); a swap killed halfway is finished by `repair` (see rec.storage.recovery).
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
-import math
 import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
+
+from rec.jsontext import dumps, finite  # noqa: F401  (re-exported: files are written with it)
 
 if TYPE_CHECKING:  # numpy is imported where an array is written (`rec status` needs none)
     import numpy as np
@@ -83,7 +83,7 @@ def fsync_tree(root: Path) -> None:
 @contextlib.contextmanager
 def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
-    from rec.interrupts import deferred
+    from rec.process.interrupts import deferred
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,25 +156,6 @@ def write_text(path: Path | str, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-def finite(obj: Any) -> Any:
-    """`obj` with every NaN or infinite float (numpy's too) replaced by None, numpy scalars
-    as Python numbers: what JSON can hold."""
-    if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite(v) for v in obj]
-    if type(obj).__module__ == "numpy" and getattr(obj, "ndim", None) == 0:
-        obj = obj.item()  # a numpy scalar (numpy itself is not imported for this)
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def dumps(obj: Any, **kwargs) -> str:
-    """JSON text of `obj`, NaN and Infinity written as null (never invalid JSON)."""
-    return json.dumps(finite(obj), allow_nan=False, ensure_ascii=False, **kwargs)
-
-
 def write_json(path: Path | str, obj: Any) -> None:
     write_text(path, dumps(obj, indent=2) + "\n")
 
@@ -214,7 +195,7 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     A `path` that is a symlink to a folder stays one: the swap happens where it points
     (write-through), so a dataset on a bigger disk stays there. SIGINT and SIGTERM wait for
     the renames; only kill -9 can fall between them, and `repair` finishes that swap."""
-    from rec.interrupts import deferred
+    from rec.process.interrupts import deferred
 
     path = Path(path)
     real = swap_location(path)
@@ -334,9 +315,9 @@ def repair(path: Path | str) -> Path | None:
     leftover of swaps beside it. Returns the leftover put in place of a missing `path`
     (the newest complete one: a new folder before a previous one), or None.
 
-    Call it only while holding the folder's lock (rec.lock): a running swap's names look
+    Call it only while holding the folder's lock (rec.storage.lock): a running swap's names look
     just like a killed one's."""
-    from rec.interrupts import deferred
+    from rec.process.interrupts import deferred
 
     real = Path(os.path.realpath(path))
     complete, previous, building = _leftovers(real)
@@ -366,7 +347,7 @@ def temporaries(folder: Path | str) -> list[Path]:
 def sweep(folder: Path | str) -> list[Path]:
     """Remove the temporary files and folders a killed run left in `folder`; returns them.
     Only while holding the folder's lock (see `repair`)."""
-    from rec.interrupts import deferred
+    from rec.process.interrupts import deferred
 
     found = temporaries(folder)
     with deferred():

@@ -24,7 +24,7 @@ import numpy as np
 
 from rec.console import is_verbose
 from rec.errors import RecError, UsageError
-from rec.runtime import setup_device  # noqa: F401  first: it quiets paddle's import noise
+from rec.engine.runtime import setup_device  # noqa: F401  first: it quiets paddle's import noise
 
 import paddle  # noqa: E402
 

@@ -36,8 +36,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from rec import __version__, manifest
-from rec.console import emit_object
+from rec import __version__
+
+from rec.storage import manifest
+from rec.results import emit_object
 from rec.errors import UsageError
 from rec.datasets.contract import dataset_paths
 from rec.paths import CATEGORIES, SCORING
@@ -175,7 +177,7 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
                                 paths.features_dir / SCORING],
                         outputs=[paths.ctr.best, paths.ctr.metrics])
         return metrics
-    from rec import runtime, trainer
+    from rec.engine import runtime, trainer
     from rec.ctr import training as ct
     from rec.ctr.sources import make_source
     import paddle
@@ -247,7 +249,7 @@ def command(ctx: typer.Context, params: CtrParams, device: Device = "cpu",
     if nproc > 1 and not resume and params.model == "rank":
         raise UsageError("the rank stage trains in one process (seconds on ml-1m): drop --nproc")
     if nproc > 1:  # the same command in N processes; rank 0 writes the files
-        from rec.launch import run_stage
+        from rec.process.launch import run_stage
 
         metrics = run_stage(paths, "ctr-train", asdict(params), device, resume, nproc, paths.ctr)
     else:

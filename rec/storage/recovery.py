@@ -1,4 +1,4 @@
-"""The next run finishes what a killed one left halfway (rec.atomic's folder swaps).
+"""The next run finishes what a killed one left halfway (rec.storage.atomic's folder swaps).
 
 Every folder under output/ that a stage swaps in whole is listed here with the stage that
 writes it. A writing stage, holding the output folder's lock, repairs all of them before it
@@ -21,7 +21,7 @@ import json
 import shutil
 from pathlib import Path
 
-from rec import atomic, lock, unit
+from rec.storage import atomic, lock, unit
 from rec.console import log, warn
 from rec.errors import RecError
 from rec.paths import CONFIG, METRICS, Paths, TrainingFolder
@@ -36,12 +36,12 @@ def swapped_folders(paths: Paths) -> dict[Path, str]:
 
 
 def _temporary_homes(paths: Paths) -> list[Path]:
-    """The folders where files are written beside their targets (rec.atomic.atomic_path)."""
+    """The folders where files are written beside their targets (rec.storage.atomic.atomic_path)."""
     return [paths.output_dir, paths.model_dir, paths.model.staging.best, paths.ctr_dir]
 
 
 def repair(folder: Path) -> None:
-    """rec.atomic.repair, saying which copy of `folder` it put back, if any."""
+    """rec.storage.atomic.repair, saying which copy of `folder` it put back, if any."""
     restored = atomic.repair(folder)
     if restored is not None:
         which = "new" if f".{atomic.COMPLETE}." in restored.name else "previous"
@@ -69,7 +69,7 @@ def recover(paths: Paths) -> None:
 
 def copy_metrics_beside(folder: TrainingFolder) -> None:
     """The copy of metrics.json inside a best folder of its own (output/ctr/model), copied
-    to the run's metrics.json: the last step of rec.trainer.publish, and its repair."""
+    to the run's metrics.json: the last step of rec.engine.trainer.publish, and its repair."""
     atomic.write_bytes(folder.metrics, (folder.best / METRICS).read_bytes())
 
 
@@ -86,7 +86,7 @@ def _metrics_behind(paths: Paths) -> bool:
 
 
 def _publish_unfinished(paths: Paths) -> bool:
-    """rec train publishes its best model file by file (rec.unit.publish_files): killed
+    """rec train publishes its best model file by file (rec.storage.unit.publish_files): killed
     between the weights and config.json, output/model holds weights its config does not
     name, and the run's complete best model is still in best-of-run/. (A run killed while
     training has published nothing: its model files still agree.)"""

@@ -1,5 +1,5 @@
-"""Reading a folder that a writer swaps in whole (rec.atomic.atomic_dir) while its readers take
-no lock (rec.lock): output/features, output/dataset, output/ctr/model.
+"""Reading a folder that a writer swaps in whole (rec.storage.atomic.atomic_dir) while its readers take
+no lock (rec.storage.lock): output/features, output/dataset, output/ctr/model.
 
 Opened by name one after the other, the files of such a folder can come from two runs: a
 swap between two opens gives the new folder's second file beside the old one's first (a
@@ -87,7 +87,7 @@ class Snapshot:
 
     def sha256(self, name: str) -> str:
         """The sha256 of `name`, read in blocks (not kept in memory)."""
-        from rec.atomic import stream_hash
+        from rec.storage.atomic import stream_hash
 
         with self.open(name) as f:
             return stream_hash(f)
@@ -112,7 +112,7 @@ class Snapshot:
     def replaced(self) -> bool:
         """Whether the name now holds another folder than the one read (a swap ran since),
         or none while a swap's folders wait beside it (one is under way)."""
-        from rec import atomic
+        from rec.storage import atomic
 
         try:
             now = _identity(os.stat(self.path))

@@ -3,7 +3,7 @@ a folder whose files were not written together.
 
 The unit's folder holds UNIT (unit.json): the run id, the sha256 of each binary file, and the
 names of the JSON files that carry the run id themselves (key "run_id"). A writer builds the
-folder beside the old one and swaps it in whole (rec.atomic.atomic_dir); the check catches a
+folder beside the old one and swaps it in whole (rec.storage.atomic.atomic_dir); the check catches a
 mixture however it arose (a copy by hand, an old rec, a half-restored backup).
 """
 
@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rec.atomic import (FILE_MODE, _name_target, file_hash, fsync_dir, fsync_file,
+from rec.storage.atomic import (FILE_MODE, _name_target, file_hash, fsync_dir, fsync_file,
                         write_json)
 from rec.errors import UsageError
 
@@ -44,7 +44,7 @@ def seal(folder: Path, run_id: str, hashed: list[str], tagged: list[str]) -> Pat
 
 
 def listed(snapshot) -> set[str]:
-    """The names of the files whose sha256 the unit in `snapshot` (rec.snapshot.Snapshot)
+    """The names of the files whose sha256 the unit in `snapshot` (rec.storage.snapshot.Snapshot)
     records (none when UNIT is missing or damaged: `check` says so)."""
     try:
         return set(json.loads(snapshot.read_text(UNIT))["sha256"])
@@ -53,7 +53,7 @@ def listed(snapshot) -> set[str]:
 
 
 def check(snapshot, run: str, tagged: dict[str, object], loaded: dict[str, bytes]) -> str:
-    """The unit's run id, if every file in the folder `snapshot` (rec.snapshot.Snapshot)
+    """The unit's run id, if every file in the folder `snapshot` (rec.storage.snapshot.Snapshot)
     belongs to it; else a one-line error (exit 2) naming `run`, the command that writes the
     unit again. `tagged` maps each JSON file's name to the run id found in it; `loaded` holds
     the bytes of the files the reader has read (hashed as they were read, so what is checked
@@ -100,8 +100,8 @@ def publish_files(staged: Path, dest: Path, config: str = "config.json") -> None
     """Copy the files of `staged` into `dest` with replace_together (a write error puts the
     old files back), `config` (which names the weights' digest) last: until it lands,
     check_digest refuses the weights beside the old one. SIGINT and SIGTERM wait until all
-    are copied (rec.interrupts); after a kill -9 midway, rec.recovery copies them again."""
-    from rec.interrupts import deferred
+    are copied (rec.process.interrupts); after a kill -9 midway, rec.storage.recovery copies them again."""
+    from rec.process.interrupts import deferred
 
     files = sorted(p for p in Path(staged).iterdir() if p.is_file())
     with deferred():
@@ -133,7 +133,7 @@ def replace_together(files: dict[Path, Path]) -> None:
             fsync_file(name)
         for current, tmp in staged.items():
             if current.exists():
-                # ".tmp": a kill -9 leaves it to rec.recovery's sweep
+                # ".tmp": a kill -9 leaves it to rec.storage.recovery's sweep
                 kept[current] = current.with_name(f".{current.name}.{os.getpid()}.kept.tmp")
                 os.link(current, kept[current])
             os.replace(tmp, current)

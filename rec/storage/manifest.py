@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rec import __version__
-from rec.atomic import write_json
+from rec.storage.atomic import write_json
 from rec.console import warn
 from rec.errors import UsageError
 from rec.paths import Paths
@@ -171,7 +171,7 @@ def read(paths: Paths) -> tuple[dict, str | None]:
 
 
 def _no_constant(name: str):
-    """NaN and Infinity are not JSON, and rec never writes them (rec.atomic.finite)."""
+    """NaN and Infinity are not JSON, and rec never writes them (rec.jsontext.finite)."""
     raise ValueError(f"{name} is not a JSON number")
 
 

@@ -3,12 +3,12 @@
 with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM) after one line.
 
 `rec.stages.guarded` installs the handler around every command; paddle's import replaces it
-with paddle's own (which aborts with a C++ report and cleans nothing up), so rec.runtime,
+with paddle's own (which aborts with a C++ report and cleans nothing up), so rec.engine.runtime,
 the one module through which paddle is first imported, imports it with both signals held
 back and installs rec's handler again (`held_during_import`).
 A signal reaches whichever thread does not block it: `signals_to_the_main_thread` keeps
 the native threads of numpy's OpenBLAS from taking them (paddle's handler would run there).
-`deferred` holds both signals back for the few renames of a folder swap (rec.atomic): an
+`deferred` holds both signals back for the few renames of a folder swap (rec.storage.atomic): an
 interruption never falls between them.
 """
 

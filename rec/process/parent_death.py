@@ -2,15 +2,15 @@
 
 `rec train --nproc N` starts paddle.distributed.launch, which starts the N workers; `rec
 pipeline` starts each stage. Killed with SIGKILL, rec cannot stop them, and they would go on
-training and writing into a folder whose lock (rec.lock, held by rec) the kernel has just
+training and writing into a folder whose lock (rec.storage.lock, held by rec) the kernel has just
 released: a second run could start beside them and the two would mix their files. The
 kernel's PR_SET_PDEATHSIG (prctl) sends the child a signal when its parent dies instead.
 
-A pipeline's stage gets SIGTERM, which a rec command takes as a clean stop (rec.interrupts).
+A pipeline's stage gets SIGTERM, which a rec command takes as a clean stop (rec.process.interrupts).
 The launcher and its workers get SIGKILL: paddle's launcher answers SIGTERM by passing it on
 and waiting up to 30 s for its workers, and a worker blocked in the process group's
 rendezvous or a collective (C++) handles it only when that returns (measured: 30-35 s, the
-lock long free). Killed, they leave what any kill -9 leaves, which rec.recovery repairs.
+lock long free). Killed, they leave what any kill -9 leaves, which rec.storage.recovery repairs.
 
 The kernel sends it when the parent *thread* that forked the child ends, so children are
 started from the main thread (which lives as long as the process). A parent that died before

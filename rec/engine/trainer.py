@@ -1,4 +1,4 @@
-"""One training loop for every objective: `fit` (imports paddle, through rec.runtime).
+"""One training loop for every objective: `fit` (imports paddle, through rec.engine.runtime).
 
 A stage builds its network(s) and optimizer(s) and says what one epoch of training and one
 validation are (an `Objective`); `fit` does the rest, the same way for every stage:
@@ -32,7 +32,7 @@ when needed) to train, and each process takes its own slice (`Epoch.job.rank` of
 `Epoch.job.world`) of every global batch. The model after RecBole's `Trainer.fit` with its
 `early_stopping(value, best, cur_step, max_step, bigger)`.
 
-Use (rec/stages/train.py and rec/stages/ctr.py are whole examples):
+Use (rec/stages/train.py and rec/stages/ctr_train.py are whole examples):
 
     job = runtime.start(device)                  # rank, processes, device
     state = new_state(monitor)                   # or, with --resume, before any network:
@@ -62,12 +62,16 @@ from typing import Any, Callable
 import numpy as np
 from rich.table import Table
 
-from rec import interrupts, recovery, runtime, unit
-from rec.atomic import atomic_dir, write_json
+from rec.process import interrupts
+
+from rec.storage import recovery, unit
+
+from rec.engine import runtime
+from rec.storage.atomic import atomic_dir, write_json
 from rec.console import EpochDisplay, log
 from rec.errors import UsageError
 from rec.paths import CONFIG, METRICS, STATE, TrainingFolder
-from rec.runtime import Job
+from rec.engine.runtime import Job
 
 
 @dataclass(frozen=True)
@@ -298,10 +302,10 @@ def publish(folder: TrainingFolder, metrics: dict) -> None:
     kill, a diverged epoch) leaves the previous model and metrics.json as they were.
 
     Files beside the run's (output/model: weights, metrics.json, config.json last) are
-    replaced together (rec.unit.publish_files: all old or all new), and config.json's
-    weights digest (rec.unit) would refuse a mixture all the same. A best folder of its own
+    replaced together (rec.storage.unit.publish_files: all old or all new), and config.json's
+    weights digest (rec.storage.unit) would refuse a mixture all the same. A best folder of its own
     (output/ctr/model) is swapped in whole with a copy of metrics.json inside, then copied
-    to the run's metrics.json; after a kill between the two, rec.recovery copies it again."""
+    to the run's metrics.json; after a kill between the two, rec.storage.recovery copies it again."""
     staged = folder.staging.best
     if not staged.is_dir():  # nothing better than the published model (a --resume run)
         write_json(folder.metrics, metrics)

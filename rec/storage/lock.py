@@ -2,7 +2,7 @@
 FOLDER/.lock while it runs; a second writer stops at once with one line naming the running
 command and its pid (written into the lock file). Readers never wait for the lock; they
 take it, only if free at once, to finish a folder swap a killed run left halfway
-(rec.recovery).
+(rec.storage.recovery).
 
 The kernel releases a flock when its holder dies (kill -9 included), so a lock file left
 behind by a killed run never blocks the next one: the file's existence means nothing, only
@@ -139,7 +139,7 @@ def running(folder: Path | str) -> str | None:
     """The command that holds `folder`'s lock now, as its lock file names it ("rec train
     (pid 12)"), or None when no writer runs. Asked without ever waiting: a shared lock
     taken and dropped at once (a writer starting in that instant is told the folder is busy,
-    as with any reader's repair, rec.recovery)."""
+    as with any reader's repair, rec.storage.recovery)."""
     if fcntl is None:
         return None
     try:

@@ -4,7 +4,7 @@ state, state.json) read and written so that --resume works across processes.
 
 Imports paddle: only the stages that train or run a network import this module (inside their
 commands), and `rec --version`. It knows no model: domain glue (rec/twotower, rec/ctr) and
-the training loop (rec/trainer.py) build on it.
+the training loop (rec/engine/trainer.py) build on it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from rec.errors import RecError, UsageError
 from rec.paths import STATE
 
-from rec import interrupts  # noqa: E402
+from rec.process import interrupts  # noqa: E402
 
 
 def _mkl_full_speed_on_amd() -> None:
@@ -200,7 +200,7 @@ def load_weights(model, path: Path | io.BytesIO, name: Path | None = None) -> No
 
 def save_paddle(obj, path: Path) -> None:
     """paddle.save through a temporary file + rename (atomic)."""
-    from rec.atomic import atomic_path
+    from rec.storage.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         paddle.save(obj, str(tmp))
@@ -209,8 +209,8 @@ def save_paddle(obj, path: Path) -> None:
 def save_model(net, best, config: dict) -> None:
     """The best weights (best.params), then best.config naming their sha256: the two files
     are one unit, and load_trained refuses weights their config.json does not name."""
-    from rec import unit
-    from rec.atomic import write_json
+    from rec.storage import unit
+    from rec.storage.atomic import write_json
 
     best.params.parent.mkdir(parents=True, exist_ok=True)
     save_paddle(net.state_dict(), best.params)

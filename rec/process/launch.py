@@ -2,7 +2,7 @@
 
 The launcher starts N copies of `rec train` (or `rec ctr-train`) on this host, each with
 the environment that tells it its rank; the stage then trains data-parallel (see
-rec.runtime.init_distributed). Its logs go to stderr and to a log folder; the result is
+rec.engine.runtime.init_distributed). Its logs go to stderr and to a log folder; the result is
 read back from the files rank 0 wrote. Across hosts, run the launcher yourself (README).
 """
 
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import rec
-from rec import parent_death
+from rec.process import parent_death
 from rec.errors import RecError, UsageError
 
 PACKAGE_PARENT = Path(rec.__file__).resolve().parent.parent
@@ -76,14 +76,14 @@ def run_launcher(nproc: int, device: str, log_dir: Path, stage_args: list[str]) 
         # The launcher and its workers get a process group of their own, so that stopping
         # this command (Ctrl-C, kill) stops all of them, not just the launcher; killed with
         # SIGKILL, this command cannot: the kernel kills the launcher then, and each worker
-        # when the launcher ends (rec.parent_death).
+        # when the launcher ends (rec.process.parent_death).
         proc = subprocess.Popen(cmd, env=env, start_new_session=True, text=True,
                                 preexec_fn=parent_death.child_setup(signal.SIGKILL),
                                 stdout=sys.stderr.fileno() if direct else subprocess.PIPE,
                                 stderr=None if direct else subprocess.STDOUT)
     except OSError as e:
         raise RecError(f"cannot start paddle.distributed.launch: {e}")
-    from rec.interrupts import sigterm_interrupts
+    from rec.process.interrupts import sigterm_interrupts
 
     try:
         with sigterm_interrupts():
