@@ -92,8 +92,10 @@ def ranked(stack: Stack, model: RankModel, block: Block):
     that rank each candidate best (B, C, n channels) bool)."""
     cand, by, scores = stack.candidates(block)
     x = stack.features(block, cand, by, scores)
-    logits = model.net.logits(x)
-    return cand, np.where(cand >= 0, logits, -np.inf).astype(np.float32), best_channels(x, by)
+    valid = cand >= 0
+    logits = np.full(cand.shape, -np.inf, np.float32)
+    logits[valid] = model.net.logits(x[valid])  # padding is a quarter of the rows on ml-1m
+    return cand, logits, best_channels(x, by)
 
 
 def best_channels(x: np.ndarray, found_by: np.ndarray) -> np.ndarray:
@@ -167,11 +169,15 @@ CHANNEL_NAMES = {"two_tower": "two-tower", "ease": "EASE", "svd": "PureSVD",
                  "popularity": "popularity"}
 
 
-def found_by_text(flags: np.ndarray) -> str:
-    """'two-tower, EASE' for a candidate's row of best_channels."""
+def found_by_texts(flags: np.ndarray) -> np.ndarray:
+    """'two-tower, EASE' for each candidate of best_channels (..., n channels): each set
+    of channels is written once (there are 2**4), then looked up."""
     from rec.rank.channels import CHANNELS
 
-    return ", ".join(CHANNEL_NAMES[c] for c, f in zip(CHANNELS, flags) if f)
+    n = len(CHANNELS)
+    texts = np.array([", ".join(CHANNEL_NAMES[c] for i, c in enumerate(CHANNELS)
+                                if code >> i & 1) for code in range(2 ** n)], dtype=object)
+    return texts[flags.astype(np.int64) @ (1 << np.arange(n))]
 
 
 def rank_picks(cat, user_rows: np.ndarray, ratings, top: int, allowed: np.ndarray,
@@ -195,13 +201,13 @@ def rank_picks(cat, user_rows: np.ndarray, ratings, top: int, allowed: np.ndarra
     texts = [[""] * top for _ in range(b)]
     short = np.isfinite(np.take_along_axis(logits, order, 1)).sum(axis=1) < top
     fallback = recommend_chunk(cat, user_rows, ratings, top, allowed) if short.any() else None
+    found = found_by_texts(np.take_along_axis(by, order[:, :, None], 1))  # (B, top)
     for i in range(b):
         ok = np.isfinite(logits[i, order[i]])
         picked = cand[i, order[i][ok]]
         movies[i, : len(picked)] = picked
         scores[i, : len(picked)] = logits[i, order[i][ok]]
-        for j, c in enumerate(order[i][ok]):
-            texts[i][j] = found_by_text(by[i, c])
+        texts[i][: len(picked)] = found[i][ok].tolist()
         n = len(picked)
         for m in (fallback.movies[i] if short[i] else ()):  # too few allowed candidates: the two-tower's next
             if n >= top or m < 0:
