@@ -32,7 +32,7 @@ from rec.console import log, warn
 from rec.results import RowWriter
 from rec.datasets.contract import id_key
 from rec.errors import UsageError, shown
-from rec.stages import get_paths, guarded
+from rec.stages import get_paths, stage
 from rec.stages.options import Device, Format
 from rec.typed import clean
 
@@ -156,7 +156,7 @@ def movielens_rows(model, config: dict, paths, path: str, batch: int,
             stream.close()
 
 
-@guarded
+@stage
 def command(
     ctx: typer.Context,
     input: str = typer.Argument("-", metavar="INPUT",

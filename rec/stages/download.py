@@ -28,7 +28,7 @@ from rec.datasets.registry import MARKER, DatasetSpec
 from rec.datasets.synthetic import MOVIES, RATINGS, USERS, SyntheticSpec, generate
 from rec.errors import RecError, UsageError
 from rec.paths import Paths
-from rec.stages import get_paths, guarded
+from rec.stages import get_paths, stage
 from rec.stages.options import SEED_RANGE, Format
 
 HELP = "Download a MovieLens dataset (verified) into data/<dataset>/, or generate synthetic data."
@@ -216,7 +216,7 @@ def _record_if_missing(paths: Paths, spec: DatasetSpec, params: dict) -> None:
 # --- the command ---------------------------------------------------------------------------
 
 
-@guarded(writes=("data", "output"))
+@stage(writes=("data", "output"))
 def command(
     ctx: typer.Context,
     dataset: str = typer.Option(registry.DEFAULT, "--dataset", "-d",

@@ -33,7 +33,7 @@ from rec.datasets.contract import RELEVANT, TRAIN, VAL, dataset_paths, load_data
 from rec.errors import UsageError
 from rec.metrics import (EASE_MAX_MOVIES, ease_scorer, fit_biases, popularity_scorer,
                          ranking_metrics, rmse_mae)
-from rec.stages import get_paths, guarded
+from rec.stages import get_paths, stage
 from rec.stages.options import SEED_RANGE, Device, Format
 from rec.twotower.heldout import evaluate_held_out, vector_metrics
 
@@ -184,7 +184,7 @@ def model_rows(report: dict) -> list[tuple[str, dict]]:
     return rows + list(base.items())
 
 
-@guarded(writes=("output",), into=("model_dir",))
+@stage(writes=("output",), into=("model_dir",))
 def command(
     ctx: typer.Context,
     device: Device = "cpu",

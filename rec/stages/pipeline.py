@@ -28,7 +28,7 @@ from rec.process import interrupts, parent_death
 from rec.console import error_line, is_quiet, is_verbose, log
 from rec.datasets import registry
 from rec.errors import UsageError
-from rec.stages import get_paths, guarded
+from rec.stages import get_paths, stage
 from rec.stages.options import SEED_RANGE
 
 HELP = ("Run every stage in order: download, preprocess, train, save-features, ctr-train "
@@ -95,7 +95,7 @@ def run_stage(global_args: list[str], args: list[str], show_stdout: bool = False
         _stop(proc, getattr(e, "signum", signal.SIGINT))
         if proc.returncode == interrupts.exit_code(e):  # the stage said it was stopped
             raise typer.Exit(proc.returncode)
-        raise  # one line from rec.stages.guarded
+        raise  # one line from rec.stages.stage
     sys.stdout.write(stdout or "")
     sys.stderr.write(stderr or "")
     if proc.returncode < 0:
@@ -120,7 +120,7 @@ def _stop(proc: subprocess.Popen, signum: int = signal.SIGINT) -> None:
             continue
 
 
-@guarded
+@stage
 def command(
     ctx: typer.Context,
     dataset: str = typer.Option("synthetic", "--dataset", "-d",

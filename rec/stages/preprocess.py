@@ -31,7 +31,7 @@ from rec.datasets.splits import (GIVEN_RATIO, SPLITS, check_parts, global_time_s
 from rec.errors import UsageError
 from rec.paths import VOCAB
 from rec.storage.snapshot import read_unchanged
-from rec.stages import get_paths, guarded
+from rec.stages import get_paths, stage
 from rec.stages.options import SEED_RANGE, Format
 
 HELP = "Parse a downloaded dataset into .npy arrays in output/dataset/, with a saved split."
@@ -214,7 +214,7 @@ def read_raw(folder: Path) -> tuple[RawMovieLens, str | None]:
 # --- command ------------------------------------------------------------------------------
 
 
-@guarded(writes=("output",), into=("dataset_dir",))
+@stage(writes=("output",), into=("dataset_dir",))
 def command(
     ctx: typer.Context,
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset folder under the data "

@@ -41,7 +41,7 @@ from rec.console import warn
 
 from rec.results import RowWriter
 from rec.errors import UsageError
-from rec.stages import get_paths, guarded
+from rec.stages import get_paths, stage
 from rec.stages.options import SEED_RANGE, Format
 from rec.texttable import HIDE, KEEP, NOTE, SHORT, TITLE, TWO
 from rec.typed import decode, read_stdin
@@ -197,7 +197,7 @@ def _block(cat, movie_text: MovieCells, chunk: np.ndarray, picks, reasons) -> di
     return block
 
 
-@guarded
+@stage
 def recommend_command(
     ctx: typer.Context,
     users: Optional[List[str]] = typer.Argument(None, help="User ids; - reads them from stdin.",
@@ -337,7 +337,7 @@ def rank_stage(ctx: typer.Context, cat):
     return serving_stack(cat.features, cat.dataset, model.k), model
 
 
-@guarded
+@stage
 def similar_command(
     ctx: typer.Context,
     movies: List[str] = typer.Argument(..., help="Movie ids or title substrings; - reads them "
