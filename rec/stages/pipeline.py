@@ -142,9 +142,9 @@ def command(
     skip: Optional[list[str]] = typer.Option(None, "--skip", metavar="STAGE", help="Leave this "
                                              "stage out (repeatable), e.g. --skip ctr-train."),
 ) -> None:
-    for stage in skip or ():
-        if stage not in STAGES:
-            raise UsageError(f"unknown --skip {stage!r}: choose among {', '.join(STAGES)}")
+    for skipped in skip or ():
+        if skipped not in STAGES:
+            raise UsageError(f"unknown --skip {skipped!r}: choose among {', '.join(STAGES)}")
     stages = stage_commands(dataset, source, seed, split, device, epochs, match)
     check_options(ctx, dataset, source, split, match, device, user,
                   [*stages, recommend_command(user or "1", top)])
@@ -184,8 +184,8 @@ def check_options(ctx: typer.Context, dataset: str, source: Optional[str],
     from rec.cli import load_command
     from rec.datasets.contract import id_key
     from rec.errors import shown
-    from rec.stages.download import check_source
-    from rec.stages.preprocess import SPLITS
+    from rec.datasets.download import check_source
+    from rec.datasets.splits import SPLITS
     from rec.stages.train import MATCHES
 
     check_source(registry.get(dataset), source)
