@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from rec.cli import app  # noqa: E402
 from rec.datasets.movielens import parse_folder  # noqa: E402
-from rec.stages.preprocess import build, write_dataset  # noqa: E402
+from rec.datasets.build import build, write_dataset  # noqa: E402
 
 ML1M_ZIP = ROOT.parent / "shared" / "data" / "ml-1m.zip"
 TARGET_S = 3.0

@@ -45,7 +45,7 @@ from rec.datasets.movielens import parse_folder  # noqa: E402
 from rec.datasets.synthetic import SyntheticSpec, generate  # noqa: E402
 from rec.twotower.features import save_features  # noqa: E402
 from rec.paths import Paths  # noqa: E402
-from rec.stages.preprocess import build, write_dataset  # noqa: E402
+from rec.datasets.build import build, write_dataset  # noqa: E402
 
 ML1M_ZIP = ROOT.parent / "shared" / "data" / "ml-1m.zip"
 TASTE_DIMS = 32

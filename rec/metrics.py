@@ -146,6 +146,40 @@ def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.nda
     return out
 
 
+def baseline_metrics(train: tuple, validation: tuple, clip, rank_args: dict, seed: int = 0,
+                     step=lambda name: None) -> tuple[dict, list[str]]:
+    """({name: metrics}, notes): the baselines `rec evaluate` shows beside the model, each
+    ranked as ranking_metrics(**rank_args) ranks it, on the same users. `train` and
+    `validation` are (users, movies, ratings) arrays. Popularity (training counts); EASE at
+    EASE_LAMBDA (skipped, with a note, above EASE_MAX_MOVIES movies); user + movie biases
+    (also RMSE and MAE of their stars, clipped to `clip`; ranked by prediction); the global
+    mean (RMSE, MAE; ranks in a random order seeded by `seed`). `step(name)` is called as
+    each starts (progress)."""
+    (tu, tm, tr), (vu, vm, vr) = train, validation
+    n_users, n_movies = rank_args["n_users"], rank_args["n_movies"]
+    step("popularity")
+    baselines = {"popularity": ranking_metrics(popularity_scorer(n_movies, tm), **rank_args)}
+    notes = []
+    step("EASE")
+    if n_movies <= EASE_MAX_MOVIES:
+        baselines["ease"] = ranking_metrics(ease_scorer(n_users, n_movies, tu, tm), **rank_args)
+    else:
+        notes.append(f"EASE skipped: {n_movies:,} movies (more than {EASE_MAX_MOVIES:,})")
+    step("bias")
+    mu, b_u, b_m = fit_biases(tu, tm, tr, n_users, n_movies)
+    b_rmse, b_mae = rmse_mae(mu + b_u[vu] + b_m[vm], vr, clip)
+    baselines["bias"] = {**ranking_metrics(lambda block: mu + b_u[block][:, None] + b_m[None, :],
+                                           **rank_args), "rmse": b_rmse, "mae": b_mae}
+    step("global mean")
+    mean = float(tr.mean())
+    g_rmse, g_mae = rmse_mae(np.full(len(vr), mean), vr, clip)
+    noise = np.random.default_rng(seed).random(n_movies)  # ties broken at random
+    baselines["global_mean"] = {
+        **ranking_metrics(lambda block: np.tile(noise, (len(block), 1)), **rank_args),
+        "rmse": g_rmse, "mae": g_mae}
+    return baselines, notes
+
+
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney; tied scores count one half)."""
     labels = np.asarray(labels).astype(bool)

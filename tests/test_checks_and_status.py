@@ -130,7 +130,7 @@ def test_status_checks_every_file_of_the_model_it_calls_fresh(exported, tmp_path
 
 @pytest.mark.parametrize("stage", ["ctr-train", "train", "export", "download"])
 def test_status_reports_the_stage_running_now(exported, tmp_path, stage):
-    """The lock's holder, as a running command names itself (rec.stages.guarded)."""
+    """The lock's holder, as a running command names itself (rec.stages.stage)."""
     from rec.storage import lock
 
     root = copy_world(exported, tmp_path)

@@ -39,7 +39,7 @@ def world(trained, tmp_path) -> Path:
 # stage, the module attribute doing its work (never reached), the folder it writes into
 WRITERS = [
     (["download", "--dataset", "synthetic", *SMALL], "download.generate_synthetic", "data"),
-    (["preprocess"], "preprocess.parse_folder", "output"),
+    (["preprocess"], "preprocess.read_raw", "output"),
     (["train", "--epochs", "1"], "train.train", "output/model"),
     (["evaluate"], "evaluate.evaluate", "output/model"),
     (["save-features"], "save_features.export", "output"),
@@ -115,7 +115,7 @@ def test_a_file_where_a_folder_should_be_stops_each_writer(world, monkeypatch, s
 
 
 # the folders each stage replaces whole (a file there was met only at the swap, after the work)
-SWAPPED = [(["preprocess"], "preprocess.parse_folder", "output/dataset"),
+SWAPPED = [(["preprocess"], "preprocess.read_raw", "output/dataset"),
            (["save-features"], "save_features.export", "output/features"),
            (["export"], "export.export_all", "output/export"),
            (["ctr-train", "--model", "wide_deep", "--epochs", "1"], "ctr_train.train", "output/ctr/model"),

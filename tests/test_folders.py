@@ -125,7 +125,7 @@ def test_a_shared_data_folder_replaced_during_preprocess_is_read_as_one_version(
     from rec.datasets import movielens, registry
     from rec.datasets.synthetic import SyntheticSpec
     from rec.paths import Paths
-    from rec.stages.download import generate_synthetic
+    from rec.datasets.download import generate_synthetic
 
     data = tmp_path / "data"
     ok(run(data, tmp_path / "o1", *SYNTHETIC))

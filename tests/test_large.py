@@ -19,7 +19,8 @@ from rec.datasets import chunked, registry
 from rec.datasets.chunked import Range, read_ratings
 from rec.datasets.movielens import detect_layout, parse_folder
 from rec.errors import RecError
-from rec.stages.preprocess import build, lookup, random_split, time_split
+from rec.datasets.build import build, lookup
+from rec.datasets.splits import random_split, time_split
 
 from conftest import rec
 

@@ -21,8 +21,9 @@ from rec.datasets.contract import (
 from rec.datasets.movielens import detect_layout, parse_folder
 from rec.errors import EXIT_FAILURE, EXIT_USAGE, RecError
 from rec.paths import Paths
-from rec.stages import preprocess as pp
-from rec.stages.preprocess import build, random_split, time_split, title_words, write_dataset
+from rec.datasets import build as pp
+from rec.datasets.build import build, title_words, write_dataset
+from rec.datasets.splits import random_split, time_split
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ML1M_RATING = "user::movie::rating::timestamp"
@@ -442,7 +443,7 @@ def test_wrong_field_counts_that_cancel_out(tmp_path):
 
 
 def test_time_split_leaves_every_user_a_training_rating():
-    from rec.stages.preprocess import time_split
+    from rec.datasets.splits import time_split
 
     users = np.array([0, 0, 1, 1, 1, 2])
     times = np.array([5, 6, 1, 2, 3, 9])

@@ -21,7 +21,7 @@ from rec.twotower.features import load_features, save_features
 from rec.paths import Paths
 from rec.twotower.reasons import explain, stars
 from rec.twotower.recommending import ChunkRatings, Picks, build_catalog, display_title, find_users
-from rec.stages.preprocess import build, write_dataset
+from rec.datasets.build import build, write_dataset
 from rec.stages.recommend import RECOMMEND_COLUMNS, SIMILAR_COLUMNS
 
 from conftest import assert_paddle_free, rec

@@ -18,7 +18,7 @@ from rec.datasets.synthetic import SyntheticSpec, generate
 from rec.errors import RecError, UsageError
 from rec.storage.manifest import fingerprint
 from rec.paths import Paths
-from rec.stages.preprocess import build, write_dataset
+from rec.datasets.build import build, write_dataset
 from rec.twotower.features import load_features, save_features
 from rec.twotower.foldin import FOLD_IN
 

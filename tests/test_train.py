@@ -328,6 +328,34 @@ def test_ranking_metrics_on_a_catalogue_smaller_than_k():
     assert result["ndcg@10"] == pytest.approx((1.0 + 1.0 / np.log2(4)) / 2)
 
 
+def test_evaluate_baselines_on_a_hand_checked_catalogue(monkeypatch):
+    from rec import metrics
+
+    # 3 users, 4 movies; training counts per movie 3, 2, 1, 0; mean rating 23/6
+    train = (np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 0, 2, 0, 1]),
+             np.array([5, 4, 4, 2, 3, 5], np.float32))
+    validation = (np.array([0, 1, 2]), np.array([2, 1, 3]), np.array([4, 5, 4], np.float32))
+    rank_args = dict(n_users=3, n_movies=4, seen_users=train[0], seen_movies=train[1],
+                     relevant_users=validation[0], relevant_movies=validation[1], k=1)
+    started = []
+    baselines, notes = metrics.baseline_metrics(train, validation, (1, 5), rank_args, seed=3,
+                                                step=started.append)
+    assert started == ["popularity", "EASE", "bias", "global mean"]
+    assert sorted(baselines) == ["bias", "ease", "global_mean", "popularity"] and notes == []
+    # popularity's top 1 of the unseen: user 0 movie 2 (hit), user 1 movie 1 (hit), user 2
+    # movie 2 (its relevant movie, 3, has no training rating)
+    assert baselines["popularity"]["hr@1"] == pytest.approx(2 / 3)
+    off = np.array([4, 5, 4]) - 23 / 6
+    assert baselines["global_mean"]["rmse"] == pytest.approx(np.sqrt(np.mean(off ** 2)))
+    assert baselines["global_mean"]["mae"] == pytest.approx(np.mean(np.abs(off)))
+    again, _ = metrics.baseline_metrics(train, validation, (1, 5), rank_args, seed=3)
+    assert again == baselines  # the random order is the seed's
+
+    monkeypatch.setattr(metrics, "EASE_MAX_MOVIES", 3)
+    baselines, notes = metrics.baseline_metrics(train, validation, (1, 5), rank_args)
+    assert "ease" not in baselines and notes == ["EASE skipped: 4 movies (more than 3)"]
+
+
 def planted_watch_and_like(root: Path, ds) -> np.ndarray:
     """The generator's own log P(pick) + log P(like) for every (user, movie): which movies a
     user rates follows log(popularity) + affinity (rec/datasets/synthetic.py), and a rating

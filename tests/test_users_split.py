@@ -16,7 +16,7 @@ import pytest
 
 from conftest import rec
 from rec.datasets.contract import GIVEN, TRAIN, VAL
-from rec.stages.preprocess import GIVEN_RATIO, users_split
+from rec.datasets.splits import GIVEN_RATIO, users_split
 
 
 def arrays(root: Path) -> dict:

@@ -2,7 +2,7 @@
 `finally:` runs (a folder being built is removed, a lock released) and the command exits
 with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM) after one line.
 
-`rec.stages.guarded` installs the handler around every command; paddle's import replaces it
+`rec.stages.stage` installs the handler around every command; paddle's import replaces it
 with paddle's own (which aborts with a C++ report and cleans nothing up), so rec.engine.runtime,
 the one module through which paddle is first imported, imports it with both signals held
 back and installs rec's handler again (`held_during_import`).

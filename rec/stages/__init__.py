@@ -1,6 +1,7 @@
 """The command line only: one module per command, a thin layer over the domain code
-(options, checks, wiring, output), plus `guarded` (one error line and an exit code), the
-shared options (options.py) and option values without pydantic (values.py).
+(options, checks, wiring, output), plus `stage`, the one decorator of every command (its
+options, its folders' locks, one error line and an exit code), the shared options
+(options.py) and option values without pydantic (values.py).
 
 Stage modules import neither paddle nor rec.twotower, rec.ctr, rec.models at module level:
 `rec --help`, `--version`, `download`, `preprocess`, `status` and `recommend` stay fast
@@ -9,11 +10,14 @@ because only the commands that need them import them, inside their functions.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import inspect
 import os
 import sys
+import typing
+from typing import Callable
 
 import typer
 
@@ -23,6 +27,7 @@ from rec.results import resolve_format, set_header
 from rec.errors import (EXIT_PIPE_CLOSED, ReaderGone, RecError, UsageError,
                         environment_error)
 from rec.paths import Paths
+from rec.stages.options import NoHeader
 
 
 def get_paths(ctx: typer.Context) -> Paths:
@@ -62,27 +67,32 @@ def preflight(paths: Paths, folders: list, into: tuple[str, ...]) -> None:
         raise environment_error(e, nothing_changed=True) or e
 
 
-def guarded(fn=None, *, writes: tuple[str, ...] = (), into: tuple[str, ...] = ()):
-    """Turn expected failures into one stderr line and an exit code, never a traceback.
-    `--format` (parameter `fmt`) is checked and resolved here, before the command does any
-    work: the command gets table, tsv, csv or json. A command with `--format` also gets
+def stage(fn=None, *, writes: tuple[str, ...] = (), into: tuple[str, ...] = (), params=None):
+    """The one decorator of every command (`@stage`, or `@stage(writes=..., params=...)`):
+    its options, and how it ends.
+
+    Options: the function's parameters after `ctx`, each a typer option or argument. With
+    `params` (a dataclass whose fields are Annotated options, with their defaults), the
+    fields come first and the function receives them as one `params` object, its second
+    parameter: a training run's parameters are spelled once (the field, its option, its
+    default). `--format` (parameter `fmt`) is checked and resolved before the command does
+    any work: the command gets table, tsv, csv or json. A command with `--format` also gets
     `--no-header` (options.NoHeader), handled here: the command never sees it.
 
     `writes` names the folders the command writes ("data", "output"): it holds their locks
-    (rec.storage.lock) while it runs, so a second writer stops at once with one line (exit 2), and
-    first finishes the folder swaps a killed run left halfway (rec.storage.recovery). Readers
-    declare none and never wait. Before the command runs, every folder it writes (those,
-    and `into`: the Paths attributes of its own folders) is checked (`preflight`). SIGTERM
-    ends a command as Ctrl-C does (rec.process.interrupts): cleanup runs, then one line and exit 143
-    (130 for Ctrl-C).
+    (rec.storage.lock) while it runs, so a second writer stops at once with one line (exit
+    2), and first finishes the folder swaps a killed run left halfway
+    (rec.storage.recovery). Readers declare none and never wait. Before the command runs,
+    every folder it writes (those, and `into`: the Paths attributes of its own folders) is
+    checked (`preflight`). SIGTERM ends a command as Ctrl-C does (rec.process.interrupts):
+    cleanup runs, then one line and exit 143 (130 for Ctrl-C).
 
-    Faults of the environment (rec.errors.environment_error) end in one line naming the
-    path; stdout's reader going away (`| head -1`) ends the command quietly, exit 141."""
+    Expected failures end in one stderr line and an exit code, never a traceback: faults of
+    the environment (rec.errors.environment_error) name the path; stdout's reader going away
+    (`| head -1`) ends the command quietly, exit 141."""
     if fn is None:
-        return functools.partial(guarded, writes=writes, into=into)
-    from rec.stages.options import NoHeader
-
-    signature = inspect.signature(fn, eval_str=True)
+        return functools.partial(stage, writes=writes, into=into, params=params)
+    signature, arguments = _options(fn, params)
     with_format = "fmt" in signature.parameters
 
     @functools.wraps(fn)
@@ -121,7 +131,7 @@ def guarded(fn=None, *, writes: tuple[str, ...] = (), into: tuple[str, ...] = ()
                     _recover(get_paths(ctx), writes, name)
                 if folders and not lock.is_worker():  # a --nproc launcher checked for all
                     preflight(get_paths(ctx), folders, into)
-                return fn(*args, **kwargs)
+                return fn(*args, **arguments(kwargs))
         except (ReaderGone, BrokenPipeError):
             # The reader of our stdout went away (`| head`): not worth a message.
             sys.stdout = open(os.devnull, "w")
@@ -144,13 +154,39 @@ def guarded(fn=None, *, writes: tuple[str, ...] = (), into: tuple[str, ...] = ()
         except Exception as e:  # a bug: still one line, the traceback on request
             raise _internal(e)
 
+    wrapper.__signature__ = signature
     if with_format:
-        no_header = inspect.Parameter("no_header", inspect.Parameter.KEYWORD_ONLY,
-                                      default=False, annotation=NoHeader)
-        wrapper.__signature__ = signature.replace(
-            parameters=[*signature.parameters.values(), no_header])
         wrapper.__annotations__ = {**fn.__annotations__, "no_header": NoHeader}
     return wrapper
+
+
+def _options(fn, params_cls) -> tuple[inspect.Signature, Callable[[dict], dict]]:
+    """The signature typer reads for `fn` (`ctx`, params_cls's fields, fn's own parameters,
+    then --no-header where there is --format), and the function turning the values typer
+    passes into fn's keyword arguments (the fields gathered into one params_cls object)."""
+    signature = inspect.signature(fn, eval_str=True)
+    parameters = list(signature.parameters.values())
+    fields = []
+    if params_cls is not None:
+        hints = typing.get_type_hints(params_cls, include_extras=True)
+        fields = dataclasses.fields(params_cls)
+        names = [f.name for f in fields]
+        ctx, gathered, *own = parameters
+        parameters = [ctx, *[inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
+                                               default=f.default, annotation=hints[f.name])
+                             for f in fields],
+                      *[p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]]
+    if "fmt" in signature.parameters:
+        parameters.append(inspect.Parameter("no_header", inspect.Parameter.KEYWORD_ONLY,
+                                            default=False, annotation=NoHeader))
+
+    def arguments(given: dict) -> dict:
+        if params_cls is None:
+            return given
+        own = {name: value for name, value in given.items() if name not in names}
+        return {**own, gathered.name: params_cls(**{name: given[name] for name in names})}
+
+    return signature.replace(parameters=parameters), arguments
 
 
 def check_layout(paths: Paths) -> None:

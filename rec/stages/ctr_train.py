@@ -43,9 +43,9 @@ from rec.results import emit_object
 from rec.errors import UsageError
 from rec.datasets.contract import dataset_paths
 from rec.paths import CATEGORIES, SCORING
-from rec.stages import get_paths, guarded
+from rec.stages import get_paths, stage
 from rec.stages.options import (SEED_RANGE, TRAINING, Device, Dropout, Epochs, Format, Nproc,
-                                Resume, options_from, positive, resumed_params)
+                                Resume, positive, resumed_params)
 
 HELP = ("--data movielens: the rank stage over the recall candidates, on the tuning slice "
         "(--model wide_deep/deepfm: the course's CTR view). --data criteo --input FILE: a "
@@ -67,7 +67,7 @@ DATA_PANEL, CRITEO_PANEL, MOVIELENS_PANEL = "Data", "Criteo", "MovieLens"
 
 @dataclass
 class CtrParams:
-    """The run's parameters: each field is its command-line option (see options_from)."""
+    """The run's parameters: each field is its command-line option (see rec.stages.stage)."""
 
     data: Annotated[Optional[str], Option(
         "--data", rich_help_panel=DATA_PANEL,
@@ -238,9 +238,9 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
     return metrics
 
 
-@guarded(writes=("output",),
-         into=("ctr_dir", "ctr.best", "ctr.checkpoint", "ctr.staging.best"))
-@options_from(CtrParams)
+@stage(writes=("output",),
+       into=("ctr_dir", "ctr.best", "ctr.checkpoint", "ctr.staging.best"),
+       params=CtrParams)
 def command(ctx: typer.Context, params: CtrParams, device: Device = "cpu",
             resume: Resume = False, nproc: Nproc = 1, fmt: Format = "auto") -> None:
     if not resume:

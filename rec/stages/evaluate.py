@@ -7,10 +7,10 @@ training; long_tail@10 (share of top-10 slots on movies with fewer than 20 train
 and coverage@10 (share of the catalogue in anyone's top 10). Rating quality: RMSE and MAE of
 the predicted stars (clipped to the rating range).
 
-Baselines, in the same run, on the same users and rows: popularity (training count), EASE
-(closed form on the binary training matrix, lambda 500; skipped, with a note, for catalogues
-over 20,000 movies), user + movie biases (a rating baseline; ranks by movie bias) and the
-global mean (ranks in a seeded random order).
+Baselines, in the same run, on the same users and rows (rec.metrics.baseline_metrics):
+popularity (training count), EASE (closed form on the binary training matrix, lambda 500;
+skipped, with a note, for catalogues over 20,000 movies), user + movie biases (a rating
+baseline; ranks by movie bias) and the global mean (ranks in a seeded random order).
 
 On a held-out-users split (`rec preprocess --split users`) the same metrics are those of
 fold-in recommendations for users the model never saw, from their given ratings, next to
@@ -31,9 +31,8 @@ from rec.console import log, show_table, steps
 from rec.results import emit, emit_object
 from rec.datasets.contract import RELEVANT, TRAIN, VAL, dataset_paths, load_dataset
 from rec.errors import UsageError
-from rec.metrics import (EASE_MAX_MOVIES, ease_scorer, fit_biases, popularity_scorer,
-                         ranking_metrics, rmse_mae)
-from rec.stages import get_paths, guarded
+from rec.metrics import baseline_metrics
+from rec.stages import get_paths, stage
 from rec.stages.options import SEED_RANGE, Device, Format
 from rec.twotower.heldout import evaluate_held_out, vector_metrics
 
@@ -80,27 +79,7 @@ def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
     user_vecs, movie_vecs, scoring = training.saved_vectors(model, ds)
     step("rec")
     result = vector_metrics(user_vecs, movie_vecs, scoring, vu, vm, vr, clip, **rank_args)
-    step("popularity")
-    baselines = {"popularity": ranking_metrics(popularity_scorer(ds.n_movies, tm), **rank_args)}
-    notes = []
-    step("EASE")
-    if ds.n_movies <= EASE_MAX_MOVIES:
-        baselines["ease"] = ranking_metrics(ease_scorer(ds.n_users, ds.n_movies, tu, tm),
-                                            **rank_args)
-    else:
-        notes.append(f"EASE skipped: {ds.n_movies:,} movies (more than {EASE_MAX_MOVIES:,})")
-    step("bias")
-    mu, b_u, b_m = fit_biases(tu, tm, tr, ds.n_users, ds.n_movies)
-    b_rmse, b_mae = rmse_mae(mu + b_u[vu] + b_m[vm], vr, clip)
-    baselines["bias"] = {**ranking_metrics(lambda block: mu + b_u[block][:, None] + b_m[None, :],
-                                           **rank_args), "rmse": b_rmse, "mae": b_mae}
-    step("global mean")
-    mean = float(tr.mean())
-    g_rmse, g_mae = rmse_mae(np.full(len(vr), mean), vr, clip)
-    noise = np.random.default_rng(seed).random(ds.n_movies)  # ties broken at random
-    baselines["global_mean"] = {
-        **ranking_metrics(lambda block: np.tile(noise, (len(block), 1)), **rank_args),
-        "rmse": g_rmse, "mae": g_mae}
+    baselines, notes = baseline_metrics((tu, tm, tr), (vu, vm, vr), clip, rank_args, seed, step)
     step("recall channels and the rank stage")
     return with_rank_stage(paths, ds, {
         **rounded(result), "baselines": {k: rounded(v) for k, v in baselines.items()},
@@ -184,7 +163,7 @@ def model_rows(report: dict) -> list[tuple[str, dict]]:
     return rows + list(base.items())
 
 
-@guarded(writes=("output",), into=("model_dir",))
+@stage(writes=("output",), into=("model_dir",))
 def command(
     ctx: typer.Context,
     device: Device = "cpu",

@@ -26,7 +26,7 @@ from rec.console import log
 from rec.results import emit_object
 from rec.errors import UsageError
 from rec.paths import USER_VECTORS
-from rec.stages import get_paths, guarded
+from rec.stages import get_paths, stage
 from rec.stages.options import Format
 
 HELP = ("Export the trained towers (and the CTR model) as static Paddle Inference models or "
@@ -88,7 +88,7 @@ def _ctr_kind(paths) -> str | None:
     return read_json(paths.ctr.config, "rec ctr-train", keys=("features",))["features"].get("kind")
 
 
-@guarded(writes=("output",), into=("export_dir",))
+@stage(writes=("output",), into=("export_dir",))
 def command(
     ctx: typer.Context,
     to: str = typer.Option("paddle", "--to", help="paddle (Paddle Inference) or onnx "

@@ -1,13 +1,10 @@
 """Options that several commands share, each declared once (typer `Annotated` aliases), and
-`options_from`: a command whose options are a parameters dataclass's fields, so that a
-training run's parameters are spelled once (the field, its option, its default)."""
+`resumed_params`: a --resume run's parameters (a command whose options are a parameters
+dataclass's fields declares it with `rec.stages.stage(params=...)`)."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
-import typing
 from typing import Annotated, Optional
 
 import typer
@@ -43,31 +40,6 @@ def positive(name: str, value: float) -> None:
     """A rate such as --lr: a positive finite number, else a usage error (exit 2)."""
     if not 0 < value < float("inf"):
         raise UsageError(f"{name} must be a positive number (got {value})")
-
-
-def options_from(params_cls):
-    """Decorator for `command(ctx, params, **own)`: the Typer command's options are
-    params_cls's fields (each an Annotated option with its default), then the command's
-    own parameters; the command receives the fields as one `params_cls` object."""
-    hints = typing.get_type_hints(params_cls, include_extras=True)
-    fields = dataclasses.fields(params_cls)
-
-    def decorate(fn):
-        ctx, _params, *own = inspect.signature(fn, eval_str=True).parameters.values()
-        from_fields = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
-                                         default=f.default, annotation=hints[f.name])
-                       for f in fields]
-
-        @functools.wraps(fn)
-        def command(ctx, **kwargs):
-            params = params_cls(**{f.name: kwargs.pop(f.name) for f in fields})
-            return fn(ctx, params, **kwargs)
-
-        command.__signature__ = inspect.Signature(
-            [ctx, *from_fields, *[p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]])
-        return command
-
-    return decorate
 
 
 def resumed_params(params_cls, given, saved: dict, keep: tuple[str, ...] = ("epochs",)):

@@ -28,7 +28,7 @@ from rec.process import interrupts, parent_death
 from rec.console import error_line, is_quiet, is_verbose, log
 from rec.datasets import registry
 from rec.errors import UsageError
-from rec.stages import get_paths, guarded
+from rec.stages import get_paths, stage
 from rec.stages.options import SEED_RANGE
 
 HELP = ("Run every stage in order: download, preprocess, train, save-features, ctr-train "
@@ -95,7 +95,7 @@ def run_stage(global_args: list[str], args: list[str], show_stdout: bool = False
         _stop(proc, getattr(e, "signum", signal.SIGINT))
         if proc.returncode == interrupts.exit_code(e):  # the stage said it was stopped
             raise typer.Exit(proc.returncode)
-        raise  # one line from rec.stages.guarded
+        raise  # one line from rec.stages.stage
     sys.stdout.write(stdout or "")
     sys.stderr.write(stderr or "")
     if proc.returncode < 0:
@@ -120,7 +120,7 @@ def _stop(proc: subprocess.Popen, signum: int = signal.SIGINT) -> None:
             continue
 
 
-@guarded
+@stage
 def command(
     ctx: typer.Context,
     dataset: str = typer.Option("synthetic", "--dataset", "-d",
@@ -142,9 +142,9 @@ def command(
     skip: Optional[list[str]] = typer.Option(None, "--skip", metavar="STAGE", help="Leave this "
                                              "stage out (repeatable), e.g. --skip ctr-train."),
 ) -> None:
-    for stage in skip or ():
-        if stage not in STAGES:
-            raise UsageError(f"unknown --skip {stage!r}: choose among {', '.join(STAGES)}")
+    for skipped in skip or ():
+        if skipped not in STAGES:
+            raise UsageError(f"unknown --skip {skipped!r}: choose among {', '.join(STAGES)}")
     stages = stage_commands(dataset, source, seed, split, device, epochs, match)
     check_options(ctx, dataset, source, split, match, device, user,
                   [*stages, recommend_command(user or "1", top)])
@@ -184,8 +184,8 @@ def check_options(ctx: typer.Context, dataset: str, source: Optional[str],
     from rec.cli import load_command
     from rec.datasets.contract import id_key
     from rec.errors import shown
-    from rec.stages.download import check_source
-    from rec.stages.preprocess import SPLITS
+    from rec.datasets.download import check_source
+    from rec.datasets.splits import SPLITS
     from rec.stages.train import MATCHES
 
     check_source(registry.get(dataset), source)

@@ -41,7 +41,8 @@ from rec.console import warn
 
 from rec.results import RowWriter
 from rec.errors import UsageError
-from rec.stages import get_paths, guarded
+from rec.paths import Paths
+from rec.stages import get_paths, stage
 from rec.stages.options import SEED_RANGE, Format
 from rec.texttable import HIDE, KEEP, NOTE, SHORT, TITLE, TWO
 from rec.typed import decode, read_stdin
@@ -100,13 +101,12 @@ def check_options(top: int, year_from: Optional[int], year_to: Optional[int],
         raise UsageError(f"--year-from {year_from} is after --year-to {year_to}")
 
 
-def load_catalog(ctx: typer.Context):
+def load_catalog(paths: Paths):
     # imported here so `rec --help` does not pay for them
     from rec.datasets.contract import is_dataset, load_dataset
     from rec.twotower.features import load_features
     from rec.twotower.recommending import build_catalog
 
-    paths = get_paths(ctx)
     features = load_features(paths.features_dir)  # first: missing vectors is the likely error
     dataset = load_dataset(paths, mmap=True)
     saved_from = features.scoring.get("dataset_fingerprint")
@@ -197,7 +197,7 @@ def _block(cat, movie_text: MovieCells, chunk: np.ndarray, picks, reasons) -> di
     return block
 
 
-@guarded
+@stage
 def recommend_command(
     ctx: typer.Context,
     users: Optional[List[str]] = typer.Argument(None, help="User ids; - reads them from stdin.",
@@ -254,7 +254,8 @@ def recommend_command(
                          if every_user else "give user ids (- reads them from stdin), --all, "
                          "or a new user's movies (--rated FILE, --like MOVIE, --dislike MOVIE)")
     tokens = [] if every_user or new_user else expand_stdin(users, per_line=False)
-    cat = load_catalog(ctx)
+    paths = get_paths(ctx)
+    cat = load_catalog(paths)
     # never more than the catalogue: memory follows these, not what was asked
     top = capped(cat, top)
     explore = min(explore, top)
@@ -266,7 +267,7 @@ def recommend_command(
     allowed = movie_mask(cat, genre or [], year_from, year_to)
     if seed is None and explore:
         seed = int(np.random.SeedSequence().entropy % 2**63)  # fresh each run
-    rank = None if recall_only or explore or include_seen else rank_stage(ctx, cat)
+    rank = None if recall_only or explore or include_seen else rank_stage(paths, cat)
     with RowWriter(RECOMMEND_COLUMNS, fmt, title=f"top {top}", layout=TABLE_LAYOUT) as out:
         for block in recommendation_blocks(cat, rows, top, allowed, include_seen, explore,
                                            seed, rank, exclude == "train"):
@@ -320,7 +321,7 @@ def fold_in_user(ctx: typer.Context, cat, rated: Optional[str], like: list[str],
     return foldin.add_user(cat, vector, movies, ratings, a, o, g)
 
 
-def rank_stage(ctx: typer.Context, cat):
+def rank_stage(paths: Paths, cat):
     """(Stack, RankModel) when output/ctr/model holds a rank model trained for these
     features and this dataset; else None, saying on stderr why when there is one that is
     not fresh (recommend then serves the two-tower's order)."""
@@ -328,7 +329,7 @@ def rank_stage(ctx: typer.Context, cat):
     from rec.rank.serving import load_ranker, serving_stack
 
     try:
-        model = load_ranker(get_paths(ctx), cat.features, cat.dataset)
+        model = load_ranker(paths, cat.features, cat.dataset)
     except (UsageError, RecError) as e:
         warn(f"two-tower order only: {e}")
         return None
@@ -337,7 +338,7 @@ def rank_stage(ctx: typer.Context, cat):
     return serving_stack(cat.features, cat.dataset, model.k), model
 
 
-@guarded
+@stage
 def similar_command(
     ctx: typer.Context,
     movies: List[str] = typer.Argument(..., help="Movie ids or title substrings; - reads them "
@@ -355,7 +356,7 @@ def similar_command(
 
     check_options(top, year_from, year_to)
     queries = expand_stdin(movies, per_line=True)
-    cat = load_catalog(ctx)
+    cat = load_catalog(get_paths(ctx))
     top = capped(cat, top)
     rows = list(dict.fromkeys(find_movie(cat, q) for q in queries))
     allowed = movie_mask(cat, genre or [], year_from, year_to)

@@ -21,7 +21,7 @@ from rec.console import log
 from rec.results import emit_object
 from rec.datasets.contract import VAL, dataset_identity, dataset_paths, load_dataset
 from rec.errors import RecError
-from rec.stages import get_paths, guarded
+from rec.stages import get_paths, stage
 from rec.stages.options import Device, Format
 
 HELP = "Save every user's and movie's vector (pickles) for recommend, from the trained model."
@@ -68,7 +68,7 @@ def export(paths, device: str) -> dict:
             "max_abs_diff": max_diff, "output": str(paths.features_dir)}
 
 
-@guarded(writes=("output",), into=("features_dir",))
+@stage(writes=("output",), into=("features_dir",))
 def command(
     ctx: typer.Context,
     device: Device = "cpu",

@@ -18,7 +18,7 @@ from rec.build_info import paddle_build
 from rec.console import log, warn
 from rec.results import emit
 from rec.errors import RecError
-from rec.stages import get_paths, guarded
+from rec.stages import get_paths, stage
 from rec.stages.options import Format
 from rec.texttable import KEEP
 
@@ -34,7 +34,7 @@ def running_stage(holder: str | None) -> tuple[str | None, str | None]:
     return (match["stage"], match["pid"]) if match else (None, None)
 
 
-@guarded
+@stage
 def command(
     ctx: typer.Context,
     fmt: Format = "auto",

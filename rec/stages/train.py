@@ -28,9 +28,9 @@ from rec.results import emit_object
 from rec.datasets.contract import dataset_identity, dataset_paths, load_dataset
 from rec.errors import UsageError
 from rec.paths import OPTIMIZER, PARAMS, require
-from rec.stages import get_paths, guarded
+from rec.stages import get_paths, stage
 from rec.stages.options import (SEED_RANGE, TRAINING, Device, Format, Nproc, Resume,
-                                Threads, options_from, positive, resumed_params)
+                                Threads, positive, resumed_params)
 
 Option = typer.Option
 HELP = ("Train the two-tower: recall (softmax over the catalogue) + a rating head by default "
@@ -39,7 +39,7 @@ HELP = ("Train the two-tower: recall (softmax over the catalogue) + a rating hea
 
 @dataclass
 class TrainParams:
-    """The run's parameters: each field is its command-line option (see options_from)."""
+    """The run's parameters: each field is its command-line option (see rec.stages.stage)."""
 
     epochs: Annotated[int, Option(
         "--epochs", min=0, rich_help_panel=TRAINING,
@@ -227,8 +227,8 @@ def train(paths, params: TrainParams, device: str, resume: bool,
     return metrics
 
 
-@guarded(writes=("output",), into=("model_dir", "model.checkpoint", "model.staging.best"))
-@options_from(TrainParams)
+@stage(writes=("output",), into=("model_dir", "model.checkpoint", "model.staging.best"),
+       params=TrainParams)
 def command(ctx: typer.Context, params: TrainParams, device: Device = "cpu",
             resume: Resume = False, nproc: Nproc = 1, threads: Threads = None,
             fmt: Format = "auto") -> None:
