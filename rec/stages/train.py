@@ -221,8 +221,7 @@ def train(paths, params: TrainParams, device: str, resume: bool,
     if job.main:
         manifest.record(paths, "train", {**params.__dict__, "device": job.device},
                         inputs=dataset_paths(paths),
-                        outputs=[paths.model.params, paths.model.config, paths.model.metrics,
-                                 paths.model.history])  # every file of the model
+                        outputs=[paths.model.best, paths.model.history])  # every file
     return metrics
 
 
