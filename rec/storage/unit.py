@@ -37,24 +37,19 @@ def sha256(path: Path) -> str:
     return file_hash(path, "sha256")
 
 
-def seal(folder: Path, run_id: str, hashed: list[str], tagged: list[str]) -> Path:
-    """Write UNIT into `folder`: the `hashed` files' sha256; the `tagged` JSON files hold
-    "run_id": run_id themselves (the caller wrote them so)."""
-    path = Path(folder) / UNIT
-    write_json(path, {"run_id": run_id, "sha256": {n: sha256(Path(folder) / n) for n in hashed},
-                      "tagged": list(tagged)})
-    return path
-
-
 @contextlib.contextmanager
 def sealed_dir(folder: Path | str, run_id: str | None = None,
                tagged: tuple[str, ...] = ()) -> Iterator[Path]:
-    """atomic_dir(folder), sealed before the swap: every file the block writes into the
-    yielded folder is hashed, but the `tagged` JSON files (which hold "run_id": run_id)."""
+    """atomic_dir(folder), sealed before the swap: UNIT holds the sha256 of every file the
+    block writes into the yielded folder, except the `tagged` JSON files, which hold
+    "run_id": run_id themselves (the block writes them so)."""
     with atomic_dir(folder) as tmp:
         yield tmp
-        names = sorted(p.name for p in tmp.iterdir() if p.is_file() and p.name != UNIT)
-        seal(tmp, run_id or new_run_id(), [n for n in names if n not in tagged], list(tagged))
+        hashed = sorted(p.name for p in tmp.iterdir()
+                        if p.is_file() and p.name not in (UNIT, *tagged))
+        write_json(tmp / UNIT, {"run_id": run_id or new_run_id(),
+                                "sha256": {n: sha256(tmp / n) for n in hashed},
+                                "tagged": list(tagged)})
 
 
 def read(folder: Path | str, run: str, load: Callable[[snapshots.Snapshot], T]) -> T:
