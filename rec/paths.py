@@ -19,8 +19,9 @@ from rec.errors import RecError, UsageError
 # File names, each spelled here only. A training stage's folder (see `TrainingFolder`):
 PARAMS = "model.pdparams"  # the best network's weights (paddle.save)
 CONFIG = "config.json"  # everything that rebuilds that network
-METRICS = "metrics.json"  # the run's result (the stage's stdout object)
+METRICS = "metrics.json"  # in the best model's folder: the run's result (its stdout object)
 HISTORY = "history.json"  # one row per epoch
+BEST = "best"  # output/model/: folder, the published model (rec.storage.unit: one sealed unit)
 STAGED = "best-of-run"  # folder: the running training's best model, published at its end
 CHECKPOINT = "checkpoint"  # folder: weights, optimizer state and STATE of the last epoch
 STATE = "state.json"  # in CHECKPOINT: epoch, history, best so far, the run's parameters
@@ -37,7 +38,7 @@ USER_MATRIX, MOVIE_MATRIX, VECTOR_IDS = "usr_feat.npy", "mov_feat.npy", "feat_id
 VOCAB, SPLIT = "vocab.json", "split.npy"
 
 # The folders under output/ that stages own, each with the stage that writes it (train and
-# ctr-train write their folders file by file, the others swap theirs in whole).
+# ctr-train swap the folders of their models and checkpoints in whole, the others theirs).
 OUTPUT_ARTIFACTS = {"dataset": "preprocess", "model": "train", "features": "save-features",
                     "ctr": "ctr-train", "export": "export"}
 DOWNLOADS = ".downloads"  # data/: partial archives (Paths.download_cache)
@@ -55,15 +56,16 @@ def optimizer_file(name: str) -> str:
 
 @dataclass(frozen=True)
 class TrainingFolder:
-    """The files of one training stage: the run's files in `root`, the best model's in `best`
-    (swapped in whole when it is one folder of its own, as output/ctr/model/ is)."""
+    """The files of one training stage: the run's files in `root`, the best model in `best`
+    (a folder of its own: the weights, config.json, the run's metrics.json and what else the
+    model needs, one unit swapped in whole by rec.engine.trainer.publish)."""
 
     root: Path
     best: Path
 
     params = property(lambda self: self.best / PARAMS)
     config = property(lambda self: self.best / CONFIG)
-    metrics = property(lambda self: self.root / METRICS)
+    metrics = property(lambda self: self.best / METRICS)
     history = property(lambda self: self.root / HISTORY)
     checkpoint = property(lambda self: self.root / CHECKPOINT)
     launch_logs = property(lambda self: self.root / LAUNCH_LOGS)
@@ -112,13 +114,13 @@ class Paths:
 
     @property
     def model(self) -> TrainingFolder:
-        """rec train: output/model/ holds the run and its best model."""
-        return TrainingFolder(self.model_dir, self.model_dir)
+        """rec train: output/model/ holds the run, output/model/best/ its best model."""
+        return TrainingFolder(self.model_dir, self.model_dir / BEST)
 
     @property
     def ctr(self) -> TrainingFolder:
         """rec ctr-train: output/ctr/ holds the run, output/ctr/model/ its best model
-        (PARAMS, CONFIG, WEIGHTS and, for the Criteo vocab transform, CATEGORIES)."""
+        (PARAMS, CONFIG, METRICS, WEIGHTS and, for the Criteo vocab transform, CATEGORIES)."""
         return TrainingFolder(self.ctr_dir, self.ctr_dir / "model")
 
     @property

@@ -121,7 +121,7 @@ def test_status_checks_every_file_of_the_export_it_calls_fresh(exported, tmp_pat
     assert states(root)["export"] == "modified"
 
 
-@pytest.mark.parametrize("name", ["metrics.json", "history.json", "config.json"])
+@pytest.mark.parametrize("name", ["best/metrics.json", "history.json", "best/config.json"])
 def test_status_checks_every_file_of_the_model_it_calls_fresh(exported, tmp_path, name):
     root = copy_world(exported, tmp_path)
     (root / "output" / "model" / name).unlink()

@@ -194,7 +194,7 @@ def test_models_beat_logistic_regression_on_planted_interactions(criteo_trained,
     assert m["model"] == model and m["data"] == "criteo"
     assert m["auc"] > m["baseline_auc"] + 0.03, m
     assert m["logloss"] < m["baseline_logloss"], m
-    saved = json.loads((criteo_world / model / "ctr" / "metrics.json").read_text())
+    saved = json.loads((criteo_world / model / "ctr" / "model" / "metrics.json").read_text())
     assert {k: saved[k] for k in ("auc", "logloss", "baseline_auc", "baseline_logloss")} == \
         {k: m[k] for k in ("auc", "logloss", "baseline_auc", "baseline_logloss")}
     history = json.loads((criteo_world / model / "ctr" / "history.json").read_text())
@@ -309,7 +309,7 @@ def ml_copy(ml_world, tmp_path) -> Path:
 
 
 def test_movielens_metrics_include_baseline_and_recall_vs_rerank(ml_world):
-    m = json.loads((ml_world / "output" / "ctr" / "metrics.json").read_text())
+    m = json.loads((ml_world / "output" / "ctr" / "model" / "metrics.json").read_text())
     assert m["data"] == "movielens" and m["model"] == "wide_deep"
     for key in ("auc", "logloss", "baseline_auc", "baseline_logloss", "recall_hr@10",
                 "rerank_hr@10", "recall_ndcg@10", "rerank_ndcg@10"):
@@ -445,7 +445,7 @@ def test_ctrl_c_keeps_the_last_complete_checkpoint(ml_copy, monkeypatch):
     monkeypatch.setattr(ct, "scores", real)
     result = rec(ml_copy, "ctr-train", "--resume", "--epochs", "2")
     assert result.exit_code == 0, result.output
-    assert json.loads((ctr_dir / "metrics.json").read_text())["epochs_run"] == 2
+    assert json.loads((ctr_dir / "model" / "metrics.json").read_text())["epochs_run"] == 2
     assert (ctr_dir / "model" / "weights.npz").exists() and not (ctr_dir / "best-of-run").exists()
 
 

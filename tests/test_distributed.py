@@ -15,7 +15,7 @@ from conftest import rec
 
 
 def metrics(root: Path) -> dict:
-    return json.loads((root / "output" / "model" / "metrics.json").read_text())
+    return json.loads((root / "output" / "model" / "best" / "metrics.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -141,12 +141,13 @@ def test_kill_9_of_the_command_stops_the_launcher_and_its_workers(world):
     result = rec(world, "train", "--epochs", "1", "--seed", "7", "--format", "json")
     assert result.exit_code == 0, result.stderr  # the lock is free
     time.sleep(3)  # nothing else writes the model any more
-    model = out / "model"
+    model = out / "model" / "best"
     config, saved = json.loads((model / "config.json").read_text()), metrics(world)
     assert saved == json.loads(result.stdout)
     assert (saved["seed"], saved["processes"], saved["epochs_run"]) == (7, 1, 1)
     assert (config["train"]["seed"], config["processes"]) == (7, 1)
-    assert config[unit.PARAMS_DIGEST] == unit.sha256(model / "model.pdparams")
+    sealed = json.loads((model / "unit.json").read_text())["sha256"]
+    assert sealed["model.pdparams"] == unit.sha256(model / "model.pdparams")
 
 
 def _text(path: Path) -> str:

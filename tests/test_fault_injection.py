@@ -6,8 +6,8 @@ the n-th of them fails. Each stage's last n + 1 succeeds, so the list of writes 
 The fast suite fails the writes at the boundaries (the first, the one that publishes the
 model, past the last); `pytest -m slow` every one of them.
 After a fault: one error line naming the path (exit 1); every artifact is the old one or the
-new one, whole (a model's config.json names the sha256 of the weights beside it); no
-temporary files are left; and the next run of the stage works.
+new one, whole (a model's folder holds the files its unit.json names, rec.storage.unit);
+no temporary files are left; and the next run of the stage works.
 """
 
 from __future__ import annotations
@@ -78,58 +78,60 @@ def run_with_fault(world: Path, monkeypatch, stage: list[str], n: int, writes: i
     return message
 
 
-def model_is_whole(folder: Path) -> bytes:
-    """The weights, after checking config.json names them."""
-    weights = (folder / "model.pdparams").read_bytes()
-    config = json.loads((folder / "config.json").read_text())
-    assert config["params_sha256"] == hashlib.sha256(weights).hexdigest()
-    return weights
+def model_is_whole(folder: Path) -> dict[str, bytes]:
+    """The model's files (weights, config, metrics, ...), after checking that its unit.json
+    names every one of them as it is."""
+    files = snapshot(folder)
+    sealed = json.loads(files.pop("unit.json"))["sha256"]
+    assert {name: hashlib.sha256(data).hexdigest() for name, data in files.items()} == sealed
+    return files
 
 
-TRAIN_WRITES = 12  # best-of-run x2, checkpoint (state.json, 3 renames), history, staged
-TRAIN_PUBLISHED = 11  # metrics, then metrics, params, config (all old or all new until here), manifest
+# best-of-run (config.json, 2 renames), checkpoint (state.json, 3 renames), history, then the
+# model folder: metrics.json, unit.json, 3 renames (all old until the last), then manifest
+TRAIN_WRITES = 14
+TRAIN_PUBLISHED = 13
 
 
 @pytest.mark.parametrize("n", sweep(TRAIN_WRITES, {1, TRAIN_PUBLISHED, TRAIN_WRITES + 1}))
 def test_full_disk_at_each_write_of_train(world, monkeypatch, n):
-    model = world / "output" / "model"
-    old = model_is_whole(model), (model / "metrics.json").read_bytes()
+    best = world / "output" / "model" / "best"
+    old = model_is_whole(best)
     stage = ["train", "--epochs", "1", "--seed", "7"]
     if run_with_fault(world, monkeypatch, stage, n, TRAIN_WRITES) is None:
         return
-    weights = model_is_whole(model)
-    assert (weights == old[0]) == (n <= TRAIN_PUBLISHED)
     # the model, its config and its metrics change together
-    assert ((model / "metrics.json").read_bytes() == old[1]) == (n <= TRAIN_PUBLISHED)
+    assert (model_is_whole(best) == old) == (n <= TRAIN_PUBLISHED)
     assert rec(world, *stage).exit_code == 0  # the next run works
-    assert model_is_whole(model) != old[0]
+    assert model_is_whole(best)["model.pdparams"] != old["model.pdparams"]
 
 
 def test_read_only_while_train_publishes_its_model(world, monkeypatch):
-    model = world / "output" / "model"
-    old = model_is_whole(model)
+    best = world / "output" / "model" / "best"
+    old = model_is_whole(best)
     message = run_with_fault(world, monkeypatch, ["train", "--epochs", "1", "--seed", "7"],
                              TRAIN_PUBLISHED, TRAIN_WRITES, errno.EROFS)
-    assert str(model / "config.json") in message
-    assert model_is_whole(model) == old  # the weights already replaced were put back
+    assert str(best) in message
+    assert model_is_whole(best) == old  # the previous folder was put back
 
 
-CTR_WRITES = 15  # best-of-run (2 files, 2 renames), checkpoint (state.json, 3 renames),
-CTR_PUBLISHED = 13  # history, staged metrics, the model folder (3 renames), metrics, manifest
+# best-of-run (config.json, weights.npz, 2 renames), checkpoint (state.json, 3 renames),
+# history, the model folder (metrics.json, unit.json, 3 renames), manifest
+CTR_WRITES = 15
+CTR_PUBLISHED = 14
 
 
 @pytest.mark.parametrize("n", sweep(CTR_WRITES, {4, CTR_PUBLISHED, CTR_WRITES + 1}))
 def test_full_disk_at_each_write_of_ctr_train(world, monkeypatch, n):
     model = world / "output" / "ctr" / "model"
-    old = snapshot(model)
+    old = model_is_whole(model)
     stage = ["ctr-train", "--model", "wide_deep", "--epochs", "1", "--seed", "7"]
     if run_with_fault(world, monkeypatch, stage, n, CTR_WRITES) is None:
         return
-    assert (snapshot(model) == old) == (n <= CTR_PUBLISHED)
-    assert set(snapshot(model)) == set(old)  # whole: every file of the unit
+    # whole, every file of the unit: the weights, their config and metrics.json together
+    assert (model_is_whole(model) == old) == (n <= CTR_PUBLISHED)
+    assert set(snapshot(model)) == set(old) | {"unit.json"}
     assert rec(world, "ctr-predict", "-", input="1 1\n").exit_code == 0
-    # metrics.json describes the model in place (the copy inside it, after a fault between)
-    assert (model / "metrics.json").read_bytes() == (model.parent / "metrics.json").read_bytes()
     assert rec(world, *stage).exit_code == 0
 
 

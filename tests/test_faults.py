@@ -168,12 +168,22 @@ def test_a_mixture_of_feature_files_is_refused(world):
 
 
 def test_a_config_beside_weights_of_another_run_is_refused(world):
-    model = world / "output" / "model"
-    config = json.loads((model / "config.json").read_text())
-    (model / "config.json").write_text(json.dumps({**config, "params_sha256": "0" * 64}))
+    best = world / "output" / "model" / "best"
+    config = json.loads((best / "config.json").read_text())
+    (best / "config.json").write_text(json.dumps({**config, "rec_version": "another"}))
     for stage in (["save-features"], ["evaluate"]):
         message = one_line_error(rec(world, *stage), 2)
-        assert "model.pdparams is not the model" in message and "run `rec train` again" in message
+        assert "config.json is not the one written with the rest" in message
+        assert "run `rec train` again" in message
+
+
+def test_a_model_in_the_layout_of_an_older_rec_names_the_stage_to_rerun(world):
+    model = world / "output" / "model"
+    for path in (model / "best").iterdir():  # its files beside the checkpoint, no best/
+        path.rename(model / path.name)
+    (model / "best").rmdir()
+    message = one_line_error(rec(world, "save-features"), 2)
+    assert f"missing {model / 'best' / 'config.json'}: run `rec train` first" in message
 
 
 # --- hostile values ---------------------------------------------------------------------------

@@ -233,11 +233,10 @@ def test_train_killed_in_a_checkpoint_swap_resumes(world, after, epoch):
     """Renames 1-3 swap epoch 1's checkpoint in, 4-6 epoch 2's: killed after the 4th, the
     repair keeps epoch 1; after the 5th (checkpoint gone) or the 6th, epoch 2."""
     model = world / "output" / "model"
-    published = {n: (model / n).read_bytes() for n in ("model.pdparams", "config.json",
-                                                        "metrics.json")}
+    published = digest(model / "best")
     proc, _ = killed(world, model / "checkpoint", after, "SIGKILL", "train", "--epochs", "3")
     assert proc.returncode == -signal.SIGKILL
-    assert {n: (model / n).read_bytes() for n in published} == published  # not replaced
+    assert digest(model / "best") == published  # not replaced
     result = rec(world, "train", "--resume", "--epochs", "3", "--format", "json")
     assert result.exit_code == 0, result.stderr
     assert f"resuming after epoch {epoch}" in result.stderr
@@ -254,21 +253,16 @@ def test_ctr_train_killed_between_the_renames_of_its_model(world):
     assert leftovers(world) == []
 
 
-def test_train_killed_while_publishing_its_model_file_by_file(world):
-    """Killed after the weights were replaced and before config.json: the next command
-    (a reader) copies the run's best model in again; evaluate accepts it."""
-    model = world / "output" / "model"
-    proc, _ = killed(world, model / "model.pdparams", 1, "SIGKILL", "train", "--epochs", "2",
-                     call="replace")
-    assert proc.returncode == -signal.SIGKILL
-    staged = model / "best-of-run"
-    assert (model / "model.pdparams").read_bytes() == (staged / "model.pdparams").read_bytes()
-    assert (model / "config.json").read_bytes() != (staged / "config.json").read_bytes()
-    best = {n: (staged / n).read_bytes() for n in ("model.pdparams", "config.json")}
-    status = rec(world, "status")
-    assert status.exit_code == 0 and "best model is now in place" in status.stderr
-    assert {n: (model / n).read_bytes() for n in best} == best and not staged.exists()
+def test_train_killed_between_the_renames_of_its_model_then_evaluate(world):
+    """The model, its config and its metrics are one folder (output/model/best): killed
+    with none in place, the next command (a reader) puts the run's whole model back."""
+    best = world / "output" / "model" / "best"
+    proc, new = killed(world, best, 2, "SIGKILL", "train", "--epochs", "2")
+    assert proc.returncode == -signal.SIGKILL and not best.exists()
     assert rec(world, "evaluate").exit_code == 0
+    assert digest(best) == new and set(new) == {"model.pdparams", "config.json",
+                                                "metrics.json", "unit.json"}
+    assert leftovers(world) == []
 
 
 # Every swap of every stage: (the command, the folder it swaps, a command run first so that
@@ -279,6 +273,9 @@ EVERY_SWAP = [
     (["save-features"], "output/features", None, 3, ["recommend", "1"]),
     (["train", "--epochs", "2"], "output/model/checkpoint", None, 3,
      ["train", "--resume", "--epochs", "3"]),
+    (["train", "--epochs", "2"], "output/model/best-of-run", None, 2,
+     ["train", "--resume", "--epochs", "3"]),
+    (["train", "--epochs", "2"], "output/model/best", None, 3, ["save-features"]),
     (["ctr-train", "--model", "wide_deep", "--epochs", "2"], "output/ctr/checkpoint", None, 3,
      ["ctr-train", "--model", "wide_deep", "--resume", "--epochs", "3"]),
     (["ctr-train", "--model", "wide_deep", "--epochs", "2"], "output/ctr/best-of-run", None, 2,
@@ -334,8 +331,7 @@ def wait_for_epoch(proc, state: Path, epoch: int, timeout: float = 60) -> None:
                                  pytest.param("SIGKILL", marks=pytest.mark.slow)])
 def test_a_signal_mid_training_keeps_the_model_and_resume_works(world, sig):
     model = world / "output" / "model"
-    published = {n: (model / n).read_bytes() for n in ("model.pdparams", "config.json",
-                                                        "metrics.json")}
+    published = digest(model / "best")
     cmd = [sys.executable, "-m", "rec", "--data-dir", str(world / "data"), "--output-dir",
            str(world / "output"), "train", "--epochs", "500", "--patience", "500"]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -347,7 +343,7 @@ def test_a_signal_mid_training_keeps_the_model_and_resume_works(world, sig):
     finally:
         proc.kill()
     assert_one_interrupt_line(subprocess.CompletedProcess(cmd, proc.returncode, "", stderr), sig)
-    assert {n: (model / n).read_bytes() for n in published} == published
+    assert digest(model / "best") == published
     if sig != "SIGKILL":
         assert leftovers(world) == []  # no .tmp folder, nothing aside
     epoch = json.loads((model / "checkpoint" / "state.json").read_text())["epoch"]
@@ -355,7 +351,7 @@ def test_a_signal_mid_training_keeps_the_model_and_resume_works(world, sig):
     assert result.exit_code == 0, result.stderr
     assert f"resuming after epoch {epoch}" in result.stderr
     assert leftovers(world) == []
-    assert (model / "model.pdparams").read_bytes() != published["model.pdparams"]
+    assert digest(model / "best")["model.pdparams"] != published["model.pdparams"]
 
 
 # --- readers ----------------------------------------------------------------

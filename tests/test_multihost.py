@@ -89,7 +89,7 @@ def test_two_hosts_train_as_one_process(hosts, tmp_path):
     single = tmp_path / "single"
     shutil.copytree(world, single)
     assert rec(single, "train", "--epochs", "3").exit_code == 0
-    one = json.loads((single / "output" / "model" / "metrics.json").read_text())
+    one = json.loads((single / "output" / "model" / "best" / "metrics.json").read_text())
 
     master = f"{hosts[0][2]}:8090"
     procs = [launcher(*host, master, rank, world, ["--epochs", "3", "--format", "json"])
@@ -97,7 +97,7 @@ def test_two_hosts_train_as_one_process(hosts, tmp_path):
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     for p, text in zip(procs, outputs):
         assert p.returncode == 0, text[-3000:]
-    two = json.loads((world / "output" / "model" / "metrics.json").read_text())
+    two = json.loads((world / "output" / "model" / "best" / "metrics.json").read_text())
     assert two["processes"] == 2 and two["epochs_run"] == 3
     assert abs(two["tune_rmse"] - one["tune_rmse"]) < 1e-3 * one["tune_rmse"]
     assert abs(two["tune_ndcg@10"] - one["tune_ndcg@10"]) < 1e-2 * one["tune_ndcg@10"]

@@ -57,7 +57,7 @@ def test_every_choice_is_recorded_and_made_on_the_tuning_slice(ranked):
     ranks = sel["ease"]["tuning_ndcg@10"]["svd_rank"]
     assert ranks[str(sel["ease"]["svd_rank"])] == max(ranks.values())
     assert sel["rank"]["k"] in (25, 50, 100, 200)
-    metrics = json.loads((ranked / "output" / "ctr" / "metrics.json").read_text())
+    metrics = json.loads((ranked / "output" / "ctr" / "model" / "metrics.json").read_text())
     assert metrics["model"] == "rank" and metrics["k"] == sel["rank"]["k"]
 
 

@@ -111,7 +111,7 @@ def test_the_same_seed_gives_the_same_model(world, tmp_path):
     import paddle
 
     # compared as arrays: the file also holds Paddle's per-process parameter names
-    a, b, c = (paddle.load(str(r / "output" / "model" / "model.pdparams"))
+    a, b, c = (paddle.load(str(r / "output" / "model" / "best" / "model.pdparams"))
                for r in (world, other, third))
     assert sorted(a) == sorted(b) == sorted(c)
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)

@@ -168,3 +168,41 @@ def test_a_dataset_swapped_mid_read_is_one_preprocess_run(tmp_path, monkeypatch,
     assert ds.vocab == expected.vocab
     identity = f"{fingerprint(b / 'vocab.json')}-{fingerprint(b / 'split.npy')}"
     assert is_dataset(identity, paths, ds)
+
+
+# --- any sealed folder (rec.storage.unit: the models too) -------------------------------------
+
+
+def sealed(folder: Path, run: str) -> None:
+    from rec.storage import unit
+
+    with unit.sealed_dir(folder) as tmp:
+        (tmp / "model.pdparams").write_bytes(f"weights of {run}".encode())
+        (tmp / "config.json").write_text(f'{{"run": "{run}"}}')
+
+
+def read_model(folder: Path) -> tuple[bytes, bytes]:
+    from rec.storage import unit
+
+    return unit.read(folder, "rec train", lambda s: (s.read_bytes("config.json"),
+                                                      s.read_bytes("model.pdparams")))
+
+
+def test_a_sealed_folder_swapped_mid_read_is_one_run_and_a_mixture_is_refused(tmp_path,
+                                                                              monkeypatch):
+    sealed(tmp_path / "B", "B")
+    sealed(tmp_path / "best", "A")
+    assert read_model(tmp_path / "best") == (b'{"run": "A"}', b"weights of A")
+    with monkeypatch.context() as m:  # B swapped in between the config and the weights
+        swap_during(m, snapshot.Snapshot, "read_bytes", 1,
+                    lambda: swap_in(tmp_path / "best", tmp_path / "B"))
+        assert read_model(tmp_path / "best") == (b'{"run": "B"}', b"weights of B")
+    sealed(tmp_path / "best", "A")
+    shutil.copy(tmp_path / "B" / "model.pdparams", tmp_path / "best" / "model.pdparams")
+    with pytest.raises(UsageError, match=r"best does not hold one complete run \(model.pdparams"
+                                         r" is not the one written with the rest\): run `rec "
+                                         r"train` again"):
+        read_model(tmp_path / "best")
+    (tmp_path / "best" / "unit.json").unlink()  # as an older rec wrote its models
+    with pytest.raises(UsageError, match=r"\(no unit.json\): run `rec train` again"):
+        read_model(tmp_path / "best")

@@ -53,7 +53,7 @@ def trained(tmp_path_factory, prepared) -> Path:
 
 
 def metrics(root: Path) -> dict:
-    return json.loads((root / "output" / "model" / "metrics.json").read_text())
+    return json.loads((root / "output" / "model" / "best" / "metrics.json").read_text())
 
 
 def test_model_beats_baselines_by_a_margin(trained):
@@ -177,13 +177,13 @@ def test_ctrl_c_keeps_last_complete_checkpoint(world, monkeypatch):
 
     assert rec(world, "train", "--epochs", "1").exit_code == 0  # the previous model
     model_dir = world / "output" / "model"
-    previous = {name: (model_dir / name).read_bytes() for name in ("model.pdparams", "config.json",
-                                                                   "metrics.json")}
+    previous = {name: (model_dir / "best" / name).read_bytes()
+                for name in ("model.pdparams", "config.json", "metrics.json")}
     monkeypatch.setattr(training, "rmse_mae", interrupt_at_third_validation)
     result = rec(world, "train", "--epochs", "5")
     assert result.exit_code == 130
     # the interrupted fresh run left the previous model, its config and metrics as they were
-    assert previous == {name: (model_dir / name).read_bytes() for name in previous}
+    assert previous == {name: (model_dir / "best" / name).read_bytes() for name in previous}
     assert "interrupted" in result.stderr and "Traceback" not in result.stderr
     model_dir = world / "output" / "model"
     state = json.loads((model_dir / "checkpoint" / "state.json").read_text())
@@ -195,7 +195,7 @@ def test_ctrl_c_keeps_last_complete_checkpoint(world, monkeypatch):
     assert "resuming after epoch 2" in result.stderr
     assert metrics(world)["epochs_run"] == 3
     # the run ended: its best model replaced the previous one, and nothing is left staged
-    assert (model_dir / "model.pdparams").read_bytes() != previous["model.pdparams"]
+    assert (model_dir / "best" / "model.pdparams").read_bytes() != previous["model.pdparams"]
     assert not (model_dir / "best-of-run").exists()
     assert rec(world, "save-features").exit_code == 0  # config.json names these weights
 
@@ -259,7 +259,7 @@ def test_bad_rates_are_refused(world, args, needle):
 
 def test_diverged_training_fails_and_keeps_the_previous_model(world):
     assert rec(world, "train", "--epochs", "1").exit_code == 0
-    model = world / "output" / "model" / "model.pdparams"
+    model = world / "output" / "model" / "best" / "model.pdparams"
     before = model.read_bytes()
     result = rec(world, "train", "--epochs", "1", "--lr", "1e9")  # used to save a nan model
     assert result.exit_code == 1 and result.stdout == ""

@@ -77,7 +77,7 @@ def _fit(root: Path) -> dict:
     _in_a_new_process(root, "save-features")
     _in_a_new_process(root, "ctr-train", "--data", "movielens", "--epochs", "2")
     out = root / "output"
-    arrays = {"model": _digest(out / "model" / "model.pdparams")}
+    arrays = {"model": _digest(out / "model" / "best" / "model.pdparams")}
     for name in ("features/ease.npz", "ctr/model/weights.npz"):
         with np.load(out / name) as z:
             arrays.update({f"{name}:{k}": z[k] for k in z.files if k != "run_id"})
@@ -92,8 +92,8 @@ def test_a_model_does_not_change_when_only_the_validation_ratings_change(tmp_pat
     assert rec(root, "download", "--dataset", "synthetic").exit_code == 0
     assert rec(root, "preprocess", "--split", split).exit_code == 0
     _train_in_a_new_process(root)
-    model = root / "output" / "model"
-    first = _digest(model / "model.pdparams"), json.loads((model / "metrics.json").read_text())
+    model, best = root / "output" / "model", root / "output" / "model" / "best"
+    first = _digest(best / "model.pdparams"), json.loads((best / "metrics.json").read_text())
 
     ds = root / "output" / "dataset"
     split_codes = np.load(ds / "split.npy")
@@ -107,7 +107,7 @@ def test_a_model_does_not_change_when_only_the_validation_ratings_change(tmp_pat
         np.save(ds / f"{name}.npy", np.load(ds / f"{name}.npy")[keep])
     shutil.rmtree(model)
     _train_in_a_new_process(root)
-    second = _digest(model / "model.pdparams"), json.loads((model / "metrics.json").read_text())
+    second = _digest(best / "model.pdparams"), json.loads((best / "metrics.json").read_text())
     assert first[0] == second[0]
     for key in ("tune_ndcg@10", "tune_hr@10", "tune_rmse", "best_epoch"):
         assert first[1][key] == second[1][key]

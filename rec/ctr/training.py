@@ -11,14 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rec.storage.atomic import atomic_dir, write_json
 from rec.ctr.sources import Arrays
 from rec.datasets import criteo
 from rec.errors import RecError, UsageError
 from rec.metrics import auc, logloss
-from rec.paths import (CONFIG, PARAMS, USER_VECTORS, WEIGHTS, TrainingFolder, optimizer_file,
-                       params_file, read_json, reading)
-from rec.engine.runtime import load_weights  # first: it quiets paddle's import-time warnings
+from rec.paths import USER_VECTORS, WEIGHTS, optimizer_file, params_file, read_json, reading
+from rec.engine.runtime import load_weights, save_model  # first: it quiets paddle's import-time warnings
 from rec.engine.trainer import Epoch, Objective, Trainable
 
 import paddle  # noqa: E402
@@ -125,10 +123,10 @@ def export_npz(model, path: Path, rows: Arrays) -> float:
 def load_model(paths):
     """Rebuild the best model of output/ctr/model from its config.json alone; also return the
     config and, for Criteo, the transform that turns raw lines into its inputs. Every file
-    comes from the same ctr-train run (rec.storage.snapshot: readers take no lock)."""
-    from rec.storage.snapshot import read as read_snapshot
+    comes from the same ctr-train run (rec.storage.unit.read: readers take no lock)."""
+    from rec.storage import unit
 
-    return read_snapshot(paths.ctr.best, lambda snapshot: _load_model(snapshot, paths))
+    return unit.read(paths.ctr.best, "rec ctr-train", lambda snapshot: _load_model(snapshot, paths))
 
 
 def _load_model(snapshot, paths):
@@ -166,11 +164,11 @@ def _load_model(snapshot, paths):
 
 
 def ctr_objective(source, batch_size: int, model, opt, baseline, base_opt,
-                  best: TrainingFolder, config: dict, state: dict) -> Objective:
+                  config: dict, state: dict) -> Objective:
     """The model and its logistic-regression baseline trained on the same batches (binary
-    cross-entropy on the click label), both validated on AUC and log loss. The best model
-    goes to best.best whole: weights, config.json, weights.npz (MovieLens, checked against
-    the model) and the Criteo vocabulary (vocab transform). `state` is the run's state (its
+    cross-entropy on the click label), both validated on AUC and log loss. The best model's
+    files: weights and config.json (runtime.save_model), weights.npz (MovieLens, checked
+    against the model) and the Criteo vocabulary (vocab transform). `state` is the run's state (its
     n_train sizes the progress bar of a Criteo file on resume)."""
     parts = [Trainable(net, optim, *files) for (net, optim), files in
              zip([(model, opt), (baseline, base_opt)], CHECKPOINT_FILES)]
@@ -209,14 +207,12 @@ def ctr_objective(source, batch_size: int, model, opt, baseline, base_opt,
         b_auc, b_ll = scores(val.labels, predict(baseline, val, baseline=True))
         return {"auc": auc_, "logloss": ll, "baseline_auc": b_auc, "baseline_logloss": b_ll}
 
-    def save_best(epoch: int) -> None:
+    def save_best(epoch: int, folder: Path) -> None:
         config.update(best_epoch=epoch, val_samples=validated["samples"])
-        with atomic_dir(best.best) as tmp:  # the model's files move together
-            paddle.save(model.state_dict(), str(tmp / PARAMS))
-            write_json(tmp / CONFIG, config)
-            if source.name == "movielens":
-                export_npz(model, tmp / WEIGHTS, source.validation())
-            source.save_vocabulary(tmp)
+        save_model(folder, model, config)
+        if source.name == "movielens":
+            export_npz(model, folder / WEIGHTS, source.validation())
+        source.save_vocabulary(folder)
 
     def on_epoch(row: dict, state: dict) -> None:
         b = state["baseline_best"]

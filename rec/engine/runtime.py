@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rec.errors import RecError, UsageError
-from rec.paths import STATE
+from rec.paths import CONFIG, PARAMS, STATE
 
 from rec.process import interrupts  # noqa: E402
 
@@ -206,15 +206,13 @@ def save_paddle(obj, path: Path) -> None:
         paddle.save(obj, str(tmp))
 
 
-def save_model(net, best, config: dict) -> None:
-    """The best weights (best.params), then best.config naming their sha256: the two files
-    are one unit, and load_trained refuses weights their config.json does not name."""
-    from rec.storage import unit
+def save_model(folder: Path, net, config: dict) -> None:
+    """A network as rec publishes it, into `folder` (the one rec.engine.trainer.fit hands an
+    objective's save_best): its weights (PARAMS) and CONFIG, from which it is rebuilt."""
     from rec.storage.atomic import write_json
 
-    best.params.parent.mkdir(parents=True, exist_ok=True)
-    save_paddle(net.state_dict(), best.params)
-    write_json(best.config, {**config, unit.PARAMS_DIGEST: unit.sha256(best.params)})
+    paddle.save(net.state_dict(), str(folder / PARAMS))
+    write_json(folder / CONFIG, config)
 
 
 def _param_names(model) -> dict[str, str]:

@@ -15,14 +15,14 @@ validation are (an `Objective`); `fit` does the rest, the same way for every sta
                    the run (exit 1) before anything of the epoch is saved
                the improvement test of spec.monitor (bigger or smaller is better, by at
                    least min_delta), patience (stop after `patience` epochs without one)
-               rank 0 only: objective.save_best(epoch) when improved (into the run's
-                   staging folder, spec.folder.staging); the checkpoint (each
+               rank 0 only: objective.save_best(epoch, folder) when improved (it writes
+                   the model's files into `folder`, swapped in whole as the run's staging
+                   folder, spec.folder.staging.best); the checkpoint (each
                    network's weights and optimizer state, objective.checkpoint_extra's
                    files and state.json, swapped in as one folder); history.json
                a row of the live table (or a log line when stderr is not a terminal)
-    the end    rank 0 publishes the run's best model (`publish`: only a run that ends
-               replaces the previous model); `summarize(FitResult)` -> the run's metrics;
-               rank 0 writes metrics.json
+    the end    `summarize(FitResult)` -> the run's metrics; rank 0 publishes the run's best
+               model with them (`publish`: only a run that ends replaces the previous model)
 
 The loop assumes nothing about how a network is called or what its loss is: train_epoch is
 arbitrary code (several networks, several losses, sampled softmax over a catalogue, ...).
@@ -64,13 +64,13 @@ from rich.table import Table
 
 from rec.process import interrupts
 
-from rec.storage import recovery, unit
+from rec.storage import unit
 
 from rec.engine import runtime
 from rec.storage.atomic import atomic_dir, write_json
 from rec.console import EpochDisplay, log
 from rec.errors import UsageError
-from rec.paths import CONFIG, METRICS, STATE, TrainingFolder
+from rec.paths import METRICS, STATE, TrainingFolder
 from rec.engine.runtime import Job
 
 
@@ -135,7 +135,8 @@ class Objective:
     parts: list[Trainable]
     train_epoch: Callable[[Epoch], tuple[dict, int]]
     validate: Callable[[], dict]
-    save_best: Callable[[int], None]  # rank 0, after an improved epoch: write the best model
+    save_best: Callable[[int, Path], None]  # rank 0, after an improved epoch: (epoch, folder)
+    #                                   write the model's files into folder (runtime.save_model)
     checkpoint_extra: Callable[[Path], None] | None = None  # rank 0: more checkpoint files
     on_epoch: Callable[[dict, dict], None] | None = None  # (row, state), every rank, before
     #                                   the checkpoint: keep the stage's own keys in state
@@ -205,13 +206,13 @@ def fit(spec: FitSpec, job: Job, objective: Objective, state: dict, resume: bool
     job        runtime.start(device)'s: rank 0 alone writes files and talks
     objective  the networks (Trainable: net, optimizer, their checkpoint file names) and
                train_epoch(Epoch) -> ({loss: sum over this process's samples}, samples),
-               validate() -> {metric: value}, save_best(epoch) (rank 0, after an improved
-               epoch), optionally checkpoint_extra(folder) and on_epoch(row, state)
+               validate() -> {metric: value}, save_best(epoch, folder) (rank 0, after an
+               improved epoch), optionally checkpoint_extra(folder) and on_epoch(row, state)
     state      new_state(...), or read_state(...)'s with `resume`; updated in place and
                written as the checkpoint's state.json after every epoch
     resume     first restore the networks and optimizers from spec.folder.checkpoint (a
                UsageError, exit 2, when the training data changed: spec.data_id)
-    summarize  FitResult -> the run's metrics (every rank; rank 0 writes metrics.json)
+    summarize  FitResult -> the run's metrics (every rank; rank 0 publishes them)
 
     An epoch whose losses or spec.finite metrics are nan or inf stops the run (RecError,
     exit 1) before anything of it is saved. The order of things in an epoch is in the module
@@ -223,6 +224,10 @@ def fit(spec: FitSpec, job: Job, objective: Objective, state: dict, resume: bool
         raise UsageError(f"nothing to train: the checkpoint is at epoch {state['epoch']} and "
                          f"--epochs is {spec.epochs}; give --epochs above {state['epoch']}")
     if resume:
+        if not (spec.folder.staging.best.is_dir() or spec.folder.best.is_dir()):
+            # publish needs the model this run saved: staged, or published by it before
+            raise UsageError(f"{spec.folder.best} is missing (or in an older rec's layout): "
+                             f"run `{spec.run}` without --resume")
         _restore(spec, parts, state)
     elif job.main:  # a fresh run: a former run's unpublished best is not this run's
         shutil.rmtree(spec.folder.staging.best, ignore_errors=True)
@@ -266,7 +271,8 @@ def fit(spec: FitSpec, job: Job, objective: Objective, state: dict, resume: bool
                 objective.on_epoch(row, state)
             if job.main:
                 if improved:
-                    objective.save_best(number)
+                    with atomic_dir(spec.folder.staging.best) as tmp:
+                        objective.save_best(number, tmp)
                 _checkpoint(spec, objective, state)
                 write_json(spec.folder.history, history)
             if not display.update(history):
@@ -297,27 +303,19 @@ def _restore(spec: FitSpec, parts: list[Trainable], state: dict) -> None:
 
 
 def publish(folder: TrainingFolder, metrics: dict) -> None:
-    """Put the run's best model (folder.staging, where objectives save it) and its metrics
-    in place of the previous ones, once the run has ended: a run stopped midway (Ctrl-C, a
-    kill, a diverged epoch) leaves the previous model and metrics.json as they were.
-
-    Files beside the run's (output/model: weights, metrics.json, config.json last) are
-    replaced together (rec.storage.unit.publish_files: all old or all new), and config.json's
-    weights digest (rec.storage.unit) would refuse a mixture all the same. A best folder of its own
-    (output/ctr/model) is swapped in whole with a copy of metrics.json inside, then copied
-    to the run's metrics.json; after a kill between the two, rec.storage.recovery copies it again."""
+    """Put the run's best model (folder.staging.best, where fit saves it) with the run's
+    metrics inside in place of the previous one, once the run has ended: one folder, sealed
+    and swapped in whole (rec.storage.unit.sealed_dir), so a reader finds the old model with
+    its metrics or the new one with its, and a run stopped midway (Ctrl-C, a kill, a diverged
+    epoch) leaves the previous one as it was. A --resume run that found nothing better than
+    the model it published before publishes that one again, with the run's new metrics."""
     staged = folder.staging.best
-    if not staged.is_dir():  # nothing better than the published model (a --resume run)
-        write_json(folder.metrics, metrics)
-        return
-    write_json(staged / METRICS, metrics)
-    if folder.best == folder.root:
-        unit.publish_files(staged, folder.root, CONFIG)
-    else:
-        with atomic_dir(folder.best) as tmp:
-            for path in sorted(p for p in staged.iterdir() if p.is_file()):
+    source = staged if staged.is_dir() else folder.best
+    with unit.sealed_dir(folder.best) as tmp:
+        for path in sorted(source.iterdir()):
+            if path.is_file() and path.name not in (METRICS, unit.UNIT):
                 shutil.copyfile(path, tmp / path.name)
-        recovery.copy_metrics_beside(folder)
+        write_json(tmp / METRICS, metrics)
     with interrupts.deferred():  # stopped midway, it would leave half a model staged
         shutil.rmtree(staged, ignore_errors=True)
 

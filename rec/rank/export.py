@@ -23,7 +23,7 @@ def network(paths, ds, features) -> Network:
     from rec.models.ranker import Ranker, RankerConfig
     from rec.rank.features import known_block
     from rec.rank.serving import RUN, load_ranker, serving_stack
-    from rec.storage.snapshot import read as read_snapshot
+    from rec.storage import unit
 
     if features is None:
         raise UsageError(f"exporting the rank stage needs output/features: run `rec "
@@ -34,7 +34,7 @@ def network(paths, ds, features) -> Network:
     cand, by, scores = stack.candidates(block)
     x = stack.features(block, cand, by, scores)
     net = Ranker(RankerConfig.from_json(model.config["model"]))
-    state = read_snapshot(paths.ctr.best, lambda s: s.read_bytes(paths.ctr.params.name))
+    state = unit.read(paths.ctr.best, RUN, lambda s: s.read_bytes(paths.ctr.params.name))
     net.set_state_dict(paddle.load(io.BytesIO(state)))
     net.eval()
     expected = model.net.logits(x.copy())  # padding rows too: what the network computes

@@ -19,12 +19,12 @@ from dataclasses import asdict
 import numpy as np
 
 from rec import __version__
-from rec.storage.atomic import atomic_dir, write_bytes, write_json
+from rec.storage.atomic import write_bytes
 from rec.datasets.contract import RELEVANT, TRAIN, VAL, dataset_identity, load_dataset
 from rec.datasets.splits import GIVEN_RATIO
 from rec.datasets.tuning import describe, tuning_kind, tuning_seed, tuning_view, uniform_hash
 from rec.errors import UsageError
-from rec.paths import CONFIG, PARAMS, WEIGHTS
+from rec.paths import WEIGHTS
 from rec.rank.channels import fit_item_models
 from rec.rank.features import Stack
 
@@ -135,14 +135,11 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
         "selection": {"tuning": describe(ds), "k_candidate_recall": k_table, "k": k,
                       "epochs": "best rank NDCG@10 on a fifth of the tuning users",
                       "ease_lambda": features.scoring["channels"]}}
-    staging = paths.ctr.staging
 
-    def save(epoch: int, weights: dict) -> None:
+    def save(folder, epoch: int, weights: dict) -> None:
         full_config["best_epoch"] = epoch
-        with atomic_dir(staging.best) as tmp:
-            paddle.save(net.state_dict(), str(tmp / PARAMS))
-            write_bytes(tmp / WEIGHTS, rt.npz_bytes(weights))
-            write_json(tmp / CONFIG, full_config)
+        runtime.save_model(folder, net, full_config)
+        write_bytes(folder / WEIGHTS, rt.npz_bytes(weights))
 
     objective = rt.rank_objective(net, optimizer, train_ex, val_ex, USERS_PER_STEP, save)
     spec = trainer.FitSpec(

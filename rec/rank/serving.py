@@ -22,7 +22,7 @@ from rec.paths import EASE, read_json, reading
 from rec.rank.channels import load_item_models
 from rec.rank.features import Block, Stack, candidate_recall, known_block
 from rec.rank.forward import NumpyRanker
-from rec.storage.snapshot import read as read_snapshot
+from rec.storage import snapshot as snapshots, unit
 
 RUN = "rec ctr-train --data movielens"
 
@@ -52,7 +52,7 @@ def load_ranker(paths, features, dataset: Dataset) -> RankModel | None:
     best = paths.ctr
     if not best.config.is_file():
         return None
-    return read_snapshot(best.best, lambda snapshot: _load(snapshot, paths, features, dataset))
+    return snapshots.read(best.best, lambda snapshot: _load(snapshot, paths, features, dataset))
 
 
 def _load(snapshot, paths, features, dataset) -> RankModel | None:
@@ -76,6 +76,8 @@ def _load(snapshot, paths, features, dataset) -> RankModel | None:
         with np.load(io.BytesIO(snapshot.read_bytes(best.weights.name)),
                      allow_pickle=False) as z:
             net = NumpyRanker({k: z[k] for k in z.files})
+    # checked once it is known to be a rank model (another kind is not read further)
+    unit.check(snapshot, RUN, {}, snapshot.loaded)
     return RankModel(net, config)
 
 

@@ -140,7 +140,8 @@ def export(net) -> dict[str, np.ndarray]:
 def rank_objective(net, optimizer, train: Examples, val: Examples, batch_users: int,
                    save: callable) -> Objective:
     """rec.engine.trainer.fit's Objective: train_epoch over the training users (shuffled by the
-    epoch's seed), validate() on the held-aside tuning users; save(epoch, weights)."""
+    epoch's seed), validate() on the held-aside tuning users; save(folder, epoch, weights)
+    writes the best epoch's files into `folder`."""
     part = Trainable(net, optimizer, "rank.pdparams", "rank.pdopt")
     x_val = paddle.to_tensor(val.x)
 
@@ -173,8 +174,8 @@ def rank_objective(net, optimizer, train: Examples, val: Examples, batch_users: 
         m = ranked_metrics(logits, val)
         return {"rank_hr@10": m["hr@10"], "rank_ndcg@10": m["ndcg@10"]}
 
-    def save_best(epoch: int) -> None:
-        save(epoch, export(net))
+    def save_best(epoch: int, folder) -> None:
+        save(folder, epoch, export(net))
 
     return Objective([part], train_epoch, validate, save_best)
 

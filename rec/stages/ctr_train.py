@@ -215,7 +215,7 @@ def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
         finite=("logloss",), unit="samples",
         no_samples="no training lines: every line went to validation")
     objective = ct.ctr_objective(source, p.batch_size, model, opt, baseline, base_opt,
-                                 paths.ctr.staging, full_config, state)
+                                 full_config, state)
 
     def summarize(result) -> dict:
         base = result.state["baseline_best"]

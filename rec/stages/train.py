@@ -207,11 +207,10 @@ def train(paths, params: TrainParams, device: str, resume: bool,
         columns=columns, finite=finite, keep_last=params.select == "last")
     if params.match == "softmax":
         objective = glue.recall_rank_objective(net, optimizer, ds, params.batch_size,
-                                               paths.model.staging, full_config)
+                                               full_config)
         keys = ("tune_hr@10", "tune_ndcg@10", "tune_rmse", "tune_mae", "pick_loss", "rating_loss")
     else:
-        objective = glue.rating_objective(net, optimizer, ds, params.batch_size,
-                                          paths.model.staging, full_config)
+        objective = glue.rating_objective(net, optimizer, ds, params.batch_size, full_config)
         keys = ("tune_rmse", "tune_mae", "train_loss")
 
     def summarize(result) -> dict:
@@ -222,13 +221,12 @@ def train(paths, params: TrainParams, device: str, resume: bool,
     if job.main:
         manifest.record(paths, "train", {**params.__dict__, "device": job.device},
                         inputs=dataset_paths(paths),
-                        outputs=[paths.model.params, paths.model.config, paths.model.metrics,
-                                 paths.model.history])  # every file of the model
+                        outputs=[paths.model.best, paths.model.history])  # every file
     return metrics
 
 
-@stage(writes=("output",), into=("model_dir", "model.checkpoint", "model.staging.best"),
-       params=TrainParams)
+@stage(writes=("output",), into=("model_dir", "model.best", "model.checkpoint",
+                                  "model.staging.best"), params=TrainParams)
 def command(ctx: typer.Context, params: TrainParams, device: Device = "cpu",
             resume: Resume = False, nproc: Nproc = 1, threads: Threads = None,
             fmt: Format = "auto") -> None:

@@ -1,5 +1,6 @@
 """Reading a folder that a writer swaps in whole (rec.storage.atomic.atomic_dir) while its readers take
-no lock (rec.storage.lock): output/features, output/dataset, output/ctr/model.
+no lock (rec.storage.lock): output/features, output/dataset, output/model/best,
+output/ctr/model (rec.storage.unit.read checks such a folder's files against its seal).
 
 Opened by name one after the other, the files of such a folder can come from two runs: a
 swap between two opens gives the new folder's second file beside the old one's first (a
@@ -41,6 +42,7 @@ class Snapshot:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
+        self.loaded: dict[str, bytes] = {}  # what read_bytes returned: a unit's check hashes it
         try:
             self.fd: int | None = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
         except (FileNotFoundError, NotADirectoryError):
@@ -80,7 +82,8 @@ class Snapshot:
 
     def read_bytes(self, name: str) -> bytes:
         with self.open(name) as f:
-            return f.read()
+            self.loaded[name] = f.read()
+        return self.loaded[name]
 
     def read_text(self, name: str) -> str:
         return self.read_bytes(name).decode("utf-8")

@@ -1,10 +1,12 @@
-"""Multi-file artifacts as one unit: the files of a unit share a run id, and a reader refuses
-a folder whose files were not written together.
+"""Multi-file artifacts as one unit: the one way rec publishes and reads a folder of files
+(output/features, output/model/best, output/ctr/model).
 
 The unit's folder holds UNIT (unit.json): the run id, the sha256 of each binary file, and the
 names of the JSON files that carry the run id themselves (key "run_id"). A writer builds the
-folder beside the old one and swaps it in whole (rec.storage.atomic.atomic_dir); the check catches a
-mixture however it arose (a copy by hand, an old rec, a half-restored backup).
+folder beside the old one, seals it and swaps it in whole (`sealed_dir`, over
+rec.storage.atomic.atomic_dir); a reader opens it once (rec.storage.snapshot) and checks what
+it read against the seal (`read`, or `check` for a reader with files of its own). The check
+catches a mixture however it arose (a copy by hand, an old rec, a half-restored backup).
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import secrets
-import tempfile
 import time
 from pathlib import Path
+from typing import Callable, Iterator, TypeVar
 
-from rec.storage.atomic import (FILE_MODE, _name_target, file_hash, fsync_dir, fsync_file,
-                        write_json)
 from rec.errors import UsageError
+from rec.storage import snapshot as snapshots
+from rec.storage.atomic import atomic_dir, file_hash, write_json
+
+T = TypeVar("T")
 
 UNIT = "unit.json"
 
@@ -34,13 +37,31 @@ def sha256(path: Path) -> str:
     return file_hash(path, "sha256")
 
 
-def seal(folder: Path, run_id: str, hashed: list[str], tagged: list[str]) -> Path:
-    """Write UNIT into `folder`: the `hashed` files' sha256; the `tagged` JSON files hold
-    "run_id": run_id themselves (the caller wrote them so)."""
-    path = Path(folder) / UNIT
-    write_json(path, {"run_id": run_id, "sha256": {n: sha256(Path(folder) / n) for n in hashed},
-                      "tagged": list(tagged)})
-    return path
+@contextlib.contextmanager
+def sealed_dir(folder: Path | str, run_id: str | None = None,
+               tagged: tuple[str, ...] = ()) -> Iterator[Path]:
+    """atomic_dir(folder), sealed before the swap: UNIT holds the sha256 of every file the
+    block writes into the yielded folder, except the `tagged` JSON files, which hold
+    "run_id": run_id themselves (the block writes them so)."""
+    with atomic_dir(folder) as tmp:
+        yield tmp
+        hashed = sorted(p.name for p in tmp.iterdir()
+                        if p.is_file() and p.name not in (UNIT, *tagged))
+        write_json(tmp / UNIT, {"run_id": run_id or new_run_id(),
+                                "sha256": {n: sha256(tmp / n) for n in hashed},
+                                "tagged": list(tagged)})
+
+
+def read(folder: Path | str, run: str, load: Callable[[snapshots.Snapshot], T]) -> T:
+    """load(a Snapshot of the unit `folder`), then `check` of what it read (no tagged files):
+    every file from one run of `run`, read again whole when a swap replaced the folder
+    meanwhile (rec.storage.snapshot.read)."""
+    def checked(snapshot: snapshots.Snapshot) -> T:
+        result = load(snapshot)
+        check(snapshot, run, {}, snapshot.loaded)
+        return result
+
+    return snapshots.read(folder, checked)
 
 
 def listed(snapshot) -> set[str]:
@@ -82,74 +103,3 @@ def check(snapshot, run: str, tagged: dict[str, object], loaded: dict[str, bytes
         if found != run_id:
             refuse(f"{name} belongs to run {found}, the rest to run {run_id}")
     return run_id
-
-
-PARAMS_DIGEST = "params_sha256"  # in a model's config.json: the sha256 of its weights
-
-
-def check_digest(config: dict, path: Path, run: str) -> None:
-    """Refuse (exit 2) a weights file that its config.json does not name (a config from one
-    run beside the weights of another); a config without a digest is not checked."""
-    digest = config.get(PARAMS_DIGEST)
-    if digest is not None and sha256(path) != digest:
-        raise UsageError(f"{path} is not the model its {Path(path).parent.name}/config.json "
-                         f"describes (files of different runs): run `{run}` again")
-
-
-def publish_files(staged: Path, dest: Path, config: str = "config.json") -> None:
-    """Copy the files of `staged` into `dest` with replace_together (a write error puts the
-    old files back), `config` (which names the weights' digest) last: until it lands,
-    check_digest refuses the weights beside the old one. SIGINT and SIGTERM wait until all
-    are copied (rec.process.interrupts); after a kill -9 midway, rec.storage.recovery copies them again."""
-    from rec.process.interrupts import deferred
-
-    files = sorted(p for p in Path(staged).iterdir() if p.is_file())
-    with deferred():
-        replace_together({Path(dest) / path.name: path
-                          for path in sorted(files, key=lambda p: p.name == config)})
-
-
-def replace_together(files: dict[Path, Path]) -> None:
-    """Copy each source file onto its target ({target: source}) so that the targets end
-    all old or all new, for files that belong together but are not one folder (weights and
-    the config naming them): every copy is written and flushed beside its target first;
-    then the targets are replaced one by one, each old one kept under a hard link until
-    all are in, and put back if a later replace fails."""
-    import shutil
-
-    staged: dict[Path, Path] = {}
-    kept: dict[Path, Path] = {}
-    done: list[Path] = []
-    current = None
-    try:
-        for current, source in files.items():
-            current.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{current.name}.", suffix=".tmp",
-                                        dir=current.parent)
-            os.close(fd)
-            staged[current] = Path(name)
-            shutil.copyfile(source, name)
-            os.chmod(name, FILE_MODE)
-            fsync_file(name)
-        for current, tmp in staged.items():
-            if current.exists():
-                # ".tmp": a kill -9 leaves it to rec.storage.recovery's sweep
-                kept[current] = current.with_name(f".{current.name}.{os.getpid()}.kept.tmp")
-                os.link(current, kept[current])
-            os.replace(tmp, current)
-            done.append(current)
-        fsync_dir(current.parent)
-    except OSError as e:
-        for target in done:  # back to the old files
-            with contextlib.suppress(OSError):
-                if target in kept:
-                    os.replace(kept.pop(target), target)
-                else:
-                    target.unlink()
-        if current is not None:
-            _name_target(e, staged.get(current, current), current)
-        raise
-    finally:
-        for path in [*staged.values(), *kept.values()]:
-            with contextlib.suppress(OSError):
-                path.unlink()

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from rec.storage import unit
-from rec.storage.atomic import atomic_dir, save_npy, write_bytes, write_json
+from rec.storage.atomic import save_npy, write_bytes, write_json
 from rec.errors import RecError, UsageError
 from rec.paths import EASE as EASE_FILE
 from rec.paths import (MOVIE_MATRIX, MOVIE_VECTORS, SCORING, USER_MATRIX, USER_VECTORS,
@@ -115,7 +115,7 @@ def save_features(folder: Path, user_ids, user_vecs: np.ndarray, movie_ids, movi
     run_id = run_id or unit.new_run_id()
     matrices = {USER_MATRIX: np.stack(list(users.values())),
                 MOVIE_MATRIX: np.stack(list(movies.values()))}
-    with atomic_dir(folder) as tmp:
+    with unit.sealed_dir(folder, run_id, tagged=(SCORING, *tagged)) as tmp:
         write_bytes(tmp / USER_VECTORS, pickle.dumps(users, protocol=4))
         write_bytes(tmp / MOVIE_VECTORS, pickle.dumps(movies, protocol=4))
         for name, matrix in matrices.items():
@@ -125,8 +125,6 @@ def save_features(folder: Path, user_ids, user_vecs: np.ndarray, movie_ids, movi
                                    "run_id": run_id})
         for name, data in extra.items():
             write_bytes(tmp / name, data)
-        unit.seal(tmp, run_id, hashed=[*HASHED, *(n for n in extra if n not in tagged)],
-                  tagged=[SCORING, *tagged])
     return [folder / name for name in [*HASHED, SCORING, *extra, unit.UNIT]]
 
 

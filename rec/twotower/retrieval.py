@@ -20,11 +20,13 @@ LIKE_WEIGHTS; the best weight is kept. The best epoch is the one with the best N
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from rec.datasets.contract import RELEVANT, Dataset
 from rec.metrics import dense_chunk, ranking_metrics, rmse_mae
-from rec.paths import OPTIMIZER, PARAMS, TrainingFolder
+from rec.paths import OPTIMIZER, PARAMS
 from rec.engine.runtime import save_model  # first: it quiets paddle's import noise
 from rec.scoring import like_calibration, stars_pairs, vector_scorer
 from rec.engine.trainer import Epoch, Objective, Trainable
@@ -152,7 +154,7 @@ def final_scoring(net: RecallRankTwoTower, user_vecs: np.ndarray, movie_vecs: np
 
 
 def recall_rank_objective(net: RecallRankTwoTower, optimizer, ds: Dataset, batch_users: int,
-                          best: TrainingFolder, config: dict) -> Objective:
+                          config: dict) -> Objective:
     """The joint pick + rating objective. The learning rate of epoch e is the optimizer's
     times max(0.1, 1 - 0.9 (e - 1) / (LR_HORIZON - 1)): down linearly to a tenth at epoch
     LR_HORIZON, then level (measured on ml-1m: +0.01 NDCG@10 over a constant rate or an
@@ -236,7 +238,7 @@ def recall_rank_objective(net: RecallRankTwoTower, optimizer, ds: Dataset, batch
         return {"tune_rmse": rmse, "tune_mae": mae, "tune_hr@10": ranking["hr@10"],
                 "tune_ndcg@10": ranking["ndcg@10"], "like_weight": w}
 
-    def save_best(epoch: int) -> None:
-        save_model(net, best, config)
+    def save_best(epoch: int, folder: Path) -> None:
+        save_model(folder, net, config)
 
     return Objective([part], train_epoch, validate, save_best)

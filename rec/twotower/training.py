@@ -8,13 +8,16 @@ Only train, evaluate and save-features import this module (inside their commands
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import numpy as np
 
 from rec.storage import unit
 from rec.datasets.contract import Dataset, is_dataset
 from rec.errors import UsageError
 from rec.metrics import dense_chunk, rmse_mae
-from rec.paths import OPTIMIZER, PARAMS, Paths, TrainingFolder, read_json, reading, require
+from rec.paths import OPTIMIZER, PARAMS, Paths, read_json, reading
 from rec.engine.runtime import load_weights, save_model  # first: it quiets paddle's import noise
 from rec.engine.trainer import Epoch, Objective, Trainable
 
@@ -99,11 +102,18 @@ def tower_vectors(model: TwoTower, feeder: Feeder, batch: int = EVAL_BATCH) -> t
 
 
 def load_trained(paths: Paths, ds: Dataset | None = None) -> tuple[TwoTower | RecallRankTwoTower, dict]:
-    """Rebuild the network (either kind) from output/model/config.json alone and load its
-    best weights."""
+    """Rebuild the network (either kind) from output/model/best/config.json alone and load
+    its best weights, both from one rec train run (rec.storage.unit.read). An output/model
+    of an older rec (its files beside the checkpoint, no best/) reads as missing."""
+    return unit.read(paths.model.best, "rec train", lambda s: _load_trained(s, paths, ds))
+
+
+def _load_trained(snapshot, paths: Paths, ds: Dataset | None):
     best = paths.model
-    require([best.config, best.params], "rec train")
-    config = read_json(best.config, "rec train", keys=("model",))
+    for path in (best.config, best.params):
+        if not snapshot.is_file(path.name):
+            raise UsageError(f"missing {path}: run `rec train` first")
+    config = read_json(best.config, "rec train", keys=("model",), snapshot=snapshot)
     with reading(best.config, "rec train"):
         if config["model"].get("match") == "softmax":
             model = RecallRankTwoTower(RecallRankConfig.from_json(config["model"]))
@@ -118,8 +128,7 @@ def load_trained(paths: Paths, ds: Dataset | None = None) -> tuple[TwoTower | Re
             not (trained_on is None or is_dataset(trained_on, paths)):
         raise UsageError("output/model was trained on another dataset than output/dataset: "
                          "run `rec train` again")
-    unit.check_digest(config, best.params, "rec train")
-    load_weights(model, best.params)
+    load_weights(model, io.BytesIO(snapshot.read_bytes(PARAMS)), best.params)
     return model, config
 
 
@@ -169,9 +178,9 @@ def vector_mismatch(model, ds: Dataset, user_vecs: np.ndarray, movie_vecs: np.nd
 
 
 def rating_objective(net: TwoTower, optimizer, ds: Dataset, batch_size: int,
-                     best: TrainingFolder, config: dict) -> Objective:
+                     config: dict) -> Objective:
     """Fit the predicted rating to the training ratings (mean squared error), validate on
-    RMSE and MAE; the best epoch's weights go to best.params beside config.json."""
+    RMSE and MAE; the best epoch's weights are saved with `config` (runtime.save_model)."""
     (tu, tm, tr), (vu, vm, vr) = ds.train_val()
     feeder = Feeder(ds)
     targets = paddle.to_tensor(tr.astype(np.float32))
@@ -200,8 +209,8 @@ def rating_objective(net: TwoTower, optimizer, ds: Dataset, batch_size: int,
             epoch.advance()
         return {"train_loss": loss_sum}, n
 
-    def save_best(epoch: int) -> None:
-        save_model(net, best, config)
+    def save_best(epoch: int, folder: Path) -> None:
+        save_model(folder, net, config)
 
     return Objective([part], train_epoch, lambda: rating_metrics(net, feeder, vu, vm, vr),
                      save_best)
