@@ -45,20 +45,23 @@ def stage_commands(dataset: str, source: Optional[str], seed: Optional[int],
                    match: Optional[str]) -> list[list[str]]:
     """The `rec` command lines of the stages before recommend (without global options).
     --seed seeds synthetic data, the split and training; a real dataset takes no seed."""
+    from rec.twotower import kinds
+
     def given(*pairs) -> list[str]:
         return [str(word) for flag, value in pairs if value is not None for word in (flag, value)]
 
     download_seed = seed if registry.get(dataset).generated else None
+    # the rank stage stacks on a kind that recalls; the course's rating models (--match dot,
+    # cosine) get the course's CTR view instead (an unknown --match: check_options says so)
+    kind = kinds.KINDS.get(match or kinds.DEFAULT)
+    ctr_model = [] if kind is not None and kind.recalls else ["--model", "wide_deep"]
     return [
         ["download", "--dataset", dataset, *given(("--source", source), ("--seed", download_seed))],
         ["preprocess", "--dataset", dataset, *given(("--split", split), ("--seed", seed))],
         ["train", "--device", device, *given(("--seed", seed), ("--epochs", epochs),
                                              ("--match", match))],
         ["save-features", "--device", device],
-        # the rank stage reads the default two-tower's histories; the course's rating
-        # models (--match dot, cosine) get the course's CTR view instead
-        ["ctr-train", "--data", "movielens", "--device", device,
-         *(["--model", "wide_deep"] if match not in (None, "softmax") else [])],
+        ["ctr-train", "--data", "movielens", "--device", device, *ctr_model],
         ["evaluate", "--device", device],
     ]
 
@@ -186,13 +189,13 @@ def check_options(ctx: typer.Context, dataset: str, source: Optional[str],
     from rec.errors import shown
     from rec.stages.download import check_source
     from rec.stages.preprocess import SPLITS
-    from rec.stages.train import MATCHES
+    from rec.twotower import kinds
 
     check_source(registry.get(dataset), source)
     if split is not None and split not in SPLITS:
         raise UsageError(f"unknown --split {split!r}: choose {', '.join(SPLITS)}")
-    if match is not None and match not in MATCHES:
-        raise UsageError(f"unknown --match {match!r}: choose {', '.join(MATCHES)}")
+    if match is not None:
+        kinds.kind(match)
     if device_problem(device):
         raise UsageError(device_problem(device))
     if user is not None and id_key(user) is None:

@@ -1,33 +1,99 @@
-"""Two-tower training glue (imports paddle): the network's sizes from the dataset, feeding
+"""The course's rating kinds, `--match dot` and `--match cosine` (rec.models.two_tower: the
+predicted rating is mean + u.m + biases, or 5 * cos(u, m)), declared as DOT and COSINE
+(rec.twotower.kind), with their training glue: the network's sizes from the dataset, feeding
 the preprocessed arrays in batches, predictions, the tower vectors save-features stores,
-rebuilding the trained model from output/model alone, and the rating objective `rec train`
-gives rec.engine.trainer.fit.
-
-Only train, evaluate and save-features import this module (inside their commands).
+and the rating objective `rec train` gives rec.engine.trainer.fit (best tune RMSE). Paddle is
+imported by the functions that run the network, never by importing this module.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from rec.storage import unit
-from rec.datasets.contract import Dataset, is_dataset
-from rec.errors import UsageError
-from rec.metrics import dense_chunk, rmse_mae
-from rec.paths import OPTIMIZER, PARAMS, Paths, TrainingFolder, read_json, reading, require
-from rec.engine.runtime import load_weights, save_model  # first: it quiets paddle's import noise
-from rec.engine.trainer import Epoch, Objective, Trainable
-
-import paddle  # noqa: E402
-
-from rec.models.recall_rank import RecallRankConfig, RecallRankTwoTower  # noqa: E402
-from rec.models.two_tower import TwoTower, TwoTowerConfig  # noqa: E402
+from rec.datasets.contract import Dataset
+from rec.metrics import rmse_mae
+from rec.paths import OPTIMIZER, PARAMS, TrainingFolder
+from rec.scoring import stars_pairs
+from rec.twotower.kind import Auto, Kind
 
 EVAL_BATCH = 16384
 
 
-def model_config(ds: Dataset, match: str, global_mean: float, **sizes) -> TwoTowerConfig:
+class Rating(Kind):
+    """A rating kind's network, training and vectors; its name is the network's match."""
+
+    def batch_size(self, n_train: int, n_users: int, n_movies: int) -> int:
+        return auto_batch_size(n_train)
+
+    def model_config(self, ds: Dataset, train_mean: float, params):
+        return model_config(ds, self.name, train_mean, tower_dim=params.tower_dim,
+                            dropout=params.dropout)
+
+    def network(self, config):
+        from rec.models.two_tower import TwoTower
+
+        return TwoTower(config)
+
+    def saved_network(self, model_json: dict):
+        from rec.models.two_tower import TwoTowerConfig
+
+        return self.network(TwoTowerConfig.from_json(model_json))
+
+    def objective(self, net, optimizer, ds: Dataset, batch_size: int, folder: TrainingFolder,
+                  config: dict):
+        return rating_objective(net, optimizer, ds, batch_size, folder, config)
+
+    def saved_vectors(self, model, ds: Dataset) -> tuple:
+        user_vecs, movie_vecs = tower_vectors(model, Feeder(ds))
+        return user_vecs, movie_vecs, model.scoring()
+
+    def vector_mismatch(self, model, ds: Dataset, user_vecs, movie_vecs, scoring: dict, users,
+                        movies) -> float:
+        if len(users) == 0:
+            return 0.0
+        from_vectors = stars_pairs(user_vecs[users], movie_vecs[movies], scoring)
+        return float(np.abs(predict(model, Feeder(ds), users, movies) - from_vectors).max())
+
+    def check_scoring(self, scoring: dict, dim: int) -> None:
+        assert float(scoring["scale"])
+
+    def user_tower(self, model, ds: Dataset, users: np.ndarray) -> tuple:
+        from rec.twotower.export import RatingUserTower
+
+        rows = [np.ascontiguousarray(ds.users[users], dtype=np.int64)]
+        return RatingUserTower(model), [("users", "int64", [None, rows[0].shape[1]])], rows
+
+
+RATING = dict(  # what both rating kinds share
+    auto=Auto(patience=3, lr=5e-3, epochs=10, tower_dim=32, dropout=0.1),
+    monitor=("tune_rmse", False, "tune RMSE", "best_rmse"),
+    columns={"train_loss": "train loss", "tune_rmse": "tune RMSE", "tune_mae": "tune MAE"},
+    finite=("tune_rmse",), keys=("tune_rmse", "tune_mae", "train_loss"),
+    recalls=False, folds_in=False,
+    user_inputs="users = the user's row of output/dataset/users.npy [user index, gender, age, "
+                "occupation]")
+DOT = Rating(name="dot", help="mean + u.m + biases",
+             formulas=("stars = order = offset + scale * (u . m)  (clip stars to `clip`)",),
+             **RATING)
+COSINE = Rating(name="cosine", help="the course's 5*cos",
+                formulas=("stars = order = offset + scale * cos(u, m)  (clip stars to `clip`)",),
+                **RATING)
+
+
+def auto_batch_size(n_train: int) -> int:
+    """Ratings per step: large batches are fast (per-step overhead dominates on CPU), but a
+    small dataset needs enough steps per epoch to learn: the largest power of two <=
+    n_train / 64, within [256, 8192]. ml-1m (900k training ratings) gets 8192."""
+    size = 256
+    while size * 2 <= min(8192, n_train / 64):
+        size *= 2
+    return size
+
+
+def model_config(ds: Dataset, match: str, global_mean: float, **sizes):
     """Network sizes from the dataset itself: vocabularies and padded widths."""
+    from rec.models.two_tower import TwoTowerConfig
+
     v = ds.vocab
     return TwoTowerConfig(
         n_users=ds.n_users, n_genders=len(v.genders), n_ages=len(v.ages),
@@ -41,6 +107,8 @@ class Feeder:
     """Keeps the feature tables on the device and turns index arrays into model inputs."""
 
     def __init__(self, ds: Dataset):
+        from rec.engine.runtime import paddle  # through runtime, which sets paddle's process up
+
         self.users = paddle.to_tensor(np.ascontiguousarray(ds.users, dtype=np.int64))
         self.genres = paddle.to_tensor(np.ascontiguousarray(ds.movie_genres, dtype=np.int64))
         self.titles = paddle.to_tensor(np.ascontiguousarray(ds.movie_titles, dtype=np.int64))
@@ -49,6 +117,8 @@ class Feeder:
         """Model inputs for (user, movie) index pairs: the distinct users' feature rows, the
         distinct movies' ids, genres and titles, and the two index tensors that map each
         pair back to them (see TwoTower.forward)."""
+        from rec.engine.runtime import paddle
+
         distinct_users, user_index = np.unique(users, return_inverse=True)
         distinct_movies, movie_index = np.unique(movies, return_inverse=True)
         u = paddle.to_tensor(distinct_users.astype(np.int64))
@@ -57,17 +127,21 @@ class Feeder:
                 paddle.gather(self.titles, m), paddle.to_tensor(user_index.astype(np.int64)),
                 paddle.to_tensor(movie_index.astype(np.int64)))
 
-    def all_users(self) -> paddle.Tensor:
+    def all_users(self):
         return self.users
 
     def all_movies(self) -> tuple:
+        from rec.engine.runtime import paddle
+
         m = paddle.arange(self.genres.shape[0], dtype="int64")
         return m, self.genres, self.titles
 
 
-def predict(model: TwoTower, feeder: Feeder, users: np.ndarray, movies: np.ndarray,
+def predict(model, feeder: Feeder, users: np.ndarray, movies: np.ndarray,
             batch: int = EVAL_BATCH) -> np.ndarray:
     """Raw model outputs (unclipped) for (user, movie) index pairs."""
+    from rec.engine.runtime import paddle
+
     model.eval()
     out = []
     with paddle.no_grad():
@@ -76,7 +150,7 @@ def predict(model: TwoTower, feeder: Feeder, users: np.ndarray, movies: np.ndarr
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def rating_metrics(model: TwoTower, feeder: Feeder, users: np.ndarray, movies: np.ndarray,
+def rating_metrics(model, feeder: Feeder, users: np.ndarray, movies: np.ndarray,
                    ratings: np.ndarray) -> dict:
     """Validation RMSE and MAE of the model's predictions, clipped to the rating range."""
     rmse, mae = rmse_mae(predict(model, feeder, users, movies), ratings,
@@ -84,8 +158,10 @@ def rating_metrics(model: TwoTower, feeder: Feeder, users: np.ndarray, movies: n
     return {"tune_rmse": rmse, "tune_mae": mae}
 
 
-def tower_vectors(model: TwoTower, feeder: Feeder, batch: int = EVAL_BATCH) -> tuple[np.ndarray, np.ndarray]:
+def tower_vectors(model, feeder: Feeder, batch: int = EVAL_BATCH) -> tuple[np.ndarray, np.ndarray]:
     """The vectors save-features stores: every user's and every movie's, as float32."""
+    from rec.engine.runtime import paddle
+
     model.eval()
     with paddle.no_grad():
         users = feeder.all_users()
@@ -98,86 +174,22 @@ def tower_vectors(model: TwoTower, feeder: Feeder, batch: int = EVAL_BATCH) -> t
     return u.astype(np.float32), m.astype(np.float32)
 
 
-def load_trained(paths: Paths, ds: Dataset | None = None) -> tuple[TwoTower | RecallRankTwoTower, dict]:
-    """Rebuild the network (either kind) from output/model/config.json alone and load its
-    best weights."""
-    best = paths.model
-    require([best.config, best.params], "rec train")
-    config = read_json(best.config, "rec train", keys=("model",))
-    with reading(best.config, "rec train"):
-        if config["model"].get("match") == "softmax":
-            model = RecallRankTwoTower(RecallRankConfig.from_json(config["model"]))
-            n_users = ds.n_users if ds is not None else None  # any user: fold-in
-        else:
-            model = TwoTower(TwoTowerConfig.from_json(config["model"]))
-            n_users = model.config.n_users
-        trained_on = (config.get("dataset") or {}).get("fingerprint")
-    if ds is None:
-        pass
-    elif (ds.n_users, ds.n_movies) != (n_users, model.config.n_movies) or \
-            not (trained_on is None or is_dataset(trained_on, paths)):
-        raise UsageError("output/model was trained on another dataset than output/dataset: "
-                         "run `rec train` again")
-    unit.check_digest(config, best.params, "rec train")
-    load_weights(model, best.params)
-    return model, config
-
-
-def saved_vectors(model, ds: Dataset) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(user vectors, movie vectors, scoring) of a trained model of either kind: what
-    save-features writes and evaluate ranks by."""
-    if isinstance(model, RecallRankTwoTower):
-        from rec.twotower import retrieval
-
-        hist = retrieval.Histories(ds, model.config.global_mean)
-        user_vecs, movie_vecs = retrieval.trained_vectors(model, ds, hist)
-        return user_vecs, movie_vecs, retrieval.final_scoring(model, user_vecs, movie_vecs, hist)
-    user_vecs, movie_vecs = tower_vectors(model, Feeder(ds))
-    return user_vecs, movie_vecs, model.scoring()
-
-
-def vector_mismatch(model, ds: Dataset, user_vecs: np.ndarray, movie_vecs: np.ndarray,
-                    scoring: dict, users: np.ndarray, movies: np.ndarray) -> float:
-    """The largest difference between the network's own outputs on (users[i], movies[i])
-    pairs and what rec.scoring computes from the saved vectors (both heads for softmax)."""
-    from rec.scoring import pick_logits, stars_pairs
-
-    if len(users) == 0:
-        return 0.0
-    from_vectors = stars_pairs(user_vecs[users], movie_vecs[movies], scoring)
-    if not isinstance(model, RecallRankTwoTower):
-        return float(np.abs(predict(model, Feeder(ds), users, movies) - from_vectors).max())
-    from rec.twotower import retrieval
-
-    distinct, row = np.unique(users, return_inverse=True)
-    hist = retrieval.Histories(ds, model.config.global_mean)
-    model.eval()
-    step = dense_chunk(ds.n_movies, len(distinct))  # all at once unless the catalogue is large
-    logits, rated = np.zeros(len(users), np.float32), np.zeros(len(users), np.float32)
-    with paddle.no_grad():
-        for i in range(0, len(distinct), step):
-            at = (row >= i) & (row < i + step)
-            out = model(*hist.inputs(distinct[i: i + step]), *retrieval.MovieInputs(ds).all())
-            logits[at] = out[0].numpy()[row[at] - i, movies[at]]
-            rated[at] = out[1].numpy()[row[at] - i, movies[at]]
-    pick = np.einsum("ij,ij->i", *[v[:, : scoring["split"]] for v in
-                                    (user_vecs[users], movie_vecs[movies])])
-    return float(max(np.abs(rated - from_vectors).max(), np.abs(logits - pick).max()))
-
-
 # --- the rating objective, for rec.engine.trainer.fit ----------------------------------------------
 
 
-def rating_objective(net: TwoTower, optimizer, ds: Dataset, batch_size: int,
-                     best: TrainingFolder, config: dict) -> Objective:
+def rating_objective(net, optimizer, ds: Dataset, batch_size: int, best: TrainingFolder,
+                     config: dict):
     """Fit the predicted rating to the training ratings (mean squared error), validate on
     RMSE and MAE; the best epoch's weights go to best.params beside config.json."""
+    from rec.engine.runtime import paddle, save_model
+    from rec.engine.trainer import Objective, Trainable
+
     (tu, tm, tr), (vu, vm, vr) = ds.train_val()
     feeder = Feeder(ds)
     targets = paddle.to_tensor(tr.astype(np.float32))
     part = Trainable(net, optimizer, PARAMS, OPTIMIZER)
 
-    def train_epoch(epoch: Epoch) -> tuple[dict, int]:
+    def train_epoch(epoch) -> tuple[dict, int]:
         # Data parallel: every rank walks the same global batches and takes its slice of
         # each; DataParallel averages the gradients, so a step sees the whole global batch.
         rank, world = epoch.job.rank, epoch.job.world
