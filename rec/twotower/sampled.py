@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
-import paddle
+from rec.engine import runtime  # noqa: F401 (first: it sets paddle's process up)
+
+import paddle  # noqa: E402
 
 SAMPLED_ABOVE = 20_000  # catalogues larger than this train with the sampled softmax
 NEGATIVES = 2048  # popularity-sampled negatives shared by a step's users
