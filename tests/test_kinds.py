@@ -85,6 +85,7 @@ def test_auto_options_are_the_kinds(name, n_train, n_users, n_movies, expected):
 def test_match_help_names_every_kind():
     assert kinds.match_help() == ("softmax (recall + rating head), dot (mean + u.m + biases) "
                                   "or cosine (the course's 5*cos).")
+    assert kinds.match_help(described=False) == "softmax, dot or cosine."  # rec pipeline's
 
 
 def test_an_unknown_match_is_one_line_naming_the_kinds(tmp_path):

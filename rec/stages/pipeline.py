@@ -30,6 +30,7 @@ from rec.datasets import registry
 from rec.errors import UsageError
 from rec.stages import get_paths, guarded
 from rec.stages.options import SEED_RANGE
+from rec.twotower import kinds
 
 HELP = ("Run every stage in order: download, preprocess, train, save-features, ctr-train "
         "(the rank stage), evaluate and recommend for one user, each stage as its own `rec` "
@@ -45,8 +46,6 @@ def stage_commands(dataset: str, source: Optional[str], seed: Optional[int],
                    match: Optional[str]) -> list[list[str]]:
     """The `rec` command lines of the stages before recommend (without global options).
     --seed seeds synthetic data, the split and training; a real dataset takes no seed."""
-    from rec.twotower import kinds
-
     def given(*pairs) -> list[str]:
         return [str(word) for flag, value in pairs if value is not None for word in (flag, value)]
 
@@ -138,7 +137,8 @@ def command(
     device: str = typer.Option("cpu", "--device", help="train, evaluate, save-features, "
                                "ctr-train: cpu, gpu or gpu:N."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=0, help="train."),
-    match: Optional[str] = typer.Option(None, "--match", help="train: softmax, dot or cosine."),
+    match: Optional[str] = typer.Option(None, "--match",
+                                        help=f"train: {kinds.match_help(described=False)}"),
     user: Optional[str] = typer.Option(None, "--user", help="recommend for this user "
                                        "[default: the first user in the data]."),
     top: int = typer.Option(10, "--top", "-n", min=1, help="recommend: movies."),
@@ -189,7 +189,6 @@ def check_options(ctx: typer.Context, dataset: str, source: Optional[str],
     from rec.errors import shown
     from rec.stages.download import check_source
     from rec.stages.preprocess import SPLITS
-    from rec.twotower import kinds
 
     check_source(registry.get(dataset), source)
     if split is not None and split not in SPLITS:

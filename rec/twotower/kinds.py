@@ -37,9 +37,9 @@ def of_model(model) -> Kind:
     return KINDS[model.config.match]
 
 
-def match_help() -> str:
-    """--match's help: every kind with its few words."""
-    named = [f"{k.name} ({k.help})" for k in KINDS.values()]
+def match_help(described: bool = True) -> str:
+    """--match's help: every kind, with its few words when `described`."""
+    named = [f"{k.name} ({k.help})" if described else k.name for k in KINDS.values()]
     return ", ".join(named[:-1]) + " or " + named[-1] + "."
 
 
