@@ -1,6 +1,7 @@
 """The two towers as servable networks (imports paddle): each tower wrapped in a layer whose
 forward is the model's user_vectors / movie_vectors, so the exported outputs are exactly the
-vectors save-features stores; real rows to verify them on; how their vectors score.
+vectors save-features stores; real rows to verify them on; how their vectors score. The
+user tower's inputs, and so its layer, are the model's kind's (rec.twotower.kind.user_tower).
 """
 
 from __future__ import annotations
