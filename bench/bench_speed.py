@@ -116,13 +116,14 @@ def probe_step(threads: int, root: str) -> dict:
 
     from rec.datasets.contract import load_dataset
     from rec.paths import Paths
-    from rec.twotower import fullstep, retrieval as R
+    from rec.models.recall_rank import RecallRankTwoTower
+    from rec.twotower import fullstep, recall_rank as R
 
     set_threads(threads)
     ds = load_dataset(Paths(Path(root) / "data", Path(root) / "out"), mmap=True)
     (_, _, tr), _ = ds.train_val()
     paddle.seed(0)
-    net = R.RecallRankTwoTower(R.model_config(ds, float(tr.mean())))
+    net = RecallRankTwoTower(R.model_config(ds, float(tr.mean())))
     net.train()
     opt = paddle.optimizer.AdamW(learning_rate=1e-3, parameters=net.parameters(), weight_decay=0.0)
     hist, movies = R.Histories(ds, net.config.global_mean), R.MovieInputs(ds)

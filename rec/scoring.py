@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import numpy as np
 
-MATCHES = ("dot", "cosine", "softmax")
-
-
 def _prepared(vectors: np.ndarray, scoring: dict) -> np.ndarray:
     """float32 vectors, unit length for the cosine match."""
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -77,6 +74,20 @@ def score(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
     if like and like.get("weight"):
         order += np.float32(like["weight"]) * log_like(stars(users, movies, scoring), like)
     return order
+
+
+def head_scores(users: np.ndarray, movies: np.ndarray, scoring: dict) -> tuple:
+    """(stars, pick, order), each (len(users), len(movies)), the stars computed once: the
+    rating head (unclipped), the recall logits (the stars for the pure rating models) and
+    score()'s order, a new array."""
+    star_values = stars(users, movies, scoring).astype(np.float32)
+    if scoring["match"] != "softmax":
+        return star_values, star_values, star_values.copy()
+    pick = pick_logits(users, movies, scoring)
+    like = scoring.get("like") or {}
+    order = pick + np.float32(like.get("weight", 0)) * log_like(star_values, like) if like \
+        else pick.copy()
+    return star_values, pick, order
 
 
 # The weight of log P(watch and like) from the CTR model in --rerank's order. Measured on

@@ -87,7 +87,7 @@ def test_exported_towers_reproduce_the_saved_vectors(world):
     from rec.datasets.contract import load_dataset
     from rec.paths import Paths
     from rec.twotower.features import load_features
-    from rec.twotower.retrieval import Histories
+    from rec.twotower.recall_rank import Histories
 
     paths = Paths(world / "data", world / "output")
     ds, features = load_dataset(paths), load_features(paths.features_dir)

@@ -28,7 +28,7 @@ class _Hist:
         self.n_movies, self.mean = 20, 3.0
 
     def rows(self, users):
-        from rec.twotower.retrieval import Histories
+        from rec.twotower.recall_rank import Histories
 
         return Histories.rows(self, users)
 

@@ -114,16 +114,16 @@ def test_evaluate_json_on_stdout(trained):
 
 
 def test_saved_features_reproduce_model_predictions(trained):
-    from rec.twotower import training
+    from rec.twotower import kinds
     from rec.datasets.contract import VAL, load_dataset
     from rec.paths import Paths
 
     from rec.scoring import pick_logits, stars
-    from rec.twotower.retrieval import Histories, MovieInputs
+    from rec.twotower.recall_rank import Histories, MovieInputs
 
     paths = Paths(trained / "data", trained / "output")
     ds = load_dataset(paths)
-    model, config = training.load_trained(paths, ds)  # from config.json alone
+    model, config = kinds.load_trained(paths, ds)  # from config.json alone
     users = np.arange(0, ds.n_users, 7)
     model.eval()
     logits, rated = model(*Histories(ds, model.config.global_mean).inputs(users),
@@ -164,7 +164,7 @@ def test_same_seed_same_result_and_resume_matches(world, tmp_path):
 
 
 def test_ctrl_c_keeps_last_complete_checkpoint(world, monkeypatch):
-    from rec.twotower import retrieval as training
+    from rec.twotower import recall_rank as training
 
     real = training.rmse_mae
     calls = {"n": 0}

@@ -21,7 +21,7 @@ Both towers are linear after their embeddings, and two heads share them:
 `user_vectors` / `movie_vectors` return what save-features stores, [u, 1, r_u, b_u, 1] and
 [m, b_m, r_m, 1, b'_m]: the pick score is the dot product of the first tower_dim + 1
 components, the rating the global mean plus the dot product of the rest.
-Inputs are index arrays and dense bags built by the caller (rec.twotower.retrieval): the
+Inputs are index arrays and dense bags built by the caller (rec.twotower.recall_rank): the
 network reads no files.
 """
 

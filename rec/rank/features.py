@@ -28,7 +28,7 @@ import numpy as np
 
 from rec.datasets.contract import TRAIN
 from rec.rank.channels import CHANNELS, Ease, PureSvd, top_k
-from rec.scoring import log_like, pick_logits, stars
+from rec.scoring import head_scores, log_like
 
 SCORED = ("two_tower", "ease", "svd")  # channels whose score is a feature (popularity: its count)
 
@@ -108,15 +108,8 @@ class Stack:
         heads alone ("stars", "pick"), for the features."""
         b, m = len(block), self.n_movies
         u, sc = block.user_vecs, self.scoring
-        heads = {"stars": stars(u, self.movie_vecs, sc).astype(np.float32)}
-        if sc.get("match") == "softmax":
-            heads["pick"] = pick_logits(u, self.movie_vecs, sc)
-            like = sc.get("like") or {}
-            two_tower = heads["pick"] + np.float32(like.get("weight", 0)) * \
-                log_like(heads["stars"], like) if like else heads["pick"].copy()
-        else:
-            heads["pick"] = heads["stars"]
-            two_tower = heads["stars"].copy()
+        star_values, pick, two_tower = head_scores(u, self.movie_vecs, sc)
+        heads = {"stars": star_values, "pick": pick}
         out = {"two_tower": two_tower,
                "ease": self.ease.scores(block.rows, block.movies, b, m),
                "svd": self.svd.scores(block.rows, block.movies, b, m),

@@ -70,8 +70,7 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
     from rec.engine import runtime, trainer
     from rec.models.ranker import Ranker, RankerConfig
     from rec.rank import training as rt
-    from rec.twotower import retrieval
-    from rec.twotower import training as tt
+    from rec.twotower import kinds, recall_rank
     from rec.twotower.features import load_features
     import paddle
 
@@ -92,13 +91,13 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
             features.movie_ids != [str(m) for m in ds.vocab.movie_ids]:
         raise UsageError("output/features describes other users or movies than "
                          "output/dataset: run `rec save-features` again")
-    model, _ = tt.load_trained(paths, ds)
-    if not hasattr(model, "fold_in_parts"):
+    model, _ = kinds.load_trained(paths, ds)
+    if not kinds.of_model(model).recalls:
         raise UsageError("the rank stage needs the default two-tower (it reads a user's "
                          "history): run `rec train` without --match")
     view = tuning_view(ds)
-    hist = retrieval.Histories(view, model.config.global_mean)
-    user_vecs, _ = retrieval.trained_vectors(model, view, hist)
+    hist = recall_rank.Histories(view, model.config.global_mean)
+    user_vecs, _ = recall_rank.trained_vectors(model, view, hist)
     lam = float(features.scoring["channels"]["ease_lambda"])
     rank = int(features.scoring["channels"]["svd_rank"])
     stack = Stack.over(view, features.movies, features.scoring,
@@ -110,8 +109,8 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
         parts = [examples]
         for draw in range(1, USERS_DRAWS):
             other = redrawn(view, draw)
-            vecs, _ = retrieval.trained_vectors(
-                model, other, retrieval.Histories(other, model.config.global_mean))
+            vecs, _ = recall_rank.trained_vectors(
+                model, other, recall_rank.Histories(other, model.config.global_mean))
             parts.append(rt.build_examples(stack, other, vecs))
         examples = rt.Examples.concat(parts)
     train_rows, val_rows = rt.split_users(examples.users, p.seed)

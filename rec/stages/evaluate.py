@@ -58,11 +58,11 @@ def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
     """The report (eval.json); `step(name)` is called as each of STEPS starts (progress)."""
     step("loading the model")  # paddle's import first
     from rec.engine.runtime import setup_device
-    from rec.twotower import training
+    from rec.twotower import kinds
 
     device = setup_device(device)
     ds = load_dataset(paths)
-    model, config = training.load_trained(paths, ds)
+    model, config = kinds.load_trained(paths, ds)
     clip = model.config.rating_range
     if ds.vocab.split.get("method") == "users":
         step("held-out users", plan={"held-out users": USERS_STEP,
@@ -76,7 +76,7 @@ def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
     rank_args = dict(n_users=ds.n_users, n_movies=ds.n_movies, seen_users=tu, seen_movies=tm,
                      relevant_users=vu[rel], relevant_movies=vm[rel], k=K, movie_counts=counts)
 
-    user_vecs, movie_vecs, scoring = training.saved_vectors(model, ds)
+    user_vecs, movie_vecs, scoring = kinds.of_model(model).saved_vectors(model, ds)
     step("rec")
     result = vector_metrics(user_vecs, movie_vecs, scoring, vu, vm, vr, clip, **rank_args)
     baselines, notes = baseline_metrics((tu, tm, tr), (vu, vm, vr), clip, rank_args, seed, step)
@@ -127,12 +127,13 @@ def with_rank_stage(paths, ds, report: dict) -> dict:
 
 def evaluate_users(model, ds, device: str) -> dict:
     """The held-out-users report (rec.twotower.heldout) of the default model."""
-    from rec.twotower import training
+    from rec.twotower import kinds
 
-    if not hasattr(model, "fold_in_parts"):
+    kind = kinds.of_model(model)
+    if not kind.folds_in:
         raise UsageError("evaluating held-out users needs the default model, which folds "
                          "new users in: run `rec train` without --match")
-    user_vecs, movie_vecs, scoring = training.saved_vectors(model, ds)
+    user_vecs, movie_vecs, scoring = kind.saved_vectors(model, ds)
     report, vecs = evaluate_held_out(ds, model.fold_in_parts(), movie_vecs, scoring,
                                      model.config.global_mean, model.config.rating_range, K)
     # the numpy fold-in is the tower itself: the saved vectors read the given ratings too

@@ -40,7 +40,7 @@ def export_all(paths, to: str) -> dict:
     from rec.datasets.contract import dataset_identity, dataset_paths, load_dataset
     from rec.engine.inference import export, onnx_modules  # imports paddle
     from rec.twotower import export as towers
-    from rec.twotower import training
+    from rec.twotower import kinds
     from rec.twotower.features import load_features
 
     import paddle
@@ -49,7 +49,7 @@ def export_all(paths, to: str) -> dict:
         onnx_modules()  # before any work: what to install
     paddle.set_device("cpu")
     ds = load_dataset(paths)
-    model, _ = training.load_trained(paths, ds)
+    model, _ = kinds.load_trained(paths, ds)
     features = load_features(paths.features_dir) if paths.features_dir.exists() else None
     nets = towers.networks(model, ds, features)
     if paths.ctr.params.exists() and _ctr_kind(paths) == "rank":

@@ -30,6 +30,7 @@ from rec.datasets import registry
 from rec.errors import UsageError
 from rec.stages import get_paths, stage
 from rec.stages.options import SEED_RANGE
+from rec.twotower import kinds
 
 HELP = ("Run every stage in order: download, preprocess, train, save-features, ctr-train "
         "(the rank stage), evaluate and recommend for one user, each stage as its own `rec` "
@@ -49,16 +50,17 @@ def stage_commands(dataset: str, source: Optional[str], seed: Optional[int],
         return [str(word) for flag, value in pairs if value is not None for word in (flag, value)]
 
     download_seed = seed if registry.get(dataset).generated else None
+    # the rank stage stacks on a kind that recalls; the course's rating models (--match dot,
+    # cosine) get the course's CTR view instead (an unknown --match: check_options says so)
+    kind = kinds.KINDS.get(match or kinds.DEFAULT)
+    ctr_model = [] if kind is not None and kind.recalls else ["--model", "wide_deep"]
     return [
         ["download", "--dataset", dataset, *given(("--source", source), ("--seed", download_seed))],
         ["preprocess", "--dataset", dataset, *given(("--split", split), ("--seed", seed))],
         ["train", "--device", device, *given(("--seed", seed), ("--epochs", epochs),
                                              ("--match", match))],
         ["save-features", "--device", device],
-        # the rank stage reads the default two-tower's histories; the course's rating
-        # models (--match dot, cosine) get the course's CTR view instead
-        ["ctr-train", "--data", "movielens", "--device", device,
-         *(["--model", "wide_deep"] if match not in (None, "softmax") else [])],
+        ["ctr-train", "--data", "movielens", "--device", device, *ctr_model],
         ["evaluate", "--device", device],
     ]
 
@@ -135,7 +137,8 @@ def command(
     device: str = typer.Option("cpu", "--device", help="train, evaluate, save-features, "
                                "ctr-train: cpu, gpu or gpu:N."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=0, help="train."),
-    match: Optional[str] = typer.Option(None, "--match", help="train: softmax, dot or cosine."),
+    match: Optional[str] = typer.Option(None, "--match",
+                                        help=f"train: {kinds.match_help(described=False)}"),
     user: Optional[str] = typer.Option(None, "--user", help="recommend for this user "
                                        "[default: the first user in the data]."),
     top: int = typer.Option(10, "--top", "-n", min=1, help="recommend: movies."),
@@ -186,13 +189,12 @@ def check_options(ctx: typer.Context, dataset: str, source: Optional[str],
     from rec.errors import shown
     from rec.datasets.download import check_source
     from rec.datasets.splits import SPLITS
-    from rec.stages.train import MATCHES
 
     check_source(registry.get(dataset), source)
     if split is not None and split not in SPLITS:
         raise UsageError(f"unknown --split {split!r}: choose {', '.join(SPLITS)}")
-    if match is not None and match not in MATCHES:
-        raise UsageError(f"unknown --match {match!r}: choose {', '.join(MATCHES)}")
+    if match is not None:
+        kinds.kind(match)
     if device_problem(device):
         raise UsageError(device_problem(device))
     if user is not None and id_key(user) is None:

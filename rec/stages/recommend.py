@@ -32,7 +32,6 @@ import numpy as np  # noqa: E402
 if _ONE_BLAS_THREAD:
     del os.environ["OPENBLAS_NUM_THREADS"]
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Iterator, List, Optional
 
 import typer
@@ -45,7 +44,7 @@ from rec.paths import Paths
 from rec.stages import get_paths, stage
 from rec.stages.options import SEED_RANGE, Format
 from rec.texttable import HIDE, KEEP, NOTE, SHORT, TITLE, TWO
-from rec.typed import decode, read_stdin
+from rec.typed import read_stdin
 
 HELP = ("Top-N unseen movies for users, each with a short reason. USERS are user ids; - reads "
         "ids from stdin; --all does every user. stars: the predicted rating; score: the order, "
@@ -260,8 +259,10 @@ def recommend_command(
     top = capped(cat, top)
     explore = min(explore, top)
     if new_user:
-        rows = np.array([fold_in_user(ctx, cat, rated, like or [], dislike or [], gender, age,
-                                      occupation)])
+        from rec.twotower.foldin import fold_in_user
+
+        rows = np.array([fold_in_user(get_paths(ctx), cat, rated, like or [], dislike or [],
+                                      gender, age, occupation)])
     else:
         rows = all_users(cat) if every_user else find_users(cat, tokens)
     allowed = movie_mask(cat, genre or [], year_from, year_to)
@@ -272,53 +273,6 @@ def recommend_command(
         for block in recommendation_blocks(cat, rows, top, allowed, include_seen, explore,
                                            seed, rank, exclude == "train"):
             out.write_block(block)
-
-
-def fold_in_user(ctx: typer.Context, cat, rated: Optional[str], like: list[str],
-                 dislike: list[str], gender, age, occupation) -> int:
-    """The new user's row in `cat`: their vector folded in from the movies they rated, on
-    the dataset's own scale (--like its highest rating, --dislike its lowest) and with the
-    demographics it has, given as its labels or its own codes."""
-    from rec.datasets.contract import demographic_codes
-    from rec.twotower import foldin
-    from rec.twotower.titles import find_movie
-
-    if cat.features.scoring.get("match") != "softmax":
-        raise UsageError("a new user needs the default model: run `rec train` (without "
-                         "--match) and `rec save-features`")
-    vocab = cat.dataset.vocab
-    given_demographics = [f"--{k}" for k, v in (("gender", gender), ("age", age),
-                                                ("occupation", occupation)) if v is not None]
-    if given_demographics and not cat.has_demographics:
-        raise UsageError(f"{vocab.dataset} has no demographics (gender, age, occupation): "
-                         f"leave out {', '.join(given_demographics)}")
-    given = []
-    if rated is not None:
-        if rated == "-":
-            text, source = read_stdin(), "stdin"
-        else:
-            try:
-                text, source = decode(Path(rated).read_bytes(), f"--rated {rated}"), rated
-            except OSError as e:
-                raise UsageError(f"cannot read --rated {rated}: {e}")
-        given += foldin.parse_rated(text, source)
-    low, high = cat.dataset.rating_range
-    given += [(m, high, "--like") for m in like] + [(m, low, "--dislike") for m in dislike]
-    if not given:
-        raise UsageError(f"--rated {rated}: no ratings in it (lines of 'movie<TAB>rating')")
-    movies, ratings, notes = foldin.profile(given, lambda q: find_movie(cat, q), (low, high),
-                                            lambda row: cat.titles[row])
-    for note in notes:
-        warn(note)
-    parts = foldin.load_parts(get_paths(ctx).features_dir, cat.n_movies,
-                              cat.features.extra.get(foldin.FOLD_IN))
-    codes = demographic_codes(vocab)
-    g = foldin.demographic_index("gender", gender, cat.gender_labels, {}, vocab.dataset)
-    a = foldin.demographic_index("age", age, cat.age_labels, codes["age"], vocab.dataset)
-    o = foldin.demographic_index("occupation", occupation, cat.occupation_labels,
-                                 codes["occupation"], vocab.dataset)
-    vector = foldin.user_vector(parts, movies, ratings, cat.features.scoring["offset"], g, a, o)
-    return foldin.add_user(cat, vector, movies, ratings, a, o, g)
 
 
 def rank_stage(paths: Paths, cat):

@@ -31,26 +31,23 @@ TOLERANCE = 1e-4
 
 def export(paths, device: str) -> dict:
     from rec.engine.runtime import setup_device
-    from rec.twotower import training
+    from rec.twotower import kinds
     from rec.twotower.features import save_features
 
     device = setup_device(device)
     ds = load_dataset(paths)
-    model, _ = training.load_trained(paths, ds)
-    user_vecs, movie_vecs, scoring = training.saved_vectors(model, ds)
+    model, _ = kinds.load_trained(paths, ds)
+    kind = kinds.of_model(model)
+    user_vecs, movie_vecs, scoring = kind.saved_vectors(model, ds)
     scoring = {**scoring, "dataset_fingerprint": dataset_identity(paths)}
     # The saved vectors must reproduce the model's predictions: check on validation pairs.
     vu, vm, _ = ds.part(VAL)
     pick = np.random.default_rng(0).permutation(len(vu))[:CHECK_PAIRS]
-    max_diff = training.vector_mismatch(model, ds, user_vecs, movie_vecs, scoring, vu[pick],
-                                        vm[pick])
+    max_diff = kind.vector_mismatch(model, ds, user_vecs, movie_vecs, scoring, vu[pick],
+                                    vm[pick])
     if max_diff > TOLERANCE:
         raise RecError(f"saved vectors disagree with the model by {max_diff:.2e}; not saved")
-    extra = {}
-    if hasattr(model, "fold_in_parts"):  # the default model serves new users (fold-in)
-        from rec.twotower.foldin import parts_file
-
-        extra = parts_file(model.fold_in_parts())
+    extra = kind.fold_in_file(model)  # the default model serves new users (fold-in)
     from rec.storage import unit
     from rec.rank.channels import item_channels
 

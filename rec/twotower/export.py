@@ -1,6 +1,7 @@
 """The two towers as servable networks (imports paddle): each tower wrapped in a layer whose
 forward is the model's user_vectors / movie_vectors, so the exported outputs are exactly the
-vectors save-features stores; real rows to verify them on; how their vectors score.
+vectors save-features stores; real rows to verify them on; how their vectors score. The
+user tower's inputs, and so its layer, are the model's kind's (rec.twotower.kind.user_tower).
 """
 
 from __future__ import annotations
@@ -13,24 +14,9 @@ from rec.engine.inference import Network
 
 import paddle  # noqa: E402
 
-from rec.models.recall_rank import RecallRankTwoTower  # noqa: E402
+from rec.twotower import kinds  # noqa: E402
 
 CHECK_USERS = 64
-
-FORMULAS = {
-    "softmax": ["pick = u[:split] . m[:split]  (the recall logit; rank candidates by it)",
-                "stars = offset + u[split:] . m[split:]  (predicted rating, clip to `clip`)",
-                "order = pick + like.weight * log sigmoid(like.a * stars + like.b)"],
-    "dot": ["stars = order = offset + scale * (u . m)  (clip stars to `clip`)"],
-    "cosine": ["stars = order = offset + scale * cos(u, m)  (clip stars to `clip`)"],
-}
-USER_INPUTS = {
-    "softmax": "demographics = [gender, age, occupation] indices (output/dataset/vocab.json); "
-               "for a user's n training ratings r_j of movie indices j: "
-               "watched[j] = 1/sqrt(n), rated[j] = (r_j - global_mean)/sqrt(n), 0 elsewhere",
-    "dot": "users = the user's row of output/dataset/users.npy [user index, gender, age, "
-           "occupation]",
-}
 
 
 class _Tower(paddle.nn.Layer):
@@ -57,20 +43,6 @@ class RatingUserTower(_Tower):
         return self.model.user_vectors(users)
 
 
-def user_rows(model, ds: Dataset, users: np.ndarray) -> tuple[list, list]:
-    """(the user tower's input specs, its inputs for `users` as numpy)."""
-    if isinstance(model, RecallRankTwoTower):
-        from rec.twotower.retrieval import Histories
-
-        rows = [t.numpy() for t in Histories(ds, model.config.global_mean).inputs(users)]
-        specs = [("demographics", "int64", [None, 3]),
-                 ("watched", "float32", [None, ds.n_movies]),
-                 ("rated", "float32", [None, ds.n_movies])]
-        return specs, rows
-    rows = [np.ascontiguousarray(ds.users[users], dtype=np.int64)]
-    return [("users", "int64", [None, rows[0].shape[1]])], rows
-
-
 def movie_rows(ds: Dataset) -> tuple[list, list]:
     rows = [np.arange(ds.n_movies, dtype=np.int64),
             np.ascontiguousarray(ds.movie_genres, dtype=np.int64),
@@ -91,7 +63,8 @@ def networks(model, ds: Dataset, features=None) -> list[Network]:
     model.eval()
     n = min(CHECK_USERS, ds.n_users)
     users = np.sort(np.random.default_rng(0).permutation(ds.n_users)[:n])
-    u_specs, u_rows = user_rows(model, ds, users)
+    kind = kinds.of_model(model)
+    user_tower, u_specs, u_rows = kind.user_tower(model, ds, users)
     m_specs, m_rows = movie_rows(ds)
     u_expected = {"the trained model": own_outputs(model.user_vectors, u_rows)}
     m_expected = {"the trained model": own_outputs(model.movie_vectors, m_rows)}
@@ -107,14 +80,12 @@ def networks(model, ds: Dataset, features=None) -> list[Network]:
 
             raise RecError(f"output/features lacks id {e} of output/dataset: "
                            "run `rec save-features` again; nothing written")
-    match = model.scoring()["match"]
-    tower = RecallUserTower if match == "softmax" else RatingUserTower
     user_about = {"index": "rows are users; output/dataset/vocab.json maps raw ids",
-                  "how_to_build_inputs": USER_INPUTS.get(match, USER_INPUTS["dot"])}
+                  "how_to_build_inputs": kind.user_inputs}
     movie_about = {"index": "movie_ids are movie indices 0..n_movies-1 (vocab.json "
                             "movie_ids); genres and titles are output/dataset's "
                             "movie_genres.npy and movie_titles.npy rows"}
-    return [Network("user_tower", tower(model), u_specs, f"user vectors (as {USER_VECTORS})",
+    return [Network("user_tower", user_tower, u_specs, f"user vectors (as {USER_VECTORS})",
                     u_rows, u_expected, user_about),
             Network("movie_tower", MovieTower(model), m_specs,
                     f"movie vectors (as {MOVIE_VECTORS})", m_rows, m_expected, movie_about)]
@@ -125,5 +96,5 @@ def scoring(model, features=None) -> dict:
     has the like-calibration) when given, else the model's own; with the formulas."""
     base = dict(features.scoring) if features is not None else model.scoring()
     base = {k: v for k, v in base.items() if k not in ("run_id", "dataset_fingerprint")}
-    return {**base, "formulas": FORMULAS[base["match"]],
+    return {**base, "formulas": list(kinds.kind(base["match"]).formulas),
             "from": "output/features/scoring.json" if features is not None else "the model"}

@@ -38,10 +38,10 @@ from rec.errors import RecError, UsageError
 from rec.paths import EASE as EASE_FILE
 from rec.paths import (MOVIE_MATRIX, MOVIE_VECTORS, SCORING, USER_MATRIX, USER_VECTORS,
                        VECTOR_IDS)
-from rec.scoring import MATCHES
 from rec.storage.snapshot import npy_bytes
 from rec.storage.snapshot import read as read_snapshot
 from rec.twotower.foldin import FOLD_IN
+from rec.twotower.kinds import KINDS
 
 _ALLOWED_GLOBALS = {
     ("numpy", "ndarray"), ("numpy", "dtype"),
@@ -107,7 +107,7 @@ def save_features(folder: Path, user_ids, user_vecs: np.ndarray, movie_ids, movi
     midway leaves the old features untouched). The files share a run id. Return the paths
     written."""
     extra = extra or {}
-    if scoring.get("match") not in MATCHES:
+    if scoring.get("match") not in KINDS:
         raise ValueError(f"unknown match {scoring.get('match')!r}")
     folder = Path(folder)
     users = {str(u): np.asarray(v, dtype=np.float32) for u, v in zip(user_ids, user_vecs)}
@@ -208,14 +208,7 @@ def _load_features(snapshot) -> Features:
         (user_ids, users), (movie_ids, movies) = tables
     try:
         scoring = json.loads(snapshot.read_text(SCORING))
-        assert scoring["match"] in MATCHES
-        if scoring["match"] == "softmax":
-            split = int(scoring["split"])
-            assert 0 < split < users.shape[1] and float(scoring["offset"]) == scoring["offset"]
-            like = scoring.get("like")
-            assert like is None or all(np.isfinite(float(like[k])) for k in ("a", "b", "weight"))
-        else:
-            assert float(scoring["scale"])
+        KINDS[scoring["match"]].check_scoring(scoring, users.shape[1])
     except (ValueError, KeyError, AssertionError, TypeError):
         raise RecError(f"{folder / SCORING}: not a valid scoring description")
     extra = {name: snapshot.read_bytes(name) for name in (FOLD_IN, EASE_FILE)

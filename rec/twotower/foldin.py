@@ -6,6 +6,7 @@ save-features stores it as per-movie and per-demographic pieces (output/features
 fold_in.npz, rows in mov_feat.pkl's order) and a new user's vector is their sum: exactly
 what the tower computes for a known user with the same ratings and demographics. Both heads
 come out: the pick vector (recall) and the rating head's vector and bias (predicted stars).
+`fold_in_user` makes `rec recommend --rated/--like/--dislike`'s new user from what was typed.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rec.console import warn
 from rec.errors import RecError, UsageError, shown
-from rec.typed import clean, fold
+from rec.paths import Paths
+from rec.typed import clean, decode, fold, read_stdin
 
 FOLD_IN = "fold_in.npz"
 KEYS = ("watched_pick", "watched_rating", "rated_rating", "bias_pick", "bias_rating",
@@ -169,3 +172,52 @@ def add_user(cat, vector: np.ndarray, movies: np.ndarray, ratings: np.ndarray, a
     group = age * len(cat.occupation_labels) + occupation if known else -1
     cat.user_group = np.r_[cat.user_group, group]
     return row
+
+
+def fold_in_user(paths: Paths, cat, rated: str | None, like: list[str], dislike: list[str],
+                 gender: str | None, age: str | None, occupation: str | None) -> int:
+    """`rec recommend --rated/--like/--dislike`'s new user, appended to `cat`
+    (rec.twotower.recommending.Catalog); return their row. Their vector is folded in from
+    the movies they rated (a file of `movie<TAB>rating` lines, - for stdin), on the
+    dataset's own scale (--like its highest rating, --dislike its lowest), with the
+    demographics it has, given as its labels or its own codes. Notes on what was given
+    (a movie given twice) go to stderr."""
+    from rec.datasets.contract import demographic_codes
+    from rec.twotower import kinds
+    from rec.twotower.titles import find_movie
+
+    if not kinds.kind(cat.features.scoring["match"]).folds_in:
+        raise UsageError("a new user needs the default model: run `rec train` (without "
+                         "--match) and `rec save-features`")
+    vocab = cat.dataset.vocab
+    given_demographics = [f"--{k}" for k, v in (("gender", gender), ("age", age),
+                                                ("occupation", occupation)) if v is not None]
+    if given_demographics and not cat.has_demographics:
+        raise UsageError(f"{vocab.dataset} has no demographics (gender, age, occupation): "
+                         f"leave out {', '.join(given_demographics)}")
+    given = []
+    if rated is not None:
+        if rated == "-":
+            text, source = read_stdin(), "stdin"
+        else:
+            try:
+                text, source = decode(Path(rated).read_bytes(), f"--rated {rated}"), rated
+            except OSError as e:
+                raise UsageError(f"cannot read --rated {rated}: {e}")
+        given += parse_rated(text, source)
+    low, high = cat.dataset.rating_range
+    given += [(m, high, "--like") for m in like] + [(m, low, "--dislike") for m in dislike]
+    if not given:
+        raise UsageError(f"--rated {rated}: no ratings in it (lines of 'movie<TAB>rating')")
+    movies, ratings, notes = profile(given, lambda q: find_movie(cat, q), (low, high),
+                                     lambda row: cat.titles[row])
+    for note in notes:
+        warn(note)
+    parts = load_parts(paths.features_dir, cat.n_movies, cat.features.extra.get(FOLD_IN))
+    codes = demographic_codes(vocab)
+    g = demographic_index("gender", gender, cat.gender_labels, {}, vocab.dataset)
+    a = demographic_index("age", age, cat.age_labels, codes["age"], vocab.dataset)
+    o = demographic_index("occupation", occupation, cat.occupation_labels,
+                          codes["occupation"], vocab.dataset)
+    vector = user_vector(parts, movies, ratings, cat.features.scoring["offset"], g, a, o)
+    return add_user(cat, vector, movies, ratings, a, o, g)

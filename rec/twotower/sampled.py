@@ -1,5 +1,5 @@
 """The large-catalogue step of the recall-rank objective (imports paddle): a sampled softmax
-with a log-Q correction, used by rec.twotower.retrieval when the catalogue has more than
+with a log-Q correction, used by rec.twotower.recall_rank when the catalogue has more than
 SAMPLED_ABOVE movies (ml-25m's 62k), where a full softmax costs batch x catalogue per step
 and runs the movie tower over the whole catalogue.
 
@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
-import paddle
+from rec.engine import runtime  # noqa: F401 (first: it sets paddle's process up)
+
+import paddle  # noqa: E402
 
 SAMPLED_ABOVE = 20_000  # catalogues larger than this train with the sampled softmax
 NEGATIVES = 2048  # popularity-sampled negatives shared by a step's users

@@ -1,6 +1,8 @@
-"""Recall-then-rank training glue (imports paddle): the user histories the user tower reads,
-the joint objective `rec train` gives rec.engine.trainer.fit by default, the like-calibration, and
-the saved vectors of a trained RecallRankTwoTower.
+"""The default kind, `--match softmax`: the recall-then-rank two-tower
+(rec.models.recall_rank), declared as KIND (rec.twotower.kind), with its training glue: the
+user histories the user tower reads, the joint objective `rec train` gives
+rec.engine.trainer.fit, the like-calibration, and the saved vectors of a trained network.
+Paddle is imported by the functions that run the network, never by importing this module.
 
 One step takes a batch of users and, for each, scores the whole catalogue:
   pick loss    softmax cross-entropy of the user's training movies, each weighted by
@@ -20,21 +22,13 @@ LIKE_WEIGHTS; the best weight is kept. The best epoch is the one with the best N
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from rec.datasets.contract import RELEVANT, Dataset
 from rec.metrics import dense_chunk, ranking_metrics, rmse_mae
 from rec.paths import OPTIMIZER, PARAMS
-from rec.engine.runtime import save_model  # first: it quiets paddle's import noise
 from rec.scoring import like_calibration, stars_pairs, vector_scorer
-from rec.engine.trainer import Epoch, Objective, Trainable
-
-import paddle  # noqa: E402
-
-from rec.models.recall_rank import RecallRankConfig, RecallRankTwoTower  # noqa: E402
-from rec.twotower import fullstep, sampled  # noqa: E402
+from rec.twotower.kind import Auto, Kind
 
 DISLIKED_WEIGHT = 0.1  # pick-loss weight of a training rating below RELEVANT (measured)
 # final order: pick logit + w * log P(like), w chosen each epoch on the tuning slice among
@@ -46,9 +40,101 @@ LR_HORIZON = 20  # epochs over which the learning rate decays to a tenth
 VAL_USERS = 1500  # validation each epoch: a fixed sample of users
 CALIBRATION = 100_000  # training ratings the like-calibration is fitted on
 EVAL_USERS = 1024
+LARGE_USER_BATCH = 128  # measured on 62k movies: 512 users a step hold ~1 GiB of candidates
 
 
-def model_config(ds: Dataset, global_mean: float, **sizes) -> RecallRankConfig:
+class RecallRank(Kind):
+    """The kind's network, training and vectors; the functions below do the work."""
+
+    def batch_size(self, n_train: int, n_users: int, n_movies: int) -> int:
+        from rec.twotower import sampled
+
+        size = auto_user_batch(n_users)
+        # a catalogue the step samples (rec.twotower.sampled): its candidates grow with the
+        # batch
+        return min(size, LARGE_USER_BATCH) if sampled.is_large(n_movies) else size
+
+    def model_config(self, ds: Dataset, train_mean: float, params):
+        from rec.twotower import sampled
+
+        return model_config(ds, train_mean, tower_dim=params.tower_dim,
+                            history_dropout=params.dropout,
+                            sparse_embeddings=sampled.lazy_adam(ds.n_movies,
+                                                                params.weight_decay))
+
+    def network(self, config):
+        from rec.models.recall_rank import RecallRankTwoTower
+
+        return RecallRankTwoTower(config)
+
+    def saved_network(self, model_json: dict):
+        from rec.models.recall_rank import RecallRankConfig
+
+        return self.network(RecallRankConfig.from_json(model_json))
+
+    def objective(self, net, optimizer, ds: Dataset, batch_size: int, config: dict):
+        return recall_rank_objective(net, optimizer, ds, batch_size, config)
+
+    def saved_vectors(self, model, ds: Dataset) -> tuple:
+        hist = Histories(ds, model.config.global_mean)
+        user_vecs, movie_vecs = trained_vectors(model, ds, hist)
+        return user_vecs, movie_vecs, final_scoring(model, user_vecs, movie_vecs, hist)
+
+    def vector_mismatch(self, model, ds: Dataset, user_vecs, movie_vecs, scoring: dict, users,
+                        movies) -> float:
+        """Both heads: the pick logits and the predicted stars."""
+        return vector_mismatch(model, ds, user_vecs, movie_vecs, scoring, users, movies)
+
+    def check_scoring(self, scoring: dict, dim: int) -> None:
+        split = int(scoring["split"])
+        assert 0 < split < dim and float(scoring["offset"]) == scoring["offset"]
+        like = scoring.get("like")
+        assert like is None or all(np.isfinite(float(like[k])) for k in ("a", "b", "weight"))
+
+    def user_tower(self, model, ds: Dataset, users: np.ndarray) -> tuple:
+        from rec.twotower.export import RecallUserTower
+
+        rows = [t.numpy() for t in Histories(ds, model.config.global_mean).inputs(users)]
+        specs = [("demographics", "int64", [None, 3]),
+                 ("watched", "float32", [None, ds.n_movies]),
+                 ("rated", "float32", [None, ds.n_movies])]
+        return RecallUserTower(model), specs, rows
+
+    def fold_in_file(self, model) -> dict[str, bytes]:
+        from rec.twotower.foldin import parts_file
+
+        return parts_file(model.fold_in_parts())
+
+
+KIND = RecallRank(
+    name="softmax", help="recall + rating head",
+    auto=Auto(patience=5, lr=1e-2, epochs=20, tower_dim=64, dropout=0.5),
+    monitor=("tune_ndcg@10", True, "tune NDCG@10", "best_ndcg"),
+    columns={"pick_loss": "pick loss", "rating_loss": "rating loss",
+             "tune_hr@10": "tune HR@10", "tune_ndcg@10": "tune NDCG@10", "tune_rmse": "tune RMSE"},
+    finite=("tune_ndcg@10", "tune_rmse"),
+    keys=("tune_hr@10", "tune_ndcg@10", "tune_rmse", "tune_mae", "pick_loss", "rating_loss"),
+    recalls=True, folds_in=True,
+    formulas=("pick = u[:split] . m[:split]  (the recall logit; rank candidates by it)",
+              "stars = offset + u[split:] . m[split:]  (predicted rating, clip to `clip`)",
+              "order = pick + like.weight * log sigmoid(like.a * stars + like.b)"),
+    user_inputs="demographics = [gender, age, occupation] indices (output/dataset/vocab.json); "
+                "for a user's n training ratings r_j of movie indices j: "
+                "watched[j] = 1/sqrt(n), rated[j] = (r_j - global_mean)/sqrt(n), 0 elsewhere")
+
+
+def auto_user_batch(n_users: int) -> int:
+    """Users per step: the largest power of two <= n_users / 8 within [32, 512] (ml-1m gets
+    512, 12 steps an epoch; a 600-user dataset 64)."""
+    size = 32
+    while size * 2 <= min(512, n_users / 8):
+        size *= 2
+    return size
+
+
+def model_config(ds: Dataset, global_mean: float, **sizes):
+    from rec.models.recall_rank import RecallRankConfig
+
     v = ds.vocab
     return RecallRankConfig(
         n_movies=ds.n_movies, n_genders=len(v.genders), n_ages=len(v.ages),
@@ -98,6 +184,8 @@ class Histories:
 
 
 def tower_inputs(demographics, row, movie, rating, norm, n_users, n_movies, mean) -> tuple:
+    from rec.engine.runtime import paddle  # through runtime, which sets paddle's process up
+
     watched = np.zeros((n_users, n_movies), np.float32)
     rated = np.zeros((n_users, n_movies), np.float32)
     watched[row, movie] = norm[row]
@@ -109,6 +197,8 @@ class MovieInputs:
     """Every movie's tower inputs, kept on the device."""
 
     def __init__(self, ds: Dataset):
+        from rec.engine.runtime import paddle
+
         self.ids = paddle.arange(ds.n_movies, dtype="int64")
         self.genres = paddle.to_tensor(np.ascontiguousarray(ds.movie_genres, dtype=np.int64))
         self.titles = paddle.to_tensor(np.ascontiguousarray(ds.movie_titles, dtype=np.int64))
@@ -117,12 +207,14 @@ class MovieInputs:
         return self.ids, self.genres, self.titles
 
 
-def trained_vectors(net: RecallRankTwoTower, ds: Dataset, hist: Histories | None = None,
+def trained_vectors(net, ds: Dataset, hist: Histories | None = None,
                     users: np.ndarray | None = None, batch: int = EVAL_USERS,
                     movies: MovieInputs | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The saved vectors (float32) of `users` (default: all) and of every movie, in
     evaluation mode, `batch` users at a time (fewer for a large catalogue: dense_chunk).
     `hist` and `movies`, when given, are reused (training validates every epoch)."""
+    from rec.engine.runtime import paddle
+
     hist = hist or Histories(ds, net.config.global_mean)
     movies = movies or MovieInputs(ds)
     batch = dense_chunk(ds.n_movies, batch)
@@ -136,7 +228,7 @@ def trained_vectors(net: RecallRankTwoTower, ds: Dataset, hist: Histories | None
     return u.astype(np.float32), m.astype(np.float32)
 
 
-def final_scoring(net: RecallRankTwoTower, user_vecs: np.ndarray, movie_vecs: np.ndarray,
+def final_scoring(net, user_vecs: np.ndarray, movie_vecs: np.ndarray,
                   hist: Histories, users: np.ndarray | None = None) -> dict:
     """scoring.json for these vectors (user_vecs[i] is user users[i], default all): the
     split of the vectors, the like-calibration fitted on (a sample of at most CALIBRATION
@@ -153,12 +245,16 @@ def final_scoring(net: RecallRankTwoTower, user_vecs: np.ndarray, movie_vecs: np
     return {**base, "like": {"a": a, "b": b, "weight": float(net.config.like_weight)}}
 
 
-def recall_rank_objective(net: RecallRankTwoTower, optimizer, ds: Dataset, batch_users: int,
-                          config: dict) -> Objective:
+def recall_rank_objective(net, optimizer, ds: Dataset, batch_users: int,
+                          config: dict):
     """The joint pick + rating objective. The learning rate of epoch e is the optimizer's
     times max(0.1, 1 - 0.9 (e - 1) / (LR_HORIZON - 1)): down linearly to a tenth at epoch
     LR_HORIZON, then level (measured on ml-1m: +0.01 NDCG@10 over a constant rate or an
     exponential decay); a function of the epoch alone, so --resume retraces a whole run."""
+    from rec.engine.runtime import save_model
+    from rec.engine.trainer import Objective, Trainable
+    from rec.twotower import fullstep, sampled
+
     hist = Histories(ds, net.config.global_mean)
     movies = MovieInputs(ds)
     _, (vu, vm, vr) = ds.train_val()
@@ -186,7 +282,7 @@ def recall_rank_objective(net: RecallRankTwoTower, optimizer, ds: Dataset, batch
 
     base_lr = optimizer.get_lr()
 
-    def train_epoch(epoch: Epoch) -> tuple[dict, int]:
+    def train_epoch(epoch) -> tuple[dict, int]:
         rank, world = epoch.job.rank, epoch.job.world
         optimizer.set_lr(base_lr * max(0.1, 1 - 0.9 * (epoch.number - 1) / (LR_HORIZON - 1)))
         order = epoch.rng().permutation(hist.users_with_history)
@@ -238,7 +334,32 @@ def recall_rank_objective(net: RecallRankTwoTower, optimizer, ds: Dataset, batch
         return {"tune_rmse": rmse, "tune_mae": mae, "tune_hr@10": ranking["hr@10"],
                 "tune_ndcg@10": ranking["ndcg@10"], "like_weight": w}
 
-    def save_best(epoch: int, folder: Path) -> None:
+    def save_best(epoch: int, folder) -> None:
         save_model(folder, net, config)
 
     return Objective([part], train_epoch, validate, save_best)
+
+
+def vector_mismatch(model, ds: Dataset, user_vecs: np.ndarray, movie_vecs: np.ndarray,
+                    scoring: dict, users: np.ndarray, movies: np.ndarray) -> float:
+    """The largest difference between the network's pick logits and predicted stars on
+    (users[i], movies[i]) pairs and rec.scoring's from the saved vectors."""
+    from rec.engine.runtime import paddle
+
+    if len(users) == 0:
+        return 0.0
+    from_vectors = stars_pairs(user_vecs[users], movie_vecs[movies], scoring)
+    distinct, row = np.unique(users, return_inverse=True)
+    hist = Histories(ds, model.config.global_mean)
+    model.eval()
+    step = dense_chunk(ds.n_movies, len(distinct))  # all at once unless the catalogue is large
+    logits, rated = np.zeros(len(users), np.float32), np.zeros(len(users), np.float32)
+    with paddle.no_grad():
+        for i in range(0, len(distinct), step):
+            at = (row >= i) & (row < i + step)
+            out = model(*hist.inputs(distinct[i: i + step]), *MovieInputs(ds).all())
+            logits[at] = out[0].numpy()[row[at] - i, movies[at]]
+            rated[at] = out[1].numpy()[row[at] - i, movies[at]]
+    pick = np.einsum("ij,ij->i", *[v[:, : scoring["split"]] for v in
+                                    (user_vecs[users], movie_vecs[movies])])
+    return float(max(np.abs(rated - from_vectors).max(), np.abs(logits - pick).max()))
