@@ -15,9 +15,13 @@ Candidates (rec.rank.features.Stack.candidates) are the union of each channel's 
 among the movies the user has not rated; rec.rank.features.candidate_recall is the share of
 relevant movies that reach the ranker: the ceiling of any ranked list over them.
 
-A catalogue over EASE_MAX_MOVIES movies keeps EASE to the most-rated EASE_MAX_MOVIES (the
-others score 0 there): B is EASE_MAX_MOVIES² float32 (1.6 GB at 20,000), the gram matrix as
-much again while it is fitted.
+A catalogue over EASE_MAX_MOVIES movies keeps EASE and PureSVD to the most-rated
+EASE_MAX_MOVIES (the others score 0 there): B is EASE_MAX_MOVIES² float32, 400 MB at 10,000,
+saved in output/features and read by every `rec recommend`; while λ is chosen the gram
+matrix, one B and LAPACK's work share as much again each (about 1.2 GB). At 20,000 it would
+be 1.6 GB on disk and per request, over 5 GB to fit, and each λ's Cholesky inverse eight
+times the work (n³); the 10,000 most-rated movies of a MovieLens catalogue hold nearly all
+its ratings.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from rec.paths import EASE as EASE_FILE
 CHANNELS = ("two_tower", "ease", "svd", "popularity")
 LAMBDAS = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
 SVD_RANKS = (16, 32, 64, 128, 256)
-EASE_MAX_MOVIES = 20_000
+EASE_MAX_MOVIES = 10_000
 TUNE_USERS = 3000  # users of the tuning slice λ is chosen on (a seeded sample)
 
 
@@ -50,23 +54,51 @@ def ease_items(train_movies: np.ndarray, n_movies: int,
     return rated
 
 
+GRAM_BLOCK_BYTES = 256 << 20  # a block of the sparse product X'X[:, j0:j1] at most this
+DENSE_GRAM_WORK = 1e12  # users x items², the dense product's multiply-adds, at most this
+
+
 def gram(users: np.ndarray, movies: np.ndarray, items: np.ndarray, n_movies: int) -> np.ndarray:
-    """X'X (float32) of the binary user x item matrix of these ratings, over `items`,
-    built a block of users at a time (never the whole X)."""
+    """X'X (float32) of the binary user x item matrix of these ratings, over `items`.
+
+    Dense, a block of users at a time (BLAS on every core), while users x items² stays
+    under DENSE_GRAM_WORK (ml-1m: 0.08e12, 2 s); past it, X is sparse (scipy CSR, one
+    core) and X'X is formed a block of columns at a time, each a sparse product made dense
+    into the result, whose work is the sum over users of their ratings squared: at ml-25m's
+    162k users and 20k movies the dense product would be 65e12 multiply-adds (20 minutes
+    here), the sparse one about 1e10. Memory: the result, plus one block (a dense chunk of
+    users, or at most GRAM_BLOCK_BYTES of sparse product)."""
     col = np.full(n_movies, -1, np.int64)
     col[items] = np.arange(len(items))
     keep = col[movies] >= 0
     users, cols = users[keep], col[movies[keep]]
-    g = np.zeros((len(items), len(items)), np.float32)
-    order = np.argsort(users, kind="stable")
-    users, cols = users[order], cols[order]
-    uniq, start = np.unique(users, return_index=True)
-    block = dense_chunk(len(items), 2048)
-    for s in range(0, len(uniq), block):
-        lo = start[s]
-        hi = start[s + block] if s + block < len(uniq) else len(users)
-        x = np.zeros((min(block, len(uniq) - s), len(items)), np.float32)
-        x[np.searchsorted(uniq[s: s + block], users[lo:hi]), cols[lo:hi]] = 1.0
+    uniq, rows = np.unique(users, return_inverse=True)
+    n = len(items)
+    if len(uniq) * float(n) ** 2 <= DENSE_GRAM_WORK:
+        return _dense_gram(rows, cols, len(uniq), n)
+    from scipy.sparse import csr_matrix
+
+    pairs = np.unique(rows.astype(np.int64) * n + cols)  # a rating given twice counts once
+    r, c = np.divmod(pairs, np.int64(n))
+    x = csr_matrix((np.ones(len(pairs), np.float32), (r, c)), shape=(len(uniq), n))
+    xt, xc = x.T.tocsr(), x.tocsc()
+    g = np.zeros((n, n), np.float32)
+    width = max(1, min(n, GRAM_BLOCK_BYTES // (8 * max(n, 1))))  # value + index per entry
+    for j in range(0, n, width):
+        g[:, j:j + width] = (xt @ xc[:, j:j + width]).toarray()
+    return g
+
+
+def _dense_gram(rows: np.ndarray, cols: np.ndarray, n_rows: int, n: int) -> np.ndarray:
+    order = np.argsort(rows, kind="stable")
+    rows, cols = rows[order], cols[order]
+    start = np.searchsorted(rows, np.arange(n_rows + 1))
+    g = np.zeros((n, n), np.float32)
+    block = dense_chunk(n, 2048)
+    for s in range(0, n_rows, block):
+        e = min(s + block, n_rows)
+        x = np.zeros((e - s, n), np.float32)
+        x[rows[start[s]:start[e]] - s, cols[start[s]:start[e]]] = 1.0
         g += x.T @ x
     return g
 
