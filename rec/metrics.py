@@ -102,7 +102,11 @@ def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.nda
     is in the top k, NDCG@k uses binary relevance (ideal DCG over min(#relevant, k)).
     With `movie_counts` (training ratings per movie) also long_tail@k, the share of the top-k
     slots on movies with fewer than LONG_TAIL training ratings, and coverage@k, the share
-    of the catalogue that appears in anyone's top k (both over the same users)."""
+    of the catalogue that appears in anyone's top k (both over the same users).
+
+    When score_chunk returns {name: scores} (several models scored from one shared
+    computation, e.g. the recall channels and the ranked list over them), the result is
+    {name: metrics}, each exactly what that model alone would get."""
     chunk = chunk or dense_chunk(n_movies)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     users_with_rel = np.unique(relevant_users)
@@ -110,35 +114,48 @@ def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.nda
     su, sm = seen_users[order], seen_movies[order]
     rorder = np.argsort(relevant_users, kind="stable")
     ru, rm = relevant_users[rorder], relevant_movies[rorder]
-    hits, ndcgs, tops = [], [], []
+    found: dict = {}  # name -> (hits, ndcgs, tops)
+    single = True
     for start in range(0, len(users_with_rel), chunk):
         block = users_with_rel[start: start + chunk]
-        scores = np.array(score_chunk(block), dtype=np.float64)
+        scored = score_chunk(block)
+        single = not isinstance(scored, dict)
         row_of = np.full(n_users, -1)
         row_of[block] = np.arange(len(block))
         lo, hi = np.searchsorted(su, block[0]), np.searchsorted(su, block[-1], side="right")
         rows = row_of[su[lo:hi]]
         keep = rows >= 0
-        scores[rows[keep], sm[lo:hi][keep]] = -np.inf  # seen in training: not a candidate
-        kk = min(k, scores.shape[1])  # a catalogue smaller than k: rank all of it
-        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), 1), 1)
-        relevant = np.zeros_like(scores, dtype=bool)
+        seen = rows[keep], sm[lo:hi][keep]
+        relevant = np.zeros((len(block), n_movies), dtype=bool)
         lo, hi = np.searchsorted(ru, block[0]), np.searchsorted(ru, block[-1], side="right")
         rows = row_of[ru[lo:hi]]
         keep = rows >= 0
         relevant[rows[keep], rm[lo:hi][keep]] = True
-        gains = np.take_along_axis(relevant, top, 1)
         n_rel = np.minimum(relevant.sum(axis=1), k)
         ideal = np.cumsum(discounts)[n_rel - 1]
-        hits.append(gains.any(axis=1))
-        ndcgs.append((gains * discounts[:kk]).sum(axis=1) / ideal)
-        tops.append(top)
-    if not hits:
-        return {f"hr@{k}": float("nan"), f"ndcg@{k}": float("nan"), "ranked_users": 0}
+        for name, scores in ({None: scored} if single else scored).items():
+            scores = np.array(scores, dtype=np.float64)
+            scores[seen] = -np.inf  # seen in training: not a candidate
+            kk = min(k, scores.shape[1])  # a catalogue smaller than k: rank all of it
+            top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+            top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), 1), 1)
+            gains = np.take_along_axis(relevant, top, 1)
+            hits, ndcgs, tops = found.setdefault(name, ([], [], []))
+            hits.append(gains.any(axis=1))
+            ndcgs.append((gains * discounts[:kk]).sum(axis=1) / ideal)
+            tops.append(top)
+    out = {name: _summary(*lists, len(users_with_rel), n_movies, k, movie_counts)
+           for name, lists in found.items()}
+    if single:
+        return out.get(None) or {f"hr@{k}": float("nan"), f"ndcg@{k}": float("nan"),
+                                 "ranked_users": 0}
+    return out
+
+
+def _summary(hits, ndcgs, tops, n_ranked: int, n_movies: int, k: int,
+             movie_counts: np.ndarray | None) -> dict:
     out = {f"hr@{k}": float(np.concatenate(hits).mean()),
-           f"ndcg@{k}": float(np.concatenate(ndcgs).mean()),
-           "ranked_users": int(len(users_with_rel))}
+           f"ndcg@{k}": float(np.concatenate(ndcgs).mean()), "ranked_users": int(n_ranked)}
     if movie_counts is not None:
         top = np.concatenate(tops)
         out[f"long_tail@{k}"] = float((movie_counts[top] < LONG_TAIL).mean())

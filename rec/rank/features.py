@@ -120,10 +120,14 @@ class Stack:
         return {**out, **heads}
 
     def candidates(self, block: Block, k: int | None = None):
-        """(candidates (B, C) padded with -1, found_by (B, C, 3), channel scores)."""
+        """(candidates (B, C) padded with -1, found_by (B, C, channels), channel scores)."""
         scores = self.channel_scores(block)
+        return (*self.select(scores, k), scores)
+
+    def select(self, scores: dict[str, np.ndarray], k: int | None = None):
+        """(candidates, found_by) from channel_scores: each channel's top k."""
         k = k or self.k
-        b, m = len(block), self.n_movies
+        b, m = scores[CHANNELS[0]].shape
         member = np.zeros((len(CHANNELS), b, m), bool)
         rows = np.arange(b)[:, None]
         for i, name in enumerate(CHANNELS):
@@ -136,7 +140,7 @@ class Stack:
         cand = np.where(valid, order, -1)
         by = np.stack([np.take_along_axis(member[i], order, 1) & valid
                        for i in range(len(CHANNELS))], axis=-1)
-        return cand, by, scores
+        return cand, by
 
     def features(self, block: Block, cand: np.ndarray, found_by: np.ndarray,
                  scores: dict[str, np.ndarray]) -> np.ndarray:

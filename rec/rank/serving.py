@@ -20,7 +20,7 @@ from rec.datasets.contract import Dataset, is_dataset
 from rec.errors import UsageError
 from rec.paths import EASE, read_json, reading
 from rec.rank.channels import load_item_models
-from rec.rank.features import Block, Stack, candidate_recall, known_block
+from rec.rank.features import Block, Stack, known_block
 from rec.rank.forward import NumpyRanker
 from rec.storage import snapshot as snapshots, unit
 
@@ -89,10 +89,13 @@ def serving_stack(features, dataset: Dataset, k: int) -> Stack:
                       load_item_models(features.extra[EASE], EASE), k)
 
 
-def ranked(stack: Stack, model: RankModel, block: Block):
+def ranked(stack: Stack, model: RankModel, block: Block, scores: dict | None = None):
     """(candidates (B, C) padded with -1, logits (B, C) with -inf on padding, the channels
-    that rank each candidate best (B, C, n channels) bool)."""
-    cand, by, scores = stack.candidates(block)
+    that rank each candidate best (B, C, n channels) bool). `scores`: the block's
+    channel_scores when already computed."""
+    if scores is None:
+        scores = stack.channel_scores(block)
+    cand, by = stack.select(scores)
     x = stack.features(block, cand, by, scores)
     valid = cand >= 0
     logits = np.full(cand.shape, -np.inf, np.float32)
@@ -110,22 +113,37 @@ def best_channels(x: np.ndarray, found_by: np.ndarray) -> np.ndarray:
     return found_by & (ranks <= ranks.min(axis=-1, keepdims=True) + 1e-6)
 
 
-def ranked_scorer(stack: Stack, model: RankModel, dataset: Dataset, user_vecs: np.ndarray):
-    """ranking_metrics' score_chunk: the rank logits on each user's candidates, -inf on
-    every other movie (so the list is exactly the ranked candidates)."""
-    def score_chunk(users: np.ndarray) -> np.ndarray:
-        cand, logits, _ = ranked(stack, model, known_block(dataset, user_vecs, users))
-        out = np.full((len(users), dataset.n_movies), -np.inf, np.float32)
+def evaluation_scorer(stack: Stack, model: RankModel | None, dataset: Dataset,
+                      user_vecs: np.ndarray, relevant: tuple):
+    """ranking_metrics' score_chunk for evaluate, one pass over the users: each channel
+    alone and (with a rank model) the ranked list, from one channel_scores per block of
+    users ({name: (B, n_movies)}; the ranked list is -inf off the ranked candidates, so it
+    is exactly them). It counts on the way how many of the `relevant` (users, movies)
+    pairs are among their user's candidates (`hits`: the candidate recall's numerator)."""
+    order = np.argsort(relevant[0], kind="stable")
+    rel_users, rel_movies = relevant[0][order], relevant[1][order]
+    state = {"hits": 0}
+
+    def score_chunk(users: np.ndarray) -> dict:
+        block = known_block(dataset, user_vecs, users)
+        scores = stack.channel_scores(block)
+        out = {name: scores[name] for name in ("two_tower", "ease", "svd", "popularity")}
+        if model is None:
+            return out
+        cand, logits, _ = ranked(stack, model, block, scores)
+        full = np.full((len(users), dataset.n_movies), -np.inf, np.float32)
         rows = np.repeat(np.arange(len(users))[:, None], cand.shape[1], 1)
         ok = cand >= 0
-        out[rows[ok], cand[ok]] = logits[ok]
+        full[rows[ok], cand[ok]] = logits[ok]
+        lo = np.searchsorted(rel_users, users[0])
+        hi = np.searchsorted(rel_users, users[-1], side="right")
+        pos = np.searchsorted(users, rel_users[lo:hi])
+        mine = (pos < len(users)) & (users[np.minimum(pos, len(users) - 1)] == rel_users[lo:hi])
+        state["hits"] += int(np.isfinite(full[pos[mine], rel_movies[lo:hi][mine]]).sum())
+        out["ranked"] = full
         return out
+    score_chunk.state = state
     return score_chunk
-
-
-def channel_scorer(stack: Stack, name: str, dataset: Dataset, user_vecs: np.ndarray):
-    """ranking_metrics' score_chunk of one channel alone."""
-    return lambda users: stack.channel_scores(known_block(dataset, user_vecs, users))[name]
 
 
 def report(paths, dataset: Dataset, rank_args: dict, relevant: tuple) -> tuple[dict, list]:
@@ -151,14 +169,12 @@ def report(paths, dataset: Dataset, rank_args: dict, relevant: tuple) -> tuple[d
         model = None
         notes.append(f"rank stage not evaluated: {e}")
     stack = serving_stack(features, dataset, model.k if model else 100)
-    vecs = features.users
-    out = {"channels": {name: ranking_metrics(channel_scorer(stack, name, dataset, vecs),
-                                              **rank_args)
-                        for name in ("two_tower", "ease", "svd", "popularity")},
-           "ease_lambda": stack.ease.lam, "ranked": None}
+    scorer = evaluation_scorer(stack, model, dataset, features.users, relevant)
+    metrics = ranking_metrics(scorer, **rank_args)
+    ranked_list = metrics.pop("ranked", None)
+    out = {"channels": metrics, "ease_lambda": stack.ease.lam, "ranked": ranked_list}
     if model is not None:
-        out["ranked"] = ranking_metrics(ranked_scorer(stack, model, dataset, vecs), **rank_args)
-        out["candidate_recall"] = candidate_recall(stack, dataset, vecs, *relevant)
+        out["candidate_recall"] = scorer.state["hits"] / max(len(relevant[0]), 1)
         out["k"] = model.k
     elif not notes:
         notes.append(f"no rank model: run `{RUN}` for the ranked list")
