@@ -126,9 +126,11 @@ def sparse_rows(items: np.ndarray, rows: np.ndarray, movies: np.ndarray, n_users
     col = np.full(n_movies, -1, np.int64)
     col[items] = np.arange(len(items))
     keep = col[movies] >= 0
-    pairs = np.unique(rows[keep] * np.int64(len(items)) + col[movies[keep]])  # a 1, not a 2
-    r, c = np.divmod(pairs, np.int64(len(items)))
-    return csr_matrix((np.ones(len(pairs), np.float32), (r, c)), shape=(n_users, len(items)))
+    x = csr_matrix((np.ones(int(keep.sum()), np.float32), (rows[keep], col[movies[keep]])),
+                   shape=(n_users, len(items)))
+    x.sum_duplicates()
+    x.data[:] = 1.0  # a movie rated twice is a 1, not a 2
+    return x
 
 
 @dataclass
