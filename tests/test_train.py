@@ -113,6 +113,30 @@ def test_evaluate_json_on_stdout(trained):
     assert obj["rmse"] == saved["rmse"] and obj["baselines"] == saved["baselines"]
 
 
+def test_evaluate_ranks_by_the_features_saved_from_this_model_without_paddle(trained, tmp_path):
+    """Saved from this very model, output/features hold what the model computes: evaluate
+    reads them (no paddle) and reports what it reports from the model itself; once the
+    features are of another model run, it computes them again from the model."""
+    from conftest import assert_paddle_free
+
+    root = tmp_path / "w"
+    shutil.copytree(trained, root)
+    dirs = ["--data-dir", str(root / "data"), "--output-dir", str(root / "output")]
+    assert_paddle_free([*dirs, "evaluate"])
+    from_features = json.loads((root / "output" / "model" / "eval.json").read_text())
+    assert from_features["vectors"] == "output/features (saved from this model)"
+    scoring = root / "output" / "features" / "scoring.json"
+    # another model run's features: a unit of its own (tagged scoring.json, same run id)
+    text = json.loads(scoring.read_text())
+    scoring.write_text(json.dumps({**text, "model_run": "another-run"}))
+    result = rec(root, "evaluate", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    from_model = json.loads(result.stdout)
+    assert from_model["vectors"] == "computed from output/model"
+    same = ("hr@10", "ndcg@10", "rmse", "mae", "coverage@10", "long_tail@10", "baselines")
+    assert {k: from_model[k] for k in same} == {k: from_features[k] for k in same}
+
+
 def test_saved_features_reproduce_model_predictions(trained):
     from rec.twotower import kinds
     from rec.datasets.contract import VAL, load_dataset

@@ -56,15 +56,26 @@ def rounded(metrics: dict) -> dict:
 
 def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
     """The report (eval.json); `step(name)` is called as each of STEPS starts (progress)."""
-    step("loading the model")  # paddle's import first
-    from rec.engine.runtime import setup_device
+    step("loading the model")
     from rec.twotower import kinds
+    from rec.twotower.features import saved_from
 
-    device = setup_device(device)
     ds = load_dataset(paths)
-    model, config = kinds.load_trained(paths, ds)
-    clip = model.config.rating_range
-    if ds.vocab.split.get("method") == "users":
+    users_split = ds.vocab.split.get("method") == "users"
+    # output/features saved from this very model hold its vectors: no paddle to import
+    saved = None
+    if not users_split and device == "cpu":
+        config = kinds.trained_config(paths)
+        saved = saved_from(paths, ds, config)
+    if saved is None:
+        from rec.engine.runtime import setup_device
+
+        device = setup_device(device)
+        model, config = kinds.load_trained(paths, ds)
+        clip, match = model.config.rating_range, model.config.match
+    else:
+        clip, match = tuple(config["model"]["rating_range"]), config["model"]["match"]
+    if users_split:
         step("held-out users", plan={"held-out users": USERS_STEP,
                                      "recall channels and the rank stage": 20})
         report = evaluate_users(model, ds, device)
@@ -76,7 +87,10 @@ def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
     rank_args = dict(n_users=ds.n_users, n_movies=ds.n_movies, seen_users=tu, seen_movies=tm,
                      relevant_users=vu[rel], relevant_movies=vm[rel], k=K, movie_counts=counts)
 
-    user_vecs, movie_vecs, scoring = kinds.of_model(model).saved_vectors(model, ds)
+    if saved is None:
+        user_vecs, movie_vecs, scoring = kinds.of_model(model).saved_vectors(model, ds)
+    else:
+        user_vecs, movie_vecs, scoring = saved.users, saved.movies, saved.scoring
     step("rec")
     result = vector_metrics(user_vecs, movie_vecs, scoring, vu, vm, vr, clip, **rank_args)
     baselines, notes = baseline_metrics((tu, tm, tr), (vu, vm, vr), clip, rank_args, seed, step)
@@ -86,7 +100,9 @@ def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
         "notes": notes, "validation_ratings": int(len(vr)),
         "ranked_users": int(len(np.unique(vu[rel]))), "relevant_rating": RELEVANT,
         "dataset": ds.vocab.dataset, "split": ds.vocab.split,
-        "match": model.config.match, "device": device})
+        "match": match, "device": device,
+        "vectors": "output/features (saved from this model)" if saved is not None else
+                   "computed from output/model"})
 
 
 def with_rank_stage(paths, ds, report: dict) -> dict:

@@ -36,10 +36,12 @@ def export(paths, device: str) -> dict:
 
     device = setup_device(device)
     ds = load_dataset(paths)
-    model, _ = kinds.load_trained(paths, ds)
+    model, config = kinds.load_trained(paths, ds)
     kind = kinds.of_model(model)
     user_vecs, movie_vecs, scoring = kind.saved_vectors(model, ds)
-    scoring = {**scoring, "dataset_fingerprint": dataset_identity(paths)}
+    # the model run they come from: evaluate then reads them instead of the model (no paddle)
+    scoring = {**scoring, "dataset_fingerprint": dataset_identity(paths),
+               "model_run": config["model_run"]}
     # The saved vectors must reproduce the model's predictions: check on validation pairs.
     vu, vm, _ = ds.part(VAL)
     pick = np.random.default_rng(0).permutation(len(vu))[:CHECK_PAIRS]

@@ -171,6 +171,26 @@ def _load_matrices(snapshot, loaded: dict[str, bytes]):
     return tuple(found)
 
 
+def saved_from(paths, ds, config: dict) -> Features | None:
+    """output/features when save-features wrote them from exactly this trained model
+    (config: rec.twotower.kinds' trained_config or load_trained's) and this dataset: its
+    vectors are then what the model computes (save-features checked them against it), so
+    evaluate can rank by them without paddle. None when they are missing, stale or older."""
+    from rec.datasets.contract import is_dataset
+
+    try:
+        features = load_features(paths.features_dir)
+    except UsageError:
+        return None
+    sc = features.scoring
+    if config.get("model_run") is None or sc.get("model_run") != config["model_run"] or \
+            not is_dataset(sc.get("dataset_fingerprint"), paths, ds) or \
+            features.user_ids != [str(u) for u in ds.vocab.user_ids] or \
+            features.movie_ids != [str(m) for m in ds.vocab.movie_ids]:
+        return None
+    return features
+
+
 def load_features(folder: Path) -> Features:
     """The vectors of `folder`, every file from the same save-features run: read through
     one directory descriptor, checked against the unit as read, and read again whole when a

@@ -46,8 +46,8 @@ def match_help(described: bool = True) -> str:
 def load_trained(paths: Paths, ds: Dataset | None = None) -> tuple:
     """(network, config.json) of output/model/best: the network of the kind its config
     names, rebuilt from config.json alone, with its best weights, both from one rec train run
-    (rec.storage.unit.read; imports paddle). Given `ds`, the network must have been trained
-    on it. An output/model of an older rec (its files beside the checkpoint, no best/) reads
+    (rec.storage.unit.read; imports paddle), the config with the run's id ("model_run").
+    Given `ds`, the network must have been trained on it. An output/model of an older rec (its files beside the checkpoint, no best/) reads
     as missing."""
     from rec.storage import unit
 
@@ -82,4 +82,31 @@ def _load_trained(snapshot, paths: Paths, ds: Dataset | None) -> tuple:
         raise UsageError("output/model was trained on another dataset than output/dataset: "
                          "run `rec train` again")
     load_weights(model, io.BytesIO(snapshot.read_bytes(PARAMS)), best.params)
-    return model, config
+    return model, {**config, "model_run": model_run(snapshot)}
+
+
+def model_run(snapshot) -> str | None:
+    """The run id of the rec train run whose output/model/best `snapshot` holds (its
+    unit.json; unit.read checks it after the load)."""
+    import json
+
+    from rec.storage.unit import UNIT
+
+    try:
+        return str(json.loads(snapshot.read_text(UNIT))["run_id"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def trained_config(paths: Paths) -> dict:
+    """output/model/best's config.json with its "model_run", without paddle or the weights
+    (checked as a unit all the same)."""
+    from rec.storage import unit
+
+    def load(snapshot) -> dict:
+        best = paths.model
+        if not snapshot.is_file(best.config.name):
+            raise UsageError(f"missing {best.config}: run `rec train` first")
+        config = read_json(best.config, "rec train", keys=("model",), snapshot=snapshot)
+        return {**config, "model_run": model_run(snapshot)}
+    return unit.read(paths.model.best, "rec train", load)
