@@ -11,7 +11,8 @@ With --to onnx each folder holds model.onnx instead (paddle2onnx; onnxruntime ch
 Every network is loaded back as a server would (paddle.inference, or onnxruntime) and run
 on real rows before anything is written: it must reproduce the trained model's outputs
 and the saved feature vectors to 1e-5, else exit 1 and output/export is left as it was.
-The folder is built beside the old one and swapped in whole.
+The folder is built beside the old one, sealed (unit.json: the run id, the sha256 and size
+of every file, rec.storage.unit) and swapped in whole.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ TARGETS = ("paddle", "onnx")
 
 def export_all(paths, to: str) -> dict:
     from rec.storage import manifest
-    from rec.storage.atomic import atomic_dir, write_json
+    from rec.storage import unit
+    from rec.storage.atomic import write_json
     from rec.datasets.contract import dataset_identity, dataset_paths, load_dataset
     from rec.engine.inference import export, onnx_modules  # imports paddle
     from rec.twotower import export as towers
@@ -63,7 +65,7 @@ def export_all(paths, to: str) -> dict:
     folder = paths.export_dir
     described = {"format": to, "paddle": paddle.__version__,
                  "dataset_fingerprint": dataset_identity(paths), "models": {}}
-    with tempfile.TemporaryDirectory(prefix="rec-export-") as scratch, atomic_dir(folder) as tmp:
+    with tempfile.TemporaryDirectory(prefix="rec-export-") as scratch, unit.sealed_dir(folder) as tmp:
         for net in nets:
             described["models"][net.name] = export(net, tmp / net.name, to, Path(scratch))
         described["scoring"] = towers.scoring(model, features)
