@@ -88,6 +88,19 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
+def reseal(folder: Path) -> None:
+    """Seal `folder` (a rec.storage.unit) again after a test edited its files on purpose:
+    its unit.json then lists them as they are now, under the same run id."""
+    import hashlib
+    import json
+
+    record = json.loads((folder / "unit.json").read_text())
+    names = list(record["sha256"])
+    record["sha256"] = {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in names}
+    record["bytes"] = {n: (folder / n).stat().st_size for n in names}
+    (folder / "unit.json").write_text(json.dumps(record))
+
+
 def one_line_error(result, code: int | None = None) -> str:
     assert result.exit_code != 0 if code is None else result.exit_code == code, result.output
     lines = result.stderr.splitlines()  # progress logs may come first

@@ -294,7 +294,7 @@ def test_preprocess_fixture_formats(tmp_path, name, users, movies, ratings):
     out = json.loads(r.stdout)
     assert (out["users"], out["movies"], out["ratings"], out["validation"]) == (
         users, movies, ratings, 2)
-    assert sorted(p.name for p in (tmp_path / "out" / "dataset").iterdir()) == sorted(ALL_FILES)
+    assert sorted(p.name for p in (tmp_path / "out" / "dataset").iterdir()) == sorted(ALL_FILES + ["unit.json"])
 
 
 def test_second_preprocess_replaces_the_dataset_whole(synthetic):
@@ -306,7 +306,7 @@ def test_second_preprocess_replaces_the_dataset_whole(synthetic):
     assert r.exit_code == 0, r.stderr
     dataset = out_dir / "dataset"
     # a new folder swapped in: no file of the old one survives, nothing temporary is left
-    assert sorted(p.name for p in dataset.iterdir()) == sorted(ALL_FILES)
+    assert sorted(p.name for p in dataset.iterdir()) == sorted(ALL_FILES + ["unit.json"])
     assert sorted(p.name for p in out_dir.iterdir()) == ["dataset", "manifest.json"]
     second = np.load(dataset / "split.npy")
     assert second.sum() == first.sum() == 60 and not np.array_equal(first, second)
@@ -402,7 +402,7 @@ def test_env_vars_move_the_folders(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["output"] == str(out / "dataset")
     assert (data / "synthetic" / "ratings.dat").exists()
-    assert sorted(p.name for p in (out / "dataset").iterdir()) == sorted(ALL_FILES)
+    assert sorted(p.name for p in (out / "dataset").iterdir()) == sorted(ALL_FILES + ["unit.json"])
     assert list(cwd.iterdir()) == []  # no data/ or output/ in the working folder
     r = invoke(None, "status", "--format", "json")
     assert {row["stage"]: row["state"] for row in json_lines(r.stdout)}["preprocess"] == "fresh"

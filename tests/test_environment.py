@@ -36,27 +36,27 @@ def world(trained, tmp_path) -> Path:
 
 # --- before any work: folders that cannot take a file -----------------------------------------
 
-# stage, the module attribute doing its work (never reached), the folder it writes into
+# stage, the attribute doing its work (never reached: under rec.), the folder it writes into
 WRITERS = [
-    (["download", "--dataset", "synthetic", *SMALL], "download.generate_synthetic", "data"),
-    (["preprocess"], "preprocess.read_raw", "output"),
-    (["train", "--epochs", "1"], "train.train", "output/model"),
-    (["evaluate"], "evaluate.evaluate", "output/model"),
-    (["save-features"], "save_features.export", "output"),
-    (["ctr-train", "--model", "wide_deep", "--epochs", "1"], "ctr_train.train", "output/ctr"),
-    (["export"], "export.export_all", "output"),
+    (["download", "--dataset", "synthetic", *SMALL], "stages.download.generate_synthetic", "data"),
+    (["preprocess"], "stages.preprocess.read_raw", "output"),
+    (["train", "--epochs", "1"], "twotower.fit.train", "output/model"),
+    (["evaluate"], "stages.evaluate.evaluate", "output/model"),
+    (["save-features"], "twotower.saving.save", "output"),
+    (["ctr-train", "--model", "wide_deep", "--epochs", "1"], "ctr.fit.train", "output/ctr"),
+    (["export"], "ctr.serving.export_all", "output"),
 ]
 
 
 def never_reached(monkeypatch, attribute: str) -> None:
     import importlib
 
-    module, name = attribute.split(".")
+    module, name = attribute.rsplit(".", 1)
 
     def work(*args, **kwargs):
         raise AssertionError(f"{attribute} ran: the fault was found after the work began")
 
-    monkeypatch.setattr(importlib.import_module(f"rec.stages.{module}"), name, work)
+    monkeypatch.setattr(importlib.import_module(f"rec.{module}"), name, work)
 
 
 def read_only(monkeypatch, folder: Path) -> None:
@@ -115,12 +115,12 @@ def test_a_file_where_a_folder_should_be_stops_each_writer(world, monkeypatch, s
 
 
 # the folders each stage replaces whole (a file there was met only at the swap, after the work)
-SWAPPED = [(["preprocess"], "preprocess.read_raw", "output/dataset"),
-           (["save-features"], "save_features.export", "output/features"),
-           (["export"], "export.export_all", "output/export"),
-           (["ctr-train", "--model", "wide_deep", "--epochs", "1"], "ctr_train.train", "output/ctr/model"),
-           (["ctr-train", "--model", "wide_deep", "--epochs", "1"], "ctr_train.train", "output/ctr/checkpoint"),
-           (["train", "--epochs", "1"], "train.train", "output/model/checkpoint")]
+SWAPPED = [(["preprocess"], "stages.preprocess.read_raw", "output/dataset"),
+           (["save-features"], "twotower.saving.save", "output/features"),
+           (["export"], "ctr.serving.export_all", "output/export"),
+           (["ctr-train", "--model", "wide_deep", "--epochs", "1"], "ctr.fit.train", "output/ctr/model"),
+           (["ctr-train", "--model", "wide_deep", "--epochs", "1"], "ctr.fit.train", "output/ctr/checkpoint"),
+           (["train", "--epochs", "1"], "twotower.fit.train", "output/model/checkpoint")]
 
 
 @pytest.mark.parametrize("stage,work,folder", SWAPPED, ids=[w[2] for w in SWAPPED])

@@ -83,6 +83,30 @@ def test_export_writes_the_models_and_describes_them(world):
     assert spec["scoring"]["formulas"] and "run_id" not in spec["scoring"]
 
 
+def test_the_export_is_one_sealed_unit(world, copy):
+    """unit.json lists every file of output/export, those in the model folders too, so a
+    server can check it took one export whole (rec.storage.unit.read)."""
+    from rec.errors import UsageError
+    from rec.storage import unit
+
+    folder = world / "output" / "export"
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    record = json.loads((folder / "unit.json").read_text())
+    assert sorted(record["sha256"]) == sorted(record["bytes"]) == [f for f in files
+                                                                   if f != "unit.json"]
+    assert "user_tower/" + Path(json.loads((folder / "export.json").read_text())
+                                ["models"]["user_tower"]["files"]["params"]).name in record["sha256"]
+    assert unit.read(folder, "rec export", lambda s: s.read_bytes("export.json")) == \
+        (folder / "export.json").read_bytes()
+    params = copy / "output" / "export" / "ctr" / "model.pdiparams"
+    data = bytearray(params.read_bytes())
+    data[-1] ^= 1  # the same size, another weight: as if copied from another export
+    params.write_bytes(bytes(data))
+    with pytest.raises(UsageError, match=r"ctr/model.pdiparams is not the one written with the "
+                                         r"rest\): run `rec export` again"):
+        unit.read(copy / "output" / "export", "rec export", lambda s: s.read_bytes("export.json"))
+
+
 def test_exported_towers_reproduce_the_saved_vectors(world):
     from rec.datasets.contract import load_dataset
     from rec.paths import Paths

@@ -160,12 +160,14 @@ def test_full_or_read_only_disk_at_each_write_of_download(world, monkeypatch, n,
     assert rec(world, *stage).exit_code == 0
 
 
-@pytest.mark.parametrize("n", sweep(5, {4, 6}))
+# export.json, unit.json, 3 renames (all old until the last), then manifest
+@pytest.mark.parametrize("n", sweep(6, {5, 7}))
 def test_full_disk_at_each_write_of_export(world, monkeypatch, n):
     export = world / "output" / "export"
     old = snapshot(export)
-    if run_with_fault(world, monkeypatch, ["export"], n, 5) is None:
+    if run_with_fault(world, monkeypatch, ["export"], n, 6) is None:
         return
     new = snapshot(export)
-    assert (new == old) == (n < 5) and set(new) == set(old)  # swapped in by the 4th write
+    assert (new == old) == (n < 6) and set(new) == set(old)  # swapped in by the 5th write
+    assert "unit.json" in new
     assert rec(world, "export").exit_code == 0

@@ -345,7 +345,7 @@ def test_written_dataset_reads_back(tmp_path):
     paths = Paths(tmp_path / "data", tmp_path / "out")
     arrays, vocab, _ = built(FIXTURES / "ml1m_five_lines")
     write_dataset(paths.dataset_dir, arrays, vocab)
-    assert sorted(p.name for p in paths.dataset_dir.iterdir()) == sorted(ALL_FILES)
+    assert sorted(p.name for p in paths.dataset_dir.iterdir()) == sorted(ALL_FILES + ["unit.json"])
     ds = load_dataset(paths)
     assert ds.vocab == vocab
     for name, array in arrays.items():
@@ -377,6 +377,74 @@ def test_failed_write_keeps_the_old_dataset(tmp_path, monkeypatch):
         write_dataset(paths.dataset_dir, other, other_vocab)
     assert {p.name: p.read_bytes() for p in paths.dataset_dir.iterdir()} == before
     assert [p.name for p in paths.output_dir.iterdir()] == ["dataset"]
+
+
+# --- the dataset as one unit (rec.storage.unit; what the reader checks: rec.datasets.contract) ---
+
+
+def sealed(tmp_path: Path, name: str, seed: int = 42) -> Paths:
+    paths = Paths(tmp_path / name / "data", tmp_path / name / "out")
+    write_dataset(paths.dataset_dir, *built(FIXTURES / "ml1m_five_lines", seed=seed)[:2])
+    return paths
+
+
+def test_the_dataset_is_sealed_and_the_same_dataset_is_the_same_unit(tmp_path):
+    import hashlib
+    import json
+
+    a, again, other = sealed(tmp_path, "a"), sealed(tmp_path, "again"), sealed(tmp_path, "o", 1)
+    record = json.loads((a.dataset_dir / "unit.json").read_text())
+    assert sorted(record["sha256"]) == sorted(record["bytes"]) == sorted(ALL_FILES)
+    for name in ALL_FILES:
+        data = (a.dataset_dir / name).read_bytes()
+        assert record["sha256"][name] == hashlib.sha256(data).hexdigest()
+        assert record["bytes"][name] == len(data)
+    # the run id is the files' digest: preprocess is deterministic, its unit too
+    assert (again.dataset_dir / "unit.json").read_bytes() == (a.dataset_dir / "unit.json").read_bytes()
+    assert json.loads((other.dataset_dir / "unit.json").read_text())["run_id"] != record["run_id"]
+
+
+def test_a_dataset_from_an_older_rec_is_refused_naming_preprocess(tmp_path):
+    from rec.datasets.contract import load_vocab
+    from rec.errors import UsageError
+
+    paths = sealed(tmp_path, "a")
+    (paths.dataset_dir / "unit.json").unlink()  # as rec wrote output/dataset before
+    for load in (load_dataset, load_vocab):
+        with pytest.raises(UsageError, match=r"does not hold one complete run \(no unit.json\): "
+                                             r"run `rec preprocess` again$"):
+            load(paths)
+
+
+@pytest.mark.parametrize("name", ["split.npy", "vocab.json"])
+def test_a_split_or_vocab_of_the_same_size_from_another_run_is_refused(tmp_path, name):
+    """Another --seed: a split.npy (and vocab.json, which records the seed) of exactly the
+    same size: hashed on every read, it is refused, not trained on as if it were this split."""
+    from rec.errors import UsageError
+
+    paths, other = sealed(tmp_path, "a"), sealed(tmp_path, "o", seed=43)
+    assert (paths.dataset_dir / name).read_bytes() != (other.dataset_dir / name).read_bytes()
+    assert (paths.dataset_dir / name).stat().st_size == (other.dataset_dir / name).stat().st_size
+    shutil.copy(other.dataset_dir / name, paths.dataset_dir / name)
+    with pytest.raises(UsageError, match=f"{name} is not the one written with the rest"):
+        load_dataset(paths, mmap=True)
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_the_big_arrays_are_checked_by_size_and_not_read_again(tmp_path, monkeypatch, mmap):
+    from rec.errors import UsageError
+    from rec.storage.snapshot import Snapshot
+
+    paths = sealed(tmp_path, "a")
+    hashed, real = [], Snapshot.sha256
+    monkeypatch.setattr(Snapshot, "sha256", lambda self, n: hashed.append(n) or real(self, n))
+    ds = load_dataset(paths, mmap=mmap)
+    assert hashed == ["split.npy"]  # vocab.json is hashed as it was read; the arrays never
+    assert isinstance(ds.rating_times, np.memmap) == mmap
+    with open(paths.dataset_dir / "rating_times.npy", "ab") as f:
+        f.write(b"\0" * 8)  # a longer file: another run's (the rows still read the same)
+    with pytest.raises(UsageError, match="rating_times.npy is not the one written with the rest"):
+        load_dataset(paths, mmap=mmap)
 
 
 # --- splits --------------------------------------------------------------------------------

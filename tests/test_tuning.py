@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import rec
+from conftest import rec, reseal
 from rec.datasets.contract import GIVEN, TRAIN, VAL
 from rec.datasets.tuning import slice_codes, uniform_hash
 
@@ -105,6 +105,7 @@ def test_a_model_does_not_change_when_only_the_validation_ratings_change(tmp_pat
     np.save(ds / "rating_values.npy", values)
     for name in ("rating_users", "rating_movies", "rating_values", "rating_times", "split"):
         np.save(ds / f"{name}.npy", np.load(ds / f"{name}.npy")[keep])
+    reseal(ds)  # edited on purpose: a dataset of its own (rec.storage.unit)
     shutil.rmtree(model)
     _train_in_a_new_process(root)
     second = _digest(best / "model.pdparams"), json.loads((best / "metrics.json").read_text())

@@ -4,8 +4,8 @@
 Raw ids become dense indices, titles become word ids, genres become genre ids (0 is padding
 in both), repeated (user, movie) ratings keep the latest, and the train/validation split is
 drawn once (rec/datasets/splits.py) and saved with the arrays, so every later stage and any
-outside tool evaluates on the same rows. `build` makes the arrays, `write_dataset` swaps
-them in whole, `read_raw` reads one version of the raw folder.
+outside tool evaluates on the same rows. `build` makes the arrays, `write_dataset` seals
+them and swaps them in whole, `read_raw` reads one version of the raw folder.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from rec.datasets.movielens import YEAR_RE, RawMovieLens, parse_folder
 from rec.datasets.splits import GIVEN_RATIO, check_parts, latest_only, make_split
 from rec.errors import UsageError
 from rec.paths import VOCAB
-from rec.storage import manifest
-from rec.storage.atomic import atomic_dir, save_npy, write_json
+from rec.storage import manifest, unit
+from rec.storage.atomic import save_npy, write_json
 from rec.storage.snapshot import read_unchanged
 
 MAX_TITLE_WORDS = 15
@@ -177,8 +177,10 @@ def build(raw: RawMovieLens, dataset: str, split: str, val_ratio: float, seed: i
 
 
 def write_dataset(out_dir: Path, arrays: dict[str, np.ndarray], vocab: Vocab) -> None:
-    """Write every file into a fresh folder, then swap it in: readers never see a mix."""
-    with atomic_dir(out_dir) as tmp:
+    """Write every file into a fresh folder, seal it (rec.storage.unit: its unit.json, whose
+    run id is a digest of the files', so the same dataset is the same folder byte for byte),
+    then swap it in: readers never see a mix."""
+    with unit.sealed_dir(out_dir, unit.CONTENT) as tmp:
         for name, array in arrays.items():
             save_npy(tmp / name, array)
         write_json(tmp / VOCAB, vocab.to_json())

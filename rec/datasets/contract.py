@@ -19,6 +19,23 @@ known ratings of a user that training never sees, the input of their fold-in, wh
 ratings ("to predict") are the targets. vocab.json's split info names the codes there.
 
 Unknown demographic values (ml-latest-small has none at all) are index 0, labelled "unknown".
+
+The folder is one unit (rec.storage.unit): unit.json holds a run id, and the sha256 and
+size of every file. What a reader checks (`load_dataset`, `load_vocab`), and why:
+    - unit.json is there: an output/dataset from an older rec (none) is refused in one line,
+      "run `rec preprocess` again", like any folder that is not one run (exit 2);
+    - it lists every file of the contract;
+    - vocab.json and split.npy by their sha256 (vocab.json as read; split.npy is 1 byte a
+      rating, read whole anyway for the dataset's fingerprint): they are what a preprocess
+      run with other options (--split, --seed, --val-ratio) changes, always at the same size;
+    - the other arrays by their size alone. Hashing them would read the whole dataset on
+      every command (seconds at 25M ratings) and defeat mmap=True. They depend on the raw
+      dataset alone, not on the options: another run's array of this run's size comes, but
+      for a coincidence of counts, from the same raw data, and then holds the same bytes; a
+      truncated or half-copied array has another size (and the rows of every array must fit
+      vocab.json's ids). Their sha256 stay in unit.json for a full check; `rec status` does
+      one through the manifest (each file's fingerprint, hashed again whenever its size or
+      mtime changed).
 """
 
 from __future__ import annotations
@@ -33,12 +50,14 @@ import numpy as np
 
 from rec.errors import RecError, UsageError
 from rec.paths import SPLIT, VOCAB, Paths, reading
-from rec.storage.snapshot import read as read_snapshot
+from rec.storage import unit
 
 FORMAT_VERSION = 1
 ARRAY_FILES = ["users.npy", "movie_genres.npy", "movie_titles.npy", "rating_users.npy",
                "rating_movies.npy", "rating_values.npy", "rating_times.npy", SPLIT]
 ALL_FILES = ARRAY_FILES + [VOCAB]
+SIZED = tuple(name for name in ARRAY_FILES if name != SPLIT)  # checked by size (docstring)
+RUN = "rec preprocess"
 
 TRAIN, VAL, GIVEN = 0, 1, 2
 # A rating from which a movie counts as liked: relevant for HR@k / NDCG@k, a click (label 1)
@@ -211,7 +230,15 @@ def is_dataset(recorded: str | None, paths: Paths, dataset: "Dataset | None" = N
 
 
 def load_vocab(paths: Paths) -> Vocab:
-    return read_snapshot(paths.dataset_dir, lambda snapshot: _load_vocab(snapshot)[0])
+    """vocab.json, checked against the unit (the module's docstring) like the whole dataset."""
+    return unit.read(paths.dataset_dir, RUN, lambda snapshot: _load_vocab(snapshot)[0],
+                     SIZED, tuple(ALL_FILES))
+
+
+def _require(snapshot, names: list[str]) -> None:
+    for name in names:
+        if not snapshot.is_file(name):
+            raise UsageError(f"missing {snapshot.path / name}: run `rec preprocess` first")
 
 
 def _load_vocab(snapshot) -> tuple[Vocab, str]:
@@ -230,20 +257,20 @@ def _load_vocab(snapshot) -> tuple[Vocab, str]:
 
 
 def load_dataset(paths: Paths, mmap: bool = False) -> Dataset:
-    """Read the whole contract back, every file from the same preprocess run (rec.storage.snapshot:
-    a preprocess that swaps the folder meanwhile makes it read the new one whole); exit 2
-    naming `rec preprocess` if anything is missing, 1 (naming it too) if a file is damaged
-    or the files do not fit together."""
-    return read_snapshot(paths.dataset_dir, lambda snapshot: _load_dataset(snapshot, mmap))
+    """Read the whole contract back, every file from the same preprocess run (rec.storage.unit:
+    a preprocess that swaps the folder meanwhile makes it read the new one whole; what is
+    checked against unit.json is in the module's docstring); exit 2 naming `rec preprocess`
+    if anything is missing or from another run, 1 (naming it too) if a file is damaged or
+    the files do not fit together."""
+    return unit.read(paths.dataset_dir, RUN, lambda snapshot: _load_dataset(snapshot, mmap),
+                     SIZED, tuple(ALL_FILES))
 
 
 def _load_dataset(snapshot, mmap: bool) -> Dataset:
     from rec.storage.manifest import file_fingerprint
 
     folder = snapshot.path
-    for name in ALL_FILES:
-        if not snapshot.is_file(name):
-            raise UsageError(f"missing {folder / name}: run `rec preprocess` first")
+    _require(snapshot, ALL_FILES)
     vocab, vocab_fingerprint = _load_vocab(snapshot)
     arrays = {}
     for name in ARRAY_FILES:

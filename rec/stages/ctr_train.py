@@ -26,23 +26,19 @@ comparison: HR@10 and NDCG@10 of the two-tower model's top 10 (recall alone) and
 `--candidates` reordered by pick + RERANK_WEIGHT x log P(ctr) (rec.scoring.rerank_order),
 on the validation users, in the
 metrics (keys recall_hr@10, rerank_hr@10, recall_ndcg@10, rerank_ndcg@10).
+
+The options and their checks are here; the training is rec/ctr/fit.py's.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from rec import __version__
-
-from rec.storage import manifest
 from rec.results import emit_object
 from rec.errors import UsageError
-from rec.datasets.contract import dataset_paths
-from rec.paths import CATEGORIES, SCORING
 from rec.stages import get_paths, stage
 from rec.stages.options import (SEED_RANGE, TRAINING, Device, Dropout, Epochs, Format, Nproc,
                                 Resume, positive, resumed_params)
@@ -163,81 +159,6 @@ class CtrParams:
         self.hidden_sizes()
 
 
-# --- training -------------------------------------------------------------------------------
-
-
-def train(paths, p: CtrParams, device: str, resume: bool) -> dict:
-    if not resume and p.model in (None, "rank") and p.data == "movielens":
-        from rec.rank.fit import train_ranker
-
-        p.check()
-        metrics = train_ranker(paths, p, device, resume)
-        manifest.record(paths, "ctr-train", {**asdict(p), "device": device},
-                        inputs=[*dataset_paths(paths), paths.model.params,
-                                paths.features_dir / SCORING],
-                        outputs=[paths.ctr.best, paths.ctr.metrics])
-        return metrics
-    from rec.engine import runtime, trainer
-    from rec.ctr import training as ct
-    from rec.ctr.sources import make_source
-    import paddle
-
-    monitor = trainer.Monitor("auc", bigger_is_better=True, label="val AUC", state_key="best_auc")
-    state = trainer.new_state(monitor, baseline_best=None)
-    if resume:
-        given = p
-        state, p = trainer.read_state(paths.ctr, "rec ctr-train", state, ct.CHECKPOINT_FILES,
-                                      lambda saved: resumed_params(CtrParams, given, saved))
-    p.check()
-    job = runtime.start(device)
-    vocab = paths.ctr.checkpoint / CATEGORIES if resume and p.categorical == "vocab" else None
-    source, data_id, input_files = make_source(paths, p, vocab)
-    if p.val_input:
-        source.validation()  # read (and check) the validation file before any training
-    runtime.seed_all(p.seed)
-    config, model, _, baseline = ct.new_models(source, p.model, p.embedding_size,
-                                               p.hidden_sizes(), p.dropout)
-    opt = paddle.optimizer.Adam(learning_rate=p.lr, parameters=model.parameters())
-    base_opt = paddle.optimizer.Adam(learning_rate=p.baseline_lr, parameters=baseline.parameters())
-    full_config = {"model": config.to_json(), "features": source.describe(),
-                   "train": asdict(p), "device": job.device, "data_fingerprint": data_id,
-                   "rec_version": __version__}
-    if p.data == "movielens":
-        v = source.ds.vocab
-        full_config["dataset"] = {"name": v.dataset, "split": v.split}
-    label = v.dataset if p.data == "movielens" else Path(p.input).name
-    spec = trainer.FitSpec(
-        run="rec ctr-train", folder=paths.ctr, epochs=p.epochs, patience=p.patience, seed=p.seed,
-        monitor=monitor, params=asdict(p), data_id=data_id, data_name="the training data",
-        title=f"rec ctr-train · {label} · {p.model} · {job.device}",
-        columns={"train_loss": "train loss", "auc": "val AUC", "logloss": "val log loss",
-                 "baseline_auc": "LR AUC", "baseline_logloss": "LR log loss"},
-        finite=("logloss",), unit="samples",
-        no_samples="no training lines: every line went to validation")
-    objective = ct.ctr_objective(source, p.batch_size, model, opt, baseline, base_opt,
-                                 full_config, state)
-
-    def summarize(result) -> dict:
-        base = result.state["baseline_best"]
-        metrics = {
-            "data": p.data, "dataset": label, "model": p.model, "device": job.device,
-            **result.summary("auc", "logloss"),
-            "baseline_auc": round(base["auc"], 6), "baseline_logloss": round(base["logloss"], 6),
-            "baseline": "logistic regression over the same features",
-            "train_loss": round(result.best["train_loss"], 6),
-            "train_samples": result.state["n_train"],
-            "val_samples": int(full_config.get("val_samples", 0)), **result.speed()}
-        if job.main and p.data == "movielens":
-            metrics.update(ct.recall_then_rank(paths, source, p.candidates))
-        return metrics
-
-    metrics = trainer.fit(spec, job, objective, state, resume, summarize).metrics
-    if job.main:
-        manifest.record(paths, "ctr-train", {**asdict(p), "device": job.device},
-                        inputs=input_files, outputs=[paths.ctr.best, paths.ctr.metrics])
-    return metrics
-
-
 @stage(writes=("output",),
        into=("ctr_dir", "ctr.best", "ctr.checkpoint", "ctr.staging.best"),
        params=CtrParams)
@@ -253,5 +174,8 @@ def command(ctx: typer.Context, params: CtrParams, device: Device = "cpu",
 
         metrics = run_stage(paths, "ctr-train", asdict(params), device, resume, nproc, paths.ctr)
     else:
-        metrics = train(paths, params, device, resume)
+        from rec.ctr import fit
+
+        metrics = fit.train(paths, params, device, resume,
+                            lambda saved: resumed_params(CtrParams, params, saved))
     emit_object(metrics, fmt)

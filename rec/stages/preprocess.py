@@ -22,6 +22,7 @@ from rec.results import emit_object
 from rec.stages import get_paths, stage
 from rec.stages.options import SEED_RANGE, Format
 from rec.storage import manifest
+from rec.storage.unit import UNIT
 
 HELP = "Parse a downloaded dataset into .npy arrays in output/dataset/, with a saved split."
 
@@ -60,7 +61,8 @@ def command(
     seconds = time.perf_counter() - t0
     manifest.record(paths, "preprocess", {"dataset": dataset, "split": split,
                                           "val_ratio": val_ratio, "seed": seed},
-                    inputs=[folder], outputs=dataset_paths(paths), read_as={folder: read_as})
+                    inputs=[folder], outputs=[*dataset_paths(paths), paths.dataset_dir / UNIT],
+                    read_as={folder: read_as})
     table = Table(title=f"preprocess {dataset}: {seconds:.2f}s")
     table.add_column("what")
     table.add_column("count", justify="right")

@@ -11,7 +11,8 @@ last complete checkpoint and `--resume` continues from it. The best epoch's weig
 in output/model/model.pdparams beside config.json, which rebuilds the network alone.
 
 Reproducible: the shuffle and the dropout masks of epoch e depend only on (seed, e), so a
-resumed run retraces an uninterrupted one exactly.
+resumed run retraces an uninterrupted one exactly. The options and their checks are here;
+the training is rec/twotower/fit.py's.
 """
 
 from __future__ import annotations
@@ -21,13 +22,10 @@ from typing import Annotated
 
 import typer
 
-from rec import __version__
-
-from rec.storage import manifest
 from rec.results import emit_object
-from rec.datasets.contract import dataset_identity, dataset_paths, load_dataset
+from rec.datasets.contract import dataset_paths
 from rec.errors import UsageError
-from rec.paths import OPTIMIZER, PARAMS, require
+from rec.paths import require
 from rec.stages import get_paths, stage
 from rec.stages.options import (SEED_RANGE, TRAINING, Device, Format, Nproc, Resume,
                                 Threads, positive, resumed_params)
@@ -84,61 +82,6 @@ class TrainParams:
             raise UsageError(f"--weight-decay must be a non-negative number (got {self.weight_decay})")
 
 
-def train(paths, params: TrainParams, device: str, resume: bool,
-          threads: int | None = None) -> dict:
-    from rec.engine import runtime, trainer
-    from rec.datasets.tuning import tuning_view
-
-    job = runtime.start(device, threads)
-    # the evaluation split is never read: the tuning view holds the training ratings only
-    ds = tuning_view(load_dataset(paths, mmap=True))
-    (tu, _, tr), _ = ds.train_val()
-    n_train, train_mean = len(tu), float(tr.mean())
-    del tu, tr
-    if resume:
-        given = params
-        fresh = {"epoch": 0, "history": [], "best_epoch": None, "bad_epochs": 0}
-        state, params = trainer.read_state(paths.model, "rec train", fresh, [(PARAMS, OPTIMIZER)],
-                                           lambda saved: resumed_params(TrainParams, given, saved))
-    kind = kinds.kind(params.match)
-    kind.resolve_auto(params, n_train, ds.n_users, ds.n_movies)
-    monitor = trainer.Monitor(*kind.monitor)
-    if not resume:
-        state = trainer.new_state(monitor)
-    state.setdefault(monitor.state_key, None)
-    config = kind.model_config(ds, train_mean, params)
-    runtime.seed_all(params.seed)
-    net = kind.network(config)
-    optimizer = kind.optimizer(net, config, params.lr, params.weight_decay)
-    data_id = dataset_identity(paths)
-    state["config"] = full_config = {
-        "model": config.to_json(), "train": params.__dict__, "device": job.device,
-        "processes": job.world,
-        "dataset": {"name": ds.vocab.dataset, "split": ds.vocab.split, "fingerprint": data_id},
-        "selection": "epochs and early stopping on the tuning slice (dataset.split.tuning) "
-                     "carved from the training ratings; no refit",
-        "rec_version": __version__}
-    spec = trainer.FitSpec(
-        run="rec train", folder=paths.model, epochs=params.epochs, patience=params.patience,
-        seed=params.seed, monitor=monitor, params=params.__dict__, data_id=data_id,
-        data_name="output/dataset",
-        title=f"rec train · {ds.vocab.dataset} · {params.match} · {job.device}"
-              + (f" × {job.world} processes" if job.world > 1 else ""),
-        columns=kind.columns, finite=kind.finite, keep_last=params.select == "last")
-    objective = kind.objective(net, optimizer, ds, params.batch_size, full_config)
-
-    def summarize(result) -> dict:
-        return {"dataset": ds.vocab.dataset, "match": params.match, "device": job.device,
-                **result.summary(*kind.keys), **result.speed()}
-
-    metrics = trainer.fit(spec, job, objective, state, resume, summarize).metrics
-    if job.main:
-        manifest.record(paths, "train", {**params.__dict__, "device": job.device},
-                        inputs=dataset_paths(paths),
-                        outputs=[paths.model.best, paths.model.history])  # every file
-    return metrics
-
-
 @stage(writes=("output",), into=("model_dir", "model.best", "model.checkpoint",
                                   "model.staging.best"), params=TrainParams)
 def command(ctx: typer.Context, params: TrainParams, device: Device = "cpu",
@@ -153,5 +96,8 @@ def command(ctx: typer.Context, params: TrainParams, device: Device = "cpu",
         metrics = run_stage(paths, "train", params.__dict__, device, resume, nproc, paths.model,
                             {"threads": threads})
     else:
-        metrics = train(paths, params, device, resume, threads)
+        from rec.twotower import fit
+
+        metrics = fit.train(paths, params, device, resume, threads,
+                            lambda saved: resumed_params(TrainParams, params, saved))
     emit_object(metrics, fmt)

@@ -1,6 +1,7 @@
 """Reading a folder that a writer swaps in whole (rec.storage.atomic.atomic_dir) while its readers take
 no lock (rec.storage.lock): output/features, output/dataset, output/model/best,
-output/ctr/model (rec.storage.unit.read checks such a folder's files against its seal).
+output/ctr/model, output/export (rec.storage.unit.read checks such a folder's files against
+its seal).
 
 Opened by name one after the other, the files of such a folder can come from two runs: a
 swap between two opens gives the new folder's second file beside the old one's first (a
@@ -79,6 +80,10 @@ class Snapshot:
             return stat.S_ISREG(os.stat(name, dir_fd=self.fd).st_mode)
         except OSError:
             return False
+
+    def size(self, name: str) -> int | None:
+        """The size in bytes of the file `name`, None when there is none."""
+        return os.stat(name, dir_fd=self.fd).st_size if self.is_file(name) else None
 
     def read_bytes(self, name: str) -> bytes:
         with self.open(name) as f:

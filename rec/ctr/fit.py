@@ -1,0 +1,96 @@
+"""`rec ctr-train`'s work: the rank stage (`--data movielens`, `--model rank`, the default:
+rec.rank.fit, which this calls as it is) or a CTR model (Wide&Deep or DeepFM) beside a
+logistic-regression baseline, on MovieLens-as-CTR or a raw Criteo file, through
+rec.engine.trainer.fit (a checkpoint each epoch, `--resume`, the best epoch published as
+output/ctr/model, sealed: rec.storage.unit). With --data movielens and output/features
+present, the run ends with the recall-then-rank comparison (rec.ctr.training).
+
+`p` is the stage's CtrParams (each field one command-line option; `p.check()` refuses a
+bad combination once --resume has read the checkpoint's); `resumed(saved)` turns a
+checkpoint's saved parameters into the run's (the command line's rule, so the stage's).
+The process that writes files records the run in the manifest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+from rec import __version__
+from rec.datasets.contract import dataset_paths
+from rec.paths import CATEGORIES, SCORING, Paths
+from rec.storage import manifest
+
+
+def train(paths: Paths, p, device: str, resume: bool,
+          resumed: Callable[[dict], object]) -> dict:
+    """Train (or resume) the rank stage or a CTR model; its metrics (the stage prints them)."""
+    if not resume and p.model in (None, "rank") and p.data == "movielens":
+        from rec.rank.fit import train_ranker
+
+        p.check()
+        metrics = train_ranker(paths, p, device, resume)
+        manifest.record(paths, "ctr-train", {**asdict(p), "device": device},
+                        inputs=[*dataset_paths(paths), paths.model.params,
+                                paths.features_dir / SCORING],
+                        outputs=[paths.ctr.best, paths.ctr.metrics])
+        return metrics
+    from rec.engine import runtime, trainer
+    from rec.ctr import training as ct
+    from rec.ctr.sources import make_source
+    import paddle
+
+    monitor = trainer.Monitor("auc", bigger_is_better=True, label="val AUC", state_key="best_auc")
+    state = trainer.new_state(monitor, baseline_best=None)
+    if resume:
+        state, p = trainer.read_state(paths.ctr, "rec ctr-train", state, ct.CHECKPOINT_FILES,
+                                      resumed)
+    p.check()
+    job = runtime.start(device)
+    vocab = paths.ctr.checkpoint / CATEGORIES if resume and p.categorical == "vocab" else None
+    source, data_id, input_files = make_source(paths, p, vocab)
+    if p.val_input:
+        source.validation()  # read (and check) the validation file before any training
+    runtime.seed_all(p.seed)
+    config, model, _, baseline = ct.new_models(source, p.model, p.embedding_size,
+                                               p.hidden_sizes(), p.dropout)
+    opt = paddle.optimizer.Adam(learning_rate=p.lr, parameters=model.parameters())
+    base_opt = paddle.optimizer.Adam(learning_rate=p.baseline_lr, parameters=baseline.parameters())
+    full_config = {"model": config.to_json(), "features": source.describe(),
+                   "train": asdict(p), "device": job.device, "data_fingerprint": data_id,
+                   "rec_version": __version__}
+    if p.data == "movielens":
+        v = source.ds.vocab
+        full_config["dataset"] = {"name": v.dataset, "split": v.split}
+    label = v.dataset if p.data == "movielens" else Path(p.input).name
+    spec = trainer.FitSpec(
+        run="rec ctr-train", folder=paths.ctr, epochs=p.epochs, patience=p.patience, seed=p.seed,
+        monitor=monitor, params=asdict(p), data_id=data_id, data_name="the training data",
+        title=f"rec ctr-train · {label} · {p.model} · {job.device}",
+        columns={"train_loss": "train loss", "auc": "val AUC", "logloss": "val log loss",
+                 "baseline_auc": "LR AUC", "baseline_logloss": "LR log loss"},
+        finite=("logloss",), unit="samples",
+        no_samples="no training lines: every line went to validation")
+    objective = ct.ctr_objective(source, p.batch_size, model, opt, baseline, base_opt,
+                                 full_config, state)
+
+    def summarize(result) -> dict:
+        base = result.state["baseline_best"]
+        metrics = {
+            "data": p.data, "dataset": label, "model": p.model, "device": job.device,
+            **result.summary("auc", "logloss"),
+            "baseline_auc": round(base["auc"], 6), "baseline_logloss": round(base["logloss"], 6),
+            "baseline": "logistic regression over the same features",
+            "train_loss": round(result.best["train_loss"], 6),
+            "train_samples": result.state["n_train"],
+            "val_samples": int(full_config.get("val_samples", 0)), **result.speed()}
+        if job.main and p.data == "movielens":
+            metrics.update(ct.recall_then_rank(paths, source, p.candidates))
+        return metrics
+
+    metrics = trainer.fit(spec, job, objective, state, resume, summarize).metrics
+    if job.main:
+        manifest.record(paths, "ctr-train", {**asdict(p), "device": job.device},
+                        inputs=input_files, outputs=[paths.ctr.best, paths.ctr.metrics])
+    return metrics
