@@ -43,3 +43,18 @@ def test_a_rating_given_twice_counts_once(monkeypatch):
     monkeypatch.setattr(channels, "DENSE_GRAM_WORK", 0)
     assert np.array_equal(channels.gram(np.r_[u, u[:50]], np.r_[m, m[:50]], items, n_movies),
                           twice)
+
+
+@pytest.mark.parametrize("n_users", [1, 5, 200])  # numpy sums for a few users, scipy past them
+def test_history_times_is_the_binary_rows_product(n_users):
+    rng = np.random.default_rng(n_users)
+    n_movies = 60
+    items = np.sort(rng.choice(n_movies, 45, replace=False))
+    rows = rng.integers(0, n_users, 8 * n_users)
+    movies = rng.integers(0, n_movies, 8 * n_users)
+    rows, movies = np.r_[rows, rows[:3]], np.r_[movies, movies[:3]]  # three rated twice
+    matrix = rng.normal(size=(len(items), 7)).astype(np.float32)
+    expected = channels.binary_rows(items, rows, movies, n_users, n_movies) @ matrix
+    got = channels.history_times(items, rows, movies, n_users, n_movies, matrix)
+    assert got.dtype == np.float32 and got.shape == (n_users, 7)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
