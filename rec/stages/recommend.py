@@ -31,6 +31,7 @@ if _ONE_BLAS_THREAD:
 import numpy as np  # noqa: E402
 if _ONE_BLAS_THREAD:
     del os.environ["OPENBLAS_NUM_THREADS"]
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, List, Optional
 
@@ -46,6 +47,7 @@ from rec.stages.options import SEED_RANGE, Format
 from rec.texttable import HIDE, KEEP, NOTE, SHORT, TITLE, TWO
 from rec.typed import read_stdin
 
+SCORING_THREADS = 2  # rank-stage blocks scored at once (BLAS has one thread: see above)
 HELP = ("Top-N unseen movies for users, each with a short reason. USERS are user ids; - reads "
         "ids from stdin; --all does every user. stars: the predicted rating; score: the order, "
         "higher first (a logit: only differences count).")
@@ -164,14 +166,16 @@ def recommendation_blocks(cat, users: np.ndarray, top: int, allowed: np.ndarray,
     movie_text = MovieCells(cat)
     short = 0
     chunks = [users[start:start + CHUNK_USERS] for start in range(0, len(users), CHUNK_USERS)]
-    # The next chunk is scored in a second thread while this one is explained and printed:
-    # numpy's matrix and element-wise work releases the GIL, so two cores overlap them.
-    with ThreadPoolExecutor(1) as pool:
-        ahead = pool.submit(ranked, chunks[0]) if chunks else None
+    # The next chunks are scored in other threads while this one is explained and printed:
+    # numpy's matrix and element-wise work releases the GIL, so the cores overlap them (the
+    # rank stage's scoring, four fifths of the work, in as many threads as cores).
+    workers = max(1, min(SCORING_THREADS, os.cpu_count() or 1)) if rank is not None else 1
+    with ThreadPoolExecutor(workers) as pool:
+        ahead = deque(pool.submit(ranked, c) for c in chunks[:workers])
         for i, chunk in enumerate(chunks):
-            ratings, picks, found = ahead.result()
-            if i + 1 < len(chunks):
-                ahead = pool.submit(ranked, chunks[i + 1])
+            ratings, picks, found = ahead.popleft().result()
+            if i + workers < len(chunks):
+                ahead.append(pool.submit(ranked, chunks[i + workers]))
             reasons = explain(cat, chunk, picks, ratings)
             if found is not None:
                 reasons = [[f"{text} · found by {by}" for text, by in zip(row, found_row)]
