@@ -225,3 +225,17 @@ def test_the_liked_history_features_carry_the_planted_signal():
     assert liked_z[col[2]] > liked_z[col[3]] + 1
     rate_col = x[0, :, 4 * 3 + 8]
     assert rate_col[col[2]] == rate[2] and rate_col[col[3]] == rate[3]
+
+
+def test_a_rank_model_of_another_feature_layout_is_not_used(copy):
+    """A rank model saved by an older rec (another feature layout, e.g. 34 features where
+    the stack now builds more) is stale: recommend serves the two-tower and says why."""
+    config = copy / "output" / "ctr" / "model" / "config.json"
+    saved = json.loads(config.read_text())
+    saved["features"]["layout"] = saved["features"]["layout"] - 1
+    config.write_text(json.dumps(saved))
+    result = rec(copy, "recommend", "1", "--top", "5", "--format", "tsv")
+    assert result.exit_code == 0
+    assert "the rank model was built with another feature layout" in result.stderr
+    assert result.stdout == rec(copy, "recommend", "1", "--top", "5", "--recall-only",
+                                "--format", "tsv").stdout
