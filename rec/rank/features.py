@@ -128,12 +128,9 @@ class Stack:
             heads["pick"] = heads["stars"]
             two_tower = heads["stars"].copy()
         liked = block.values >= RELEVANT
-        # one product for both: B is read once (a single user's request is bandwidth-bound)
-        both = self.ease.scores(np.concatenate([block.rows, block.rows[liked] + b]),
-                                np.concatenate([block.movies, block.movies[liked]]), 2 * b, m)
-        heads["ease_liked"] = both[b:]
+        heads["ease_liked"] = self.ease.scores(block.rows[liked], block.movies[liked], b, m)
         out = {"two_tower": two_tower,
-               "ease": both[:b],
+               "ease": self.ease.scores(block.rows, block.movies, b, m),
                "svd": self.svd.scores(block.rows, block.movies, b, m),
                "popularity": np.broadcast_to(np.log1p(self.counts).astype(np.float32),
                                              (b, m)).copy()}
