@@ -14,6 +14,7 @@ evaluation split itself: "EASE at its best λ" is the best of those by NDCG@10. 
 at least EASE's.
 
     .venv/bin/python bench/bench_rank.py [--only ml-1m:random,ml-1m:time] [--seed 101]
+                                         [--data ../shared/data]
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ def ease_on_the_evaluation_split(root: Path) -> dict:
     return {lam: (m["hr@10"], m["ndcg@10"]) for lam, m in by_lambda.items()}
 
 
-def run(root: Path, name: str, split: str, seed: int) -> dict:
-    rec(root, "download", "--dataset", name, "--source", str(DATA / ZIPS[name]))
+def run(root: Path, name: str, split: str, seed: int, data: Path = DATA) -> dict:
+    rec(root, "download", "--dataset", name, "--source", str(data / ZIPS[name]))
     rec(root, "preprocess", "--dataset", name, "--split", split, "--seed", str(seed))
     times = {}
     for stage in (["train"], ["save-features"], ["ctr-train", "--data", "movielens"]):
@@ -80,16 +81,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default=",".join(RUNS))
     ap.add_argument("--seed", type=int, default=101)
+    ap.add_argument("--data", type=Path, default=DATA,
+                    help="the folder of the MovieLens zips (from a git worktree: ../shared/data "
+                         "is not beside it)")
     args = ap.parse_args()
     print(f"load average at start: {os.getloadavg()}", flush=True)
     rows = []
     for item in args.only.split(","):
         name, split = item.split(":")
-        if not (DATA / ZIPS[name]).is_file():
-            print(f"{item}: skipped ({DATA / ZIPS[name]} absent)")
+        if not (args.data / ZIPS[name]).is_file():
+            print(f"{item}: skipped ({args.data / ZIPS[name]} absent)")
             continue
         with tempfile.TemporaryDirectory(prefix="bench-rank-") as tmp:
-            row = run(Path(tmp), name, split, args.seed)
+            row = run(Path(tmp), name, split, args.seed, args.data)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(f"load average at end: {os.getloadavg()}")

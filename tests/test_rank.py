@@ -188,3 +188,54 @@ def test_a_channel_file_of_another_run_is_refused(copy, tmp_path):
     assert "does not hold one complete run" in error and "ease.npz belongs to run" in error
     (features / "ease.npz").write_bytes(old[:1000])
     assert "ease.npz is damaged" in one_line_error(rec(copy, "recommend", "1"), 1)
+
+
+def test_the_liked_history_features_carry_the_planted_signal():
+    """Two candidates equally close to the history by EASE: the one close to the movie the
+    user liked (5 stars) scores above the one close to the movie they disliked (1 star) on
+    EASE-from-liked-movies; and a movie everyone loved has a higher like rate than one
+    everyone panned, a movie with two ratings shrunk towards the overall share."""
+    from rec.rank.channels import Ease, PureSvd
+    from rec.rank.features import LIKE_PRIOR, Block, Stack, like_rate
+
+    m = 6
+    b = np.zeros((m, m), np.float32)
+    b[0, 2] = b[1, 3] = 1.0  # movie 0 -> movie 2, movie 1 -> movie 3, equally
+    items = np.arange(m)
+    movies = np.array([2] * 50 + [3] * 50 + [4, 4])
+    ratings = np.array([5.0] * 50 + [1.0] * 50 + [5.0, 5.0])
+    rate = like_rate(movies, ratings, m)
+    overall = (50 + 2) / 102
+    assert rate[2] > 0.4 and rate[3] < -0.4 and rate[0] == 0.0
+    assert rate[4] == pytest.approx((2 + LIKE_PRIOR * overall) / (2 + LIKE_PRIOR) - overall)
+    stack = Stack(movie_vecs=np.ones((m, 4), np.float32), scoring={"match": "dot", "scale": 1.0},
+                  ease=Ease(items, b, 1.0), svd=PureSvd(items, np.eye(m, 2, dtype=np.float32)),
+                  counts=np.bincount(movies, minlength=m), like_rate=rate,
+                  genres=np.zeros((m, 1), np.int64), years=np.full(m, -1), n_genders=0,
+                  n_ages=0, has_demographics=False, k=m)
+    block = Block(np.ones((1, 4), np.float32), np.array([0, 0]), np.array([0, 1]),
+                  np.array([5.0, 1.0], np.float32), np.zeros((1, 3), np.int64))
+    cand, by, scores = stack.candidates(block)
+    x = stack.features(block, cand, by, scores)
+    assert x.shape == (1, cand.shape[1], stack.n_features)
+    col = {int(c): j for j, c in enumerate(cand[0])}
+    ease_z = x[0, :, 4]  # EASE's own z-score: the two are alike
+    assert ease_z[col[2]] == ease_z[col[3]]
+    liked_z = x[0, :, 4 * 3 + 6]  # EASE from the liked movies alone: they differ
+    assert liked_z[col[2]] > liked_z[col[3]] + 1
+    rate_col = x[0, :, 4 * 3 + 8]
+    assert rate_col[col[2]] == rate[2] and rate_col[col[3]] == rate[3]
+
+
+def test_a_rank_model_of_another_feature_layout_is_not_used(copy):
+    """A rank model saved by an older rec (another feature layout, e.g. 34 features where
+    the stack now builds more) is stale: recommend serves the two-tower and says why."""
+    config = copy / "output" / "ctr" / "model" / "config.json"
+    saved = json.loads(config.read_text())
+    saved["features"]["layout"] = saved["features"]["layout"] - 1
+    config.write_text(json.dumps(saved))
+    result = rec(copy, "recommend", "1", "--top", "5", "--format", "tsv")
+    assert result.exit_code == 0
+    assert "the rank model was built with another feature layout" in result.stderr
+    assert result.stdout == rec(copy, "recommend", "1", "--top", "5", "--recall-only",
+                                "--format", "tsv").stdout

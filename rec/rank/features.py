@@ -3,7 +3,7 @@ row per (user, candidate), in numpy (training builds them the same way serving d
 
 `Stack` holds what does not depend on the user (the movies' vectors, EASE, popularity,
 genres, years); `Block` the users of one request or one chunk (their vectors, their
-history, their demographics). `Stack.candidates(block)` scores every movie with each
+history and its stars, their demographics). `Stack.candidates(block)` scores every movie with each
 channel (rec.rank.channels), the movies a user rated excluded, and takes the union of each
 channel's top `k`; `Stack.features` describes each candidate by:
 
@@ -13,7 +13,11 @@ channel's top `k`; `Stack.features` describes each candidate by:
     popularity                     log count (scaled), log rank, found by its top k
     the two-tower's heads           predicted stars (centred), log P(like), the pick logit
                                    alone (z-scored over the candidates)
-    the movie                      release year (scaled, and whether it is unknown)
+    EASE from the liked movies     EASE's score from the user's history rated RELEVANT or
+                                   more alone: its z-score, its log rank among the candidates
+    the movie                      its like rate (share of its training ratings RELEVANT or
+                                   more, smoothed, centred), release year (scaled, and
+                                   whether it is unknown)
     the user                       log activity, their genre profile's overlap with the
                                    movie's genres, their taste for popular movies minus
                                    the movie's popularity, gender and age one-hot (zeros on
@@ -26,11 +30,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rec.datasets.contract import TRAIN
+from rec.datasets.contract import RELEVANT, TRAIN
 from rec.rank.channels import CHANNELS, Ease, PureSvd, top_k
 from rec.scoring import head_scores, log_like
 
 SCORED = ("two_tower", "ease", "svd")  # channels whose score is a feature (popularity: its count)
+LAYOUT = 2  # the feature layout's version, saved with a rank model: bump it on any change
+LIKE_PRIOR = 10  # ratings' worth of the overall like share in a movie's smoothed like rate
 
 
 def rank_columns() -> list[int]:
@@ -48,6 +54,7 @@ class Block:
     user_vecs: np.ndarray  # (B, D) saved-layout two-tower vectors
     rows: np.ndarray  # history: block row of each rated movie
     movies: np.ndarray  # history: the movie (index)
+    values: np.ndarray  # history: the rating (stars)
     demographics: np.ndarray  # (B, 3) [gender, age, occupation] vocabulary indices
 
     def __len__(self) -> int:
@@ -58,12 +65,12 @@ def known_block(dataset, user_vecs: np.ndarray, users: np.ndarray) -> Block:
     """The Block of dataset users `users` (sorted indices): their rows of user_vecs, and
     their known ratings (TRAIN, and GIVEN for held-out users) as history; `dataset` is the
     real one (serving, evaluate) or the tuning view (training)."""
-    hu, hm, _ = dataset.known()
+    hu, hm, hr = dataset.known()
     pos = np.full(dataset.n_users, -1)
     pos[users] = np.arange(len(users))
     sel = pos[hu] >= 0
     return Block(user_vecs[users], pos[hu[sel]], hm[sel].astype(np.int64),
-                 np.asarray(dataset.users)[users, 1:4])
+                 np.asarray(hr[sel], np.float32), np.asarray(dataset.users)[users, 1:4])
 
 
 @dataclass
@@ -73,6 +80,7 @@ class Stack:
     ease: Ease
     svd: PureSvd
     counts: np.ndarray  # (M,) training ratings per movie
+    like_rate: np.ndarray  # (M,) smoothed share of them RELEVANT or more, minus the overall share
     genres: np.ndarray  # (M, G) genre ids, 0 = padding
     years: np.ndarray  # (M,) year, -1 unknown
     n_genders: int
@@ -85,11 +93,12 @@ class Stack:
              k: int) -> "Stack":
         """The Stack of `dataset` (the real one, or the tuning view): its TRAIN ratings
         count for popularity; `item_models` is (Ease, PureSvd) fitted on the same ratings."""
-        _, tm, _ = dataset.part(TRAIN)
+        _, tm, tr = dataset.part(TRAIN)
         v = dataset.vocab
         ease, svd = item_models
         return cls(movie_vecs=movie_vecs, scoring=scoring, ease=ease, svd=svd,
                    counts=np.bincount(tm, minlength=dataset.n_movies),
+                   like_rate=like_rate(tm, tr, dataset.n_movies),
                    genres=np.asarray(dataset.movie_genres),
                    years=np.array([y if y else -1 for y in v.years], np.int64),
                    n_genders=len(v.genders), n_ages=len(v.ages),
@@ -101,15 +110,18 @@ class Stack:
 
     @property
     def n_features(self) -> int:
-        return 4 * len(SCORED) + 3 + 3 + 2 + 3 + self.n_genders + self.n_ages
+        return 4 * len(SCORED) + 3 + 3 + 2 + 3 + 3 + self.n_genders + self.n_ages
 
     def channel_scores(self, block: Block) -> dict[str, np.ndarray]:
         """{channel: (B, M) scores}, -inf on each user's rated movies; also the two-tower's
-        heads alone ("stars", "pick"), for the features."""
+        heads alone ("stars", "pick") and EASE from the user's liked movies alone
+        ("ease_liked": those rated RELEVANT stars or more), for the features."""
         b, m = len(block), self.n_movies
         u, sc = block.user_vecs, self.scoring
         star_values, pick, two_tower = head_scores(u, self.movie_vecs, sc)
         heads = {"stars": star_values, "pick": pick}
+        liked = block.values >= RELEVANT
+        heads["ease_liked"] = self.ease.scores(block.rows[liked], block.movies[liked], b, m)
         out = {"two_tower": two_tower,
                "ease": self.ease.scores(block.rows, block.movies, b, m),
                "svd": self.svd.scores(block.rows, block.movies, b, m),
@@ -160,11 +172,7 @@ class Stack:
         for i, name in enumerate(SCORED):
             s = scores[name]
             finite = np.isfinite(s)
-            n = np.maximum(finite.sum(axis=1, keepdims=True), 1)
-            z = np.where(finite, s, 0)
-            mean = z.sum(axis=1, keepdims=True) / n
-            std = np.sqrt(np.maximum((np.where(finite, s - mean, 0) ** 2).sum(
-                axis=1, keepdims=True) / n, 1e-12))
+            mean, std = moments(s, finite)
             picked = np.take_along_axis(s, safe, 1)
             top = np.where(finite, s, -np.inf).max(axis=1, keepdims=True)
             cols += [np.clip((picked - mean) / std, -10, 10), log_rank(picked),
@@ -182,6 +190,12 @@ class Stack:
         centre = pick.mean(axis=1, keepdims=True, where=valid)
         cols += [(st - 3.5) / 2, like, np.clip(np.where(valid, (pick - centre) / spread, 0),
                                                -10, 10)]
+
+        liked = scores["ease_liked"]  # EASE from the movies the user liked alone
+        mean, std = moments(liked, np.isfinite(scores["ease"]))
+        picked = np.take_along_axis(liked, safe, 1)
+        cols += [np.clip((picked - mean) / std, -10, 10), log_rank(picked),
+                 self.like_rate[safe]]
 
         year = self.years[safe].astype(np.float32)
         cols += [np.where(year > 0, np.clip((year - 1990) / 20, -3, 2), 0), (year <= 0)]
@@ -221,6 +235,25 @@ class Stack:
         profile = np.zeros((len(block), share.shape[1]), np.float32)
         np.add.at(profile, block.rows, share[block.movies])
         return profile / np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
+
+
+def moments(s: np.ndarray, finite: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, standard deviation) (B, 1) of each row's `finite` entries of s (B, M)."""
+    n = np.maximum(finite.sum(axis=1, keepdims=True), 1)
+    mean = np.where(finite, s, 0).sum(axis=1, keepdims=True) / n
+    std = np.sqrt(np.maximum((np.where(finite, s - mean, 0) ** 2).sum(
+        axis=1, keepdims=True) / n, 1e-12))
+    return mean, std
+
+
+def like_rate(movies: np.ndarray, ratings: np.ndarray, n_movies: int) -> np.ndarray:
+    """Each movie's share of ratings RELEVANT or more, smoothed toward the overall share by
+    LIKE_PRIOR ratings, minus that share (0 for a movie nobody rated)."""
+    liked = ratings >= RELEVANT
+    overall = float(liked.mean()) if len(liked) else 0.0
+    counts = np.bincount(movies, minlength=n_movies)
+    likes = np.bincount(movies, weights=liked, minlength=n_movies)
+    return ((likes + LIKE_PRIOR * overall) / (counts + LIKE_PRIOR) - overall).astype(np.float32)
 
 
 def candidate_recall(stack: Stack, dataset, user_vecs: np.ndarray, users: np.ndarray,

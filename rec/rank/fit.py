@@ -26,7 +26,7 @@ from rec.datasets.tuning import describe, tuning_kind, tuning_seed, tuning_view,
 from rec.errors import UsageError
 from rec.paths import WEIGHTS
 from rec.rank.channels import fit_item_models
-from rec.rank.features import Stack
+from rec.rank.features import LAYOUT, Stack
 
 K_CHOICES = (25, 50, 100)  # 200 measured no better ranked list on ml-1m, at twice the cost
 K_SLACK = 0.03  # candidate recall given up for a smaller K (fewer, easier candidates)
@@ -127,7 +127,7 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
     full_config = {
         "model": config.to_json(), "train": asdict(p), "device": job.device,
         "data_fingerprint": data_id, "rec_version": __version__,
-        "features": {"kind": "rank", "k": k, "n_features": stack.n_features,
+        "features": {"kind": "rank", "k": k, "n_features": stack.n_features, "layout": LAYOUT,
                      "features_run": features.scoring.get("run_id"), "ease_lambda": lam,
                      "svd_rank": rank},
         "dataset": {"name": ds.vocab.dataset, "split": ds.vocab.split},

@@ -20,7 +20,7 @@ from rec.datasets.contract import Dataset, is_dataset
 from rec.errors import UsageError
 from rec.paths import EASE, read_json, reading
 from rec.rank.channels import load_item_models
-from rec.rank.features import Block, Stack, known_block
+from rec.rank.features import LAYOUT, Block, Stack, known_block
 from rec.rank.forward import NumpyRanker
 from rec.storage import snapshot as snapshots, unit
 
@@ -64,6 +64,9 @@ def _load(snapshot, paths, features, dataset) -> RankModel | None:
         if config["features"].get("kind") != "rank":
             return None
         features_run = config["features"]["features_run"]
+    if config["features"].get("layout") != LAYOUT:
+        raise UsageError("the rank model was built with another feature layout (an older "
+                         f"rec): run `{RUN}` again")
     if features_run != features.scoring.get("run_id"):
         raise UsageError("the rank model was trained on other saved features: run "
                          f"`{RUN}` again")
@@ -209,7 +212,8 @@ def rank_picks(cat, user_rows: np.ndarray, ratings, top: int, allowed: np.ndarra
     f = cat.features
     demographics = np.stack([cat.user_gender[user_rows], cat.user_age[user_rows],
                              cat.user_occupation[user_rows]], axis=1)
-    block = Block(f.users[user_rows], ratings.pos, ratings.movie.astype(np.int64), demographics)
+    block = Block(f.users[user_rows], ratings.pos, ratings.movie.astype(np.int64),
+                  np.asarray(ratings.value, np.float32), demographics)
     cand, logits, by = ranked(stack, model, block)
     logits = np.where((cand >= 0) & allowed[np.maximum(cand, 0)], logits, -np.inf)
     order = np.argsort(-logits, axis=1, kind="stable")[:, :top]
