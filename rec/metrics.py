@@ -80,6 +80,8 @@ def ease_from_gram(g: np.ndarray, lam: float, overwrite: bool = False) -> np.nda
         p[lo:hi, :lo] = p[:lo, lo:hi].T
         block = p[lo:hi, lo:hi]
         block[np.tril_indices(hi - lo, -1)] = block.T[np.tril_indices(hi - lo, -1)]
+    if not p.flags.c_contiguous:  # LAPACK's (Fortran) order: P is symmetric, so its
+        p = p.T  # transpose is the same matrix in C order, where a user's rows are contiguous
     scale = -1.0 / np.diag(p)
     p *= scale[None, :].astype(np.float32)
     p[np.diag_indices_from(p)] = 0.0

@@ -299,7 +299,7 @@ def load_item_models(data: bytes, path) -> tuple[Ease, PureSvd]:
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             items = np.asarray(z["items"], np.int64)
-            return (Ease(items, np.asarray(z["b"], np.float32), float(z["lam"])),
+            return (Ease(items, np.ascontiguousarray(z["b"], np.float32), float(z["lam"])),
                     PureSvd(items, np.asarray(z["svd"], np.float32)))
     except (OSError, ValueError, KeyError) as e:
         raise RecError(f"{path} is damaged ({e}): run `rec save-features` again")
