@@ -31,6 +31,9 @@ from rec.rank.features import LAYOUT, Stack
 K_CHOICES = (25, 50, 100)  # 200 measured no better ranked list on ml-1m, at twice the cost
 K_SLACK = 0.03  # candidate recall given up for a smaller K (fewer, easier candidates)
 USERS_PER_STEP = 64
+# Tuning users the rank stage learns from, at most: a seeded sample beyond (ml-25m's 162k
+# would hold 6 GB of candidate features; 10,000 hold about 0.4 GB, and ml-1m has 6,040).
+RANK_USERS = 10_000
 # --split users: the held-out tuning users' ratings drawn into given / to predict this many
 # times. The view never trains on those users (the two-tower, EASE, PureSVD and popularity
 # never see them), so each draw is a new, honest list for the rank stage to learn from.
@@ -104,30 +107,38 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
                        fit_item_models(view, lam, rank), 0)
     k, k_table = choose_k(stack, view, user_vecs)
     stack.k = k
-    examples = rt.build_examples(stack, view, user_vecs)
+    users = rt.liked_users(view)
+    if len(users) > RANK_USERS:  # a large dataset: a seeded sample of its tuning users
+        users = np.sort(np.random.default_rng(p.seed).choice(users, RANK_USERS, replace=False))
+    # split before building: each part built once, never copied out of a whole
+    train_users, val_users = rt.split_users(users, p.seed)
+    train_ex = rt.build_examples(stack, view, user_vecs, train_users)
+    val_ex = rt.build_examples(stack, view, user_vecs, val_users)
     if tuning_kind(ds) == "users":  # more lists from the same held-out tuning users
-        parts = [examples]
+        train_parts, val_parts = [train_ex], [val_ex]
         for draw in range(1, USERS_DRAWS):
             other = redrawn(view, draw)
             vecs, _ = recall_rank.trained_vectors(
                 model, other, recall_rank.Histories(other, model.config.global_mean))
-            parts.append(rt.build_examples(stack, other, vecs))
-        examples = rt.Examples.concat(parts)
-    train_rows, val_rows = rt.split_users(examples.users, p.seed)
-    train_ex, val_ex = examples.take(train_rows), examples.take(val_rows)
+            train_parts.append(rt.build_examples(stack, other, vecs, train_users))
+            val_parts.append(rt.build_examples(stack, other, vecs, val_users))
+        train_ex, val_ex = rt.Examples.concat(train_parts), rt.Examples.concat(val_parts)
+        del train_parts, val_parts
+    n_features = stack.n_features
+    del stack, user_vecs  # EASE's B and the rest: not needed to train (memory's peak is next)
     if not len(train_ex.users) or not len(val_ex.users):
         raise UsageError("the tuning slice has too few users with a liked movie to train the "
                          "rank stage (it needs both a training and a choosing part)")
     channels = rt.channel_report(val_ex)
     runtime.seed_all(p.seed)
-    config = RankerConfig(stack.n_features, p.hidden_sizes())
+    config = RankerConfig(n_features, p.hidden_sizes())
     net = Ranker(config)
     optimizer = paddle.optimizer.Adam(learning_rate=p.lr, parameters=net.parameters())
     data_id = dataset_identity(paths)
     full_config = {
         "model": config.to_json(), "train": asdict(p), "device": job.device,
         "data_fingerprint": data_id, "rec_version": __version__,
-        "features": {"kind": "rank", "k": k, "n_features": stack.n_features, "layout": LAYOUT,
+        "features": {"kind": "rank", "k": k, "n_features": n_features, "layout": LAYOUT,
                      "features_run": features.scoring.get("run_id"), "ease_lambda": lam,
                      "svd_rank": rank},
         "dataset": {"name": ds.vocab.dataset, "split": ds.vocab.split},
@@ -154,7 +165,7 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
                 "device": job.device, **result.summary("rank_hr@10", "rank_ndcg@10"),
                 "k": k, "candidate_recall": channels["candidate_recall"],
                 "channels": {c: channels[c] for c in ("two_tower", "ease", "svd", "popularity")},
-                "tuning_users": int(len(examples.users)), "choosing_users": int(len(val_ex.users)),
+                "tuning_users": int(len(train_ex.users) + len(val_ex.users)), "choosing_users": int(len(val_ex.users)),
                 **result.speed()}
 
     return trainer.fit(spec, job, objective, state, resume, summarize).metrics

@@ -46,10 +46,6 @@ class Examples:
     n_liked: np.ndarray
     by_channel: np.ndarray  # (N, C, n_channels) bool: found by each channel's top k
 
-    def take(self, rows: np.ndarray) -> "Examples":
-        return Examples(self.users[rows], self.x[rows], self.liked[rows], self.valid[rows],
-                        self.n_liked[rows], self.by_channel[rows])
-
     @staticmethod
     def concat(parts: list["Examples"]) -> "Examples":
         """One set of several (candidate lists padded to the widest)."""
@@ -65,11 +61,21 @@ class Examples:
                                            "by_channel")))
 
 
-def build_examples(stack: Stack, view: Dataset, user_vecs: np.ndarray) -> Examples:
-    """Every user of the view with a liked VAL rating: candidates, features, labels."""
+def liked_users(view: Dataset) -> np.ndarray:
+    """The view's users with a liked VAL rating (sorted): those the rank stage learns from."""
+    vu, _, vr = view.part(VAL)
+    return np.unique(vu[vr >= RELEVANT])
+
+
+def build_examples(stack: Stack, view: Dataset, user_vecs: np.ndarray,
+                   users: np.ndarray | None = None) -> Examples:
+    """Users of the view with a liked VAL rating (those of `users` only, when given):
+    candidates, features, labels. The chunks are copied into arrays allocated zeroed (their
+    pages are taken as they are written) and dropped as they go, so the peak is about one
+    copy of the examples, not two."""
     vu, vm, vr = view.part(VAL)
     rel = vr >= RELEVANT
-    users = np.unique(vu[rel])
+    users = liked_users(view) if users is None else np.intersect1d(users, liked_users(view))
     n_liked = np.bincount(vu[rel], minlength=view.n_users)[users]
     parts = []
     for s in range(0, len(users), CHUNK):
@@ -77,26 +83,29 @@ def build_examples(stack: Stack, view: Dataset, user_vecs: np.ndarray) -> Exampl
         block = known_block(view, user_vecs, chunk)
         cand, by, scores = stack.candidates(block)
         x = stack.features(block, cand, by, scores)
+        del scores
         liked = np.zeros((len(chunk), view.n_movies), bool)
         pos = np.full(view.n_users, -1)
         pos[chunk] = np.arange(len(chunk))
         sel = rel & (pos[vu] >= 0)
         liked[pos[vu[sel]], vm[sel]] = True
-        parts.append((x, np.take_along_axis(liked, np.maximum(cand, 0), 1) & (cand >= 0),
-                      cand >= 0, by))
+        parts.append([x, np.take_along_axis(liked, np.maximum(cand, 0), 1) & (cand >= 0),
+                      cand >= 0, by])
     width = max(p[0].shape[1] for p in parts) if parts else 1
-
-    def pad(a: np.ndarray) -> np.ndarray:
-        extra = [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2)
-        return np.pad(a, extra)
-    cat = lambda i: np.concatenate([pad(p[i]) for p in parts]) if parts else None  # noqa: E731
-    return Examples(users, cat(0), cat(1), cat(2), n_liked, cat(3))
+    out = [np.zeros((len(users), width, *a.shape[2:]), a.dtype) for a in parts[0]] \
+        if parts else [None] * 4
+    for i, part in enumerate(parts):
+        rows = slice(i * CHUNK, i * CHUNK + len(part[0]))
+        for j, a in enumerate(part):
+            out[j][rows, : a.shape[1]] = a
+        parts[i] = None
+    return Examples(users, out[0], out[1], out[2], n_liked, out[3])
 
 
 def split_users(users: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train rows, validation rows) of the tuning users: a hash of (user, seed)."""
+    """(training users, choosing users) of the tuning users: a hash of (user, seed)."""
     held = uniform_hash(users, seed=seed + 7) < RANK_VAL
-    return np.flatnonzero(~held), np.flatnonzero(held)
+    return users[~held], users[held]
 
 
 def ranked_metrics(order_scores: np.ndarray, ex: Examples) -> dict:
@@ -186,4 +195,5 @@ def npz_bytes(arrays: dict) -> bytes:
     return buffer.getvalue()
 
 
-__all__ = ["build_examples", "split_users", "rank_objective", "channel_report", "save_paddle"]
+__all__ = ["build_examples", "liked_users", "split_users", "rank_objective", "channel_report",
+           "save_paddle"]
