@@ -150,7 +150,7 @@ def recording_steps(monkeypatch) -> list:
 def test_evaluate_goes_through_its_steps_in_order(tmp_path, monkeypatch):
     from conftest import SMALL_WORLD, run_stages
 
-    from rec.stages.evaluate import STEPS
+    from rec.rank.evaluation import STEPS
 
     world = run_stages(tmp_path, *SMALL_WORLD[:3])
     called = recording_steps(monkeypatch)

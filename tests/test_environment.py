@@ -41,7 +41,7 @@ WRITERS = [
     (["download", "--dataset", "synthetic", *SMALL], "stages.download.generate_synthetic", "data"),
     (["preprocess"], "stages.preprocess.read_raw", "output"),
     (["train", "--epochs", "1"], "twotower.fit.train", "output/model"),
-    (["evaluate"], "stages.evaluate.evaluate", "output/model"),
+    (["evaluate"], "rank.evaluation.evaluate", "output/model"),
     (["save-features"], "twotower.saving.save", "output"),
     (["ctr-train", "--model", "wide_deep", "--epochs", "1"], "ctr.fit.train", "output/ctr"),
     (["export"], "ctr.serving.export_all", "output"),

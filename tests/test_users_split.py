@@ -102,7 +102,7 @@ def test_training_never_reads_held_out_users_ratings(world, tmp_path):
 def test_evaluate_on_users_split_reports_fold_in_against_baselines(world, monkeypatch):
     from test_console import recording_steps
 
-    from rec.stages.evaluate import STEPS, USERS_STEP
+    from rec.rank.evaluation import STEPS, USERS_STEP
 
     result = rec(world, "train")
     assert result.exit_code == 0, result.stderr
