@@ -78,10 +78,14 @@ def gram(users: np.ndarray, movies: np.ndarray, items: np.ndarray, n_movies: int
         return _dense_gram(rows, cols, len(uniq), n)
     from scipy.sparse import csr_matrix
 
-    pairs = np.unique(rows.astype(np.int64) * n + cols)  # a rating given twice counts once
-    r, c = np.divmod(pairs, np.int64(n))
-    x = csr_matrix((np.ones(len(pairs), np.float32), (r, c)), shape=(len(uniq), n))
+    x = csr_matrix((np.ones(len(rows), np.float32), (rows.astype(np.int32),
+                                                     cols.astype(np.int32))),
+                   shape=(len(uniq), n))
+    del rows, cols, users
+    x.sum_duplicates()
+    x.data[:] = 1.0  # a rating given twice counts once
     xt, xc = x.T.tocsr(), x.tocsc()
+    del x
     g = np.zeros((n, n), np.float32)
     width = max(1, min(n, GRAM_BLOCK_BYTES // (8 * max(n, 1))))  # value + index per entry
     for j in range(0, n, width):

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rec.datasets.contract import RELEVANT, TRAIN
+from rec.metrics import dense_chunk
 from rec.rank.channels import CHANNELS, Ease, PureSvd, top_k
 from rec.scoring import head_scores, log_like
 
@@ -257,9 +258,12 @@ def like_rate(movies: np.ndarray, ratings: np.ndarray, n_movies: int) -> np.ndar
 
 
 def candidate_recall(stack: Stack, dataset, user_vecs: np.ndarray, users: np.ndarray,
-                     movies: np.ndarray, k: int | None = None, chunk: int = 512) -> float:
+                     movies: np.ndarray, k: int | None = None, chunk: int | None = None) -> float:
     """Share of the relevant (users[i], movies[i]) pairs among their user's candidates
     (each channel's top `k`, default the stack's): the ceiling of any ranked list."""
+    # a block's channel scores are several (users x catalogue) arrays: fewer users at once on
+    # a large catalogue (134 at ml-25m's 62k movies, 1 GB less at the peak than 512)
+    chunk = chunk or dense_chunk(dataset.n_movies, 512)
     hit = 0
     order = np.argsort(users, kind="stable")
     users, movies = users[order], movies[order]
