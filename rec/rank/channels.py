@@ -54,6 +54,26 @@ def ease_items(train_movies: np.ndarray, n_movies: int,
     return rated
 
 
+def item_columns(items: np.ndarray, movies: np.ndarray, n_movies: int):
+    """(keep, cols): which of `movies` are among `items`, and their column in `items`."""
+    col = np.full(n_movies, -1, np.int64)
+    col[items] = np.arange(len(items))
+    cols = col[movies]
+    keep = cols >= 0
+    return keep, cols[keep]
+
+
+def binary_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]):
+    """The binary matrix with a 1 at each (row, col) as scipy CSR: a pair given twice is
+    a 1, not a 2."""
+    from scipy.sparse import csr_matrix
+
+    x = csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=shape)
+    x.sum_duplicates()
+    x.data[:] = 1.0
+    return x
+
+
 GRAM_BLOCK_BYTES = 256 << 20  # a block of the sparse product X'X[:, j0:j1] at most this
 DENSE_GRAM_WORK = 1e12  # users x items², the dense product's multiply-adds, at most this
 
@@ -68,22 +88,13 @@ def gram(users: np.ndarray, movies: np.ndarray, items: np.ndarray, n_movies: int
     162k users and 20k movies the dense product would be 65e12 multiply-adds (20 minutes
     here), the sparse one about 1e10. Memory: the result, plus one block (a dense chunk of
     users, or at most GRAM_BLOCK_BYTES of sparse product)."""
-    col = np.full(n_movies, -1, np.int64)
-    col[items] = np.arange(len(items))
-    keep = col[movies] >= 0
-    users, cols = users[keep], col[movies[keep]]
-    uniq, rows = np.unique(users, return_inverse=True)
+    keep, cols = item_columns(items, movies, n_movies)
+    uniq, rows = np.unique(users[keep], return_inverse=True)
     n = len(items)
     if len(uniq) * float(n) ** 2 <= DENSE_GRAM_WORK:
         return _dense_gram(rows, cols, len(uniq), n)
-    from scipy.sparse import csr_matrix
-
-    x = csr_matrix((np.ones(len(rows), np.float32), (rows.astype(np.int32),
-                                                     cols.astype(np.int32))),
-                   shape=(len(uniq), n))
-    del rows, cols, users
-    x.sum_duplicates()
-    x.data[:] = 1.0  # a rating given twice counts once
+    x = binary_csr(rows.astype(np.int32), cols.astype(np.int32), (len(uniq), n))
+    del rows, cols, keep  # a rating given twice counts once (binary_csr)
     xt, xc = x.T.tocsr(), x.tocsc()
     del x
     g = np.zeros((n, n), np.float32)
@@ -111,11 +122,9 @@ def binary_rows(items: np.ndarray, rows: np.ndarray, movies: np.ndarray, n_users
                 n_movies: int) -> np.ndarray:
     """(n_users, len(items)) float32: 1 where row r rated item i (movies outside `items`
     are left out)."""
-    col = np.full(n_movies, -1, np.int64)
-    col[items] = np.arange(len(items))
-    keep = col[movies] >= 0
+    keep, cols = item_columns(items, movies, n_movies)
     x = np.zeros((n_users, len(items)), np.float32)
-    x[rows[keep], col[movies[keep]]] = 1.0
+    x[rows[keep], cols] = 1.0
     return x
 
 
@@ -130,10 +139,8 @@ def history_times(items: np.ndarray, rows: np.ndarray, movies: np.ndarray, n_use
     0.22 s against 0.52 s for the dense product); a few users (`rec recommend 42`) sum
     them in numpy, sparing scipy.sparse's import (0.14 s, as long as the rest of the
     request)."""
-    col = np.full(n_movies, -1, np.int64)
-    col[items] = np.arange(len(items))
-    keep = col[movies] >= 0
-    r, c = rows[keep], col[movies[keep]]
+    keep, c = item_columns(items, movies, n_movies)
+    r = rows[keep]
     if n_users <= FEW_USERS:
         r, c = np.divmod(np.unique(r * np.int64(len(items)) + c), np.int64(len(items)))
         out = np.zeros((n_users, matrix.shape[1]), np.float32)
@@ -141,12 +148,7 @@ def history_times(items: np.ndarray, rows: np.ndarray, movies: np.ndarray, n_use
         for u in range(n_users):
             out[u] = matrix[c[starts[u]:starts[u + 1]]].sum(axis=0)
         return out
-    from scipy.sparse import csr_matrix
-
-    x = csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(n_users, len(items)))
-    x.sum_duplicates()
-    x.data[:] = 1.0  # a movie rated twice is a 1, not a 2
-    return np.asarray(x @ matrix, np.float32)
+    return np.asarray(binary_csr(r, c, (n_users, len(items))) @ matrix, np.float32)
 
 
 @dataclass

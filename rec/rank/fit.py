@@ -90,8 +90,7 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
             not features.extra.get("ease.npz"):
         raise UsageError("output/features has no EASE channel (saved by an older rec): run "
                          "`rec save-features` again")
-    if features.user_ids != [str(u) for u in ds.vocab.user_ids] or \
-            features.movie_ids != [str(m) for m in ds.vocab.movie_ids]:
+    if not features.of_vocab(ds.vocab):
         raise UsageError("output/features describes other users or movies than "
                          "output/dataset: run `rec save-features` again")
     model, _ = kinds.load_trained(paths, ds)

@@ -161,8 +161,7 @@ def report(paths, dataset: Dataset, rank_args: dict, relevant: tuple) -> tuple[d
         features = load_features(paths.features_dir)
     except UsageError as e:
         return {}, [f"recall channels and the rank stage not evaluated: {e}"]
-    if features.user_ids != [str(u) for u in dataset.vocab.user_ids] or \
-            features.movie_ids != [str(m) for m in dataset.vocab.movie_ids] or \
+    if not features.of_vocab(dataset.vocab) or \
             EASE not in features.extra:
         return {}, ["recall channels and the rank stage not evaluated: output/features is "
                     "not of this dataset or this rec: run `rec save-features`"]

@@ -93,6 +93,12 @@ class Features:
     def movie_row(self) -> dict[str, int]:
         return {m: i for i, m in enumerate(self.movie_ids)}
 
+    def of_vocab(self, vocab) -> bool:
+        """Whether these vectors are of exactly the users and movies of `vocab` (a
+        dataset's), row for row."""
+        return self.user_ids == [str(u) for u in vocab.user_ids] and \
+            self.movie_ids == [str(m) for m in vocab.movie_ids]
+
     def taste(self) -> np.ndarray:
         """Movie vectors in the taste space (bias components dropped), for similarity."""
         return self.movies[:, : int(self.scoring.get("taste_dims", self.movies.shape[1]))]
@@ -185,8 +191,7 @@ def saved_from(paths, ds, config: dict) -> Features | None:
     sc = features.scoring
     if config.get("model_run") is None or sc.get("model_run") != config["model_run"] or \
             not is_dataset(sc.get("dataset_fingerprint"), paths, ds) or \
-            features.user_ids != [str(u) for u in ds.vocab.user_ids] or \
-            features.movie_ids != [str(m) for m in ds.vocab.movie_ids]:
+            not features.of_vocab(ds.vocab):
         return None
     return features
 
