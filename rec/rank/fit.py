@@ -30,9 +30,7 @@ from rec.rank.features import LAYOUT, Stack
 
 K_CHOICES = (25, 50, 100)  # 200 measured no better ranked list on ml-1m, at twice the cost
 K_SLACK = 0.03  # candidate recall given up for a smaller K (fewer, easier candidates)
-# users per step: 16 measured better than 64 where the tuning users are few (ml-latest-small's
-# 451: rank NDCG@10 on the choosing fifth 0.2135 -> 0.2218), the same on ml-1m
-USERS_PER_STEP = 16
+USERS_PER_STEP = 64
 # Tuning users the rank stage learns from, at most: a seeded sample beyond (ml-25m's 162k
 # would hold 6 GB of candidate features; 10,000 hold about 0.4 GB, and ml-1m has 6,040).
 RANK_USERS = 10_000
