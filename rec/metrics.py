@@ -44,13 +44,16 @@ def ease_scorer(n_users: int, n_movies: int, train_users: np.ndarray,
     P = (X'X + lam I)^-1 and a zero diagonal; a user's scores are X_u B. score_chunk."""
     from scipy.sparse import csr_matrix
 
+    from rec.rank.products import rows_times
+
     x = np.zeros((n_users, n_movies), np.float32)
     x[train_users, train_movies] = 1.0
     b = ease_weights(x, lam)
     rows = csr_matrix(x)
     del x
-    # a user's rated rows of B summed (CSR times dense): ml-1m 2.5x faster than x[block] @ b
-    return lambda block: rows[block] @ b
+    # a user's rated rows of B summed (CSR times dense): ml-1m 2.5x faster than x[block] @ b,
+    # and a block of B's columns at a time as fast again (rec.rank.products: the same bits)
+    return lambda block: rows_times(rows[block], b)
 
 
 def ease_weights(x: np.ndarray, lam: float = EASE_LAMBDA) -> np.ndarray:

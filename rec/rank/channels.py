@@ -33,6 +33,7 @@ import numpy as np
 from rec.datasets.contract import RELEVANT, TRAIN, VAL, Dataset
 from rec.metrics import dense_chunk, ease_from_gram, ranking_metrics
 from rec.paths import EASE as EASE_FILE
+from rec.rank.products import rows_times
 
 CHANNELS = ("two_tower", "ease", "svd", "popularity")
 LAMBDAS = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
@@ -148,7 +149,7 @@ def history_times(items: np.ndarray, rows: np.ndarray, movies: np.ndarray, n_use
         for u in range(n_users):
             out[u] = matrix[c[starts[u]:starts[u + 1]]].sum(axis=0)
         return out
-    return np.asarray(binary_csr(r, c, (n_users, len(items))) @ matrix, np.float32)
+    return rows_times(binary_csr(r, c, (n_users, len(items))), matrix)  # scipy's bits
 
 
 @dataclass
