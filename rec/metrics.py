@@ -59,17 +59,29 @@ def ease_scorer(n_users: int, n_movies: int, train_users: np.ndarray,
 def ease_weights(x: np.ndarray, lam: float = EASE_LAMBDA) -> np.ndarray:
     """EASE's item-item matrix B (float32, zero diagonal) of a binary user x movie matrix:
     a user who is not in `x` (rated movies X_new) is scored X_new B, no refit."""
-    x = np.asarray(x, np.float32)
-    return ease_from_gram(x.T @ x, lam, overwrite=True)
+    return ease_from_gram(upper_gram(x), lam, overwrite=True)
+
+
+def upper_gram(x: np.ndarray) -> np.ndarray:
+    """X'X (float32, Fortran order) with only its upper triangle filled, what the Cholesky
+    of ease_from_gram reads: one BLAS syrk (half the multiply-adds of X'X, in scipy's
+    BLAS, on every core), from x's transpose without a copy. A binary matrix's gram
+    holds counts, exact in float32, so any way of forming it gives the same bits."""
+    from scipy.linalg.blas import ssyrk
+
+    return ssyrk(1.0, np.asarray(x, np.float32).T, trans=0, lower=0)
 
 
 def ease_from_gram(g: np.ndarray, lam: float, overwrite: bool = False) -> np.ndarray:
     """EASE's B (float32, zero diagonal) from the gram matrix, by a Cholesky inverse, in
-    place of `g` with overwrite=True (one n² matrix at the peak, beside g's)."""
+    place of `g` with overwrite=True (one n² matrix at the peak, beside g's). Only g's
+    upper triangle is read (a full symmetric g, or upper_gram's)."""
     from scipy.linalg import lapack
 
     a = g if overwrite else g.copy()
     a[np.diag_indices_from(a)] += np.float32(lam)
+    if not a.flags.f_contiguous:  # g is symmetric: its transpose is the same matrix, in
+        a = a.T  # the Fortran order LAPACK works in (no copy of n² floats)
     c, info = lapack.spotrf(a, lower=False, overwrite_a=True)
     if info != 0:
         raise ValueError(f"EASE: the regularised gram matrix is not positive definite ({info})")
@@ -104,7 +116,7 @@ def dense_chunk(n_movies: int, at_most: int = 1024) -> int:
 def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.ndarray,
                     seen_movies: np.ndarray, relevant_users: np.ndarray,
                     relevant_movies: np.ndarray, k: int = 10, chunk: int | None = None,
-                    movie_counts: np.ndarray | None = None) -> dict:
+                    movie_counts: np.ndarray | None = None, threads: int = 1) -> dict:
     """HR@k and NDCG@k, averaged over users with at least one relevant movie.
 
     For each such user every movie they did not rate in training is ranked by
@@ -116,7 +128,12 @@ def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.nda
 
     When score_chunk returns {name: scores} (several models scored from one shared
     computation, e.g. the recall channels and the ranked list over them), the result is
-    {name: metrics}, each exactly what that model alone would get."""
+    {name: metrics}, each exactly what that model alone would get.
+
+    `threads` > 1 scores and ranks that many chunks at once (score_chunk must then be safe
+    to call from several threads): numpy and scipy release the GIL in their loops, so the
+    cores share the work; the chunks are the same and their results are gathered in order,
+    so the metrics are the same."""
     chunk = chunk or dense_chunk(n_movies)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     users_with_rel = np.unique(relevant_users)
@@ -124,10 +141,9 @@ def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.nda
     su, sm = seen_users[order], seen_movies[order]
     rorder = np.argsort(relevant_users, kind="stable")
     ru, rm = relevant_users[rorder], relevant_movies[rorder]
-    found: dict = {}  # name -> (hits, ndcgs, tops)
-    single = True
-    for start in range(0, len(users_with_rel), chunk):
-        block = users_with_rel[start: start + chunk]
+
+    def rank_block(block: np.ndarray) -> tuple[bool, dict]:
+        """(single, {name: (hits, ndcgs, top)}) of one chunk of users."""
         scored = score_chunk(block)
         single = not isinstance(scored, dict)
         row_of = np.full(n_users, -1)
@@ -143,19 +159,36 @@ def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.nda
         relevant[rows[keep], rm[lo:hi][keep]] = True
         n_rel = np.minimum(relevant.sum(axis=1), k)
         ideal = np.cumsum(discounts)[n_rel - 1]
+        out = {}
         for name, scores in ({None: scored} if single else scored).items():
-            # a copy in its own precision (float32 sorts as fast again as float64 and in the
-            # same order: widening is exact)
-            scores = np.array(scores, dtype=np.result_type(scores, np.float32))
-            scores[seen] = -np.inf  # seen in training: not a candidate
-            kk = min(k, scores.shape[1])  # a catalogue smaller than k: rank all of it
-            top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-            top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), 1), 1)
+            # the scores negated, in a copy of their own precision (float32 sorts as fast
+            # again as float64 and in the same order: widening is exact); negation is
+            # exact, so the order is the same as ranking the scores best first
+            worst_first = np.negative(scores, dtype=np.result_type(scores, np.float32))
+            worst_first[seen] = np.inf  # seen in training: not a candidate
+            kk = min(k, worst_first.shape[1])  # a catalogue smaller than k: rank all of it
+            top = np.argpartition(worst_first, kk - 1, axis=1)[:, :kk]
+            top = np.take_along_axis(top, np.argsort(np.take_along_axis(worst_first, top, 1),
+                                                     1), 1)
             gains = np.take_along_axis(relevant, top, 1)
-            hits, ndcgs, tops = found.setdefault(name, ([], [], []))
-            hits.append(gains.any(axis=1))
-            ndcgs.append((gains * discounts[:kk]).sum(axis=1) / ideal)
-            tops.append(top)
+            out[name] = (gains.any(axis=1), (gains * discounts[:kk]).sum(axis=1) / ideal, top)
+        return single, out
+
+    blocks = [users_with_rel[start: start + chunk]
+              for start in range(0, len(users_with_rel), chunk)]
+    found: dict = {}  # name -> (hits, ndcgs, tops)
+    single = True
+    if threads > 1 and len(blocks) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            results = list(pool.map(rank_block, blocks))  # in order
+    else:
+        results = map(rank_block, blocks)
+    for single, out in results:
+        for name, parts in out.items():
+            for into, part in zip(found.setdefault(name, ([], [], [])), parts):
+                into.append(part)
     out = {name: _summary(*lists, len(users_with_rel), n_movies, k, movie_counts)
            for name, lists in found.items()}
     if single:

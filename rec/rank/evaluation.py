@@ -23,6 +23,8 @@ rec.twotower.heldout. eval.json then says "split": "users" and "held_out_users".
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from rec.datasets.contract import RELEVANT, TRAIN, VAL, load_dataset
@@ -31,6 +33,9 @@ from rec.metrics import baseline_metrics
 from rec.twotower.heldout import evaluate_held_out, vector_metrics
 
 K = 10
+# chunks of users scored and ranked at once (rec.metrics.ranking_metrics' threads): numpy's
+# BLAS has one thread in `rec evaluate` (rec.stages.evaluate), the cores take a chunk each
+SCORING_THREADS = max(1, min(2, os.cpu_count() or 1))
 KEYS = [f"hr@{K}", f"ndcg@{K}", f"long_tail@{K}", f"coverage@{K}", "rmse", "mae"]
 
 
@@ -77,7 +82,8 @@ def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
     rel = vr >= RELEVANT
     counts = np.bincount(tm, minlength=ds.n_movies)
     rank_args = dict(n_users=ds.n_users, n_movies=ds.n_movies, seen_users=tu, seen_movies=tm,
-                     relevant_users=vu[rel], relevant_movies=vm[rel], k=K, movie_counts=counts)
+                     relevant_users=vu[rel], relevant_movies=vm[rel], k=K, movie_counts=counts,
+                     threads=SCORING_THREADS)
 
     if saved is None:
         user_vecs, movie_vecs, scoring = kinds.of_model(model).saved_vectors(model, ds)
@@ -108,7 +114,8 @@ def with_rank_stage(paths, ds, report: dict) -> dict:
     rel = vr >= RELEVANT
     counts = np.bincount(ds.part(TRAIN)[1], minlength=ds.n_movies)
     rank_args = dict(n_users=ds.n_users, n_movies=ds.n_movies, seen_users=su, seen_movies=sm,
-                     relevant_users=vu[rel], relevant_movies=vm[rel], k=K, movie_counts=counts)
+                     relevant_users=vu[rel], relevant_movies=vm[rel], k=K, movie_counts=counts,
+                     threads=SCORING_THREADS)
     extra, notes = rank_report(paths, ds, rank_args, (vu[rel], vm[rel]))
     report["notes"] = report.get("notes", []) + notes
     report["selection"] = {

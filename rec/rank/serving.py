@@ -123,9 +123,12 @@ def evaluation_scorer(stack: Stack, model: RankModel | None, dataset: Dataset,
     users ({name: (B, n_movies)}; the ranked list is -inf off the ranked candidates, so it
     is exactly them). It counts on the way how many of the `relevant` (users, movies)
     pairs are among their user's candidates (`hits`: the candidate recall's numerator)."""
+    import threading
+
     order = np.argsort(relevant[0], kind="stable")
     rel_users, rel_movies = relevant[0][order], relevant[1][order]
     state = {"hits": 0}
+    counting = threading.Lock()  # ranking_metrics may score chunks in several threads
 
     def score_chunk(users: np.ndarray) -> dict:
         block = known_block(dataset, user_vecs, users)
@@ -142,7 +145,9 @@ def evaluation_scorer(stack: Stack, model: RankModel | None, dataset: Dataset,
         hi = np.searchsorted(rel_users, users[-1], side="right")
         pos = np.searchsorted(users, rel_users[lo:hi])
         mine = (pos < len(users)) & (users[np.minimum(pos, len(users) - 1)] == rel_users[lo:hi])
-        state["hits"] += int(np.isfinite(full[pos[mine], rel_movies[lo:hi][mine]]).sum())
+        hits = int(np.isfinite(full[pos[mine], rel_movies[lo:hi][mine]]).sum())
+        with counting:
+            state["hits"] += hits
         out["ranked"] = full
         return out
     score_chunk.state = state

@@ -6,7 +6,20 @@ shows its steps' progress, writes eval.json, records the run and prints the tabl
 
 from __future__ import annotations
 
-import typer
+import os
+
+# numpy's BLAS on one thread, as in rec.stages.recommend: evaluate scores two chunks of
+# users at once in threads (rec.rank.evaluation.SCORING_THREADS), each on a core, and a
+# second BLAS thread that waits for a busy core only slows them. OpenBLAS reads the variable
+# as numpy loads it (just below); it is removed at once, so scipy's own OpenBLAS, loaded
+# later for EASE's Cholesky inverse, keeps every core, and no child process inherits it.
+_ONE_BLAS_THREAD = "OPENBLAS_NUM_THREADS" not in os.environ
+if _ONE_BLAS_THREAD:
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+import numpy  # noqa: E402,F401
+if _ONE_BLAS_THREAD:
+    del os.environ["OPENBLAS_NUM_THREADS"]
+import typer  # noqa: E402
 from rich import box
 from rich.table import Table
 
