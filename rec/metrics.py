@@ -48,12 +48,36 @@ def ease_scorer(n_users: int, n_movies: int, train_users: np.ndarray,
 
     x = np.zeros((n_users, n_movies), np.float32)
     x[train_users, train_movies] = 1.0
+    if n_users < n_movies:
+        return dual_ease_scorer(x, lam)
     b = ease_weights(x, lam)
     rows = csr_matrix(x)
     del x
     # a user's rated rows of B summed (CSR times dense): ml-1m 2.5x faster than x[block] @ b,
     # and a block of B's columns at a time as fast again (rec.rank.products: the same bits)
     return lambda block: rows_times(rows[block], b)
+
+
+DUAL_BLOCK = 1024  # users per product with X in dual_ease_scorer
+
+
+def dual_ease_scorer(x: np.ndarray, lam: float = EASE_LAMBDA):
+    """ease_scorer's scores X B of the users of `x` (binary, float32) without B, when there
+    are fewer users than movies (ml-latest-small: 610 x 9,742). By Woodbury,
+    P = (X'X + lam I)^-1 = (I - X'KX) / lam with K = (XX' + lam I)^-1, users x users; so
+    X P = K X, diag(P) = (1 - diag(X'KX)) / lam, and X B = X - K X / diag(P). A users² inverse
+    and two users² x movies products instead of a movies³ Cholesky inverse (ml-latest-small:
+    0.3 s against 20 s; the gram and P alone are 760 MB there). The same scores up to
+    float32 rounding (2-5e-6 of scores near 1 on ml-latest-small and ml-100k, where every
+    metric is the same to the 6 decimals of eval.json)."""
+    n = len(x)
+    k = np.linalg.inv(np.asarray(x @ x.T, np.float64) + lam * np.eye(n))  # counts: exact
+    k32 = k.astype(np.float32)
+    diag = np.zeros(x.shape[1], np.float64)  # diag(X'KX), a block of users at a time
+    for lo in range(0, n, DUAL_BLOCK):
+        diag += np.einsum("um,um->m", x[lo:lo + DUAL_BLOCK], k32[lo:lo + DUAL_BLOCK] @ x)
+    scale = (lam / (1.0 - diag)).astype(np.float32)  # 1 / diag(P)
+    return lambda block: x[block] - (k32[block] @ x) * scale
 
 
 def ease_weights(x: np.ndarray, lam: float = EASE_LAMBDA) -> np.ndarray:
@@ -113,6 +137,22 @@ def dense_chunk(n_movies: int, at_most: int = 1024) -> int:
     return max(1, min(at_most, DENSE_ELEMENTS // max(n_movies, 1)))
 
 
+PARTITION_ROWS = 64  # rows per np.argpartition in smallest_k
+
+
+def smallest_k(a: np.ndarray, k: int, negated: bool = False) -> np.ndarray:
+    """np.argpartition(a, k - 1, axis=1)[:, :k] (of -a when `negated`): the same indices in
+    the same order, PARTITION_ROWS rows at a time. Each row is partitioned on its own, so
+    the rows are the same; numpy's full (rows, columns) int64 index array (32 MB for 1,024
+    ml-1m users) and the negated copy are made for a few rows at a time, in the cache."""
+    out = np.empty((len(a), k), np.intp)
+    for lo in range(0, len(a), PARTITION_ROWS):
+        rows = a[lo:lo + PARTITION_ROWS]
+        out[lo:lo + PARTITION_ROWS] = np.argpartition(-rows if negated else rows, k - 1,
+                                                      axis=1)[:, :k]
+    return out
+
+
 def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.ndarray,
                     seen_movies: np.ndarray, relevant_users: np.ndarray,
                     relevant_movies: np.ndarray, k: int = 10, chunk: int | None = None,
@@ -167,7 +207,7 @@ def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.nda
             worst_first = np.negative(scores, dtype=np.result_type(scores, np.float32))
             worst_first[seen] = np.inf  # seen in training: not a candidate
             kk = min(k, worst_first.shape[1])  # a catalogue smaller than k: rank all of it
-            top = np.argpartition(worst_first, kk - 1, axis=1)[:, :kk]
+            top = smallest_k(worst_first, kk)
             top = np.take_along_axis(top, np.argsort(np.take_along_axis(worst_first, top, 1),
                                                      1), 1)
             gains = np.take_along_axis(relevant, top, 1)

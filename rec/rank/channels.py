@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rec.datasets.contract import RELEVANT, TRAIN, VAL, Dataset
-from rec.metrics import dense_chunk, ease_from_gram, ranking_metrics
+from rec.metrics import dense_chunk, ease_from_gram, ranking_metrics, smallest_k
 from rec.paths import EASE as EASE_FILE
 from rec.rank.products import rows_times
 
@@ -319,4 +319,4 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """(B, k) column indices of each row's k best (unordered); -inf entries may be among
     them when a row has fewer than k finite ones."""
     k = min(k, scores.shape[1])
-    return np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    return smallest_k(scores, k, negated=True)

@@ -93,7 +93,7 @@ def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
     result = vector_metrics(user_vecs, movie_vecs, scoring, vu, vm, vr, clip, **rank_args)
     baselines, notes = baseline_metrics((tu, tm, tr), (vu, vm, vr), clip, rank_args, seed, step)
     step("recall channels and the rank stage")
-    return with_rank_stage(paths, ds, {
+    return with_rank_stage(paths, ds, features=saved, report={
         **rounded(result), "baselines": {k: rounded(v) for k, v in baselines.items()},
         "notes": notes, "validation_ratings": int(len(vr)),
         "ranked_users": int(len(np.unique(vu[rel]))), "relevant_rating": RELEVANT,
@@ -103,10 +103,11 @@ def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
                    "computed from output/model"})
 
 
-def with_rank_stage(paths, ds, report: dict) -> dict:
+def with_rank_stage(paths, ds, report: dict, features=None) -> dict:
     """The report with the recall channels and, when output/ctr/model holds a fresh rank
     model, the ranked list as the headline (what `rec recommend` outputs); the two-tower's
-    own order moves to "two_tower". Every choice behind them is in "selection"."""
+    own order moves to "two_tower". Every choice behind them is in "selection".
+    `features`: output/features as already read (saved_from), not read a second time."""
     from rec.rank.serving import report as rank_report
 
     su, sm, _ = ds.known()
@@ -116,7 +117,7 @@ def with_rank_stage(paths, ds, report: dict) -> dict:
     rank_args = dict(n_users=ds.n_users, n_movies=ds.n_movies, seen_users=su, seen_movies=sm,
                      relevant_users=vu[rel], relevant_movies=vm[rel], k=K, movie_counts=counts,
                      threads=SCORING_THREADS)
-    extra, notes = rank_report(paths, ds, rank_args, (vu[rel], vm[rel]))
+    extra, notes = rank_report(paths, ds, rank_args, (vu[rel], vm[rel]), features)
     report["notes"] = report.get("notes", []) + notes
     report["selection"] = {
         "two_tower": "epochs, early stopping and the like weight on the tuning slice "

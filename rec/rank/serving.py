@@ -12,6 +12,7 @@ candidates and their rank logits.
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,11 @@ from rec.rank.forward import NumpyRanker
 from rec.storage import snapshot as snapshots, unit
 
 RUN = "rec ctr-train --data movielens"
+# One rank-network forward at a time when several threads score blocks of users (recommend
+# --all, evaluate): its hidden layers are a block's largest temporaries (230 MB for 1,024
+# ml-1m users) and a fifth of its time. It is not cut into smaller products instead: BLAS
+# rounds a product of other row counts differently, and the logits must stay the same.
+FORWARD = threading.Lock()
 
 
 @dataclass
@@ -102,7 +108,8 @@ def ranked(stack: Stack, model: RankModel, block: Block, scores: dict | None = N
     x = stack.features(block, cand, by, scores)
     valid = cand >= 0
     logits = np.full(cand.shape, -np.inf, np.float32)
-    logits[valid] = model.net.logits(x[valid])  # padding is a quarter of the rows on ml-1m
+    with FORWARD:
+        logits[valid] = model.net.logits(x[valid])  # padding is a quarter of the rows on ml-1m
     return cand, logits, best_channels(x, by)
 
 
@@ -123,8 +130,6 @@ def evaluation_scorer(stack: Stack, model: RankModel | None, dataset: Dataset,
     users ({name: (B, n_movies)}; the ranked list is -inf off the ranked candidates, so it
     is exactly them). It counts on the way how many of the `relevant` (users, movies)
     pairs are among their user's candidates (`hits`: the candidate recall's numerator)."""
-    import threading
-
     order = np.argsort(relevant[0], kind="stable")
     rel_users, rel_movies = relevant[0][order], relevant[1][order]
     state = {"hits": 0}
@@ -154,18 +159,22 @@ def evaluation_scorer(stack: Stack, model: RankModel | None, dataset: Dataset,
     return score_chunk
 
 
-def report(paths, dataset: Dataset, rank_args: dict, relevant: tuple) -> tuple[dict, list]:
+def report(paths, dataset: Dataset, rank_args: dict, relevant: tuple,
+           features=None) -> tuple[dict, list]:
     """({channels, candidate_recall, ranked (or None), ease_tuned, selection}, notes) on
     the evaluation split: each channel alone, the candidates' recall and the ranked list
-    (when output/ctr/model holds a fresh rank model), from output/features (numpy)."""
+    (when output/ctr/model holds a fresh rank model), from output/features (numpy):
+    `features` when the caller has read them (they lose the EASE file's bytes, read into
+    the stack's matrices), else read here."""
     from rec.metrics import ranking_metrics
     from rec.twotower.features import load_features
 
     notes = []
-    try:
-        features = load_features(paths.features_dir)
-    except UsageError as e:
-        return {}, [f"recall channels and the rank stage not evaluated: {e}"]
+    if features is None:
+        try:
+            features = load_features(paths.features_dir)
+        except UsageError as e:
+            return {}, [f"recall channels and the rank stage not evaluated: {e}"]
     if not features.of_vocab(dataset.vocab) or \
             EASE not in features.extra:
         return {}, ["recall channels and the rank stage not evaluated: output/features is "
@@ -176,6 +185,8 @@ def report(paths, dataset: Dataset, rank_args: dict, relevant: tuple) -> tuple[d
         model = None
         notes.append(f"rank stage not evaluated: {e}")
     stack = serving_stack(features, dataset, model.k if model else 100)
+    # the file's bytes once more beside B itself (55 MB on ml-1m, 380 on ml-latest-small)
+    features.extra.pop(EASE, None)
     scorer = evaluation_scorer(stack, model, dataset, features.users, relevant)
     metrics = ranking_metrics(scorer, **rank_args)
     ranked_list = metrics.pop("ranked", None)
