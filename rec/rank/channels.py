@@ -31,9 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rec.datasets.contract import RELEVANT, TRAIN, VAL, Dataset
-from rec.metrics import dense_chunk, ease_from_gram, ranking_metrics, smallest_k
+from rec.metrics import dense_chunk, ease_from_gram, ranking_metrics, rows_times, smallest_k
 from rec.paths import EASE as EASE_FILE
-from rec.rank.products import rows_times
 
 CHANNELS = ("two_tower", "ease", "svd", "popularity")
 LAMBDAS = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)

@@ -33,6 +33,7 @@ import numpy as np
 from rec.datasets.contract import RELEVANT, TRAIN
 from rec.metrics import dense_chunk
 from rec.rank.channels import CHANNELS, Ease, PureSvd, top_k
+from rec.rank.products import row_sums
 from rec.scoring import head_scores, log_like
 
 SCORED = ("two_tower", "ease", "svd")  # channels whose score is a feature (popularity: its count)
@@ -242,8 +243,7 @@ class Stack:
 
     def _genre_profile(self, block: Block) -> np.ndarray:
         share = self._genre_share()
-        profile = np.zeros((len(block), share.shape[1]), np.float32)
-        np.add.at(profile, block.rows, share[block.movies])
+        profile = row_sums(block.rows, share[block.movies], len(block))  # np.add.at's bits
         return profile / np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
 
 

@@ -26,11 +26,6 @@ from rec.rank.forward import NumpyRanker
 from rec.storage import snapshot as snapshots, unit
 
 RUN = "rec ctr-train --data movielens"
-# One rank-network forward at a time when several threads score blocks of users (recommend
-# --all, evaluate): its hidden layers are a block's largest temporaries (230 MB for 1,024
-# ml-1m users) and a fifth of its time. It is not cut into smaller products instead: BLAS
-# rounds a product of other row counts differently, and the logits must stay the same.
-FORWARD = threading.Lock()
 
 
 @dataclass
@@ -108,8 +103,7 @@ def ranked(stack: Stack, model: RankModel, block: Block, scores: dict | None = N
     x = stack.features(block, cand, by, scores)
     valid = cand >= 0
     logits = np.full(cand.shape, -np.inf, np.float32)
-    with FORWARD:
-        logits[valid] = model.net.logits(x[valid])  # padding is a quarter of the rows on ml-1m
+    logits[valid] = model.net.logits(x[valid])  # padding is a quarter of the rows on ml-1m
     return cand, logits, best_channels(x, by)
 
 
@@ -232,26 +226,31 @@ def rank_picks(cat, user_rows: np.ndarray, ratings, top: int, allowed: np.ndarra
     cand, logits, by = ranked(stack, model, block)
     logits = np.where((cand >= 0) & allowed[np.maximum(cand, 0)], logits, -np.inf)
     order = np.argsort(-logits, axis=1, kind="stable")[:, :top]
-    b = len(user_rows)
+    b, width = order.shape[0], order.shape[1]
+    # best first: the finite logits are each row's first `width` slots' prefix (-inf sorts
+    # last), so the picks are their movies as they stand, -1 after
+    best = np.take_along_axis(logits, order, 1)
+    ok = np.isfinite(best)
     movies = np.full((b, top), -1, np.int64)
     scores = np.full((b, top), -np.inf, np.float32)
-    texts = [[""] * top for _ in range(b)]
-    short = np.isfinite(np.take_along_axis(logits, order, 1)).sum(axis=1) < top
-    fallback = recommend_chunk(cat, user_rows, ratings, top, allowed) if short.any() else None
-    found = found_by_texts(np.take_along_axis(by, order[:, :, None], 1))  # (B, top)
-    for i in range(b):
-        ok = np.isfinite(logits[i, order[i]])
-        picked = cand[i, order[i][ok]]
-        movies[i, : len(picked)] = picked
-        scores[i, : len(picked)] = logits[i, order[i][ok]]
-        texts[i][: len(picked)] = found[i][ok].tolist()
-        n = len(picked)
-        for m in (fallback.movies[i] if short[i] else ()):  # too few allowed candidates: the two-tower's next
-            if n >= top or m < 0:
-                break
-            if m not in picked:
-                movies[i, n], scores[i, n], texts[i][n] = m, -np.inf, "two-tower"
-                n += 1
+    movies[:, :width] = np.where(ok, np.take_along_axis(cand, order, 1), -1)
+    scores[:, :width] = np.where(ok, best, -np.inf)
+    found = found_by_texts(np.take_along_axis(by, order[:, :, None], 1))  # (B, width)
+    texts = np.where(ok, found, "").tolist()
+    if width < top:
+        texts = [row + [""] * (top - width) for row in texts]
+    short = ok.sum(axis=1) < top
+    if short.any():  # too few allowed candidates: the two-tower's next best after them
+        fallback = recommend_chunk(cat, user_rows, ratings, top, allowed)
+        for i in np.flatnonzero(short).tolist():
+            n = int(ok[i].sum())
+            picked = movies[i, :n].copy()
+            for m in fallback.movies[i]:
+                if n >= top or m < 0:
+                    break
+                if m not in picked:
+                    movies[i, n], scores[i, n], texts[i][n] = m, -np.inf, "two-tower"
+                    n += 1
     counts = (movies >= 0).sum(axis=1)
     return (Picks(movies, scores, predicted_stars(f, user_rows, movies),
                   np.zeros(movies.shape, bool), counts), texts)
