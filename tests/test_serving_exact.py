@@ -1,6 +1,6 @@
 """The faster serving paths give the plain forms' numbers: to the bit where the module says
-so (rec.metrics.rows_times, smallest_k, upper_gram, ranking_metrics' threads; the rank
-features' moments, select and row_sums), within float32 rounding where it says that
+so (rec.metrics.rows_times, smallest_k, upper_gram, row_sums, ranking_metrics' threads;
+the rank features' moments and select), within float32 rounding where it says that
 (dual_ease_scorer, the rank network's blocks on another BLAS). Small generated data."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from scipy.sparse import csr_matrix
 
 from rec.metrics import (dual_ease_scorer, ease_from_gram, ease_weights, ranking_metrics,
-                         rows_times, smallest_k, upper_gram)
+                         row_sums, rows_times, smallest_k, upper_gram)
 
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
@@ -83,8 +83,6 @@ def test_ranking_metrics_in_threads_are_the_same():
 
 
 def test_row_sums_are_add_at_to_the_bit():
-    from rec.rank.products import row_sums
-
     rng = np.random.default_rng(5)
     rows = rng.integers(0, 50, 4000)
     for shape in [(4000,), (4000, 7)]:

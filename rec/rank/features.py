@@ -31,9 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rec.datasets.contract import RELEVANT, TRAIN
-from rec.metrics import dense_chunk
+from rec.metrics import dense_chunk, row_sums
 from rec.rank.channels import CHANNELS, Ease, PureSvd, top_k
-from rec.rank.products import row_sums
 from rec.scoring import head_scores, log_like
 
 SCORED = ("two_tower", "ease", "svd")  # channels whose score is a feature (popularity: its count)
