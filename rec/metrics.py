@@ -1,5 +1,11 @@
 """Every metric (RMSE, MAE, HR@k, NDCG@k, AUC, log loss) and the rating baselines they are
-compared with: numpy only, no files."""
+compared with: numpy (and scipy) only, no files.
+
+Also the numeric pieces serving shares, each with exactly the bits of its plain numpy or
+scipy form (tests/test_serving_exact.py): rows_times (CSR x dense a block of columns at a
+time), smallest_k (argpartition a few rows at a time), row_sums (np.add.at a column at a
+time), upper_gram (X'X by one syrk). ranking_metrics(threads=2) ranks two chunks of users
+at once, with the same result."""
 
 from __future__ import annotations
 

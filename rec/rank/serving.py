@@ -7,6 +7,10 @@ built for exactly these features and this dataset (fresh), None otherwise, with 
 save-features fitted it (all training ratings, the λ chosen on the tuning slice),
 popularity from the training counts. `ranked(stack, ranker, block)` gives each user's
 candidates and their rank logits.
+
+Safe to call from several threads at once (recommend --all and evaluate score two blocks
+of users in parallel; numpy and scipy release the GIL): nothing here keeps state between
+blocks but evaluation_scorer's count of candidate hits, taken under a lock.
 """
 
 from __future__ import annotations
