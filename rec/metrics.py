@@ -297,14 +297,15 @@ def _summary(hits, ndcgs, tops, n_ranked: int, n_movies: int, k: int,
 
 
 def baseline_metrics(train: tuple, validation: tuple, clip, rank_args: dict, seed: int = 0,
-                     step=lambda name: None) -> tuple[dict, list[str]]:
+                     step=lambda name: None, ease=None) -> tuple[dict, list[str]]:
     """({name: metrics}, notes): the baselines `rec evaluate` shows beside the model, each
     ranked as ranking_metrics(**rank_args) ranks it, on the same users. `train` and
     `validation` are (users, movies, ratings) arrays. Popularity (training counts); EASE at
     EASE_LAMBDA (skipped, with a note, above EASE_MAX_MOVIES movies); user + movie biases
     (also RMSE and MAE of their stars, clipped to `clip`; ranked by prediction); the global
     mean (RMSE, MAE; ranks in a random order seeded by `seed`). `step(name)` is called as
-    each starts (progress)."""
+    each starts (progress). `ease`: a future of ease_scorer's result on the same training
+    ratings, fitted meanwhile elsewhere (a thread), else fitted here."""
     (tu, tm, tr), (vu, vm, vr) = train, validation
     n_users, n_movies = rank_args["n_users"], rank_args["n_movies"]
     step("popularity")
@@ -312,7 +313,9 @@ def baseline_metrics(train: tuple, validation: tuple, clip, rank_args: dict, see
     notes = []
     step("EASE")
     if n_movies <= EASE_MAX_MOVIES:
-        baselines["ease"] = ranking_metrics(ease_scorer(n_users, n_movies, tu, tm), **rank_args)
+        scorer = ease.result() if ease is not None else ease_scorer(n_users, n_movies, tu, tm)
+        baselines["ease"] = ranking_metrics(scorer, **rank_args)
+        del scorer
     else:
         notes.append(f"EASE skipped: {n_movies:,} movies (more than {EASE_MAX_MOVIES:,})")
     step("bias")
