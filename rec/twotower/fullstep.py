@@ -46,8 +46,10 @@ import numpy as np
 
 from rec.datasets.contract import RELEVANT
 
-import paddle
-import paddle.nn.functional as F
+from rec.engine.runtime import host_tensor
+
+import paddle  # noqa: E402 (after rec.engine.runtime, which sets paddle's process up)
+import paddle.nn.functional as F  # noqa: E402
 
 DROPOUT_STREAM = 2  # Epoch.rng(DROPOUT_STREAM) draws the history dropout
 
@@ -110,8 +112,8 @@ def full_losses(train_net, hist, movies, rows: StepRows, disliked_weight: float)
     """(pick loss, rating loss) of one step over the whole catalogue (see the docstring)."""
     n_movies = hist.n_movies
     watched, rated = rows.bags(None, n_movies, hist.mean)
-    logits, predicted = train_net(paddle.to_tensor(hist.demographics[rows.users]),
-                                  paddle.to_tensor(watched), paddle.to_tensor(rated),
+    logits, predicted = train_net(host_tensor(hist.demographics[rows.users]),
+                                  host_tensor(watched), host_tensor(rated),
                                   *movies.all())
     return pick_and_rating_losses(logits, predicted, rows, rows.movie, disliked_weight)
 
@@ -125,9 +127,9 @@ def pick_and_rating_losses(logits, predicted, rows: StepRows, col: np.ndarray,
     w_sum = np.bincount(rows.row, w, minlength=n_users).astype(np.float32)
     labels = np.zeros((n_users, n_cols), np.float32)
     labels[rows.row, col] = w / np.maximum(w_sum, 1e-12)[rows.row]
-    ce = F.cross_entropy(logits, paddle.to_tensor(labels), soft_label=True, reduction="none")
-    pick = (ce.reshape([-1]) * paddle.to_tensor(w_sum)).sum() / rows.users_share
-    at = paddle.to_tensor((rows.row.astype(np.int64) * n_cols + col).astype(np.int64))
+    ce = F.cross_entropy(logits, host_tensor(labels), soft_label=True, reduction="none")
+    pick = (ce.reshape([-1]) * host_tensor(w_sum)).sum() / rows.users_share
+    at = host_tensor((rows.row.astype(np.int64) * n_cols + col).astype(np.int64))
     rated = paddle.gather(predicted.reshape([-1]), at)
-    rating_loss = paddle.square(rated - paddle.to_tensor(rows.rating)).sum() / rows.ratings_share
+    rating_loss = paddle.square(rated - host_tensor(rows.rating)).sum() / rows.ratings_share
     return pick, rating_loss

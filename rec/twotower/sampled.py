@@ -30,6 +30,8 @@ from rec.engine import runtime  # noqa: F401 (first: it sets paddle's process up
 
 import paddle  # noqa: E402
 
+from rec.engine.runtime import host_tensor  # noqa: E402
+
 SAMPLED_ABOVE = 20_000  # catalogues larger than this train with the sampled softmax
 NEGATIVES = 2048  # popularity-sampled negatives shared by a step's users
 NEGATIVE_STREAM = 1  # Epoch.rng(NEGATIVE_STREAM) draws the negatives (rng() the order)
@@ -78,7 +80,7 @@ def column_inputs(demographics, rows, columns, mean) -> tuple:
     """The user tower's inputs as (B, |columns|) bags (every movie in `columns`) of `rows`
     (rec.twotower.fullstep.StepRows: the history dropout already drawn)."""
     watched, rated = rows.bags(np.searchsorted(columns, rows.movie), len(columns), mean)
-    return (paddle.to_tensor(demographics), paddle.to_tensor(watched), paddle.to_tensor(rated))
+    return host_tensor(demographics), host_tensor(watched), host_tensor(rated)
 
 
 def sampled_losses(train_net, hist, movies, rows, sampler: Candidates,
@@ -88,10 +90,10 @@ def sampled_losses(train_net, hist, movies, rows, sampler: Candidates,
     from rec.twotower.fullstep import pick_and_rating_losses
 
     columns = sampler.draw(rng, rows.movie)
-    ids = paddle.to_tensor(columns.astype(np.int64))
+    ids = host_tensor(columns.astype(np.int64))
     inputs = column_inputs(hist.demographics[rows.users], rows, columns, hist.mean)
     logits, predicted = train_net(*inputs, ids, paddle.gather(movies.genres, ids),
                                   paddle.gather(movies.titles, ids), ids)
-    logits = logits - paddle.to_tensor(sampler.log_q(columns, len(rows.users)))
+    logits = logits - host_tensor(sampler.log_q(columns, len(rows.users)))
     return pick_and_rating_losses(logits, predicted, rows, np.searchsorted(columns, rows.movie),
                                   disliked_weight)
