@@ -183,3 +183,45 @@ def test_one_ranking_pass_gives_each_like_weights_own_metrics():
         assert np.array_equal(orders[w], score(users[block], movies, alone))
         assert together[w] == ranking_metrics(vector_scorer(users, movies, alone), 30, 50,
                                               seen_u, seen_m, rel_u, rel_m, chunk=7)
+
+
+def test_the_networks_heads_are_the_saved_vectors_products():
+    """The rating head, computed as [r_u, 1, b_u] . [r_m, b'_m, 1] (the reordering on the
+    batch's rows), is what rec.scoring computes from the saved vectors [.., r_u, b_u, 1] and
+    [.., r_m, 1, b'_m]; the pick head likewise, with or without the sampled step's columns."""
+    import paddle
+
+    from rec.models.recall_rank import RecallRankConfig, RecallRankTwoTower
+    from rec.scoring import pick_logits, stars
+
+    paddle.seed(3)
+    config = RecallRankConfig(n_movies=40, n_genders=3, n_ages=4, n_occupations=5,
+                              n_genres=6, n_title_words=30, genre_len=3, title_len=5,
+                              global_mean=3.6)
+    net = RecallRankTwoTower(config)
+    net.eval()
+    rng = np.random.default_rng(0)
+    demo = paddle.to_tensor(rng.integers(0, 3, (7, 3)))
+    columns = np.array([2, 5, 11, 39])  # every movie the 7 users rated: the sampled C
+    bag = np.zeros((7, 40), np.float32)
+    bag[:, columns] = rng.random((7, 4)) < 0.7
+    watched, rated = paddle.to_tensor(bag), paddle.to_tensor(
+        bag * rng.normal(size=(7, 40)).astype(np.float32))
+    ids = paddle.arange(40, dtype="int64")
+    genres = paddle.to_tensor(rng.integers(0, 6, (40, 3)))
+    titles = paddle.to_tensor(rng.integers(0, 30, (40, 5)))
+    logits, predicted = net(demo, watched, rated, ids, genres, titles)
+    u = net.user_vectors(demo, watched, rated).numpy()
+    m = net.movie_vectors(ids, genres, titles).numpy()
+    scoring = net.scoring()
+    np.testing.assert_allclose(predicted.numpy(), stars(u, m, scoring), rtol=0, atol=2e-5)
+    np.testing.assert_allclose(logits.numpy(), pick_logits(u, m, scoring), rtol=0, atol=2e-5)
+    some = paddle.to_tensor(columns)
+    sub_logits, sub_predicted = net(demo, paddle.gather(watched, some, axis=1),
+                                    paddle.gather(rated, some, axis=1), some,
+                                    paddle.gather(genres, some), paddle.gather(titles, some),
+                                    some)
+    np.testing.assert_allclose(sub_predicted.numpy(), predicted.numpy()[:, columns],
+                               rtol=0, atol=2e-5)
+    np.testing.assert_allclose(sub_logits.numpy(), logits.numpy()[:, columns], rtol=0,
+                               atol=2e-5)
