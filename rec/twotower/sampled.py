@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rec.engine import runtime  # noqa: F401 (first: it sets paddle's process up)
+from rec.engine.runtime import host_tensor  # first: it sets paddle's process up
 
 import paddle  # noqa: E402
-
-from rec.engine.runtime import host_tensor  # noqa: E402
 
 SAMPLED_ABOVE = 20_000  # catalogues larger than this train with the sampled softmax
 NEGATIVES = 2048  # popularity-sampled negatives shared by a step's users
