@@ -32,6 +32,14 @@ one thread; bench/bench_speed.py measures the whole step again on the machine at
   - The rating loss gathers the rated entries of the rating matrix (76k of 2M) before the
     subtraction and paddle.square (x ** 2 costs 7x square in forward + backward): half the
     time of a masked dense difference.
+  - The dense inputs (the bags, the soft labels) reach Paddle through DLPack, sharing the
+    numpy arrays' memory (rec.engine.runtime.host_tensor): paddle.to_tensor copied each
+    at about 1 GB/s, 10 ms CPU a step for the three.
+  - The pick loss stays the fused kernel: a hand-made logsumexp minus the gathered
+    logits (no dense labels) measured 120 ms CPU a step against 110, log_softmax with a
+    gather 1,960 (its CPU backward is slow). The rating loss stays a gather from the
+    (B, n) rating matrix: from the rated pairs' gathered vectors instead it was 122 ms,
+    as Paddle's gather gradient over 76k rows costs more than the matrix it saves.
   - paddle.jit.to_static of this step does not pay: in four runs of bench/bench_speed.py
     (which measures both) it was 96-145 ms a step against 116-133 dynamic on one thread
     (faster once), 109-223 against 101-148 on two (slower each time; PIR's serial executor

@@ -17,7 +17,8 @@ Validation each epoch, on a fixed seeded sample of VAL_USERS users with a liked 
 the dataset's VAL part (rec train passes the tuning view, rec.datasets.tuning: that is the
 tuning slice, never the evaluation split): RMSE/MAE of the rating head on their ratings,
 and HR@10 / NDCG@10 of the final order with the evaluate protocol, for each like weight of
-LIKE_WEIGHTS; the best weight is kept. The best epoch is the one with the best NDCG@10.
+LIKE_WEIGHTS (all ranked in one pass: like_weight_orders); the best weight is kept. The
+best epoch is the one with the best NDCG@10.
 """
 
 from __future__ import annotations
