@@ -30,7 +30,7 @@ rerun when the load is high):
 Every line starts with the 1-minute load average as it began.
 
     .venv/bin/python bench/bench_speed.py [--repeat 2] [--skip-default] [--large]
-                                          [--large-dir DIR] [--keep DIR]
+                                          [--large-dir DIR] [--keep DIR] [--ml1m ZIP]
 """
 
 from __future__ import annotations
@@ -226,18 +226,20 @@ def main() -> None:
     ap.add_argument("--large-dir", type=Path, help="--large in this folder (reuses its "
                     "out/dataset when there)")
     ap.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    ap.add_argument("--ml1m", type=Path, default=ML1M_ZIP, help="ml-1m.zip (default: "
+                    "../shared/data/ml-1m.zip beside the checkout)")
     opts = ap.parse_args()
     if opts.probe:
         kind, *args = opts.probe
         fn = {"matmul": probe_matmul, "step": probe_step}[kind]
         print(json.dumps(fn(int(args[0]), *args[1:])))
         return
-    if not ML1M_ZIP.exists():
-        print(f"skipped: {ML1M_ZIP} not found")
+    if not opts.ml1m.exists():
+        print(f"skipped: {opts.ml1m} not found")
         return
     root = opts.keep or Path(tempfile.mkdtemp(prefix="bench-speed-"))
     print(f"machine: {len(os.sched_getaffinity(0))} cores; {load()}; work dir {root}")
-    rec(root, "download", "--dataset", "ml-1m", "--source", str(ML1M_ZIP))
+    rec(root, "download", "--dataset", "ml-1m", "--source", str(opts.ml1m))
     rec(root, "preprocess", "--split", "random", "--val-ratio", "0.1", "--seed", "7")
     vocab = json.loads((root / "out" / "dataset" / "vocab.json").read_text())
     import numpy as np
