@@ -74,6 +74,10 @@ def _text_column(values: list, tsv: bool) -> list[str]:
         return values
     if kinds == {int}:
         return list(map(str, values))
+    if kinds == {float}:  # (stars, scores): keyed by the value alone, each formatted once,
+        # the first of equals (0.0 and -0.0) as below; a float's text has no tab or newline
+        cells = {v: _text_cell(v) for v in dict.fromkeys(values)}
+        return list(map(cells.__getitem__, values))
     cache: dict = {}
     out = []
     for v in values:

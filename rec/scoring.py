@@ -80,13 +80,15 @@ def head_scores(users: np.ndarray, movies: np.ndarray, scoring: dict) -> tuple:
     """(stars, pick, order), each (len(users), len(movies)), the stars computed once: the
     rating head (unclipped), the recall logits (the stars for the pure rating models) and
     score()'s order, a new array."""
-    star_values = stars(users, movies, scoring).astype(np.float32)
+    star_values = np.asarray(stars(users, movies, scoring), np.float32)  # a new array already
     if scoring["match"] != "softmax":
         return star_values, star_values, star_values.copy()
     pick = pick_logits(users, movies, scoring)
     like = scoring.get("like") or {}
-    order = pick + np.float32(like.get("weight", 0)) * log_like(star_values, like) if like \
-        else pick.copy()
+    # weight 0 (the tuning slice's choice on ml-1m): pick + 0 * log P(like) is pick to the
+    # bit (log P(like) is finite and <= 0), without a pass of exp and log over the catalogue
+    order = pick + np.float32(like["weight"]) * log_like(star_values, like) \
+        if like.get("weight") else pick.copy()
     return star_values, pick, order
 
 

@@ -26,10 +26,10 @@ def forced(monkeypatch):
     calls = {"steps": 0, "narrowest": 1 << 30}
     real = sampled.column_inputs
 
-    def counting(demographics, rows, columns, mean):
+    def counting(demographics, rows, columns, where, mean):
         calls["steps"] += 1
         calls["narrowest"] = min(calls["narrowest"], len(columns))
-        return real(demographics, rows, columns, mean)
+        return real(demographics, rows, columns, where, mean)
 
     monkeypatch.setattr(sampled, "column_inputs", counting)
     return calls
@@ -80,6 +80,29 @@ def test_log_q_is_the_chance_of_being_a_candidate():
     trials = 4000
     for _ in range(trials):
         users = rng.choice(n_users, b, replace=False)
-        hits[c.draw(rng, np.concatenate([bags[u] for u in users]))] += 1
+        positives = np.concatenate([bags[u] for u in users])
+        drawn, where = c.draw(rng, positives)
+        assert (np.diff(drawn) > 0).all() and np.array_equal(drawn[where], positives)
+        hits[drawn] += 1
     q = np.exp(c.log_q(np.arange(n_movies), b))
     np.testing.assert_allclose(hits / trials, q, atol=0.04)
+
+
+def test_a_steps_candidates_and_log_q_are_the_per_step_formulas():
+    """draw's C is the union of the positives and the draws, with each positive's place in
+    it; log_q gathered from the cached table is the per-step formula, number for number."""
+    from rec.twotower.sampled import Candidates
+
+    rng = np.random.default_rng(1)
+    c = Candidates(rng.integers(0, 200, 3000), 100, 200, negatives=30)
+    positives = rng.integers(0, 200, 150).astype(np.int32)
+    state = np.random.default_rng(2)
+    columns, where = c.draw(state, positives)
+    again = np.random.default_rng(2)
+    drawn = np.minimum(np.searchsorted(c.cdf, again.random(30) * c.cdf[-1], side="right"), 199)
+    assert np.array_equal(columns, np.union1d(positives, drawn))
+    assert np.array_equal(where, np.searchsorted(columns, positives))
+    for n_users in (128, 7, 128):
+        formula = np.log(np.maximum(-np.expm1(n_users * c.log_not_user[columns] + 30 *
+                                              c.log_not_drawn[columns]), 1e-30))
+        assert np.array_equal(c.log_q(columns, n_users), formula.astype(np.float32))

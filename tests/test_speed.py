@@ -139,3 +139,89 @@ def test_a_block_prints_what_its_rows_print(capsys, fmt):
         assert blocked.splitlines()[1].split("\t")[:4] == ["1", "1", "A Tab", "4"]
         assert blocked.splitlines()[3].split("\t")[5] == "1"  # 1.0 prints as 1, True as True
         assert blocked.splitlines()[1].split("\t")[5] == "True"
+
+
+def test_host_tensor_shares_the_arrays_memory_on_the_cpu():
+    """A step's inputs reach Paddle without a copy (DLPack): the tensor is the array, so it
+    holds exactly the array's numbers; a read-only array is copied instead."""
+    from rec.engine.runtime import host_tensor
+
+    bag = np.arange(12, dtype=np.float32).reshape(3, 4)
+    ids = np.array([3, 1, 2], np.int64)
+    shared, index = host_tensor(bag), host_tensor(ids)
+    assert np.array_equal(shared.numpy(), bag) and np.array_equal(index.numpy(), ids)
+    assert shared.shape == [3, 4] and str(index.dtype).endswith("int64")
+    bag[0, 0] = 42.0  # the same memory: what a step must never do while the tensor is used
+    assert shared.numpy()[0, 0] == 42.0
+    frozen = np.ones(4, np.float32)
+    frozen.flags.writeable = False
+    copied = host_tensor(frozen)
+    assert np.array_equal(copied.numpy(), frozen)
+
+
+def test_one_ranking_pass_gives_each_like_weights_own_metrics():
+    """Validation ranks every like weight from one score computation: each weight's order is
+    rec.scoring.score's with that weight, number for number, and so are its metrics."""
+    from rec.metrics import ranking_metrics
+    from rec.scoring import score, vector_scorer
+    from rec.twotower.recall_rank import LIKE_WEIGHTS, like_weight_orders
+
+    rng = np.random.default_rng(0)
+    users, movies = rng.normal(size=(30, 9)).astype(np.float32), \
+        rng.normal(size=(50, 9)).astype(np.float32)
+    scoring = {"match": "softmax", "split": 5, "offset": 3.5, "clip": [1, 5],
+               "like": {"a": 1.3, "b": -4.0, "weight": 0.0}}
+    block = np.array([4, 0, 17])
+    orders = like_weight_orders(users, movies, scoring)(block)
+    assert sorted(orders) == sorted(LIKE_WEIGHTS)
+    seen_u, seen_m = rng.integers(0, 30, 200), rng.integers(0, 50, 200)
+    rel_u, rel_m = rng.integers(0, 30, 60), rng.integers(0, 50, 60)
+    together = ranking_metrics(like_weight_orders(users, movies, scoring), 30, 50, seen_u,
+                               seen_m, rel_u, rel_m, chunk=7)
+    for w in LIKE_WEIGHTS:
+        alone = {**scoring, "like": {**scoring["like"], "weight": w}}
+        assert np.array_equal(orders[w], score(users[block], movies, alone))
+        assert together[w] == ranking_metrics(vector_scorer(users, movies, alone), 30, 50,
+                                              seen_u, seen_m, rel_u, rel_m, chunk=7)
+
+
+def test_the_networks_heads_are_the_saved_vectors_products():
+    """The rating head, computed as [r_u, 1, b_u] . [r_m, b'_m, 1] (the reordering on the
+    batch's rows), is what rec.scoring computes from the saved vectors [.., r_u, b_u, 1] and
+    [.., r_m, 1, b'_m]; the pick head likewise, with or without the sampled step's columns."""
+    import paddle
+
+    from rec.models.recall_rank import RecallRankConfig, RecallRankTwoTower
+    from rec.scoring import pick_logits, stars
+
+    paddle.seed(3)
+    config = RecallRankConfig(n_movies=40, n_genders=3, n_ages=4, n_occupations=5,
+                              n_genres=6, n_title_words=30, genre_len=3, title_len=5,
+                              global_mean=3.6)
+    net = RecallRankTwoTower(config)
+    net.eval()
+    rng = np.random.default_rng(0)
+    demo = paddle.to_tensor(rng.integers(0, 3, (7, 3)))
+    columns = np.array([2, 5, 11, 39])  # every movie the 7 users rated: the sampled C
+    bag = np.zeros((7, 40), np.float32)
+    bag[:, columns] = rng.random((7, 4)) < 0.7
+    watched, rated = paddle.to_tensor(bag), paddle.to_tensor(
+        bag * rng.normal(size=(7, 40)).astype(np.float32))
+    ids = paddle.arange(40, dtype="int64")
+    genres = paddle.to_tensor(rng.integers(0, 6, (40, 3)))
+    titles = paddle.to_tensor(rng.integers(0, 30, (40, 5)))
+    logits, predicted = net(demo, watched, rated, ids, genres, titles)
+    u = net.user_vectors(demo, watched, rated).numpy()
+    m = net.movie_vectors(ids, genres, titles).numpy()
+    scoring = net.scoring()
+    np.testing.assert_allclose(predicted.numpy(), stars(u, m, scoring), rtol=0, atol=2e-5)
+    np.testing.assert_allclose(logits.numpy(), pick_logits(u, m, scoring), rtol=0, atol=2e-5)
+    some = paddle.to_tensor(columns)
+    sub_logits, sub_predicted = net(demo, paddle.gather(watched, some, axis=1),
+                                    paddle.gather(rated, some, axis=1), some,
+                                    paddle.gather(genres, some), paddle.gather(titles, some),
+                                    some)
+    np.testing.assert_allclose(sub_predicted.numpy(), predicted.numpy()[:, columns],
+                               rtol=0, atol=2e-5)
+    np.testing.assert_allclose(sub_logits.numpy(), logits.numpy()[:, columns], rtol=0,
+                               atol=2e-5)

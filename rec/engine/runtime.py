@@ -179,6 +179,22 @@ def setup_device(device: str, distributed: bool = False, threads: int | None = N
     return f"gpu:{index}"
 
 
+def host_tensor(array: np.ndarray):
+    """A Paddle tensor of a numpy array, for a step's inputs. On the CPU it is the array's
+    own memory (DLPack, no copy): paddle.to_tensor copies at about 1 GB/s here, 10 ms for
+    one 512 x 3,883 float32 bag (measured on a 2-core EPYC, Paddle 3.3), a third of an ml-1m
+    step for its three dense inputs. The caller must not write the array while the tensor
+    is in use (a step builds fresh arrays). On a GPU (or for an array DLPack cannot share:
+    read-only, not contiguous) it is paddle.to_tensor's copy."""
+    array = np.asarray(array)
+    if paddle.get_device() == "cpu" and array.flags.c_contiguous and array.flags.writeable:
+        try:
+            return paddle.utils.dlpack.from_dlpack(array)
+        except (BufferError, TypeError, RuntimeError):  # a dtype DLPack has no code for
+            pass
+    return paddle.to_tensor(array)
+
+
 def describe_build() -> str:
     """'CPU build' or 'CUDA build, N GPU(s)': for `rec --version` and the run summary."""
     if not paddle.is_compiled_with_cuda():

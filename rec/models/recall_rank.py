@@ -128,11 +128,14 @@ class RecallRankTwoTower(nn.Layer):
         return paddle.matmul(paddle.concat([u, paddle.ones_like(u[:, :1])], axis=-1), m,
                              transpose_y=True)
 
+    # The rating head as [r_u, 1, b_u] . [r_m, b'_m, 1]: the same sum as the saved vectors'
+    # [r_u, b_u, 1] . [r_m, 1, b'_m], with the reordering done on the batch's user rows, not
+    # on the catalogue's (Paddle's slice and concat gradients over n rows cost 7 ms a step
+    # at ml-25m's 11k candidates: 8 % of a sampled step, 3 % of a full ml-1m one).
     def ratings(self, ru, rm):
-        ones = paddle.ones_like(rm[:, :1])
-        return self.config.global_mean + paddle.matmul(
-            paddle.concat([ru, paddle.ones_like(ru[:, :1])], axis=-1),
-            paddle.concat([rm[:, :-1], ones, rm[:, -1:]], axis=-1), transpose_y=True)
+        user = paddle.concat([ru[:, :-1], paddle.ones_like(ru[:, :1]), ru[:, -1:]], axis=-1)
+        movie = paddle.concat([rm, paddle.ones_like(rm[:, :1])], axis=-1)
+        return self.config.global_mean + paddle.matmul(user, movie, transpose_y=True)
 
     def user_vectors(self, demographics, watched, rated, columns=None):
         u, ru = self.user_tower(demographics, watched, rated, columns)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rec.datasets.contract import RELEVANT, TRAIN, VAL, Dataset
-from rec.metrics import dense_chunk, ease_from_gram, ranking_metrics
+from rec.metrics import dense_chunk, ease_from_gram, ranking_metrics, rows_times, smallest_k
 from rec.paths import EASE as EASE_FILE
 
 CHANNELS = ("two_tower", "ease", "svd", "popularity")
@@ -148,7 +148,7 @@ def history_times(items: np.ndarray, rows: np.ndarray, movies: np.ndarray, n_use
         for u in range(n_users):
             out[u] = matrix[c[starts[u]:starts[u + 1]]].sum(axis=0)
         return out
-    return np.asarray(binary_csr(r, c, (n_users, len(items))) @ matrix, np.float32)
+    return rows_times(binary_csr(r, c, (n_users, len(items))), matrix)  # scipy's bits
 
 
 @dataclass
@@ -318,4 +318,4 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """(B, k) column indices of each row's k best (unordered); -inf entries may be among
     them when a row has fewer than k finite ones."""
     k = min(k, scores.shape[1])
-    return np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    return smallest_k(scores, k, negated=True)

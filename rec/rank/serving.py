@@ -7,11 +7,16 @@ built for exactly these features and this dataset (fresh), None otherwise, with 
 save-features fitted it (all training ratings, the λ chosen on the tuning slice),
 popularity from the training counts. `ranked(stack, ranker, block)` gives each user's
 candidates and their rank logits.
+
+Safe to call from several threads at once (recommend --all and evaluate score two blocks
+of users in parallel; numpy and scipy release the GIL): nothing here keeps state between
+blocks but evaluation_scorer's count of candidate hits, taken under a lock.
 """
 
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,6 +131,7 @@ def evaluation_scorer(stack: Stack, model: RankModel | None, dataset: Dataset,
     order = np.argsort(relevant[0], kind="stable")
     rel_users, rel_movies = relevant[0][order], relevant[1][order]
     state = {"hits": 0}
+    counting = threading.Lock()  # ranking_metrics may score chunks in several threads
 
     def score_chunk(users: np.ndarray) -> dict:
         block = known_block(dataset, user_vecs, users)
@@ -142,25 +148,31 @@ def evaluation_scorer(stack: Stack, model: RankModel | None, dataset: Dataset,
         hi = np.searchsorted(rel_users, users[-1], side="right")
         pos = np.searchsorted(users, rel_users[lo:hi])
         mine = (pos < len(users)) & (users[np.minimum(pos, len(users) - 1)] == rel_users[lo:hi])
-        state["hits"] += int(np.isfinite(full[pos[mine], rel_movies[lo:hi][mine]]).sum())
+        hits = int(np.isfinite(full[pos[mine], rel_movies[lo:hi][mine]]).sum())
+        with counting:
+            state["hits"] += hits
         out["ranked"] = full
         return out
     score_chunk.state = state
     return score_chunk
 
 
-def report(paths, dataset: Dataset, rank_args: dict, relevant: tuple) -> tuple[dict, list]:
+def report(paths, dataset: Dataset, rank_args: dict, relevant: tuple,
+           features=None) -> tuple[dict, list]:
     """({channels, candidate_recall, ranked (or None), ease_tuned, selection}, notes) on
     the evaluation split: each channel alone, the candidates' recall and the ranked list
-    (when output/ctr/model holds a fresh rank model), from output/features (numpy)."""
+    (when output/ctr/model holds a fresh rank model), from output/features (numpy):
+    `features` when the caller has read them (they lose the EASE file's bytes, read into
+    the stack's matrices), else read here."""
     from rec.metrics import ranking_metrics
     from rec.twotower.features import load_features
 
     notes = []
-    try:
-        features = load_features(paths.features_dir)
-    except UsageError as e:
-        return {}, [f"recall channels and the rank stage not evaluated: {e}"]
+    if features is None:
+        try:
+            features = load_features(paths.features_dir)
+        except UsageError as e:
+            return {}, [f"recall channels and the rank stage not evaluated: {e}"]
     if not features.of_vocab(dataset.vocab) or \
             EASE not in features.extra:
         return {}, ["recall channels and the rank stage not evaluated: output/features is "
@@ -171,6 +183,8 @@ def report(paths, dataset: Dataset, rank_args: dict, relevant: tuple) -> tuple[d
         model = None
         notes.append(f"rank stage not evaluated: {e}")
     stack = serving_stack(features, dataset, model.k if model else 100)
+    # the file's bytes once more beside B itself (55 MB on ml-1m, 380 on ml-latest-small)
+    features.extra.pop(EASE, None)
     scorer = evaluation_scorer(stack, model, dataset, features.users, relevant)
     metrics = ranking_metrics(scorer, **rank_args)
     ranked_list = metrics.pop("ranked", None)
@@ -216,26 +230,31 @@ def rank_picks(cat, user_rows: np.ndarray, ratings, top: int, allowed: np.ndarra
     cand, logits, by = ranked(stack, model, block)
     logits = np.where((cand >= 0) & allowed[np.maximum(cand, 0)], logits, -np.inf)
     order = np.argsort(-logits, axis=1, kind="stable")[:, :top]
-    b = len(user_rows)
+    b, width = order.shape[0], order.shape[1]
+    # best first: the finite logits are each row's first `width` slots' prefix (-inf sorts
+    # last), so the picks are their movies as they stand, -1 after
+    best = np.take_along_axis(logits, order, 1)
+    ok = np.isfinite(best)
     movies = np.full((b, top), -1, np.int64)
     scores = np.full((b, top), -np.inf, np.float32)
-    texts = [[""] * top for _ in range(b)]
-    short = np.isfinite(np.take_along_axis(logits, order, 1)).sum(axis=1) < top
-    fallback = recommend_chunk(cat, user_rows, ratings, top, allowed) if short.any() else None
-    found = found_by_texts(np.take_along_axis(by, order[:, :, None], 1))  # (B, top)
-    for i in range(b):
-        ok = np.isfinite(logits[i, order[i]])
-        picked = cand[i, order[i][ok]]
-        movies[i, : len(picked)] = picked
-        scores[i, : len(picked)] = logits[i, order[i][ok]]
-        texts[i][: len(picked)] = found[i][ok].tolist()
-        n = len(picked)
-        for m in (fallback.movies[i] if short[i] else ()):  # too few allowed candidates: the two-tower's next
-            if n >= top or m < 0:
-                break
-            if m not in picked:
-                movies[i, n], scores[i, n], texts[i][n] = m, -np.inf, "two-tower"
-                n += 1
+    movies[:, :width] = np.where(ok, np.take_along_axis(cand, order, 1), -1)
+    scores[:, :width] = np.where(ok, best, -np.inf)
+    found = found_by_texts(np.take_along_axis(by, order[:, :, None], 1))  # (B, width)
+    texts = np.where(ok, found, "").tolist()
+    if width < top:
+        texts = [row + [""] * (top - width) for row in texts]
+    short = ok.sum(axis=1) < top
+    if short.any():  # too few allowed candidates: the two-tower's next best after them
+        fallback = recommend_chunk(cat, user_rows, ratings, top, allowed)
+        for i in np.flatnonzero(short).tolist():
+            n = int(ok[i].sum())
+            picked = movies[i, :n].copy()
+            for m in fallback.movies[i]:
+                if n >= top or m < 0:
+                    break
+                if m not in picked:
+                    movies[i, n], scores[i, n], texts[i][n] = m, -np.inf, "two-tower"
+                    n += 1
     counts = (movies >= 0).sum(axis=1)
     return (Picks(movies, scores, predicted_stars(f, user_rows, movies),
                   np.zeros(movies.shape, bool), counts), texts)

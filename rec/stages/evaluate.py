@@ -6,7 +6,22 @@ shows its steps' progress, writes eval.json, records the run and prints the tabl
 
 from __future__ import annotations
 
-import typer
+import os
+
+# BLAS on one thread, as in rec.stages.recommend: evaluate scores two chunks of users at
+# once in threads (rec.rank.evaluation.SCORING_THREADS), each on a core, and a second BLAS
+# thread that must wait for a busy core only slows them; EASE's Cholesky inverse (scipy's
+# own OpenBLAS, ml-1m) took 1.2 s on one thread and 2-21 s on two on this loaded 2-core
+# machine. Each OpenBLAS reads the variable as it is loaded (numpy's and scipy's, just
+# below); it is removed at once, so that no process started later inherits it.
+_ONE_BLAS_THREAD = "OPENBLAS_NUM_THREADS" not in os.environ
+if _ONE_BLAS_THREAD:
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+import numpy  # noqa: E402,F401
+import scipy.linalg.lapack  # noqa: E402,F401
+if _ONE_BLAS_THREAD:
+    del os.environ["OPENBLAS_NUM_THREADS"]
+import typer  # noqa: E402
 from rich import box
 from rich.table import Table
 

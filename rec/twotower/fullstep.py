@@ -32,6 +32,14 @@ one thread; bench/bench_speed.py measures the whole step again on the machine at
   - The rating loss gathers the rated entries of the rating matrix (76k of 2M) before the
     subtraction and paddle.square (x ** 2 costs 7x square in forward + backward): half the
     time of a masked dense difference.
+  - The dense inputs (the bags, the soft labels) reach Paddle through DLPack, sharing the
+    numpy arrays' memory (rec.engine.runtime.host_tensor): paddle.to_tensor copied each
+    at about 1 GB/s, 10 ms CPU a step for the three.
+  - The pick loss stays the fused kernel: a hand-made logsumexp minus the gathered
+    logits (no dense labels) measured 120 ms CPU a step against 110, log_softmax with a
+    gather 1,960 (its CPU backward is slow). The rating loss stays a gather from the
+    (B, n) rating matrix: from the rated pairs' gathered vectors instead it was 122 ms,
+    as Paddle's gather gradient over 76k rows costs more than the matrix it saves.
   - paddle.jit.to_static of this step does not pay: in four runs of bench/bench_speed.py
     (which measures both) it was 96-145 ms a step against 116-133 dynamic on one thread
     (faster once), 109-223 against 101-148 on two (slower each time; PIR's serial executor
@@ -46,8 +54,10 @@ import numpy as np
 
 from rec.datasets.contract import RELEVANT
 
-import paddle
-import paddle.nn.functional as F
+from rec.engine.runtime import host_tensor
+
+import paddle  # noqa: E402 (after rec.engine.runtime, which sets paddle's process up)
+import paddle.nn.functional as F  # noqa: E402
 
 DROPOUT_STREAM = 2  # Epoch.rng(DROPOUT_STREAM) draws the history dropout
 
@@ -110,8 +120,8 @@ def full_losses(train_net, hist, movies, rows: StepRows, disliked_weight: float)
     """(pick loss, rating loss) of one step over the whole catalogue (see the docstring)."""
     n_movies = hist.n_movies
     watched, rated = rows.bags(None, n_movies, hist.mean)
-    logits, predicted = train_net(paddle.to_tensor(hist.demographics[rows.users]),
-                                  paddle.to_tensor(watched), paddle.to_tensor(rated),
+    logits, predicted = train_net(host_tensor(hist.demographics[rows.users]),
+                                  host_tensor(watched), host_tensor(rated),
                                   *movies.all())
     return pick_and_rating_losses(logits, predicted, rows, rows.movie, disliked_weight)
 
@@ -125,9 +135,9 @@ def pick_and_rating_losses(logits, predicted, rows: StepRows, col: np.ndarray,
     w_sum = np.bincount(rows.row, w, minlength=n_users).astype(np.float32)
     labels = np.zeros((n_users, n_cols), np.float32)
     labels[rows.row, col] = w / np.maximum(w_sum, 1e-12)[rows.row]
-    ce = F.cross_entropy(logits, paddle.to_tensor(labels), soft_label=True, reduction="none")
-    pick = (ce.reshape([-1]) * paddle.to_tensor(w_sum)).sum() / rows.users_share
-    at = paddle.to_tensor((rows.row.astype(np.int64) * n_cols + col).astype(np.int64))
+    ce = F.cross_entropy(logits, host_tensor(labels), soft_label=True, reduction="none")
+    pick = (ce.reshape([-1]) * host_tensor(w_sum)).sum() / rows.users_share
+    at = host_tensor((rows.row.astype(np.int64) * n_cols + col).astype(np.int64))
     rated = paddle.gather(predicted.reshape([-1]), at)
-    rating_loss = paddle.square(rated - paddle.to_tensor(rows.rating)).sum() / rows.ratings_share
+    rating_loss = paddle.square(rated - host_tensor(rows.rating)).sum() / rows.ratings_share
     return pick, rating_loss

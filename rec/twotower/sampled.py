@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rec.engine import runtime  # noqa: F401 (first: it sets paddle's process up)
+from rec.engine.runtime import host_tensor  # first: it sets paddle's process up
 
 import paddle  # noqa: E402
 
@@ -59,26 +59,37 @@ class Candidates:
         self.log_not_user = np.log1p(-np.minimum(counts / max(n_trained_users, 1), 1 - 1e-12))
         self.log_not_drawn = np.log1p(-np.minimum(self.p, 1 - 1e-12))
         self.negatives = negatives or NEGATIVES
+        self._log_q: dict[int, np.ndarray] = {}  # batch size -> log Q of every movie
 
-    def draw(self, rng: np.random.Generator, positives: np.ndarray) -> np.ndarray:
-        """C, sorted: the positives and NEGATIVES popularity draws."""
+    def draw(self, rng: np.random.Generator, positives: np.ndarray) -> tuple:
+        """(C, sorted: the positives and NEGATIVES popularity draws; each positive's index
+        in C). One np.unique with its inverse: a third of the time of np.union1d followed
+        by np.searchsorted for the positives (measured: 0.7 against 6-8 ms a step at 19k
+        positives), the same C."""
         drawn = np.searchsorted(self.cdf, rng.random(self.negatives) * self.cdf[-1],
                                 side="right")
         drawn = np.minimum(drawn, len(self.p) - 1)
-        return np.union1d(positives, drawn)
+        columns, where = np.unique(np.concatenate([positives, drawn]), return_inverse=True)
+        return columns, where[: len(positives)].reshape(-1)
 
     def log_q(self, columns: np.ndarray, n_users: int) -> np.ndarray:
-        log_miss = n_users * self.log_not_user[columns] + \
-            self.negatives * self.log_not_drawn[columns]
-        q = -np.expm1(log_miss)  # 1 - exp(log P(not in C))
-        return np.log(np.maximum(q, 1e-30)).astype(np.float32)
+        """log Q(m) for the movies `columns` of a step of `n_users` users (float32): a
+        gather from the whole catalogue's, computed once per batch size (every step but an
+        epoch's last has the same), the same numbers as computing them per step."""
+        table = self._log_q.get(n_users)
+        if table is None:
+            log_miss = n_users * self.log_not_user + self.negatives * self.log_not_drawn
+            q = -np.expm1(log_miss)  # 1 - exp(log P(not in C))
+            table = self._log_q[n_users] = np.log(np.maximum(q, 1e-30)).astype(np.float32)
+        return table[columns]
 
 
-def column_inputs(demographics, rows, columns, mean) -> tuple:
+def column_inputs(demographics, rows, columns, where, mean) -> tuple:
     """The user tower's inputs as (B, |columns|) bags (every movie in `columns`) of `rows`
-    (rec.twotower.fullstep.StepRows: the history dropout already drawn)."""
-    watched, rated = rows.bags(np.searchsorted(columns, rows.movie), len(columns), mean)
-    return (paddle.to_tensor(demographics), paddle.to_tensor(watched), paddle.to_tensor(rated))
+    (rec.twotower.fullstep.StepRows: the history dropout already drawn); `where`: each
+    rating's column."""
+    watched, rated = rows.bags(where, len(columns), mean)
+    return host_tensor(demographics), host_tensor(watched), host_tensor(rated)
 
 
 def sampled_losses(train_net, hist, movies, rows, sampler: Candidates,
@@ -87,11 +98,10 @@ def sampled_losses(train_net, hist, movies, rows, sampler: Candidates,
     users and ratings (rec.twotower.fullstep.StepRows)."""
     from rec.twotower.fullstep import pick_and_rating_losses
 
-    columns = sampler.draw(rng, rows.movie)
-    ids = paddle.to_tensor(columns.astype(np.int64))
-    inputs = column_inputs(hist.demographics[rows.users], rows, columns, hist.mean)
+    columns, where = sampler.draw(rng, rows.movie)
+    ids = host_tensor(columns.astype(np.int64))
+    inputs = column_inputs(hist.demographics[rows.users], rows, columns, where, hist.mean)
     logits, predicted = train_net(*inputs, ids, paddle.gather(movies.genres, ids),
                                   paddle.gather(movies.titles, ids), ids)
-    logits = logits - paddle.to_tensor(sampler.log_q(columns, len(rows.users)))
-    return pick_and_rating_losses(logits, predicted, rows, np.searchsorted(columns, rows.movie),
-                                  disliked_weight)
+    logits = logits - host_tensor(sampler.log_q(columns, len(rows.users)))
+    return pick_and_rating_losses(logits, predicted, rows, where, disliked_weight)

@@ -1,0 +1,159 @@
+"""The faster serving paths give the plain forms' numbers: to the bit where the module says
+so (rec.metrics.rows_times, smallest_k, upper_gram, row_sums, ranking_metrics' threads;
+the rank features' moments and select), within float32 rounding where it says that
+(dual_ease_scorer, the rank network's blocks on another BLAS). Small generated data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.sparse import csr_matrix
+
+from rec.metrics import (dual_ease_scorer, ease_from_gram, ease_weights, ranking_metrics,
+                         row_sums, rows_times, smallest_k, upper_gram)
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and \
+        np.array_equal(np.ascontiguousarray(a).view(np.uint8),
+                       np.ascontiguousarray(b).view(np.uint8))
+
+
+def binary(rng, users: int, movies: int, ratings: int) -> np.ndarray:
+    x = np.zeros((users, movies), np.float32)
+    x[rng.integers(0, users, ratings), rng.integers(0, movies, ratings)] = 1
+    return x
+
+
+def test_rows_times_is_scipys_product_to_the_bit():
+    rng = np.random.default_rng(0)
+    x = csr_matrix(binary(rng, 300, 2000, 20_000))
+    matrix = rng.standard_normal((2000, 700)).astype(np.float32)  # 131 columns a block
+    out = rows_times(x, matrix)
+    assert same_bits(out, np.asarray(x @ matrix, np.float32))
+    assert same_bits(rows_times(x, matrix[:, :5]), np.asarray(x @ matrix[:, :5]))
+
+
+def test_smallest_k_is_argpartition_to_the_index():
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 50, (300, 400)).astype(np.float32)  # many ties
+    a[rng.random(a.shape) < 0.1] = -np.inf
+    for k in (1, 10, 100):
+        assert np.array_equal(smallest_k(a, k), np.argpartition(a, k - 1, axis=1)[:, :k])
+        assert np.array_equal(smallest_k(a, k, negated=True),
+                              np.argpartition(-a, k - 1, axis=1)[:, :k])
+
+
+def test_upper_gram_gives_the_same_ease_as_the_full_gram():
+    rng = np.random.default_rng(2)
+    x = binary(rng, 500, 300, 12_000)
+    plain = ease_from_gram(x.T @ x, 300.0)
+    assert same_bits(ease_weights(x, 300.0), plain)
+    g = upper_gram(x)
+    assert np.array_equal(np.triu(g), np.triu(x.T @ x))
+
+
+def test_dual_ease_scores_are_eases_when_users_are_fewer():
+    rng = np.random.default_rng(3)
+    x = binary(rng, 120, 700, 6000)
+    primal = x @ ease_weights(x, 500.0)
+    block = np.arange(0, 120, 3)
+    dual = dual_ease_scorer(x, 500.0)(block)
+    np.testing.assert_allclose(dual, primal[block], atol=2e-5)
+    seen = x[block] > 0
+    top = lambda s: np.argsort(-np.where(seen, -np.inf, s), axis=1, kind="stable")[:, :10]
+    assert (top(dual) == top(primal[block])).mean() > 0.99
+
+
+def test_ranking_metrics_in_threads_are_the_same():
+    rng = np.random.default_rng(4)
+    n_users, n_movies = 700, 90
+    seen_u, seen_m = rng.integers(0, n_users, 5000), rng.integers(0, n_movies, 5000)
+    rel_u, rel_m = rng.integers(0, n_users, 900), rng.integers(0, n_movies, 900)
+    scores = rng.integers(0, 20, (n_users, n_movies)).astype(np.float32)  # ties
+    args = dict(n_users=n_users, n_movies=n_movies, seen_users=seen_u, seen_movies=seen_m,
+                relevant_users=rel_u, relevant_movies=rel_m, k=10, chunk=64,
+                movie_counts=np.bincount(seen_m, minlength=n_movies))
+
+    def scorer(block):
+        return {"a": scores[block], "b": -scores[block].astype(np.float64)}
+    one = ranking_metrics(scorer, **args)
+    assert ranking_metrics(scorer, **args, threads=2) == one
+    assert one["a"]["ranked_users"] == len(np.unique(rel_u))
+
+
+def test_row_sums_are_add_at_to_the_bit():
+    rng = np.random.default_rng(5)
+    rows = rng.integers(0, 50, 4000)
+    for shape in [(4000,), (4000, 7)]:
+        values = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 4, shape)).astype(
+            np.float32)
+        plain = np.zeros((50, *shape[1:]), np.float32)
+        np.add.at(plain, rows, values)
+        assert same_bits(row_sums(rows, values, 50), plain)
+    assert row_sums(rows[:0], np.zeros((0, 3), np.float32), 2).shape == (2, 3)
+
+
+def test_moments_are_the_plain_formula_to_the_bit():
+    from rec.rank.features import moments
+
+    rng = np.random.default_rng(6)
+    s = rng.standard_normal((100, 333)).astype(np.float32)
+    s[rng.random(s.shape) < 0.2] = -np.inf
+    s[7] = -np.inf  # a row with nothing finite
+    finite = np.isfinite(s)
+    n = np.maximum(finite.sum(axis=1, keepdims=True), 1)
+    mean = np.where(finite, s, 0).sum(axis=1, keepdims=True) / n
+    std = np.sqrt(np.maximum((np.where(finite, s - mean, 0) ** 2).sum(
+        axis=1, keepdims=True) / n, 1e-12))
+    got = moments(s, finite)
+    assert same_bits(got[0], mean) and same_bits(got[1], std)
+
+
+def test_select_is_the_stable_argsort_of_the_union():
+    from rec.rank.channels import CHANNELS, top_k
+    from rec.rank.features import Stack
+
+    rng = np.random.default_rng(7)
+    b, m, k = 40, 300, 20
+    scores = {name: rng.integers(0, 30, (b, m)).astype(np.float32) for name in CHANNELS}
+    for s in scores.values():
+        s[rng.random((b, m)) < 0.3] = -np.inf
+    scores["two_tower"][3] = -np.inf  # a user with no candidate from one channel
+    stack = Stack.__new__(Stack)
+    stack.k = k
+    cand, by = stack.select(scores)
+    # the plain form it replaced
+    member = np.zeros((len(CHANNELS), b, m), bool)
+    for i, name in enumerate(CHANNELS):
+        top = top_k(scores[name], k)
+        member[i, np.arange(b)[:, None], top] = np.isfinite(
+            np.take_along_axis(scores[name], top, 1))
+    found = member.any(axis=0)
+    width = int(found.sum(axis=1).max())
+    order = np.argsort(~found, axis=1, kind="stable")[:, :width]
+    valid = np.take_along_axis(found, order, 1)
+    assert np.array_equal(cand, np.where(valid, order, -1))
+    assert np.array_equal(by, np.stack([np.take_along_axis(member[i], order, 1) & valid
+                                        for i in range(len(CHANNELS))], axis=-1))
+
+
+@pytest.mark.parametrize("rows", [1, 5000, 10_001])
+def test_rank_forward_by_blocks_is_the_whole_product(rows):
+    from rec.rank.forward import FORWARD_ROWS, NumpyRanker
+
+    rng = np.random.default_rng(8)
+    params = {"layers.0.weight": rng.standard_normal((37, 128)), "layers.0.bias":
+              rng.standard_normal(128), "layers.1.weight": rng.standard_normal((128, 64)),
+              "layers.1.bias": rng.standard_normal(64), "layers.2.weight":
+              rng.standard_normal((64, 1)), "layers.2.bias": rng.standard_normal(1)}
+    net = NumpyRanker(params)
+    x = rng.standard_normal((rows, 37)).astype(np.float32)
+    whole = x
+    for i, (w, b) in enumerate(net.layers):
+        whole = whole @ w + b
+        whole = np.maximum(whole, 0) if i < 2 else whole
+    got = net.logits(x[None])
+    assert got.shape == (1, rows) and FORWARD_ROWS % 96 == 0
+    # the same bits where BLAS's tiles divide FORWARD_ROWS (every OpenBLAS sgemm kernel)
+    np.testing.assert_allclose(got[0], whole[:, 0], rtol=1e-5, atol=1e-4)
