@@ -239,3 +239,36 @@ def test_a_rank_model_of_another_feature_layout_is_not_used(copy):
     assert "the rank model was built with another feature layout" in result.stderr
     assert result.stdout == rec(copy, "recommend", "1", "--top", "5", "--recall-only",
                                 "--format", "tsv").stdout
+
+
+def test_far_out_candidates_keep_their_order_and_a_users_rating_habits_are_features():
+    """EASE's best candidates sit far out in the tail of a user's scores (z-scores of 10 to
+    60 on ml-latest-small): their z-score features keep their order (a clip at 10 made them
+    equal); and two users with the same history, one rating it all 5 stars and one 2,
+    differ in the mean-stars and like-share features (and EASE from the liked movies) alone."""
+    from rec.rank.channels import Ease, PureSvd
+    from rec.rank.features import Block, Stack, squash
+
+    m = 3000
+    b = np.zeros((m, m), np.float32)
+    b[0, 1:6] = [50.0, 45.0, 40.0, 35.0, 30.0]  # z-scores 18 to 30: far above the rest
+    b[0, 6:] = np.random.default_rng(0).normal(0, 0.1, m - 6)
+    items = np.arange(m)
+    stack = Stack(movie_vecs=np.ones((m, 4), np.float32), scoring={"match": "dot", "scale": 1.0},
+                  ease=Ease(items, b, 1.0), svd=PureSvd(items, np.eye(m, 2, dtype=np.float32)),
+                  counts=np.ones(m, np.int64), like_rate=np.zeros(m, np.float32),
+                  genres=np.zeros((m, 1), np.int64), years=np.full(m, -1), n_genders=0,
+                  n_ages=0, has_demographics=False, k=10)
+    block = Block(np.ones((2, 4), np.float32), np.array([0, 1]), np.array([0, 0]),
+                  np.array([5.0, 2.0], np.float32), np.zeros((2, 3), np.int64))
+    cand, by, scores = stack.candidates(block)
+    x = stack.features(block, cand, by, scores)
+    col = {int(c): j for j, c in enumerate(cand[0])}
+    ease_z = np.array([x[0, col[movie], 4] for movie in range(1, 6)])
+    assert ease_z.min() > squash(10.0)  # all past where the clip was
+    assert np.all(np.diff(ease_z) < -0.05)  # and still in the scores' order
+    n = stack.n_features
+    stars, share = x[:, 0, n - 2], x[:, 0, n - 1]
+    assert stars.tolist() == [1.5, -1.5] and share.tolist() == [1.0, 0.0]
+    same = [j for j in range(n - 2) if j not in (4 * 3 + 6, 4 * 3 + 7)]  # but EASE-from-liked
+    assert np.array_equal(x[0][:, same], x[1][:, same])
