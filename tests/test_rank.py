@@ -272,3 +272,32 @@ def test_far_out_candidates_keep_their_order_and_a_users_rating_habits_are_featu
     assert stars.tolist() == [1.5, -1.5] and share.tolist() == [1.0, 0.0]
     same = [j for j in range(n - 2) if j not in (4 * 3 + 6, 4 * 3 + 7)]  # but EASE-from-liked
     assert np.array_equal(x[0][:, same], x[1][:, same])
+
+
+def test_ease_from_the_liked_and_the_other_movies_is_ease_from_all():
+    """channel_scores sums EASE over the liked movies and over the others (one pass over the
+    history): the same scores as over the whole history to float32 rounding; a history
+    holding a movie twice (which x_u B counts once) takes the whole-history path."""
+    from rec.rank.channels import Ease, PureSvd
+    from rec.rank.features import Block, Stack
+
+    rng = np.random.default_rng(3)
+    m, users = 60, 8
+    b = rng.normal(0, 1, (m, m)).astype(np.float32)
+    items = np.arange(m)
+    stack = Stack(movie_vecs=np.ones((m, 4), np.float32), scoring={"match": "dot", "scale": 1.0},
+                  ease=Ease(items, b, 1.0), svd=PureSvd(items, np.eye(m, 2, dtype=np.float32)),
+                  counts=np.ones(m, np.int64), like_rate=np.zeros(m, np.float32),
+                  genres=np.zeros((m, 1), np.int64), years=np.full(m, -1), n_genders=0,
+                  n_ages=0, has_demographics=False, k=10)
+    rows = np.repeat(np.arange(users), 12)
+    movies = np.concatenate([rng.choice(m, 12, replace=False) for _ in range(users)])
+    values = rng.integers(1, 6, len(rows)).astype(np.float32)
+    for r, mv, v in ((rows, movies, values),
+                     (np.append(rows, 0), np.append(movies, movies[0]), np.append(values, 5.0))):
+        block = Block(np.ones((users, 4), np.float32), r, mv, v, np.zeros((users, 3), np.int64))
+        whole = stack.ease.scores(r, mv, users, m)
+        whole[r, mv] = -np.inf
+        got = stack.channel_scores(block)["ease"]
+        np.testing.assert_allclose(got, whole, rtol=1e-5, atol=1e-5)
+    assert np.array_equal(got, whole)  # the duplicate: exactly the whole-history path

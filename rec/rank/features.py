@@ -127,8 +127,16 @@ class Stack:
         heads = {"stars": star_values, "pick": pick}
         liked = block.values >= RELEVANT
         heads["ease_liked"] = self.ease.scores(block.rows[liked], block.movies[liked], b, m)
+        if distinct_pairs(block.rows, block.movies, m):
+            # EASE is linear in the history: the liked movies' part plus the others' is the
+            # whole, one pass over the history instead of 1.6 (15 % of --all's scoring on
+            # ml-1m; the same scores to float32 rounding, summed in another order)
+            ease = self.ease.scores(block.rows[~liked], block.movies[~liked], b, m)
+            ease += heads["ease_liked"]
+        else:  # a movie twice in a history counts once in x_u B
+            ease = self.ease.scores(block.rows, block.movies, b, m)
         out = {"two_tower": two_tower,
-               "ease": self.ease.scores(block.rows, block.movies, b, m),
+               "ease": ease,
                "svd": self.svd.scores(block.rows, block.movies, b, m),
                "popularity": np.broadcast_to(np.log1p(self.counts).astype(np.float32),
                                              (b, m)).copy()}
@@ -254,11 +262,17 @@ class Stack:
         return profile / np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
 
 
+def distinct_pairs(rows: np.ndarray, movies: np.ndarray, n_movies: int) -> bool:
+    """Whether no (row, movie) pair occurs twice."""
+    keys = rows.astype(np.int64) * n_movies + movies
+    return len(np.unique(keys)) == len(keys)
+
+
 def squash(z: np.ndarray) -> np.ndarray:
     """asinh: z near 0, the log of 2|z| in the tails. A score's z-score over the unseen
     catalogue is heavy-tailed (EASE's top candidates sit at 10 to 60 on ml-latest-small):
     clipping it at 10 made most of a user's top ten equal, so the order among them was lost."""
-    return np.arcsinh(z)
+    return np.arcsinh(np.asarray(z, np.float32))  # float32: the feature's precision, 2x faster
 
 
 MOMENT_ROWS = 32  # users per step of moments: its temporaries stay in the cache
