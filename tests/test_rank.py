@@ -195,24 +195,18 @@ def test_the_liked_history_features_carry_the_planted_signal():
     user liked (5 stars) scores above the one close to the movie they disliked (1 star) on
     EASE-from-liked-movies; and a movie everyone loved has a higher like rate than one
     everyone panned, a movie with two ratings shrunk towards the overall share."""
-    from rec.rank.channels import Ease, PureSvd
-    from rec.rank.features import LIKE_PRIOR, Block, Stack, like_rate
+    from rec.rank.features import LIKE_PRIOR, Block, like_rate
 
     m = 6
     b = np.zeros((m, m), np.float32)
     b[0, 2] = b[1, 3] = 1.0  # movie 0 -> movie 2, movie 1 -> movie 3, equally
-    items = np.arange(m)
     movies = np.array([2] * 50 + [3] * 50 + [4, 4])
     ratings = np.array([5.0] * 50 + [1.0] * 50 + [5.0, 5.0])
     rate = like_rate(movies, ratings, m)
     overall = (50 + 2) / 102
     assert rate[2] > 0.4 and rate[3] < -0.4 and rate[0] == 0.0
     assert rate[4] == pytest.approx((2 + LIKE_PRIOR * overall) / (2 + LIKE_PRIOR) - overall)
-    stack = Stack(movie_vecs=np.ones((m, 4), np.float32), scoring={"match": "dot", "scale": 1.0},
-                  ease=Ease(items, b, 1.0), svd=PureSvd(items, np.eye(m, 2, dtype=np.float32)),
-                  counts=np.bincount(movies, minlength=m), like_rate=rate,
-                  genres=np.zeros((m, 1), np.int64), years=np.full(m, -1), n_genders=0,
-                  n_ages=0, has_demographics=False, k=m)
+    stack = toy_stack(b, m, np.bincount(movies, minlength=m), rate)
     block = Block(np.ones((1, 4), np.float32), np.array([0, 0]), np.array([0, 1]),
                   np.array([5.0, 1.0], np.float32), np.zeros((1, 3), np.int64))
     cand, by, scores = stack.candidates(block)
@@ -246,19 +240,13 @@ def test_far_out_candidates_keep_their_order_and_a_users_rating_habits_are_featu
     60 on ml-latest-small): their z-score features keep their order (a clip at 10 made them
     equal); and two users with the same history, one rating it all 5 stars and one 2,
     differ in the mean-stars and like-share features (and EASE from the liked movies) alone."""
-    from rec.rank.channels import Ease, PureSvd
-    from rec.rank.features import Block, Stack, squash
+    from rec.rank.features import Block, squash
 
     m = 3000
     b = np.zeros((m, m), np.float32)
     b[0, 1:6] = [50.0, 45.0, 40.0, 35.0, 30.0]  # z-scores 18 to 30: far above the rest
     b[0, 6:] = np.random.default_rng(0).normal(0, 0.1, m - 6)
-    items = np.arange(m)
-    stack = Stack(movie_vecs=np.ones((m, 4), np.float32), scoring={"match": "dot", "scale": 1.0},
-                  ease=Ease(items, b, 1.0), svd=PureSvd(items, np.eye(m, 2, dtype=np.float32)),
-                  counts=np.ones(m, np.int64), like_rate=np.zeros(m, np.float32),
-                  genres=np.zeros((m, 1), np.int64), years=np.full(m, -1), n_genders=0,
-                  n_ages=0, has_demographics=False, k=10)
+    stack = toy_stack(b, 10)
     block = Block(np.ones((2, 4), np.float32), np.array([0, 1]), np.array([0, 0]),
                   np.array([5.0, 2.0], np.float32), np.zeros((2, 3), np.int64))
     cand, by, scores = stack.candidates(block)
@@ -278,18 +266,12 @@ def test_ease_from_the_liked_and_the_other_movies_is_ease_from_all():
     """channel_scores sums EASE over the liked movies and over the others (one pass over the
     history): the same scores as over the whole history to float32 rounding; a history
     holding a movie twice (which x_u B counts once) takes the whole-history path."""
-    from rec.rank.channels import Ease, PureSvd
-    from rec.rank.features import Block, Stack
+    from rec.rank.features import Block
 
     rng = np.random.default_rng(3)
     m, users = 60, 8
     b = rng.normal(0, 1, (m, m)).astype(np.float32)
-    items = np.arange(m)
-    stack = Stack(movie_vecs=np.ones((m, 4), np.float32), scoring={"match": "dot", "scale": 1.0},
-                  ease=Ease(items, b, 1.0), svd=PureSvd(items, np.eye(m, 2, dtype=np.float32)),
-                  counts=np.ones(m, np.int64), like_rate=np.zeros(m, np.float32),
-                  genres=np.zeros((m, 1), np.int64), years=np.full(m, -1), n_genders=0,
-                  n_ages=0, has_demographics=False, k=10)
+    stack = toy_stack(b, 10)
     rows = np.repeat(np.arange(users), 12)
     movies = np.concatenate([rng.choice(m, 12, replace=False) for _ in range(users)])
     values = rng.integers(1, 6, len(rows)).astype(np.float32)
@@ -301,3 +283,19 @@ def test_ease_from_the_liked_and_the_other_movies_is_ease_from_all():
         got = stack.channel_scores(block)["ease"]
         np.testing.assert_allclose(got, whole, rtol=1e-5, atol=1e-5)
     assert np.array_equal(got, whole)  # the duplicate: exactly the whole-history path
+
+
+def toy_stack(b: np.ndarray, k: int, counts=None, like_rate=None):
+    """A Stack over len(b) movies whose EASE is `b` (every movie modelled), a two-dimensional
+    PureSVD, no genres, years or demographics."""
+    from rec.rank.channels import Ease, PureSvd
+    from rec.rank.features import Stack
+
+    m = len(b)
+    items = np.arange(m)
+    return Stack(movie_vecs=np.ones((m, 4), np.float32), scoring={"match": "dot", "scale": 1.0},
+                 ease=Ease(items, b, 1.0), svd=PureSvd(items, np.eye(m, 2, dtype=np.float32)),
+                 counts=np.ones(m, np.int64) if counts is None else counts,
+                 like_rate=np.zeros(m, np.float32) if like_rate is None else like_rate,
+                 genres=np.zeros((m, 1), np.int64), years=np.full(m, -1), n_genders=0,
+                 n_ages=0, has_demographics=False, k=k)
