@@ -50,17 +50,29 @@ class Examples:
 
     @staticmethod
     def concat(parts: list["Examples"]) -> "Examples":
-        """One set of several (candidate lists padded to the widest)."""
+        """One set of several (candidate lists padded to the widest, with zeros). The parts
+        are copied into arrays allocated zeroed (their pages are taken as they are written)
+        and dropped from `parts` as they go, so the peak is about one copy, not two."""
+        names = ("users", "x", "liked", "valid", "n_liked", "by_channel")
         width = max(p.x.shape[1] for p in parts)
-
-        def cat(name: str) -> np.ndarray:
-            arrays = [getattr(p, name) for p in parts]
-            if arrays[0].ndim == 1:
-                return np.concatenate(arrays)
-            return np.concatenate([np.pad(a, [(0, 0), (0, width - a.shape[1])]
-                                          + [(0, 0)] * (a.ndim - 2)) for a in arrays])
-        return Examples(*(cat(n) for n in ("users", "x", "liked", "valid", "n_liked",
-                                           "by_channel")))
+        n = sum(len(p.users) for p in parts)
+        out = {}
+        for name in names:
+            first = getattr(parts[0], name)
+            out[name] = np.zeros((n, *(() if first.ndim == 1 else (width, *first.shape[2:]))),
+                                 first.dtype)
+        at = 0
+        for i, part in enumerate(parts):
+            rows = slice(at, at + len(part.users))
+            for name in names:
+                a = getattr(part, name)
+                if a.ndim == 1:
+                    out[name][rows] = a
+                else:
+                    out[name][rows, : a.shape[1]] = a
+            at = rows.stop
+            parts[i] = None
+        return Examples(**out)
 
 
 def liked_users(view: Dataset) -> np.ndarray:
@@ -72,9 +84,7 @@ def liked_users(view: Dataset) -> np.ndarray:
 def build_examples(stack: Stack, view: Dataset, user_vecs: np.ndarray,
                    users: np.ndarray | None = None) -> Examples:
     """Users of the view with a liked VAL rating (those of `users` only, when given):
-    candidates, features, labels. The chunks are copied into arrays allocated zeroed (their
-    pages are taken as they are written) and dropped as they go, so the peak is about one
-    copy of the examples, not two."""
+    candidates, features, labels, a chunk of users at a time, joined by Examples.concat."""
     vu, vm, vr = view.part(VAL)
     rel = vr >= RELEVANT
     users = liked_users(view) if users is None else np.intersect1d(users, liked_users(view))
@@ -92,17 +102,11 @@ def build_examples(stack: Stack, view: Dataset, user_vecs: np.ndarray,
         pos[chunk] = np.arange(len(chunk))
         sel = rel & (pos[vu] >= 0)
         liked[pos[vu[sel]], vm[sel]] = True
-        parts.append([x, np.take_along_axis(liked, np.maximum(cand, 0), 1) & (cand >= 0),
-                      cand >= 0, by])
-    width = max(p[0].shape[1] for p in parts) if parts else 1
-    out = [np.zeros((len(users), width, *a.shape[2:]), a.dtype) for a in parts[0]] \
-        if parts else [None] * 4
-    for i, part in enumerate(parts):
-        rows = slice(i * step, i * step + len(part[0]))
-        for j, a in enumerate(part):
-            out[j][rows, : a.shape[1]] = a
-        parts[i] = None
-    return Examples(users, out[0], out[1], out[2], n_liked, out[3])
+        parts.append(Examples(chunk, x, np.take_along_axis(liked, np.maximum(cand, 0), 1)
+                              & (cand >= 0), cand >= 0, n_liked[s: s + step], by))
+    if not parts:
+        return Examples(users, None, None, None, n_liked, None)
+    return Examples.concat(parts)
 
 
 def split_users(users: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -155,6 +159,7 @@ def rank_objective(net, optimizer, train: Examples, val: Examples, batch_users: 
     epoch's seed), validate() on the held-aside tuning users; save(folder, epoch, weights)
     writes the best epoch's files into `folder`."""
     part = Trainable(net, optimizer, "rank.pdparams", "rank.pdopt")
+
     def train_epoch(epoch: Epoch) -> tuple[dict, int]:
         rank, world = epoch.job.rank, epoch.job.world
         order = epoch.rng().permutation(len(train.users))
@@ -181,7 +186,8 @@ def rank_objective(net, optimizer, train: Examples, val: Examples, batch_users: 
         logits = np.empty(val.valid.shape, np.float32)
         with paddle.no_grad():  # a few users at a time: the hidden layers of all the
             for lo in range(0, len(logits), VAL_USERS):  # choosing users were 250 MB on ml-1m
-                logits[lo:lo + VAL_USERS] = net(paddle.to_tensor(val.x[lo:lo + VAL_USERS])).numpy()
+                rows = slice(lo, lo + VAL_USERS)
+                logits[rows] = net(paddle.to_tensor(val.x[rows])).numpy()
         net.train()
         m = ranked_metrics(logits, val)
         return {"rank_hr@10": m["hr@10"], "rank_ndcg@10": m["ndcg@10"]}
