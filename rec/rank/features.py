@@ -320,10 +320,19 @@ def candidate_recall(stack: Stack, dataset, user_vecs: np.ndarray, users: np.nda
     for s in range(0, len(distinct), chunk):
         block = distinct[s: s + chunk]
         cand, _, _ = stack.candidates(known_block(dataset, user_vecs, block), k)
-        member = np.zeros((len(block), dataset.n_movies), bool)
-        rows = np.repeat(np.arange(len(block))[:, None], cand.shape[1], 1)
-        member[rows[cand >= 0], cand[cand >= 0]] = True
-        lo, hi = np.searchsorted(users, block[0]), np.searchsorted(users, block[-1], "right")
-        pos = np.searchsorted(block, users[lo:hi])
-        hit += int(member[pos, movies[lo:hi]].sum())
+        hit += candidate_hits(cand, block, users, movies, dataset.n_movies)
     return hit / max(len(users), 1)
+
+
+def candidate_hits(cand: np.ndarray, block: np.ndarray, users: np.ndarray,
+                   movies: np.ndarray, n_movies: int) -> int:
+    """How many of the (users[i], movies[i]) pairs (sorted by user) whose user is in
+    `block` (sorted users; `cand` their candidates, padded with -1) are candidates: the
+    candidate recall's numerator, for candidate_recall and evaluate's one pass."""
+    member = np.zeros((len(block), n_movies), bool)
+    ok = cand >= 0
+    member[np.nonzero(ok)[0], cand[ok]] = True
+    lo, hi = np.searchsorted(users, block[0]), np.searchsorted(users, block[-1], "right")
+    pos = np.searchsorted(block, users[lo:hi])
+    mine = (pos < len(block)) & (block[np.minimum(pos, len(block) - 1)] == users[lo:hi])
+    return int(member[pos[mine], movies[lo:hi][mine]].sum())

@@ -25,7 +25,7 @@ from rec.datasets.contract import Dataset, is_dataset
 from rec.errors import UsageError
 from rec.paths import EASE, read_json, reading
 from rec.rank.channels import load_item_models
-from rec.rank.features import LAYOUT, Block, Stack, known_block
+from rec.rank.features import LAYOUT, Block, Stack, candidate_hits, known_block
 from rec.rank.forward import NumpyRanker
 from rec.storage import snapshot as snapshots, unit
 
@@ -144,11 +144,7 @@ def evaluation_scorer(stack: Stack, model: RankModel | None, dataset: Dataset,
         rows = np.repeat(np.arange(len(users))[:, None], cand.shape[1], 1)
         ok = cand >= 0
         full[rows[ok], cand[ok]] = logits[ok]
-        lo = np.searchsorted(rel_users, users[0])
-        hi = np.searchsorted(rel_users, users[-1], side="right")
-        pos = np.searchsorted(users, rel_users[lo:hi])
-        mine = (pos < len(users)) & (users[np.minimum(pos, len(users) - 1)] == rel_users[lo:hi])
-        hits = int(np.isfinite(full[pos[mine], rel_movies[lo:hi][mine]]).sum())
+        hits = candidate_hits(cand, users, rel_users, rel_movies, dataset.n_movies)
         with counting:
             state["hits"] += hits
         out["ranked"] = full
