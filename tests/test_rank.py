@@ -57,6 +57,8 @@ def test_every_choice_is_recorded_and_made_on_the_tuning_slice(ranked):
     ranks = sel["ease"]["tuning_ndcg@10"]["svd_rank"]
     assert ranks[str(sel["ease"]["svd_rank"])] == max(ranks.values())
     assert sel["rank"]["k"] in (25, 50, 100, 200)
+    penalty = sel["rank"]["popularity_penalty"]  # chosen on the choosing users, recorded
+    assert penalty["tried"] and "EASE's coverage" in penalty["rule"]
     metrics = json.loads((ranked / "output" / "ctr" / "model" / "metrics.json").read_text())
     assert metrics["model"] == "rank" and metrics["k"] == sel["rank"]["k"]
 
@@ -299,3 +301,54 @@ def toy_stack(b: np.ndarray, k: int, counts=None, like_rate=None):
                  like_rate=np.zeros(m, np.float32) if like_rate is None else like_rate,
                  genres=np.zeros((m, 1), np.int64), years=np.full(m, -1), n_genders=0,
                  n_ages=0, has_demographics=False, k=k)
+
+
+def popular_lists(liked_popular: bool, n_users=200, c=40, n_movies=400):
+    """Examples where the network's logits put the same ten popular movies first for
+    everyone while EASE's order is each user's own; the liked movies are the popular
+    ones or the user's own."""
+    from rec.rank.features import POPULARITY, rank_columns
+    from rec.rank.training import Examples
+
+    rng = np.random.default_rng(3)
+    movies = np.stack([np.r_[np.arange(10), 10 + rng.choice(n_movies - 10, c - 10, False)]
+                       for _ in range(n_users)]).astype(np.int32)
+    x = np.zeros((n_users, c, POPULARITY + 4), np.float32)
+    x[:, :, POPULARITY] = np.where(movies < 10, 0.9, 0.3)  # the popular ten, the rest
+    own = np.argsort(rng.random((n_users, c - 10)), 1) + 10  # EASE's order of the others
+    ease_rank = np.full((n_users, c), float(c), np.float32)
+    np.put_along_axis(ease_rank, own, np.arange(c - 10, dtype=np.float32)[None], 1)
+    x[:, :, rank_columns()[1]] = ease_rank  # smaller is better
+    logits = np.where(movies < 10, 2.0, 0.0).astype(np.float32) - ease_rank / (4 * c)
+    liked = (movies < 2) if liked_popular else np.isin(ease_rank, [0.0, 1.0])
+    return Examples(np.arange(n_users), x, liked, np.ones_like(liked), liked.sum(1),
+                    np.zeros((n_users, c, 4), bool), movies), logits
+
+
+def test_the_popularity_penalty_gives_the_ranked_lists_eases_coverage():
+    from rec.rank.features import popularity_penalised, rank_columns
+    from rec.rank.training import PENALTIES, choose_penalty, coverage, ranked_metrics
+
+    ex, logits = popular_lists(liked_popular=False)
+    penalty, table = choose_penalty(logits, ex)
+    assert coverage(logits, ex) == 10  # everyone's top ten, the same ten
+    assert penalty > 0 and table["tried"][f"{penalty:g}"]["coverage"] >= table["ease_coverage"]
+    smaller = [p for p in PENALTIES if p < penalty]
+    assert all(table["tried"][f"{p:g}"]["coverage"] < table["ease_coverage"] for p in smaller)
+    order = popularity_penalised(logits, ex.x, penalty)
+    assert ranked_metrics(order, ex)["ndcg@10"] > ranked_metrics(logits, ex)["ndcg@10"]
+    # a list already as varied as EASE's is left as it is
+    assert choose_penalty(-ex.x[:, :, rank_columns()[1]], ex)[0] == 0.0
+    assert popularity_penalised(logits, ex.x, 0.0) is logits
+
+
+def test_the_popularity_penalty_never_costs_more_than_its_share_of_ndcg():
+    from rec.rank.training import PENALTY_COST, choose_penalty
+
+    ex, logits = popular_lists(liked_popular=True)  # the popular movies are what people like
+    penalty, table = choose_penalty(logits, ex)
+    tried = table["tried"]
+    base = tried["0"]["ndcg@10"]
+    assert tried[f"{penalty:g}"]["ndcg@10"] >= (1 - PENALTY_COST) * base
+    assert tried[f"{penalty:g}"]["coverage"] < table["ease_coverage"]  # it gave up
+    assert list(tried)[-1] != f"{penalty:g}"  # the next one tried cost too much

@@ -21,7 +21,7 @@ CHECK_USERS = 32
 
 def network(paths, ds, features) -> Network:
     from rec.models.ranker import Ranker, RankerConfig
-    from rec.rank.features import known_block
+    from rec.rank.features import POPULARITY, known_block
     from rec.rank.serving import RUN, load_ranker, serving_stack
     from rec.storage import unit
 
@@ -40,7 +40,11 @@ def network(paths, ds, features) -> Network:
     expected = model.net.logits(x.copy())  # padding rows too: what the network computes
     about = {"model": "rank", "features": model.config["features"],
              "how_to_build_inputs": "rec.rank.features.Stack.features over the candidates of "
-             "Stack.candidates (the recall channels' union); padding rows are zeros"}
+             "Stack.candidates (the recall channels' union); padding rows are zeros",
+             "order": {"popularity_penalty": model.config.get("order", {}).get(
+                 "popularity_penalty", 0.0), "popularity_column": POPULARITY,
+                 "how": "candidates are shown by the logit less popularity_penalty times "
+                        "their features[..., popularity_column]"}}
     return Network("rank", _Logits(net), [("features", "float32", [None, None, x.shape[2]])],
                    "rank logits, one per candidate", [x],
                    {"the numpy forward pass rec recommend serves": expected}, about)

@@ -44,11 +44,21 @@ LAYOUT = 3  # the feature layout's version, saved with a rank model: bump it on 
 LIKE_PRIOR = 10  # ratings' worth of the overall like share in a movie's smoothed like rate
 
 
+POPULARITY = 4 * len(SCORED)  # the column of a candidate's scaled log count (0 to 1)
+
+
+def popularity_penalised(logits: np.ndarray, x: np.ndarray, penalty: float) -> np.ndarray:
+    """The rank stage's order: the network's logits less `penalty` times each candidate's
+    scaled log count (x's features). The penalty is the rank model's, chosen on the tuning
+    slice (rec.rank.training.choose_penalty); 0 leaves the logits as they are."""
+    return logits - np.float32(penalty) * x[..., POPULARITY] if penalty else logits
+
+
 def rank_columns() -> list[int]:
     """The feature columns of each channel's log rank among the candidates, in CHANNELS'
     order (see Stack.features)."""
     cols = {name: 4 * i + 1 for i, name in enumerate(SCORED)}
-    cols["popularity"] = 4 * len(SCORED) + 1
+    cols["popularity"] = POPULARITY + 1
     return [cols[name] for name in CHANNELS]
 
 

@@ -7,9 +7,11 @@ The run: the tuning view (rec.datasets.tuning); the channels on it (rec.rank.cha
 refitted on the view's training ratings with the saved λ); K, each channel's top K, the
 smallest of K_CHOICES whose candidate recall on the tuning users is within K_SLACK of the
 largest's; the examples (rec.rank.training), a fifth of the tuning users set aside; then
-rec.engine.trainer.fit, the epoch chosen on that fifth. output/ctr/model/ gets config.json (the
-feature layout, K, the features run it was built for, the selection), weights.npz (numpy
-serving: rec.rank.forward) and model.pdparams.
+rec.engine.trainer.fit, the epoch chosen on that fifth, and the popularity penalty of the
+order on the same users for that epoch (rec.rank.training.choose_penalty). output/ctr/model/
+gets config.json (the feature layout, K, the features run it was built for, the order's
+popularity penalty, the selection), weights.npz (numpy serving: rec.rank.forward) and
+model.pdparams.
 """
 
 from __future__ import annotations
@@ -145,8 +147,12 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
                       "epochs": "best rank NDCG@10 on a fifth of the tuning users",
                       "ease_lambda": features.scoring["channels"]}}
 
-    def save(folder, epoch: int, weights: dict) -> None:
+    def save(folder, epoch: int, weights: dict, penalty: float, table: dict) -> None:
         full_config["best_epoch"] = epoch
+        full_config["order"] = {"popularity_penalty": penalty}
+        full_config["selection"]["popularity_penalty"] = {
+            "rule": "the smallest giving the choosing users' top 10s EASE's coverage, "
+                    f"within {rt.PENALTY_COST:.0%} of their NDCG@10", **table}
         runtime.save_model(folder, net, full_config)
         write_bytes(folder / WEIGHTS, rt.npz_bytes(weights))
 
@@ -162,7 +168,8 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
     def summarize(result) -> dict:
         return {"data": "movielens", "dataset": ds.vocab.dataset, "model": "rank",
                 "device": job.device, **result.summary("rank_hr@10", "rank_ndcg@10"),
-                "k": k, "candidate_recall": channels["candidate_recall"],
+                "k": k, "popularity_penalty": result.best["popularity_penalty"],
+                "candidate_recall": channels["candidate_recall"],
                 "channels": {c: channels[c] for c in ("two_tower", "ease", "svd", "popularity")},
                 "tuning_users": int(len(train_ex.users) + len(val_ex.users)), "choosing_users": int(len(val_ex.users)),
                 **result.speed()}

@@ -25,7 +25,8 @@ from rec.datasets.contract import Dataset, is_dataset
 from rec.errors import UsageError
 from rec.paths import EASE, read_json, reading
 from rec.rank.channels import load_item_models
-from rec.rank.features import LAYOUT, Block, Stack, candidate_hits, known_block
+from rec.rank.features import (LAYOUT, Block, Stack, candidate_hits, known_block,
+                               popularity_penalised)
 from rec.rank.forward import NumpyRanker
 from rec.storage import snapshot as snapshots, unit
 
@@ -40,6 +41,12 @@ class RankModel:
     @property
     def k(self) -> int:
         return int(self.config["features"]["k"])
+
+    def order(self, x: np.ndarray) -> np.ndarray:
+        """The rank stage's order of candidates x (rows, n_features): the network's logits
+        less the model's popularity penalty (0 for a model saved before there was one)."""
+        penalty = float(self.config.get("order", {}).get("popularity_penalty", 0.0))
+        return popularity_penalised(self.net.logits(x), x, penalty)
 
 
 def stale_reason(paths, features, dataset: Dataset) -> str | None:
@@ -107,7 +114,7 @@ def ranked(stack: Stack, model: RankModel, block: Block, scores: dict | None = N
     x = stack.features(block, cand, by, scores)
     valid = cand >= 0
     logits = np.full(cand.shape, -np.inf, np.float32)
-    logits[valid] = model.net.logits(x[valid])  # padding is a quarter of the rows on ml-1m
+    logits[valid] = model.order(x[valid])  # padding is a quarter of the rows on ml-1m
     return cand, logits, best_channels(x, by)
 
 
