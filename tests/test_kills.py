@@ -244,6 +244,23 @@ def test_train_killed_in_a_checkpoint_swap_resumes(world, after, epoch):
     assert leftovers(world) == []
 
 
+def test_a_fresh_train_killed_before_its_first_checkpoint_leaves_nothing_to_resume(world):
+    """The world's checkpoint is an earlier run's. A fresh run killed once its epoch 1 is
+    staged (best-of-run) but before its own checkpoint: --resume must not continue the
+    earlier run (its end would publish this run's staged model under the earlier run's
+    metrics); it says there is nothing to resume, and a fresh run trains."""
+    model = world / "output" / "model"
+    assert (model / "checkpoint" / "state.json").exists()
+    published = digest(model / "best")
+    proc, _ = killed(world, model / "best-of-run", 2, "SIGKILL", "train", "--epochs", "2")
+    assert proc.returncode == -signal.SIGKILL
+    assert digest(model / "best") == published  # not replaced
+    result = rec(world, "train", "--resume", "--epochs", "3")
+    assert result.exit_code == 2 and "nothing to resume" in result.stderr, result.stderr
+    assert rec(world, "train", "--epochs", "1").exit_code == 0
+    assert leftovers(world) == []
+
+
 def test_ctr_train_killed_between_the_renames_of_its_model(world):
     ctr_model = world / "output" / "ctr" / "model"
     proc, new = killed(world, ctr_model, 2, "SIGKILL", "ctr-train", "--model", "wide_deep", "--epochs", "2")

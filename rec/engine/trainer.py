@@ -53,6 +53,7 @@ validate()'s keys name the columns of the table (FitSpec.columns), the monitored
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -67,7 +68,7 @@ from rec.process import interrupts
 from rec.storage import unit
 
 from rec.engine import runtime
-from rec.storage.atomic import atomic_dir, write_json
+from rec.storage.atomic import atomic_dir, fsync_dir, write_json
 from rec.console import EpochDisplay, log
 from rec.errors import UsageError
 from rec.paths import METRICS, STATE, TrainingFolder
@@ -271,6 +272,8 @@ def fit(spec: FitSpec, job: Job, objective: Objective, state: dict, resume: bool
                 objective.on_epoch(row, state)
             if job.main:
                 if improved:
+                    if not resume and number == 1:
+                        _forget_checkpoint(spec)
                     with atomic_dir(spec.folder.staging.best) as tmp:
                         objective.save_best(number, tmp)
                 _checkpoint(spec, objective, state)
@@ -318,6 +321,18 @@ def publish(folder: TrainingFolder, metrics: dict) -> None:
         write_json(tmp / METRICS, metrics)
     with interrupts.deferred():  # stopped midway, it would leave half a model staged
         shutil.rmtree(staged, ignore_errors=True)
+
+
+def _forget_checkpoint(spec: FitSpec) -> None:
+    """A fresh run, before it stages its first model: the checkpoint left is an earlier
+    run's, and --resume after a kill before this run's own checkpoint would continue that
+    run and publish this one's staged model with it. Its state.json goes (one unlink): then
+    there is nothing to resume. Not earlier: a fresh run stopped before its first epoch
+    ends leaves the earlier run resumable."""
+    path = spec.folder.checkpoint / STATE
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+        fsync_dir(path.parent)
 
 
 def _checkpoint(spec: FitSpec, objective: Objective, state: dict) -> None:
