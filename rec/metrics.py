@@ -297,7 +297,8 @@ def _summary(hits, ndcgs, tops, n_ranked: int, n_movies: int, k: int,
 
 
 def baseline_metrics(train: tuple, validation: tuple, clip, rank_args: dict, seed: int = 0,
-                     step=lambda name: None, ease=None) -> tuple[dict, list[str]]:
+                     step=lambda name: None, ease=None,
+                     popularity: dict | None = None) -> tuple[dict, list[str]]:
     """({name: metrics}, notes): the baselines `rec evaluate` shows beside the model, each
     ranked as ranking_metrics(**rank_args) ranks it, on the same users. `train` and
     `validation` are (users, movies, ratings) arrays. Popularity (training counts); EASE at
@@ -305,11 +306,13 @@ def baseline_metrics(train: tuple, validation: tuple, clip, rank_args: dict, see
     (also RMSE and MAE of their stars, clipped to `clip`; ranked by prediction); the global
     mean (RMSE, MAE; ranks in a random order seeded by `seed`). `step(name)` is called as
     each starts (progress). `ease`: a future of ease_scorer's result on the same training
-    ratings, fitted meanwhile elsewhere (a thread), else fitted here."""
+    ratings, fitted meanwhile elsewhere (a thread), else fitted here. `popularity`: its
+    ranking_metrics when already computed (evaluate's popularity channel)."""
     (tu, tm, tr), (vu, vm, vr) = train, validation
     n_users, n_movies = rank_args["n_users"], rank_args["n_movies"]
     step("popularity")
-    baselines = {"popularity": ranking_metrics(popularity_scorer(n_movies, tm), **rank_args)}
+    baselines = {"popularity": popularity or ranking_metrics(popularity_scorer(n_movies, tm),
+                                                             **rank_args)}
     notes = []
     step("EASE")
     if n_movies <= EASE_MAX_MOVIES:
