@@ -10,7 +10,8 @@ candidates and their rank logits.
 
 Safe to call from several threads at once (recommend --all and evaluate score two blocks
 of users in parallel; numpy and scipy release the GIL): nothing here keeps state between
-blocks but evaluation_scorer's count of candidate hits, taken under a lock.
+blocks but evaluation_scorer's count of candidate hits, taken under a lock (and EASE's
+B, copied into blocks of columns once, under a lock: rec.metrics.ColumnBlocks).
 """
 
 from __future__ import annotations
