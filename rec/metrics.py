@@ -165,6 +165,8 @@ class ColumnBlocks:
 
     @property
     def blocks(self) -> list[np.ndarray]:
+        """The blocks, copied from the matrix on first use (call it early to copy them
+        before other big arrays exist: the copy holds the matrix twice)."""
         with self._copying:
             if self._blocks is None:
                 width = column_block(*self.shape)

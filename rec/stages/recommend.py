@@ -47,7 +47,7 @@ from rec.stages.options import SEED_RANGE, Format
 from rec.texttable import HIDE, KEEP, NOTE, SHORT, TITLE, TWO
 from rec.typed import read_stdin
 
-SCORING_THREADS = 2  # blocks scored and explained at once (BLAS has one thread: see above)
+SCORING_THREADS = 2  # rank-stage blocks scored and explained at once (BLAS: one thread, above)
 HELP = ("Top-N unseen movies for users, each with a short reason. USERS are user ids; - reads "
         "ids from stdin; --all does every user. stars: the predicted rating; score: the order, "
         "higher first (a logit: only differences count).")
@@ -172,8 +172,9 @@ def recommendation_blocks(cat, users: np.ndarray, top: int, allowed: np.ndarray,
     # The next chunks are scored and explained in other threads while this one is printed:
     # numpy's matrix and element-wise work releases the GIL, so the cores overlap them (the
     # rank stage's scoring, four fifths of the work, in as many threads as cores; explain
-    # is safe there: rec.twotower.recommending.Catalog.group_stats).
-    workers = max(1, min(SCORING_THREADS, os.cpu_count() or 1))
+    # is safe there: rec.twotower.recommending.Catalog.group_stats). The two-tower's order
+    # alone in one (two cost more CPU for no time gained on a loaded 2-core machine).
+    workers = max(1, min(SCORING_THREADS, os.cpu_count() or 1)) if rank is not None else 1
     with ThreadPoolExecutor(workers) as pool:
         ahead = deque(pool.submit(explained, c) for c in chunks[:workers])
         for i, chunk in enumerate(chunks):
