@@ -393,3 +393,27 @@ def test_negative_and_sparse_ids_print_as_numbers_and_sort_numerically():
     assert [_plain_id(i) for i in ("-5", "12", "u7")] == [-5, 12, "u7"]
     cat = SimpleNamespace(features=SimpleNamespace(user_ids=["10", "-5", "2", "x", "1000"]))
     assert [cat.features.user_ids[r] for r in all_users(cat)] == ["-5", "2", "10", "1000", "x"]
+
+
+def test_reasons_explained_in_threads_are_the_reasons_explained_in_turn(world):
+    """recommend --all explains chunks in its scoring threads: the group statistics each
+    fills in (Catalog.group_stats, shared) must come out as they do one chunk after another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rec.stages.recommend import load_catalog
+    from rec.twotower.reasons import explain
+    from rec.twotower.recommending import all_users, chunk_ratings, recommend_chunk
+
+    def reasons(cat, chunk):
+        ratings = chunk_ratings(cat, chunk)
+        picks = recommend_chunk(cat, chunk, ratings, 10, np.ones(cat.n_movies, bool))
+        return explain(cat, chunk, picks, ratings)
+
+    cat = load_catalog(world["paths"])
+    users = all_users(cat)
+    chunks = [users[i:i + 7] for i in range(0, len(users), 7)]
+    in_turn = [reasons(cat, chunk) for chunk in chunks]
+    for _ in range(3):
+        fresh = load_catalog(world["paths"])
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(lambda chunk: reasons(fresh, chunk), chunks)) == in_turn

@@ -1,7 +1,9 @@
 """The faster serving paths give the plain forms' numbers: to the bit where the module says
-so (rec.metrics.rows_times, smallest_k, upper_gram, row_sums, ranking_metrics' threads;
-the rank features' moments and select), within float32 rounding where it says that
-(dual_ease_scorer, the rank network's blocks on another BLAS). Small generated data."""
+so (rec.metrics.rows_times and ColumnBlocks, smallest_k, upper_gram, row_sums,
+ranking_metrics' threads; the rank features' moments, select and distinct_pairs; the
+channels' spread_columns and EASE's B read as a view of its file), within float32 rounding
+where it says that (dual_ease_scorer, the rank network's blocks on another BLAS). Small
+generated data."""
 
 from __future__ import annotations
 
@@ -157,3 +159,60 @@ def test_rank_forward_by_blocks_is_the_whole_product(rows):
     assert got.shape == (1, rows) and FORWARD_ROWS % 96 == 0
     # the same bits where BLAS's tiles divide FORWARD_ROWS (every OpenBLAS sgemm kernel)
     np.testing.assert_allclose(got[0], whole[:, 0], rtol=1e-5, atol=1e-4)
+
+
+def test_column_blocks_give_the_matrix_products_and_row_sums_to_the_bit():
+    from rec.metrics import ColumnBlocks
+
+    rng = np.random.default_rng(9)
+    x = csr_matrix(binary(rng, 300, 2000, 20_000))
+    matrix = rng.standard_normal((2000, 700)).astype(np.float32)
+    rated = rng.integers(0, 2000, 150)
+    blocks = ColumnBlocks(matrix)
+    assert same_bits(blocks.row_sums(rated), matrix[rated].sum(axis=0))  # before the copy
+    assert same_bits(rows_times(x, blocks), np.asarray(x @ matrix, np.float32))
+    assert same_bits(blocks.row_sums(rated), matrix[rated].sum(axis=0))  # from the blocks
+    assert same_bits(rows_times(x, ColumnBlocks(matrix[:, :5])), np.asarray(x @ matrix[:, :5]))
+
+
+def test_spread_columns_is_the_column_assignment():
+    from rec.rank.channels import spread_columns
+
+    rng = np.random.default_rng(10)
+    values = rng.standard_normal((30, 70)).astype(np.float32)
+    for columns, n in ((np.sort(rng.choice(90, 70, replace=False)), 90), (np.arange(70), 70)):
+        plain = np.zeros((30, n), np.float32)
+        plain[:, columns] = values
+        assert same_bits(spread_columns(values, columns, n), plain)
+
+
+def test_distinct_pairs_finds_a_pair_given_twice():
+    from rec.rank.features import distinct_pairs
+
+    rows, movies = np.array([0, 0, 1, 2]), np.array([3, 4, 3, 4])
+    assert distinct_pairs(rows, movies, 5)
+    assert not distinct_pairs(np.r_[rows, 1], np.r_[movies, 3], 5)
+    assert distinct_pairs(rows[:0], movies[:0], 5)
+
+
+def test_ease_b_is_read_as_a_view_of_the_file_checked_by_its_crc():
+    import io
+
+    from rec.rank.channels import load_item_models, stored_member
+
+    rng = np.random.default_rng(11)
+    b = rng.standard_normal((40, 40)).astype(np.float32)
+    buffer = io.BytesIO()
+    np.savez(buffer, items=np.arange(40), b=b, lam=np.float64(5.0),
+             svd=np.ones((40, 2), np.float32))
+    data = buffer.getvalue()
+    with np.load(io.BytesIO(data)) as z:
+        view = stored_member(z, "b", data)
+        assert same_bits(view, b) and not view.flags.writeable
+    ease, _ = load_item_models(data, "ease.npz")
+    assert same_bits(ease.b.row_sums(np.array([1, 5])), b[[1, 5]].sum(axis=0))
+    damaged = bytearray(data)
+    at = data.index(b.tobytes()[:16])
+    damaged[at] ^= 1
+    with pytest.raises(Exception, match="damaged"):
+        load_item_models(bytes(damaged), "ease.npz")

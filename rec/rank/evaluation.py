@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from rec.datasets.contract import RELEVANT, TRAIN, VAL, load_dataset
+from rec.datasets.contract import GIVEN, RELEVANT, TRAIN, VAL, load_dataset
 from rec.errors import UsageError
 from rec.metrics import EASE_MAX_MOVIES, baseline_metrics, ease_scorer
 from rec.twotower.heldout import evaluate_held_out, vector_metrics
@@ -99,10 +99,13 @@ def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
             if ds.n_movies <= EASE_MAX_MOVIES else None
         step("recall channels and the rank stage")
         rank_stage = rank_stage_report(paths, ds, saved)
+        ranked_already = channels_as_ranked(rank_stage[0], ds, saved)
         step("rec")
-        result = vector_metrics(user_vecs, movie_vecs, scoring, vu, vm, vr, clip, **rank_args)
+        result = vector_metrics(user_vecs, movie_vecs, scoring, vu, vm, vr, clip,
+                                ranked_already.get("two_tower"), **rank_args)
         baselines, notes = baseline_metrics((tu, tm, tr), (vu, vm, vr), clip, rank_args, seed,
-                                            step, ease=ease)
+                                            step, ease=ease,
+                                            popularity=ranked_already.get("popularity"))
     return with_rank_stage(paths, ds, computed=rank_stage, report={
         **rounded(result), "baselines": {k: rounded(v) for k, v in baselines.items()},
         "notes": notes, "validation_ratings": int(len(vr)),
@@ -111,6 +114,19 @@ def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
         "match": match, "device": device,
         "vectors": "output/features (saved from this model)" if saved is not None else
                    "computed from output/model"})
+
+
+def channels_as_ranked(extra: dict, ds, saved) -> dict:
+    """{name: ranking_metrics} of the rank stage's channels that are exactly what evaluate
+    would rank again for the two-tower ("two_tower") and the popularity baseline: when the
+    vectors are output/features' (`saved`) and the channels' history, ds.known(), is the
+    training part (no GIVEN ratings), their users, seen movies, relevant movies and counts
+    are evaluate's, the two-tower channel's scores are rec.scoring.score's to the bit
+    (rec.scoring.head_scores) and the popularity channel's, log1p of the counts, order the
+    movies as the counts do (strictly increasing: the same comparisons); {} otherwise."""
+    if saved is None or not extra.get("channels") or (ds.split == GIVEN).any():
+        return {}
+    return {name: extra["channels"][name] for name in ("two_tower", "popularity")}
 
 
 def rank_stage_report(paths, ds, features=None) -> tuple[dict, list]:

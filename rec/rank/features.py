@@ -108,12 +108,13 @@ class Stack:
              k: int) -> "Stack":
         """The Stack of `dataset` (the real one, or the tuning view): its TRAIN ratings
         count for popularity; `item_models` is (Ease, PureSvd) fitted on the same ratings."""
-        _, tm, tr = dataset.part(TRAIN)
+        train = dataset.split == TRAIN  # the movies and stars of part(TRAIN), not its users
+        tm, tr = dataset.rating_movies[train], dataset.rating_values[train]
+        counts = np.bincount(tm, minlength=dataset.n_movies)
         v = dataset.vocab
         ease, svd = item_models
-        return cls(movie_vecs=movie_vecs, scoring=scoring, ease=ease, svd=svd,
-                   counts=np.bincount(tm, minlength=dataset.n_movies),
-                   like_rate=like_rate(tm, tr, dataset.n_movies),
+        return cls(movie_vecs=movie_vecs, scoring=scoring, ease=ease, svd=svd, counts=counts,
+                   like_rate=like_rate(tm, tr, dataset.n_movies, counts),
                    genres=np.asarray(dataset.movie_genres),
                    years=np.array([y if y else -1 for y in v.years], np.int64),
                    n_genders=len(v.genders), n_ages=len(v.ages),
@@ -273,9 +274,12 @@ class Stack:
 
 
 def distinct_pairs(rows: np.ndarray, movies: np.ndarray, n_movies: int) -> bool:
-    """Whether no (row, movie) pair occurs twice."""
+    """Whether no (row, movie) pair occurs twice: as many pairs as flags they set (np.unique
+    of the pairs took 50 ms for 1,024 ml-1m users, the flags 3)."""
     keys = rows.astype(np.int64) * n_movies + movies
-    return len(np.unique(keys)) == len(keys)
+    flags = np.zeros(int(keys.max()) + 1 if len(keys) else 0, bool)
+    flags[keys] = True
+    return int(np.count_nonzero(flags)) == len(keys)
 
 
 def squash(z: np.ndarray) -> np.ndarray:
@@ -306,12 +310,15 @@ def moments(s: np.ndarray, finite: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.sqrt(np.maximum(var, 1e-12, out=var), out=var)
 
 
-def like_rate(movies: np.ndarray, ratings: np.ndarray, n_movies: int) -> np.ndarray:
+def like_rate(movies: np.ndarray, ratings: np.ndarray, n_movies: int,
+              counts: np.ndarray | None = None) -> np.ndarray:
     """Each movie's share of ratings RELEVANT or more, smoothed toward the overall share by
-    LIKE_PRIOR ratings, minus that share (0 for a movie nobody rated)."""
+    LIKE_PRIOR ratings, minus that share (0 for a movie nobody rated). `counts`: the
+    movies' bincount when at hand."""
     liked = ratings >= RELEVANT
     overall = float(liked.mean()) if len(liked) else 0.0
-    counts = np.bincount(movies, minlength=n_movies)
+    if counts is None:
+        counts = np.bincount(movies, minlength=n_movies)
     likes = np.bincount(movies, weights=liked, minlength=n_movies)
     return ((likes + LIKE_PRIOR * overall) / (counts + LIKE_PRIOR) - overall).astype(np.float32)
 

@@ -10,7 +10,8 @@ candidates and their rank logits.
 
 Safe to call from several threads at once (recommend --all and evaluate score two blocks
 of users in parallel; numpy and scipy release the GIL): nothing here keeps state between
-blocks but evaluation_scorer's count of candidate hits, taken under a lock.
+blocks but evaluation_scorer's count of candidate hits, taken under a lock (and EASE's
+B, copied into blocks of columns once, under a lock: rec.metrics.ColumnBlocks).
 """
 
 from __future__ import annotations
@@ -186,8 +187,11 @@ def report(paths, dataset: Dataset, rank_args: dict, relevant: tuple,
         model = None
         notes.append(f"rank stage not evaluated: {e}")
     stack = serving_stack(features, dataset, model.k if model else 100)
-    # the file's bytes once more beside B itself (55 MB on ml-1m, 380 on ml-latest-small)
+    # the file's bytes once more beside B itself (55 MB on ml-1m, 380 on ml-latest-small),
+    # until B is copied into its blocks of columns: done now, before the scoring threads
+    # hold their users' scores (ml-latest-small's peak 786 MB, 853 with the copy later)
     features.extra.pop(EASE, None)
+    stack.ease.b.blocks
     scorer = evaluation_scorer(stack, model, dataset, features.users, relevant)
     metrics = ranking_metrics(scorer, **rank_args)
     ranked_list = metrics.pop("ranked", None)

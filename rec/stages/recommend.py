@@ -47,7 +47,7 @@ from rec.stages.options import SEED_RANGE, Format
 from rec.texttable import HIDE, KEEP, NOTE, SHORT, TITLE, TWO
 from rec.typed import read_stdin
 
-SCORING_THREADS = 2  # rank-stage blocks scored at once (BLAS has one thread: see above)
+SCORING_THREADS = 2  # rank-stage blocks scored and explained at once (BLAS: one thread, above)
 HELP = ("Top-N unseen movies for users, each with a short reason. USERS are user ids; - reads "
         "ids from stdin; --all does every user. stars: the predicted rating; score: the order, "
         "higher first (a logit: only differences count).")
@@ -154,32 +154,33 @@ def recommendation_blocks(cat, users: np.ndarray, top: int, allowed: np.ndarray,
     from rec.twotower.reasons import explain
     from rec.twotower.recommending import CHUNK_USERS, chunk_ratings, recommend_chunk
 
-    def ranked(chunk):
+    def explained(chunk):
         ratings = chunk_ratings(cat, chunk, train_only)
         if rank is None:
-            return ratings, recommend_chunk(cat, chunk, ratings, top, allowed, include_seen,
-                                            explore, seed), None
+            picks = recommend_chunk(cat, chunk, ratings, top, allowed, include_seen, explore,
+                                    seed)
+            return picks, explain(cat, chunk, picks, ratings)
         from rec.rank.serving import rank_picks
 
-        return ratings, *rank_picks(cat, chunk, ratings, top, allowed, *rank)
+        picks, found = rank_picks(cat, chunk, ratings, top, allowed, *rank)
+        return picks, [[f"{text} · found by {by}" for text, by in zip(row, found_row)]
+                       for row, found_row in zip(explain(cat, chunk, picks, ratings), found)]
 
     movie_text = MovieCells(cat)
     short = 0
     chunks = [users[start:start + CHUNK_USERS] for start in range(0, len(users), CHUNK_USERS)]
-    # The next chunks are scored in other threads while this one is explained and printed:
+    # The next chunks are scored and explained in other threads while this one is printed:
     # numpy's matrix and element-wise work releases the GIL, so the cores overlap them (the
-    # rank stage's scoring, four fifths of the work, in as many threads as cores).
+    # rank stage's scoring, four fifths of the work, in as many threads as cores; explain
+    # is safe there: rec.twotower.recommending.Catalog.group_stats). The two-tower's order
+    # alone in one (two cost more CPU for no time gained on a loaded 2-core machine).
     workers = max(1, min(SCORING_THREADS, os.cpu_count() or 1)) if rank is not None else 1
     with ThreadPoolExecutor(workers) as pool:
-        ahead = deque(pool.submit(ranked, c) for c in chunks[:workers])
+        ahead = deque(pool.submit(explained, c) for c in chunks[:workers])
         for i, chunk in enumerate(chunks):
-            ratings, picks, found = ahead.popleft().result()
+            picks, reasons = ahead.popleft().result()
             if i + workers < len(chunks):
-                ahead.append(pool.submit(ranked, chunks[i + workers]))
-            reasons = explain(cat, chunk, picks, ratings)
-            if found is not None:
-                reasons = [[f"{text} · found by {by}" for text, by in zip(row, found_row)]
-                           for row, found_row in zip(reasons, found)]
+                ahead.append(pool.submit(explained, chunks[i + workers]))
             yield _block(cat, movie_text, chunk, picks, reasons)
             short += int((picks.counts < top).sum())
     if short:

@@ -28,13 +28,15 @@ BIAS_REG = 5.0  # as rec.metrics.fit_biases
 
 def vector_metrics(user_vecs: np.ndarray, movie_vecs: np.ndarray, scoring: dict,
                    users: np.ndarray, movies: np.ndarray, ratings: np.ndarray, clip,
-                   **rank_args) -> dict:
+                   ranking: dict | None = None, **rank_args) -> dict:
     """ranking_metrics of the order rec.scoring.score gives saved-style vectors (rows of
     user_vecs are ranking_metrics' users), with RMSE and MAE of their predicted stars on
-    the (users, movies, ratings) rows."""
+    the (users, movies, ratings) rows. `ranking`: those ranking_metrics when already
+    computed (the two-tower channel of rec.rank.serving.report, the same order)."""
     rmse, mae = rmse_mae(stars_pairs(user_vecs[users], movie_vecs[movies], scoring), ratings, clip)
-    return {**ranking_metrics(vector_scorer(user_vecs, movie_vecs, scoring), **rank_args),
-            "rmse": rmse, "mae": mae}
+    if ranking is None:
+        ranking = ranking_metrics(vector_scorer(user_vecs, movie_vecs, scoring), **rank_args)
+    return {**ranking, "rmse": rmse, "mae": mae}
 
 
 def given_ratings(ds: Dataset, users: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:

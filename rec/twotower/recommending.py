@@ -15,6 +15,7 @@ Reasons for each pick are chosen in rec/twotower/reasons.py.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,7 +70,14 @@ class Catalog:
     def group_stats(self, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(sum, count) of ratings per (group, movie), shape (n_groups, M), filled in for the
         given groups (and those of earlier calls) only: a single user's request reads just
-        their group's ratings, and `--all` reads each group's once, not once per chunk."""
+        their group's ratings, and `--all` reads each group's once, not once per chunk.
+        Safe from several threads (recommend explains chunks in its scoring threads): the
+        filling is done under a lock, or two threads would both add a group's ratings (a
+        later filling adds 0 to the rows of groups already filled: they never change)."""
+        with _GROUP_STATS:
+            return self._group_stats(groups)
+
+    def _group_stats(self, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n_groups = len(self.age_labels) * len(self.occupation_labels)
         if not hasattr(self, "_group_cache"):
             self._group_cache = (np.zeros((n_groups, self.n_movies)),
@@ -88,6 +96,9 @@ class Catalog:
             counts += np.bincount(key, minlength=size).reshape(n_groups, -1)
             done |= wanted
         return sums, counts
+
+
+_GROUP_STATS = threading.Lock()  # Catalog.group_stats' filling, one thread at a time
 
 def _rows_by_id(feature_ids: list[str], raw_ids: list) -> np.ndarray:
     """For each dataset index, the feature row with the same raw id (-1 when none)."""
