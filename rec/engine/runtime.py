@@ -167,6 +167,12 @@ def set_threads(threads: int | None) -> int:
 _threads = 1  # what set_threads set last (paddle cannot be asked)
 
 
+def math_threads() -> int:
+    """The CPU threads set_threads set (1 until it runs: on a GPU), for numpy work that
+    runs beside Paddle's, such as a validation pass split among threads."""
+    return _threads
+
+
 def setup_device(device: str, distributed: bool = False, threads: int | None = None) -> str:
     """Select the device; a GPU request on a CPU-only build is a usage error (exit 2).
     Under the launcher each process uses the GPU it was given (FLAGS_selected_gpus).
