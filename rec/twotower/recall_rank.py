@@ -293,22 +293,27 @@ def recall_rank_objective(net, optimizer, ds: Dataset, batch_users: int,
         n = 0
         negatives = epoch.rng(sampled.NEGATIVE_STREAM) if large else None
         dropout = epoch.rng(fullstep.DROPOUT_STREAM)
-        for b in range(n_batches):
+
+        def step_arrays(b: int):  # the numpy side of step b; None: too few users to share
             users = order[b * batch_users: (b + 1) * batch_users]
             if len(users) < world:
-                break
+                return None
             rows = fullstep.step_rows(hist, users, rank, world, dropout,
                                       net.config.history_dropout)
             if large:
-                pick, rating_loss = sampled.sampled_losses(part.train_net, hist, movies, rows,
-                                                           sampler, negatives, DISLIKED_WEIGHT)
+                return sampled.sampled_arrays(hist, rows, sampler, negatives, DISLIKED_WEIGHT)
+            return fullstep.full_arrays(hist, rows, DISLIKED_WEIGHT)
+
+        for arrays in fullstep.StepFeed(step_arrays, n_batches, ahead=runtime.math_threads() > 1):
+            if large:
+                pick, rating_loss = sampled.sampled_losses(part.train_net, movies, arrays)
             else:
-                pick, rating_loss = fullstep.full_losses(part.train_net, hist, movies, rows,
-                                                         DISLIKED_WEIGHT)
+                pick, rating_loss = fullstep.full_losses(part.train_net, movies, arrays)
             loss = pick + RATING_LOSS * rating_loss
             loss.backward()
             optimizer.step()
             optimizer.clear_grad()
+            rows = arrays.rows
             sums["pick_loss"] += float(pick) * rows.users_share
             sums["rating_loss"] += float(rating_loss) * rows.users_share
             n += len(rows.users)
