@@ -133,6 +133,7 @@ class StepArrays:
     labels: np.ndarray
     w_sum: np.ndarray
     at: np.ndarray
+    offset: float = 0.0  # the global mean, which the network's centred ratings leave out
     columns: np.ndarray | None = None
     log_q: np.ndarray | None = None
 
@@ -171,7 +172,8 @@ def full_arrays(hist, rows: StepRows, disliked_weight: float) -> StepArrays:
     """The numpy side of a step over the whole catalogue."""
     watched, rated = rows.bags(None, hist.n_movies, hist.mean)
     return StepArrays(rows, (hist.demographics[rows.users], watched, rated),
-                      *loss_targets(rows, rows.movie, hist.n_movies, disliked_weight))
+                      *loss_targets(rows, rows.movie, hist.n_movies, disliked_weight),
+                      offset=hist.mean)
 
 
 def loss_targets(rows: StepRows, col: np.ndarray, n_cols: int, disliked_weight: float) -> tuple:
@@ -186,15 +188,16 @@ def loss_targets(rows: StepRows, col: np.ndarray, n_cols: int, disliked_weight: 
 
 def full_losses(train_net, movies, arrays: StepArrays) -> tuple:
     """(pick loss, rating loss) of one step over the whole catalogue (see the docstring)."""
-    logits, predicted = train_net(*map(host_tensor, arrays.tower), *movies.all())
-    return pick_and_rating_losses(logits, predicted, arrays)
+    logits, centred = train_net(*map(host_tensor, arrays.tower), *movies.all(), centred=True)
+    return pick_and_rating_losses(logits, centred, arrays)
 
 
-def pick_and_rating_losses(logits, predicted, arrays: StepArrays) -> tuple:
-    """The two losses from the (B, C) pick logits and predicted ratings."""
+def pick_and_rating_losses(logits, centred, arrays: StepArrays) -> tuple:
+    """The two losses from the (B, C) pick logits and predicted ratings less the global
+    mean (`centred`: the mean is added to the rated entries alone, the same numbers)."""
     rows = arrays.rows
     ce = F.cross_entropy(logits, host_tensor(arrays.labels), soft_label=True, reduction="none")
     pick = (ce.reshape([-1]) * host_tensor(arrays.w_sum)).sum() / rows.users_share
-    rated = paddle.gather(predicted.reshape([-1]), host_tensor(arrays.at))
+    rated = arrays.offset + paddle.gather(centred.reshape([-1]), host_tensor(arrays.at))
     rating_loss = paddle.square(rated - host_tensor(rows.rating)).sum() / rows.ratings_share
     return pick, rating_loss

@@ -101,7 +101,8 @@ def sampled_arrays(hist, rows, sampler: Candidates, rng: np.random.Generator,
     columns, where = sampler.draw(rng, rows.movie)
     tower = column_inputs(hist.demographics[rows.users], rows, columns, where, hist.mean)
     return StepArrays(rows, tower, *loss_targets(rows, where, len(columns), disliked_weight),
-                      columns=columns, log_q=sampler.log_q(columns, len(rows.users)))
+                      offset=hist.mean, columns=columns,
+                      log_q=sampler.log_q(columns, len(rows.users)))
 
 
 def sampled_losses(train_net, movies, arrays) -> tuple:
@@ -109,8 +110,8 @@ def sampled_losses(train_net, movies, arrays) -> tuple:
     from rec.twotower.fullstep import pick_and_rating_losses
 
     ids = host_tensor(arrays.columns.astype(np.int64))
-    logits, predicted = train_net(*map(host_tensor, arrays.tower), ids,
-                                  paddle.gather(movies.genres, ids),
-                                  paddle.gather(movies.titles, ids), ids)
+    logits, centred = train_net(*map(host_tensor, arrays.tower), ids,
+                                paddle.gather(movies.genres, ids),
+                                paddle.gather(movies.titles, ids), ids, centred=True)
     logits = logits - host_tensor(arrays.log_q)
-    return pick_and_rating_losses(logits, predicted, arrays)
+    return pick_and_rating_losses(logits, centred, arrays)
