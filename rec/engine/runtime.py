@@ -149,8 +149,11 @@ def default_threads() -> int:
     1.48-1.80 s on 2 threads against 1.63-2.06 on 1; with the cores busy with other work
     (load 4.5-6) one thread was faster, 2.2-2.5 s against 2.8-3.4 (and 25M ratings 198 s an
     epoch against 229), as MKL's second thread waits for a core: there, pass --threads 1.
-    The thread count changes float rounding (not the quality), so runs compare bit for bit
-    at the same --threads."""
+    Those figures were taken while that thread spun between parallel regions
+    (_idle_math_threads_sleep ends it): since, at load 1.4-2.8, 4-epoch ml-1m runs on 2
+    threads took 1.91-2.09 s an epoch against 2.38-2.99 before, interleaved, and one thread
+    2.37-2.67 against 2.29-2.62 (unchanged). The thread count changes float rounding (not
+    the quality), so runs compare bit for bit at the same --threads."""
     local = int(os.environ.get("PADDLE_LOCAL_SIZE", "0") or 0) or world_size()
     return max(1, available_cores() // local)
 
