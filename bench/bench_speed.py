@@ -141,7 +141,7 @@ def probe_step(threads: int, root: str) -> dict:
     rng, m = np.random.default_rng(1), hist.n_movies
 
     def dynamic(rows):
-        return fullstep.full_losses(net, hist, movies, rows, R.DISLIKED_WEIGHT)
+        return fullstep.full_losses(net, movies, fullstep.full_arrays(hist, rows, R.DISLIKED_WEIGHT))
 
     def losses(demo, watched, rated, labels, w_sum, at, ratings, users, n_ratings):
         logits, predicted = net(demo, watched, rated, *movies.all())

@@ -252,7 +252,7 @@ def recall_rank_objective(net, optimizer, ds: Dataset, batch_users: int,
     times max(0.1, 1 - 0.9 (e - 1) / (LR_HORIZON - 1)): down linearly to a tenth at epoch
     LR_HORIZON, then level (measured on ml-1m: +0.01 NDCG@10 over a constant rate or an
     exponential decay); a function of the epoch alone, so --resume retraces a whole run."""
-    from rec.engine.runtime import save_model
+    from rec.engine import runtime
     from rec.engine.trainer import Objective, Trainable
     from rec.twotower import fullstep, sampled
 
@@ -293,27 +293,37 @@ def recall_rank_objective(net, optimizer, ds: Dataset, batch_users: int,
         n = 0
         negatives = epoch.rng(sampled.NEGATIVE_STREAM) if large else None
         dropout = epoch.rng(fullstep.DROPOUT_STREAM)
-        for b in range(n_batches):
+
+        def step_arrays(b: int):  # the numpy side of step b; None: too few users to share
             users = order[b * batch_users: (b + 1) * batch_users]
             if len(users) < world:
-                break
+                return None
             rows = fullstep.step_rows(hist, users, rank, world, dropout,
                                       net.config.history_dropout)
             if large:
-                pick, rating_loss = sampled.sampled_losses(part.train_net, hist, movies, rows,
-                                                           sampler, negatives, DISLIKED_WEIGHT)
+                return sampled.sampled_arrays(hist, rows, sampler, negatives, DISLIKED_WEIGHT)
+            return fullstep.full_arrays(hist, rows, DISLIKED_WEIGHT)
+
+        for arrays in fullstep.StepFeed(step_arrays, n_batches, ahead=runtime.math_threads() > 1):
+            if large:
+                pick, rating_loss = sampled.sampled_losses(part.train_net, movies, arrays)
             else:
-                pick, rating_loss = fullstep.full_losses(part.train_net, hist, movies, rows,
-                                                         DISLIKED_WEIGHT)
+                pick, rating_loss = fullstep.full_losses(part.train_net, movies, arrays)
             loss = pick + RATING_LOSS * rating_loss
             loss.backward()
             optimizer.step()
             optimizer.clear_grad()
+            rows = arrays.rows
             sums["pick_loss"] += float(pick) * rows.users_share
             sums["rating_loss"] += float(rating_loss) * rows.users_share
             n += len(rows.users)
             epoch.advance()
         return sums, n
+
+    # the ranking split in equal chunks among the math threads (numpy releases the GIL),
+    # each no larger than dense_chunk's: the same scores, rows ranked on their own
+    threads = runtime.math_threads()
+    val_chunk = min(dense_chunk(ds.n_movies), -(-max(len(val_users), 1) // threads))
 
     def validate() -> dict:
         both = np.r_[val_users, cal_users]
@@ -324,7 +334,8 @@ def recall_rank_objective(net, optimizer, ds: Dataset, batch_users: int,
                              net.config.rating_range)
         # the like weight: chosen here, on the tuning slice, every weight ranked in one pass
         rankings = ranking_metrics(like_weight_orders(user_vecs, movie_vecs, scoring),
-                                   len(val_users), ds.n_movies, su, sm, vu[rel], vm[rel])
+                                   len(val_users), ds.n_movies, su, sm, vu[rel], vm[rel],
+                                   chunk=val_chunk, threads=threads)
         best = None
         for w in LIKE_WEIGHTS:
             if best is None or rankings[w]["ndcg@10"] > best[1]["ndcg@10"] + 1e-9:
@@ -336,7 +347,7 @@ def recall_rank_objective(net, optimizer, ds: Dataset, batch_users: int,
                 "tune_ndcg@10": ranking["ndcg@10"], "like_weight": w}
 
     def save_best(epoch: int, folder) -> None:
-        save_model(folder, net, config)
+        runtime.save_model(folder, net, config)
 
     return Objective([part], train_epoch, validate, save_best)
 

@@ -85,23 +85,33 @@ class Candidates:
 
 
 def column_inputs(demographics, rows, columns, where, mean) -> tuple:
-    """The user tower's inputs as (B, |columns|) bags (every movie in `columns`) of `rows`
-    (rec.twotower.fullstep.StepRows: the history dropout already drawn); `where`: each
-    rating's column."""
+    """The user tower's inputs (numpy) as (B, |columns|) bags (every movie in `columns`) of
+    `rows` (rec.twotower.fullstep.StepRows: the history dropout already drawn); `where`:
+    each rating's column."""
     watched, rated = rows.bags(where, len(columns), mean)
-    return host_tensor(demographics), host_tensor(watched), host_tensor(rated)
+    return demographics, watched, rated
 
 
-def sampled_losses(train_net, hist, movies, rows, sampler: Candidates,
-                   rng: np.random.Generator, disliked_weight: float) -> tuple:
-    """(pick loss, rating loss) of one step over the sampled candidates; `rows`: the step's
-    users and ratings (rec.twotower.fullstep.StepRows)."""
-    from rec.twotower.fullstep import pick_and_rating_losses
+def sampled_arrays(hist, rows, sampler: Candidates, rng: np.random.Generator,
+                   disliked_weight: float):
+    """The numpy side of a step over sampled candidates (rec.twotower.fullstep.StepArrays);
+    `rows`: the step's users and ratings (StepRows)."""
+    from rec.twotower.fullstep import StepArrays, loss_targets
 
     columns, where = sampler.draw(rng, rows.movie)
-    ids = host_tensor(columns.astype(np.int64))
-    inputs = column_inputs(hist.demographics[rows.users], rows, columns, where, hist.mean)
-    logits, predicted = train_net(*inputs, ids, paddle.gather(movies.genres, ids),
-                                  paddle.gather(movies.titles, ids), ids)
-    logits = logits - host_tensor(sampler.log_q(columns, len(rows.users)))
-    return pick_and_rating_losses(logits, predicted, rows, where, disliked_weight)
+    tower = column_inputs(hist.demographics[rows.users], rows, columns, where, hist.mean)
+    return StepArrays(rows, tower, *loss_targets(rows, where, len(columns), disliked_weight),
+                      offset=hist.mean, columns=columns,
+                      log_q=sampler.log_q(columns, len(rows.users)))
+
+
+def sampled_losses(train_net, movies, arrays) -> tuple:
+    """(pick loss, rating loss) of one step over its sampled candidates."""
+    from rec.twotower.fullstep import pick_and_rating_losses
+
+    ids = host_tensor(arrays.columns.astype(np.int64))
+    logits, centred = train_net(*map(host_tensor, arrays.tower), ids,
+                                paddle.gather(movies.genres, ids),
+                                paddle.gather(movies.titles, ids), ids, centred=True)
+    logits = logits - host_tensor(arrays.log_q)
+    return pick_and_rating_losses(logits, centred, arrays)
