@@ -102,13 +102,16 @@ def check_options(top: int, year_from: Optional[int], year_to: Optional[int],
         raise UsageError(f"--year-from {year_from} is after --year-to {year_to}")
 
 
-def load_catalog(paths: Paths):
+def load_catalog(paths: Paths, ranks: bool = False):
+    """The catalogue recommend and similar serve from; EASE's file (the rank stage's) is
+    read only when the command `ranks`."""
     # imported here so `rec --help` does not pay for them
     from rec.datasets.contract import is_dataset, load_dataset
     from rec.twotower.features import load_features
     from rec.twotower.recommending import build_catalog
 
-    features = load_features(paths.features_dir)  # first: missing vectors is the likely error
+    # first: missing vectors is the likely error
+    features = load_features(paths.features_dir, item_models=ranks)
     dataset = load_dataset(paths, mmap=True)
     saved_from = features.scoring.get("dataset_fingerprint")
     if saved_from is not None and not is_dataset(saved_from, paths, dataset):
@@ -260,7 +263,8 @@ def recommend_command(
                          "or a new user's movies (--rated FILE, --like MOVIE, --dislike MOVIE)")
     tokens = [] if every_user or new_user else expand_stdin(users, per_line=False)
     paths = get_paths(ctx)
-    cat = load_catalog(paths)
+    ranks = not (recall_only or explore or include_seen)  # the rank stage, when it is fresh
+    cat = load_catalog(paths, ranks)
     # never more than the catalogue: memory follows these, not what was asked
     top = capped(cat, top)
     explore = min(explore, top)
@@ -274,7 +278,7 @@ def recommend_command(
     allowed = movie_mask(cat, genre or [], year_from, year_to)
     if seed is None and explore:
         seed = int(np.random.SeedSequence().entropy % 2**63)  # fresh each run
-    rank = None if recall_only or explore or include_seen else rank_stage(paths, cat)
+    rank = rank_stage(paths, cat) if ranks else None
     with RowWriter(RECOMMEND_COLUMNS, fmt, title=f"top {top}", layout=TABLE_LAYOUT) as out:
         for block in recommendation_blocks(cat, rows, top, allowed, include_seen, explore,
                                            seed, rank, exclude == "train"):

@@ -196,11 +196,14 @@ def saved_from(paths, ds, config: dict) -> Features | None:
     return features
 
 
-def load_features(folder: Path) -> Features:
+def load_features(folder: Path, item_models: bool = True) -> Features:
     """The vectors of `folder`, every file from the same save-features run: read through
     one directory descriptor, checked against the unit as read, and read again whole when a
-    save-features swapped the folder meanwhile (rec.storage.snapshot)."""
-    return read_snapshot(folder, _load_features)
+    save-features swapped the folder meanwhile (rec.storage.snapshot). With
+    item_models=False EASE's file (the rank stage's channels: 55 MB on ml-1m, a sixth of
+    `rec recommend 42 --recall-only`'s time to read and check) is left unread, and `extra`
+    has no entry for it: for a caller that does not rank."""
+    return read_snapshot(folder, lambda snapshot: _load_features(snapshot, item_models))
 
 
 def npz_run_id(data: bytes, path: Path) -> str:
@@ -214,7 +217,7 @@ def npz_run_id(data: bytes, path: Path) -> str:
         raise RecError(f"{path} is damaged ({e}): run `rec save-features` again")
 
 
-def _load_features(snapshot) -> Features:
+def _load_features(snapshot, item_models: bool = True) -> Features:
     folder = snapshot.path
     for name in (USER_VECTORS, MOVIE_VECTORS, SCORING):
         if not snapshot.is_file(name):
@@ -236,7 +239,8 @@ def _load_features(snapshot) -> Features:
         KINDS[scoring["match"]].check_scoring(scoring, users.shape[1])
     except (ValueError, KeyError, AssertionError, TypeError):
         raise RecError(f"{folder / SCORING}: not a valid scoring description")
-    extra = {name: snapshot.read_bytes(name) for name in (FOLD_IN, EASE_FILE)
+    extra = {name: snapshot.read_bytes(name)
+             for name in ((FOLD_IN, EASE_FILE) if item_models else (FOLD_IN,))
              if snapshot.is_file(name)}
     tagged = {SCORING: scoring.get("run_id")}
     if EASE_FILE in extra and EASE_FILE not in unit.listed(snapshot):
