@@ -41,8 +41,7 @@ def network(paths, ds, features) -> Network:
     about = {"model": "rank", "features": model.config["features"],
              "how_to_build_inputs": "rec.rank.features.Stack.features over the candidates of "
              "Stack.candidates (the recall channels' union); padding rows are zeros",
-             "order": {"popularity_penalty": model.config.get("order", {}).get(
-                 "popularity_penalty", 0.0), "popularity_column": POPULARITY,
+             "order": {"popularity_penalty": model.penalty, "popularity_column": POPULARITY,
                  "how": "candidates are shown by the logit less popularity_penalty times "
                         "their features[..., popularity_column]"}}
     return Network("rank", _Logits(net), [("features", "float32", [None, None, x.shape[2]])],

@@ -43,11 +43,15 @@ class RankModel:
     def k(self) -> int:
         return int(self.config["features"]["k"])
 
+    @property
+    def penalty(self) -> float:
+        """The order's popularity penalty (0 for a model saved before there was one)."""
+        return float(self.config.get("order", {}).get("popularity_penalty", 0.0))
+
     def order(self, x: np.ndarray) -> np.ndarray:
         """The rank stage's order of candidates x (rows, n_features): the network's logits
-        less the model's popularity penalty (0 for a model saved before there was one)."""
-        penalty = float(self.config.get("order", {}).get("popularity_penalty", 0.0))
-        return popularity_penalised(self.net.logits(x), x, penalty)
+        less the model's popularity penalty."""
+        return popularity_penalised(self.net.logits(x), x, self.penalty)
 
 
 def stale_reason(paths, features, dataset: Dataset) -> str | None:

@@ -156,13 +156,14 @@ def choose_penalty(logits: np.ndarray, ex: Examples) -> tuple[float, dict]:
     from rec.rank.features import popularity_penalised, rank_columns
 
     ease = coverage(-ex.x[:, :, rank_columns()[CHANNELS.index("ease")]], ex)
-    floor = (1.0 - PENALTY_COST) * ranked_metrics(logits, ex)["ndcg@10"]
-    chosen, tried = 0.0, {}
+    chosen, tried, floor = 0.0, {}, None
     for penalty in PENALTIES:
         order = popularity_penalised(logits, ex.x, penalty)
         ndcg, covered = ranked_metrics(order, ex)["ndcg@10"], coverage(order, ex)
         tried[f"{penalty:g}"] = {"coverage": covered, "ndcg@10": round(ndcg, 6)}
-        if ndcg < floor:
+        if floor is None:  # PENALTIES[0] is 0: the unpenalised order's NDCG@10 sets it
+            floor = (1.0 - PENALTY_COST) * ndcg
+        elif ndcg < floor:
             break
         chosen = penalty
         if covered >= ease:

@@ -100,6 +100,7 @@ class Catalog:
 
 _GROUP_STATS = threading.Lock()  # Catalog.group_stats' filling, one thread at a time
 
+
 def _rows_by_id(feature_ids: list[str], raw_ids: list) -> np.ndarray:
     """For each dataset index, the feature row with the same raw id (-1 when none)."""
     row = {s: i for i, s in enumerate(feature_ids)}
