@@ -25,6 +25,7 @@ BEST = "best"  # output/model/: folder, the published model (rec.storage.unit: o
 STAGED = "best-of-run"  # folder: the running training's best model, published at its end
 CHECKPOINT = "checkpoint"  # folder: weights, optimizer state and STATE of the last epoch
 STATE = "state.json"  # in CHECKPOINT: epoch, history, best so far, the run's parameters
+RUN = "run.json"  # beside a saved model (staged and published): the run id of the run that saved it
 OPTIMIZER = "optimizer.pdopt"  # in rec train's CHECKPOINT: the optimizer's state
 LAUNCH_LOGS = "launch-logs"  # folder: the workers' logs of a --nproc run
 EASE = "ease.npz"  # output/features/: the EASE recall channel (rec.rank.channels)

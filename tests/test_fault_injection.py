@@ -87,9 +87,10 @@ def model_is_whole(folder: Path) -> dict[str, bytes]:
     return files
 
 
-# best-of-run (config.json, 2 renames), checkpoint (state.json, 3 renames), history, then the
-# model folder: metrics.json, unit.json, 3 renames (all old until the last), then manifest
-TRAIN_WRITES = 14
+# best-of-run (config.json, run.json, 2 renames), checkpoint (state.json, 3 renames), the
+# model folder: metrics.json, unit.json, 3 renames (all old until the last), then history
+# and manifest
+TRAIN_WRITES = 15
 TRAIN_PUBLISHED = 13
 
 
@@ -106,6 +107,23 @@ def test_full_disk_at_each_write_of_train(world, monkeypatch, n):
     assert model_is_whole(best)["model.pdparams"] != old["model.pdparams"]
 
 
+@pytest.mark.parametrize("n", [1, pytest.param(4, marks=pytest.mark.slow)])
+def test_full_disk_as_a_fresh_train_stages_its_first_model_keeps_the_earlier_run(
+        world, monkeypatch, n):
+    """The fresh run cannot stage its first model (best-of-run's writes 1-4): the earlier
+    run's checkpoint is as it was, and --resume continues that run."""
+    model = world / "output" / "model"
+    checkpoint, history = snapshot(model / "checkpoint"), (model / "history.json").read_bytes()
+    epoch = json.loads(checkpoint["state.json"])["epoch"]
+    run_with_fault(world, monkeypatch, ["train", "--epochs", "1", "--seed", "7"], n,
+                   TRAIN_WRITES)
+    assert snapshot(model / "checkpoint") == checkpoint
+    assert (model / "history.json").read_bytes() == history
+    result = rec(world, "train", "--resume", "--epochs", str(epoch + 1))
+    assert result.exit_code == 0, result.stderr
+    assert f"resuming after epoch {epoch}" in result.stderr
+
+
 def test_read_only_while_train_publishes_its_model(world, monkeypatch):
     best = world / "output" / "model" / "best"
     old = model_is_whole(best)
@@ -115,9 +133,9 @@ def test_read_only_while_train_publishes_its_model(world, monkeypatch):
     assert model_is_whole(best) == old  # the previous folder was put back
 
 
-# best-of-run (config.json, weights.npz, 2 renames), checkpoint (state.json, 3 renames),
-# history, the model folder (metrics.json, unit.json, 3 renames), manifest
-CTR_WRITES = 15
+# best-of-run (config.json, weights.npz, run.json, 2 renames), checkpoint (state.json, 3
+# renames), the model folder (metrics.json, unit.json, 3 renames), history, manifest
+CTR_WRITES = 16
 CTR_PUBLISHED = 14
 
 

@@ -248,13 +248,15 @@ def test_a_fresh_train_killed_before_its_first_checkpoint_leaves_nothing_to_resu
     """The world's checkpoint is an earlier run's. A fresh run killed once its epoch 1 is
     staged (best-of-run) but before its own checkpoint: --resume must not continue the
     earlier run (its end would publish this run's staged model under the earlier run's
-    metrics); it says there is nothing to resume, and a fresh run trains."""
+    metrics); it says there is nothing to resume, and a fresh run trains. The earlier
+    checkpoint is left as it was."""
     model = world / "output" / "model"
     assert (model / "checkpoint" / "state.json").exists()
-    published = digest(model / "best")
+    published, checkpoint = digest(model / "best"), digest(model / "checkpoint")
     proc, _ = killed(world, model / "best-of-run", 2, "SIGKILL", "train", "--epochs", "2")
     assert proc.returncode == -signal.SIGKILL
     assert digest(model / "best") == published  # not replaced
+    assert digest(model / "checkpoint") == checkpoint
     result = rec(world, "train", "--resume", "--epochs", "3")
     assert result.exit_code == 2 and "nothing to resume" in result.stderr, result.stderr
     assert rec(world, "train", "--epochs", "1").exit_code == 0
@@ -278,8 +280,18 @@ def test_train_killed_between_the_renames_of_its_model_then_evaluate(world):
     assert proc.returncode == -signal.SIGKILL and not best.exists()
     assert rec(world, "evaluate").exit_code == 0
     assert digest(best) == new and set(new) == {"model.pdparams", "config.json",
-                                                "metrics.json", "unit.json"}
+                                                "metrics.json", "unit.json", "run.json"}
     assert leftovers(world) == []
+
+
+def kept_earlier_checkpoint(folder, staged) -> bool:
+    """A training folder after a kill: is its checkpoint an earlier run's while the model
+    staged beside it is this run's (the run ids in state.json and run.json differ)?"""
+    state = folder.parent / "checkpoint" / "state.json"
+    if not (staged.is_dir() and state.exists()):
+        return False
+    run = json.loads((staged / "run.json").read_text())["run_id"]
+    return json.loads(state.read_text()).get("run_id") != run
 
 
 # Every swap of every stage: (the command, the folder it swaps, a command run first so that
@@ -320,17 +332,17 @@ def test_every_swap_killed_at_every_rename(world, command, folder, first, rename
     proc, new = killed(world, target, after, sig, *command)
     assert_one_interrupt_line(proc, sig)
     kept = sig == "SIGKILL" and after == 1 and before is not None
-    # a fresh training run gives the earlier run's checkpoint up as it stages its first model
-    # (its state.json: rec.engine.trainer._forget_checkpoint); killed before its own first
-    # checkpoint is in, there is nothing to resume, and the next run starts afresh
-    checkpoint = folder.endswith("/checkpoint")
-    unfinished = folder.endswith("/best-of-run") or (checkpoint and kept)
     if folder.startswith("output/"):  # a reader repairs output/ when no writer runs
         assert rec(world, "status").exit_code == 0
         assert leftovers(world / "output") == []
-        if kept and checkpoint:
-            before.pop("state.json")
         assert digest(target) == (before if kept else new)
+    # a fresh training run stopped once it has staged its first model (best-of-run) but
+    # before its own first checkpoint: the checkpoint left is the earlier run's, whose model
+    # is gone, so there is nothing to resume (rec.engine.trainer._check_own_model) and the
+    # next run starts afresh; stopped before it staged one, the earlier run resumes
+    staged = (world / folder).parent / "best-of-run"
+    unfinished = folder.endswith(("/best-of-run", "/checkpoint")) and kept_earlier_checkpoint(
+        world / folder, staged)
     if unfinished:
         resumed = rec(world, *then)
         assert resumed.exit_code == 2 and "nothing to resume" in resumed.stderr, resumed.stderr

@@ -16,13 +16,15 @@ validation are (an `Objective`); `fit` does the rest, the same way for every sta
                the improvement test of spec.monitor (bigger or smaller is better, by at
                    least min_delta), patience (stop after `patience` epochs without one)
                rank 0 only: objective.save_best(epoch, folder) when improved (it writes
-                   the model's files into `folder`, swapped in whole as the run's staging
-                   folder, spec.folder.staging.best); the checkpoint (each
-                   network's weights and optimizer state, objective.checkpoint_extra's
-                   files and state.json, swapped in as one folder); history.json
+                   the model's files into `folder`, swapped in whole, with the run's id in
+                   run.json, as the run's staging folder, spec.folder.staging.best); the
+                   checkpoint (each network's weights and optimizer state,
+                   objective.checkpoint_extra's files and state.json, swapped in as one
+                   folder)
                a row of the live table (or a log line when stderr is not a terminal)
     the end    `summarize(FitResult)` -> the run's metrics; rank 0 publishes the run's best
-               model with them (`publish`: only a run that ends replaces the previous model)
+               model with them, then history.json (`publish`: only a run that ends
+               replaces the previous model and its history)
 
 The loop assumes nothing about how a network is called or what its loss is: train_epoch is
 arbitrary code (several networks, several losses, sampled softmax over a catalogue, ...).
@@ -48,14 +50,16 @@ validate()'s keys name the columns of the table (FitSpec.columns), the monitored
 {"epoch", *train losses, *validate()'s metrics, "samples_per_s", "epoch_seconds",
 "elapsed"}; state.json holds "epoch", "history", the monitor's best (Monitor.state_key),
 "best_epoch", "bad_epochs", "params", "n_train" (samples of the last epoch),
-"data_fingerprint" and whatever the stage adds (new_state's extra keys, Objective.on_epoch).
+"data_fingerprint", "run_id" (drawn by a fresh run: --resume takes only the staged or
+published model whose run.json carries it) and whatever the stage adds (new_state's extra keys, Objective.on_epoch).
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -68,10 +72,10 @@ from rec.process import interrupts
 from rec.storage import unit
 
 from rec.engine import runtime
-from rec.storage.atomic import atomic_dir, fsync_dir, write_json
+from rec.storage.atomic import atomic_dir, write_json
 from rec.console import EpochDisplay, log
 from rec.errors import UsageError
-from rec.paths import METRICS, STATE, TrainingFolder
+from rec.paths import METRICS, RUN, STATE, TrainingFolder
 from rec.engine.runtime import Job
 
 
@@ -225,13 +229,10 @@ def fit(spec: FitSpec, job: Job, objective: Objective, state: dict, resume: bool
         raise UsageError(f"nothing to train: the checkpoint is at epoch {state['epoch']} and "
                          f"--epochs is {spec.epochs}; give --epochs above {state['epoch']}")
     if resume:
-        if not (spec.folder.staging.best.is_dir() or spec.folder.best.is_dir()):
-            # publish needs the model this run saved: staged, or published by it before
-            raise UsageError(f"{spec.folder.best} is missing (or in an older rec's layout): "
-                             f"run `{spec.run}` without --resume")
+        _check_own_model(spec, state)
         _restore(spec, parts, state)
-    elif job.main:  # a fresh run: a former run's unpublished best is not this run's
-        shutil.rmtree(spec.folder.staging.best, ignore_errors=True)
+    else:  # the earlier run's staged best stays (and it resumable) until this run stages its own
+        state["run_id"] = uuid.uuid4().hex
     for part in parts:
         part.train_net = paddle.DataParallel(part.net) if job.world > 1 else part.net
     history = state["history"]
@@ -272,12 +273,10 @@ def fit(spec: FitSpec, job: Job, objective: Objective, state: dict, resume: bool
                 objective.on_epoch(row, state)
             if job.main:
                 if improved:
-                    if not resume and number == 1:
-                        _forget_checkpoint(spec)
                     with atomic_dir(spec.folder.staging.best) as tmp:
                         objective.save_best(number, tmp)
+                        write_json(tmp / RUN, {"run_id": state.get("run_id")})
                 _checkpoint(spec, objective, state)
-                write_json(spec.folder.history, history)
             if not display.update(history):
                 log(epoch_line(row, spec.columns, improved))
     finally:
@@ -290,7 +289,7 @@ def fit(spec: FitSpec, job: Job, objective: Objective, state: dict, resume: bool
     result = FitResult(spec, job, state, history, best)
     result.metrics = summarize(result)  # of the run's best model, still in folder.staging
     if job.main:
-        publish(spec.folder, result.metrics)
+        publish(spec.folder, result.metrics, history)
     return result
 
 
@@ -305,13 +304,46 @@ def _restore(spec: FitSpec, parts: list[Trainable], state: dict) -> None:
         f"{state[spec.monitor.state_key]:.4f} at epoch {state['best_epoch']})")
 
 
-def publish(folder: TrainingFolder, metrics: dict) -> None:
+def saved_by(model_folder: Path) -> str | None:
+    """The run id in a saved model's RUN file (None: none, or unreadable)."""
+    try:
+        return json.loads((model_folder / RUN).read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _check_own_model(spec: FitSpec, state: dict) -> None:
+    """--resume continues the checkpoint's run only with that run's own best model at hand:
+    staged (best-of-run), or published by it before. A fresh run keeps the earlier run's
+    staged model (and the earlier run resumable) until it stages its own first model; after
+    that, a kill before its own first checkpoint leaves the earlier run's checkpoint beside
+    this run's model, and continuing the earlier run would publish this one's model with the
+    earlier run's metrics. The RUN file beside every saved model tells them apart. (A
+    checkpoint without a run id is an older rec's: its staged or published model is taken.)"""
+    run_id = state.get("run_id")
+    staged, published = spec.folder.staging.best, spec.folder.best
+    if staged.is_dir():
+        if run_id is None or saved_by(staged) == run_id:
+            return
+        raise UsageError(f"nothing to resume: the checkpoint's run was replaced by a later "
+                         f"run stopped before its first checkpoint; run `{spec.run}` without "
+                         "--resume")
+    if published.is_dir() and (run_id is None or saved_by(published) == run_id):
+        return
+    raise UsageError(f"nothing to resume: the checkpoint's best model is not in "
+                     f"{spec.folder.staging.best} or {published} (another run's, or an older "
+                     f"rec's layout); run `{spec.run}` without --resume")
+
+
+def publish(folder: TrainingFolder, metrics: dict, history: list[dict]) -> None:
     """Put the run's best model (folder.staging.best, where fit saves it) with the run's
     metrics inside in place of the previous one, once the run has ended: one folder, sealed
     and swapped in whole (rec.storage.unit.sealed_dir), so a reader finds the old model with
     its metrics or the new one with its, and a run stopped midway (Ctrl-C, a kill, a diverged
-    epoch) leaves the previous one as it was. A --resume run that found nothing better than
-    the model it published before publishes that one again, with the run's new metrics."""
+    epoch) leaves the previous one as it was. Then the run's history.json (written here
+    alone, so that a stopped run leaves the published model's). A --resume run that found
+    nothing better than the model it published before publishes that one again, with the
+    run's new metrics."""
     staged = folder.staging.best
     source = staged if staged.is_dir() else folder.best
     with unit.sealed_dir(folder.best) as tmp:
@@ -319,20 +351,9 @@ def publish(folder: TrainingFolder, metrics: dict) -> None:
             if path.is_file() and path.name not in (METRICS, unit.UNIT):
                 shutil.copyfile(path, tmp / path.name)
         write_json(tmp / METRICS, metrics)
+    write_json(folder.history, history)
     with interrupts.deferred():  # stopped midway, it would leave half a model staged
         shutil.rmtree(staged, ignore_errors=True)
-
-
-def _forget_checkpoint(spec: FitSpec) -> None:
-    """A fresh run, before it stages its first model: the checkpoint left is an earlier
-    run's, and --resume after a kill before this run's own checkpoint would continue that
-    run and publish this one's staged model with it. Its state.json goes (one unlink): then
-    there is nothing to resume. Not earlier: a fresh run stopped before its first epoch
-    ends leaves the earlier run resumable."""
-    path = spec.folder.checkpoint / STATE
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-        fsync_dir(path.parent)
 
 
 def _checkpoint(spec: FitSpec, objective: Objective, state: dict) -> None:
