@@ -151,3 +151,28 @@ def test_status_names_a_holder_that_is_no_stage(exported, tmp_path):
     assert result.exit_code == 0
     assert f"{root / 'output'} is in use by `another tool (pid {os.getpid()})`" in result.stderr
     assert "running" not in result.stdout
+
+
+def test_features_from_an_earlier_model_are_named_by_recommend_and_evaluate(exported, tmp_path):
+    """`rec train` ran again after save-features: recommend still serves the saved vectors
+    (the earlier model's, consistently) and says so on stderr; evaluate leaves the recall
+    channels and the ranked list out (they are the earlier model's) with a note, instead of
+    mixing them with this model's row; save-features makes both quiet again."""
+    root = copy_world(exported, tmp_path)
+    before = rec(root, "recommend", "1", "--top", "3", "--format", "tsv")
+    assert before.exit_code == 0 and "another" not in before.stderr
+    assert rec(root, "train", "--epochs", "1", "--seed", "5").exit_code == 0
+    result = rec(root, "recommend", "1", "--top", "3", "--format", "tsv")
+    assert result.exit_code == 0 and result.stdout == before.stdout
+    assert ("output/features was saved from another `rec train` run than output/model's "
+            "(trained again since?): run `rec save-features`, then `rec ctr-train`; until "
+            "then these are that run's recommendations") in result.stderr
+    assert rec(root, "evaluate").exit_code == 0
+    report = json.loads((root / "output" / "model" / "eval.json").read_text())
+    assert not report["ranked"] and "channels" not in report
+    assert [n for n in report["notes"] if "not evaluated: output/features was saved from "
+            "another `rec train` run" in n]
+    assert rec(root, "save-features").exit_code == 0
+    assert "another" not in rec(root, "recommend", "1").stderr
+    assert rec(root, "evaluate").exit_code == 0
+    assert "channels" in json.loads((root / "output" / "model" / "eval.json").read_text())

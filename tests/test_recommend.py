@@ -24,7 +24,7 @@ from rec.twotower.recommending import ChunkRatings, Picks, build_catalog, displa
 from rec.datasets.build import build, write_dataset
 from rec.stages.recommend import RECOMMEND_COLUMNS, SIMILAR_COLUMNS
 
-from conftest import assert_paddle_free, rec
+from conftest import assert_paddle_free, rec, reseal
 
 FAVOURITE_WEIGHT = 3.0  # puts the favourite genre ahead of any movie quality (sd 0.45)
 
@@ -341,6 +341,7 @@ def test_stale_features_are_detected_not_shown_with_wrong_titles(world, tmp_path
     scoring = json.loads((paths.features_dir / "scoring.json").read_text())
     (paths.features_dir / "scoring.json").write_text(json.dumps(
         {**scoring, "dataset_fingerprint": "another"}))
+    reseal(paths.features_dir)  # as save-features from that dataset would have written it
     assert_usage_error(rec(None, *args, "recommend", "1"),
                        "saved from another output/dataset")
 

@@ -31,6 +31,7 @@ import numpy as np
 from rec.datasets.contract import GIVEN, RELEVANT, TRAIN, VAL, load_dataset
 from rec.errors import UsageError
 from rec.metrics import EASE_MAX_MOVIES, baseline_metrics, ease_scorer
+from rec.twotower.features import earlier_model
 from rec.twotower.heldout import evaluate_held_out, vector_metrics
 
 K = 10
@@ -150,6 +151,9 @@ def with_rank_stage(paths, ds, report: dict, computed: tuple | None = None) -> d
     own order moves to "two_tower". Every choice behind them is in "selection".
     `computed`: rank_stage_report's result when already at hand."""
     extra, notes = computed if computed is not None else rank_stage_report(paths, ds)
+    stale = earlier_model(paths) if extra else None
+    if stale:  # its channels and ranked list are another model's: not this model's row
+        extra, notes = {}, [f"recall channels and the ranked list not evaluated: {stale}"]
     report["notes"] = report.get("notes", []) + notes
     report["selection"] = {
         "two_tower": "epochs, early stopping and the like weight on the tuning slice "

@@ -107,7 +107,7 @@ def load_catalog(paths: Paths, ranks: bool = False):
     read only when the command `ranks`."""
     # imported here so `rec --help` does not pay for them
     from rec.datasets.contract import is_dataset, load_dataset
-    from rec.twotower.features import load_features
+    from rec.twotower.features import earlier_model, load_features
     from rec.twotower.recommending import build_catalog
 
     # first: missing vectors is the likely error
@@ -117,6 +117,9 @@ def load_catalog(paths: Paths, ranks: bool = False):
     if saved_from is not None and not is_dataset(saved_from, paths, dataset):
         raise UsageError("output/features was saved from another output/dataset (preprocess "
                          "ran since): run `rec save-features` again")
+    stale = earlier_model(paths, features.scoring)
+    if stale:  # the saved vectors still serve, consistently: the earlier model's
+        warn(f"{stale}; until then these are that run's recommendations")
     return build_catalog(features, dataset)
 
 

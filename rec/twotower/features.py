@@ -121,7 +121,9 @@ def save_features(folder: Path, user_ids, user_vecs: np.ndarray, movie_ids, movi
     run_id = run_id or unit.new_run_id()
     matrices = {USER_MATRIX: np.stack(list(users.values())),
                 MOVIE_MATRIX: np.stack(list(movies.values()))}
-    with unit.sealed_dir(folder, run_id, tagged=(SCORING, *tagged)) as tmp:
+    # scoring.json is hashed with the rest (a hand edit changes what serving does); it
+    # still carries the run id, as it did when it was the unit's tagged file
+    with unit.sealed_dir(folder, run_id, tagged=tuple(tagged)) as tmp:
         write_bytes(tmp / USER_VECTORS, pickle.dumps(users, protocol=4))
         write_bytes(tmp / MOVIE_VECTORS, pickle.dumps(movies, protocol=4))
         for name, matrix in matrices.items():
@@ -196,6 +198,26 @@ def saved_from(paths, ds, config: dict) -> Features | None:
     return features
 
 
+def earlier_model(paths, scoring: dict | None = None) -> str | None:
+    """Why output/features (its scoring.json, `scoring`: read here when None) is not the
+    model in output/model's (`rec train` ran since save-features: their run ids differ), in
+    one line; None when they match, or when either does not say (a model or features from an
+    older rec) or either is missing or damaged (their readers say so)."""
+    from rec.twotower import kinds
+
+    try:
+        if scoring is None:
+            scoring = json.loads((paths.features_dir / SCORING).read_text())
+        run = kinds.trained_config(paths).get("model_run")
+        saved = scoring.get("model_run")
+    except (RecError, OSError, ValueError, AttributeError):
+        return None
+    if run is None or saved is None or run == saved:
+        return None
+    return ("output/features was saved from another `rec train` run than output/model's "
+            "(trained again since?): run `rec save-features`, then `rec ctr-train`")
+
+
 def load_features(folder: Path, item_models: bool = True) -> Features:
     """The vectors of `folder`, every file from the same save-features run: read through
     one directory descriptor, checked against the unit as read, and read again whole when a
@@ -235,15 +257,19 @@ def _load_features(snapshot, item_models: bool = True) -> Features:
                                                                      loaded[name])))
         (user_ids, users), (movie_ids, movies) = tables
     try:
-        scoring = json.loads(snapshot.read_text(SCORING))
+        loaded[SCORING] = snapshot.read_bytes(SCORING)
+        scoring = json.loads(loaded[SCORING])
         KINDS[scoring["match"]].check_scoring(scoring, users.shape[1])
     except (ValueError, KeyError, AssertionError, TypeError):
         raise RecError(f"{folder / SCORING}: not a valid scoring description")
     extra = {name: snapshot.read_bytes(name)
              for name in ((FOLD_IN, EASE_FILE) if item_models else (FOLD_IN,))
              if snapshot.is_file(name)}
-    tagged = {SCORING: scoring.get("run_id")}
-    if EASE_FILE in extra and EASE_FILE not in unit.listed(snapshot):
+    listed = unit.listed(snapshot)
+    tagged = {} if SCORING in listed else {SCORING: scoring.get("run_id")}  # older units
+    if SCORING not in listed:
+        loaded.pop(SCORING)
+    if EASE_FILE in extra and EASE_FILE not in listed:
         # the channel file carries its run id (EASE's matrix is the largest file: no sha256
         # on every read; the zip's CRC-32 checks its bytes when it is loaded)
         tagged[EASE_FILE] = npz_run_id(extra[EASE_FILE], folder / EASE_FILE)
