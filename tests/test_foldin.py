@@ -128,6 +128,21 @@ def test_new_user_errors_are_one_line_exit_2(trained, args, needle):
     assert needle in result.stderr and result.stderr.count("\n") == 1
 
 
+def test_a_rated_line_without_a_tab_that_is_a_whole_title_is_refused(trained, tmp_path):
+    """'Toy Story 2' is not Toy Story rated 2 stars: a line whose whole text is a title's
+    name asks for the tab; one that is not ('TITLE 4') still splits at its last space."""
+    ds = dataset(trained)
+    title = next(t for t in ds.vocab.titles if t.split(" (")[0][-1].isdigit())  # 'X Drama2 125 (1979)'
+    name = title.split(" (")[0]
+    (tmp_path / "mine.tsv").write_text(f"{name}\n")
+    result = rec(trained, "recommend", "--rated", str(tmp_path / "mine.tsv"))
+    assert result.exit_code == 2 and result.stderr == (
+        f"error: {tmp_path / 'mine.tsv'}:1: '{name}' is a movie title too: put a tab between "
+        "the movie and its rating\n")
+    (tmp_path / "mine.tsv").write_text(f"{name} 4\n{name}\t4\n")
+    assert rec(trained, "recommend", "--rated", str(tmp_path / "mine.tsv")).exit_code == 0
+
+
 def test_bad_rating_lines_name_the_line(trained, tmp_path):
     (tmp_path / "bad.tsv").write_text("1\t5\n2\tmany\n")
     result = rec(trained, "recommend", "--rated", str(tmp_path / "bad.tsv"))

@@ -81,6 +81,30 @@ def test_recommend_serves_recall_then_rank_and_names_the_channels(ranked):
     assert not any("found by" in r["reason"] for r in recall_rows)
 
 
+def test_explore_draws_from_the_ranked_list_and_include_seen_says_it_does_not_rank(ranked):
+    """--explore keeps the ranked list's best N - K and draws K from the rest of its best
+    3N (found by a channel, marked as random picks), the same draw for the same seed;
+    --include-seen lists the two-tower's order and says so on stderr."""
+    def rows(*args):
+        result = rec(ranked, "recommend", "1", "--top", "10", "--format", "json", *args)
+        assert result.exit_code == 0, result.stderr
+        return [json.loads(line) for line in result.stdout.splitlines()], result.stderr
+
+    plain, _ = rows()
+    pool, _ = rows("--top", "30")
+    explored, warned = rows("--explore", "3", "--seed", "7")
+    assert warned == "" and explored == rows("--explore", "3", "--seed", "7")[0]
+    assert [r["movie"] for r in explored[:7]] == [r["movie"] for r in plain[:7]]
+    later = [r["movie"] for r in pool[7:]]
+    drawn = [r["movie"] for r in explored[7:]]
+    assert len(drawn) == 3 and set(drawn) <= set(later)
+    assert drawn == sorted(drawn, key=later.index)  # in rank order
+    assert all("a random pick for variety · found by " in r["reason"] for r in explored[7:])
+    seen, warned = rows("--include-seen")
+    assert "--include-seen lists the two-tower's order" in warned
+    assert not any("found by" in r["reason"] for r in seen)
+
+
 def test_the_ranked_list_is_what_evaluate_measures(ranked):
     """recommend --all --exclude train, scored by hand, gives evaluate's HR@10 / NDCG@10."""
     from rec.datasets.contract import load_dataset

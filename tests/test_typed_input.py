@@ -161,7 +161,8 @@ def test_ctr_predict_scores_the_first_pair_after_a_byte_order_mark(ml1m):
 
 @pytest.mark.parametrize("typed", [ACCENTED, unicodedata.normalize("NFD", ACCENTED),
                                    "MISE\u0301RABLES", "les misérables", "misérables, LES",
-                                   "Les\u00a0Misérables", " les   MISÉRABLES\t"])
+                                   "Les\u00a0Misérables", " les   MISÉRABLES\t",
+                                   "Les Misérables (1995)"])
 def test_titles_match_in_any_unicode_form_and_case(ml1m, typed):
     movie = vocab(ml1m)["movie_ids"][0]
     by_id = recommend(ml1m, "--like", str(movie))

@@ -158,7 +158,8 @@ def recommendation_blocks(cat, users: np.ndarray, top: int, allowed: np.ndarray,
     rec.rank.serving) the list is recall then rank, and each reason names the channel that
     ranks the movie highest."""
     from rec.twotower.reasons import explain
-    from rec.twotower.recommending import CHUNK_USERS, chunk_ratings, recommend_chunk
+    from rec.twotower.recommending import (CHUNK_USERS, EXPLORE_POOL, chunk_ratings,
+                                           explored_picks, recommend_chunk)
 
     def explained(chunk):
         ratings = chunk_ratings(cat, chunk, train_only)
@@ -168,7 +169,11 @@ def recommendation_blocks(cat, users: np.ndarray, top: int, allowed: np.ndarray,
             return picks, explain(cat, chunk, picks, ratings)
         from rec.rank.serving import rank_picks
 
-        picks, found = rank_picks(cat, chunk, ratings, top, allowed, *rank)
+        if not explore:
+            picks, found = rank_picks(cat, chunk, ratings, top, allowed, *rank)
+        else:  # the random picks come from the ranked list's next best
+            pool, found = rank_picks(cat, chunk, ratings, top * EXPLORE_POOL, allowed, *rank)
+            picks, found = explored_picks(pool, found, chunk, top, explore, seed)
         return picks, [[f"{text} · found by {by}" for text, by in zip(row, found_row)]
                        for row, found_row in zip(explain(cat, chunk, picks, ratings), found)]
 
@@ -216,9 +221,11 @@ def recommend_command(
     top: int = typer.Option(10, "--top", "-n", help="Movies per user."),
     every_user: bool = typer.Option(False, "--all", help="Recommend for every user."),
     include_seen: bool = typer.Option(False, "--include-seen",
-                                      help="Keep movies the user already rated."),
+                                      help="Keep movies the user already rated (the "
+                                      "two-tower's order: the rank stage ranks unseen "
+                                      "movies only)."),
     explore: int = typer.Option(0, "--explore", help="Draw K of the N at random from the best "
-                                "3N candidates, for freshness."),
+                                "3N of the list (ranked, or the two-tower's), for freshness."),
     seed: Optional[int] = typer.Option(None, "--seed", **SEED_RANGE, help="Seed of --explore's draw."),
     genre: Optional[List[str]] = typer.Option(None, "--genre", "-g",
                                               help="Only movies of this genre (repeatable: any)."),
@@ -266,7 +273,9 @@ def recommend_command(
                          "or a new user's movies (--rated FILE, --like MOVIE, --dislike MOVIE)")
     tokens = [] if every_user or new_user else expand_stdin(users, per_line=False)
     paths = get_paths(ctx)
-    ranks = not (recall_only or explore or include_seen)  # the rank stage, when it is fresh
+    # the rank stage, when it is fresh; it ranks unseen movies only (its channels leave the
+    # user's own out): --include-seen lists the two-tower's order, and says so
+    ranks = not (recall_only or include_seen)
     cat = load_catalog(paths, ranks)
     # never more than the catalogue: memory follows these, not what was asked
     top = capped(cat, top)
@@ -282,10 +291,23 @@ def recommend_command(
     if seed is None and explore:
         seed = int(np.random.SeedSequence().entropy % 2**63)  # fresh each run
     rank = rank_stage(paths, cat) if ranks else None
+    if include_seen and not recall_only and rank_model_present(paths):
+        warn("--include-seen lists the two-tower's order: the rank stage ranks unseen "
+             "movies only")
     with RowWriter(RECOMMEND_COLUMNS, fmt, title=f"top {top}", layout=TABLE_LAYOUT) as out:
         for block in recommendation_blocks(cat, rows, top, allowed, include_seen, explore,
                                            seed, rank, exclude == "train"):
             out.write_block(block)
+
+
+def rank_model_present(paths: Paths) -> bool:
+    """Whether output/ctr/model holds a rank model (fresh or not: a cheap look)."""
+    import json
+
+    try:
+        return json.loads(paths.ctr.config.read_text())["features"].get("kind") == "rank"
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return False
 
 
 def rank_stage(paths: Paths, cat):

@@ -76,12 +76,13 @@ NEW_USER = "new"  # the user column of a folded-in user's rows
 DECIMAL_COMMA = re.compile(r"\d+,\d+")
 
 
-def parse_rated(text: str, source: str) -> list[tuple[str, float, str]]:
+def parse_rated(text: str, source: str, spaced: list | None = None) -> list[tuple[str, float, str]]:
     """Lines of `movie<TAB>rating` (movie: an id or a title substring); blank lines and
     lines starting with # are skipped. Without a tab the last word is the rating (a decimal
-    comma is a decimal point: 4,5 is 4.5). Each is
-    (movie, rating, where: "SOURCE:LINE"); byte-order marks and Unicode forms are
-    normalised first (rec.typed.clean)."""
+    comma is a decimal point: 4,5 is 4.5); each such line is also appended to `spaced` as
+    (the whole line, where), for the caller to check that the whole line is not a title
+    itself ('Toy Story 2'). Each is (movie, rating, where: "SOURCE:LINE"); byte-order marks
+    and Unicode forms are normalised first (rec.typed.clean)."""
     out = []
     for number, line in enumerate(clean(text).splitlines(), start=1):
         line = line.strip()
@@ -97,6 +98,8 @@ def parse_rated(text: str, source: str) -> list[tuple[str, float, str]]:
         if not movie.strip() or not np.isfinite(value):
             raise UsageError(f"{source}:{number}: expected 'movie<TAB>rating', got {shown(line)}")
         out.append((movie.strip(), value, f"{source}:{number}"))
+        if "\t" not in line and spaced is not None:
+            spaced.append((line, f"{source}:{number}"))
     return out
 
 
@@ -184,7 +187,7 @@ def fold_in_user(paths: Paths, cat, rated: str | None, like: list[str], dislike:
     (a movie given twice) go to stderr."""
     from rec.datasets.contract import demographic_codes
     from rec.twotower import kinds
-    from rec.twotower.titles import find_movie
+    from rec.twotower.titles import find_movie, index as title_index
 
     if not kinds.kind(cat.features.scoring["match"]).folds_in:
         raise UsageError("a new user needs the default model: run `rec train` (without "
@@ -204,7 +207,12 @@ def fold_in_user(paths: Paths, cat, rated: str | None, like: list[str], dislike:
                 text, source = decode(Path(rated).read_bytes(), f"--rated {rated}"), rated
             except OSError as e:
                 raise UsageError(f"cannot read --rated {rated}: {e}")
-        given += parse_rated(text, source)
+        spaced = []
+        given += parse_rated(text, source, spaced)
+        for line, where in spaced:  # 'Toy Story 2': Toy Story rated 2, or a title?
+            if title_index(cat).named(line):
+                raise UsageError(f"{where}: {shown(line)} is a movie title too: put a tab "
+                                 "between the movie and its rating")
     low, high = cat.dataset.rating_range
     given += [(m, high, "--like") for m in like] + [(m, low, "--dislike") for m in dislike]
     if not given:

@@ -277,19 +277,52 @@ def recommend_chunk(cat: Catalog, user_rows: np.ndarray, ratings: ChunkRatings, 
     if not explore:
         movies[:, :width], picked[:, :width] = cand[:, :width], cand_scores[:, :width]
     else:
-        keep = top - explore
-        for b, user in enumerate(user_rows):
-            idx = np.arange(min(top, available[b]))
-            if available[b] > keep:
-                rng = np.random.default_rng([seed, int(user)])
-                drawn = rng.choice(np.arange(keep, available[b]),
-                                   size=min(explore, available[b] - keep), replace=False)
-                idx = np.sort(np.concatenate([np.arange(keep), drawn]))
-                explored[b, : len(idx)] = idx >= keep
+        positions, explored = explore_positions(available, user_rows, top, explore, seed)
+        for b, idx in enumerate(positions):
+            idx = idx[idx >= 0]
             movies[b, : len(idx)], picked[b, : len(idx)] = cand[b, idx], cand_scores[b, idx]
     counts = np.minimum(available, top)
     movies[np.arange(top)[None, :] >= counts[:, None]] = -1
     return Picks(movies, picked, predicted_stars(f, user_rows, movies), explored, counts)
+
+
+def explore_positions(available: np.ndarray, user_rows: np.ndarray, top: int, explore: int,
+                      seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """--explore over each user's best-first pool of `available` movies (EXPLORE_POOL * top
+    long): (positions (B, top) into the pool, -1 where fewer; explored (B, top) bool). The
+    best top - explore stay; `explore` more are drawn from the rest of the pool by a
+    generator seeded with (seed, user), and every pick keeps its pool order."""
+    positions = np.full((len(user_rows), top), -1, dtype=np.int64)
+    explored = np.zeros((len(user_rows), top), dtype=bool)
+    keep = top - explore
+    for b, user in enumerate(user_rows):
+        idx = np.arange(min(top, available[b]))
+        if available[b] > keep:
+            rng = np.random.default_rng([seed, int(user)])
+            drawn = rng.choice(np.arange(keep, available[b]),
+                               size=min(explore, available[b] - keep), replace=False)
+            idx = np.sort(np.concatenate([np.arange(keep), drawn]))
+            explored[b, : len(idx)] = idx >= keep
+        positions[b, : len(idx)] = idx
+    return positions, explored
+
+
+def explored_picks(picks: Picks, texts: list[list[str]], user_rows: np.ndarray, top: int,
+                   explore: int, seed: int) -> tuple[Picks, list[list[str]]]:
+    """The rank stage's list under --explore: `picks` (and their found-by `texts`) is each
+    user's best EXPLORE_POOL * top in rank order; the top - explore best stay, the rest
+    are drawn from the pool as the two-tower's list draws them (explore_positions)."""
+    positions, explored = explore_positions(picks.counts, user_rows, top, explore, seed)
+    ok = positions >= 0
+    safe = np.maximum(positions, 0)
+
+    def take(values: np.ndarray, missing) -> np.ndarray:
+        return np.where(ok, np.take_along_axis(values, safe, 1), missing)
+
+    chosen = Picks(take(picks.movies, -1), take(picks.scores, -np.inf).astype(np.float32),
+                   take(picks.stars, 0).astype(np.float32), explored, ok.sum(axis=1))
+    return chosen, [[row[p] if p >= 0 else "" for p in at]
+                    for row, at in zip(texts, positions.tolist())]
 
 
 def predicted_stars(f: Features, user_rows: np.ndarray, movies: np.ndarray) -> np.ndarray:

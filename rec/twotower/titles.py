@@ -2,7 +2,8 @@
 
 A query that is a whole number is a movie id. Anything else is a title: case and Unicode
 form do not matter (rec.typed.fold on both sides), and neither do the year nor where the
-article sits ('The Usual Suspects', 'usual suspects, the (1995)'). A title equal to the
+article sits ('The Usual Suspects', 'usual suspects, the (1995)', 'The Usual Suspects
+(1995)'). A title equal to the
 query wins over titles that merely contain it; several equal or (without one) several
 containing it are refused, listing them.
 
@@ -43,8 +44,11 @@ class TitleIndex:
         self.exact: dict[str, list[int]] = {}
         starts, rows, parts, at = [], [], [], 0
         for row, title in enumerate(titles):
-            for name in dict.fromkeys((fold(title), fold(YEAR_RE.sub("", title)),
-                                       fold(display_title(title)))):
+            year = YEAR_RE.search(title)
+            said = display_title(title)  # 'The Matrix', and with the year as titles carry it
+            for name in dict.fromkeys((fold(title), fold(YEAR_RE.sub("", title)), fold(said),
+                                       fold(said + " " + year.group().strip()) if year
+                                       else fold(said))):
                 self.exact.setdefault(name, []).append(row)
                 starts.append(at)
                 rows.append(row)
@@ -60,6 +64,10 @@ class TitleIndex:
             found.add(self.rows[bisect.bisect_right(self.starts, at) - 1])
             at = self.text.find(query, at + 1)
         return sorted(found)
+
+    def named(self, query: str) -> list[int]:
+        """The rows of the movies one of whose names is `query` (folded), not merely holds it."""
+        return sorted(set(self.exact.get(fold(query), ())))
 
     def matches(self, query: str) -> list[int]:
         q = fold(query)
