@@ -221,11 +221,10 @@ def recommend_command(
     top: int = typer.Option(10, "--top", "-n", help="Movies per user."),
     every_user: bool = typer.Option(False, "--all", help="Recommend for every user."),
     include_seen: bool = typer.Option(False, "--include-seen",
-                                      help="Keep movies the user already rated (the "
-                                      "two-tower's order: the rank stage ranks unseen "
-                                      "movies only)."),
+                                      help="Keep movies already rated (in the "
+                                      "two-tower's order)."),
     explore: int = typer.Option(0, "--explore", help="Draw K of the N at random from the best "
-                                "3N of the list (ranked, or the two-tower's), for freshness."),
+                                "3N of the list, for freshness."),
     seed: Optional[int] = typer.Option(None, "--seed", **SEED_RANGE, help="Seed of --explore's draw."),
     genre: Optional[List[str]] = typer.Option(None, "--genre", "-g",
                                               help="Only movies of this genre (repeatable: any)."),
