@@ -214,10 +214,4 @@ def ctr_objective(source, batch_size: int, model, opt, baseline, base_opt,
             export_npz(model, folder / WEIGHTS, source.validation())
         source.save_vocabulary(folder)
 
-    def on_epoch(row: dict, state: dict) -> None:
-        b = state["baseline_best"]
-        if b is None or row["baseline_auc"] > b["auc"]:
-            state["baseline_best"] = {"epoch": row["epoch"], "auc": row["baseline_auc"],
-                                      "logloss": row["baseline_logloss"]}
-
-    return Objective(parts, train_epoch, validate, save_best, source.save_vocabulary, on_epoch)
+    return Objective(parts, train_epoch, validate, save_best, source.save_vocabulary)

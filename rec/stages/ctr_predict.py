@@ -50,7 +50,7 @@ def command(
 ) -> None:
     from rec.ctr import training as ct
     from rec.ctr.predicting import criteo_rows, movielens_rows
-    from rec.metrics import auc, logloss
+    from rec.metrics import logloss
     from rec.engine.runtime import setup_device
 
     paths = get_paths(ctx)
@@ -84,4 +84,17 @@ def command(
         warn(f"{len(skipped):,} bad line{'s' * (len(skipped) != 1)} skipped, {n:,} scored")
     if "labels" in summary:
         y, p = summary["labels"], summary["probs"]
-        log(f"{n:,} lines: AUC {auc(y, p):.4f}, log loss {logloss(y, p):.4f}")
+        log(f"{n:,} lines: {auc_text(y, p)}, log loss {logloss(y, p):.4f}")
+
+
+def auc_text(labels, probs) -> str:
+    """"AUC 0.7312", or why there is none: AUC compares clicks with non-clicks, and input
+    of one class has no pair to compare (rec.metrics.auc's nan)."""
+    import math
+
+    from rec.metrics import auc
+
+    value = auc(labels, probs)
+    if not math.isnan(value):
+        return f"AUC {value:.4f}"
+    return f"AUC undefined (every label is {int(labels[0])}; it needs both 0 and 1)"
