@@ -357,6 +357,21 @@ def test_source_zip(tmp_path, tiny):
     assert archive.exists()  # the user's archive is theirs: never removed
 
 
+def test_status_shows_a_long_source_path_by_its_file_name_at_80_columns(tmp_path, tiny):
+    archive = tmp_path / "a-mirror-folder-with-a-long-name" / "and-another-one" / "ml-1m.zip"
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(tiny["ml-1m"])
+    assert rec(tmp_path, "--source", str(archive), "--force").exit_code == 0
+    result = run_rec(tmp_path, "status", "--format", "table", out="out", env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(map(len, lines)) <= 80
+    row = lines.index(next(line for line in lines if line.startswith("download ")))
+    assert lines[row + 1] == " " * 15 + "source=…/ml-1m.zip force=True"
+    result = run_rec(tmp_path, "status", "--format", "tsv", out="out")
+    assert f"\tsource={archive} force=True\n" in result.stdout  # TSV: the whole path
+
+
 @pytest.mark.parametrize("nested", [False, True])
 def test_source_folder(tmp_path, tiny, nested):
     src = tmp_path / "unpacked"
