@@ -33,7 +33,7 @@ COMMANDS = [
     ("train", "train:command", "Train the two-tower recommender."),
     ("evaluate", "evaluate:command", "HR@10, NDCG@10, RMSE against baselines."),
     ("save-features", "save_features:command", "Save every user's and movie's vector."),
-    ("ctr-train", "ctr_train:command", "Train a Wide&Deep / DeepFM CTR model."),
+    ("ctr-train", "ctr_train:command", "The rank stage (default), or a Wide&Deep / DeepFM CTR model."),
     ("ctr-predict", "ctr_predict:command", "Click probabilities, one row per input line."),
     ("export", "export:command", "Trained networks as Paddle Inference / ONNX models."),
     ("status", "status:command", "Which stages ran, with what, fresh or stale."),

@@ -27,7 +27,7 @@ from rec.console import log, warn
 from rec.results import RowWriter
 from rec.errors import UsageError
 from rec.stages import get_paths, stage
-from rec.stages.options import Device, Format
+from rec.stages.options import Device, RowsFormat
 
 HELP = ("Click probabilities from the trained CTR model, one row per input line in order "
         "(TSV on stdout): raw Criteo lines, or USER MOVIE pairs for a MovieLens model. "
@@ -46,7 +46,7 @@ def command(
     batch_size: int = typer.Option(32768, "--batch-size", min=1),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Warn about each malformed or "
                                   "unknown line and score the others (default: stop at it)."),
-    fmt: Format = "tsv",
+    fmt: RowsFormat = "tsv",
 ) -> None:
     from rec.ctr import training as ct
     from rec.ctr.predicting import criteo_rows, movielens_rows
@@ -56,8 +56,8 @@ def command(
     paths = get_paths(ctx)
     if input != "-" and not __import__("pathlib").Path(input).is_file():
         raise UsageError(f"no such file: {input}")
+    setup_device(device)  # first: the model is built on the device it then runs on
     model, config, transform = ct.load_model(paths)
-    setup_device(device)
     kind = config["features"]["kind"]
     summary: dict = {}
     skipped: list[str] = []

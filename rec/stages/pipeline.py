@@ -132,8 +132,8 @@ def command(
                                          help="download: a mirror URL, .zip or folder."),
     seed: Optional[int] = typer.Option(None, "--seed", **SEED_RANGE,
                                        help="download (synthetic), preprocess, train."),
-    split: Optional[str] = typer.Option(None, "--split", help="preprocess: random, time or "
-                                        "users."),
+    split: Optional[str] = typer.Option(None, "--split", help="preprocess: random, time, "
+                                        "time-user or users."),
     device: str = typer.Option("cpu", "--device", help="train, evaluate, save-features, "
                                "ctr-train: cpu, gpu or gpu:N."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=0, help="train."),

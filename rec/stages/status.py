@@ -19,7 +19,7 @@ from rec.console import log, warn
 from rec.results import emit
 from rec.errors import RecError
 from rec.stages import get_paths, stage
-from rec.stages.options import Format
+from rec.stages.options import RowsFormat
 from rec.texttable import KEEP, NOTE
 
 HELP = "Show which stages have run, when, with which parameters, and whether they are stale."
@@ -37,7 +37,7 @@ def running_stage(holder: str | None) -> tuple[str | None, str | None]:
 @stage
 def command(
     ctx: typer.Context,
-    fmt: Format = "auto",
+    fmt: RowsFormat = "auto",
 ) -> None:
     paths = get_paths(ctx)
     log(f"paddle: {paddle_build()}")
