@@ -190,6 +190,16 @@ def test_preprocess_missing_dataset(tmp_path):
     assert not (tmp_path / "out" / "dataset").exists()
 
 
+def test_preprocess_refuses_an_unknown_dataset_with_the_known_ones(tmp_path):
+    from rec.datasets import registry
+
+    r = invoke(tmp_path, "preprocess", "--dataset", "nope")
+    assert r.exit_code == 2 and r.stdout == ""
+    assert one_error(r) == (f"error: unknown dataset 'nope' (and no folder "
+                            f"{tmp_path / 'data' / 'nope'}): choose one of "
+                            f"{', '.join(registry.names())}")
+
+
 @pytest.mark.parametrize("args,message", [
     (["--split", "user"], "error: unknown --split 'user': choose random, time, time-user or users"),
     (["--val-ratio", "0"], "error: --val-ratio must be between 0 and 1 (got 0.0)"),
