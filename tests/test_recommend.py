@@ -295,6 +295,7 @@ def test_damaged_feature_matrices_are_one_clear_error(world, tmp_path, name, dam
     assert result.exit_code == code and result.stdout == ""
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert needle in result.stderr
+    assert result.stderr.endswith("run `rec save-features` again\n")  # the stage to rerun
 
 
 def test_missing_feature_files_exit_2(tmp_path):

@@ -144,7 +144,8 @@ def _load_model(snapshot, paths):
                          "movielens --model wide_deep` (or --input FILE for Criteo) first")
     with reading(best.config, "rec ctr-train"):
         model = build(CtrConfig.from_json(config["model"]))
-    load_weights(model, io.BytesIO(snapshot.read_bytes(best.params.name)), best.params)
+    load_weights(model, io.BytesIO(snapshot.read_bytes(best.params.name)), best.params,
+                 "rec ctr-train")
     transform = None
     with reading(best.config, "rec ctr-train"):
         features = config["features"]
