@@ -187,9 +187,12 @@ def recommendation_blocks(cat, users: np.ndarray, top: int, allowed: np.ndarray,
                 ahead.append(pool.submit(explained, chunks[i + workers]))
             yield _block(cat, movie_text, chunk, picks, reasons)
             short += int((picks.counts < top).sum())
-    if short:
-        warn(f"{short} of {len(users)} users got fewer than {top} movies: "
-             "the filters (and their seen movies) leave too few")
+    if short:  # say what limits them: the catalogue, the filters if any, the seen movies
+        n_allowed = int(allowed.sum())
+        limit = (f"the filters allow {n_allowed:,} of the catalogue's {cat.n_movies:,} movies"
+                 if n_allowed < cat.n_movies else f"the catalogue has {cat.n_movies:,} movies")
+        seen = "" if include_seen else ", less each user's seen movies"
+        warn(f"{short} of {len(users)} users got fewer than {top} movies: {limit}{seen}")
 
 
 def _block(cat, movie_text: MovieCells, chunk: np.ndarray, picks, reasons) -> dict:
