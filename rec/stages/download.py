@@ -96,9 +96,10 @@ def command(
     paths = get_paths(ctx)
     named = dataset is not None
     if dataset is None:
-        dataset = (dataset_in(source) if source else None) or registry.DEFAULT
-        if source:
+        dataset = dataset_in(source) if source else None
+        if dataset is not None:
             log(f"--source {source}: taken as --dataset {dataset}")
+        dataset = dataset or registry.DEFAULT
     spec = registry.get(dataset)
     target = paths.raw(spec.name)
     recovery.repair(target)  # before looking at target: a killed run's swap may put it back
