@@ -100,7 +100,7 @@ def test_help_says_what_the_options_do():
         help_words()
     assert f"preprocess: {', '.join(SPLITS[:-1])} or {SPLITS[-1]}." in help_words("pipeline")
     recommend = help_words("recommend")
-    assert "dislikes (the dataset's lowest rating; repeatable)" in recommend
+    assert "A disliked movie (the lowest rating; repeatable)." in recommend
     assert "json: JSON lines, one object per row" in recommend
     assert "Seed of the global_mean baseline's random order of movies" in help_words("evaluate")
     similar = help_words("similar")

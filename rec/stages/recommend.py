@@ -231,11 +231,11 @@ def recommend_command(
                                         "dataset: a file of 'movie<TAB>rating' lines (movie: "
                                         "an id or a title substring; - reads stdin).",
                                         rich_help_panel="New user (fold-in)"),
-    like: Optional[List[str]] = typer.Option(None, "--like", help="A movie the new user likes "
-                                             "(the dataset's highest rating; repeatable).",
+    like: Optional[List[str]] = typer.Option(None, "--like", help="A liked movie (the highest "
+                                             "rating; repeatable).",
                                              rich_help_panel="New user (fold-in)"),
-    dislike: Optional[List[str]] = typer.Option(None, "--dislike", help="A movie the new user "
-                                                "dislikes (the dataset's lowest rating; repeatable).",
+    dislike: Optional[List[str]] = typer.Option(None, "--dislike", help="A disliked movie (the "
+                                                "lowest rating; repeatable).",
                                                 rich_help_panel="New user (fold-in)"),
     gender: Optional[str] = typer.Option(None, "--gender", help="The new user's gender (M, F).",
                                          rich_help_panel="New user (fold-in)"),
