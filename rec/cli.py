@@ -33,7 +33,7 @@ COMMANDS = [
     ("train", "train:command", "Train the two-tower recommender."),
     ("evaluate", "evaluate:command", "HR@10, NDCG@10, RMSE against baselines."),
     ("save-features", "save_features:command", "Save every user's and movie's vector."),
-    ("ctr-train", "ctr_train:command", "Train a Wide&Deep / DeepFM CTR model."),
+    ("ctr-train", "ctr_train:command", "The rank stage (default), or a Wide&Deep / DeepFM CTR model."),
     ("ctr-predict", "ctr_predict:command", "Click probabilities, one row per input line."),
     ("export", "export:command", "Trained networks as Paddle Inference / ONNX models."),
     ("status", "status:command", "Which stages ran, with what, fresh or stale."),
@@ -109,6 +109,18 @@ def help_output() -> Iterator[None]:
             raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE)) from None
 
 
+@contextlib.contextmanager
+def interrupted_before_work() -> Iterator[None]:
+    try:
+        yield
+    except KeyboardInterrupt:
+        error_line(INTERRUPTED_AT_START)
+        raise typer.Exit(130) from None
+
+
+INTERRUPTED_AT_START = "interrupted; nothing was changed"
+
+
 class RecGroup(TyperGroup):
     """Commands load on first use (`load_command`); listing them (`rec --help`, the command
     names completion offers) loads none. Completing a command's options loads that command.
@@ -156,6 +168,17 @@ class RecGroup(TyperGroup):
 
     def parse_args(self, ctx, args):
         return super().parse_args(ctx, self.hoisted(ctx, list(args)))
+
+    # Ctrl-C while the command line is read or the command's module loads (before the
+    # command's own handler, rec.stages.stage): one line and 130, as during the work; typer
+    # would exit 130 without a word, and `rec pipeline` relies on its stage saying it.
+    def make_context(self, *args, **kwargs):
+        with interrupted_before_work():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with interrupted_before_work():
+            return super().invoke(ctx)
 
     def hoisted(self, ctx, args: list[str]) -> list[str]:
         """`args` with the global options given after the command moved before it. The
@@ -288,4 +311,8 @@ def main() -> None:
         from rec.process.parent_death import worker_dies_with_launcher
 
         worker_dies_with_launcher()
-    app(prog_name="rec")  # also under `python -m rec`: usage lines, completion's _REC_COMPLETE
+    try:
+        app(prog_name="rec")  # also under `python -m rec`: usage lines, completion's _REC_COMPLETE
+    except KeyboardInterrupt:  # while typer builds the parser, before RecGroup runs
+        error_line(INTERRUPTED_AT_START)
+        sys.exit(130)

@@ -180,12 +180,23 @@ def emit(rows: Iterable[dict], columns: Sequence[str], fmt: str = "auto",
             writer.write(row)
 
 
+def flat_items(obj: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(key, value) of `obj` with a nested object's values under dotted keys
+    (channels.ease.hr@10): one readable row each in the flat formats, not a Python dict."""
+    for key, value in obj.items():
+        if isinstance(value, dict) and value:
+            yield from flat_items(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 def emit_object(obj: dict, fmt: str = "auto", title: str | None = None) -> None:
-    """One result object (e.g. metrics): key/value rows for people, one JSON line for json."""
+    """One result object (e.g. metrics): key/value rows for people (a nested object's values
+    under dotted keys), one JSON line for json."""
     fmt = resolve_format(fmt)
     if fmt == "json":
         with writing_results():
             sys.stdout.write(dumps(obj) + "\n")
             sys.stdout.flush()
         return
-    emit(({"key": k, "value": v} for k, v in obj.items()), ["key", "value"], fmt, title)
+    emit(({"key": k, "value": v} for k, v in flat_items(obj)), ["key", "value"], fmt, title)

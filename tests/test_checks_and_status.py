@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SMALL_WORLD, copy_world, one_line_error, rec, run_stages
+from conftest import SMALL, SMALL_WORLD, copy_world, one_line_error, rec, run_stages
 
 
 # --- rec pipeline: every option before the first stage ---------------------------------------
@@ -98,6 +98,22 @@ def states(root: Path) -> dict[str, str]:
     result = rec(root, "status", "--format", "json")
     assert result.exit_code == 0, result.output
     return {row["stage"]: row["state"] for row in map(json.loads, result.stdout.splitlines())}
+
+
+def test_status_shows_the_changed_params_and_json_all_of_them(tmp_path):
+    run_stages(tmp_path, ["download", "--dataset", "synthetic", *SMALL],
+               ["preprocess", "--seed", "7"])
+    result = rec(tmp_path, "status", "--format", "tsv")
+    assert result.exit_code == 0, result.output
+    params = {row.split("\t")[0]: row.split("\t")[3] for row in result.stdout.splitlines()[1:]}
+    assert params == {"download": "dataset=synthetic users=80 movies=60 ratings=2000 seed=42",
+                      "preprocess": "dataset=synthetic seed=7", "train": "", "evaluate": "",
+                      "save-features": "", "ctr-train": "", "export": ""}
+    result = rec(tmp_path, "status", "--format", "json")
+    rows = {row["stage"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert rows["preprocess"]["params"] == {"dataset": "synthetic", "split": "random",
+                                            "val_ratio": 0.1, "seed": 7}
+    assert rows["train"]["params"] == {}
 
 
 def test_status_has_a_row_for_export_even_before_it_ran(tmp_path):

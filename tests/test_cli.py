@@ -86,6 +86,27 @@ def test_help_lists_every_command_with_one_line():
     assert set(rows) == set(names)
 
 
+def help_words(*args: str) -> str:
+    """`rec ARGS --help` at 80 columns, its words on one line (rich's box and wrapping gone)."""
+    r = invoke(None, *args, "--help", env={"COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    return " ".join(r.stdout.replace("│", " ").split())
+
+
+def test_help_says_what_the_options_do():
+    from rec.datasets.splits import SPLITS
+
+    assert "ctr-train The rank stage (default), or a Wide&Deep / DeepFM CTR model." in \
+        help_words()
+    assert f"preprocess: {', '.join(SPLITS[:-1])} or {SPLITS[-1]}." in help_words("pipeline")
+    recommend = help_words("recommend")
+    assert "A disliked movie (the lowest rating; repeatable)." in recommend
+    assert "json: JSON lines, one object per row" in recommend
+    assert "Seed of the global_mean baseline's random order of movies" in help_words("evaluate")
+    similar = help_words("similar")
+    assert "Usage: rec similar [OPTIONS] MOVIE... " in similar and "{" not in similar
+
+
 def test_no_arguments_shows_help():
     r = invoke(None)
     assert r.exit_code in (0, 2) and "Usage" in r.stdout + r.stderr
@@ -169,6 +190,16 @@ def test_preprocess_missing_dataset(tmp_path):
     assert not (tmp_path / "out" / "dataset").exists()
 
 
+def test_preprocess_refuses_an_unknown_dataset_with_the_known_ones(tmp_path):
+    from rec.datasets import registry
+
+    r = invoke(tmp_path, "preprocess", "--dataset", "nope")
+    assert r.exit_code == 2 and r.stdout == ""
+    assert one_error(r) == (f"error: unknown dataset 'nope' (and no folder "
+                            f"{tmp_path / 'data' / 'nope'}): choose one of "
+                            f"{', '.join(registry.names())}")
+
+
 @pytest.mark.parametrize("args,message", [
     (["--split", "user"], "error: unknown --split 'user': choose random, time, time-user or users"),
     (["--val-ratio", "0"], "error: --val-ratio must be between 0 and 1 (got 0.0)"),
@@ -194,7 +225,7 @@ def test_preprocess_unparsable_option(synthetic):
     (["preprocess", "--val-ratio", "lots"], "Invalid value for '--val-ratio'"),
     (["train", "--epochs", "-1"], "Invalid value for '--epochs'"),
     (["recommend", "1", "--nope"], "No such option: --nope"),
-    (["similar"], "Missing argument 'MOVIES'"),
+    (["similar"], "Missing argument 'MOVIE'"),
     (["bogus"], "No such command 'bogus'"),
 ])
 def test_parser_errors_are_one_line(tmp_path, args, needle):
@@ -351,8 +382,8 @@ def test_status_fresh_stale_modified(synthetic):
     r = invoke(synthetic, "status", "--format", "json")
     rows = {row["stage"]: row for row in json_lines(r.stdout)}
     assert rows["download"]["state"] == "fresh" and rows["preprocess"]["state"] == "fresh"
-    assert "dataset=synthetic" in rows["preprocess"]["params"]
-    assert "seed=7" in rows["preprocess"]["params"]
+    assert rows["preprocess"]["params"]["dataset"] == "synthetic"
+    assert rows["preprocess"]["params"]["seed"] == 7
     assert rows["preprocess"]["when"] and rows["train"]["state"] == "not run"
 
     # a raw file changed: preprocess read it, so preprocess is stale

@@ -229,6 +229,38 @@ def test_predict_has_one_row_per_input_line_in_order(criteo_world, criteo_traine
     assert lines == list(range(1, CRITEO_LINES + 1))
 
 
+def test_predict_on_one_class_says_auc_is_undefined(criteo_world, criteo_trained, tmp_path):
+    world = tmp_path / "w"
+    shutil.copytree(criteo_world / "deepfm", world / "output")
+    clicks = [line for line in (FIXTURES / "criteo_small.txt").read_text().splitlines(True)
+              if line.split("\t")[0].strip() == "1"]
+    for fmt in ("tsv", "json"):
+        result = rec(world, "ctr-predict", "--format", fmt, "-", input="".join(clicks))
+        assert result.exit_code == 0, result.output
+        summary = result.stderr.splitlines()[-1]
+        assert summary.startswith("2 lines: AUC undefined (every label is 1; it needs both 0 "
+                                  "and 1), log loss "), summary
+        assert "nan" not in result.stderr
+
+
+def test_every_metric_is_the_kept_epochs(tmp_path):
+    """The model's best epoch (2) is not the baseline's (3): the baseline's AUC and log loss
+    shown are still epoch 2's, as in the history."""
+    criteo_synthetic.generate(tmp_path / "c.txt", criteo_synthetic.SyntheticCriteoSpec(
+        lines=2000, seed=3, max_cardinality=12, interactions=8, interaction_scale=1.5))
+    result = rec(tmp_path, "ctr-train", "--input", str(tmp_path / "c.txt"), "--hash-size", "5000",
+                 "--embedding-size", "8", "--hidden", "32,16", "--epochs", "4", "--batch-size",
+                 "128", "--lr", "5e-2", "--baseline-lr", "5e-3", "--patience", "5",
+                 "--format", "json")
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    history = json.loads((tmp_path / "output" / "ctr" / "history.json").read_text())
+    kept = history[m["best_epoch"] - 1]
+    assert max(history, key=lambda h: h["baseline_auc"])["epoch"] != m["best_epoch"]
+    assert {k: m[k] for k in ("auc", "logloss", "baseline_auc", "baseline_logloss")} == \
+        {k: round(kept[k], 6) for k in ("auc", "logloss", "baseline_auc", "baseline_logloss")}
+
+
 def test_predict_bad_line_is_one_clear_error(criteo_world, criteo_trained, tmp_path):
     world = tmp_path / "w"
     shutil.copytree(criteo_world / "deepfm", world / "output")

@@ -357,6 +357,63 @@ def test_source_zip(tmp_path, tiny):
     assert archive.exists()  # the user's archive is theirs: never removed
 
 
+def test_status_shows_a_long_source_path_by_its_file_name_at_80_columns(tmp_path, tiny):
+    archive = tmp_path / "a-mirror-folder-with-a-long-name" / "and-another-one" / "ml-1m.zip"
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(tiny["ml-1m"])
+    assert rec(tmp_path, "--source", str(archive), "--force").exit_code == 0
+    result = run_rec(tmp_path, "status", "--format", "table", out="out", env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(map(len, lines)) <= 80
+    row = lines.index(next(line for line in lines if line.startswith("download ")))
+    assert lines[row + 1] == " " * 15 + "dataset=ml-1m source=…/ml-1m.zip force=True"
+    result = run_rec(tmp_path, "status", "--format", "tsv", out="out")
+    assert f"\tdataset=ml-1m source={archive} force=True\n" in result.stdout  # whole
+
+
+def test_a_source_for_a_dataset_already_present_is_said_to_be_unused(tmp_path, tiny):
+    archive = tmp_path / "mirror.zip"
+    archive.write_bytes(tiny["ml-1m"])
+    assert rec(tmp_path, "--source", str(archive)).exit_code == 0
+    other = tmp_path / "other.zip"
+    other.write_bytes(tiny["ml-100k"])
+    r = rec(tmp_path, "--dataset", "ml-1m", "--source", str(other), "--format", "json")
+    assert r.exit_code == 0 and json_out(r)["status"] == "already present"
+    assert r.stderr == (f"warning: --source {other} was not used: data/ml-1m is already "
+                        "present and verified (structure); --force replaces it with the "
+                        "--source\n".replace("data/", f"{tmp_path / 'data'}/"))
+
+
+def test_a_source_names_its_dataset_when_no_dataset_is_given(tmp_path, tiny):
+    archive = tmp_path / "mirror.zip"
+    archive.write_bytes(tiny["ml-latest-small"])  # its members are under ml-latest-small/
+    r = rec(tmp_path, "--source", str(archive), "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    assert f"--source {archive}: taken as --dataset ml-latest-small\n" in r.stderr
+    assert json_out(r)["dataset"] == "ml-latest-small"
+    assert (tmp_path / "data" / "ml-latest-small" / "ratings.csv").exists()
+    flat = tmp_path / "flat.zip"  # no folder to name its dataset: taken as ml-1m, the default
+    flat.write_bytes(make_zip(TINY["ml-latest-small"], top=None))
+    r = rec(tmp_path, "--source", str(flat))
+    assert one_error(r) == (f"error: --source {flat} is not a valid ml-1m dataset: "
+                            "ml-1m/users.dat is missing; is it another dataset? name it with "
+                            "--dataset")
+    r = rec(tmp_path, "--dataset", "ml-1m", "--source", str(archive))
+    assert one_error(r).endswith("users.dat is missing")
+
+
+@pytest.mark.parametrize("name", ["trunc.zip", "trunc.bin"])
+def test_a_truncated_zip_source_is_called_one(tmp_path, tiny, name):
+    archive = tmp_path / name
+    archive.write_bytes(tiny["ml-1m"][:200])
+    r = rec(tmp_path, "--source", str(archive))
+    assert r.exit_code == 2
+    assert one_error(r) == (f"error: --source {archive} looks like a damaged or truncated zip "
+                            "archive (its table of contents, at its end, cannot be read): "
+                            "download it again")
+
+
 @pytest.mark.parametrize("nested", [False, True])
 def test_source_folder(tmp_path, tiny, nested):
     src = tmp_path / "unpacked"

@@ -181,6 +181,24 @@ def test_a_config_beside_weights_of_another_run_is_refused(world):
         assert "run `rec train` again" in message
 
 
+def test_truncated_weights_are_one_clean_line_naming_the_stage_to_rerun(world):
+    weights = world / "output" / "model" / "best" / "model.pdparams"
+    weights.write_bytes(weights.read_bytes()[:200])
+    for stage in ("save-features", "export"):
+        message = one_line_error(rec(world, stage), 1)
+        assert message.startswith(f"error: {weights} is damaged (") and "0x" not in message
+        assert message.endswith("): run `rec train` again")
+
+
+def test_a_truncated_feature_matrix_names_the_stage_to_rerun(world):
+    matrix = world / "output" / "features" / "usr_feat.npy"
+    matrix.write_bytes(matrix.read_bytes()[:100])
+    for command in (["recommend", "1"], ["similar", "1"], ["evaluate"]):
+        message = one_line_error(rec(world, *command), 1)
+        assert message.startswith(f"error: {matrix}: not a valid matrix (")
+        assert message.endswith("): run `rec save-features` again")
+
+
 def test_a_model_in_the_layout_of_an_older_rec_names_the_stage_to_rerun(world):
     model = world / "output" / "model"
     for path in (model / "best").iterdir():  # its files beside the checkpoint, no best/

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +122,63 @@ def test_bin_pipeline_runs_every_stage_and_recommends(tmp_path):
                             capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=60)
     states = {row["stage"]: row["state"] for row in map(json.loads, status.stdout.splitlines())}
     assert states == {**dict.fromkeys(stages, "fresh"), "export": "not run"}  # not a pipeline stage
+
+
+def test_ctrl_c_says_interrupted_once_when_the_stage_said_it(monkeypatch, capsys):
+    """Ctrl-C reaches the pipeline and its stage: the stage says `error: interrupted; ...`
+    and, its clean-up slower than the pipeline's second, dies of the SIGINT passed on after
+    it. The pipeline stops with 130 and no line of its own (it used to print a second)."""
+    import threading
+
+    import typer
+
+    from rec.stages import pipeline
+
+    stage = ("import signal, sys, time\n"
+             "def stop(*a):\n"
+             "    signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+             "    sys.stderr.write('error: interrupted; files already written are complete\\n')\n"
+             "    time.sleep(5)\n"
+             "signal.signal(signal.SIGINT, stop)\n"
+             "print('ready', flush=True)\n"
+             "time.sleep(30)\n")
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen(command, **kwargs):
+        proc = real_popen([sys.executable, "-c", stage], **{**kwargs, "stdout": subprocess.PIPE})
+        assert proc.stdout.readline() == "ready\n"
+        started.append(proc)
+        threading.Timer(0.3, ctrl_c).start()  # while the pipeline waits for the stage
+        return proc
+
+    def ctrl_c() -> None:  # the terminal's SIGINT reaches the stage and the pipeline
+        started[0].send_signal(signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(pipeline.subprocess, "Popen", popen)
+    monkeypatch.setattr(pipeline, "_real_file", lambda stream: False)
+    try:
+        pipeline.run_stage([], ["train"])
+    except KeyboardInterrupt:  # rec.stages.stage would print its own line
+        pytest.fail("the pipeline would say `error: interrupted` a second time")
+    except typer.Exit as stopped:
+        assert stopped.exit_code == 130 and started[0].returncode == -signal.SIGINT
+    else:
+        pytest.fail("the pipeline went on")
+
+
+def test_ctrl_c_while_a_command_loads_is_one_line_and_130(tmp_path, monkeypatch):
+    """typer ended such a stage with 130 and no word: the pipeline then said nothing at all."""
+    from rec import cli
+
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "load_command", interrupted)
+    result = rec(tmp_path, "status")
+    assert result.exit_code == 130
+    assert result.stderr == "error: interrupted; nothing was changed\n"
 
 
 def test_a_stopped_run_lets_the_stage_stop_cleanly_then_kills_what_ignores_it(monkeypatch):

@@ -177,6 +177,20 @@ def test_the_rank_stage_needs_the_default_two_tower_and_no_resume(copy):
                                                     "--model", "rank"), 2)
 
 
+def test_ctr_train_shows_the_channels_metrics_one_row_each_in_flat_formats(copy):
+    as_json = rec(copy, "ctr-train", "--data", "movielens", "--format", "json")
+    assert as_json.exit_code == 0, as_json.output
+    channels = json.loads(as_json.stdout)["channels"]  # JSON nests them, as before
+    as_tsv = rec(copy, "ctr-train", "--data", "movielens", "--format", "tsv")
+    assert as_tsv.exit_code == 0, as_tsv.output
+    rows = [line.split("\t") for line in as_tsv.stdout.splitlines()]
+    assert "{" not in as_tsv.stdout and all(len(row) == 2 for row in rows)
+    shown = {key: value for key, value in rows if key.startswith("channels.")}
+    assert shown == {f"channels.{name}.{metric}": f"{value:.6g}"
+                     for name, metrics in channels.items() for metric, value in metrics.items()}
+    assert list(shown)[:2] == ["channels.two_tower.hr@10", "channels.two_tower.ndcg@10"]
+
+
 def test_ease_by_cholesky_is_ease_by_inverse():
     from rec.metrics import ease_weights
     from rec.rank.channels import ease_items, gram, item_factors, top_eigenvectors

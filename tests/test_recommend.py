@@ -85,6 +85,21 @@ def assert_usage_error(result, message: str):
 # --- recommend ------------------------------------------------------------------------------
 
 
+def test_a_top_beyond_the_catalogue_says_what_limits_it(world):
+    genres = world["vocab"].genres[1:]
+    result = run(world, "recommend", "7", "--top", "1000000")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[-1] == (
+        "warning: 1 of 1 users got fewer than 200 movies: the catalogue has 200 movies, less "
+        "each user's seen movies")
+    result = run(world, "recommend", "7", "--top", "1000000", "--genre", genres[0])
+    allowed = sum(genres[0] in r["genres"].split("|") for r in
+                  tsv(run(world, "recommend", "7", "--top", "200", "--include-seen")))
+    assert result.stderr.splitlines()[-1] == (
+        f"warning: 1 of 1 users got fewer than 200 movies: the filters allow {allowed} of the "
+        "catalogue's 200 movies, less each user's seen movies")
+
+
 def test_top_n_is_dominated_by_the_planted_favourite_genre(world):
     users = list(range(1, 21))
     result = run(world, "recommend", *map(str, users), "--top", "10")
@@ -295,6 +310,7 @@ def test_damaged_feature_matrices_are_one_clear_error(world, tmp_path, name, dam
     assert result.exit_code == code and result.stdout == ""
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert needle in result.stderr
+    assert result.stderr.endswith("run `rec save-features` again\n")  # the stage to rerun
 
 
 def test_missing_feature_files_exit_2(tmp_path):

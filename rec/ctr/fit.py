@@ -42,7 +42,7 @@ def train(paths: Paths, p, device: str, resume: bool,
     import paddle
 
     monitor = trainer.Monitor("auc", bigger_is_better=True, label="val AUC", state_key="best_auc")
-    state = trainer.new_state(monitor, baseline_best=None)
+    state = trainer.new_state(monitor)
     if resume:
         state, p = trainer.read_state(paths.ctr, "rec ctr-train", state, ct.CHECKPOINT_FILES,
                                       resumed)
@@ -76,11 +76,10 @@ def train(paths: Paths, p, device: str, resume: bool,
                                  full_config, state)
 
     def summarize(result) -> dict:
-        base = result.state["baseline_best"]
+        # every metric, the baseline's too, from the epoch whose model was kept
         metrics = {
             "data": p.data, "dataset": label, "model": p.model, "device": job.device,
-            **result.summary("auc", "logloss"),
-            "baseline_auc": round(base["auc"], 6), "baseline_logloss": round(base["logloss"], 6),
+            **result.summary("auc", "logloss", "baseline_auc", "baseline_logloss"),
             "baseline": "logistic regression over the same features",
             "train_loss": round(result.best["train_loss"], 6),
             "train_samples": result.state["n_train"],

@@ -144,7 +144,8 @@ def _load_model(snapshot, paths):
                          "movielens --model wide_deep` (or --input FILE for Criteo) first")
     with reading(best.config, "rec ctr-train"):
         model = build(CtrConfig.from_json(config["model"]))
-    load_weights(model, io.BytesIO(snapshot.read_bytes(best.params.name)), best.params)
+    load_weights(model, io.BytesIO(snapshot.read_bytes(best.params.name)), best.params,
+                 "rec ctr-train")
     transform = None
     with reading(best.config, "rec ctr-train"):
         features = config["features"]
@@ -214,10 +215,4 @@ def ctr_objective(source, batch_size: int, model, opt, baseline, base_opt,
             export_npz(model, folder / WEIGHTS, source.validation())
         source.save_vocabulary(folder)
 
-    def on_epoch(row: dict, state: dict) -> None:
-        b = state["baseline_best"]
-        if b is None or row["baseline_auc"] > b["auc"]:
-            state["baseline_best"] = {"epoch": row["epoch"], "auc": row["baseline_auc"],
-                                      "logloss": row["baseline_logloss"]}
-
-    return Objective(parts, train_epoch, validate, save_best, source.save_vocabulary, on_epoch)
+    return Objective(parts, train_epoch, validate, save_best, source.save_vocabulary)

@@ -79,22 +79,57 @@ def is_url(source: str) -> bool:
     return source.lower().startswith(("http://", "https://"))
 
 
-def _check(spec: DatasetSpec, folder: Path, origin: str) -> dict[str, int]:
+def _check(spec: DatasetSpec, folder: Path, origin: str, hint: str = "") -> dict[str, int]:
     try:
         return registry.check_structure(spec, folder)
     except RecError as e:
-        raise RecError(f"{origin} is not a valid {spec.name} dataset: {e}") from None
+        raise RecError(f"{origin} is not a valid {spec.name} dataset: {e}{hint}") from None
+
+
+def dataset_in(source: str) -> str | None:
+    """The dataset a --source zip or folder holds, by its name, for a download without
+    --dataset: the one top folder of a zip's members (ml-latest-small/...), or the folder's
+    own name or its one subfolder's, when that is a known dataset; None otherwise (a URL
+    too). Its structure is checked as always."""
+    path = Path(source).expanduser()
+    if is_url(source) or not path.exists():
+        return None
+    if path.is_dir():
+        subfolders = [p.name for p in path.iterdir() if p.is_dir()]
+        names = [path.resolve().name] + (subfolders if len(subfolders) == 1 else [])
+    elif zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            tops = {name.split("/", 1)[0] for name in zf.namelist() if "/" in name}
+        names = list(tops) if len(tops) == 1 else []
+    else:
+        return None
+    return next((name for name in names if name in registry.names()), None)
+
+
+def not_a_zip(source: str, path: Path) -> UsageError:
+    """--source names a file that is no zip archive: a damaged one, if it looks like one
+    (its name, or the zip signature it starts with), else neither archive nor folder."""
+    with open(path, "rb") as f:
+        start = f.read(4)
+    if path.name.lower().endswith(".zip") or start == b"PK\x03\x04":
+        return UsageError(f"--source {source} looks like a damaged or truncated zip archive "
+                          f"(its table of contents, at its end, cannot be read): download it "
+                          f"again")
+    return UsageError(f"--source {source} is neither a zip archive, a dataset folder nor an "
+                      f"http(s) URL")
 
 
 def fetch_dataset(paths: Paths, spec: DatasetSpec, source: str | None,
-                  policy: fetch.Policy) -> dict:
-    """Download (or copy from --source), verify and place one dataset; return its marker."""
+                  policy: fetch.Policy, named: bool = True) -> dict:
+    """Download (or copy from --source), verify and place one dataset; return its marker.
+    `named`: --dataset was given (else a --source of another dataset is hinted at)."""
     if source is None:  # the publisher's archive: checksum, then structure
         md5 = spec.md5 or fetch.published_md5(spec.md5_url, policy)
         return _from_url(paths, spec, spec.url, md5, policy)
     if is_url(source):  # a mirror: structure only
         return _from_url(paths, spec, source, None, policy)
-    return _from_path(paths, spec, source)
+    return _from_path(paths, spec, source,
+                      "" if named else "; is it another dataset? name it with --dataset")
 
 
 def _from_url(paths: Paths, spec: DatasetSpec, url: str, expected_md5: str | None,
@@ -135,11 +170,10 @@ def check_source(spec: DatasetSpec, source: str | None) -> None:
     if not path.exists():
         raise UsageError(f"--source {source} does not exist")
     if not path.is_dir() and not zipfile.is_zipfile(path):
-        raise UsageError(f"--source {source} is neither a zip archive, a dataset folder "
-                         f"nor an http(s) URL")
+        raise not_a_zip(source, path)
 
 
-def _from_path(paths: Paths, spec: DatasetSpec, source: str) -> dict:
+def _from_path(paths: Paths, spec: DatasetSpec, source: str, hint: str = "") -> dict:
     target = paths.raw(spec.name)
     path = Path(source).expanduser()
     with atomic_dir(target) as stage:
@@ -150,9 +184,8 @@ def _from_path(paths: Paths, spec: DatasetSpec, source: str) -> dict:
             archive.extract_zip(path, stage, spec.member_caps())
             extra = {"md5": fetch.md5_of(path)}
         else:
-            raise UsageError(f"--source {source} is neither a zip archive, a dataset folder "
-                             f"nor an http(s) URL")
-        rows = _check(spec, stage, f"--source {source}")
+            raise not_a_zip(source, path)
+        rows = _check(spec, stage, f"--source {source}", hint)
         marker = write_marker(stage, spec, str(path.resolve()), "structure", rows, extra)
     return marker
 

@@ -226,14 +226,20 @@ def describe_build() -> str:
             f"{paddle.device.cuda.device_count()} GPU(s)")
 
 
-def load_weights(model, path: Path | io.BytesIO, name: Path | None = None) -> None:
+def load_weights(model, path: Path | io.BytesIO, name: Path | None = None,
+                 run: str | None = None) -> None:
     """A saved state_dict (a file, or its bytes already read: then `name` is the file's
     path, for messages) into `model` (then in eval mode); a damaged file is one clear error
-    naming it, not a traceback."""
+    naming it and `run`, the stage that writes it, not a traceback."""
     try:
         model.set_state_dict(paddle.load(path if isinstance(path, io.BytesIO) else str(path)))
     except Exception as e:  # paddle raises many kinds
-        raise RecError(f"cannot load {name or path}: {e}")
+        # paddle names the buffer it was given ("<_io.BytesIO object at 0x7f...>"): the
+        # file is named here instead
+        why = " ".join(re.sub(r":?\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "",
+                              str(e)).split()).rstrip(".")
+        rerun = f": run `{run}` again" if run else ""
+        raise RecError(f"{name or path} is damaged ({why}){rerun}")
     model.eval()
 
 

@@ -125,6 +125,8 @@ def stage(fn=None, *, writes: tuple[str, ...] = (), into: tuple[str, ...] = (), 
                             raise UsageError(f"{folder} is a file, not a folder: give "
                                              f"{option} a folder")
                 check_layout(paths)
+                if writes:  # a writer records its parameters: and which are its defaults
+                    _note_defaults(ctx)
             folders = _folders(ctx, writes)
             with lock.hold_all(folders, name):
                 if ctx is not None:
@@ -187,6 +189,15 @@ def _options(fn, params_cls) -> tuple[inspect.Signature, Callable[[dict], dict]]
         return {**own, gathered.name: params_cls(**{name: given[name] for name in names})}
 
     return signature.replace(parameters=parameters), arguments
+
+
+def _note_defaults(ctx) -> None:
+    """The command's option defaults, for manifest.record (plain values only: JSON)."""
+    from rec.storage import manifest
+
+    plain = (str, int, float, bool, type(None))
+    manifest.set_option_defaults({p.name: p.default for p in ctx.command.params
+                                  if isinstance(p.default, plain)})
 
 
 def check_layout(paths: Paths) -> None:

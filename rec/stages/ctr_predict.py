@@ -27,7 +27,7 @@ from rec.console import log, warn
 from rec.results import RowWriter
 from rec.errors import UsageError
 from rec.stages import get_paths, stage
-from rec.stages.options import Device, Format
+from rec.stages.options import Device, RowsFormat
 
 HELP = ("Click probabilities from the trained CTR model, one row per input line in order "
         "(TSV on stdout): raw Criteo lines, or USER MOVIE pairs for a MovieLens model. "
@@ -46,18 +46,18 @@ def command(
     batch_size: int = typer.Option(32768, "--batch-size", min=1),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Warn about each malformed or "
                                   "unknown line and score the others (default: stop at it)."),
-    fmt: Format = "tsv",
+    fmt: RowsFormat = "tsv",
 ) -> None:
     from rec.ctr import training as ct
     from rec.ctr.predicting import criteo_rows, movielens_rows
-    from rec.metrics import auc, logloss
+    from rec.metrics import logloss
     from rec.engine.runtime import setup_device
 
     paths = get_paths(ctx)
     if input != "-" and not __import__("pathlib").Path(input).is_file():
         raise UsageError(f"no such file: {input}")
+    setup_device(device)  # first: the model is built on the device it then runs on
     model, config, transform = ct.load_model(paths)
-    setup_device(device)
     kind = config["features"]["kind"]
     summary: dict = {}
     skipped: list[str] = []
@@ -84,4 +84,17 @@ def command(
         warn(f"{len(skipped):,} bad line{'s' * (len(skipped) != 1)} skipped, {n:,} scored")
     if "labels" in summary:
         y, p = summary["labels"], summary["probs"]
-        log(f"{n:,} lines: AUC {auc(y, p):.4f}, log loss {logloss(y, p):.4f}")
+        log(f"{n:,} lines: {auc_text(y, p)}, log loss {logloss(y, p):.4f}")
+
+
+def auc_text(labels, probs) -> str:
+    """"AUC 0.7312", or why there is none: AUC compares clicks with non-clicks, and input
+    of one class has no pair to compare (rec.metrics.auc's nan)."""
+    import math
+
+    from rec.metrics import auc
+
+    value = auc(labels, probs)
+    if not math.isnan(value):
+        return f"AUC {value:.4f}"
+    return f"AUC undefined (every label is {int(labels[0])}; it needs both 0 and 1)"

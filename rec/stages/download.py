@@ -12,10 +12,10 @@ from typing import Optional
 
 import typer
 
-from rec.console import log
+from rec.console import log, warn
 from rec.datasets import fetch, registry
-from rec.datasets.download import (check_source, fetch_dataset, generate_synthetic, is_url,
-                                   verified_marker)
+from rec.datasets.download import (check_source, dataset_in, fetch_dataset, generate_synthetic,
+                                   is_url, verified_marker)
 from rec.datasets.registry import DatasetSpec
 from rec.datasets.synthetic import MOVIES, RATINGS, USERS, SyntheticSpec
 from rec.errors import UsageError
@@ -66,8 +66,10 @@ def _record_if_missing(paths: Paths, spec: DatasetSpec, params: dict) -> None:
 @stage(writes=("data", "output"))
 def command(
     ctx: typer.Context,
-    dataset: str = typer.Option(registry.DEFAULT, "--dataset", "-d",
-                                help=f"One of: {', '.join(registry.names())}."),
+    dataset: Optional[str] = typer.Option(
+        None, "--dataset", "-d", show_default=False,
+        help=f"One of: {', '.join(registry.names())}. [default: the one --source holds, by "
+        f"its folder's name, else {registry.DEFAULT}]"),
     source: Optional[str] = typer.Option(
         None, "--source", metavar="PATH_OR_URL",
         help="A mirror URL, a downloaded .zip or an extracted folder (checked by structure)."),
@@ -92,6 +94,12 @@ def command(
         f"user-movie pairs)."),
 ) -> None:
     paths = get_paths(ctx)
+    named = dataset is not None
+    if dataset is None:
+        dataset = dataset_in(source) if source else None
+        if dataset is not None:
+            log(f"--source {source}: taken as --dataset {dataset}")
+        dataset = dataset or registry.DEFAULT
     spec = registry.get(dataset)
     target = paths.raw(spec.name)
     recovery.repair(target)  # before looking at target: a killed run's swap may put it back
@@ -112,16 +120,20 @@ def command(
         if any(v is not None for v in (seed, users, movies, ratings)):
             raise UsageError("--seed/--users/--movies/--ratings apply only to --dataset synthetic")
         marker = None if force else verified_marker(target, spec)
-        if marker is not None:
+        if marker is not None and source is not None:  # not a word of it was read
+            warn(f"--source {source} was not used: {target} is already present and verified "
+                 f"({marker['verified_by']}); --force replaces it with the --source")
+        elif marker is not None:
             log(f"{target} is already present and verified ({marker['verified_by']}); "
                 f"nothing to do (--force fetches it again)")
+        if marker is not None:
             _record_if_missing(paths, spec, {**params, "source": marker.get("source")})
             emit_object(summary(paths, spec, marker, "already present"), fmt)
             return
         if target.exists() and not force:
             log(f"{target} exists but is not verified: fetching it again "
                 f"(the current folder stays until the new one is in place)")
-        marker = fetch_dataset(paths, spec, source, fetch.Policy(timeout, retries))
+        marker = fetch_dataset(paths, spec, source, fetch.Policy(timeout, retries), named)
         status = "downloaded" if source is None or is_url(source) else "copied from --source"
         log(f"{target} is ready ({marker['verified_by']})")
 

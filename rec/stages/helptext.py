@@ -59,6 +59,11 @@ def compact(command, ctx) -> None:
             # typer shows an argument's Python type ("<list[str]>") whatever its metavar
             shown = metavar(param) + ("..." if param.nargs != 1 else "")
             param.display_type_rich = lambda ctx, shown=shown: shown
+        if param.param_type_name == "argument" and param.required:
+            # typer's usage line braces a required argument ("{MOVIE}..."), read as a set of
+            # choices: shown bare (MOVIE...), as click and man pages write one
+            bare = (param.metavar or param.name.upper()) + ("..." if param.nargs != 1 else "")
+            param.get_usage_pieces = lambda ctx, bare=bare: [bare]
         if param.param_type_name != "option":
             continue
         notes = [range_text(param), default_text(param)]

@@ -15,6 +15,10 @@ OUTPUT, TRAINING, RUN = "Output", "Training", "Running"  # --help panels of the 
 Format = Annotated[str, typer.Option(
     "--format", rich_help_panel=OUTPUT, help="auto | table | tsv | csv | json (auto: a table "
     "on a terminal, TSV in a pipe).")]
+# A command printing many rows: its JSON is one object a line (evaluate's, one object)
+RowsFormat = Annotated[str, typer.Option(
+    "--format", rich_help_panel=OUTPUT, help="auto | table | tsv | csv | json (auto: a table "
+    "on a terminal, TSV in a pipe; json: JSON lines, one object per row).")]
 NoHeader = Annotated[bool, typer.Option("--no-header", rich_help_panel=OUTPUT,
                                         help="TSV and CSV without the header line.")]
 Device = Annotated[str, typer.Option("--device", rich_help_panel=RUN,

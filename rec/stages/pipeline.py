@@ -95,9 +95,11 @@ def run_stage(global_args: list[str], args: list[str], show_stdout: bool = False
         stdout, stderr = proc.communicate()
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (rec.process.interrupts.Terminated)
         _stop(proc, getattr(e, "signum", signal.SIGINT))
-        if proc.returncode == interrupts.exit_code(e):  # the stage said it was stopped
-            raise typer.Exit(proc.returncode)
-        raise  # one line from rec.stages.stage
+        if proc.returncode in (0, -signal.SIGKILL):  # it finished first, or ignored the signal
+            raise  # and said nothing of it: one line from rec.stages.stage
+        # The stage said how it stopped (its 130 or 143; or a signal it died of, the one
+        # passed on after a second, cut its clean-up short): a second line would repeat it.
+        raise typer.Exit(interrupts.exit_code(e))
     sys.stdout.write(stdout or "")
     sys.stderr.write(stderr or "")
     if proc.returncode < 0:
@@ -132,8 +134,8 @@ def command(
                                          help="download: a mirror URL, .zip or folder."),
     seed: Optional[int] = typer.Option(None, "--seed", **SEED_RANGE,
                                        help="download (synthetic), preprocess, train."),
-    split: Optional[str] = typer.Option(None, "--split", help="preprocess: random, time or "
-                                        "users."),
+    split: Optional[str] = typer.Option(None, "--split", help="preprocess: random, time, "
+                                        "time-user or users."),
     device: str = typer.Option("cpu", "--device", help="train, evaluate, save-features, "
                                "ctr-train: cpu, gpu or gpu:N."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=0, help="train."),

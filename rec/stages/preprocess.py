@@ -15,6 +15,7 @@ from rich.table import Table
 from rec.console import log, show_table
 from rec.datasets.build import build, read_raw, write_dataset
 from rec.datasets.contract import dataset_paths
+from rec.datasets import registry
 from rec.datasets.registry import MARKER
 from rec.datasets.splits import SPLITS
 from rec.errors import UsageError
@@ -50,6 +51,9 @@ def command(
             log(f"dataset: {dataset} (the one downloaded last into {paths.data_dir})")
         dataset = dataset or "ml-1m"
     folder = paths.raw(dataset)
+    if not folder.is_dir() and dataset not in registry.names():  # download would refuse it
+        raise UsageError(f"unknown dataset {dataset!r} (and no folder {folder}): choose one of "
+                         f"{', '.join(registry.names())}")
     if not folder.is_dir():
         raise UsageError(f"missing {folder}: run `rec download --dataset {dataset}` first")
     t0 = time.perf_counter()

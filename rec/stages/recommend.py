@@ -43,7 +43,7 @@ from rec.results import RowWriter
 from rec.errors import UsageError
 from rec.paths import Paths
 from rec.stages import get_paths, stage
-from rec.stages.options import SEED_RANGE, Format
+from rec.stages.options import SEED_RANGE, RowsFormat
 from rec.texttable import HIDE, KEEP, NOTE, SHORT, TITLE, TWO
 from rec.typed import read_stdin
 
@@ -51,7 +51,7 @@ SCORING_THREADS = 2  # rank-stage blocks scored and explained at once (BLAS: one
 HELP = ("Top-N unseen movies for users, each with a short reason. USERS are user ids; - reads "
         "ids from stdin; --all does every user. stars: the predicted rating; score: the order, "
         "higher first (a logit: only differences count).")
-SIMILAR_HELP = ("Movies closest to a movie in the taste space. MOVIES are movie ids or title "
+SIMILAR_HELP = ("Movies closest to a movie in the taste space. MOVIE... are movie ids or title "
                 "substrings (case-insensitive); - reads one per line from stdin.")
 RECOMMEND_COLUMNS = ["user", "rank", "movie", "title", "year", "genres", "stars", "score",
                      "reason"]
@@ -195,9 +195,12 @@ def recommendation_blocks(cat, users: np.ndarray, top: int, allowed: np.ndarray,
                 ahead.append(pool.submit(explained, chunks[i + workers]))
             yield _block(cat, movie_text, chunk, picks, reasons)
             short += int((picks.counts < top).sum())
-    if short:
-        warn(f"{short} of {len(users)} users got fewer than {top} movies: "
-             "the filters (and their seen movies) leave too few")
+    if short:  # say what limits them: the catalogue, the filters if any, the seen movies
+        n_allowed = int(allowed.sum())
+        limit = (f"the filters allow {n_allowed:,} of the catalogue's {cat.n_movies:,} movies"
+                 if n_allowed < cat.n_movies else f"the catalogue has {cat.n_movies:,} movies")
+        seen = "" if include_seen else ", less each user's seen movies"
+        warn(f"{short} of {len(users)} users got fewer than {top} movies: {limit}{seen}")
 
 
 def _block(cat, movie_text: MovieCells, chunk: np.ndarray, picks, reasons) -> dict:
@@ -237,11 +240,11 @@ def recommend_command(
                                         "dataset: a file of 'movie<TAB>rating' lines (movie: "
                                         "an id or a title substring; - reads stdin).",
                                         rich_help_panel="New user (fold-in)"),
-    like: Optional[List[str]] = typer.Option(None, "--like", help="A movie the new user likes "
-                                             "(5 stars; repeatable).",
+    like: Optional[List[str]] = typer.Option(None, "--like", help="A liked movie (the highest "
+                                             "rating; repeatable).",
                                              rich_help_panel="New user (fold-in)"),
-    dislike: Optional[List[str]] = typer.Option(None, "--dislike", help="A movie the new user "
-                                                "dislikes (1 star; repeatable).",
+    dislike: Optional[List[str]] = typer.Option(None, "--dislike", help="A disliked movie (the "
+                                                "lowest rating; repeatable).",
                                                 rich_help_panel="New user (fold-in)"),
     gender: Optional[str] = typer.Option(None, "--gender", help="The new user's gender (M, F).",
                                          rich_help_panel="New user (fold-in)"),
@@ -254,7 +257,7 @@ def recommend_command(
     exclude: str = typer.Option("all", "--exclude", help="Movies left out as seen: all (every "
                                 "rating the user has) or train (only the training part of the "
                                 "split: the list as of the training cut, as evaluate ranks)."),
-    fmt: Format = "auto",
+    fmt: RowsFormat = "auto",
 ) -> None:
     from rec.twotower.recommending import all_users, find_users, movie_mask
 
@@ -330,14 +333,14 @@ def rank_stage(paths: Paths, cat):
 def similar_command(
     ctx: typer.Context,
     movies: List[str] = typer.Argument(..., help="Movie ids or title substrings; - reads them "
-                                       "from stdin, one per line.", metavar="MOVIES",
+                                       "from stdin, one per line.", metavar="MOVIE",
                                        show_default=False),
     top: int = typer.Option(10, "--top", "-n", help="Movies per query."),
     genre: Optional[List[str]] = typer.Option(None, "--genre", "-g",
                                               help="Only movies of this genre (repeatable: any)."),
     year_from: Optional[int] = typer.Option(None, "--year-from", help="Only movies from this year on."),
     year_to: Optional[int] = typer.Option(None, "--year-to", help="Only movies up to this year."),
-    fmt: Format = "auto",
+    fmt: RowsFormat = "auto",
 ) -> None:
     from rec.twotower.recommending import movie_mask, similar_movies
     from rec.twotower.titles import find_movie

@@ -19,11 +19,11 @@ from rec.console import log, warn
 from rec.results import emit
 from rec.errors import RecError
 from rec.stages import get_paths, stage
-from rec.stages.options import Format
-from rec.texttable import KEEP
+from rec.stages.options import RowsFormat
+from rec.texttable import KEEP, NOTE
 
 HELP = "Show which stages have run, when, with which parameters, and whether they are stale."
-KEY_PARAMS = 4  # parameters shown per stage; the manifest has them all
+SHORT_PATH = 28  # a longer path among the table's parameters shows as …/its-file-name
 HOLDER_RE = re.compile(r"rec (?P<stage>[\w-]+)\b.*?(?:\(pid (?P<pid>\d+)\))?$")
 
 
@@ -37,7 +37,7 @@ def running_stage(holder: str | None) -> tuple[str | None, str | None]:
 @stage
 def command(
     ctx: typer.Context,
-    fmt: Format = "auto",
+    fmt: RowsFormat = "auto",
 ) -> None:
     paths = get_paths(ctx)
     log(f"paddle: {paddle_build()}")
@@ -65,9 +65,27 @@ def command(
             state = ("stale" if name in mismatched and entry
                      else manifest.stage_state(entry, hashed))
             when = (entry or {}).get("time", "")
+        defaults = (entry or {}).get("defaults")
         rows.append({
             "stage": name, "state": state, "when": when,
-            "params": " ".join(f"{k}={v}" for k, v in list(params.items())[:KEY_PARAMS]),
+            "params": params if fmt == "json" else
+            params_text(params, defaults if isinstance(defaults, dict) else {}, fmt == "table"),
         })
+    # the table gives the parameters a line of their own under the stage's (the full width)
     emit(rows, ["stage", "state", "when", "params"], fmt, title=f"rec status ({paths.output_dir})",
-         layout={"stage": KEEP, "state": KEEP, "when": KEEP})
+         layout={"stage": KEEP, "state": KEEP, "when": KEEP, "params": NOTE})
+
+
+def params_text(params: dict, defaults: dict, short_paths: bool) -> str:
+    """The parameters a run changed from their defaults (all of them when the manifest, an
+    older one, has no defaults), as key=value words; `short_paths`: a long path as its file
+    name (…/ml-1m.zip), so that the table wraps between words, not inside a path."""
+    words = []
+    for key, value in params.items():
+        if key in defaults and defaults[key] == value and type(defaults[key]) is type(value):
+            continue
+        text = str(value)
+        if short_paths and "/" in text and len(text) > SHORT_PATH and text.rstrip("/"):
+            text = "…/" + text.rstrip("/").rsplit("/", 1)[-1]
+        words.append(f"{key}={text}")
+    return " ".join(words)

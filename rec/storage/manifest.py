@@ -184,6 +184,17 @@ def load(paths: Paths) -> dict:
     return read(paths)[0]
 
 
+# The running command's option defaults (rec.stages.stage sets them for a writing command;
+# each stage is its own `rec` process, a pipeline's too): record() keeps those of the
+# parameters it records, so that `rec status` can show what a run changed.
+_option_defaults: dict[str, Any] = {}
+
+
+def set_option_defaults(defaults: dict[str, Any]) -> None:
+    _option_defaults.clear()
+    _option_defaults.update(defaults)
+
+
 def record(paths: Paths, stage: str, params: dict[str, Any], inputs: list[Path],
            outputs: list[Path], read_as: dict[Path, str | None] | None = None) -> None:
     """Record a finished stage (atomically rewriting the manifest; an unreadable one is
@@ -200,6 +211,7 @@ def record(paths: Paths, stage: str, params: dict[str, Any], inputs: list[Path],
     manifest.setdefault("stages", {})[stage] = {
         "command": " ".join(["rec"] + sys.argv[1:]),
         "params": params,
+        "defaults": {k: _option_defaults[k] for k in params if k in _option_defaults},
         "version": __version__,
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "inputs": {_abs(p): (read_as or {}).get(p) or fingerprint(p) for p in inputs},

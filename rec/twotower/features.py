@@ -225,7 +225,12 @@ def load_features(folder: Path, item_models: bool = True) -> Features:
     item_models=False EASE's file (the rank stage's channels: 55 MB on ml-1m, a sixth of
     `rec recommend 42 --recall-only`'s time to read and check) is left unread, and `extra`
     has no entry for it: for a caller that does not rank."""
-    return read_snapshot(folder, lambda snapshot: _load_features(snapshot, item_models))
+    try:
+        return read_snapshot(folder, lambda snapshot: _load_features(snapshot, item_models))
+    except RecError as e:  # a damaged file: every message names the stage that rewrites it
+        if "`rec " in str(e):
+            raise
+        raise RecError(f"{e}: run `rec save-features` again", e.exit_code) from None
 
 
 def npz_run_id(data: bytes, path: Path) -> str:

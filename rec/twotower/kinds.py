@@ -81,7 +81,7 @@ def _load_trained(snapshot, paths: Paths, ds: Dataset | None) -> tuple:
             not (trained_on is None or is_dataset(trained_on, paths)):
         raise UsageError("output/model was trained on another dataset than output/dataset: "
                          "run `rec train` again")
-    load_weights(model, io.BytesIO(snapshot.read_bytes(PARAMS)), best.params)
+    load_weights(model, io.BytesIO(snapshot.read_bytes(PARAMS)), best.params, "rec train")
     return model, {**config, "model_run": model_run(snapshot)}
 
 
