@@ -1,6 +1,7 @@
 """The faster serving paths give the plain forms' numbers: to the bit where the module says
 so (rec.metrics.rows_times and ColumnBlocks, smallest_k, upper_gram, row_sums,
-ranking_metrics' threads; the rank features' moments, select and distinct_pairs; the
+ranking_metrics' threads; the rank features' moments, finite_max, select, distinct_pairs,
+genre profile and rows written by blocks; rec.rank.ordering's sorts; the
 channels' spread_columns and EASE's B read as a view of its file), within float32 rounding
 where it says that (dual_ease_scorer, the rank network's blocks on another BLAS). Small
 generated data."""
@@ -30,7 +31,7 @@ def binary(rng, users: int, movies: int, ratings: int) -> np.ndarray:
 def test_rows_times_is_scipys_product_to_the_bit():
     rng = np.random.default_rng(0)
     x = csr_matrix(binary(rng, 300, 2000, 20_000))
-    matrix = rng.standard_normal((2000, 700)).astype(np.float32)  # 131 columns a block
+    matrix = rng.standard_normal((2000, 700)).astype(np.float32)  # 524 columns a block
     out = rows_times(x, matrix)
     assert same_bits(out, np.asarray(x @ matrix, np.float32))
     assert same_bits(rows_times(x, matrix[:, :5]), np.asarray(x @ matrix[:, :5]))
@@ -216,3 +217,77 @@ def test_ease_b_is_read_as_a_view_of_the_file_checked_by_its_crc():
     damaged[at] ^= 1
     with pytest.raises(Exception, match="damaged"):
         load_item_models(bytes(damaged), "ease.npz")
+
+
+def test_descending_order_is_the_stable_argsort_of_the_negated_rows():
+    from rec.rank.ordering import descending_order, descending_ranks
+
+    rng = np.random.default_rng(11)
+    values = rng.integers(-5, 6, (50, 300)).astype(np.float32)  # ties everywhere
+    values[rng.random(values.shape) < 0.1] = -np.inf
+    values[rng.random(values.shape) < 0.05] = np.inf
+    values[rng.random(values.shape) < 0.1] = -0.0  # equal to 0.0: ties with it by column
+    values[3] = rng.standard_normal(300).astype(np.float32) * 1e-30  # subnormal and tiny
+    for v in (values, values[:, :1], values[:0], rng.standard_normal((7, 40)).astype(np.float32)):
+        plain = np.argsort(-v, axis=1, kind="stable")
+        got = descending_order(v)
+        assert got.dtype == plain.dtype and np.array_equal(got, plain)
+    with_nan = values.copy()
+    with_nan[5, 7] = np.nan  # NaN: numpy's own sort
+    assert np.array_equal(descending_order(with_nan), np.argsort(-with_nan, axis=1,
+                                                                 kind="stable"))
+    doubles = values.astype(np.float64)  # another dtype: numpy's own sort
+    assert np.array_equal(descending_order(doubles), np.argsort(-doubles, axis=1,
+                                                                kind="stable"))
+    ranks = np.empty(values.shape, np.float32)
+    np.put_along_axis(ranks, np.argsort(-values, axis=1, kind="stable"),
+                      np.arange(300, dtype=np.float32)[None, :].repeat(50, 0), 1)
+    of_rank = np.log1p(np.arange(300, dtype=np.float32)) / np.float32(np.log(300))
+    assert same_bits(descending_ranks(values, of_rank), np.log1p(ranks) / np.float32(np.log(300)))
+
+
+def test_finite_max_is_the_masked_max():
+    from rec.rank.features import finite_max
+
+    rng = np.random.default_rng(12)
+    s = rng.standard_normal((20, 50)).astype(np.float32)
+    s[rng.random(s.shape) < 0.3] = -np.inf
+    s[4] = -np.inf  # nothing finite
+    plain = lambda a: np.where(np.isfinite(a), a, -np.inf).max(axis=1, keepdims=True)  # noqa
+    assert same_bits(finite_max(s, np.isfinite(s)), plain(s))
+    for bad in (np.inf, np.nan):
+        t = s.copy()
+        t[2, 3] = bad  # dropped by the mask: the masked max itself
+        assert same_bits(finite_max(t, np.isfinite(t)), plain(t))
+
+
+def test_features_written_a_few_users_at_a_time_are_the_same(monkeypatch):
+    """Stack.features writes its rows a block of users at a time: any block size gives the
+    same array; and the genre profile is np.add.at's (rec.metrics.row_sums) to the bit."""
+    import rec.rank.features as features
+    from rec.rank.channels import Ease, PureSvd
+    from rec.rank.features import Block, Stack
+
+    rng = np.random.default_rng(13)
+    m, users = 80, 9
+    genres = rng.integers(0, 6, (m, 3))
+    stack = Stack(movie_vecs=rng.standard_normal((m, 4)).astype(np.float32),
+                  scoring={"match": "dot", "scale": 1.0},
+                  ease=Ease(np.arange(m), rng.standard_normal((m, m)).astype(np.float32), 1.0),
+                  svd=PureSvd(np.arange(m), np.eye(m, 2, dtype=np.float32)),
+                  counts=rng.integers(0, 50, m), like_rate=np.zeros(m, np.float32),
+                  genres=genres, years=rng.integers(1950, 2000, m), n_genders=3, n_ages=4,
+                  has_demographics=True, k=10)
+    rows = np.repeat(np.arange(users), 7)
+    movies = np.concatenate([rng.choice(m, 7, replace=False) for _ in range(users)])
+    block = Block(rng.standard_normal((users, 4)).astype(np.float32), rows, movies,
+                  rng.integers(1, 6, len(rows)).astype(np.float32),
+                  rng.integers(0, 3, (users, 3)))
+    cand, by, scores = stack.candidates(block)
+    whole = stack.features(block, cand, by, scores)
+    monkeypatch.setattr(features, "OUT_BLOCK_BYTES", 1)  # a user at a time
+    assert same_bits(stack.features(block, cand, by, scores), whole)
+    share = stack._genre_share()
+    profile = row_sums(rows, share[movies], users)
+    profile = profile / np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
+    assert same_bits(stack._genre_profile(block), profile)

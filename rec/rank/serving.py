@@ -29,6 +29,7 @@ from rec.rank.channels import load_item_models
 from rec.rank.features import (LAYOUT, Block, Stack, candidate_hits, known_block,
                                popularity_penalised)
 from rec.rank.forward import NumpyRanker
+from rec.rank.ordering import descending_order
 from rec.storage import snapshot as snapshots, unit
 
 RUN = "rec ctr-train --data movielens"
@@ -240,7 +241,7 @@ def rank_picks(cat, user_rows: np.ndarray, ratings, top: int, allowed: np.ndarra
                   np.asarray(ratings.value, np.float32), demographics)
     cand, logits, by = ranked(stack, model, block)
     logits = np.where((cand >= 0) & allowed[np.maximum(cand, 0)], logits, -np.inf)
-    order = np.argsort(-logits, axis=1, kind="stable")[:, :top]
+    order = descending_order(logits)[:, :top]  # argsort(-logits, kind="stable")
     b, width = order.shape[0], order.shape[1]
     # best first: the finite logits are each row's first `width` slots' prefix (-inf sorts
     # last), so the picks are their movies as they stand, -1 after
