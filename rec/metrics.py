@@ -3,15 +3,19 @@ compared with: numpy (and scipy) only, no files.
 
 Also the numeric pieces serving shares, each with exactly the bits of its plain numpy or
 scipy form (tests/test_serving_exact.py): rows_times (CSR x dense a block of columns at a
-time, the blocks copied once with ColumnBlocks), smallest_k (argpartition a few rows at a time), row_sums (np.add.at a column at a
-time), upper_gram (X'X by one syrk). ranking_metrics(threads=2) ranks two chunks of users
-at once, with the same result."""
+time, the blocks copied once with ColumnBlocks), row_sums (np.add.at a column at a time),
+upper_gram (X'X by one syrk). ranking_metrics(threads=2) ranks two chunks of users at
+once, with the same result; a model's scores given as a rec.shortlists.Shortlist are
+ranked there (smallest_k, argpartition a few rows at a time, is there too)."""
 
 from __future__ import annotations
 
 import threading
 
 import numpy as np
+
+from rec.shortlists import (Shortlist, dense_top, shared_order_scorer, shortlist_top,
+                             smallest_k)  # noqa: F401 (smallest_k: its home before)
 
 
 def rmse_mae(pred: np.ndarray, truth: np.ndarray, clip=None) -> tuple[float, float]:
@@ -41,9 +45,9 @@ EASE_MAX_MOVIES = 20_000  # EASE inverts a movies x movies matrix: skipped above
 
 
 def popularity_scorer(n_movies: int, train_movies: np.ndarray):
-    """The popularity baseline's score_chunk: every user gets the training counts."""
-    counts = np.bincount(train_movies, minlength=n_movies).astype(np.float32)
-    return lambda block: np.broadcast_to(counts, (len(block), n_movies))
+    """The popularity baseline's score_chunk: every user gets the training counts (as a
+    Shortlist of the most-rated movies)."""
+    return shared_order_scorer(np.bincount(train_movies, minlength=n_movies).astype(np.float32))
 
 
 def ease_scorer(n_users: int, n_movies: int, train_users: np.ndarray,
@@ -225,22 +229,6 @@ def dense_chunk(n_movies: int, at_most: int = 1024) -> int:
     return max(1, min(at_most, DENSE_ELEMENTS // max(n_movies, 1)))
 
 
-PARTITION_ROWS = 64  # rows per np.argpartition in smallest_k
-
-
-def smallest_k(a: np.ndarray, k: int, negated: bool = False) -> np.ndarray:
-    """np.argpartition(a, k - 1, axis=1)[:, :k] (of -a when `negated`): the same indices in
-    the same order, PARTITION_ROWS rows at a time. Each row is partitioned on its own, so
-    the rows are the same; numpy's full (rows, columns) int64 index array (32 MB for 1,024
-    ml-1m users) and the negated copy are made for a few rows at a time, in the cache."""
-    out = np.empty((len(a), k), np.intp)
-    for lo in range(0, len(a), PARTITION_ROWS):
-        rows = a[lo:lo + PARTITION_ROWS]
-        out[lo:lo + PARTITION_ROWS] = np.argpartition(-rows if negated else rows, k - 1,
-                                                      axis=1)[:, :k]
-    return out
-
-
 def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.ndarray,
                     seen_movies: np.ndarray, relevant_users: np.ndarray,
                     relevant_movies: np.ndarray, k: int = 10, chunk: int | None = None,
@@ -256,7 +244,9 @@ def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.nda
 
     When score_chunk returns {name: scores} (several models scored from one shared
     computation, e.g. the recall channels and the ranked list over them), the result is
-    {name: metrics}, each exactly what that model alone would get.
+    {name: metrics}, each exactly what that model alone would get. Scores may come as a
+    rec.shortlists.Shortlist (the columns that can be a row's best): the same metrics,
+    without ranking the whole catalogue.
 
     `threads` > 1 scores and ranks that many chunks at once (score_chunk must then be safe
     to call from several threads): numpy and scipy release the GIL in their loops, so the
@@ -288,16 +278,16 @@ def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.nda
         n_rel = np.minimum(relevant.sum(axis=1), k)
         ideal = np.cumsum(discounts)[n_rel - 1]
         out = {}
+        kk = min(k, n_movies)  # a catalogue smaller than k: rank all of it
+        seen_mask = None  # (B, M) bool, for the scores given as a Shortlist
         for name, scores in ({None: scored} if single else scored).items():
-            # the scores negated, in a copy of their own precision (float32 sorts as fast
-            # again as float64 and in the same order: widening is exact); negation is
-            # exact, so the order is the same as ranking the scores best first
-            worst_first = np.negative(scores, dtype=np.result_type(scores, np.float32))
-            worst_first[seen] = np.inf  # seen in training: not a candidate
-            kk = min(k, worst_first.shape[1])  # a catalogue smaller than k: rank all of it
-            top = smallest_k(worst_first, kk)
-            top = np.take_along_axis(top, np.argsort(np.take_along_axis(worst_first, top, 1),
-                                                     1), 1)
+            if isinstance(scores, Shortlist):
+                if seen_mask is None:
+                    seen_mask = np.zeros((len(block), n_movies), bool)
+                    seen_mask[seen] = True
+                top = shortlist_top(scores, seen_mask, *seen, kk)
+            else:
+                top = dense_top(scores, *seen, kk)
             gains = np.take_along_axis(relevant, top, 1)
             out[name] = (gains.any(axis=1), (gains * discounts[:kk]).sum(axis=1) / ideal, top)
         return single, out
@@ -364,15 +354,15 @@ def baseline_metrics(train: tuple, validation: tuple, clip, rank_args: dict, see
     step("bias")
     mu, b_u, b_m = fit_biases(tu, tm, tr, n_users, n_movies)
     b_rmse, b_mae = rmse_mae(mu + b_u[vu] + b_m[vm], vr, clip)
-    baselines["bias"] = {**ranking_metrics(lambda block: mu + b_u[block][:, None] + b_m[None, :],
-                                           **rank_args), "rmse": b_rmse, "mae": b_mae}
+    # mu + b_u[block][:, None] + b_m[None, :]: each user's order is the movies' biases'
+    bias = shared_order_scorer(b_m, lambda block: mu + b_u[block][:, None])
+    baselines["bias"] = {**ranking_metrics(bias, **rank_args), "rmse": b_rmse, "mae": b_mae}
     step("global mean")
     mean = float(tr.mean())
     g_rmse, g_mae = rmse_mae(np.full(len(vr), mean), vr, clip)
     noise = np.random.default_rng(seed).random(n_movies)  # ties broken at random
-    baselines["global_mean"] = {
-        **ranking_metrics(lambda block: np.tile(noise, (len(block), 1)), **rank_args),
-        "rmse": g_rmse, "mae": g_mae}
+    baselines["global_mean"] = {**ranking_metrics(shared_order_scorer(noise), **rank_args),
+                                "rmse": g_rmse, "mae": g_mae}
     return baselines, notes
 
 

@@ -291,3 +291,54 @@ def test_features_written_a_few_users_at_a_time_are_the_same(monkeypatch):
     profile = row_sums(rows, share[movies], users)
     profile = profile / np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
     assert same_bits(stack._genre_profile(block), profile)
+
+
+def test_a_shortlists_top_k_is_the_whole_rows_index_for_index():
+    """rec.shortlists: the top k of a shortlist (a channel's top 100, the candidates, an
+    order every user shares) is dense_top's of the full rows, ties included (those rows
+    go through dense_top), and ranking_metrics gives the same metrics either way."""
+    from rec.shortlists import Shortlist, dense_top, shared_order_scorer, shortlist_top
+
+    rng = np.random.default_rng(14)
+    b, m, k = 60, 400, 10
+    for scores in (rng.standard_normal((b, m)).astype(np.float32),
+                   rng.integers(0, 40, (b, m)).astype(np.float32)):  # ties everywhere
+        scores[rng.random((b, m)) < 0.2] = -np.inf
+        scores[5, 10:] = -np.inf  # fewer finite than k
+        seen_rows, seen_columns = np.nonzero(rng.random((b, m)) < 0.1)
+        seen = np.zeros((b, m), bool)
+        seen[seen_rows, seen_columns] = True
+        plain = dense_top(scores, seen_rows, seen_columns, k)
+        for width in (5, 10, 11, 100):
+            top = smallest_k(scores, width, negated=True)  # a channel's top `width`
+            values = np.take_along_axis(scores, top, 1)
+            short = Shortlist(top, values, values.min(axis=1), lambda rows: scores[rows])
+            assert np.array_equal(shortlist_top(short, seen, seen_rows, seen_columns, k), plain)
+        # candidates: -inf off the list
+        cand = np.where(rng.random((b, 50)) < 0.9, rng.choice(m, (b, 50)), -1)
+        cand = np.sort(cand, axis=1)
+        cand[:, 1:][cand[:, 1:] == cand[:, :-1]] = -1  # distinct columns
+        logits = np.where(cand >= 0, np.take_along_axis(scores, np.maximum(cand, 0), 1),
+                          -np.inf).astype(np.float32)
+        full = np.full((b, m), -np.inf, np.float32)
+        rows = np.nonzero(cand >= 0)
+        full[rows[0], cand[rows]] = logits[rows]
+        short = Shortlist(cand, logits, np.full(b, -np.inf), lambda rows: full[rows])
+        assert np.array_equal(shortlist_top(short, seen, seen_rows, seen_columns, k),
+                              dense_top(full, seen_rows, seen_columns, k))
+    # an order every user shares, with a row's own offset (the bias baseline's sums)
+    values, offsets = rng.standard_normal(m), rng.standard_normal(b) * 1e3
+    values[:50] = values[0]  # ties at the head
+    scorer = shared_order_scorer(values, lambda block: offsets[block][:, None])
+    block = np.arange(b)
+    for short in (scorer(block), shared_order_scorer(values)(block)):
+        assert np.array_equal(shortlist_top(short, seen, seen_rows, seen_columns, k),
+                              dense_top(short.dense(block), seen_rows, seen_columns, k))
+    seen_users = np.repeat(np.arange(300), 30)
+    seen_movies = rng.integers(0, m, len(seen_users))
+    args = dict(n_users=300, n_movies=m, seen_users=seen_users, seen_movies=seen_movies,
+                relevant_users=rng.integers(0, 300, 900), relevant_movies=rng.integers(0, m, 900),
+                movie_counts=rng.integers(0, 40, m), chunk=64)
+    dense = ranking_metrics(lambda blk: offsets[blk % b][:, None] + values[None, :], **args)
+    assert ranking_metrics(shared_order_scorer(values, lambda blk: offsets[blk % b][:, None]),
+                           **args) == dense

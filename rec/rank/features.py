@@ -162,8 +162,10 @@ class Stack:
         scores = self.channel_scores(block)
         return (*self.select(scores, k), scores)
 
-    def select(self, scores: dict[str, np.ndarray], k: int | None = None):
-        """(candidates, found_by) from channel_scores: each channel's top k."""
+    def select(self, scores: dict[str, np.ndarray], k: int | None = None,
+               tops: dict | None = None):
+        """(candidates, found_by) from channel_scores: each channel's top k (its columns
+        (B, k), rec.rank.channels.top_k's, go into `tops` when given)."""
         k = k or self.k
         b, m = scores[CHANNELS[0]].shape
         # every channel's top k of a row as one key per (movie, channel), movie first:
@@ -175,6 +177,8 @@ class Stack:
         keys = np.empty((b, n, k), np.int64)
         for i, name in enumerate(CHANNELS):
             top = top_k(scores[name], k)
+            if tops is not None:
+                tops[name] = top
             found = np.isfinite(np.take_along_axis(scores[name], top, 1))
             keys[:, i] = np.where(found, top * n + i, m * n)  # not found: after every movie
         keys = keys.reshape(b, -1)

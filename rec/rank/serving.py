@@ -30,6 +30,7 @@ from rec.rank.features import (LAYOUT, Block, Stack, candidate_hits, known_block
                                popularity_penalised)
 from rec.rank.forward import NumpyRanker
 from rec.rank.ordering import descending_order
+from rec.shortlists import Shortlist
 from rec.storage import snapshot as snapshots, unit
 
 RUN = "rec ctr-train --data movielens"
@@ -110,13 +111,14 @@ def serving_stack(features, dataset: Dataset, k: int) -> Stack:
                       load_item_models(features.extra[EASE], EASE), k)
 
 
-def ranked(stack: Stack, model: RankModel, block: Block, scores: dict | None = None):
+def ranked(stack: Stack, model: RankModel, block: Block, scores: dict | None = None,
+           tops: dict | None = None):
     """(candidates (B, C) padded with -1, logits (B, C) with -inf on padding, the channels
     that rank each candidate best (B, C, n channels) bool). `scores`: the block's
-    channel_scores when already computed."""
+    channel_scores when already computed; `tops`: Stack.select's, filled in."""
     if scores is None:
         scores = stack.channel_scores(block)
-    cand, by = stack.select(scores)
+    cand, by = stack.select(scores, tops=tops)
     x = stack.features(block, cand, by, scores)
     valid = cand >= 0
     logits = np.full(cand.shape, -np.inf, np.float32)
@@ -139,8 +141,10 @@ def evaluation_scorer(stack: Stack, model: RankModel | None, dataset: Dataset,
     """ranking_metrics' score_chunk for evaluate, one pass over the users: each channel
     alone and (with a rank model) the ranked list, from one channel_scores per block of
     users ({name: (B, n_movies)}; the ranked list is -inf off the ranked candidates, so it
-    is exactly them). It counts on the way how many of the `relevant` (users, movies)
-    pairs are among their user's candidates (`hits`: the candidate recall's numerator)."""
+    is exactly them). With a rank model each comes as a rec.shortlists.Shortlist: a
+    channel's top k, the candidates. It counts on the way how many of the `relevant`
+    (users, movies) pairs are among their user's candidates (`hits`: the candidate
+    recall's numerator)."""
     order = np.argsort(relevant[0], kind="stable")
     rel_users, rel_movies = relevant[0][order], relevant[1][order]
     state = {"hits": 0}
@@ -152,15 +156,24 @@ def evaluation_scorer(stack: Stack, model: RankModel | None, dataset: Dataset,
         out = {name: scores[name] for name in ("two_tower", "ease", "svd", "popularity")}
         if model is None:
             return out
-        cand, logits, _ = ranked(stack, model, block, scores)
-        full = np.full((len(users), dataset.n_movies), -np.inf, np.float32)
-        rows = np.repeat(np.arange(len(users))[:, None], cand.shape[1], 1)
-        ok = cand >= 0
-        full[rows[ok], cand[ok]] = logits[ok]
+        tops = {}
+        cand, logits, _ = ranked(stack, model, block, scores, tops)
+        # each channel's top 10 is among its top k (select's), the ranked list's among
+        # the candidates: ranked there alone (rec.shortlists), the same metrics
+        for name, top in tops.items():
+            values = np.take_along_axis(scores[name], top, 1)
+            out[name] = Shortlist(top, values, values.min(axis=1, initial=np.inf),
+                                  lambda rows, s=scores[name]: s[rows])
+
+        def ranked_rows(rows: np.ndarray) -> np.ndarray:  # -inf off the candidates
+            full = np.full((len(rows), dataset.n_movies), -np.inf, np.float32)
+            ok = cand[rows] >= 0
+            full[np.nonzero(ok)[0], cand[rows][ok]] = logits[rows][ok]
+            return full
+        out["ranked"] = Shortlist(cand, logits, np.full(len(users), -np.inf), ranked_rows)
         hits = candidate_hits(cand, users, rel_users, rel_movies, dataset.n_movies)
         with counting:
             state["hits"] += hits
-        out["ranked"] = full
         return out
     score_chunk.state = state
     return score_chunk
