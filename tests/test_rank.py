@@ -234,6 +234,40 @@ def test_a_channel_file_of_another_run_is_refused(copy, tmp_path):
     assert rec(copy, "similar", "1", "--format", "tsv").exit_code == 0
 
 
+def test_a_damaged_row_of_ease_stops_the_user_who_reads_it_and_every_ranked_list(copy):
+    """recommend for a few users reads EASE's B mapped, checking each row it sums against
+    its CRC-32 (rec.rank.easefile); a list for many users (--all) and evaluate check B
+    whole: a damaged row of a movie the first user rated stops that user's list and
+    `--all`, in one line, and not --recall-only (which never reads EASE)."""
+    import zipfile
+
+    from rec.datasets.contract import load_dataset
+    from rec.paths import Paths
+
+    features = copy / "output" / "features"
+    data = bytearray((features / "ease.npz").read_bytes())
+    with np.load(features / "ease.npz") as z:
+        items, b = z["items"], z["b"]
+        assert "b_rows_crc32" in z.files
+    ds = load_dataset(Paths(copy / "data", copy / "output"))
+    user = int(np.asarray(ds.vocab.user_ids)[0])
+    rated = set(ds.rating_movies[ds.rating_users == 0].tolist())
+    row = next(i for i, movie in enumerate(items.tolist()) if movie in rated)
+    with zipfile.ZipFile(features / "ease.npz") as z:
+        info = z.getinfo("b.npy")
+    at = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    offset = data.index(b[row].tobytes(), at)  # the row's bytes in the file
+    data[offset + 4] ^= 0x10
+    (features / "ease.npz").write_bytes(bytes(data))
+    error = one_line_error(rec(copy, "recommend", str(user)), 1)
+    assert "ease.npz is damaged" in error and f"row {row} of b.npy" in error, error
+    assert "rec save-features" in error
+    assert "ease.npz is damaged (bad CRC-32 of b.npy)" in one_line_error(
+        rec(copy, "recommend", "--all"), 1)
+    alone = rec(copy, "recommend", str(user), "--recall-only", "--format", "tsv")
+    assert alone.exit_code == 0 and len(alone.stdout.splitlines()) == 11, alone.stderr
+
+
 def test_the_liked_history_features_carry_the_planted_signal():
     """Two candidates equally close to the history by EASE: the one close to the movie the
     user liked (5 stars) scores above the one close to the movie they disliked (1 star) on

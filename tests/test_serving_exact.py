@@ -199,7 +199,7 @@ def test_distinct_pairs_finds_a_pair_given_twice():
 def test_ease_b_is_read_as_a_view_of_the_file_checked_by_its_crc():
     import io
 
-    from rec.rank.channels import load_item_models, stored_member
+    from rec.rank.easefile import load_item_models, stored_member
 
     rng = np.random.default_rng(11)
     b = rng.standard_normal((40, 40)).astype(np.float32)
@@ -342,3 +342,49 @@ def test_a_shortlists_top_k_is_the_whole_rows_index_for_index():
     dense = ranking_metrics(lambda blk: offsets[blk % b][:, None] + values[None, :], **args)
     assert ranking_metrics(shared_order_scorer(values, lambda blk: offsets[blk % b][:, None]),
                            **args) == dense
+
+
+def test_ease_rows_are_checked_as_read_and_b_whole_before_its_blocks():
+    """rec.rank.easefile: a reader of a few users (rows_only) checks each row of B it sums
+    against b_rows_crc32 (a damaged row it never reads is not its concern), and B whole
+    before any product over all of it; a file without the row CRCs (written before them)
+    is checked whole at once; a mapping reads as the bytes do."""
+    import mmap
+
+    from rec.errors import RecError
+    from rec.rank.easefile import ease_file, load_item_models
+
+    rng = np.random.default_rng(15)
+    b = rng.standard_normal((40, 40)).astype(np.float32)
+    data = ease_file(np.arange(40), b, 5.0, np.ones((40, 2), np.float32), "run")
+    damaged = bytearray(data)
+    damaged[data.index(b[7].tobytes()) + 5] ^= 1  # row 7
+    ease, _ = load_item_models(bytes(damaged), "ease.npz", rows_only=True)
+    assert same_bits(ease.b.row_sums(np.array([1, 5])), b[[1, 5]].sum(axis=0))
+    with pytest.raises(RecError, match="ease.npz is damaged .bad CRC-32 of row 7 of b.npy."):
+        ease.b.row_sums(np.array([3, 7]))
+    with pytest.raises(RecError, match="bad CRC-32 of b.npy"):
+        ease.b.blocks
+    with pytest.raises(RecError, match="bad CRC-32 of b.npy"):
+        load_item_models(bytes(damaged), "ease.npz")  # a reader of all of B
+    mapping = mmap.mmap(-1, len(data))  # as rec.storage.snapshot.Snapshot.map gives it
+    mapping.write(data)
+    ease, svd = load_item_models(mapping, "ease.npz", rows_only=True)
+    assert same_bits(ease.b.row_sums(np.array([0, 39])), b[[0, 39]].sum(axis=0))
+    x = csr_matrix(binary(rng, 5, 40, 30))
+    assert same_bits(rows_times(x, ease.b), np.asarray(x @ b, np.float32))  # B checked whole
+    assert same_bits(svd.v, np.ones((40, 2), np.float32))
+    old = io_bytes(items=np.arange(40), b=b, lam=np.float64(5.0), svd=np.ones((40, 2),
+                   np.float32), run_id=np.array("run"))
+    damaged = bytearray(old)
+    damaged[old.index(b[7].tobytes()) + 5] ^= 1
+    with pytest.raises(RecError, match="bad CRC-32 of b.npy"):  # no row CRCs: all of B
+        load_item_models(bytes(damaged), "ease.npz", rows_only=True)
+
+
+def io_bytes(**arrays) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()

@@ -26,7 +26,6 @@ its ratings.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,7 +143,7 @@ def history_times(items: np.ndarray, rows: np.ndarray, movies: np.ndarray, n_use
     keep, c = item_columns(items, movies, n_movies)
     r = rows[keep]
     if n_users <= FEW_USERS:
-        r, c = np.divmod(np.unique(r * np.int64(len(items)) + c), np.int64(len(items)))
+        r, c = np.divmod(sorted_distinct(r * np.int64(len(items)) + c), np.int64(len(items)))
         out = np.zeros((n_users, matrix.shape[1]), np.float32)
         starts = np.searchsorted(r, np.arange(n_users + 1))
         blocked = isinstance(matrix, ColumnBlocks)
@@ -153,6 +152,13 @@ def history_times(items: np.ndarray, rows: np.ndarray, movies: np.ndarray, n_use
             out[u] = matrix.row_sums(rated) if blocked else matrix[rated].sum(axis=0)
         return out
     return rows_times(binary_csr(r, c, (n_users, len(items))), matrix)  # scipy's bits
+
+
+def sorted_distinct(values: np.ndarray) -> np.ndarray:
+    """np.unique(values) of a 1-D array, without it: np.unique's first call imports
+    numpy.ma (15 ms, a tenth of `rec recommend 42`'s rank stage)."""
+    values = np.sort(values)
+    return values[np.r_[True, values[1:] != values[:-1]]] if len(values) else values
 
 
 def spread_columns(values: np.ndarray, columns: np.ndarray, n_columns: int) -> np.ndarray:
@@ -173,7 +179,7 @@ def spread_columns(values: np.ndarray, columns: np.ndarray, n_columns: int) -> n
 @dataclass
 class Ease:
     """EASE over `items` (movie indices): scores x_u B, 0 for movies outside `items`. B is
-    ColumnBlocks when loaded for serving (load_item_models)."""
+    ColumnBlocks when loaded for serving (rec.rank.easefile.load_item_models)."""
 
     items: np.ndarray
     b: np.ndarray | ColumnBlocks
@@ -300,57 +306,12 @@ def item_channels(ds: Dataset, run_id: str) -> tuple[dict[str, bytes], dict]:
 
     lam, rank, tables = choose_settings(tuning_view(ds))
     ease, svd = fit_item_models(ds, lam, rank)
-    buffer = io.BytesIO()
-    np.savez(buffer, items=ease.items, b=ease.b, lam=np.float64(lam), svd=svd.v,
-             run_id=np.array(run_id))  # the unit's run id: rec.twotower.features
-    return {EASE_FILE: buffer.getvalue()}, {
+    from rec.rank.easefile import ease_file
+
+    data = ease_file(ease.items, ease.b, lam, svd.v, run_id)  # run_id: rec.twotower.features
+    return {EASE_FILE: data}, {
         "ease_lambda": lam, "svd_rank": rank, "tuning_ndcg@10": tables,
         "tuning": describe(ds)}
-
-
-def load_item_models(data: bytes, path) -> tuple[Ease, PureSvd]:
-    """EASE and PureSVD from the bytes of features' EASE_FILE (B a view of them)."""
-
-    from rec.errors import RecError
-
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            items = np.asarray(z["items"], np.int64)
-            b = ColumnBlocks(np.asarray(stored_member(z, "b", data), np.float32))
-            return (Ease(items, b, float(z["lam"])),
-                    PureSvd(items, np.asarray(z["svd"], np.float32)))
-    except (OSError, ValueError, KeyError) as e:
-        raise RecError(f"{path} is damaged ({e}): run `rec save-features` again")
-
-
-def stored_member(npz, name: str, data: bytes) -> np.ndarray:
-    """Array `name` of np.load's `npz` over the bytes `data`: a read-only view of `data`
-    when np.savez stored it uncompressed, its CRC-32 checked as zipfile checks it (EASE's B,
-    55 MB on ml-1m: np.load copied it twice), else npz[name]."""
-    import zipfile
-    import zlib
-
-    info = npz.zip.getinfo(f"{name}.npy")
-    if info.compress_type != zipfile.ZIP_STORED:
-        return npz[name]
-    at = info.header_offset  # the local header: 30 bytes, the name, an extra field
-    start = at + 30 + int.from_bytes(data[at + 26:at + 28], "little") + \
-        int.from_bytes(data[at + 28:at + 30], "little")
-    member = memoryview(data)[start:start + info.file_size]
-    if zlib.crc32(member) != info.CRC:
-        raise ValueError(f"bad CRC-32 of {name}.npy")
-    fmt = np.lib.format
-    read_header = {1: fmt.read_array_header_1_0, 2: fmt.read_array_header_2_0}.get(member[6])
-    if read_header is None:  # a .npy format of another version
-        return npz[name]
-    size = 2 if member[6] == 1 else 4  # the magic (8 bytes), the header's length, the header
-    header = io.BytesIO(member[:8 + size + int.from_bytes(member[8:8 + size], "little")])
-    fmt.read_magic(header)
-    shape, fortran, dtype = read_header(header)
-    if dtype.hasobject:
-        raise ValueError(f"{name}.npy holds objects")
-    array = np.frombuffer(member, dtype, int(np.prod(shape)), header.tell())
-    return array.reshape(shape, order="F" if fortran else "C")
 
 
 # --- candidates ----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import numpy as np
 from rec.datasets.contract import Dataset, is_dataset
 from rec.errors import UsageError
 from rec.paths import EASE, read_json, reading
-from rec.rank.channels import load_item_models
+from rec.rank.easefile import load_item_models
 from rec.rank.features import (LAYOUT, Block, Stack, candidate_hits, known_block,
                                popularity_penalised)
 from rec.rank.forward import NumpyRanker
@@ -103,12 +103,14 @@ def _load(snapshot, paths, features, dataset) -> RankModel | None:
     return RankModel(net, config)
 
 
-def serving_stack(features, dataset: Dataset, k: int) -> Stack:
-    """The Stack over the real dataset (feature rows must be the dataset's indices)."""
+def serving_stack(features, dataset: Dataset, k: int, few_users: bool = False) -> Stack:
+    """The Stack over the real dataset (feature rows must be the dataset's indices).
+    `few_users`: it scores at most FEW_USERS users (rec.rank.channels), which read a few
+    rows of EASE's B, each checked as read (rec.rank.easefile), not all of it at once."""
     if EASE not in features.extra or "svd_rank" not in features.scoring.get("channels", {}):
         raise UsageError("output/features has no EASE channel: run `rec save-features` again")
     return Stack.over(dataset, features.movies, features.scoring,
-                      load_item_models(features.extra[EASE], EASE), k)
+                      load_item_models(features.extra[EASE], EASE, rows_only=few_users), k)
 
 
 def ranked(stack: Stack, model: RankModel, block: Block, scores: dict | None = None,
@@ -205,9 +207,10 @@ def report(paths, dataset: Dataset, rank_args: dict, relevant: tuple,
         model = None
         notes.append(f"rank stage not evaluated: {e}")
     stack = serving_stack(features, dataset, model.k if model else 100)
-    # the file's bytes once more beside B itself (55 MB on ml-1m, 380 on ml-latest-small),
-    # until B is copied into its blocks of columns: done now, before the scoring threads
-    # hold their users' scores (ml-latest-small's peak 786 MB, 853 with the copy later)
+    # the file mapped beside B's blocks (55 MB on ml-1m, 380 on ml-latest-small; its pages
+    # count in the peak once read): B is copied into its blocks of columns now, before the
+    # scoring threads hold their users' scores (ml-latest-small's peak 786 MB, 853 with the
+    # copy later), and the mapping let go
     features.extra.pop(EASE, None)
     stack.ease.b.blocks
     scorer = evaluation_scorer(stack, model, dataset, features.users, relevant)

@@ -292,7 +292,7 @@ def recommend_command(
     allowed = movie_mask(cat, genre or [], year_from, year_to)
     if seed is None and explore:
         seed = int(np.random.SeedSequence().entropy % 2**63)  # fresh each run
-    rank = rank_stage(paths, cat) if ranks else None
+    rank = rank_stage(paths, cat, len(rows)) if ranks else None
     if include_seen and not recall_only and rank_model_present(paths):
         warn("--include-seen lists the two-tower's order: the rank stage ranks unseen "
              "movies only")
@@ -312,11 +312,13 @@ def rank_model_present(paths: Paths) -> bool:
         return False
 
 
-def rank_stage(paths: Paths, cat):
+def rank_stage(paths: Paths, cat, n_users: int):
     """(Stack, RankModel) when output/ctr/model holds a rank model trained for these
     features and this dataset; else None, saying on stderr why when there is one that is
-    not fresh (recommend then serves the two-tower's order)."""
+    not fresh (recommend then serves the two-tower's order). `n_users`: how many users it
+    will rank (a few read a few rows of EASE's B, checked as read)."""
     from rec.errors import RecError
+    from rec.rank.channels import FEW_USERS
     from rec.rank.serving import load_ranker, serving_stack
 
     try:
@@ -326,7 +328,7 @@ def rank_stage(paths: Paths, cat):
         return None
     if model is None:
         return None
-    return serving_stack(cat.features, cat.dataset, model.k), model
+    return serving_stack(cat.features, cat.dataset, model.k, n_users <= FEW_USERS), model
 
 
 @stage

@@ -90,6 +90,21 @@ class Snapshot:
             self.loaded[name] = f.read()
         return self.loaded[name]
 
+    def map(self, name: str):
+        """The file `name` mapped read-only (an mmap: what read_bytes returns, as a buffer
+        and a file object, without reading it; bytes for an empty file): a reader of part
+        of a big file (EASE's B, rec.rank.easefile) touches only the pages it reads. The
+        mapping keeps the file as opened here, swapped aside or not; rec only ever
+        replaces a unit's files whole (rec.storage.atomic), never rewrites them in place."""
+        import mmap
+
+        with self.open(name) as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                self.loaded[name] = b""
+            else:
+                self.loaded[name] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return self.loaded[name]
+
     def read_text(self, name: str) -> str:
         return self.read_bytes(name).decode("utf-8")
 

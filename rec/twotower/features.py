@@ -8,7 +8,8 @@
     mov_feat.npy   order of feat_ids.json's "users" and "movies": what rec reads, in a
     feat_ids.json  tenth of the time the pickles take (their arrays are rebuilt one by one)
     fold_in.npz    the user tower in pieces, for new users (rec.twotower.foldin)
-    ease.npz       the EASE recall channel and its λ (rec.rank.channels)
+    ease.npz       the EASE recall channel, its λ and PureSVD (rec.rank.channels; the
+                   file's layout and its checks: rec.rank.easefile)
     scoring.json   how the model turns two vectors into a predicted rating (rec.scoring);
                    the first `taste_dims` components are the taste space used for
                    movie-to-movie similarity (bias components ride along after them);
@@ -83,9 +84,10 @@ class Features:
     movie_ids: list[str]
     movies: np.ndarray  # float32 (M, D)
     scoring: dict
-    # the unit's other files as read with the vectors ({name: bytes}: FOLD_IN), so that a
-    # later use reads the same run's, not the folder a save-features put there since
-    extra: dict[str, bytes] = field(default_factory=dict)
+    # the unit's other files as read with the vectors ({name: bytes}: FOLD_IN; EASE's
+    # mapped, rec.storage.snapshot.Snapshot.map), so that a later use reads the same
+    # run's, not the folder a save-features put there since
+    extra: dict = field(default_factory=dict)
 
     def user_row(self) -> dict[str, int]:
         return {u: i for i, u in enumerate(self.user_ids)}
@@ -233,12 +235,15 @@ def load_features(folder: Path, item_models: bool = True) -> Features:
         raise RecError(f"{e}: run `rec save-features` again", e.exit_code) from None
 
 
-def npz_run_id(data: bytes, path: Path) -> str:
-    """The run id an .npz of a unit carries (its "run_id" member), read alone."""
+def npz_run_id(data, path: Path) -> str:
+    """The run id an .npz of a unit carries (its "run_id" member), read alone (`data`: its
+    bytes or its mapping, rec.storage.snapshot.Snapshot.map)."""
     import zipfile
 
+    from rec.rank.easefile import as_file
+
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
+        with zipfile.ZipFile(as_file(data)) as z:
             return str(np.load(io.BytesIO(z.read("run_id.npy")), allow_pickle=False))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise RecError(f"{path} is damaged ({e}): run `rec save-features` again")
@@ -267,7 +272,9 @@ def _load_features(snapshot, item_models: bool = True) -> Features:
         KINDS[scoring["match"]].check_scoring(scoring, users.shape[1])
     except (ValueError, KeyError, AssertionError, TypeError):
         raise RecError(f"{folder / SCORING}: not a valid scoring description")
-    extra = {name: snapshot.read_bytes(name)
+    # EASE's file mapped, not read (its B is 55 MB on ml-1m; a user's scores read a few
+    # of its rows: rec.rank.easefile)
+    extra = {name: snapshot.map(name) if name == EASE_FILE else snapshot.read_bytes(name)
              for name in ((FOLD_IN, EASE_FILE) if item_models else (FOLD_IN,))
              if snapshot.is_file(name)}
     listed = unit.listed(snapshot)
