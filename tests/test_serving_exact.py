@@ -111,6 +111,22 @@ def test_moments_are_the_plain_formula_to_the_bit():
         axis=1, keepdims=True) / n, 1e-12))
     got = moments(s, finite)
     assert same_bits(got[0], mean) and same_bits(got[1], std)
+    # the holes given where they are (a block's rated movies): the same, and anything but
+    # exactly the entries that are not finite goes the masked way, the same again
+    from rec.rank.moments import Holes
+
+    rows, columns = np.nonzero(~finite)
+    shuffle = rng.permutation(len(rows))  # a history is not in the array's order
+    for r, c in ((rows[shuffle], columns[shuffle]), (rows[1:], columns[1:]),
+                 (np.r_[rows, rows[0]], np.r_[columns, columns[0]]),
+                 (np.r_[rows[1:], 0], np.r_[columns[1:], int(np.flatnonzero(finite[0])[0])])):
+        holes = Holes(r, c, s.shape)
+        got = moments(s, finite, holes)
+        assert same_bits(got[0], mean) and same_bits(got[1], std)
+    assert Holes(rows, columns, s.shape).of(finite, finite.sum(axis=1, keepdims=True)) \
+        is not None
+    assert Holes(rows[1:], columns[1:], s.shape).of(
+        finite, finite.sum(axis=1, keepdims=True)) is None
 
 
 def test_select_is_the_stable_argsort_of_the_union():

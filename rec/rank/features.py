@@ -37,6 +37,7 @@ import numpy as np
 from rec.datasets.contract import RELEVANT, TRAIN
 from rec.metrics import dense_chunk
 from rec.rank.channels import CHANNELS, Ease, PureSvd, top_k
+from rec.rank.moments import Holes, finite_max, moments  # noqa: F401 (finite_max: tests)
 from rec.rank.ordering import descending_ranks
 from rec.scoring import head_scores, log_like
 
@@ -198,8 +199,10 @@ class Stack:
         return cand.reshape(b, width), by.reshape(b, width, n)
 
     def features(self, block: Block, cand: np.ndarray, found_by: np.ndarray,
-                 scores: dict[str, np.ndarray]) -> np.ndarray:
-        """(B, C, n_features) float32; padding rows are zeros."""
+                 scores: dict[str, np.ndarray], ranks: dict | None = None) -> np.ndarray:
+        """(B, C, n_features) float32; padding rows are zeros. `ranks`, when given, gets
+        each channel's log-rank column (B, C) as computed (rank_columns' values on the
+        candidates, anything on the padding)."""
         b, c = cand.shape
         valid = cand >= 0
         safe = np.maximum(cand, 0)
@@ -208,22 +211,27 @@ class Stack:
         # a rank's feature, log1p(rank) / log(c), computed once per rank (the same bits)
         log_of_rank = np.log1p(np.arange(c, dtype=np.float32)) / np.float32(np.log(max(c, 2)))
 
-        def log_rank(values: np.ndarray) -> np.ndarray:  # the best first, ties by column
-            return descending_ranks(np.where(valid, values, -np.inf), log_of_rank)
+        def log_rank(values: np.ndarray, channel: str | None = None) -> np.ndarray:
+            column = descending_ranks(np.where(valid, values, -np.inf), log_of_rank)
+            if ranks is not None and channel is not None:  # the best first, ties by column
+                ranks[channel] = column
+            return column
 
+        rated = Holes(block.rows, block.movies, (b, self.n_movies))  # -inf in the scores
         for i, name in enumerate(SCORED):
             s = scores[name]
             finite = np.isfinite(s)
-            mean, std = moments(s, finite)
+            mean, std = moments(s, finite, rated)
             picked = np.take_along_axis(s, safe, 1)
             top = finite_max(s, finite)
-            cols += [squash((picked - mean) / std), log_rank(picked),
+            cols += [squash((picked - mean) / std), log_rank(picked, name),
                      found_by[:, :, CHANNELS.index(name)],
                      squash((picked - top) / std)]  # below the user's best
         log_count = np.log1p(self.counts).astype(np.float32)
         scale = np.float32(max(float(log_count.max()), 1.0))
         pop = log_count[safe] / scale
-        cols += [pop, log_rank(pop), found_by[:, :, CHANNELS.index("popularity")]]
+        cols += [pop, log_rank(pop, "popularity"),
+                 found_by[:, :, CHANNELS.index("popularity")]]
 
         st = np.take_along_axis(scores["stars"], safe, 1)
         like = log_like(st, self.scoring["like"]) if self.scoring.get("like") else 0 * st
@@ -233,7 +241,7 @@ class Stack:
         cols += [(st - 3.5) / 2, like, squash(np.where(valid, (pick - centre) / spread, 0))]
 
         liked = scores["ease_liked"]  # EASE from the movies the user liked alone
-        mean, std = moments(liked, np.isfinite(scores["ease"]))
+        mean, std = moments(liked, np.isfinite(scores["ease"]), rated)
         picked = np.take_along_axis(liked, safe, 1)
         cols += [squash((picked - mean) / std), log_rank(picked),
                  self.like_rate[safe]]
@@ -310,42 +318,11 @@ def distinct_pairs(rows: np.ndarray, movies: np.ndarray, n_movies: int) -> bool:
     return int(np.count_nonzero(flags)) == len(keys)
 
 
-def finite_max(s: np.ndarray, finite: np.ndarray) -> np.ndarray:
-    """np.where(finite, s, -inf).max(axis=1, keepdims=True) (finite: np.isfinite(s)):
-    s.max itself, unless a row's max is NaN or +inf (the only values the mask drops
-    besides -inf, which never beats a finite one); a fifth of the time."""
-    top = s.max(axis=1, keepdims=True)
-    if not np.isfinite(top[top != -np.inf]).all():
-        return np.where(finite, s, -np.inf).max(axis=1, keepdims=True)
-    return top
-
-
 def squash(z: np.ndarray) -> np.ndarray:
     """asinh: z near 0, the log of 2|z| in the tails. A score's z-score over the unseen
     catalogue is heavy-tailed (EASE's top candidates sit at 10 to 60 on ml-latest-small):
     clipping it at 10 made most of a user's top ten equal, so the order among them was lost."""
     return np.arcsinh(np.asarray(z, np.float32))  # float32: the feature's precision, 2x faster
-
-
-MOMENT_ROWS = 32  # users per step of moments: its temporaries stay in the cache
-
-
-def moments(s: np.ndarray, finite: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, standard deviation) (B, 1) float64 of each row's `finite` entries of s (B, M).
-
-    A few rows at a time, squaring in place: each row's sums are numpy's over the same
-    values in the same order as over the whole array, so the same bits, 2-4x faster."""
-    b = len(s)
-    n = np.maximum(finite.sum(axis=1, keepdims=True), 1)
-    mean, var = np.empty((b, 1), np.float64), np.empty((b, 1), np.float64)
-    for lo in range(0, b, MOMENT_ROWS):
-        rows = slice(lo, lo + MOMENT_ROWS)
-        mean[rows] = np.where(finite[rows], s[rows], 0).sum(axis=1, keepdims=True) / n[rows]
-        d = s[rows] - mean[rows]  # float64, as the mean
-        d[~finite[rows]] = 0
-        var[rows] = np.multiply(d, d, out=d).sum(axis=1, keepdims=True)
-    var /= n
-    return mean, np.sqrt(np.maximum(var, 1e-12, out=var), out=var)
 
 
 def like_rate(movies: np.ndarray, ratings: np.ndarray, n_movies: int,

@@ -121,19 +121,22 @@ def ranked(stack: Stack, model: RankModel, block: Block, scores: dict | None = N
     if scores is None:
         scores = stack.channel_scores(block)
     cand, by = stack.select(scores, tops=tops)
-    x = stack.features(block, cand, by, scores)
+    ranks = {}
+    x = stack.features(block, cand, by, scores, ranks)
     valid = cand >= 0
     logits = np.full(cand.shape, -np.inf, np.float32)
     logits[valid] = model.order(x[valid])  # padding is a quarter of the rows on ml-1m
-    return cand, logits, best_channels(x, by)
+    return cand, logits, best_channels(ranks, by)
 
 
-def best_channels(x: np.ndarray, found_by: np.ndarray) -> np.ndarray:
+def best_channels(ranks: dict, found_by: np.ndarray) -> np.ndarray:
     """For each candidate, the channels (among those whose top K found it) that rank it
-    highest among the user's candidates: what a reason names."""
-    from rec.rank.features import rank_columns
+    highest among the user's candidates: what a reason names. `ranks`: each channel's
+    log-rank column (Stack.features' `ranks`, x's rank_columns on the candidates: read
+    there, not gathered from x's rows)."""
+    from rec.rank.channels import CHANNELS
 
-    ranks = np.stack([x[:, :, col] for col in rank_columns()], axis=-1)
+    ranks = np.stack([ranks[name] for name in CHANNELS], axis=-1)
     ranks = np.where(found_by, ranks, np.inf)
     return found_by & (ranks <= ranks.min(axis=-1, keepdims=True) + 1e-6)
 

@@ -114,8 +114,9 @@ def _genre_lift(cat: Catalog, picks: Picks, ratings: ChunkRatings, user_mean: np
     deviation = np.repeat(ratings.value - user_mean[ratings.pos], genres.shape[1])
     key = (ratings.pos[:, None] * n_genres + genres).ravel()
     real = genres.ravel() > 0
-    sums = np.bincount(key[real], weights=deviation[real], minlength=n_users * n_genres)
-    counts = np.bincount(key[real], minlength=n_users * n_genres)
+    key = key[real]
+    sums = np.bincount(key, weights=deviation[real], minlength=n_users * n_genres)
+    counts = np.bincount(key, minlength=n_users * n_genres)
     lift = (sums / (counts + GENRE_PRIOR)).reshape(n_users, n_genres)
     lift[counts.reshape(n_users, n_genres) < GENRE_MIN_COUNT] = -np.inf  # also kills padding 0
     pick_genres = cat.movie_genres[picks.movies]  # (B, N, Gmax); rows of -1 picks are ignored
@@ -170,14 +171,15 @@ def explain(cat: Catalog, user_rows: np.ndarray, picks: Picks, ratings: ChunkRat
     rated_stars = rated_value[at] if len(order) else np.zeros(at.shape, np.float32)
     pieces = _Pieces(cat)
     reasons = []
-    for b, user in enumerate(user_rows.tolist()):
-        n = int(picks.counts[b])
-        row = [pieces.text(c, user, r, lmv, lr, g) for c, r, lmv, lr, g in zip(
-            code[b, :n].tolist(), rated_stars[b, :n].tolist(), liked_movie[b, :n].tolist(),
-            liked_rating[b, :n].tolist(), genre_id[b, :n].tolist())]
-        for j in np.flatnonzero(picks.explored[b, :n]).tolist():
-            row[j] += "; a random pick for variety"
-        reasons.append(row)
+    columns = (code.tolist(), rated_stars.tolist(), liked_movie.tolist(),
+               liked_rating.tolist(), genre_id.tolist())
+    for b, (user, n, *row_columns) in enumerate(zip(user_rows.tolist(),
+                                                   picks.counts.tolist(), *columns)):
+        reasons.append([pieces.text(c, user, r, lmv, lr, g)
+                        for c, r, lmv, lr, g in zip(*(col[:n] for col in row_columns))])
+    shown = np.arange(picks.explored.shape[1])[None, :] < picks.counts[:, None]
+    for b, j in zip(*np.nonzero(picks.explored & shown)):  # --explore's draws
+        reasons[b][j] += "; a random pick for variety"
     return reasons
 
 
