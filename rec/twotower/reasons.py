@@ -7,7 +7,8 @@ one that qualifies is printed; ties go to the earlier kind in this list:
   1. similar  "because you rated Heat 5 stars": of the movies the user rated at least their
               own average (and at least 3 stars), the one closest to the recommendation in
               the taste space (cosine of `Features.taste()` vectors, the pick vectors of the
-              recall model; ties go to the higher rating).
+              recall model, less the catalogue's mean vector: Catalog.taste; ties go to the
+              higher rating).
               Strength = the cosine; qualifies from 0.5. A new user's top rating (--like,
               or --rated at the top of the scale) reads "because you liked Heat".
   2. genre    "you like Thrillers": the recommendation's genre the user rates furthest above

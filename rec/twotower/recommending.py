@@ -39,7 +39,7 @@ class Catalog:
     is features.user_ids[j]. Ratings keep only users and movies that have vectors."""
 
     features: Features
-    taste: np.ndarray  # (M, k) unit vectors in the taste space
+    taste: np.ndarray  # (M, k) unit vectors in the taste space, centred (build_catalog)
     titles: list[str]
     years: np.ndarray  # (M,) int64, -1 = unknown
     movie_genres: np.ndarray  # (M, Gmax) vocab genre ids, 0 = padding
@@ -133,6 +133,10 @@ def build_catalog(features: Features, dataset: Dataset) -> Catalog:
                        "movies: run `rec save-features` again")
 
     taste = features.taste().astype(np.float32)
+    # centred on the catalogue's mean vector before the cosine: a direction every movie
+    # shares (on ml-latest-small the mean pairwise cosine was 0.88, every pair above 0.5)
+    # says nothing about which two are alike, and left "because you liked X" true of any X
+    taste = taste - taste.mean(axis=0, keepdims=True)
     taste = taste / np.maximum(np.linalg.norm(taste, axis=1, keepdims=True), 1e-12)
     genres = np.where((movie_ds >= 0)[:, None], np.asarray(dataset.movie_genres)[movie_ds], 0)
     users = np.asarray(dataset.users)
