@@ -78,6 +78,15 @@ def read(folder: Path | str, run: str, load: Callable[[snapshots.Snapshot], T],
     return snapshots.read(folder, checked)
 
 
+def run_of(folder: Path | str) -> str | None:
+    """The run id the unit in `folder` records, read alone and unchecked (None: no readable
+    unit.json): for a hint, never to vouch for the files."""
+    try:
+        return str(json.loads((Path(folder) / UNIT).read_text())["run_id"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
 def listed(snapshot) -> set[str]:
     """The names of the files whose sha256 the unit in `snapshot` (rec.storage.snapshot.Snapshot)
     records (none when UNIT is missing or damaged: `check` says so)."""

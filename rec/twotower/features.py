@@ -205,14 +205,14 @@ def earlier_model(paths, scoring: dict | None = None) -> str | None:
     model in output/model's (`rec train` ran since save-features: their run ids differ), in
     one line; None when they match, or when either does not say (a model or features from an
     older rec) or either is missing or damaged (their readers say so)."""
-    from rec.twotower import kinds
-
     try:
         if scoring is None:
             scoring = json.loads((paths.features_dir / SCORING).read_text())
-        run = kinds.trained_config(paths).get("model_run")
+        # the model's run id alone (rec.twotower.kinds.model_run's), not the whole unit
+        # checked: a warning is not worth hashing the weights on every recommend
+        run = unit.run_of(paths.model.best)
         saved = scoring.get("model_run")
-    except (RecError, OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError):
         return None
     if run is None or saved is None or run == saved:
         return None
@@ -255,9 +255,10 @@ def _load_features(snapshot, item_models: bool = True) -> Features:
         if not snapshot.is_file(name):
             raise UsageError(f"missing {folder / name}: run `rec save-features` first")
     loaded: dict[str, bytes] = {}
+    listed = unit.listed(snapshot)
     # the matrices when the unit vouches for them; else (written before them, or by hand)
     # the pickles
-    if {USER_MATRIX, MOVIE_MATRIX, VECTOR_IDS} <= unit.listed(snapshot):
+    if {USER_MATRIX, MOVIE_MATRIX, VECTOR_IDS} <= listed:
         user_ids, users, movie_ids, movies = _load_matrices(snapshot, loaded)
     else:
         tables = []
@@ -266,21 +267,22 @@ def _load_features(snapshot, item_models: bool = True) -> Features:
             tables.append(_as_matrix(folder / name, safe_load_pickle(folder / name,
                                                                      loaded[name])))
         (user_ids, users), (movie_ids, movies) = tables
+    scoring_bytes = snapshot.read_bytes(SCORING)
     try:
-        loaded[SCORING] = snapshot.read_bytes(SCORING)
-        scoring = json.loads(loaded[SCORING])
+        scoring = json.loads(scoring_bytes)
         KINDS[scoring["match"]].check_scoring(scoring, users.shape[1])
     except (ValueError, KeyError, AssertionError, TypeError):
         raise RecError(f"{folder / SCORING}: not a valid scoring description")
+    tagged = {}
+    if SCORING in listed:  # hashed with the rest, as read
+        loaded[SCORING] = scoring_bytes
+    else:  # an older unit: scoring.json was its tagged file, checked by its run id
+        tagged[SCORING] = scoring.get("run_id")
     # EASE's file mapped, not read (its B is 55 MB on ml-1m; a user's scores read a few
     # of its rows: rec.rank.easefile)
     extra = {name: snapshot.map(name) if name == EASE_FILE else snapshot.read_bytes(name)
              for name in ((FOLD_IN, EASE_FILE) if item_models else (FOLD_IN,))
              if snapshot.is_file(name)}
-    listed = unit.listed(snapshot)
-    tagged = {} if SCORING in listed else {SCORING: scoring.get("run_id")}  # older units
-    if SCORING not in listed:
-        loaded.pop(SCORING)
     if EASE_FILE in extra and EASE_FILE not in listed:
         # the channel file carries its run id (EASE's matrix is the largest file: no sha256
         # on every read; the zip's CRC-32 checks its bytes when it is loaded)
