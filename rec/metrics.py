@@ -4,7 +4,7 @@ compared with: numpy (and scipy) only, no files.
 Also the numeric pieces serving shares, each with exactly the bits of its plain numpy or
 scipy form (tests/test_serving_exact.py): rows_times (CSR x dense a block of columns at a
 time, the blocks copied once with ColumnBlocks), row_sums (np.add.at a column at a time),
-upper_gram (X'X by one syrk). ranking_metrics(threads=2) ranks two chunks of users at
+EASE's fit is rec.ease's. ranking_metrics(threads=2) ranks two chunks of users at
 once, with the same result; a model's scores given as a rec.shortlists.Shortlist are
 ranked there (smallest_k, argpartition a few rows at a time, is there too)."""
 
@@ -14,6 +14,7 @@ import threading
 
 import numpy as np
 
+from rec.ease import EASE_LAMBDA, binary_csr, ease_from_gram, sparse_gram
 from rec.shortlists import (Shortlist, dense_top, shared_order_scorer, shortlist_top,
                              smallest_k)  # noqa: F401 (smallest_k: its home before)
 
@@ -40,7 +41,6 @@ def fit_biases(users: np.ndarray, movies: np.ndarray, ratings: np.ndarray, n_use
 
 
 LONG_TAIL = 20  # a movie with fewer training ratings than this is "one almost nobody saw"
-EASE_LAMBDA = 500.0
 EASE_MAX_MOVIES = 20_000  # EASE inverts a movies x movies matrix: skipped above this
 
 
@@ -54,15 +54,12 @@ def ease_scorer(n_users: int, n_movies: int, train_users: np.ndarray,
                 train_movies: np.ndarray, lam: float = EASE_LAMBDA):
     """EASE (Steck 2019) on the binary training matrix X: B = I - P / diag(P) with
     P = (X'X + lam I)^-1 and a zero diagonal; a user's scores are X_u B. score_chunk."""
-    from scipy.sparse import csr_matrix
-
-    x = np.zeros((n_users, n_movies), np.float32)
-    x[train_users, train_movies] = 1.0
     if n_users < n_movies:
+        x = np.zeros((n_users, n_movies), np.float32)
+        x[train_users, train_movies] = 1.0
         return dual_ease_scorer(x, lam)
-    b = ColumnBlocks(ease_weights(x, lam))
-    rows = csr_matrix(x)
-    del x
+    rows = binary_csr(train_users, train_movies, (n_users, n_movies))
+    b = ColumnBlocks(ease_from_gram(sparse_gram(rows), lam, overwrite=True))
     # a user's rated rows of B summed (CSR times dense): ml-1m 2.5x faster than x[block] @ b,
     # and a block of B's columns at a time as fast again (rows_times: the same bits)
     return lambda block: rows_times(rows[block], b)
@@ -88,53 +85,6 @@ def dual_ease_scorer(x: np.ndarray, lam: float = EASE_LAMBDA):
         diag += np.einsum("um,um->m", x[lo:lo + DUAL_BLOCK], k32[lo:lo + DUAL_BLOCK] @ x)
     scale = (lam / (1.0 - diag)).astype(np.float32)  # 1 / diag(P)
     return lambda block: x[block] - (k32[block] @ x) * scale
-
-
-def ease_weights(x: np.ndarray, lam: float = EASE_LAMBDA) -> np.ndarray:
-    """EASE's item-item matrix B (float32, zero diagonal) of a binary user x movie matrix:
-    a user who is not in `x` (rated movies X_new) is scored X_new B, no refit."""
-    return ease_from_gram(upper_gram(x), lam, overwrite=True)
-
-
-def upper_gram(x: np.ndarray) -> np.ndarray:
-    """X'X (float32, Fortran order) with only its upper triangle filled, what the Cholesky
-    of ease_from_gram reads: one BLAS syrk (half the multiply-adds of X'X, in scipy's
-    BLAS, on every core), from x's transpose without a copy. A binary matrix's gram
-    holds counts, exact in float32, so any way of forming it gives the same bits."""
-    from scipy.linalg.blas import ssyrk
-
-    return ssyrk(1.0, np.asarray(x, np.float32).T, trans=0, lower=0)
-
-
-def ease_from_gram(g: np.ndarray, lam: float, overwrite: bool = False) -> np.ndarray:
-    """EASE's B (float32, zero diagonal) from the gram matrix, by a Cholesky inverse, in
-    place of `g` with overwrite=True (one n² matrix at the peak, beside g's). Only g's
-    upper triangle is read (a full symmetric g, or upper_gram's)."""
-    from scipy.linalg import lapack
-
-    a = g if overwrite else g.copy()
-    a[np.diag_indices_from(a)] += np.float32(lam)
-    if not a.flags.f_contiguous:  # g is symmetric: its transpose is the same matrix, in
-        a = a.T  # the Fortran order LAPACK works in (no copy of n² floats)
-    c, info = lapack.spotrf(a, lower=False, overwrite_a=True)
-    if info != 0:
-        raise ValueError(f"EASE: the regularised gram matrix is not positive definite ({info})")
-    p, info = lapack.spotri(c, lower=False, overwrite_c=True)
-    if info != 0:
-        raise ValueError(f"EASE: the Cholesky inverse failed ({info})")
-    n = len(p)
-    step = 1024
-    for lo in range(0, n, step):  # potri fills the upper triangle only: mirror it, by blocks
-        hi = min(lo + step, n)
-        p[lo:hi, :lo] = p[:lo, lo:hi].T
-        block = p[lo:hi, lo:hi]
-        block[np.tril_indices(hi - lo, -1)] = block.T[np.tril_indices(hi - lo, -1)]
-    if not p.flags.c_contiguous:  # LAPACK's (Fortran) order: P is symmetric, so its
-        p = p.T  # transpose is the same matrix in C order, where a user's rows are contiguous
-    scale = -1.0 / np.diag(p)
-    p *= scale[None, :].astype(np.float32)
-    p[np.diag_indices_from(p)] = 0.0
-    return p.astype(np.float32, copy=False)
 
 
 # x @ matrix for a scipy CSR x (a block of users' rated movies) and a dense float32 matrix
@@ -335,9 +285,10 @@ def baseline_metrics(train: tuple, validation: tuple, clip, rank_args: dict, see
     EASE_LAMBDA (skipped, with a note, above EASE_MAX_MOVIES movies); user + movie biases
     (also RMSE and MAE of their stars, clipped to `clip`; ranked by prediction); the global
     mean (RMSE, MAE; ranks in a random order seeded by `seed`). `step(name)` is called as
-    each starts (progress). `ease`: a future of ease_scorer's result on the same training
-    ratings, fitted meanwhile elsewhere (a thread), else fitted here. `popularity`: its
-    ranking_metrics when already computed (evaluate's popularity channel)."""
+    each starts (progress). `ease`: a future of ease_metrics' result on the same training
+    ratings and rank_args, computed meanwhile elsewhere (a thread), else computed here.
+    `popularity`: its ranking_metrics when already computed (evaluate's popularity
+    channel)."""
     (tu, tm, tr), (vu, vm, vr) = train, validation
     n_users, n_movies = rank_args["n_users"], rank_args["n_movies"]
     step("popularity")
@@ -346,9 +297,8 @@ def baseline_metrics(train: tuple, validation: tuple, clip, rank_args: dict, see
     notes = []
     step("EASE")
     if n_movies <= EASE_MAX_MOVIES:
-        scorer = ease.result() if ease is not None else ease_scorer(n_users, n_movies, tu, tm)
-        baselines["ease"] = ranking_metrics(scorer, **rank_args)
-        del scorer
+        baselines["ease"] = ease.result() if ease is not None else \
+            ease_metrics(n_users, n_movies, tu, tm, rank_args)
     else:
         notes.append(f"EASE skipped: {n_movies:,} movies (more than {EASE_MAX_MOVIES:,})")
     step("bias")
@@ -364,6 +314,14 @@ def baseline_metrics(train: tuple, validation: tuple, clip, rank_args: dict, see
     baselines["global_mean"] = {**ranking_metrics(shared_order_scorer(noise), **rank_args),
                                 "rmse": g_rmse, "mae": g_mae}
     return baselines, notes
+
+
+def ease_metrics(n_users: int, n_movies: int, train_users: np.ndarray,
+                 train_movies: np.ndarray, rank_args: dict) -> dict:
+    """The EASE baseline's ranking_metrics(**rank_args): EASE at EASE_LAMBDA fitted on the
+    training ratings (users, movies), its matrix dropped once they are ranked."""
+    return ranking_metrics(ease_scorer(n_users, n_movies, train_users, train_movies),
+                           **rank_args)
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -192,7 +192,7 @@ def test_ctr_train_shows_the_channels_metrics_one_row_each_in_flat_formats(copy)
 
 
 def test_ease_by_cholesky_is_ease_by_inverse():
-    from rec.metrics import ease_weights
+    from rec.ease import ease_weights
     from rec.rank.channels import ease_items, gram, item_factors, top_eigenvectors
 
     rng = np.random.default_rng(0)

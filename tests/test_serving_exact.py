@@ -1,5 +1,5 @@
 """The faster serving paths give the plain forms' numbers: to the bit where the module says
-so (rec.metrics.rows_times and ColumnBlocks, smallest_k, upper_gram, row_sums,
+so (rec.metrics.rows_times and ColumnBlocks, smallest_k, rec.ease.upper_gram, row_sums,
 ranking_metrics' threads; the rank features' moments, finite_max, select, distinct_pairs,
 genre profile and rows written by blocks; rec.rank.ordering's sorts; the
 channels' spread_columns and EASE's B read as a view of its file), within float32 rounding
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
 
-from rec.metrics import (dual_ease_scorer, ease_from_gram, ease_weights, ranking_metrics,
-                         row_sums, rows_times, smallest_k, upper_gram)
+from rec.ease import ease_from_gram, ease_weights, upper_gram
+from rec.metrics import dual_ease_scorer, ranking_metrics, row_sums, rows_times, smallest_k
 
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
@@ -54,6 +54,25 @@ def test_upper_gram_gives_the_same_ease_as_the_full_gram():
     assert same_bits(ease_weights(x, 300.0), plain)
     g = upper_gram(x)
     assert np.array_equal(np.triu(g), np.triu(x.T @ x))
+
+
+def test_the_sparse_gram_and_the_cholesky_without_the_gil_give_the_wrappers_bits(monkeypatch):
+    import rec.ease as ease
+
+    rng = np.random.default_rng(5)
+    users, movies = rng.integers(0, 400, 9000), rng.integers(0, 250, 9000)  # pairs twice, too
+    x = np.zeros((400, 250), np.float32)
+    x[users, movies] = 1.0
+    g = ease.sparse_gram(ease.binary_csr(users, movies, x.shape))
+    assert g.dtype == np.float32 and same_bits(g, x.T @ x)
+    assert ease._routines(), "scipy's Cython LAPACK capsules are readable here"
+    through_ctypes = ease_from_gram(g, 200.0)
+    monkeypatch.setattr(ease, "_ROUTINES", {})  # scipy.linalg.lapack's wrappers
+    assert same_bits(through_ctypes, ease_from_gram(g, 200.0))
+    monkeypatch.undo()
+    singular = np.zeros((3, 3), np.float32, order="F")
+    with pytest.raises(ValueError, match="not positive definite"):
+        ease.cholesky_inverse(singular)
 
 
 def test_dual_ease_scores_are_eases_when_users_are_fewer():

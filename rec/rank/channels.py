@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rec.datasets.contract import RELEVANT, TRAIN, VAL, Dataset
-from rec.metrics import (ColumnBlocks, dense_chunk, ease_from_gram, ranking_metrics, rows_times,
+from rec.ease import binary_csr, ease_from_gram
+from rec.metrics import (ColumnBlocks, dense_chunk, ranking_metrics, rows_times,
                          smallest_k)
 from rec.paths import EASE as EASE_FILE
 
@@ -62,17 +63,6 @@ def item_columns(items: np.ndarray, movies: np.ndarray, n_movies: int):
     cols = col[movies]
     keep = cols >= 0
     return keep, cols[keep]
-
-
-def binary_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]):
-    """The binary matrix with a 1 at each (row, col) as scipy CSR: a pair given twice is
-    a 1, not a 2."""
-    from scipy.sparse import csr_matrix
-
-    x = csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=shape)
-    x.sum_duplicates()
-    x.data[:] = 1.0
-    return x
 
 
 GRAM_BLOCK_BYTES = 256 << 20  # a block of the sparse product X'X[:, j0:j1] at most this

@@ -18,7 +18,8 @@ import numpy as np
 
 from rec.datasets.contract import GIVEN, RELEVANT, Dataset
 from rec.errors import UsageError
-from rec.metrics import (EASE_MAX_MOVIES, ease_weights, fit_biases, popularity_scorer,
+from rec.ease import ease_weights
+from rec.metrics import (EASE_MAX_MOVIES, fit_biases, popularity_scorer,
                          ranking_metrics, rmse_mae)
 from rec.scoring import stars_pairs, vector_scorer
 from rec.twotower.foldin import user_vector
