@@ -75,6 +75,21 @@ def test_the_sparse_gram_and_the_cholesky_without_the_gil_give_the_wrappers_bits
         ease.cholesky_inverse(singular)
 
 
+def test_user_side_ease_is_the_cholesky_inverses_matrix_and_scores():
+    from rec.ease import UserSideEase
+
+    rng = np.random.default_rng(6)
+    x = binary(rng, 90, 400, 3000)
+    x[:, :30] = np.maximum(x[:, :30], rng.random((90, 30)) < 0.4)  # popular items: structure
+    side = UserSideEase(x)
+    for lam in (5.0, 200.0):
+        primal = ease_from_gram(x.T @ x, lam)
+        b = side.weights(lam, block=64)  # several blocks of columns
+        assert b.dtype == np.float32 and b.flags.c_contiguous and not np.diag(b).any()
+        np.testing.assert_allclose(b, primal, atol=2e-6)
+        np.testing.assert_allclose(side.scores(x[:40], lam), x[:40] @ primal, atol=2e-5)
+
+
 def test_dual_ease_scores_are_eases_when_users_are_fewer():
     rng = np.random.default_rng(3)
     x = binary(rng, 120, 700, 6000)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rec.datasets.contract import RELEVANT, TRAIN, VAL, Dataset
-from rec.ease import binary_csr, ease_from_gram
+from rec.ease import UserSideEase, binary_csr, ease_from_gram
 from rec.metrics import (ColumnBlocks, dense_chunk, ranking_metrics, rows_times,
                          smallest_k)
 from rec.paths import EASE as EASE_FILE
@@ -183,6 +183,33 @@ class Ease:
 
 
 @dataclass
+class UserSideScores:
+    """EASE λ's scores over `items` from rec.ease.UserSideEase, without its B: what
+    item_model_metrics ranks each λ by when the users are few (user_side)."""
+
+    items: np.ndarray
+    side: UserSideEase
+    lam: float
+
+    def scores(self, rows: np.ndarray, movies: np.ndarray, n_users: int,
+               n_movies: int) -> np.ndarray:
+        x = binary_rows(self.items, rows, movies, n_users, n_movies)
+        return spread_columns(self.side.scores(x, self.lam), self.items, n_movies)
+
+
+def user_side(users: np.ndarray, movies: np.ndarray, items: np.ndarray,
+              n_movies: int) -> UserSideEase | None:
+    """rec.ease.UserSideEase of these ratings over `items` when there are at most half as
+    many users as items (its (items, users) float64 factor is then at most the items²
+    float32 gram's size), else None: the gram and a Cholesky inverse instead."""
+    distinct = np.unique(users)
+    if 2 * len(distinct) > len(items):
+        return None
+    return UserSideEase(binary_rows(items, np.searchsorted(distinct, users),
+                                    movies.astype(np.int64), len(distinct), n_movies))
+
+
+@dataclass
 class PureSvd:
     """PureSVD (Cremonesi 2010) over `items`: the binary matrix's top `rank` right singular
     vectors V (the gram matrix's top eigenvectors); scores x_u V V'."""
@@ -229,7 +256,8 @@ def item_model_metrics(ds: Dataset, lambdas=LAMBDAS, ranks=(), max_users: int | 
     evaluation split as a reference no stage may use."""
     tu, tm, _ = ds.part(TRAIN)
     items = ease_items(tm, ds.n_movies)
-    g = gram(tu, tm, items, ds.n_movies)
+    side = user_side(tu, tm, items, ds.n_movies)
+    g = gram(tu, tm, items, ds.n_movies) if side is None else None
     hu, hm, _ = ds.known()
     vu, vm, vr = ds.part(VAL)
     rel = vr >= RELEVANT
@@ -242,7 +270,8 @@ def item_model_metrics(ds: Dataset, lambdas=LAMBDAS, ranks=(), max_users: int | 
     def metrics(model) -> dict:
         return ranking_metrics(history_scorer(model, hu, hm, ds.n_movies), ds.n_users,
                                ds.n_movies, hu, hm, ru, rm)
-    by_lambda = {lam: metrics(Ease(items, ease_from_gram(g, lam), lam)) for lam in lambdas}
+    by_lambda = {lam: metrics(Ease(items, ease_from_gram(g, lam), lam) if side is None else
+                              UserSideScores(items, side, lam)) for lam in lambdas}
     by_rank = {}
     if ranks:
         vecs = item_factors(tu, tm, items, ds.n_movies, g, max(ranks))
@@ -283,9 +312,11 @@ def fit_item_models(ds: Dataset, lam: float, rank: int) -> tuple[Ease, PureSvd]:
     """EASE (λ) and PureSVD (rank) on the dataset's TRAIN ratings, from one gram matrix."""
     tu, tm, _ = ds.part(TRAIN)
     items = ease_items(tm, ds.n_movies)
-    g = gram(tu, tm, items, ds.n_movies)
+    side = user_side(tu, tm, items, ds.n_movies)
+    g = gram(tu, tm, items, ds.n_movies) if side is None else None
     svd = PureSvd(items, item_factors(tu, tm, items, ds.n_movies, g, rank))
-    return Ease(items, ease_from_gram(g, lam, overwrite=True), float(lam)), svd
+    b = ease_from_gram(g, lam, overwrite=True) if side is None else side.weights(lam)
+    return Ease(items, b, float(lam)), svd
 
 
 def item_channels(ds: Dataset, run_id: str) -> tuple[dict[str, bytes], dict]:
