@@ -74,7 +74,10 @@ def sparse_gram(x) -> np.ndarray:
 
 def ease_weights(x: np.ndarray, lam: float = EASE_LAMBDA) -> np.ndarray:
     """EASE's item-item matrix B (float32, zero diagonal) of a binary user x movie matrix:
-    a user who is not in `x` (rated movies X_new) is scored X_new B, no refit."""
+    a user who is not in `x` (rated movies X_new) is scored X_new B, no refit. With at
+    most half as many users as movies, through their side (UserSideEase)."""
+    if 2 * len(x) <= x.shape[1]:
+        return UserSideEase(x).weights(lam)
     return ease_from_gram(upper_gram(x), lam, overwrite=True)
 
 
