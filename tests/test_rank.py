@@ -134,6 +134,27 @@ def test_the_ranked_list_is_what_evaluate_measures(ranked):
     assert abs(np.mean(hits) - r["hr@10"]) < 1e-6 and abs(np.mean(ndcgs) - r["ndcg@10"]) < 1e-6
 
 
+def test_a_users_ranked_list_does_not_depend_on_who_else_is_asked_for(ranked):
+    """The same rows for a user asked for alone, with others, and in --all: no feature is
+    scaled by the batch (the log-rank feature was divided by the log of the batch's widest
+    candidate list, so user 42 alone and in ml-1m's --all got other scores and orders)."""
+    def rows(*users: str) -> dict:
+        result = rec(ranked, "recommend", *users, "--top", "10", "--format", "json")
+        assert result.exit_code == 0, result.stderr
+        out = {}
+        for line in result.stdout.splitlines():
+            row = json.loads(line)
+            out.setdefault(row["user"], []).append((row["movie"], row["score"], row["reason"]))
+        return out
+
+    everyone = rows("--all")
+    wide = max(everyone, key=lambda u: len({m for m, _, r in everyone[u] if "EASE" in r}))
+    for user in list(everyone)[:3] + [wide]:
+        assert rows(str(user))[user] == everyone[user], user
+    some = list(everyone)[5:9]
+    assert {u: everyone[u] for u in some} == rows(*map(str, some))
+
+
 def test_a_new_user_goes_through_the_same_channels_and_ranker(ranked):
     ids = json.loads((ranked / "output" / "dataset" / "vocab.json").read_text())["movie_ids"]
     text = "".join(f"{m}\t5\n" for m in ids[:5])

@@ -42,7 +42,7 @@ from rec.rank.ordering import descending_ranks
 from rec.scoring import head_scores, log_like
 
 SCORED = ("two_tower", "ease", "svd")  # channels whose score is a feature (popularity: its count)
-LAYOUT = 3  # the feature layout's version, saved with a rank model: bump it on any change
+LAYOUT = 4  # the feature layout's version, saved with a rank model: bump it on any change
 LIKE_PRIOR = 10  # ratings' worth of the overall like share in a movie's smoothed like rate
 
 
@@ -208,8 +208,12 @@ class Stack:
         safe = np.maximum(cand, 0)
         cols = []
 
-        # a rank's feature, log1p(rank) / log(c), computed once per rank (the same bits)
-        log_of_rank = np.log1p(np.arange(c, dtype=np.float32)) / np.float32(np.log(max(c, 2)))
+        # a rank's feature, log1p(rank) / log(the most candidates a user can have: every
+        # channel's top k), computed once per rank (the same bits). Not the block's width
+        # c: that is its widest user's count, and scaled by it a user's features, and so
+        # their list, changed with the users asked for beside them
+        most = max(len(CHANNELS) * self.k, c, 2)
+        log_of_rank = np.log1p(np.arange(c, dtype=np.float32)) / np.float32(np.log(most))
 
         def log_rank(values: np.ndarray, channel: str | None = None) -> np.ndarray:
             column = descending_ranks(np.where(valid, values, -np.inf), log_of_rank)
