@@ -3,8 +3,9 @@
 Each column has a layout: KEEP (never shortened: ids, numbers), SHORT (one line, cut with an
 ellipsis), TWO (wrapped at spaces onto two lines at most, then cut: a movie title),
 WRAP (wrapped at spaces; a word wider than the column is folded), NOTE (a line of
-its own under the row, wrapped at spaces, e.g. a reason), HIDE (left out) or TITLE (the same
-on every row: said once in the title, else a WRAP column). Columns shrink, SHORT and WRAP
+its own under the row, wrapped at spaces, e.g. a reason; its header on a line of its own
+under the others'), HIDE (left out) or TITLE (the same on every row: said once in the
+title, else a WRAP column). Columns shrink, SHORT and WRAP
 alike, the widest first, only as far as the width requires. A column of numbers is right
 aligned, and a column of floats shows each with as many decimals as the longest (4.10
 above 3.76, not 4.1; a key/value column mixing counts and rates is left alone). The
@@ -114,6 +115,7 @@ def render(columns: list[str], rows: list[dict], layout: dict, title: str | None
     out = [line.center(line_width).rstrip()
            for line in textwrap.wrap(title or "", max(width, 20), break_on_hyphens=False)]
     out.append(GAP.join(just(c, i) for i, c in enumerate(shown)).rstrip())
+    out += [" " * indent + c for c in notes]  # each column has a header, a note's too
     out.append("─" * line_width)
     for row, cells in zip(rows, texts):
         lines = [_cell_lines(t, w, how[c]) for c, t, w in zip(shown, cells, widths)]
