@@ -107,7 +107,7 @@ def test_status_shows_the_changed_params_and_json_all_of_them(tmp_path):
     assert result.exit_code == 0, result.output
     params = {row.split("\t")[0]: row.split("\t")[3] for row in result.stdout.splitlines()[1:]}
     assert params == {"download": "dataset=synthetic users=80 movies=60 ratings=2000",
-                      "preprocess": "dataset=synthetic seed=7", "train": "", "evaluate": "",
+                      "preprocess": "seed=7", "train": "", "evaluate": "",
                       "save-features": "", "ctr-train": "", "export": ""}
     result = rec(tmp_path, "status", "--format", "json")
     rows = {row["stage"]: row for row in map(json.loads, result.stdout.splitlines())}
@@ -136,6 +136,19 @@ def test_status_shows_synthetic_data_s_seed_only_when_given(tmp_path):
     result = rec(tmp_path, "status", "--format", "json")
     rows = {row["stage"]: row for row in map(json.loads, result.stdout.splitlines())}
     assert rows["download"]["params"]["seed"] == 42
+
+
+def test_status_shows_no_change_for_options_left_to_the_stage(exported, tmp_path):
+    """preprocess's dataset (the one downloaded), train's auto options (its --match's),
+    ctr-train's --data and --model (movielens, rank): left out, they changed nothing."""
+    root = run_stages(copy_world(exported, tmp_path), ["ctr-train", "--epochs", "1"])
+    assert status_params(root) == {
+        "download": "dataset=synthetic users=80 movies=60 ratings=2000", "preprocess": "",
+        "train": "epochs=1", "evaluate": "", "save-features": "", "ctr-train": "epochs=1",
+        "export": ""}
+    run_stages(root, ["train", "--epochs", "1", "--lr", "0.02"], ["train", "--resume",
+                                                                   "--epochs", "2"])
+    assert status_params(root)["train"] == "epochs=2 lr=0.02"  # the checkpoint's: a change
 
 
 def test_status_has_a_row_for_export_even_before_it_ran(tmp_path):
