@@ -70,13 +70,17 @@ DECIMAL = re.compile(r"-?[\d,]+(?:\.(\d+))?")
 
 
 def _same_decimals(texts: list[str], values: list) -> list[str]:
-    """A column of floats with the same number of decimals, so their points line up."""
-    found = [DECIMAL.fullmatch(t) for t in texts]
-    if not all(isinstance(v, float) for v in values) or not all(found):  # ints, 1.2e-05, ...
-        return texts
+    """A column of floats with the same number of decimals, so their points line up; an
+    empty cell (None: evaluate's baselines have no stars to score) stays empty."""
+    filled = [(t, v) for t, v in zip(texts, values) if v is not None]
+    found = [DECIMAL.fullmatch(t) for t, _ in filled]
+    if not filled or not all(isinstance(v, float) for _, v in filled) or not all(found):
+        return texts  # ints, 1.2e-05, ...
     places = max(len(m.group(1) or "") for m in found)
-    return [t + ("" if places == 0 else ("." if m.group(1) is None else "")
-                 + "0" * (places - len(m.group(1) or ""))) for t, m in zip(texts, found)]
+    padded = iter(t + ("" if places == 0 else ("." if m.group(1) is None else "")
+                       + "0" * (places - len(m.group(1) or "")))
+                  for (t, _), m in zip(filled, found))
+    return [t if v is None else next(padded) for t, v in zip(texts, values)]
 
 
 def _cell_lines(text: str, width: int, layout: str) -> list[str]:

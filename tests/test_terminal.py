@@ -103,6 +103,11 @@ def test_a_column_of_floats_lines_up_its_decimals(capsys):
     results.emit(rows, ["rank", "stars", "n"], "table")
     assert capsys.readouterr().out.splitlines()[2:] == [
         "   1   4.10   7", "   2   3.76  12", "   3   4.00   3"]
+    rows = [{"model": "rec", "rmse": 1.03631}, {"model": "ease", "rmse": None},
+            {"model": "bias", "rmse": 0.931494}]  # evaluate's: a baseline without stars
+    results.emit(rows, ["model", "rmse"], "table")
+    assert capsys.readouterr().out.splitlines()[2:] == [
+        "rec    1.036310", "ease", "bias   0.931494"]
     results.emit_object({"users": 6040, "seconds": 0.149}, "table")  # counts and rates: as is
     assert capsys.readouterr().out.splitlines()[2:] == ["users     6040", "seconds  0.149"]
 
