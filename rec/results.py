@@ -43,6 +43,20 @@ def writing_results() -> Iterator[None]:
         raise RecError(f"cannot write the results to standard output: {e.strerror or e}") from None
 
 
+# Python's text layer hands a text longer than its chunk (8 KiB) to the byte buffer in one
+# write and ignores the count written: a pipe whose reader goes away during that write
+# takes part of it, no error is raised, and the rest is dropped (exit 0, the output cut
+# short). Slices that fit the buffer (at most 4 bytes a character) are each buffered whole
+# or meet EPIPE when the buffer is flushed.
+SLICE = 2048
+
+
+def write_whole(text: str) -> None:
+    """`text` to stdout, all of it or an error (BrokenPipeError when the reader went away)."""
+    for start in range(0, len(text), SLICE):
+        sys.stdout.write(text[start:start + SLICE])
+
+
 def resolve_format(fmt: str) -> str:
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -146,7 +160,7 @@ class RowWriter:
             if self._csv is not None:
                 self._csv.writerows(zip(*cells))
             elif n:
-                sys.stdout.write("\n".join(map("\t".join, zip(*cells))) + "\n")
+                write_whole("\n".join(map("\t".join, zip(*cells))) + "\n")
 
     def close(self) -> None:
         with writing_results():
@@ -162,8 +176,8 @@ class RowWriter:
         from rec.texttable import render
 
         width = shutil.get_terminal_size((80, 24)).columns
-        sys.stdout.write(render(self.columns, self._rows, self.layout, self.title, width,
-                                _text_cell))
+        write_whole(render(self.columns, self._rows, self.layout, self.title, width,
+                           _text_cell))
 
     def __enter__(self) -> "RowWriter":
         return self

@@ -3,8 +3,9 @@
 Each column has a layout: KEEP (never shortened: ids, numbers), SHORT (one line, cut with an
 ellipsis), TWO (wrapped at spaces onto two lines at most, then cut: a movie title),
 WRAP (wrapped at spaces; a word wider than the column is folded), NOTE (a line of
-its own under the row, wrapped at spaces, e.g. a reason), HIDE (left out) or TITLE (the same
-on every row: said once in the title, else a WRAP column). Columns shrink, SHORT and WRAP
+its own under the row, wrapped at spaces, e.g. a reason; its header on a line of its own
+under the others'), HIDE (left out) or TITLE (the same on every row: said once in the
+title, else a WRAP column). Columns shrink, SHORT and WRAP
 alike, the widest first, only as far as the width requires. A column of numbers is right
 aligned, and a column of floats shows each with as many decimals as the longest (4.10
 above 3.76, not 4.1; a key/value column mixing counts and rates is left alone). The
@@ -69,13 +70,17 @@ DECIMAL = re.compile(r"-?[\d,]+(?:\.(\d+))?")
 
 
 def _same_decimals(texts: list[str], values: list) -> list[str]:
-    """A column of floats with the same number of decimals, so their points line up."""
-    found = [DECIMAL.fullmatch(t) for t in texts]
-    if not all(isinstance(v, float) for v in values) or not all(found):  # ints, 1.2e-05, ...
-        return texts
+    """A column of floats with the same number of decimals, so their points line up; an
+    empty cell (None: evaluate's baselines have no stars to score) stays empty."""
+    filled = [(t, v) for t, v in zip(texts, values) if v is not None]
+    found = [DECIMAL.fullmatch(t) for t, _ in filled]
+    if not filled or not all(isinstance(v, float) for _, v in filled) or not all(found):
+        return texts  # ints, 1.2e-05, ...
     places = max(len(m.group(1) or "") for m in found)
-    return [t + ("" if places == 0 else ("." if m.group(1) is None else "")
-                 + "0" * (places - len(m.group(1) or ""))) for t, m in zip(texts, found)]
+    padded = iter(t + ("" if places == 0 else ("." if m.group(1) is None else "")
+                       + "0" * (places - len(m.group(1) or "")))
+                  for (t, _), m in zip(filled, found))
+    return [t if v is None else next(padded) for t, v in zip(texts, values)]
 
 
 def _cell_lines(text: str, width: int, layout: str) -> list[str]:
@@ -114,6 +119,7 @@ def render(columns: list[str], rows: list[dict], layout: dict, title: str | None
     out = [line.center(line_width).rstrip()
            for line in textwrap.wrap(title or "", max(width, 20), break_on_hyphens=False)]
     out.append(GAP.join(just(c, i) for i, c in enumerate(shown)).rstrip())
+    out += [" " * indent + c for c in notes]  # each column has a header, a note's too
     out.append("─" * line_width)
     for row, cells in zip(rows, texts):
         lines = [_cell_lines(t, w, how[c]) for c, t, w in zip(shown, cells, widths)]

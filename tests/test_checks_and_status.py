@@ -106,14 +106,49 @@ def test_status_shows_the_changed_params_and_json_all_of_them(tmp_path):
     result = rec(tmp_path, "status", "--format", "tsv")
     assert result.exit_code == 0, result.output
     params = {row.split("\t")[0]: row.split("\t")[3] for row in result.stdout.splitlines()[1:]}
-    assert params == {"download": "dataset=synthetic users=80 movies=60 ratings=2000 seed=42",
-                      "preprocess": "dataset=synthetic seed=7", "train": "", "evaluate": "",
+    assert params == {"download": "dataset=synthetic users=80 movies=60 ratings=2000",
+                      "preprocess": "seed=7", "train": "", "evaluate": "",
                       "save-features": "", "ctr-train": "", "export": ""}
     result = rec(tmp_path, "status", "--format", "json")
     rows = {row["stage"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert rows["download"]["params"] == {"dataset": "synthetic", "source": None, "force": False,
+                                          "users": 80, "movies": 60, "ratings": 2000, "seed": 42}
     assert rows["preprocess"]["params"] == {"dataset": "synthetic", "split": "random",
                                             "val_ratio": 0.1, "seed": 7}
     assert rows["train"]["params"] == {}
+
+
+def status_params(root: Path) -> dict[str, str]:
+    result = rec(root, "status", "--format", "tsv")
+    assert result.exit_code == 0, result.output
+    return {row.split("\t")[0]: row.split("\t")[3] for row in result.stdout.splitlines()[1:]}
+
+
+def test_status_shows_synthetic_data_s_seed_only_when_given(tmp_path):
+    """--seed left out is synthetic data's 42 (JSON says so), no change; --seed 7 is one."""
+    changed = "dataset=synthetic users=80 movies=60 ratings=2000"
+    run_stages(tmp_path, ["download", "--dataset", "synthetic", *SMALL])
+    assert status_params(tmp_path)["download"] == changed
+    run_stages(tmp_path, ["download", "--dataset", "synthetic", *SMALL, "--seed", "7"])
+    assert status_params(tmp_path)["download"] == changed + " seed=7"
+    run_stages(tmp_path, ["download", "--dataset", "synthetic", *SMALL, "--seed", "42"])
+    assert status_params(tmp_path)["download"] == changed
+    result = rec(tmp_path, "status", "--format", "json")
+    rows = {row["stage"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert rows["download"]["params"]["seed"] == 42
+
+
+def test_status_shows_no_change_for_options_left_to_the_stage(exported, tmp_path):
+    """preprocess's dataset (the one downloaded), train's auto options (its --match's),
+    ctr-train's --data and --model (movielens, rank): left out, they changed nothing."""
+    root = run_stages(copy_world(exported, tmp_path), ["ctr-train", "--epochs", "1"])
+    assert status_params(root) == {
+        "download": "dataset=synthetic users=80 movies=60 ratings=2000", "preprocess": "",
+        "train": "epochs=1", "evaluate": "", "save-features": "", "ctr-train": "epochs=1",
+        "export": ""}
+    run_stages(root, ["train", "--epochs", "1", "--lr", "0.02"], ["train", "--resume",
+                                                                   "--epochs", "2"])
+    assert status_params(root)["train"] == "epochs=2 lr=0.02"  # the checkpoint's: a change
 
 
 def test_status_has_a_row_for_export_even_before_it_ran(tmp_path):

@@ -141,6 +141,15 @@ def test_every_command_is_in_the_readme():
     assert missing == [], f"README.md does not mention: {', '.join('rec ' + n for n in missing)}"
 
 
+def test_the_readme_lists_the_pipeline_s_stages_in_their_order():
+    """The first command's description names the stages `rec pipeline` runs, as it runs them."""
+    from rec.stages.pipeline import STAGES
+
+    text = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    listed = re.search(r"offline, about a minute on 2 cores\): ([\w, -]+)", text).group(1)
+    assert listed.strip().split(", ") == list(STAGES)
+
+
 def test_status_download_preprocess_never_import_paddle(tmp_path):
     base = ["--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out"), "--quiet"]
     assert_paddle_free(base + ["status"],

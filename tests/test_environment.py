@@ -185,6 +185,21 @@ def test_a_reader_that_went_away_ends_the_command_quietly(trained, args):
     assert (proc.wait(timeout=120), stderr) == (141, "")
 
 
+def test_a_reader_that_goes_away_midway_through_a_block_ends_it_with_141(trained):
+    """`rec recommend --all | head -1` on more than a pipe holds: the block of rows written
+    at once meets the reader's going while it is written (a short write, which Python's
+    text layer dropped without a word: exit 0, the rows cut short)."""
+    command = [sys.executable, "-m", "rec", "-q", "--data-dir", str(trained / "data"),
+               "--output-dir", str(trained / "output"), "recommend", "--all", "--top", "60"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout.readline().startswith(b"user\trank\tmovie")  # written on its own
+    assert proc.stdout.readline().startswith(b"1\t1\t")  # the block is being written
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert (proc.wait(timeout=120), stderr) == (141, "")
+
+
 def test_a_closed_or_full_stdout_is_one_line(trained):
     closed = run_rec(trained, "recommend", "1", capture_output=False, stderr=subprocess.PIPE,
                      pass_fds=(), preexec_fn=lambda: os.close(1), text=True)

@@ -14,7 +14,7 @@ from rec import results
 from rec.cli import COMMANDS, load_command
 from rec.stages.recommend import RECOMMEND_COLUMNS, TABLE_LAYOUT
 
-from conftest import ROOT, rec
+from conftest import ROOT, rec, run_stages
 
 ROWS = [{"rank": 1, "title": "Toy Story (1995)", "score": 4.123456789, "note": None},
         {"rank": 2, "title": 'say "hi", then\tgo', "score": 0.00001234, "note": "new\nline"}]
@@ -69,7 +69,8 @@ def test_recommend_table_fits_80_columns(capsys, monkeypatch):
     assert max(len(line) for line in lines) <= 80
     assert "user 42" in lines[0] and not lines[1].startswith("user")  # said once, in the title
     assert lines[1].split() == ["rank", "movie", "title", "genres", "stars", "score"]
-    body = lines[3:]
+    assert lines[2] == " " * 6 + "reason"  # the note's header, where the reasons start
+    body = lines[4:]
     assert len(body) == 30  # per movie: the title on two lines, then its reason (on one)
     title_at = lines[1].index("title")
     for k in range(10):
@@ -90,10 +91,10 @@ def test_a_title_longer_than_two_lines_is_cut_keeping_its_year(capsys, monkeypat
     results.emit(rows, RECOMMEND_COLUMNS, "table", "top 1", TABLE_LAYOUT)
     lines = capsys.readouterr().out.splitlines()
     assert max(len(line) for line in lines) <= 60
-    assert lines[3].split() == ["42", "1", "1001", "Star", "Wars:", "Episode", "Action", "4.23",
+    assert lines[4].split() == ["42", "1", "1001", "Star", "Wars:", "Episode", "Action", "4.23",
                                 "1.097"]
-    assert lines[4].split() == ["V", "-", "The", "Emp…", "(1980)"]  # cut, the year kept
-    assert lines[5].strip().startswith("because")  # no third line
+    assert lines[5].split() == ["V", "-", "The", "Emp…", "(1980)"]  # cut, the year kept
+    assert lines[6].strip().startswith("because")  # no third line
 
 
 def test_a_column_of_floats_lines_up_its_decimals(capsys):
@@ -102,6 +103,11 @@ def test_a_column_of_floats_lines_up_its_decimals(capsys):
     results.emit(rows, ["rank", "stars", "n"], "table")
     assert capsys.readouterr().out.splitlines()[2:] == [
         "   1   4.10   7", "   2   3.76  12", "   3   4.00   3"]
+    rows = [{"model": "rec", "rmse": 1.03631}, {"model": "ease", "rmse": None},
+            {"model": "bias", "rmse": 0.931494}]  # evaluate's: a baseline without stars
+    results.emit(rows, ["model", "rmse"], "table")
+    assert capsys.readouterr().out.splitlines()[2:] == [
+        "rec    1.036310", "ease", "bias   0.931494"]
     results.emit_object({"users": 6040, "seconds": 0.149}, "table")  # counts and rates: as is
     assert capsys.readouterr().out.splitlines()[2:] == ["users     6040", "seconds  0.149"]
 
@@ -151,6 +157,20 @@ def test_status_table_fits_80_columns(tmp_path):
     r = rec(tmp_path, "status", "--format", "table", env={"COLUMNS": "80"})
     assert r.exit_code == 0 and max(map(len, r.stdout.splitlines())) <= 80
     assert "not run" in r.stdout
+
+
+def test_status_table_has_a_header_for_the_params_under_the_row(tmp_path):
+    """The parameters sit on a line of their own under each row: their header too."""
+    run_stages(tmp_path, ["download", "--dataset", "synthetic", "--users", "80", "--movies",
+                          "60", "--ratings", "2000", "--seed", "7"])
+    r = rec(tmp_path, "status", "--format", "table", env={"COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    header = lines.index("stage          state    when")  # under the title (a long path)
+    assert lines[header + 1:header + 3] == [" " * 15 + "params", "─" * 49]
+    assert lines[header + 3].split()[:2] == ["download", "fresh"]
+    assert lines[header + 4] == " " * 15 + ("dataset=synthetic users=80 movies=60 "
+                                            "ratings=2000 seed=7")
 
 
 def help_output(name: str) -> str:

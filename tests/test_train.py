@@ -359,6 +359,22 @@ def test_ranking_metrics_on_a_catalogue_smaller_than_k():
     assert result["ndcg@10"] == pytest.approx((1.0 + 1.0 / np.log2(4)) / 2)
 
 
+def test_evaluate_table_shows_ease_once_when_the_tuning_slice_picks_500():
+    """EASE at the λ the tuning slice picks, and at 500: one row when they are one model
+    (ml-100k picks 500: two identical "ease λ500" rows read as a bug)."""
+    from rec.stages.evaluate import model_rows
+
+    ease = {"hr@10": 0.75, "ndcg@10": 0.31}
+    report = {"ranked": False, "match": "softmax",
+              "baselines": {"popularity": {"hr@10": 0.5}, "ease": ease,
+                            "ease_tuned": {**ease, "lambda": 500.0}}}
+    assert [name for name, _ in model_rows(report)] == ["rec softmax", "ease λ500",
+                                                        "popularity"]
+    report["baselines"]["ease_tuned"]["lambda"] = 1000.0
+    assert [name for name, _ in model_rows(report)] == ["rec softmax", "ease λ1000",
+                                                        "ease λ500", "popularity"]
+
+
 def test_evaluate_baselines_on_a_hand_checked_catalogue(monkeypatch):
     from rec import metrics
 

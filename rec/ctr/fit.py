@@ -34,7 +34,8 @@ def train(paths: Paths, p, device: str, resume: bool,
         manifest.record(paths, "ctr-train", {**asdict(p), "device": device},
                         inputs=[*dataset_paths(paths), paths.model.params,
                                 paths.features_dir / SCORING],
-                        outputs=[paths.ctr.best, paths.ctr.metrics])
+                        outputs=[paths.ctr.best, paths.ctr.metrics],
+                        resolved=p.left_out())
         return metrics
     from rec.engine import runtime, trainer
     from rec.ctr import training as ct
@@ -91,5 +92,6 @@ def train(paths: Paths, p, device: str, resume: bool,
     metrics = trainer.fit(spec, job, objective, state, resume, summarize).metrics
     if job.main:
         manifest.record(paths, "ctr-train", {**asdict(p), "device": job.device},
-                        inputs=input_files, outputs=[paths.ctr.best, paths.ctr.metrics])
+                        inputs=input_files, outputs=[paths.ctr.best, paths.ctr.metrics],
+                        resolved=p.left_out())
     return metrics

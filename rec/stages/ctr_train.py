@@ -120,6 +120,12 @@ class CtrParams:
         if self.data is None:
             self.data = "criteo" if self.input else "movielens"
 
+    def left_out(self) -> dict:
+        """What --data and --model stand for when left out, with this run's --input and
+        --data (the manifest's defaults: `rec status` shows what a run changed)."""
+        return {"data": "criteo" if self.input else "movielens",
+                "model": "rank" if self.data == "movielens" else "wide_deep"}
+
 
     def hidden_sizes(self) -> tuple:
         try:

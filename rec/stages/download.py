@@ -53,11 +53,24 @@ def summary(paths: Paths, spec: DatasetSpec, marker: dict, status: str) -> dict:
             "source": marker["source"]}
 
 
-def _record_if_missing(paths: Paths, spec: DatasetSpec, params: dict) -> None:
+def left_out(spec: DatasetSpec, named: bool, source: str | None) -> dict:
+    """What the options whose default is None stand for in this run (as their --help says),
+    for the manifest: `rec status` shows only what a run changed. --dataset given with a
+    --source is not resolved (the source's name is not read again): it shows as given."""
+    resolved = {**SyntheticSpec().__dict__} if spec.generated else {}
+    if not named:
+        resolved["dataset"] = spec.name
+    elif source is None:
+        resolved["dataset"] = registry.DEFAULT
+    return resolved
+
+
+def _record_if_missing(paths: Paths, spec: DatasetSpec, params: dict, resolved: dict) -> None:
     """A present dataset is left alone, but the manifest should still know about it."""
     last = manifest.last_download(paths)
     if last is None or last[0] != spec.name or last[1] != paths.raw(spec.name).resolve():
-        manifest.record(paths, "download", params, inputs=[], outputs=[paths.raw(spec.name)])
+        manifest.record(paths, "download", params, inputs=[], outputs=[paths.raw(spec.name)],
+                        resolved=resolved)
 
 
 # --- the command ---------------------------------------------------------------------------
@@ -127,7 +140,8 @@ def command(
             log(f"{target} is already present and verified ({marker['verified_by']}); "
                 f"nothing to do (--force fetches it again)")
         if marker is not None:
-            _record_if_missing(paths, spec, {**params, "source": marker.get("source")})
+            _record_if_missing(paths, spec, {**params, "source": marker.get("source")},
+                               left_out(spec, named, source))
             emit_object(summary(paths, spec, marker, "already present"), fmt)
             return
         if target.exists() and not force:
@@ -137,5 +151,6 @@ def command(
         status = "downloaded" if source is None or is_url(source) else "copied from --source"
         log(f"{target} is ready ({marker['verified_by']})")
 
-    manifest.record(paths, "download", params, inputs=[], outputs=[target])
+    manifest.record(paths, "download", params, inputs=[], outputs=[target],
+                    resolved=left_out(spec, named, source))
     emit_object(summary(paths, spec, marker, status), fmt)

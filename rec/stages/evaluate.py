@@ -51,7 +51,9 @@ def model_rows(report: dict) -> list[tuple[str, dict]]:
     if tuned is not None:
         rows.append((f"ease λ{tuned['lambda']:g}", tuned))
     if "ease" in base:
-        rows.append(("ease λ500", base.pop("ease")))
+        fixed = base.pop("ease")
+        if tuned is None or tuned["lambda"] != 500:  # else the same model: one row
+            rows.append(("ease λ500", fixed))
     return rows + list(base.items())
 
 

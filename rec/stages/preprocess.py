@@ -45,11 +45,11 @@ def command(
         raise UsageError(f"unknown --split {split!r}: choose random, time, time-user or users")
     if not 0.0 < val_ratio < 1.0:
         raise UsageError(f"--val-ratio must be between 0 and 1 (got {val_ratio})")
+    downloaded = manifest.default_dataset(paths, MARKER)
     if dataset is None:
-        dataset = manifest.default_dataset(paths, MARKER)
-        if dataset:
-            log(f"dataset: {dataset} (the one downloaded last into {paths.data_dir})")
-        dataset = dataset or "ml-1m"
+        if downloaded:
+            log(f"dataset: {downloaded} (the one downloaded last into {paths.data_dir})")
+        dataset = downloaded or "ml-1m"
     folder = paths.raw(dataset)
     if not folder.is_dir() and dataset not in registry.names():  # download would refuse it
         raise UsageError(f"unknown dataset {dataset!r} (and no folder {folder}): choose one of "
@@ -66,7 +66,8 @@ def command(
     manifest.record(paths, "preprocess", {"dataset": dataset, "split": split,
                                           "val_ratio": val_ratio, "seed": seed},
                     inputs=[folder], outputs=[*dataset_paths(paths), paths.dataset_dir / UNIT],
-                    read_as={folder: read_as})
+                    read_as={folder: read_as},
+                    resolved={"dataset": downloaded or "ml-1m"})  # --dataset left out
     table = Table(title=f"preprocess {dataset}: {seconds:.2f}s")
     table.add_column("what")
     table.add_column("count", justify="right")

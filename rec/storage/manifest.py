@@ -186,7 +186,9 @@ def load(paths: Paths) -> dict:
 
 # The running command's option defaults (rec.stages.stage sets them for a writing command;
 # each stage is its own `rec` process, a pipeline's too): record() keeps those of the
-# parameters it records, so that `rec status` can show what a run changed.
+# parameters it records, so that `rec status` can show what a run changed. A default that
+# stands for a value the stage picks (None, 0 = auto) is recorded as the value picked
+# (record's `resolved`): synthetic data's seed 42 is no change from --seed's None.
 _option_defaults: dict[str, Any] = {}
 
 
@@ -196,10 +198,15 @@ def set_option_defaults(defaults: dict[str, Any]) -> None:
 
 
 def record(paths: Paths, stage: str, params: dict[str, Any], inputs: list[Path],
-           outputs: list[Path], read_as: dict[Path, str | None] | None = None) -> None:
+           outputs: list[Path], read_as: dict[Path, str | None] | None = None,
+           resolved: dict[str, Any] | None = None) -> None:
     """Record a finished stage (atomically rewriting the manifest; an unreadable one is
     replaced, with a warning). `read_as` holds the fingerprints of inputs taken as they were
-    read (a folder another command may replace since: the record must say what was read)."""
+    read (a folder another command may replace since: the record must say what was read).
+    `resolved`: what this run makes of options whose default is None or 0 = auto, recorded
+    as their defaults."""
+    defaults = {**_option_defaults, **{k: v for k, v in (resolved or {}).items()
+                                       if k in _option_defaults}}
     manifest, why = read(paths)
     if why:
         warn(f"{unreadable(paths, why)}; replaced by a new one that records this {stage} "
@@ -211,7 +218,7 @@ def record(paths: Paths, stage: str, params: dict[str, Any], inputs: list[Path],
     manifest.setdefault("stages", {})[stage] = {
         "command": " ".join(["rec"] + sys.argv[1:]),
         "params": params,
-        "defaults": {k: _option_defaults[k] for k in params if k in _option_defaults},
+        "defaults": {k: defaults[k] for k in params if k in defaults},
         "version": __version__,
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "inputs": {_abs(p): (read_as or {}).get(p) or fingerprint(p) for p in inputs},

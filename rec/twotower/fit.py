@@ -72,5 +72,16 @@ def train(paths: Paths, params, device: str, resume: bool, threads: int | None,
     if job.main:
         manifest.record(paths, "train", {**params.__dict__, "device": job.device},
                         inputs=dataset_paths(paths),
-                        outputs=[paths.model.best, paths.model.history])  # every file
+                        outputs=[paths.model.best, paths.model.history],  # every file
+                        resolved=auto_values(kind, params, n_train, ds.n_users, ds.n_movies))
     return metrics
+
+
+def auto_values(kind, params, n_train: int, n_users: int, n_movies: int) -> dict:
+    """What the options left at auto (0) stand for with this --match and dataset: the
+    manifest's defaults, so that `rec status` shows only what a run changed (a --resume
+    run's options are the checkpoint's, and may differ from them)."""
+    left_out = type(params)(match=params.match)
+    picked = type(params)(match=params.match)
+    kind.resolve_auto(picked, n_train, n_users, n_movies)
+    return {k: v for k, v in vars(picked).items() if v != getattr(left_out, k)}
