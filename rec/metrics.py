@@ -277,8 +277,8 @@ def _summary(hits, ndcgs, tops, n_ranked: int, n_movies: int, k: int,
 
 
 def baseline_metrics(train: tuple, validation: tuple, clip, rank_args: dict, seed: int = 0,
-                     step=lambda name: None, ease=None,
-                     popularity: dict | None = None) -> tuple[dict, list[str]]:
+                     step=lambda name: None, ease=None, popularity: dict | None = None,
+                     ratings=None) -> tuple[dict, list[str]]:
     """({name: metrics}, notes): the baselines `rec evaluate` shows beside the model, each
     ranked as ranking_metrics(**rank_args) ranks it, on the same users. `train` and
     `validation` are (users, movies, ratings) arrays. Popularity (training counts); EASE at
@@ -288,7 +288,7 @@ def baseline_metrics(train: tuple, validation: tuple, clip, rank_args: dict, see
     each starts (progress). `ease`: a future of ease_metrics' result on the same training
     ratings and rank_args, computed meanwhile elsewhere (a thread), else computed here.
     `popularity`: its ranking_metrics when already computed (evaluate's popularity
-    channel)."""
+    channel); `ratings`: a future of rating_baselines' result, as `ease`."""
     (tu, tm, tr), (vu, vm, vr) = train, validation
     n_users, n_movies = rank_args["n_users"], rank_args["n_movies"]
     step("popularity")
@@ -301,19 +301,29 @@ def baseline_metrics(train: tuple, validation: tuple, clip, rank_args: dict, see
             ease_metrics(n_users, n_movies, tu, tm, rank_args)
     else:
         notes.append(f"EASE skipped: {n_movies:,} movies (more than {EASE_MAX_MOVIES:,})")
-    step("bias")
+    step("bias and global mean")
+    baselines.update(ratings.result() if ratings is not None else
+                     rating_baselines(train, validation, clip, rank_args, seed))
+    return baselines, notes
+
+
+def rating_baselines(train: tuple, validation: tuple, clip, rank_args: dict,
+                     seed: int = 0) -> dict:
+    """baseline_metrics' rating baselines: {"bias": ..., "global_mean": ...}."""
+    (tu, tm, tr), (vu, vm, vr) = train, validation
+    n_users, n_movies = rank_args["n_users"], rank_args["n_movies"]
+    baselines = {}
     mu, b_u, b_m = fit_biases(tu, tm, tr, n_users, n_movies)
     b_rmse, b_mae = rmse_mae(mu + b_u[vu] + b_m[vm], vr, clip)
     # mu + b_u[block][:, None] + b_m[None, :]: each user's order is the movies' biases'
     bias = shared_order_scorer(b_m, lambda block: mu + b_u[block][:, None])
     baselines["bias"] = {**ranking_metrics(bias, **rank_args), "rmse": b_rmse, "mae": b_mae}
-    step("global mean")
     mean = float(tr.mean())
     g_rmse, g_mae = rmse_mae(np.full(len(vr), mean), vr, clip)
     noise = np.random.default_rng(seed).random(n_movies)  # ties broken at random
     baselines["global_mean"] = {**ranking_metrics(shared_order_scorer(noise), **rank_args),
                                 "rmse": g_rmse, "mae": g_mae}
-    return baselines, notes
+    return baselines
 
 
 def ease_metrics(n_users: int, n_movies: int, train_users: np.ndarray,

@@ -30,7 +30,7 @@ import numpy as np
 
 from rec.datasets.contract import GIVEN, RELEVANT, TRAIN, VAL, load_dataset
 from rec.errors import UsageError
-from rec.metrics import EASE_MAX_MOVIES, baseline_metrics, ease_metrics
+from rec.metrics import EASE_MAX_MOVIES, baseline_metrics, ease_metrics, rating_baselines
 from rec.twotower.features import earlier_model
 from rec.twotower.heldout import evaluate_held_out, vector_metrics
 
@@ -45,7 +45,7 @@ KEYS = [f"hr@{K}", f"ndcg@{K}", f"long_tail@{K}", f"coverage@{K}", "rmse", "mae"
 # the progress bar's weights): the rank stage is most of the time, EASE λ500 runs beside
 # it (its step then only collects the result)
 STEPS = {"loading the model": 5, "recall channels and the rank stage": 19, "rec": 1,
-         "popularity": 1, "EASE": 1, "bias": 1, "global mean": 1}
+         "popularity": 1, "EASE": 1, "bias and global mean": 1}
 USERS_STEP = 30  # the held-out users' report, EASE's among them (a users split)
 
 
@@ -92,12 +92,16 @@ def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
         user_vecs, movie_vecs, scoring = kinds.of_model(model).saved_vectors(model, ds)
     else:
         user_vecs, movie_vecs, scoring = saved.users, saved.movies, saved.scoring
-    with ThreadPoolExecutor(1) as background:
-        # the EASE λ500 baseline (X'X and a Cholesky inverse, 1.9 s on ml-1m, then every
-        # user scored and ranked, 1 s) runs beside the rank stage, whose two threads leave
-        # a core partly idle: neither holds the GIL for long (rec.ease); the report is assembled in its usual order afterwards
+    with ThreadPoolExecutor(2) as background:
+        # the baselines run beside the rank stage, whose two threads leave a core partly
+        # idle: EASE λ500 (X'X and a Cholesky inverse, 1.9 s on ml-1m, then every user
+        # scored and ranked, 1 s; neither holds the GIL for long: rec.ease) and the rating
+        # baselines (0.2 s, once the last thing evaluate did with a core idle); the report
+        # is assembled in its usual order afterwards
         ease = background.submit(ease_metrics, ds.n_users, ds.n_movies, tu, tm, rank_args) \
             if ds.n_movies <= EASE_MAX_MOVIES else None
+        ratings = background.submit(rating_baselines, (tu, tm, tr), (vu, vm, vr), clip,
+                                    rank_args, seed)
         step("recall channels and the rank stage")
         rank_stage = rank_stage_report(paths, ds, saved)
         ranked_already = channels_as_ranked(rank_stage[0], ds, saved)
@@ -105,7 +109,7 @@ def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
         result = vector_metrics(user_vecs, movie_vecs, scoring, vu, vm, vr, clip,
                                 ranked_already.get("two_tower"), **rank_args)
         baselines, notes = baseline_metrics((tu, tm, tr), (vu, vm, vr), clip, rank_args, seed,
-                                            step, ease=ease,
+                                            step, ease=ease, ratings=ratings,
                                             popularity=ranked_already.get("popularity"))
     return with_rank_stage(paths, ds, computed=rank_stage, report={
         **rounded(result), "baselines": {k: rounded(v) for k, v in baselines.items()},
