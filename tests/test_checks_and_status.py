@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -202,6 +203,22 @@ def test_status_names_a_holder_that_is_no_stage(exported, tmp_path):
     assert result.exit_code == 0
     assert f"{root / 'output'} is in use by `another tool (pid {os.getpid()})`" in result.stderr
     assert "running" not in result.stdout
+
+
+def test_evaluate_before_the_rank_stage_is_stale_once_it_is_fitted(exported, tmp_path):
+    """evaluate run before save-features and ctr-train left the channels and the ranked
+    list out: status calls it stale once they exist, and fresh again after evaluate."""
+    root = copy_world(exported, tmp_path)
+    shutil.rmtree(root / "output" / "features")
+    assert not (root / "output" / "ctr").exists()
+    assert rec(root, "evaluate").exit_code == 0
+    assert states(root)["evaluate"] == "fresh"
+    assert rec(root, "save-features").exit_code == 0
+    assert states(root)["evaluate"] == "stale"
+    assert rec(root, "evaluate").exit_code == 0
+    assert rec(root, "ctr-train", "--data", "movielens").exit_code == 0
+    assert states(root)["evaluate"] == "stale"
+    assert rec(root, "evaluate").exit_code == 0 and states(root)["evaluate"] == "fresh"
 
 
 def test_features_from_an_earlier_model_are_named_by_recommend_and_evaluate(exported, tmp_path):

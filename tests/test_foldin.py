@@ -146,7 +146,9 @@ def test_a_rated_line_without_a_tab_that_is_a_whole_title_is_refused(trained, tm
 def test_bad_rating_lines_name_the_line(trained, tmp_path):
     (tmp_path / "bad.tsv").write_text("1\t5\n2\tmany\n")
     result = rec(trained, "recommend", "--rated", str(tmp_path / "bad.tsv"))
-    assert result.exit_code == 2 and f"{tmp_path / 'bad.tsv'}:2:" in result.stderr
+    assert result.exit_code == 2 and result.stderr == (  # the rating is named as the fault
+        f"error: {tmp_path / 'bad.tsv'}:2: the rating 'many' is not a number (expected "
+        "'movie<TAB>rating', e.g. 'Toy Story<TAB>5')\n")
     (tmp_path / "bad.tsv").write_text("1\t9\n")
     result = rec(trained, "recommend", "--rated", str(tmp_path / "bad.tsv"))
     assert result.exit_code == 2 and result.stderr == (

@@ -404,6 +404,15 @@ def test_similar_by_id_ranks_movies_sharing_the_genres(world):
     assert world["genres_of"][int(rows[0]["movie"])] & world["genres_of"][5]
 
 
+def test_similar_s_table_names_one_query_in_its_title_once(world):
+    title = world["vocab"].titles[4]
+    table = run(world, "similar", "5", "--top", "3", "--format", "table").stdout.splitlines()
+    assert table[0].strip() == f"similar to movie 5, {title}"
+    assert "query" not in table[1]  # not "· query 5", nor a column of 5s
+    both = run(world, "similar", "5", "6", "--top", "2", "--format", "table").stdout
+    assert both.splitlines()[0].strip() == "similar movies" and "query" in both
+
+
 def test_similar_by_title(world):
     vocab = world["vocab"]
     title = vocab.titles[9]  # e.g. "A Musical1 10 (1983)"

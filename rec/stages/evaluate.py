@@ -27,6 +27,7 @@ from rich.table import Table
 
 from rec.storage import manifest
 from rec.storage.atomic import write_json
+from rec.storage.unit import UNIT
 from rec.console import log, show_table, steps
 from rec.results import emit, emit_object
 from rec.datasets.contract import dataset_paths
@@ -71,7 +72,11 @@ def command(
         report = evaluation.evaluate(paths, device, seed, step)
     write_json(paths.eval_report, report)
     manifest.record(paths, "evaluate", {"device": device, "seed": seed},
-                    inputs=dataset_paths(paths) + [paths.model.params],
+                    # what the channels and the ranked list came from, or their absence:
+                    # evaluate run before save-features or ctr-train is stale after them
+                    inputs=dataset_paths(paths) + [paths.model.params,
+                                                   paths.features_dir / UNIT,
+                                                   paths.ctr.best / UNIT],
                     outputs=[paths.eval_report])
     rows = [{"model": name, **{k: metrics.get(k) for k in KEYS}} for name, metrics in
             model_rows(report)]

@@ -354,8 +354,12 @@ def similar_command(
     rows = list(dict.fromkeys(find_movie(cat, q) for q in queries))
     allowed = movie_mask(cat, genre or [], year_from, year_to)
     genre_texts = {}
-    title = f"similar to {cat.titles[rows[0]]}" if len(rows) == 1 else "similar movies"
-    with RowWriter(SIMILAR_COLUMNS, fmt, title=title, layout=TABLE_LAYOUT) as out:
+    layout, title = TABLE_LAYOUT, "similar movies"
+    if len(rows) == 1:  # the query said once, in the title ("· query 1" was its bare id)
+        layout = {**TABLE_LAYOUT, "query": HIDE}
+        title = (f"similar to movie {_plain_id(cat.features.movie_ids[rows[0]])}, "
+                 f"{cat.titles[rows[0]]}")
+    with RowWriter(SIMILAR_COLUMNS, fmt, title=title, layout=layout) as out:
         for query in rows:
             found, sims = similar_movies(cat, query, top, allowed)
             for rank, (movie, sim) in enumerate(zip(found, sims), start=1):

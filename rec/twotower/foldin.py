@@ -95,6 +95,9 @@ def parse_rated(text: str, source: str, spaced: list | None = None) -> list[tupl
             value = float(rating)
         except ValueError:
             value = float("nan")
+        if movie.strip() and "\t" in line and not np.isfinite(value):  # the rating is the fault
+            raise UsageError(f"{source}:{number}: the rating {shown(rating.strip())} is not a "
+                             f"number (expected 'movie<TAB>rating', e.g. 'Toy Story<TAB>5')")
         if not movie.strip() or not np.isfinite(value):
             raise UsageError(f"{source}:{number}: expected 'movie<TAB>rating', got {shown(line)}")
         out.append((movie.strip(), value, f"{source}:{number}"))
