@@ -60,9 +60,23 @@ def pick_logits(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndar
 
 def log_like(star_values: np.ndarray, like: dict) -> np.ndarray:
     """log P(like) = log sigmoid(a * stars + b), computed without overflow."""
-    z = (np.float32(like["a"]) * star_values + np.float32(like["b"])).astype(np.float32)
-    # log sigmoid(z) = min(z, 0) - log(1 + exp(-|z|)): stable, and 5x faster than logaddexp
-    return np.minimum(z, np.float32(0)) - np.log1p(np.exp(-np.abs(z)))
+    star_values = np.asarray(star_values, np.float32)
+    z = np.empty(star_values.shape, np.float32)  # written with out=: arrays, even 0-d
+    np.multiply(star_values, np.float32(like["a"]), out=z)
+    z += np.float32(like["b"])
+    # log sigmoid(z) = min(z, 0) - log(1 + exp(-|z|)): stable, in place. log(1 + t) for t
+    # in (0, 1], not log1p(t): numpy's float32 log is vectorised and its log1p is not (a
+    # 1,024-user chunk of ml-1m: 28 ms against 60, a quarter of `recommend --all`'s CPU);
+    # 1 + t drops t's bits below 2^-24, an absolute error under 6e-8 where |z| > 16
+    t = np.empty_like(z)
+    np.abs(z, out=t)
+    np.negative(t, out=t)
+    np.exp(t, out=t)
+    t += np.float32(1)
+    np.log(t, out=t)
+    np.minimum(z, np.float32(0), out=z)
+    z -= t
+    return z
 
 
 def score(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:

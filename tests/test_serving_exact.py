@@ -90,6 +90,59 @@ def test_user_side_ease_is_the_cholesky_inverses_matrix_and_scores():
         np.testing.assert_allclose(side.scores(x[:40], lam), x[:40] @ primal, atol=2e-5)
 
 
+def test_log_like_is_log_sigmoid_within_float32_rounding():
+    from rec.scoring import log_like
+
+    like = {"a": 2.44, "b": -8.42}
+    stars = np.concatenate([np.linspace(-30, 30, 20_001), [0.0, 3.45, 1e4, -1e4]])
+    z = like["a"] * np.asarray(stars.astype(np.float32), np.float64) + like["b"]
+    exact = -np.logaddexp(0.0, -z)  # log sigmoid(z) in float64
+    got = log_like(stars.astype(np.float32), like)
+    assert got.dtype == np.float32 and np.isfinite(got).all()
+    np.testing.assert_allclose(got, exact, rtol=2e-6, atol=2e-7)
+    assert log_like(np.float32(4.0), like).shape == ()  # a 0-d array stays one
+    assert log_like(np.zeros((0, 3), np.float32), like).shape == (0, 3)
+
+
+@pytest.mark.parametrize("k", [1, 10, 30])
+def test_best_scored_is_the_whole_orders_best_columns_to_the_bit(k):
+    """Through the pick shortlist or whole, every column and score is best_columns' of
+    score(): also for a row with ties, a row with few allowed movies, a row all blocked."""
+    from rec.scoring import score
+    from rec.twotower import topscores
+
+    rng = np.random.default_rng(k)
+    users = rng.normal(size=(300, 24)).astype(np.float32)
+    movies = rng.normal(size=(500, 24)).astype(np.float32)
+    movies[7] = movies[3]  # two movies every user scores the same: ties
+    scoring = {"match": "softmax", "split": 16, "offset": 3.5,
+               "like": {"a": 2.0, "b": -7.0, "weight": 1.0}}
+    seen = rng.random((300, 500)) < 0.05
+    seen[5, 40:] = True  # 40 movies left
+    seen[6] = True  # none left
+    users[8, :16] = 0  # every pick logit the same: the order is log P(like)'s
+
+    def blocked(scores):
+        scores[seen] = -np.inf
+    whole = score(users, movies, scoring)
+    blocked(whole)
+    expected = topscores.best_columns(whole, k)
+    whole_rows = []
+    plain = topscores.best_columns
+
+    def spied(scores, width):  # best_columns over the shortlist, or over whole rows
+        if scores.shape[1] == movies.shape[0]:
+            whole_rows.append(len(scores))
+        return plain(scores, width)
+    topscores.best_columns = spied
+    try:
+        got = topscores.best_scored(users, movies, scoring, blocked, k)
+    finally:
+        topscores.best_columns = plain
+    assert np.array_equal(got[0], expected[0]) and same_bits(got[1], expected[1])
+    assert 2 <= sum(whole_rows) < 30  # the odd rows whole, the others from the shortlist
+
+
 def test_dual_ease_scores_are_eases_when_users_are_fewer():
     rng = np.random.default_rng(3)
     x = binary(rng, 120, 700, 6000)

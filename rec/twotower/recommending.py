@@ -22,9 +22,10 @@ import numpy as np
 
 from rec.datasets.contract import VAL, Dataset, id_key
 from rec.errors import UsageError, shown
-from rec.scoring import score, stars_pairs
+from rec.scoring import stars_pairs
 from rec.twotower.features import Features
 from rec.twotower.titles import display_title, find_movie  # noqa: F401 (their home before)
+from rec.twotower.topscores import best_columns, best_scored
 
 CHUNK_USERS = 1024  # users scored per matrix product: 1024 x 3883 float32 is 16 MB
 EXPLORE_POOL = 3  # --explore draws from the best EXPLORE_POOL * N candidates
@@ -221,25 +222,6 @@ def movie_mask(cat: Catalog, genres: list[str], year_from: int | None,
 # --- ranking --------------------------------------------------------------------------------
 
 
-PARTITION_ROWS = 64  # rows per np.argpartition in best_columns
-
-
-def best_columns(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best columns of each row, best first, with their scores (-inf = not available)."""
-    n = scores.shape[1]
-    k = min(k, n)
-    # (faster than partitioning -scores) a few rows at a time: each row is partitioned on
-    # its own, so the indices are the same, and numpy's (rows, n) int64 index array is
-    # made in the cache, not as 32 MB of fresh pages for each chunk of 1,024 ml-1m users
-    part = np.empty((len(scores), k), np.intp)
-    for lo in range(0, len(scores), PARTITION_ROWS):
-        part[lo:lo + PARTITION_ROWS] = np.argpartition(scores[lo:lo + PARTITION_ROWS], n - k,
-                                                       axis=1)[:, n - k:]
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_scores, axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
-
-
 @dataclass
 class ChunkRatings:
     """The ratings of one chunk of users, sorted by user position, best rating first."""
@@ -276,12 +258,13 @@ def recommend_chunk(cat: Catalog, user_rows: np.ndarray, ratings: ChunkRatings, 
                     seed: int = 0) -> Picks:
     """Top `top` allowed movies for each user: one matrix product, then argpartition."""
     f = cat.features
-    scores = score(f.users[user_rows], f.movies, f.scoring)
-    scores[:, ~allowed] = -np.inf
-    if not include_seen:
-        scores[ratings.pos, ratings.movie] = -np.inf
+
+    def blocked(scores: np.ndarray) -> None:  # -inf: not to be recommended
+        scores[:, ~allowed] = -np.inf
+        if not include_seen:
+            scores[ratings.pos, ratings.movie] = -np.inf
     pool = top * EXPLORE_POOL if explore else top
-    cand, cand_scores = best_columns(scores, pool)
+    cand, cand_scores = best_scored(f.users[user_rows], f.movies, f.scoring, blocked, pool)
     available = np.isfinite(cand_scores).sum(axis=1)
     width = min(top, cand.shape[1])
     movies = np.full((len(user_rows), top), -1, dtype=np.int64)
