@@ -79,6 +79,14 @@ def log_like(star_values: np.ndarray, like: dict) -> np.ndarray:
     return z
 
 
+def like_weight(scoring: dict) -> float:
+    """The weight of log P(like) in score()'s order: 0 when the order is the pick logits
+    (or the stars) alone."""
+    if scoring["match"] != "softmax":
+        return 0.0
+    return float((scoring.get("like") or {}).get("weight") or 0.0)
+
+
 def score(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
     """The order `rec recommend` ranks by (len(users), len(movies)); see the docstring."""
     if scoring["match"] != "softmax":

@@ -483,13 +483,13 @@ def test_reasons_cite_a_movie_of_the_users_planted_favourite_genre(trained):
         fav = truth["favourite_genre"][str(r["user"])]
         if fav in r["genres"].split("|"):
             hits.append(fav in by_title[cited])
-    # About 20 rows of the favourite genre cite a movie (16 of 17 right); 100-180 (85-90 %
-    # right) when float noise of the old logsumexp pick loss drifted every movie vector
-    # along a common offset and raised every cosine (rec/twotower/fullstep.py). Of every
-    # "because you rated" row, 82 % cite a movie sharing a genre with the recommendation
-    # since the cosine is taken about the catalogue's mean vector (79 % before: it cited
-    # 10 % more rows)
-    assert len(hits) >= 10 and np.mean(hits) > 0.85, (len(hits), np.mean(hits))
+    # About 10-20 rows of the favourite genre cite a movie (9 of 9 right since the
+    # gradients are clipped, 16 of 17 before); 100-180 (85-90 % right) when float noise of
+    # the old logsumexp pick loss drifted every movie vector along a common offset and
+    # raised every cosine (rec/twotower/fullstep.py). Of every "because you rated" row,
+    # 86 % cite a movie sharing a genre with the recommendation (82 % before the clipping;
+    # 79 % before the cosine was taken about the catalogue's mean vector)
+    assert len(hits) >= 8 and np.mean(hits) > 0.85, (len(hits), np.mean(hits))
     assert len(alike) > 1000 and np.mean(alike) > 0.8, (len(alike), np.mean(alike))
 
 

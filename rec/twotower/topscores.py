@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rec.scoring import log_like, pick_logits, score, stars
+from rec.scoring import like_weight, log_like, pick_logits, score, stars
 
 PARTITION_ROWS = 64  # rows per np.argpartition in best_columns
 SHORTLIST = 4  # best_scored looks at SHORTLIST * k columns by pick (at least 64)
@@ -41,15 +41,15 @@ def best_columns(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 def best_scored(users: np.ndarray, movies: np.ndarray, scoring: dict, blocked, k: int):
     """best_columns(score(users, movies, scoring) with `blocked(scores)` setting -inf where
     a movie may not be recommended, k): (columns, scores), the same to the bit."""
-    like = scoring.get("like") or {}
     n = len(movies)
     short = max(SHORTLIST * k, 64)
-    if scoring["match"] != "softmax" or not like.get("weight") or short + 1 >= n:
+    if not like_weight(scoring) or short + 1 >= n:
         scores = score(users, movies, scoring)
         blocked(scores)
         return best_columns(scores, k)
     pick = pick_logits(users, movies, scoring)  # score()'s products, in its order
     star_values = stars(users, movies, scoring)
+    like = scoring["like"]
     weight = np.float32(like["weight"])
     blocked(pick)  # -inf where the order is -inf
     # each row's best short + 1 picks; the first of them is the best pick left out
