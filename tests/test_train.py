@@ -18,7 +18,7 @@ import pytest
 from rec.errors import RecError
 from rec.twotower.features import load_features
 
-from conftest import rec, reseal
+from conftest import copy_world, rec, reseal
 
 FAST = ["--epochs", "3"]
 
@@ -111,6 +111,21 @@ def test_evaluate_json_on_stdout(trained):
     obj = json.loads(lines[0])
     saved = json.loads((trained / "output" / "model" / "eval.json").read_text())
     assert obj["rmse"] == saved["rmse"] and obj["baselines"] == saved["baselines"]
+
+
+def test_evaluate_and_preprocess_show_their_table_once(trained, tmp_path):
+    """A table on stdout (a terminal's format) is the summary: not printed again on
+    stderr; piped (TSV), the summary goes to stderr for the person watching."""
+    table = rec(trained, "evaluate", "--format", "table", env={"COLUMNS": "100"})
+    assert table.exit_code == 0, table.stderr
+    assert "rec evaluate · synthetic" in table.stdout and "global_mean" in table.stdout
+    assert "global_mean" not in table.stderr and "rec evaluate ·" not in table.stderr
+    piped = rec(trained, "evaluate", "--format", "tsv")
+    assert "global_mean" in piped.stderr and piped.stdout.startswith("model\thr@10")
+    root = copy_world(trained, tmp_path)
+    shown = rec(root, "preprocess", "--format", "table")
+    assert shown.exit_code == 0 and "preprocess synthetic" in shown.stdout
+    assert "count" not in shown.stderr and "ratings" not in shown.stderr
 
 
 def test_evaluate_ranks_by_the_features_saved_from_this_model_without_paddle(trained, tmp_path):

@@ -29,7 +29,7 @@ from rec.storage import manifest
 from rec.storage.atomic import write_json
 from rec.storage.unit import UNIT
 from rec.console import log, show_table, steps
-from rec.results import emit, emit_object
+from rec.results import emit, emit_object, resolve_format
 from rec.datasets.contract import dataset_paths
 from rec.rank import evaluation
 from rec.rank.evaluation import KEYS, STEPS
@@ -92,8 +92,9 @@ def command(
         table.add_column(col, justify="right" if col != "model" else "left", no_wrap=True)
     for row in rows:
         table.add_row(row["model"], *["" if row[k] is None else f"{row[k]:.4f}" for k in KEYS])
-    show_table(table)
+    if resolve_format(fmt) != "table":  # on a terminal stdout's table is the summary
+        show_table(table)
     if fmt == "json":
         emit_object(report, "json")
     else:
-        emit(rows, ["model"] + KEYS, fmt)
+        emit(rows, ["model"] + KEYS, fmt, title=title)

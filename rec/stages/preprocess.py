@@ -19,7 +19,7 @@ from rec.datasets import registry
 from rec.datasets.registry import MARKER
 from rec.datasets.splits import SPLITS
 from rec.errors import UsageError
-from rec.results import emit_object
+from rec.results import emit_object, resolve_format
 from rec.stages import get_paths, stage
 from rec.stages.options import SEED_RANGE, Format
 from rec.storage import manifest
@@ -73,7 +73,8 @@ def command(
     table.add_column("count", justify="right")
     for key, value in report.items():
         table.add_row(key.replace("_", " "), f"{value:,}")
-    show_table(table)
+    if resolve_format(fmt) != "table":  # on a terminal stdout's table is the summary
+        show_table(table)
     emit_object({"dataset": dataset, "split": split, **report, "seconds": round(seconds, 3),
-                 "output": str(paths.dataset_dir)}, fmt)
+                 "output": str(paths.dataset_dir)}, fmt, title=f"preprocess {dataset}")
 
