@@ -45,6 +45,7 @@ from rec.paths import Paths
 from rec.stages import get_paths, stage
 from rec.stages.options import SEED_RANGE, RowsFormat
 from rec.texttable import HIDE, KEEP, NOTE, SHORT, TITLE, TWO
+from rec.twotower.titles import shown_title
 from rec.typed import read_stdin
 
 SCORING_THREADS = 2  # rank-stage blocks scored and explained at once (BLAS: one thread, above)
@@ -128,7 +129,8 @@ def movie_cells(cat, genre_texts: dict, movie: int) -> dict:
     if movie not in genre_texts:
         genre_texts[movie] = cat.genre_text(movie)
     year = int(cat.years[movie])
-    return {"movie": _plain_id(cat.features.movie_ids[movie]), "title": cat.titles[movie],
+    return {"movie": _plain_id(cat.features.movie_ids[movie]),
+            "title": shown_title(cat.titles[movie]),
             "year": year if year >= 0 else None, "genres": genre_texts[movie]}
 
 

@@ -37,6 +37,13 @@ def display_title(title: str) -> str:
     return m.group(2) + ("" if m.group(2).endswith("'") else " ") + m.group(1)
 
 
+def shown_title(title: str) -> str:
+    """'Untouchables, The (1987)' -> 'The Untouchables (1987)': the title column's form,
+    the reasons' with the year kept."""
+    year = YEAR_RE.search(title)
+    return display_title(title) + (title[year.start():] if year else "")
+
+
 class TitleIndex:
     """Every movie's names (title, title without the year, the title as said), folded."""
 
