@@ -57,8 +57,8 @@ def test_every_choice_is_recorded_and_made_on_the_tuning_slice(ranked):
     ranks = sel["ease"]["tuning_ndcg@10"]["svd_rank"]
     assert ranks[str(sel["ease"]["svd_rank"])] == max(ranks.values())
     assert sel["rank"]["k"] in (25, 50, 100, 200)
-    penalty = sel["rank"]["popularity_penalty"]  # chosen on the choosing users, recorded
-    assert penalty["tried"] and "EASE's coverage" in penalty["rule"]
+    blend = sel["rank"]["two_tower_blend"]  # chosen on the choosing users, recorded
+    assert blend["tried"] and "EASE's coverage" in blend["rule"]
     metrics = json.loads((ranked / "output" / "ctr" / "model" / "metrics.json").read_text())
     assert metrics["model"] == "rank" and metrics["k"] == sel["rank"]["k"]
 
@@ -437,6 +437,42 @@ def test_the_popularity_penalty_gives_the_ranked_lists_eases_coverage():
     # a list already as varied as EASE's is left as it is
     assert choose_penalty(-ex.x[:, :, rank_columns()[1]], ex)[0] == 0.0
     assert popularity_penalised(logits, ex.x, 0.0) is logits
+
+
+def test_the_two_tower_blend_widens_the_lists_to_eases_coverage_where_it_costs_nothing():
+    """The network's logits put the same ten popular movies first for everyone; the
+    two-tower's z-scores are each user's own order, and the users like their own movies:
+    the smallest blend reaching EASE's coverage is chosen, and it raises NDCG@10 too."""
+    from rec.rank.features import TWO_TOWER_Z, rank_columns, two_tower_blended
+    from rec.rank.training import BLENDS, choose_blend, coverage, ranked_metrics
+
+    ex, logits = popular_lists(liked_popular=False)
+    ex.x[:, :, TWO_TOWER_Z] = -ex.x[:, :, rank_columns()[1]] / 10  # each user's own order
+    blend, table = choose_blend(logits, ex)
+    assert blend > 0 and table["tried"][f"{blend:g}"]["coverage"] >= table["ease_coverage"]
+    assert all(table["tried"][f"{b:g}"]["coverage"] < table["ease_coverage"]
+               for b in BLENDS if b < blend)
+    order = two_tower_blended(logits, ex.x, blend)
+    assert coverage(order, ex) > coverage(logits, ex) == 10
+    assert ranked_metrics(order, ex)["ndcg@10"] > ranked_metrics(logits, ex)["ndcg@10"]
+    assert two_tower_blended(logits, ex.x, 0.0) is logits
+
+
+def test_a_rank_model_saved_with_a_popularity_penalty_still_orders_by_it():
+    from rec.rank.features import POPULARITY
+    from rec.rank.serving import RankModel
+
+    class Net:
+        def logits(self, x):
+            return x[..., 1].copy()
+    x = np.zeros((2, 3, POPULARITY + 1), np.float32)
+    x[..., 1] = [[3, 2, 1], [1, 2, 3]]
+    x[..., POPULARITY] = [[1, 0, 0], [0, 0, 0]]
+    x[..., 0] = [[0, 0, 0], [4, 0, 0]]  # the two-tower z-score column
+    old = RankModel(Net(), {"order": {"popularity_penalty": 2.5}})
+    np.testing.assert_allclose(old.order(x), [[0.5, 2, 1], [1, 2, 3]])
+    new = RankModel(Net(), {"order": {"popularity_penalty": 0.0, "two_tower_blend": 1.0}})
+    np.testing.assert_allclose(new.order(x), [[3, 2, 1], [5, 2, 3]])
 
 
 def test_the_popularity_penalty_never_costs_more_than_its_share_of_ndcg():

@@ -21,7 +21,7 @@ CHECK_USERS = 32
 
 def network(paths, ds, features) -> Network:
     from rec.models.ranker import Ranker, RankerConfig
-    from rec.rank.features import POPULARITY, known_block
+    from rec.rank.features import POPULARITY, TWO_TOWER_Z, known_block
     from rec.rank.serving import RUN, load_ranker, serving_stack
     from rec.storage import unit
 
@@ -42,8 +42,10 @@ def network(paths, ds, features) -> Network:
              "how_to_build_inputs": "rec.rank.features.Stack.features over the candidates of "
              "Stack.candidates (the recall channels' union); padding rows are zeros",
              "order": {"popularity_penalty": model.penalty, "popularity_column": POPULARITY,
-                 "how": "candidates are shown by the logit less popularity_penalty times "
-                        "their features[..., popularity_column]"}}
+                       "two_tower_blend": model.blend, "two_tower_column": TWO_TOWER_Z,
+                       "how": "candidates are shown by the logit less popularity_penalty "
+                              "times their features[..., popularity_column], plus "
+                              "two_tower_blend times their features[..., two_tower_column]"}}
     return Network("rank", _Logits(net), [("features", "float32", [None, None, x.shape[2]])],
                    "rank logits, one per candidate", [x],
                    {"the numpy forward pass rec recommend serves": expected}, about)

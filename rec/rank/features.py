@@ -48,13 +48,24 @@ LIKE_PRIOR = 10  # ratings' worth of the overall like share in a movie's smoothe
 
 OUT_BLOCK_BYTES = 1 << 19  # feature rows written at once by Stack.features (in the L2 cache)
 POPULARITY = 4 * len(SCORED)  # the column of a candidate's scaled log count (0 to 1)
+TWO_TOWER_Z = 4 * SCORED.index("two_tower")  # the column of its two-tower z-score (asinh)
 
 
 def popularity_penalised(logits: np.ndarray, x: np.ndarray, penalty: float) -> np.ndarray:
-    """The rank stage's order: the network's logits less `penalty` times each candidate's
-    scaled log count (x's features). The penalty is the rank model's, chosen on the tuning
-    slice (rec.rank.training.choose_penalty); 0 leaves the logits as they are."""
+    """The network's logits less `penalty` times each candidate's scaled log count (x's
+    features): the order of a rank model saved before the two-tower blend; 0 leaves the
+    logits as they are."""
     return logits - np.float32(penalty) * x[..., POPULARITY] if penalty else logits
+
+
+def two_tower_blended(logits: np.ndarray, x: np.ndarray, blend: float) -> np.ndarray:
+    """The rank stage's order: the network's logits plus `blend` times each candidate's
+    two-tower z-score (x's features), the rank model's, chosen on the tuning slice
+    (rec.rank.training.choose_blend); 0 leaves the logits as they are. Where the network's
+    top 10s draw on fewer movies than EASE's (ml-1m's global time split: it learnt the
+    slice's popular movies), the two-tower's own order, as accurate there and wider, widens
+    them at little cost, where subtracting popularity cost 4-10 % of NDCG@10."""
+    return logits + np.float32(blend) * x[..., TWO_TOWER_Z] if blend else logits
 
 
 def rank_columns() -> list[int]:

@@ -147,10 +147,10 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
                       "epochs": "best rank NDCG@10 on a fifth of the tuning users",
                       "ease_lambda": features.scoring["channels"]}}
 
-    def save(folder, epoch: int, weights: dict, penalty: float, table: dict) -> None:
+    def save(folder, epoch: int, weights: dict, blend: float, table: dict) -> None:
         full_config["best_epoch"] = epoch
-        full_config["order"] = {"popularity_penalty": penalty}
-        full_config["selection"]["popularity_penalty"] = {
+        full_config["order"] = {"popularity_penalty": 0.0, "two_tower_blend": blend}
+        full_config["selection"]["two_tower_blend"] = {
             "rule": "the smallest giving the choosing users' top 10s EASE's coverage, "
                     f"within {rt.PENALTY_COST:.0%} of their NDCG@10", **table}
         runtime.save_model(folder, net, full_config)
@@ -168,7 +168,7 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
     def summarize(result) -> dict:
         return {"data": "movielens", "dataset": ds.vocab.dataset, "model": "rank",
                 "device": job.device, **result.summary("rank_hr@10", "rank_ndcg@10"),
-                "k": k, "popularity_penalty": result.best["popularity_penalty"],
+                "k": k, "two_tower_blend": result.best["two_tower_blend"],
                 "candidate_recall": channels["candidate_recall"],
                 "channels": {c: channels[c] for c in ("two_tower", "ease", "svd", "popularity")},
                 "tuning_users": int(len(train_ex.users) + len(val_ex.users)), "choosing_users": int(len(val_ex.users)),

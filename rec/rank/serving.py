@@ -27,7 +27,7 @@ from rec.errors import UsageError
 from rec.paths import EASE, read_json, reading
 from rec.rank.easefile import load_item_models
 from rec.rank.features import (LAYOUT, Block, Stack, candidate_hits, known_block,
-                               popularity_penalised)
+                               popularity_penalised, two_tower_blended)
 from rec.rank.forward import NumpyRanker
 from rec.rank.ordering import descending_order
 from rec.shortlists import Shortlist
@@ -50,10 +50,16 @@ class RankModel:
         """The order's popularity penalty (0 for a model saved before there was one)."""
         return float(self.config.get("order", {}).get("popularity_penalty", 0.0))
 
+    @property
+    def blend(self) -> float:
+        """The order's two-tower blend (0 for a model saved before there was one)."""
+        return float(self.config.get("order", {}).get("two_tower_blend", 0.0))
+
     def order(self, x: np.ndarray) -> np.ndarray:
         """The rank stage's order of candidates x (rows, n_features): the network's logits
-        less the model's popularity penalty."""
-        return popularity_penalised(self.net.logits(x), x, self.penalty)
+        less the model's popularity penalty (older models) plus its two-tower blend."""
+        return two_tower_blended(popularity_penalised(self.net.logits(x), x, self.penalty), x,
+                                 self.blend)
 
 
 def stale_reason(paths, features, dataset: Dataset) -> str | None:

@@ -34,6 +34,7 @@ RANK_VAL = 0.2  # share of the tuning users that choose the epoch
 CHUNK = 512  # users whose candidates are built at once (fewer on a large catalogue)
 DISCOUNTS = 1.0 / np.log2(np.arange(2, 12))
 PENALTIES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
+BLENDS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # the two-tower blends tried (choose_blend)
 PENALTY_COST = 0.05  # the share of the choosing NDCG@10 coverage may cost, at most
 VAL_USERS = 256  # choosing users scored at once (ctr-train's peak on ml-1m: 1,195 -> 980 MB)
 
@@ -142,30 +143,47 @@ def coverage(order_scores: np.ndarray, ex: Examples) -> int:
 
 
 def choose_penalty(logits: np.ndarray, ex: Examples) -> tuple[float, dict]:
-    """The popularity penalty of the rank stage's order (rec.rank.features.
-    popularity_penalised), on the choosing users `ex`: the smallest of PENALTIES whose top
-    10s cover as many distinct movies as EASE's own top 10s on the same users, trying them
-    in turn while NDCG@10 stays within PENALTY_COST of the unpenalised order's (none
-    reaches EASE's coverage: the last one tried that stays within). On a split where the
-    network's list already covers more than EASE's, 0: the logits as they are.
+    """The popularity penalty (rec.rank.features.popularity_penalised) choose_lever would
+    give: the order of rank models saved before the two-tower blend, which replaced it."""
+    from rec.rank.features import popularity_penalised
 
-    Why: the rank stage learns popularity from the tuning slice; on the global time split
-    its lists drew from a narrower catalogue than EASE's (coverage@10 11.7 % against 15.0 %
-    on ml-1m), and coverage at least EASE's is part of what the list must offer."""
+    return choose_lever(logits, ex, PENALTIES, popularity_penalised)
+
+
+def choose_blend(logits: np.ndarray, ex: Examples) -> tuple[float, dict]:
+    """The two-tower blend of the rank stage's order (rec.rank.features.two_tower_blended),
+    chosen by choose_lever among BLENDS.
+
+    Why: the rank stage learns popularity from the tuning slice; on ml-1m's global time
+    split its top 10s drew on fewer movies than EASE's (coverage@10 11.7 % against 15.0 %),
+    and coverage at least EASE's is part of what the list must offer. A popularity penalty
+    reaching it cost 4-10 % of NDCG@10 there (2.5 to 3); on the choosing users a blend of 8
+    reached it at no cost (three seeds: 244-253 movies against EASE's 251)."""
+    from rec.rank.features import two_tower_blended
+
+    return choose_lever(logits, ex, BLENDS, two_tower_blended)
+
+
+def choose_lever(logits: np.ndarray, ex: Examples, levels: tuple, order_of) -> tuple[float, dict]:
+    """On the choosing users `ex`: the smallest of `levels` (the first is 0) whose order
+    `order_of(logits, x, level)` has top 10s covering as many distinct movies as EASE's own
+    top 10s on the same users, trying them in turn while NDCG@10 stays within PENALTY_COST
+    of the logits' own order (none reaches EASE's coverage: the last one tried that stays
+    within). On a split where the network's list already covers more than EASE's, 0."""
     from rec.rank.channels import CHANNELS
-    from rec.rank.features import popularity_penalised, rank_columns
+    from rec.rank.features import rank_columns
 
     ease = coverage(-ex.x[:, :, rank_columns()[CHANNELS.index("ease")]], ex)
     chosen, tried, floor = 0.0, {}, None
-    for penalty in PENALTIES:
-        order = popularity_penalised(logits, ex.x, penalty)
+    for level in levels:
+        order = order_of(logits, ex.x, level)
         ndcg, covered = ranked_metrics(order, ex)["ndcg@10"], coverage(order, ex)
-        tried[f"{penalty:g}"] = {"coverage": covered, "ndcg@10": round(ndcg, 6)}
-        if floor is None:  # PENALTIES[0] is 0: the unpenalised order's NDCG@10 sets it
+        tried[f"{level:g}"] = {"coverage": covered, "ndcg@10": round(ndcg, 6)}
+        if floor is None:  # levels[0] is 0: the logits' own NDCG@10 sets it
             floor = (1.0 - PENALTY_COST) * ndcg
         elif ndcg < floor:
             break
-        chosen = penalty
+        chosen = level
         if covered >= ease:
             break
     return chosen, {"ease_coverage": ease, "tried": tried}
@@ -198,9 +216,9 @@ def export(net) -> dict[str, np.ndarray]:
 def rank_objective(net, optimizer, train: Examples, val: Examples, batch_users: int,
                    save: callable) -> Objective:
     """rec.engine.trainer.fit's Objective: train_epoch over the training users (shuffled by the
-    epoch's seed), validate() on the held-aside tuning users (and the popularity penalty
-    chosen on them for this epoch's network: choose_penalty); save(folder, epoch, weights,
-    penalty, its table) writes the best epoch's files into `folder`."""
+    epoch's seed), validate() on the held-aside tuning users (and the two-tower blend
+    chosen on them for this epoch's network: choose_blend); save(folder, epoch, weights,
+    blend, its table) writes the best epoch's files into `folder`."""
     part = Trainable(net, optimizer, "rank.pdparams", "rank.pdopt")
     chosen = {}
 
@@ -234,12 +252,12 @@ def rank_objective(net, optimizer, train: Examples, val: Examples, batch_users: 
                 logits[rows] = net(paddle.to_tensor(val.x[rows])).numpy()
         net.train()
         m = ranked_metrics(logits, val)
-        chosen["penalty"], chosen["table"] = choose_penalty(logits, val)
+        chosen["blend"], chosen["table"] = choose_blend(logits, val)
         return {"rank_hr@10": m["hr@10"], "rank_ndcg@10": m["ndcg@10"],
-                "popularity_penalty": chosen["penalty"]}
+                "two_tower_blend": chosen["blend"]}
 
     def save_best(epoch: int, folder) -> None:  # right after the epoch's validate()
-        save(folder, epoch, export(net), chosen["penalty"], chosen["table"])
+        save(folder, epoch, export(net), chosen["blend"], chosen["table"])
 
     return Objective([part], train_epoch, validate, save_best)
 
