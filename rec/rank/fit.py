@@ -7,10 +7,10 @@ The run: the tuning view (rec.datasets.tuning); the channels on it (rec.rank.cha
 refitted on the view's training ratings with the saved λ); K, each channel's top K, the
 smallest of K_CHOICES whose candidate recall on the tuning users is within K_SLACK of the
 largest's; the examples (rec.rank.training), a fifth of the tuning users set aside; then
-rec.engine.trainer.fit, the epoch chosen on that fifth, and the popularity penalty of the
-order on the same users for that epoch (rec.rank.training.choose_penalty). output/ctr/model/
+rec.engine.trainer.fit, the epoch chosen on that fifth, and the two-tower blend of the
+order on the same users for that epoch (rec.rank.training.choose_blend). output/ctr/model/
 gets config.json (the feature layout, K, the features run it was built for, the order's
-popularity penalty, the selection), weights.npz (numpy serving: rec.rank.forward) and
+two-tower blend, the selection), weights.npz (numpy serving: rec.rank.forward) and
 model.pdparams.
 """
 
