@@ -72,11 +72,18 @@ def sparse_gram(x) -> np.ndarray:
     return np.asarray((x.T.tocsr() @ x).toarray(), np.float32)
 
 
+def few_users(n_users: int, n_items: int) -> bool:
+    """Whether EASE goes through the users' side (UserSideEase): at most half as many users
+    as items, where its (items, users) float64 factor is at most the items² float32 gram's
+    size; else the gram and a Cholesky inverse."""
+    return 2 * n_users <= n_items
+
+
 def ease_weights(x: np.ndarray, lam: float = EASE_LAMBDA) -> np.ndarray:
     """EASE's item-item matrix B (float32, zero diagonal) of a binary user x movie matrix:
-    a user who is not in `x` (rated movies X_new) is scored X_new B, no refit. With at
-    most half as many users as movies, through their side (UserSideEase)."""
-    if 2 * len(x) <= x.shape[1]:
+    a user who is not in `x` (rated movies X_new) is scored X_new B, no refit. With few
+    users (few_users), through their side (UserSideEase)."""
+    if few_users(*x.shape):
         return UserSideEase(x).weights(lam)
     return ease_from_gram(upper_gram(x), lam, overwrite=True)
 
@@ -157,8 +164,8 @@ class UserSideEase:
     float64 throughout, B and the scores rounded to float32 at the end: the primal's
     matrix to float32 rounding (tests/test_serving_exact.py)."""
 
-    def __init__(self, x):
-        x = np.asarray(x.toarray() if hasattr(x, "toarray") else x, np.float64)
+    def __init__(self, x: np.ndarray):
+        x = np.asarray(x, np.float64)
         s, u = np.linalg.eigh(x @ x.T)  # counts: exact in float64
         self.s = np.maximum(s, 0.0)  # a null direction's rounding below 0
         self.w = np.ascontiguousarray(x.T @ u)  # (items, users)
@@ -180,11 +187,11 @@ class UserSideEase:
         b[np.diag_indices_from(b)] = 0.0
         return b
 
-    def scores(self, x, lam: float) -> np.ndarray:
-        """x B (float32) for rows x (dense binary, or scipy CSR) over the same items,
-        without B: ((x W) / (s + λ)) W' scaled by column, less each rated item's own M_jj."""
+    def scores(self, x: np.ndarray, lam: float) -> np.ndarray:
+        """x B (float32) for binary rows x over the same items, without B: ((x W) / (s + λ))
+        W' scaled by column, less each rated item's own M_jj."""
         d, diag, scale = self._parts(lam)
-        x = np.asarray(x.toarray() if hasattr(x, "toarray") else x, np.float64)
+        x = np.asarray(x, np.float64)
         out = ((x @ self.w) * d) @ self.w.T
         out -= x * diag
         out *= scale

@@ -400,6 +400,18 @@ def toy_stack(b: np.ndarray, k: int, counts=None, like_rate=None):
                  n_ages=0, has_demographics=False, k=k)
 
 
+# the popularity penalties rank models saved before the two-tower blend were chosen among
+PENALTIES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
+
+
+def choose_penalty(logits, ex):
+    """rec.rank.training.choose_lever over the popularity penalty, as those models chose."""
+    from rec.rank.features import popularity_penalised
+    from rec.rank.training import choose_lever
+
+    return choose_lever(logits, ex, PENALTIES, popularity_penalised)
+
+
 def popular_lists(liked_popular: bool, n_users=200, c=40, n_movies=400):
     """Examples where the network's logits put the same ten popular movies first for
     everyone while EASE's order is each user's own; the liked movies are the popular
@@ -424,7 +436,7 @@ def popular_lists(liked_popular: bool, n_users=200, c=40, n_movies=400):
 
 def test_the_popularity_penalty_gives_the_ranked_lists_eases_coverage():
     from rec.rank.features import popularity_penalised, rank_columns
-    from rec.rank.training import PENALTIES, choose_penalty, coverage, ranked_metrics
+    from rec.rank.training import coverage, ranked_metrics
 
     ex, logits = popular_lists(liked_popular=False)
     penalty, table = choose_penalty(logits, ex)
@@ -476,7 +488,7 @@ def test_a_rank_model_saved_with_a_popularity_penalty_still_orders_by_it():
 
 
 def test_the_popularity_penalty_never_costs_more_than_its_share_of_ndcg():
-    from rec.rank.training import PENALTY_COST, choose_penalty
+    from rec.rank.training import PENALTY_COST
 
     ex, logits = popular_lists(liked_popular=True)  # the popular movies are what people like
     penalty, table = choose_penalty(logits, ex)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rec.datasets.contract import RELEVANT, TRAIN, VAL, Dataset
-from rec.ease import UserSideEase, binary_csr, ease_from_gram
+from rec.ease import UserSideEase, binary_csr, ease_from_gram, few_users
 from rec.metrics import (ColumnBlocks, dense_chunk, ranking_metrics, rows_times,
                          smallest_k)
 from rec.paths import EASE as EASE_FILE
@@ -199,11 +199,10 @@ class UserSideScores:
 
 def user_side(users: np.ndarray, movies: np.ndarray, items: np.ndarray,
               n_movies: int) -> UserSideEase | None:
-    """rec.ease.UserSideEase of these ratings over `items` when there are at most half as
-    many users as items (its (items, users) float64 factor is then at most the items²
-    float32 gram's size), else None: the gram and a Cholesky inverse instead."""
+    """rec.ease.UserSideEase of these ratings over `items` when their users are few
+    (rec.ease.few_users), else None: the gram and a Cholesky inverse instead."""
     distinct = np.unique(users)
-    if 2 * len(distinct) > len(items):
+    if not few_users(len(distinct), len(items)):
         return None
     return UserSideEase(binary_rows(items, np.searchsorted(distinct, users),
                                     movies.astype(np.int64), len(distinct), n_movies))

@@ -33,7 +33,6 @@ import paddle  # noqa: E402
 RANK_VAL = 0.2  # share of the tuning users that choose the epoch
 CHUNK = 512  # users whose candidates are built at once (fewer on a large catalogue)
 DISCOUNTS = 1.0 / np.log2(np.arange(2, 12))
-PENALTIES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
 BLENDS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # the two-tower blends tried (choose_blend)
 PENALTY_COST = 0.05  # the share of the choosing NDCG@10 coverage may cost, at most
 VAL_USERS = 256  # choosing users scored at once (ctr-train's peak on ml-1m: 1,195 -> 980 MB)
@@ -140,14 +139,6 @@ def coverage(order_scores: np.ndarray, ex: Examples) -> int:
     top = np.argsort(-s, axis=1, kind="stable")[:, :10]
     shown = np.take_along_axis(ex.valid, top, 1)
     return len(np.unique(np.take_along_axis(ex.movies, top, 1)[shown]))
-
-
-def choose_penalty(logits: np.ndarray, ex: Examples) -> tuple[float, dict]:
-    """The popularity penalty (rec.rank.features.popularity_penalised) choose_lever would
-    give: the order of rank models saved before the two-tower blend, which replaced it."""
-    from rec.rank.features import popularity_penalised
-
-    return choose_lever(logits, ex, PENALTIES, popularity_penalised)
 
 
 def choose_blend(logits: np.ndarray, ex: Examples) -> tuple[float, dict]:

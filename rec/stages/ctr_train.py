@@ -118,14 +118,13 @@ class CtrParams:
 
     def __post_init__(self) -> None:
         if self.data is None:
-            self.data = "criteo" if self.input else "movielens"
+            self.data = self.left_out()["data"]
 
     def left_out(self) -> dict:
         """What --data and --model stand for when left out, with this run's --input and
-        --data (the manifest's defaults: `rec status` shows what a run changed)."""
+        --data (also the manifest's defaults: `rec status` shows what a run changed)."""
         return {"data": "criteo" if self.input else "movielens",
                 "model": "rank" if self.data == "movielens" else "wide_deep"}
-
 
     def hidden_sizes(self) -> tuple:
         try:
@@ -139,7 +138,7 @@ class CtrParams:
 
     def check(self) -> None:
         if self.model is None:  # after --resume has read the checkpoint's
-            self.model = "rank" if self.data == "movielens" else "wide_deep"
+            self.model = self.left_out()["model"]
         if self.data not in DATA:
             raise UsageError(f"unknown --data {self.data!r}: choose movielens or criteo")
         if self.model not in MODELS:

@@ -22,17 +22,23 @@ PARTITION_ROWS = 64  # rows per np.argpartition in best_columns
 SHORTLIST = 4  # best_scored looks at SHORTLIST * k columns by pick (at least 64)
 
 
-def best_columns(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best columns of each row, best first, with their scores (-inf = not available)."""
+def largest_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """np.argpartition(scores, n - k, axis=1)[:, n - k:] (n: the columns): each row's k
+    largest, the (n - k)-th first, the rest unordered. A few rows at a time (faster than
+    partitioning -scores): each row is partitioned on its own, so the indices are the same,
+    and numpy's (rows, n) int64 index array is made in the cache, not as 32 MB of fresh
+    pages for each chunk of 1,024 ml-1m users."""
     n = scores.shape[1]
-    k = min(k, n)
-    # (faster than partitioning -scores) a few rows at a time: each row is partitioned on
-    # its own, so the indices are the same, and numpy's (rows, n) int64 index array is
-    # made in the cache, not as 32 MB of fresh pages for each chunk of 1,024 ml-1m users
     part = np.empty((len(scores), k), np.intp)
     for lo in range(0, len(scores), PARTITION_ROWS):
         part[lo:lo + PARTITION_ROWS] = np.argpartition(scores[lo:lo + PARTITION_ROWS], n - k,
                                                        axis=1)[:, n - k:]
+    return part
+
+
+def best_columns(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best columns of each row, best first, with their scores (-inf = not available)."""
+    part = largest_k(scores, min(k, scores.shape[1]))
     part_scores = np.take_along_axis(scores, part, axis=1)
     order = np.argsort(-part_scores, axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
@@ -53,10 +59,7 @@ def best_scored(users: np.ndarray, movies: np.ndarray, scoring: dict, blocked, k
     weight = np.float32(like["weight"])
     blocked(pick)  # -inf where the order is -inf
     # each row's best short + 1 picks; the first of them is the best pick left out
-    part = np.empty((len(pick), short + 1), np.intp)
-    for lo in range(0, len(pick), PARTITION_ROWS):
-        part[lo:lo + PARTITION_ROWS] = np.argpartition(pick[lo:lo + PARTITION_ROWS],
-                                                       n - short - 1, axis=1)[:, n - short - 1:]
+    part = largest_k(pick, short + 1)
     left_out = np.take_along_axis(pick, part[:, :1], 1)[:, 0]
     listed = part[:, 1:]
     order = np.take_along_axis(pick, listed, 1)
