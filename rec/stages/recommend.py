@@ -212,8 +212,9 @@ def _block(cat, movie_text: MovieCells, chunk: np.ndarray, picks, reasons) -> di
     user_ids = [_plain_id(cat.features.user_ids[u]) for u in chunk.tolist()]
     block = {"user": [user_ids[b] for b in at_user.tolist()],
              "rank": (at_rank + 1).tolist(), **movie_text.columns(picks.movies[shown].tolist()),
-             "stars": [round(x, 2) for x in picks.stars[shown].tolist()],
-             "score": [round(x, 3) for x in picks.scores[shown].tolist()],
+             # np.round of float32 values in float64 is round()'s: x * 10**d is exact
+             "stars": np.round(picks.stars[shown].astype(np.float64), 2).tolist(),
+             "score": np.round(picks.scores[shown].astype(np.float64), 3).tolist(),
              "reason": [text for row in reasons for text in row]}
     return block
 
