@@ -208,8 +208,10 @@ def test_moments_are_the_plain_formula_to_the_bit():
                  (np.r_[rows, rows[0]], np.r_[columns, columns[0]]),
                  (np.r_[rows[1:], 0], np.r_[columns[1:], int(np.flatnonzero(finite[0])[0])])):
         holes = Holes(r, c, s.shape)
+        before = s.copy()
         got = moments(s, finite, holes)
         assert same_bits(got[0], mean) and same_bits(got[1], std)
+        assert same_bits(s, before)  # the holes zeroed in place are put back
     assert Holes(rows, columns, s.shape).of(finite, finite.sum(axis=1, keepdims=True)) \
         is not None
     assert Holes(rows[1:], columns[1:], s.shape).of(
