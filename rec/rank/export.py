@@ -29,7 +29,7 @@ def network(paths, ds, features) -> Network:
         raise UsageError(f"exporting the rank stage needs output/features: run `rec "
                          f"save-features` and `{RUN}`")
     model = load_ranker(paths, features, ds)
-    stack = serving_stack(features, ds, model.k)
+    stack = serving_stack(features, ds, model.k, scale_k=model.scale_k)
     block = known_block(ds, features.users, np.arange(min(CHECK_USERS, ds.n_users)))
     cand, by, scores = stack.candidates(block)
     x = stack.features(block, cand, by, scores)
@@ -40,7 +40,8 @@ def network(paths, ds, features) -> Network:
     expected = model.net.logits(x.copy())  # padding rows too: what the network computes
     about = {"model": "rank", "features": model.config["features"],
              "how_to_build_inputs": "rec.rank.features.Stack.features over the candidates of "
-             "Stack.candidates (the recall channels' union); padding rows are zeros",
+             "Stack.candidates (the union of each recall channel's top features.k; the log "
+             "ranks scaled by log(4 x features.scale_k)); padding rows are zeros",
              "order": {"popularity_penalty": model.penalty, "popularity_column": POPULARITY,
                        "two_tower_blend": model.blend, "two_tower_column": TWO_TOWER_Z,
                        "how": "candidates are shown by the logit less popularity_penalty "

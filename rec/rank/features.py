@@ -116,6 +116,10 @@ class Stack:
     n_ages: int
     has_demographics: bool
     k: int  # each channel's top k
+    # the top k the rank model was trained with, which scales the log-rank features (0: k).
+    # A model may serve fewer candidates than it learnt from (rec.rank.training's
+    # choose_serving_k); its features keep the training lists' scale
+    scale_k: int = 0
 
     @classmethod
     def over(cls, dataset, movie_vecs: np.ndarray, scoring: dict, item_models,
@@ -220,10 +224,10 @@ class Stack:
         cols = []
 
         # a rank's feature, log1p(rank) / log(the most candidates a user can have: every
-        # channel's top k), computed once per rank (the same bits). Not the block's width
-        # c: that is its widest user's count, and scaled by it a user's features, and so
-        # their list, changed with the users asked for beside them
-        most = max(len(CHANNELS) * self.k, c, 2)
+        # channel's top k, the k trained with), computed once per rank (the same bits).
+        # Not the block's width c: that is its widest user's count, and scaled by it a
+        # user's features, and so their list, changed with the users asked for beside them
+        most = max(len(CHANNELS) * (self.scale_k or self.k), c, 2)
         log_of_rank = np.log1p(np.arange(c, dtype=np.float32)) / np.float32(np.log(most))
 
         def log_rank(values: np.ndarray, channel: str | None = None) -> np.ndarray:

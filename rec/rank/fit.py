@@ -4,12 +4,14 @@ vectors from their tuning-view history) and output/features (the saved vectors, 
 like-calibration and the EASE λ that serving uses).
 
 The run: the tuning view (rec.datasets.tuning); the channels on it (rec.rank.channels: EASE
-refitted on the view's training ratings with the saved λ); K, each channel's top K, the
-smallest of K_CHOICES whose candidate recall on the tuning users is within K_SLACK of the
-largest's; the examples (rec.rank.training), a fifth of the tuning users set aside; then
-rec.engine.trainer.fit, the epoch chosen on that fifth, and the two-tower blend of the
-order on the same users for that epoch (rec.rank.training.choose_blend). output/ctr/model/
-gets config.json (the feature layout, K, the features run it was built for, the order's
+refitted on the view's training ratings with the saved λ); K, each channel's top K in the
+training lists, the smallest of K_CHOICES whose candidate recall on the tuning users is
+within K_SLACK of the largest's; the examples (rec.rank.training), a fifth of the tuning
+users set aside, theirs built at each top k the model may serve (SERVING_KS up to K); then
+rec.engine.trainer.fit, the epoch chosen on that fifth, and for that epoch the top k it
+serves (rec.rank.training.choose_serving_k) and the two-tower blend of the order
+(choose_blend), on the same users. output/ctr/model/ gets config.json (the feature
+layout, the serving k and the training K, the features run it was built for, the order's
 two-tower blend, the selection), weights.npz (numpy serving: rec.rank.forward) and
 model.pdparams.
 """
@@ -111,20 +113,33 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
     users = rt.liked_users(view)
     if len(users) > RANK_USERS:  # a large dataset: a seeded sample of its tuning users
         users = np.sort(np.random.default_rng(p.seed).choice(users, RANK_USERS, replace=False))
-    # split before building: each part built once, never copied out of a whole
+    # split before building: each part built once, never copied out of a whole; the
+    # choosing users' lists at each top k the model may serve, its features scaled as the
+    # training lists' (Stack.scale_k)
+    stack.scale_k = k
+    serving_ks = [s for s in rt.SERVING_KS if s < k] + [k]
     train_users, val_users = rt.split_users(users, p.seed)
-    train_ex = rt.build_examples(stack, view, user_vecs, train_users)
-    val_ex = rt.build_examples(stack, view, user_vecs, val_users)
+    views = [(view, user_vecs)]
     if tuning_kind(ds) == "users":  # more lists from the same held-out tuning users
-        train_parts, val_parts = [train_ex], [val_ex]
         for draw in range(1, USERS_DRAWS):
             other = redrawn(view, draw)
             vecs, _ = recall_rank.trained_vectors(
                 model, other, recall_rank.Histories(other, model.config.global_mean))
-            train_parts.append(rt.build_examples(stack, other, vecs, train_users))
-            val_parts.append(rt.build_examples(stack, other, vecs, val_users))
-        train_ex, val_ex = rt.Examples.concat(train_parts), rt.Examples.concat(val_parts)
-        del train_parts, val_parts
+            views.append((other, vecs))
+    train_parts, choosing = [], {s: [] for s in serving_ks}
+    for v, vecs in views:
+        stack.k = k
+        train_parts.append(rt.build_examples(stack, v, vecs, train_users))
+        for s in serving_ks:
+            stack.k = s
+            choosing[s].append(rt.build_examples(stack, v, vecs, val_users))
+    stack.k = k
+    del views
+    train_ex = rt.Examples.concat(train_parts) if len(train_parts) > 1 else train_parts[0]
+    choosing = {s: rt.Examples.concat(parts) if len(parts) > 1 else parts[0]
+                for s, parts in choosing.items()}
+    val_ex = choosing[k]
+    del train_parts
     n_features = stack.n_features
     del stack, user_vecs  # EASE's B and the rest: not needed to train (memory's peak is next)
     if not len(train_ex.users) or not len(val_ex.users):
@@ -139,24 +154,33 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
     full_config = {
         "model": config.to_json(), "train": asdict(p), "device": job.device,
         "data_fingerprint": data_id, "rec_version": __version__,
-        "features": {"kind": "rank", "k": k, "n_features": n_features, "layout": LAYOUT,
+        "features": {"kind": "rank", "k": k, "scale_k": k, "n_features": n_features,
+                     "layout": LAYOUT,
                      "features_run": features.scoring.get("run_id"), "ease_lambda": lam,
                      "svd_rank": rank},
         "dataset": {"name": ds.vocab.dataset, "split": ds.vocab.split},
-        "selection": {"tuning": describe(ds), "k_candidate_recall": k_table, "k": k,
+        "selection": {"tuning": describe(ds), "k_candidate_recall": k_table,
+                      "training_k": k,
                       "epochs": "best rank NDCG@10 on a fifth of the tuning users",
                       "ease_lambda": features.scoring["channels"]}}
 
-    def save(folder, epoch: int, weights: dict, blend: float, table: dict) -> None:
+    def save(folder, epoch: int, weights: dict, choices: dict) -> None:
         full_config["best_epoch"] = epoch
-        full_config["order"] = {"popularity_penalty": 0.0, "two_tower_blend": blend}
+        full_config["features"]["k"] = choices["k"]
+        full_config["order"] = {"popularity_penalty": 0.0,
+                                "two_tower_blend": choices["blend"]}
+        full_config["selection"]["serving_k"] = {
+            "rule": "the smallest each channel's top k whose candidates, ranked, give the "
+                    f"choosing users an NDCG@10 within {rt.SERVING_K_COST:.1%} of the best "
+                    f"of {serving_ks}", "chosen": choices["k"], **{
+                        str(s): m for s, m in choices["k_table"].items()}}
         full_config["selection"]["two_tower_blend"] = {
             "rule": "the smallest giving the choosing users' top 10s EASE's coverage, "
-                    f"within {rt.PENALTY_COST:.0%} of their NDCG@10", **table}
+                    f"within {rt.PENALTY_COST:.0%} of their NDCG@10", **choices["blend_table"]}
         runtime.save_model(folder, net, full_config)
         write_bytes(folder / WEIGHTS, rt.npz_bytes(weights))
 
-    objective = rt.rank_objective(net, optimizer, train_ex, val_ex, USERS_PER_STEP, save)
+    objective = rt.rank_objective(net, optimizer, train_ex, choosing, USERS_PER_STEP, save)
     spec = trainer.FitSpec(
         run="rec ctr-train", folder=paths.ctr, epochs=p.epochs, patience=p.patience,
         seed=p.seed, monitor=monitor, params=asdict(p), data_id=data_id,
@@ -168,7 +192,8 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
     def summarize(result) -> dict:
         return {"data": "movielens", "dataset": ds.vocab.dataset, "model": "rank",
                 "device": job.device, **result.summary("rank_hr@10", "rank_ndcg@10"),
-                "k": k, "two_tower_blend": result.best["two_tower_blend"],
+                "k": result.best["serving_k"], "training_k": k,
+                "two_tower_blend": result.best["two_tower_blend"],
                 "candidate_recall": channels["candidate_recall"],
                 "channels": {c: channels[c] for c in ("two_tower", "ease", "svd", "popularity")},
                 "tuning_users": int(len(train_ex.users) + len(val_ex.users)), "choosing_users": int(len(val_ex.users)),

@@ -43,7 +43,14 @@ class RankModel:
 
     @property
     def k(self) -> int:
+        """Each channel's top k it ranks (its candidates)."""
         return int(self.config["features"]["k"])
+
+    @property
+    def scale_k(self) -> int:
+        """The top k it was trained with, which scales its log-rank features (its k for a
+        model saved before the two could differ)."""
+        return int(self.config["features"].get("scale_k", self.k))
 
     @property
     def penalty(self) -> float:
@@ -109,14 +116,18 @@ def _load(snapshot, paths, features, dataset) -> RankModel | None:
     return RankModel(net, config)
 
 
-def serving_stack(features, dataset: Dataset, k: int, few_users: bool = False) -> Stack:
-    """The Stack over the real dataset (feature rows must be the dataset's indices).
+def serving_stack(features, dataset: Dataset, k: int, few_users: bool = False,
+                  scale_k: int = 0) -> Stack:
+    """The Stack over the real dataset (feature rows must be the dataset's indices), each
+    channel's top `k` the candidates (`scale_k`: the rank model's, Stack.scale_k).
     `few_users`: it scores at most FEW_USERS users (rec.rank.channels), which read a few
     rows of EASE's B, each checked as read (rec.rank.easefile), not all of it at once."""
     if EASE not in features.extra or "svd_rank" not in features.scoring.get("channels", {}):
         raise UsageError("output/features has no EASE channel: run `rec save-features` again")
-    return Stack.over(dataset, features.movies, features.scoring,
-                      load_item_models(features.extra[EASE], EASE, rows_only=few_users), k)
+    stack = Stack.over(dataset, features.movies, features.scoring,
+                       load_item_models(features.extra[EASE], EASE, rows_only=few_users), k)
+    stack.scale_k = scale_k
+    return stack
 
 
 def ranked(stack: Stack, model: RankModel, block: Block, scores: dict | None = None,
@@ -215,7 +226,8 @@ def report(paths, dataset: Dataset, rank_args: dict, relevant: tuple,
     except UsageError as e:
         model = None
         notes.append(f"rank stage not evaluated: {e}")
-    stack = serving_stack(features, dataset, model.k if model else 100)
+    stack = serving_stack(features, dataset, model.k if model else 100, False,
+                          model.scale_k if model else 0)
     # the file mapped beside B's blocks (55 MB on ml-1m, 380 on ml-latest-small; its pages
     # count in the peak once read): B is copied into its blocks of columns now, before the
     # scoring threads hold their users' scores (ml-latest-small's peak 786 MB, 853 with the

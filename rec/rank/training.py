@@ -34,6 +34,8 @@ RANK_VAL = 0.2  # share of the tuning users that choose the epoch
 CHUNK = 512  # users whose candidates are built at once (fewer on a large catalogue)
 DISCOUNTS = 1.0 / np.log2(np.arange(2, 12))
 BLENDS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # the two-tower blends tried (choose_blend)
+SERVING_KS = (50, 100)  # the top k a model trained on top-K lists may serve (K or less)
+SERVING_K_COST = 0.005  # the share of the choosing NDCG@10 a smaller serving k may cost
 PENALTY_COST = 0.05  # the share of the choosing NDCG@10 coverage may cost, at most
 VAL_USERS = 256  # choosing users scored at once (ctr-train's peak on ml-1m: 1,195 -> 980 MB)
 
@@ -204,12 +206,32 @@ def export(net) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in net.state_dict().items()}
 
 
-def rank_objective(net, optimizer, train: Examples, val: Examples, batch_users: int,
+def choose_serving_k(logits_by_k: dict, choosing: dict) -> tuple[int, dict]:
+    """The smallest top k whose candidates, ranked by the network, give the choosing users
+    an NDCG@10 within SERVING_K_COST of the best k's: (k, {k: HR@10 and NDCG@10}).
+    `choosing`: {k: the choosing users' Examples with each channel's top k as candidates};
+    `logits_by_k`: the network's logits on each.
+
+    Why: a user's top 10 almost never comes from deep in a channel's list (ml-1m: 2 of
+    10,000 top-10 slots beyond each channel's 50th), while the rank stage's time grows
+    with the candidates (the features and the network are half of `rec evaluate`'s rank
+    stage); the network trained on the widest lists serves fewer at the same NDCG@10."""
+    table = {k: {key: round(v, 6) for key, v in ranked_metrics(logits_by_k[k], ex).items()}
+             for k, ex in sorted(choosing.items())}
+    best = max(m["ndcg@10"] for m in table.values())
+    chosen = min(k for k, m in table.items() if m["ndcg@10"] >= (1.0 - SERVING_K_COST) * best)
+    return chosen, table
+
+
+def rank_objective(net, optimizer, train: Examples, choosing: dict, batch_users: int,
                    save: callable) -> Objective:
     """rec.engine.trainer.fit's Objective: train_epoch over the training users (shuffled by the
-    epoch's seed), validate() on the held-aside tuning users (and the two-tower blend
-    chosen on them for this epoch's network: choose_blend); save(folder, epoch, weights,
-    blend, its table) writes the best epoch's files into `folder`."""
+    epoch's seed), validate() on the held-aside tuning users: `choosing` holds their
+    candidates at each top k the model may serve ({k: Examples}, the training lists' k the
+    largest); for this epoch's network the serving k (choose_serving_k) and then the
+    two-tower blend on that k's lists (choose_blend), its NDCG@10 the epoch's. save(folder,
+    epoch, weights, choices) writes the best epoch's files into `folder`, choices being
+    {"k", "k_table", "blend", "blend_table"}."""
     part = Trainable(net, optimizer, "rank.pdparams", "rank.pdopt")
     chosen = {}
 
@@ -234,21 +256,27 @@ def rank_objective(net, optimizer, train: Examples, val: Examples, batch_users: 
             epoch.advance()
         return {"train_loss": total}, n
 
-    def validate() -> dict:
-        net.eval()
+    def logits_of(val: Examples) -> np.ndarray:
         logits = np.empty(val.valid.shape, np.float32)
         with paddle.no_grad():  # a few users at a time: the hidden layers of all the
             for lo in range(0, len(logits), VAL_USERS):  # choosing users were 250 MB on ml-1m
                 rows = slice(lo, lo + VAL_USERS)
                 logits[rows] = net(paddle.to_tensor(val.x[rows])).numpy()
+        return logits
+
+    def validate() -> dict:
+        net.eval()
+        logits = {k: logits_of(ex) for k, ex in choosing.items()}
         net.train()
-        m = ranked_metrics(logits, val)
-        chosen["blend"], chosen["table"] = choose_blend(logits, val)
+        k, chosen["k_table"] = choose_serving_k(logits, choosing)
+        chosen["k"] = k
+        m = chosen["k_table"][k]
+        chosen["blend"], chosen["blend_table"] = choose_blend(logits[k], choosing[k])
         return {"rank_hr@10": m["hr@10"], "rank_ndcg@10": m["ndcg@10"],
-                "two_tower_blend": chosen["blend"]}
+                "serving_k": k, "two_tower_blend": chosen["blend"]}
 
     def save_best(epoch: int, folder) -> None:  # right after the epoch's validate()
-        save(folder, epoch, export(net), chosen["blend"], chosen["table"])
+        save(folder, epoch, export(net), dict(chosen))
 
     return Objective([part], train_epoch, validate, save_best)
 

@@ -331,7 +331,8 @@ def rank_stage(paths: Paths, cat, n_users: int):
         return None
     if model is None:
         return None
-    return serving_stack(cat.features, cat.dataset, model.k, n_users <= FEW_USERS), model
+    return serving_stack(cat.features, cat.dataset, model.k, n_users <= FEW_USERS,
+                         model.scale_k), model
 
 
 @stage
