@@ -169,3 +169,26 @@ def test_new_user_recommend_never_imports_paddle(trained):
     out = str(trained / "output")
     assert_paddle_free(["--output-dir", out, "recommend", "--like", "1", "--like", "2",
                         "--format", "tsv"])
+
+
+def test_a_new_users_ratings_count_as_rated_in_the_order_given(trained, tmp_path):
+    """The rank stage reads a user's latest ratings (rec.rank.features.recent): a new
+    user's are their lines in order, then --like, then --dislike, after every rating of
+    the dataset."""
+    from rec.paths import Paths
+    from rec.stages.recommend import load_catalog
+    from rec.twotower.foldin import fold_in_user
+
+    ds = dataset(trained)
+    ids = [str(m) for m in ds.vocab.movie_ids[:4]]
+    rated = tmp_path / "r.tsv"
+    rated.write_text(f"{ids[2]}\t4\n{ids[0]}\t2\n")
+    paths = Paths(trained / "data", trained / "output")
+    cat = load_catalog(paths, False)
+    latest = int(cat.rating_time.max())
+    row = fold_in_user(paths, cat, str(rated), [ids[3]], [ids[1]], None, None, None)
+    mine = np.flatnonzero(cat.rating_user == row)
+    order = mine[np.argsort(cat.rating_time[mine])]
+    movie_ids = [str(cat.features.movie_ids[m]) for m in cat.rating_movie[order]]
+    assert movie_ids == [ids[2], ids[0], ids[3], ids[1]]
+    assert cat.rating_time[mine].min() > latest

@@ -566,3 +566,39 @@ def test_a_model_serving_fewer_candidates_keeps_its_training_scale():
     assert np.array_equal(c1, c2) and np.array_equal(r1, r2)
     narrow.scale_k = 0  # scaled by its own k: the same ranks read larger
     assert (ease_top(narrow)[1][:, 1:] > r1[:, 1:]).all()
+
+
+def test_recent_marks_each_users_latest_ratings():
+    from rec.rank.features import recent
+
+    rows = np.array([0, 0, 0, 1, 1, 0, 2])
+    times = np.array([5, 9, 1, 3, 3, 9, 7])
+    # user 0: times 9 (twice: the later entry first), 5; user 1: the same time (the later
+    # entry first); user 2 alone
+    assert recent(rows, times, 3, 2).tolist() == [False, True, False, True, True, True, True]
+    assert recent(rows, times, 3, 1).tolist() == [False, False, False, False, True, True, True]
+    # no times: the order given, the last entries the latest
+    assert recent(rows, None, 3, 2).tolist() == [False, False, True, True, True, True, True]
+    assert not recent(np.zeros(0, np.int64), None, 0, 2).any()
+
+
+def test_the_recent_feature_is_eases_score_from_the_latest_movies():
+    """Two users with the same movies, rated in opposite orders: EASE from their latest
+    RECENT movies scores the movies that go with the later ones, and the Block's times
+    decide which those are."""
+    from rec.rank.features import RECENT, Block
+
+    m = 40
+    b = np.zeros((m, m), np.float32)
+    first, last = np.arange(0, RECENT), np.arange(RECENT, 2 * RECENT)
+    b[first, 30] = 1.0  # movie 30 goes with the first movies, 31 with the last
+    b[last, 31] = 1.0
+    stack = toy_stack(b, 5)
+    movies = np.r_[first, last, first, last]
+    rows = np.repeat([0, 1], 2 * RECENT)
+    times = np.r_[np.arange(2 * RECENT), -np.arange(2 * RECENT)]  # user 1: reversed
+    block = Block(np.ones((2, 4), np.float32), rows, movies,
+                  np.full(len(rows), 4.0, np.float32), np.zeros((2, 3), np.int64), times)
+    scores = stack.channel_scores(block)["ease_recent"]
+    assert scores[0, 31] == RECENT and scores[0, 30] == 0  # user 0 rated `last` last
+    assert scores[1, 30] == RECENT and scores[1, 31] == 0

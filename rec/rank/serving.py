@@ -275,7 +275,7 @@ def rank_picks(cat, user_rows: np.ndarray, ratings, top: int, allowed: np.ndarra
     demographics = np.stack([cat.user_gender[user_rows], cat.user_age[user_rows],
                              cat.user_occupation[user_rows]], axis=1)
     block = Block(f.users[user_rows], ratings.pos, ratings.movie.astype(np.int64),
-                  np.asarray(ratings.value, np.float32), demographics)
+                  np.asarray(ratings.value, np.float32), demographics, ratings.time)
     cand, logits, by = ranked(stack, model, block)
     logits = np.where((cand >= 0) & allowed[np.maximum(cand, 0)], logits, -np.inf)
     order = descending_order(logits)[:, :top]  # argsort(-logits, kind="stable")

@@ -171,6 +171,10 @@ def add_user(cat, vector: np.ndarray, movies: np.ndarray, ratings: np.ndarray, a
     cat.rating_movie = np.r_[cat.rating_movie, movies]
     cat.rating_value = np.r_[cat.rating_value, np.asarray(ratings, np.float32)]
     cat.rating_train = np.r_[cat.rating_train, np.ones(len(movies), bool)]
+    # their ratings count as rated in the order given, the last the latest (the rank
+    # stage's EASE from the recent movies), after everything in the dataset
+    latest = int(cat.rating_time.max(initial=0))
+    cat.rating_time = np.r_[cat.rating_time, latest + 1 + np.arange(len(movies), dtype=np.int64)]
     cat.user_gender = np.r_[cat.user_gender, gender]
     cat.user_age = np.r_[cat.user_age, age]
     cat.user_occupation = np.r_[cat.user_occupation, occupation]

@@ -57,6 +57,7 @@ class Catalog:
     rating_movie: np.ndarray  # (R,) movie row
     rating_value: np.ndarray  # (R,) float32
     rating_train: np.ndarray  # (R,) bool: training (or a held-out user's given) rating
+    rating_time: np.ndarray  # (R,) int64 when it was rated (a new user's: the order given)
     movie_mean: np.ndarray  # (M,) mean rating shrunk towards the global mean
     global_mean: float
     dataset: Dataset | None = None  # what it was built from (the rank stage reads it)
@@ -150,10 +151,12 @@ def build_catalog(features: Features, dataset: Dataset) -> Catalog:
     r_user = _translate(np.asarray(dataset.rating_users), user_to_feat)
     r_movie = _translate(np.asarray(dataset.rating_movies), movie_to_feat)
     r_value = np.asarray(dataset.rating_values, dtype=np.float32)
+    r_time = np.asarray(dataset.rating_times, dtype=np.int64)
     r_train = np.asarray(dataset.split) != VAL  # what the saved user vectors were made from
     if (r_user < 0).any() or (r_movie < 0).any():  # users or movies without vectors
         keep = (r_user >= 0) & (r_movie >= 0)
-        r_user, r_movie, r_value, r_train = r_user[keep], r_movie[keep], r_value[keep], r_train[keep]
+        r_user, r_movie, r_value, r_train, r_time = (r_user[keep], r_movie[keep], r_value[keep],
+                                                     r_train[keep], r_time[keep])
     global_mean = float(r_value.mean()) if len(r_value) else 0.0
     sums = np.bincount(r_movie, weights=r_value, minlength=n_movies)
     counts = np.bincount(r_movie, minlength=n_movies)
@@ -168,7 +171,7 @@ def build_catalog(features: Features, dataset: Dataset) -> Catalog:
         occupation_labels=list(vocab.occupations), gender_labels=list(vocab.genders),
         has_demographics=bool(vocab.has_demographics),
         rating_user=r_user, rating_movie=r_movie, rating_value=r_value, rating_train=r_train,
-        movie_mean=movie_mean,
+        rating_time=r_time, movie_mean=movie_mean,
         global_mean=global_mean, dataset=dataset)
 
 
@@ -229,6 +232,7 @@ class ChunkRatings:
     pos: np.ndarray  # position of the user in the chunk
     movie: np.ndarray
     value: np.ndarray
+    time: np.ndarray | None = None  # when each was rated (None: the order given)
 
 
 def chunk_ratings(cat: Catalog, user_rows: np.ndarray, train_only: bool = False) -> ChunkRatings:
@@ -239,7 +243,8 @@ def chunk_ratings(cat: Catalog, user_rows: np.ndarray, train_only: bool = False)
     pos = pos_of[cat.rating_user]
     sel = np.flatnonzero((pos >= 0) & cat.rating_train) if train_only else np.flatnonzero(pos >= 0)
     sel = sel[np.lexsort((-cat.rating_value[sel], pos[sel]))]
-    return ChunkRatings(pos[sel], cat.rating_movie[sel], cat.rating_value[sel])
+    return ChunkRatings(pos[sel], cat.rating_movie[sel], cat.rating_value[sel],
+                        cat.rating_time[sel])
 
 
 @dataclass
