@@ -12,7 +12,7 @@ Four channels each score every movie for a user from what the user rated (their 
     popularity  training counts: what people with few ratings get
 
 Candidates (rec.rank.features.Stack.candidates) are the union of each channel's top K
-among the movies the user has not rated; rec.rank.features.candidate_recall is the share of
+among the movies the user has not rated; rec.rank.serving.candidate_recall is the share of
 relevant movies that reach the ranker: the ceiling of any ranked list over them.
 
 A catalogue over EASE_MAX_MOVIES movies keeps EASE and PureSVD to the most-rated

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from rec.datasets.contract import RELEVANT, TRAIN, VAL
-from rec.metrics import dense_chunk
 from rec.rank.channels import CHANNELS, Ease, PureSvd, top_k
 from rec.rank.moments import Holes, finite_max, moments  # noqa: F401 (finite_max: tests)
 from rec.rank.ordering import descending_ranks
@@ -386,35 +385,3 @@ def like_rate(movies: np.ndarray, ratings: np.ndarray, n_movies: int,
         counts = np.bincount(movies, minlength=n_movies)
     likes = np.bincount(movies, weights=liked, minlength=n_movies)
     return ((likes + LIKE_PRIOR * overall) / (counts + LIKE_PRIOR) - overall).astype(np.float32)
-
-
-def candidate_recall(stack: Stack, dataset, user_vecs: np.ndarray, users: np.ndarray,
-                     movies: np.ndarray, k: int | None = None, chunk: int | None = None) -> float:
-    """Share of the relevant (users[i], movies[i]) pairs among their user's candidates
-    (each channel's top `k`, default the stack's): the ceiling of any ranked list."""
-    # a block's channel scores are several (users x catalogue) arrays: fewer users at once on
-    # a large catalogue (134 at ml-25m's 62k movies, 1 GB less at the peak than 512)
-    chunk = chunk or dense_chunk(dataset.n_movies, 512)
-    hit = 0
-    order = np.argsort(users, kind="stable")
-    users, movies = users[order], movies[order]
-    distinct = np.unique(users)
-    for s in range(0, len(distinct), chunk):
-        block = distinct[s: s + chunk]
-        cand, _, _ = stack.candidates(known_block(dataset, user_vecs, block), k)
-        hit += candidate_hits(cand, block, users, movies, dataset.n_movies)
-    return hit / max(len(users), 1)
-
-
-def candidate_hits(cand: np.ndarray, block: np.ndarray, users: np.ndarray,
-                   movies: np.ndarray, n_movies: int) -> int:
-    """How many of the (users[i], movies[i]) pairs (sorted by user) whose user is in
-    `block` (sorted users; `cand` their candidates, padded with -1) are candidates: the
-    candidate recall's numerator, for candidate_recall and evaluate's one pass."""
-    member = np.zeros((len(block), n_movies), bool)
-    ok = cand >= 0
-    member[np.nonzero(ok)[0], cand[ok]] = True
-    lo, hi = np.searchsorted(users, block[0]), np.searchsorted(users, block[-1], "right")
-    pos = np.searchsorted(block, users[lo:hi])
-    mine = (pos < len(block)) & (block[np.minimum(pos, len(block) - 1)] == users[lo:hi])
-    return int(member[pos[mine], movies[lo:hi][mine]].sum())

@@ -60,7 +60,7 @@ def redrawn(view, draw: int):
 
 def choose_k(stack: Stack, view, user_vecs: np.ndarray) -> tuple[int, dict]:
     """K by the candidate recall on (a sample of) the tuning users."""
-    from rec.rank.features import candidate_recall
+    from rec.rank.serving import candidate_recall
 
     vu, vm, vr = view.part(VAL)
     rel = vr >= RELEVANT
