@@ -14,11 +14,15 @@ the 1-minute load average before it: this is a shared machine, read the figures 
 
 --baseline DIR runs the same commands from another checkout of rec (say a worktree of the
 commit before a change) in the same sitting, each baseline run right before the matching
-run of this one, and says whether their stdout is byte for byte the same. rec's modules
+run of this one, and says whether their stdout is byte for byte the same. Where the two
+need different fitted outputs (a rank model of another feature layout, which the other
+refuses), --baseline-root gives the baseline's root for each root, in order: a copy of the
+root whose ctr-train ran with the baseline's code. rec's modules
 are compiled first in each checkout, as `pip install` does (PYTHONDONTWRITEBYTECODE, set
 in some sandboxes, would make every run compile them from source: 0.2 s).
 
-    .venv/bin/python bench/bench_serving.py ROOT [ROOT ...] [--repeat 3] [--baseline DIR]
+    .venv/bin/python bench/bench_serving.py ROOT [ROOT ...] [--repeat 3] [--baseline DIR
+                                            [--baseline-root ROOT ...]]
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import argparse
 import compileall
 import hashlib
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -79,12 +82,17 @@ def main() -> None:
     parser.add_argument("roots", type=Path, nargs="+", help="fitted roots (data/, output/)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--baseline", type=Path, help="another checkout to compare with")
+    parser.add_argument("--baseline-root", type=Path, action="append", default=[],
+                        help="the baseline's root for each root, in order (repeatable)")
     parser.add_argument("--only", choices=list(COMMANDS), action="append",
                         help="just these commands (repeatable)")
     args = parser.parse_args()
     checkouts = {"this": ROOT}
     if args.baseline:
         checkouts = {"baseline": args.baseline.resolve(), "this": ROOT}
+    if args.baseline_root and (not args.baseline or len(args.baseline_root) != len(args.roots)):
+        parser.error("--baseline-root needs --baseline and one for each root")
+    baseline_roots = dict(zip(args.roots, args.baseline_root))
     for checkout in checkouts.values():
         compileall.compile_dir(checkout / "rec", quiet=1)
     print(f"{'root':16} {'command':30} {'checkout':9} {'wall s':>7} {'cpu s':>6} "
@@ -97,7 +105,8 @@ def main() -> None:
             for _ in range(args.repeat):
                 for label, checkout in checkouts.items():  # interleaved
                     before = load()
-                    results[label].append((*run(checkout, root, command), before))
+                    where = baseline_roots.get(root, root) if label == "baseline" else root
+                    results[label].append((*run(checkout, where, command), before))
             digests = {label: {r[3] for r in rows} for label, rows in results.items()}
             for label, rows in results.items():
                 wall, cpu, peak = (statistics.median(r[i] for r in rows) for i in range(3))
