@@ -17,7 +17,8 @@ commit before a change) in the same sitting, each baseline run right before the 
 run of this one, and says whether their stdout is byte for byte the same. Where the two
 need different fitted outputs (a rank model of another feature layout, which the other
 refuses), --baseline-root gives the baseline's root for each root, in order: a copy of the
-root whose ctr-train ran with the baseline's code. rec's modules
+root whose ctr-train ran with the baseline's code (their outputs are then not compared:
+they come from different models). rec's modules
 are compiled first in each checkout, as `pip install` does (PYTHONDONTWRITEBYTECODE, set
 in some sandboxes, would make every run compile them from source: 0.2 s).
 
@@ -112,7 +113,7 @@ def main() -> None:
                 wall, cpu, peak = (statistics.median(r[i] for r in rows) for i in range(3))
                 loads = statistics.median(r[4] for r in rows)
                 same = ""
-                if len(checkouts) > 1 and label == "this":
+                if len(checkouts) > 1 and label == "this" and root not in baseline_roots:
                     same = "  same output" if digests["this"] == digests["baseline"] \
                         else "  OUTPUT DIFFERS"
                 print(f"{root.name:16} {name:30} {label:9} {wall:7.2f} {cpu:6.2f} "

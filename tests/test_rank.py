@@ -572,14 +572,22 @@ def test_recent_marks_each_users_latest_ratings():
     from rec.rank.features import recent
 
     rows = np.array([0, 0, 0, 1, 1, 0, 2])
+    movies = np.array([4, 7, 1, 9, 2, 3, 5])
     times = np.array([5, 9, 1, 3, 3, 9, 7])
-    # user 0: times 9 (twice: the later entry first), 5; user 1: the same time (the later
-    # entry first); user 2 alone
-    assert recent(rows, times, 3, 2).tolist() == [False, True, False, True, True, True, True]
-    assert recent(rows, times, 3, 1).tolist() == [False, False, False, False, True, True, True]
+    # user 0: times 9 (twice: by movie, 3 then 7), then 5; user 1: the same time (by movie);
+    # user 2 alone
+    assert recent(rows, movies, times, 3, 2).tolist() == [False, True, False, True, True,
+                                                          True, True]
+    assert recent(rows, movies, times, 3, 1).tolist() == [False, False, False, False, True,
+                                                          True, True]
+    # the order a history comes in does not matter (recommend's is best rating first)
+    shuffle = np.random.default_rng(0).permutation(len(rows))
+    assert np.array_equal(recent(rows[shuffle], movies[shuffle], times[shuffle], 3, 2),
+                          recent(rows, movies, times, 3, 2)[shuffle])
     # no times: the order given, the last entries the latest
-    assert recent(rows, None, 3, 2).tolist() == [False, False, True, True, True, True, True]
-    assert not recent(np.zeros(0, np.int64), None, 0, 2).any()
+    assert recent(rows, movies, None, 3, 2).tolist() == [False, False, True, True, True,
+                                                         True, True]
+    assert not recent(np.zeros(0, np.int64), np.zeros(0, np.int64), None, 0, 2).any()
 
 
 def test_the_recent_feature_is_eases_score_from_the_latest_movies():

@@ -112,13 +112,17 @@ def known_block(dataset, user_vecs: np.ndarray, users: np.ndarray) -> Block:
                  np.asarray(dataset.rating_times[known][sel], np.int64))
 
 
-def recent(rows: np.ndarray, times: np.ndarray | None, n_rows: int, r: int = RECENT) -> np.ndarray:
-    """A mask of each row's `r` latest entries of a history (rows, times): the latest time
-    first, equal times (and no times: the order given) the later entry first."""
+def recent(rows: np.ndarray, movies: np.ndarray, times: np.ndarray | None, n_rows: int,
+           r: int = RECENT) -> np.ndarray:
+    """A mask of each row's `r` latest entries of a history (rows, movies, times): the
+    latest time first, equal times by movie (whatever order the history comes in:
+    evaluate's is the dataset's, recommend's best rating first); with no times, in the
+    order given, the later entry first (a new user's are all distinct, in that order)."""
     n = len(rows)
-    later = -np.arange(n)  # equal times: the later entry first
-    order = np.lexsort((later, rows) if times is None else
-                       (later, -np.asarray(times, np.int64), rows))
+    if times is None:
+        order = np.lexsort((-np.arange(n), rows))
+    else:
+        order = np.lexsort((movies, -np.asarray(times, np.int64), rows))
     starts = np.searchsorted(rows[order], np.arange(n_rows))
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(n) - starts[rows[order]]
@@ -180,7 +184,7 @@ class Stack:
         heads = {"stars": star_values, "pick": pick}
         liked = block.values >= RELEVANT
         heads["ease_liked"] = self.ease.scores(block.rows[liked], block.movies[liked], b, m)
-        latest = recent(block.rows, block.times, b)
+        latest = recent(block.rows, block.movies, block.times, b)
         heads["ease_recent"] = self.ease.scores(block.rows[latest], block.movies[latest], b, m)
         if distinct_pairs(block.rows, block.movies, m):
             # EASE is linear in the history: the liked movies' part plus the others' is the

@@ -145,7 +145,8 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
     if not len(train_ex.users) or not len(val_ex.users):
         raise UsageError("the tuning slice has too few users with a liked movie to train the "
                          "rank stage (it needs both a training and a choosing part)")
-    channels = rt.channel_report(val_ex)
+    # each channel alone and the candidate recall on the choosing users, at each serving k
+    reports = {s: rt.channel_report(ex) for s, ex in choosing.items()}
     runtime.seed_all(p.seed)
     config = RankerConfig(n_features, p.hidden_sizes())
     net = Ranker(config)
@@ -173,7 +174,8 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
             "rule": "the smallest each channel's top k whose candidates, ranked, give the "
                     f"choosing users an NDCG@10 within {rt.SERVING_K_COST:.1%} of the best "
                     f"of {serving_ks}", "chosen": choices["k"], **{
-                        str(s): m for s, m in choices["k_table"].items()}}
+                        str(s): {key: round(v, 6) for key, v in m.items()}
+                        for s, m in choices["k_table"].items()}}
         full_config["selection"]["two_tower_blend"] = {
             "rule": "the smallest giving the choosing users' top 10s EASE's coverage, "
                     f"within {rt.PENALTY_COST:.0%} of their NDCG@10", **choices["blend_table"]}
@@ -194,8 +196,9 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
                 "device": job.device, **result.summary("rank_hr@10", "rank_ndcg@10"),
                 "k": result.best["serving_k"], "training_k": k,
                 "two_tower_blend": result.best["two_tower_blend"],
-                "candidate_recall": channels["candidate_recall"],
-                "channels": {c: channels[c] for c in ("two_tower", "ease", "svd", "popularity")},
+                "candidate_recall": reports[result.best["serving_k"]]["candidate_recall"],
+                "channels": {c: reports[result.best["serving_k"]][c]
+                             for c in ("two_tower", "ease", "svd", "popularity")},
                 "tuning_users": int(len(train_ex.users) + len(val_ex.users)), "choosing_users": int(len(val_ex.users)),
                 **result.speed()}
 

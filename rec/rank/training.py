@@ -10,8 +10,10 @@ the slice. The network learns a softmax over each user's candidates (listwise: c
 against the user's liked candidates, each weighted 1 / their number).
 
 A seeded fifth of the tuning users (by a hash of the user) is set aside to choose the epoch
-(NDCG@10 of the ranked candidates, ideal over all the user's liked movies, as evaluate) and
-to measure each channel alone on the same users; the rest train.
+(NDCG@10 of the ranked candidates, ideal over all the user's liked movies, as evaluate),
+then for that epoch the top k the model serves (choose_serving_k: their candidates built
+at each k it may serve) and the two-tower blend of the order (choose_blend), and to
+measure each channel alone on the same users; the rest train.
 """
 
 from __future__ import annotations
@@ -207,8 +209,9 @@ def export(net) -> dict[str, np.ndarray]:
 
 
 def choose_serving_k(logits_by_k: dict, choosing: dict) -> tuple[int, dict]:
-    """The smallest top k whose candidates, ranked by the network, give the choosing users
-    an NDCG@10 within SERVING_K_COST of the best k's: (k, {k: HR@10 and NDCG@10}).
+    """The smallest top k whose candidates, ranked by the network's logits, give the
+    choosing users an NDCG@10 within SERVING_K_COST of the best k's: (k, {k: HR@10 and
+    NDCG@10}). It comes before the two-tower blend, which is then chosen on that k's lists.
     `choosing`: {k: the choosing users' Examples with each channel's top k as candidates};
     `logits_by_k`: the network's logits on each.
 
@@ -216,8 +219,7 @@ def choose_serving_k(logits_by_k: dict, choosing: dict) -> tuple[int, dict]:
     10,000 top-10 slots beyond each channel's 50th), while the rank stage's time grows
     with the candidates (the features and the network are half of `rec evaluate`'s rank
     stage); the network trained on the widest lists serves fewer at the same NDCG@10."""
-    table = {k: {key: round(v, 6) for key, v in ranked_metrics(logits_by_k[k], ex).items()}
-             for k, ex in sorted(choosing.items())}
+    table = {k: ranked_metrics(logits_by_k[k], ex) for k, ex in sorted(choosing.items())}
     best = max(m["ndcg@10"] for m in table.values())
     chosen = min(k for k, m in table.items() if m["ndcg@10"] >= (1.0 - SERVING_K_COST) * best)
     return chosen, table

@@ -180,7 +180,7 @@ def explain(cat: Catalog, user_rows: np.ndarray, picks: Picks, ratings: ChunkRat
     new_user = np.array([ids[u] == NEW_USER for u in user_rows.tolist()], bool)  # "liked"
     key = ((code.astype(np.int64) << 59) | (((code == 1) & new_user[row]).astype(np.int64) << 58)
            | (cited.astype(np.int64) << 32) | star_value.astype(np.float32).view(np.uint32))
-    distinct, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     pieces = _Pieces(cat)
     users = user_rows[row[first]].tolist()
     texts = np.array([pieces.text(c, u, s, m, s, g) for c, u, s, m, g in zip(
