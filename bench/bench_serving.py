@@ -10,7 +10,8 @@ processes, interleaved, --repeat times each, and the median:
 
 Targets (ml-1m at load ~1 on the 2-core VM): evaluate <= 5 s, ranked --all <= 3 s,
 --recall-only <= 1 s; ml-latest-small evaluate <= 12 s and <= 1.5 GB. Every line carries
-the 1-minute load average before it: this is a shared machine, read the figures beside it.
+the 1-minute load average before it, and the machine's matmul speed is measured at the
+start and the end: this is a shared machine, read the figures beside them.
 
 --baseline DIR runs the same commands from another checkout of rec (say a worktree of the
 commit before a change) in the same sitting, each baseline run right before the matching
@@ -59,6 +60,19 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
+MATMUL = ("import numpy as np, time; a = np.random.default_rng(0).random((2048, 2048), "
+          "np.float32); [a @ a for _ in range(3)]; t = time.perf_counter(); "
+          "[a @ a for _ in range(10)]; print(2 * 2048 ** 3 * 10 / (time.perf_counter() - t) / 1e9)")
+
+
+def machine_speed() -> str:
+    """The machine's own speed now, in a fresh process (every core): numpy's fp32 2048²
+    matmul, the same reference as bench_speed.py's. It moved 139-187 GFLOP/s between
+    sittings of one week at a similar load average: read the timings beside it."""
+    out = subprocess.run([sys.executable, "-c", MATMUL], capture_output=True, text=True)
+    return f"numpy fp32 2048² matmul {float(out.stdout):.0f} GFLOP/s, load {load():.2f}"
+
+
 def run(checkout: Path, root: Path, args: list[str]) -> tuple[float, float, float, str]:
     """(wall s, CPU s, peak RSS MB, sha256 of stdout) of one fresh `rec` from `checkout`."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,6 +110,7 @@ def main() -> None:
     baseline_roots = dict(zip(args.roots, args.baseline_root))
     for checkout in checkouts.values():
         compileall.compile_dir(checkout / "rec", quiet=1)
+    print(f"machine at start: {machine_speed()}")
     print(f"{'root':16} {'command':30} {'checkout':9} {'wall s':>7} {'cpu s':>6} "
           f"{'peak MB':>8} {'load':>5}  (medians of {args.repeat}; load: before each run)")
     for root in args.roots:
@@ -118,6 +133,7 @@ def main() -> None:
                         else "  OUTPUT DIFFERS"
                 print(f"{root.name:16} {name:30} {label:9} {wall:7.2f} {cpu:6.2f} "
                       f"{peak:8.0f} {loads:5.2f}{same}", flush=True)
+    print(f"machine at end: {machine_speed()}")
 
 
 if __name__ == "__main__":
