@@ -610,3 +610,38 @@ def test_the_recent_feature_is_eases_score_from_the_latest_movies():
     scores = stack.channel_scores(block)["ease_recent"]
     assert scores[0, 31] == RECENT and scores[0, 30] == 0  # user 0 rated `last` last
     assert scores[1, 30] == RECENT and scores[1, 31] == 0
+
+
+def test_known_of_is_each_users_known_ratings_from_an_index_kept_per_split():
+    """Dataset.known_of: known()'s ratings of a chunk of users, each user's in the
+    dataset's order, from an index built once; a new split array builds a new one."""
+    import dataclasses
+
+    from rec.datasets.contract import GIVEN, TRAIN, VAL, Dataset
+
+    rng = np.random.default_rng(5)
+    n, n_users = 500, 40
+    ds = Dataset(vocab=None, users=np.zeros((n_users, 4), np.int64),
+                 movie_genres=np.zeros((30, 1)), movie_titles=None,
+                 rating_users=rng.integers(0, n_users, n), rating_movies=rng.integers(0, 30, n),
+                 rating_values=rng.integers(1, 6, n).astype(np.float32),
+                 rating_times=rng.integers(0, 10**6, n),
+                 split=rng.choice([TRAIN, VAL, GIVEN], n).astype(np.int8))
+
+    def expected(data, users):
+        mask = (data.split != VAL) & np.isin(data.rating_users, users)
+        at = np.flatnonzero(mask)
+        at = at[np.argsort(data.rating_users[at], kind="stable")]
+        rows = np.searchsorted(users, data.rating_users[at])
+        return rows, data.rating_movies[at], data.rating_values[at], data.rating_times[at]
+
+    for users in (np.array([0, 3, 4, 17, 39]), np.arange(n_users), np.array([7])):
+        got = ds.known_of(users)
+        for a, b in zip(got, expected(ds, users)):
+            assert np.array_equal(a, b)
+    other = dataclasses.replace(ds, split=np.where(ds.split == VAL, TRAIN, VAL).astype(np.int8))
+    for a, b in zip(other.known_of(np.arange(n_users)), expected(other, np.arange(n_users))):
+        assert np.array_equal(a, b)
+    ds.split = other.split  # the same object given a new split: a new index
+    for a, b in zip(ds.known_of(np.arange(n_users)), expected(ds, np.arange(n_users))):
+        assert np.array_equal(a, b)

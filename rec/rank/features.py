@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rec.datasets.contract import RELEVANT, TRAIN, VAL
+from rec.datasets.contract import RELEVANT, TRAIN
 from rec.rank.channels import CHANNELS, Ease, PureSvd, top_k
 from rec.rank.moments import Holes, finite_max, moments  # noqa: F401 (finite_max: tests)
 from rec.rank.ordering import descending_ranks
@@ -102,14 +102,9 @@ def known_block(dataset, user_vecs: np.ndarray, users: np.ndarray) -> Block:
     """The Block of dataset users `users` (sorted indices): their rows of user_vecs, and
     their known ratings (TRAIN, and GIVEN for held-out users) as history; `dataset` is the
     real one (serving, evaluate) or the tuning view (training)."""
-    hu, hm, hr = dataset.known()
-    pos = np.full(dataset.n_users, -1)
-    pos[users] = np.arange(len(users))
-    sel = pos[hu] >= 0
-    known = dataset.split != VAL  # dataset.known()'s ratings, whose times these are
-    return Block(user_vecs[users], pos[hu[sel]], hm[sel].astype(np.int64),
-                 np.asarray(hr[sel], np.float32), np.asarray(dataset.users)[users, 1:4],
-                 np.asarray(dataset.rating_times[known][sel], np.int64))
+    rows, movies, values, times = dataset.known_of(users)
+    return Block(user_vecs[users], rows, movies.astype(np.int64), np.asarray(values, np.float32),
+                 np.asarray(dataset.users)[users, 1:4], np.asarray(times, np.int64))
 
 
 def recent(rows: np.ndarray, movies: np.ndarray, times: np.ndarray | None, n_rows: int,
