@@ -262,9 +262,10 @@ class Stack:
             return column
 
         rated = Holes(block.rows, block.movies, (b, self.n_movies))  # -inf in the scores
+        finite_of = {}
         for i, name in enumerate(SCORED):
             s = scores[name]
-            finite = np.isfinite(s)
+            finite = finite_of[name] = np.isfinite(s)
             mean, std = moments(s, finite, rated)
             picked = np.take_along_axis(s, safe, 1)
             top = finite_max(s, finite)
@@ -284,15 +285,15 @@ class Stack:
         centre = pick.mean(axis=1, keepdims=True, where=valid)
         cols += [(st - 3.5) / 2, like, squash(np.where(valid, (pick - centre) / spread, 0))]
 
-        liked = scores["ease_liked"]  # EASE from the movies the user liked alone
-        mean, std = moments(liked, np.isfinite(scores["ease"]), rated)
-        picked = np.take_along_axis(liked, safe, 1)
-        cols += [squash((picked - mean) / std), log_rank(picked),
-                 self.like_rate[safe]]
-        latest = scores["ease_recent"]  # EASE from the user's latest movies alone
-        mean, std = moments(latest, np.isfinite(scores["ease"]), rated)
-        picked = np.take_along_axis(latest, safe, 1)
-        cols += [squash((picked - mean) / std), log_rank(picked)]
+        def ease_of_part(part: np.ndarray) -> list:
+            """EASE from part of the history: its z-score over the movies EASE's own
+            scores are finite on, its log rank among the candidates."""
+            mean, std = moments(part, finite_of["ease"], rated)
+            picked = np.take_along_axis(part, safe, 1)
+            return [squash((picked - mean) / std), log_rank(picked)]
+        # EASE from the movies the user liked alone, then from their latest alone
+        cols += [*ease_of_part(scores["ease_liked"]), self.like_rate[safe],
+                 *ease_of_part(scores["ease_recent"])]
 
         year = self.years[safe].astype(np.float32)
         cols += [np.where(year > 0, np.clip((year - 1990) / 20, -3, 2), 0), (year <= 0)]
