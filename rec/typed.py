@@ -32,9 +32,14 @@ def clean(text: str) -> str:
 
 def fold(text: str) -> str:
     """The form two texts are compared in: clean, case folded ('É' and 'é', 'ß' and 'ss'),
-    NFC, white space as single spaces."""
+    accents dropped ('Misérables' and 'Miserables': people type titles without them),
+    white space as single spaces."""
     text = " ".join(clean(text).casefold().split())
-    return text if text.isascii() else unicodedata.normalize("NFC", text)
+    if text.isascii():
+        return text
+    decomposed = unicodedata.normalize("NFKD", text)
+    return unicodedata.normalize("NFC", "".join(c for c in decomposed
+                                                if not unicodedata.combining(c)))
 
 
 def decode(data: bytes, source: str) -> str:

@@ -314,8 +314,32 @@ def test_damaged_feature_matrices_are_one_clear_error(world, tmp_path, name, dam
 
 
 def test_missing_feature_files_exit_2(tmp_path):
+    """An empty output folder names every stage still to run, the first one first."""
     result = rec(None, "--output-dir", str(tmp_path), "recommend", "1")
+    assert_usage_error(result, "usr_feat.pkl: run `rec preprocess`, `rec train` and "
+                               "`rec save-features` first")
+
+
+def test_missing_features_beside_a_trained_model_name_save_features_alone(world, tmp_path):
+    import shutil
+
+    out = Path(shutil.copytree(world["paths"].output_dir, tmp_path / "out"))
+    shutil.rmtree(out / "features")
+    (out / "model" / "best").mkdir(parents=True)  # this world's vectors come from its truth
+    result = rec(None, "--output-dir", str(out), "recommend", "1")
     assert_usage_error(result, "usr_feat.pkl: run `rec save-features` first")
+
+
+def test_unknown_users_and_movies_say_what_to_give_instead(world):
+    result = run(world, "recommend", "999999")
+    assert_usage_error(result, "unknown user id 999999 (the dataset's ")
+    assert "for someone new, give their movies: --like, --rated)" in result.stderr
+    title = world["vocab"].titles[9]  # e.g. "A Musical1 10 (1983)"
+    near = run(world, "similar", title[:-7].replace("1", "l"))
+    assert_usage_error(near, "; did you mean '")  # the typo's title among the suggestions
+    for query, needle in (("", "an empty movie: give a movie id or (part of) its title"),
+                          ("zzqqxx", "no movie title contains 'zzqqxx'; give a movie id")):
+        assert_usage_error(run(world, "similar", query), needle)
 
 
 @pytest.mark.parametrize("name,damage,needle", [

@@ -235,6 +235,21 @@ def load_features(folder: Path, item_models: bool = True) -> Features:
         raise RecError(f"{e}: run `rec save-features` again", e.exit_code) from None
 
 
+def stages_to_run(output_dir: Path) -> str:
+    """"`rec save-features`", or the stages before it too where their outputs are missing
+    as well (an empty output folder: preprocess, train, save-features), so that the first
+    command named is the one to run first."""
+    from rec.paths import BEST, VOCAB
+
+    needed = []
+    if not (output_dir / "dataset" / VOCAB).is_file():
+        needed.append("`rec preprocess`")
+    if not (output_dir / "model" / BEST).is_dir():
+        needed.append("`rec train`")
+    needed.append("`rec save-features`")
+    return ", ".join(needed[:-1]) + " and " + needed[-1] if len(needed) > 1 else needed[0]
+
+
 def npz_run_id(data, path: Path) -> str:
     """The run id an .npz of a unit carries (its "run_id" member), read alone (`data`: its
     bytes or its mapping, rec.storage.snapshot.Snapshot.map)."""
@@ -253,7 +268,7 @@ def _load_features(snapshot, item_models: bool = True) -> Features:
     folder = snapshot.path
     for name in (USER_VECTORS, MOVIE_VECTORS, SCORING):
         if not snapshot.is_file(name):
-            raise UsageError(f"missing {folder / name}: run `rec save-features` first")
+            raise UsageError(f"missing {folder / name}: run {stages_to_run(folder.parent)} first")
     loaded: dict[str, bytes] = {}
     listed = unit.listed(snapshot)
     # the matrices when the unit vouches for them; else (written before them, or by hand)

@@ -192,8 +192,17 @@ def find_users(cat: Catalog, tokens: list[str]) -> np.ndarray:
             unknown.append(shown(key, 40, quote=False))
     if unknown:
         more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
-        raise UsageError(f"unknown user id {', '.join(unknown[:3])}{more} (no saved vector)")
+        raise UsageError(f"unknown user id {', '.join(unknown[:3])}{more} ({users_span(cat.features.user_ids)}; for someone new, give their movies: "
+                         "--like, --rated)")
     return np.fromiter(rows, dtype=np.int64, count=len(rows))
+
+
+def users_span(ids: list[str]) -> str:
+    """"the dataset's 6,040 users have ids 1 to 6040" (the span where every id is a number)."""
+    numbers = [int(i) for i in ids if i.isdigit()]
+    if not numbers or len(numbers) < len(ids):
+        return f"not among the dataset's {len(ids):,} users"
+    return f"the dataset's {len(ids):,} users have ids {min(numbers)} to {max(numbers)}"
 
 
 def all_users(cat: Catalog) -> np.ndarray:
