@@ -136,3 +136,25 @@ def test_kill_9_of_the_pipeline_stops_its_stage(tmp_path):
     assert wait_until(lambda: processes_of(tmp_path / "output") == [], 10, 0.1)
     assert log.read_text().splitlines()[-1].startswith(TERMINATED)  # stopped, not finished
     assert lock_is_free(tmp_path / "output")
+
+
+def test_ctrl_c_in_training_names_the_resume_that_continues_it(world, tmp_path):
+    """The interrupted run's line says how to go on (a newcomer read only "interrupted"),
+    and that command does continue after the last epoch checkpointed."""
+    root = copy_world(world, tmp_path)
+    proc = start(root, "train", "--epochs", "300")
+    for line in proc.stderr:
+        if line.startswith("epoch 2:"):
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, rest
+    errors = [line for line in rest.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: interrupted; "), rest
+    epoch = int(errors[0].rsplit("continues after epoch ", 1)[1])
+    assert errors[0].endswith(f"; `rec train --resume` continues after epoch {epoch}")
+    assert epoch >= 2
+    resumed = start(root, "train", "--resume", "--epochs", str(epoch + 1))
+    _, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    assert f"epoch {epoch + 1}:" in stderr and f"epoch {epoch}:" not in stderr

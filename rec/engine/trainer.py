@@ -164,6 +164,7 @@ class FitSpec:
     unit: str = "batches"  # what the progress bar counts: batches or samples
     no_samples: str = "no training samples"  # the error when an epoch trained on nothing
     keep_last: bool = False  # every epoch replaces the best (no selection, no early stop)
+    resumable: bool = True  # `run --resume` continues a checkpoint (the rank stage: no)
 
 
 @dataclass
@@ -240,6 +241,7 @@ def fit(spec: FitSpec, job: Job, objective: Objective, state: dict, resume: bool
                            lambda rows, title: epoch_table(rows, title, spec.columns, monitor),
                            unit=spec.unit)
     t_start = time.perf_counter()
+    checkpointed = 0  # the last epoch this run wrote a checkpoint of
     try:
         for number in range(state["epoch"] + 1, spec.epochs + 1):
             if state["bad_epochs"] >= spec.patience:
@@ -277,8 +279,13 @@ def fit(spec: FitSpec, job: Job, objective: Objective, state: dict, resume: bool
                         objective.save_best(number, tmp)
                         write_json(tmp / RUN, {"run_id": state.get("run_id")})
                 _checkpoint(spec, objective, state)
+                checkpointed = number
             if not display.update(history):
                 log(epoch_line(row, spec.columns, improved))
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the stage's error line says how on
+        if checkpointed and spec.resumable:
+            e.resume_hint = f"`{spec.run} --resume` continues after epoch {checkpointed}"
+        raise
     finally:
         display.stop()
     if state["bad_epochs"] >= spec.patience and state["epoch"] < spec.epochs:

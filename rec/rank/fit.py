@@ -189,7 +189,7 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
         data_name="output/dataset",
         title=f"rec ctr-train · {ds.vocab.dataset} · rank stage · {job.device}",
         columns={"train_loss": "listwise loss", "rank_hr@10": "rank HR@10",
-                 "rank_ndcg@10": "rank NDCG@10"}, finite=("rank_ndcg@10",))
+                 "rank_ndcg@10": "rank NDCG@10"}, finite=("rank_ndcg@10",), resumable=False)
 
     def summarize(result) -> dict:
         return {"data": "movielens", "dataset": ds.vocab.dataset, "model": "rank",

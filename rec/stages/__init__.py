@@ -143,7 +143,9 @@ def stage(fn=None, *, writes: tuple[str, ...] = (), into: tuple[str, ...] = (), 
             raise typer.Exit(e.exit_code)
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (rec.process.interrupts)
             how = "terminated (SIGTERM)" if isinstance(e, interrupts.Terminated) else "interrupted"
-            error_line(f"{how}; files already written are complete, nothing half-written was kept")
+            hint = getattr(e, "resume_hint", None)  # rec.engine.trainer.fit's
+            error_line(f"{how}; files already written are complete, nothing half-written was "
+                       f"kept{'; ' + hint if hint else ''}")
             raise typer.Exit(interrupts.exit_code(e))
         except OSError as e:
             fault = environment_error(e)
