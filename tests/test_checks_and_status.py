@@ -154,7 +154,13 @@ def test_status_shows_no_change_for_options_left_to_the_stage(exported, tmp_path
 
 def test_status_has_a_row_for_export_even_before_it_ran(tmp_path):
     assert states(tmp_path) == {name: "not run" for name in (
-        "download", "preprocess", "train", "evaluate", "save-features", "ctr-train", "export")}
+        "download", "preprocess", "train", "save-features", "ctr-train", "evaluate", "export")}
+
+
+def test_status_lists_the_stages_in_the_order_they_run(tmp_path):
+    r = rec(tmp_path, "status", "--format", "json")
+    assert [json.loads(line)["stage"] for line in r.stdout.splitlines()] == [
+        "download", "preprocess", "train", "save-features", "ctr-train", "evaluate", "export"]
 
 
 def test_status_checks_every_file_of_the_export_it_calls_fresh(exported, tmp_path):
@@ -173,11 +179,24 @@ def test_status_checks_every_file_of_the_export_it_calls_fresh(exported, tmp_pat
     assert states(root)["export"] == "modified"
 
 
-@pytest.mark.parametrize("name", ["best/metrics.json", "history.json", "best/config.json"])
-def test_status_checks_every_file_of_the_model_it_calls_fresh(exported, tmp_path, name):
+@pytest.mark.parametrize("name,state", [("best/metrics.json", "modified"),
+                                        ("history.json", "missing"),  # a recorded file
+                                        ("best/config.json", "modified")])
+def test_status_checks_every_file_of_the_model_it_calls_fresh(exported, tmp_path, name,
+                                                              state):
     root = copy_world(exported, tmp_path)
     (root / "output" / "model" / name).unlink()
-    assert states(root)["train"] == "modified"
+    assert states(root)["train"] == state
+
+
+def test_status_says_missing_when_what_a_stage_wrote_is_gone(exported, tmp_path):
+    """A newcomer removed output/export: 'modified' read as if it had been edited."""
+    import shutil
+
+    root = copy_world(exported, tmp_path)
+    shutil.rmtree(root / "output" / "export")
+    assert states(root)["export"] == "missing"
+    assert states(root)["save-features"] == "fresh"
 
 
 @pytest.mark.parametrize("stage", ["ctr-train", "train", "export", "download"])

@@ -23,7 +23,7 @@ from rec.errors import UsageError
 from rec.paths import Paths
 
 # The stages in pipeline order, with what each one needs before it can run.
-STAGES = ["download", "preprocess", "train", "evaluate", "save-features", "ctr-train"]
+STAGES = ["download", "preprocess", "train", "save-features", "ctr-train", "evaluate"]
 UPSTREAM = {
     "preprocess": "download",
     "train": "preprocess",
@@ -231,7 +231,8 @@ def record(paths: Paths, stage: str, params: dict[str, Any], inputs: list[Path],
 
 
 def stage_state(entry: dict | None, hashed: dict | None = None) -> str:
-    """'not run', 'fresh', 'stale' (inputs changed) or 'modified' (its outputs changed).
+    """'not run', 'fresh', 'stale' (inputs changed), 'missing' (a folder or file it
+    wrote is gone) or 'modified' (its outputs changed).
     A file whose size and mtime are the recorded ones is not read; `hashed` (path ->
     fingerprint) keeps the files hashed for one stage for the next."""
     if entry is None:
@@ -250,10 +251,11 @@ def stage_state(entry: dict | None, hashed: dict | None = None) -> str:
     for p, fp in (inputs if isinstance(inputs, dict) else {}).items():
         if not unchanged(p, fp):
             return "stale"
-    for p, fp in (outputs if isinstance(outputs, dict) else {}).items():
-        if not unchanged(p, fp):
-            return "modified"
-    return "fresh"
+    changed = [p for p, fp in (outputs if isinstance(outputs, dict) else {}).items()
+               if not unchanged(p, fp)]
+    if any(not os.path.lexists(p) for p in changed):
+        return "missing"
+    return "modified" if changed else "fresh"
 
 
 # --- which dataset: the one downloaded last, into the data folder in use --------------------
