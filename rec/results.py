@@ -58,8 +58,9 @@ def write_whole(text: str) -> None:
 
 
 def resolve_format(fmt: str) -> str:
+    given, fmt = fmt, fmt.strip().lower()  # --format TSV is tsv
     if fmt not in FORMATS:
-        raise UsageError(f"unknown --format {fmt!r}: choose one of {', '.join(FORMATS)}")
+        raise UsageError(f"unknown --format {given!r}: choose one of {', '.join(FORMATS)}")
     if fmt == "auto":
         return "table" if sys.stdout.isatty() else "tsv"
     return fmt

@@ -209,6 +209,12 @@ def test_preprocess_refuses_an_unknown_dataset_with_the_known_ones(tmp_path):
                             f"{', '.join(registry.names())}")
 
 
+def test_format_names_are_not_case_sensitive(synthetic):
+    upper = invoke(synthetic, "status", "--format", "TSV")
+    assert upper.exit_code == 0 and upper.stdout == invoke(synthetic, "status", "--format",
+                                                            "tsv").stdout
+
+
 @pytest.mark.parametrize("args,message", [
     (["--split", "user"], "error: unknown --split 'user': choose random, time, time-user or users"),
     (["--val-ratio", "0"], "error: --val-ratio must be between 0 and 1 (got 0.0)"),

@@ -48,7 +48,8 @@ def command(
     downloaded = manifest.default_dataset(paths, MARKER)
     if dataset is None:
         if downloaded:
-            log(f"dataset: {downloaded} (the one downloaded last into {paths.data_dir})")
+            log(f"dataset: {downloaded} (the one this output folder's last `rec download` "
+                f"fetched, or else the newest in {paths.data_dir}; --dataset picks another)")
         dataset = downloaded or "ml-1m"
     folder = paths.raw(dataset)
     if not folder.is_dir() and dataset not in registry.names():  # download would refuse it

@@ -20,7 +20,8 @@ from rec.results import emit_object
 from rec.stages import get_paths, stage
 from rec.stages.options import Device, Format
 
-HELP = "Save every user's and movie's vector (pickles) for recommend, from the trained model."
+HELP = ("Save every user's and movie's vector (.npy, and the course's pickles) and fit the "
+        "EASE and PureSVD channels, for recommend and the rank stage.")
 
 
 @stage(writes=("output",), into=("features_dir",))
