@@ -488,3 +488,22 @@ def test_reasons_explained_in_threads_are_the_reasons_explained_in_turn(world):
         fresh = load_catalog(world["paths"])
         with ThreadPoolExecutor(4) as pool:
             assert list(pool.map(lambda chunk: reasons(fresh, chunk), chunks)) == in_turn
+
+
+def test_a_liked_movie_close_to_everything_is_not_every_picks_reason():
+    """A hub (The Sixth Sense on ml-1m was 'because you rated' for 9 of some users' 10
+    picks) yields to the next liked movie that also qualifies, REPEAT_COST a citation; not
+    to one that does not qualify, nor to one further away than the cost."""
+    from rec.twotower.reasons import REPEAT_COST, SIMILAR_MIN, _spread_citations
+
+    # one user, 6 picks; likes: 0 the hub, 1 a close second, 2 below SIMILAR_MIN
+    sims = np.array([[[0.90, 0.85, 0.45]] * 6], np.float32)
+    cited = _spread_citations(sims, np.ones((1, 6), bool))[0].tolist()
+    assert cited == [0, 1, 0, 1, 0, 1]  # alternates: 0.90 - 0.1 < 0.85
+    far = np.array([[[0.90, 0.90 - 3.5 * REPEAT_COST, 0.45]] * 6], np.float32)
+    assert _spread_citations(far, np.ones((1, 6), bool))[0].tolist() == [0, 0, 0, 0, 1, 0]
+    alone = np.array([[[0.90, SIMILAR_MIN - 0.01, 0.45]] * 4], np.float32)
+    assert _spread_citations(alone, np.ones((1, 4), bool))[0].tolist() == [0, 0, 0, 0]
+    # below SIMILAR_MIN nothing qualifies: the closest, as before, whatever was cited
+    weak = np.array([[[0.40, 0.35, 0.30]] * 3], np.float32)
+    assert _spread_citations(weak, np.ones((1, 3), bool))[0].tolist() == [0, 0, 0]
