@@ -202,7 +202,7 @@ def recommendation_blocks(cat, users: np.ndarray, top: int, allowed: np.ndarray,
         limit = (f"the filters allow {n_allowed:,} of the catalogue's {cat.n_movies:,} movies"
                  if n_allowed < cat.n_movies else f"the catalogue has {cat.n_movies:,} movies")
         seen = "" if include_seen else ", less each user's seen movies"
-        warn(f"{short} of {len(users)} users got fewer than {top} movies: {limit}{seen}")
+        warn(f"{short:,} of {len(users):,} users got fewer than {top:,} movies: {limit}{seen}")
 
 
 def _block(cat, movie_text: MovieCells, chunk: np.ndarray, picks, reasons) -> dict:
