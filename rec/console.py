@@ -234,3 +234,31 @@ class EpochDisplay:
     def stop(self) -> None:
         if self.live is not None:
             self.live.stop()
+
+
+def epoch_table(history: list[dict], title: str, columns: dict[str, str],
+                monitor) -> "Table":
+    """The live table: a row per epoch, the best value of the monitored metric starred. It
+    fits 80 columns (a space between columns; a value of 100 or more, such as a summed loss,
+    with one decimal), where rich would cut values short ("385.36…") and wrap the star onto
+    a line of its own. `monitor`: rec.engine.trainer.Monitor (its key and best)."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=0, show_edge=False)
+    for col in ("epoch", *columns.values(), "samples/s", "elapsed"):
+        table.add_column(col, justify="right", no_wrap=True)
+    best = monitor.best([h[monitor.key] for h in history])
+    for h in history:
+        cells = [(f"{h[k]:.4f}" if abs(h[k]) < 100 else f"{h[k]:.1f}")
+                 + (" *" if k == monitor.key and h[k] == best else "") for k in columns]
+        table.add_row(str(h["epoch"]), *cells, f"{h['samples_per_s']:,.0f}",
+                      f"{h['elapsed']:.1f}s")
+    return table
+
+
+def epoch_line(row: dict, columns: dict[str, str], improved: bool) -> str:
+    """The epoch's log line where there is no live table (stderr not a terminal)."""
+    cells = "  ".join(f"{name} {row[k]:.4f}" for k, name in columns.items())
+    return (f"epoch {row['epoch']}: {cells}  {row['samples_per_s']:,.0f} samples/s  "
+            f"{row['elapsed']:.1f}s" + ("  *best" if improved else ""))

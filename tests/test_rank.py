@@ -645,3 +645,22 @@ def test_known_of_is_each_users_known_ratings_from_an_index_kept_per_split():
     ds.split = other.split  # the same object given a new split: a new index
     for a, b in zip(ds.known_of(np.arange(n_users)), expected(ds, np.arange(n_users))):
         assert np.array_equal(a, b)
+
+
+def test_examples_of_no_users_join_others_as_nothing():
+    """A redrawn held-out-users view can leave none of the choosing users a liked movie:
+    its part (x None) crashed Examples.concat inside `rec ctr-train` on a small users split."""
+    from rec.rank.training import Examples
+
+    def part(users, width):
+        n = len(users)
+        return Examples(np.array(users), np.ones((n, width, 3), np.float32),
+                        np.ones((n, width), bool), np.ones((n, width), bool),
+                        np.ones(n, np.int64), np.ones((n, width, 4), bool),
+                        np.ones((n, width), np.int32))
+
+    empty = Examples(np.array([], np.int64), None, None, None, np.array([], np.int64), None, None)
+    joined = Examples.concat([part([1, 2], 3), empty, part([5], 4)])
+    assert joined.users.tolist() == [1, 2, 5] and joined.x.shape == (3, 4, 3)
+    assert not joined.valid[0, 3] and joined.valid[2, 3]
+    assert Examples.concat([empty]).x is None

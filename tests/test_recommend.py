@@ -507,3 +507,17 @@ def test_a_liked_movie_close_to_everything_is_not_every_picks_reason():
     # below SIMILAR_MIN nothing qualifies: the closest, as before, whatever was cited
     weak = np.array([[[0.40, 0.35, 0.30]] * 3], np.float32)
     assert _spread_citations(weak, np.ones((1, 3), bool))[0].tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("name", ["feat_ids.json", "usr_feat.npy", "mov_feat.npy"])
+def test_a_vector_file_missing_from_the_features_names_it_and_the_stage(world, tmp_path, name):
+    """These used to end in an internal error (FileNotFoundError) when save-features had
+    listed them: the pickles and scoring.json were checked, not the matrices."""
+    import shutil
+
+    out = Path(shutil.copytree(world["paths"].output_dir, tmp_path / "out"))
+    if not (out / "features" / name).exists():
+        pytest.skip(f"this world's features have no {name}")
+    (out / "features" / name).unlink()
+    result = rec(None, "--output-dir", str(out), "recommend", "1")
+    assert_usage_error(result, f"missing {out / 'features' / name}: run `rec save-features` again")

@@ -19,6 +19,7 @@ from typing import Callable
 
 from rec import __version__
 from rec.datasets.contract import dataset_paths
+from rec.errors import UsageError
 from rec.paths import CATEGORIES, SCORING, Paths
 from rec.storage import manifest
 
@@ -30,13 +31,10 @@ def train(paths: Paths, p, device: str, resume: bool,
         from rec.rank.fit import train_ranker
 
         p.check()
-        metrics = train_ranker(paths, p, device, resume)
-        manifest.record(paths, "ctr-train", {**asdict(p), "device": device},
-                        inputs=[*dataset_paths(paths), paths.model.params,
-                                paths.features_dir / SCORING],
-                        outputs=[paths.ctr.best, paths.ctr.metrics],
-                        resolved=p.left_out())
-        return metrics
+        return train_ranker(paths, p, device, resume, record=lambda: manifest.record(
+            paths, "ctr-train", {**asdict(p), "device": device},
+            inputs=[*dataset_paths(paths), paths.model.params, paths.features_dir / SCORING],
+            outputs=[paths.ctr.best, paths.ctr.metrics], resolved=p.left_out()))
     from rec.engine import runtime, trainer
     from rec.ctr import training as ct
     from rec.ctr.sources import make_source
@@ -44,6 +42,9 @@ def train(paths: Paths, p, device: str, resume: bool,
 
     monitor = trainer.Monitor("auc", bigger_is_better=True, label="val AUC", state_key="best_auc")
     state = trainer.new_state(monitor)
+    if resume and (paths.ctr.checkpoint / "rank.pdparams").is_file():
+        raise UsageError("the checkpoint is the rank stage's, which trains in seconds and is "
+                         "not resumed: run `rec ctr-train --data movielens` without --resume")
     if resume:
         state, p = trainer.read_state(paths.ctr, "rec ctr-train", state, ct.CHECKPOINT_FILES,
                                       resumed)
@@ -89,9 +90,7 @@ def train(paths: Paths, p, device: str, resume: bool,
             metrics.update(ct.recall_then_rank(paths, source, p.candidates))
         return metrics
 
-    metrics = trainer.fit(spec, job, objective, state, resume, summarize).metrics
-    if job.main:
-        manifest.record(paths, "ctr-train", {**asdict(p), "device": job.device},
-                        inputs=input_files, outputs=[paths.ctr.best, paths.ctr.metrics],
-                        resolved=p.left_out())
-    return metrics
+    spec.record = lambda: manifest.record(  # with the model (trainer.publish)
+        paths, "ctr-train", {**asdict(p), "device": job.device}, inputs=input_files,
+        outputs=[paths.ctr.best, paths.ctr.metrics], resolved=p.left_out())
+    return trainer.fit(spec, job, objective, state, resume, summarize).metrics

@@ -65,7 +65,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from rich.table import Table
 
 from rec.process import interrupts
 
@@ -73,7 +72,7 @@ from rec.storage import unit
 
 from rec.engine import runtime
 from rec.storage.atomic import atomic_dir, write_json
-from rec.console import EpochDisplay, log
+from rec.console import EpochDisplay, epoch_line, epoch_table, log  # noqa: F401 (tests)
 from rec.errors import UsageError
 from rec.paths import METRICS, RUN, STATE, TrainingFolder
 from rec.engine.runtime import Job
@@ -165,6 +164,7 @@ class FitSpec:
     no_samples: str = "no training samples"  # the error when an epoch trained on nothing
     keep_last: bool = False  # every epoch replaces the best (no selection, no early stop)
     resumable: bool = True  # `run --resume` continues a checkpoint (the rank stage: no)
+    record: Callable[[], None] | None = None  # the stage's manifest entry, with the model
 
 
 @dataclass
@@ -296,7 +296,11 @@ def fit(spec: FitSpec, job: Job, objective: Objective, state: dict, resume: bool
     result = FitResult(spec, job, state, history, best)
     result.metrics = summarize(result)  # of the run's best model, still in folder.staging
     if job.main:
-        publish(spec.folder, result.metrics, history)
+        try:
+            publish(spec.folder, result.metrics, history, spec.record)
+        except KeyboardInterrupt as e:  # deferred to the end of publish: all of it is done
+            e.resume_hint = "the run had ended: its model, history and record are in place"
+            raise
     return result
 
 
@@ -342,24 +346,29 @@ def _check_own_model(spec: FitSpec, state: dict) -> None:
                      f"rec's layout); run `{spec.run}` without --resume")
 
 
-def publish(folder: TrainingFolder, metrics: dict, history: list[dict]) -> None:
+def publish(folder: TrainingFolder, metrics: dict, history: list[dict],
+            record: Callable[[], None] | None = None) -> None:
     """Put the run's best model (folder.staging.best, where fit saves it) with the run's
     metrics inside in place of the previous one, once the run has ended: one folder, sealed
     and swapped in whole (rec.storage.unit.sealed_dir), so a reader finds the old model with
-    its metrics or the new one with its, and a run stopped midway (Ctrl-C, a kill, a diverged
-    epoch) leaves the previous one as it was. Then the run's history.json (written here
-    alone, so that a stopped run leaves the published model's). A --resume run that found
-    nothing better than the model it published before publishes that one again, with the
-    run's new metrics."""
+    its metrics or the new one with its, and a run stopped midway (a diverged epoch, a kill
+    before this) leaves the previous one as it was. Then the run's history.json (written
+    here alone, so that a stopped run leaves the published model's) and `record` (the
+    stage's manifest entry). Ctrl-C and SIGTERM wait for all three: one stopping between
+    them left the new model beside the old history and the old run's record. A --resume
+    run that found nothing better than the model it published before publishes that one
+    again, with the run's new metrics."""
     staged = folder.staging.best
     source = staged if staged.is_dir() else folder.best
-    with unit.sealed_dir(folder.best) as tmp:
-        for path in sorted(source.iterdir()):
-            if path.is_file() and path.name not in (METRICS, unit.UNIT):
-                shutil.copyfile(path, tmp / path.name)
-        write_json(tmp / METRICS, metrics)
-    write_json(folder.history, history)
-    with interrupts.deferred():  # stopped midway, it would leave half a model staged
+    with interrupts.deferred():
+        with unit.sealed_dir(folder.best) as tmp:
+            for path in sorted(source.iterdir()):
+                if path.is_file() and path.name not in (METRICS, unit.UNIT):
+                    shutil.copyfile(path, tmp / path.name)
+            write_json(tmp / METRICS, metrics)
+        write_json(folder.history, history)
+        if record is not None:
+            record()
         shutil.rmtree(staged, ignore_errors=True)
 
 
@@ -372,30 +381,3 @@ def _checkpoint(spec: FitSpec, objective: Objective, state: dict) -> None:
         if objective.checkpoint_extra is not None:
             objective.checkpoint_extra(tmp)
         write_json(tmp / STATE, state)
-
-
-def epoch_table(history: list[dict], title: str, columns: dict[str, str],
-                monitor: Monitor) -> Table:
-    """The live table: a row per epoch, the best value of the monitored metric starred. It
-    fits 80 columns (a space between columns; a value of 100 or more, such as a summed loss,
-    with one decimal), where rich would cut values short ("385.36…") and wrap the star onto
-    a line of its own."""
-    from rich import box
-
-    table = Table(title=title, box=box.SIMPLE_HEAD, padding=0, show_edge=False)
-    for col in ("epoch", *columns.values(), "samples/s", "elapsed"):
-        table.add_column(col, justify="right", no_wrap=True)
-    best = monitor.best([h[monitor.key] for h in history])
-    for h in history:
-        cells = [(f"{h[k]:.4f}" if abs(h[k]) < 100 else f"{h[k]:.1f}")
-                 + (" *" if k == monitor.key and h[k] == best else "") for k in columns]
-        table.add_row(str(h["epoch"]), *cells, f"{h['samples_per_s']:,.0f}",
-                      f"{h['elapsed']:.1f}s")
-    return table
-
-
-def epoch_line(row: dict, columns: dict[str, str], improved: bool) -> str:
-    """The epoch's log line where there is no live table (stderr not a terminal)."""
-    cells = "  ".join(f"{name} {row[k]:.4f}" for k, name in columns.items())
-    return (f"epoch {row['epoch']}: {cells}  {row['samples_per_s']:,.0f} samples/s  "
-            f"{row['elapsed']:.1f}s" + ("  *best" if improved else ""))

@@ -72,8 +72,9 @@ def choose_k(stack: Stack, view, user_vecs: np.ndarray) -> tuple[int, dict]:
     return min(k for k in K_CHOICES if table[k] >= best - K_SLACK), table
 
 
-def train_ranker(paths, p, device: str, resume: bool) -> dict:
-    """The run (p: the ctr-train parameters: epochs, lr, seed, patience, batch size)."""
+def train_ranker(paths, p, device: str, resume: bool, record=None) -> dict:
+    """The run (p: the ctr-train parameters: epochs, lr, seed, patience, batch size);
+    `record` writes the stage's manifest entry, with the model (trainer.publish)."""
     from rec.engine import runtime, trainer
     from rec.models.ranker import Ranker, RankerConfig
     from rec.rank import training as rt
@@ -189,7 +190,8 @@ def train_ranker(paths, p, device: str, resume: bool) -> dict:
         data_name="output/dataset",
         title=f"rec ctr-train · {ds.vocab.dataset} · rank stage · {job.device}",
         columns={"train_loss": "listwise loss", "rank_hr@10": "rank HR@10",
-                 "rank_ndcg@10": "rank NDCG@10"}, finite=("rank_ndcg@10",), resumable=False)
+                 "rank_ndcg@10": "rank NDCG@10"}, finite=("rank_ndcg@10",), resumable=False,
+        record=record)
 
     def summarize(result) -> dict:
         return {"data": "movielens", "dataset": ds.vocab.dataset, "model": "rank",

@@ -57,19 +57,27 @@ class Examples:
 
     @staticmethod
     def concat(parts: list["Examples"]) -> "Examples":
-        """One set of several (candidate lists padded to the widest, with zeros). The parts
+        """One set of several (candidate lists padded to the widest, with zeros; a part of
+        no users left out: a redrawn view can leave none of the choosing users a liked
+        movie, and `rec ctr-train` on a small held-out-users split crashed). The parts
         are copied into arrays allocated zeroed (their pages are taken as they are written)
         and dropped from `parts` as they go, so the peak is about one copy, not two."""
         names = ("users", "x", "liked", "valid", "n_liked", "by_channel", "movies")
-        width = max(p.x.shape[1] for p in parts)
-        n = sum(len(p.users) for p in parts)
+        full = [p for p in parts if p.x is not None]  # build_examples' of no users: x None
+        if not full:
+            return parts[0]
+        width = max(p.x.shape[1] for p in full)
+        n = sum(len(p.users) for p in full)
         out = {}
         for name in names:
-            first = getattr(parts[0], name)
+            first = getattr(full[0], name)
             out[name] = np.zeros((n, *(() if first.ndim == 1 else (width, *first.shape[2:]))),
                                  first.dtype)
-        at = 0
+        at, full = 0, None
         for i, part in enumerate(parts):
+            if part.x is None:
+                parts[i] = None
+                continue
             rows = slice(at, at + len(part.users))
             for name in names:
                 a = getattr(part, name)

@@ -25,7 +25,7 @@ from typing import BinaryIO, Callable, TypeVar
 
 import numpy as np
 
-from rec.errors import RecError
+from rec.errors import RecError, UsageError
 
 T = TypeVar("T")
 TRIES = 10  # a swap takes milliseconds: this many reads span about a quarter of a second
@@ -152,7 +152,9 @@ def npy_bytes(data: bytes) -> np.ndarray:
 def read(path: Path | str, load: Callable[[Snapshot], T], tries: int = TRIES) -> T:
     """load(a Snapshot of `path`). When it fails (RecError or OSError) and a swap replaced
     the folder meanwhile, or one is under way, the whole load runs again on the folder in
-    place, up to `tries` times; a failure the folder itself causes is raised at once."""
+    place, up to `tries` times; a failure the folder itself causes is raised at once (a
+    file missing from it: a UsageError naming it, which the caller completes with the
+    stage to run, not an internal error)."""
     attempt = 1
     while True:
         with Snapshot(path) as snapshot:
@@ -160,6 +162,8 @@ def read(path: Path | str, load: Callable[[Snapshot], T], tries: int = TRIES) ->
                 return load(snapshot)
             except (RecError, OSError) as e:
                 if not snapshot.replaced():
+                    if isinstance(e, FileNotFoundError) and e.filename:  # not a swap's doing
+                        raise UsageError(f"missing {e.filename}") from None
                     raise
                 if attempt >= tries:  # swapped again and again: not the reader's fault
                     raise RecError(f"{path} was replaced {tries} times while being read (a "

@@ -68,13 +68,12 @@ def train(paths: Paths, params, device: str, resume: bool, threads: int | None,
         return {"dataset": ds.vocab.dataset, "match": params.match, "device": job.device,
                 **result.summary(*kind.keys), **result.speed()}
 
-    metrics = trainer.fit(spec, job, objective, state, resume, summarize).metrics
-    if job.main:
-        manifest.record(paths, "train", {**params.__dict__, "device": job.device},
-                        inputs=dataset_paths(paths),
-                        outputs=[paths.model.best, paths.model.history],  # every file
-                        resolved=auto_values(kind, params, n_train, ds.n_users, ds.n_movies))
-    return metrics
+    # the manifest entry goes in with the model (trainer.publish: signals wait for both)
+    spec.record = lambda: manifest.record(
+        paths, "train", {**params.__dict__, "device": job.device}, inputs=dataset_paths(paths),
+        outputs=[paths.model.best, paths.model.history],  # every file
+        resolved=auto_values(kind, params, n_train, ds.n_users, ds.n_movies))
+    return trainer.fit(spec, job, objective, state, resume, summarize).metrics
 
 
 def auto_values(kind, params, n_train: int, n_users: int, n_movies: int) -> dict:
