@@ -158,3 +158,28 @@ def test_ctrl_c_in_training_names_the_resume_that_continues_it(world, tmp_path):
     _, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr
     assert f"epoch {epoch + 1}:" in stderr and f"epoch {epoch}:" not in stderr
+
+
+def test_a_signal_while_a_run_publishes_waits_for_the_model_history_and_record(tmp_path):
+    """Ctrl-C between the swap of the model and the history (or the manifest) left the new
+    model beside the old run's history and record: publish now holds it until all three
+    are in place, then stops."""
+    import json
+
+    from rec.engine.trainer import publish
+    from rec.paths import TrainingFolder
+
+    folder = TrainingFolder(tmp_path / "ctr", tmp_path / "ctr" / "model")
+    folder.staging.best.mkdir(parents=True)
+    (folder.staging.best / "weights.npz").write_bytes(b"new")
+    recorded = []
+
+    def record():
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while publishing
+        recorded.append(True)
+
+    with pytest.raises(KeyboardInterrupt):
+        publish(folder, {"auc": 0.7}, [{"epoch": 1}], record)
+    assert recorded and (folder.best / "weights.npz").read_bytes() == b"new"
+    assert json.loads(folder.history.read_text()) == [{"epoch": 1}]
+    assert not folder.staging.best.exists()
