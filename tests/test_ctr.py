@@ -490,6 +490,11 @@ def test_ctrl_c_keeps_the_last_complete_checkpoint(ml_copy, monkeypatch):
     (["ctr-train", "--resume"], 2, "nothing to resume"),
     (["ctr-predict", "/nonexistent/x.txt"], 2, "no such file"),
     (["ctr-train", "--lr", "nan"], 2, "--lr must be a positive number (got nan)"),
+    # the rank stage (movielens' default) had recorded these as applied, changing nothing
+    (["ctr-train", "--dropout", "0.5", "--batch-size", "64", "--no-crosses"], 2,
+     "--batch-size, --dropout, --no-crosses: for the CTR models (--model wide_deep or deepfm)"),
+    (["ctr-train", "--data", "movielens", "--model", "rank", "--negatives", "9"], 2,
+     "--negatives: for the CTR models"),
 ])
 def test_bad_usage_is_one_line(tmp_path, args, code, needle):
     one_line_error(rec(tmp_path, *args), code, needle)

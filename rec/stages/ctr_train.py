@@ -32,7 +32,7 @@ The options and their checks are here; the training is rec/ctr/fit.py's.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Annotated, Optional
 
 import typer
@@ -57,6 +57,11 @@ Option = typer.Option
 # x 16 (the cap) peaks at 2.6 GB, 2^24 x 16 at 9.5 GB.
 MAX_HASH_SIZE = 2 ** 24
 MAX_TABLE_VALUES = 2 ** 26
+# options the rank stage has no use for (it learns from each user's candidate lists, 64
+# users a step: rec.rank.fit), refused when given to it
+CTR_ONLY = ("val_ratio", "batch_size", "baseline_lr", "embedding_size", "dropout",
+            "categorical", "hash_size", "min_count", "crosses", "negatives", "candidates")
+
 # --help panels, with the shared options' TRAINING (the model's options too), RUN and OUTPUT
 DATA_PANEL, CRITEO_PANEL, MOVIELENS_PANEL = "Data", "Criteo", "MovieLens"
 
@@ -98,7 +103,8 @@ class CtrParams:
         help="Fixes init, shuffling, dropout, the Criteo split.")] = 42
     patience: Annotated[int, Option(
         "--patience", rich_help_panel=TRAINING,
-        min=1, help="Stop after this many epochs without a better val AUC.")] = 2
+        min=1, help="Stop after this many epochs without a better val AUC (the rank "
+        "stage: NDCG@10 of its choosing users).")] = 2
     categorical: Annotated[str, Option(
         "--categorical", rich_help_panel=CRITEO_PANEL,
         help="hash (into --hash-size ids) or vocab (an id per value seen "
@@ -151,6 +157,14 @@ class CtrParams:
         if self.data == "movielens" and (self.input or self.val_input):
             raise UsageError("--input and --val-input are for --data criteo; --data movielens "
                              "reads output/dataset")
+        if self.model == "rank":  # it would have recorded them as applied, changing nothing
+            given = [f"--{'no-' if getattr(self, f.name) is False else ''}"
+                     f"{f.name.replace('_', '-')}" for f in fields(self)
+                     if f.name in CTR_ONLY and getattr(self, f.name) != f.default]
+            if given:
+                raise UsageError(f"{', '.join(given)}: for the CTR models (--model wide_deep "
+                                 "or deepfm); the rank stage takes --epochs, --lr, --hidden, "
+                                 "--patience and --seed")
         if self.categorical not in ("hash", "vocab"):
             raise UsageError(f"unknown --categorical {self.categorical!r}: choose hash or vocab")
         if self.categorical == "hash" and self.hash_size * self.embedding_size > MAX_TABLE_VALUES:
