@@ -126,3 +126,14 @@ def test_evaluate_on_users_split_reports_fold_in_against_baselines(world, monkey
     # planted tastes: the fold-in of unseen users beats popularity
     assert report["ndcg@10"] > 1.2 * b["popularity"]["ndcg@10"]
     assert report["hr@10"] >= b["popularity"]["hr@10"]
+
+
+def test_a_users_split_too_small_to_tune_on_is_one_line(tmp_path):
+    """60 users: the held-out tuning users have no liked rating to choose epochs on (train
+    ended in an internal KeyError)."""
+    for args in (["download", "--dataset", "synthetic", "--users", "60", "--movies", "50",
+                  "--ratings", "400"], ["preprocess", "--split", "users"]):
+        assert rec(tmp_path, *args).exit_code == 0
+    result = rec(tmp_path, "train", "--epochs", "2")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: the tuning slice has no rating of 4 stars or more")

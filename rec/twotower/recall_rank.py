@@ -262,6 +262,12 @@ def recall_rank_objective(net, optimizer, ds: Dataset, batch_users: int,
     tu, tm, _ = ds.known()  # not ranked: a held-out user's given movies too
     rel = vr >= RELEVANT
     val_users = np.unique(vu[rel])
+    if not len(val_users):  # nothing to choose epochs and the like weight on
+        from rec.errors import UsageError
+
+        raise UsageError(f"the tuning slice has no rating of {RELEVANT:g} stars or more to "
+                         "choose epochs on: too few ratings for this split (more users, or "
+                         "--split random)")
     val_users = np.sort(np.random.default_rng(0).permutation(val_users)[:VAL_USERS])
     # the like-calibration needs training ratings: held-out users (--split users) have none
     cal_users = np.setdiff1d(np.random.default_rng(1).permutation(hist.users_with_history)
