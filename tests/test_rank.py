@@ -664,3 +664,12 @@ def test_examples_of_no_users_join_others_as_nothing():
     assert joined.users.tolist() == [1, 2, 5] and joined.x.shape == (3, 4, 3)
     assert not joined.valid[0, 3] and joined.valid[2, 3]
     assert Examples.concat([empty]).x is None
+
+
+def test_a_new_user_who_rated_every_movie_gets_one_warning_not_numpys(ranked):
+    ids = json.loads((ranked / "output" / "dataset" / "vocab.json").read_text())["movie_ids"]
+    result = rec(ranked, "recommend", "--rated", "-", "--top", "5",
+                 input="".join(f"{m}\t4\n" for m in ids))
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.startswith("warning: 1 of 1 users got fewer than 5 movies")
+    assert result.stderr.count("\n") == 1 and "RuntimeWarning" not in result.stderr

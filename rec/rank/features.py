@@ -242,7 +242,13 @@ class Stack:
                  scores: dict[str, np.ndarray], ranks: dict | None = None) -> np.ndarray:
         """(B, C, n_features) float32; padding rows are zeros. `ranks`, when given, gets
         each channel's log-rank column (B, C) as computed (rank_columns' values on the
-        candidates, anything on the padding)."""
+        candidates, anything on the padding). A user left no candidate (who rated every
+        movie) is all padding: what is computed for them is dropped, without numpy's
+        warnings on stderr."""
+        with np.errstate(invalid="ignore", divide="ignore"):  # per thread from numpy 1.25
+            return self._features(block, cand, found_by, scores, ranks)
+
+    def _features(self, block, cand, found_by, scores, ranks):
         b, c = cand.shape
         valid = cand >= 0
         safe = np.maximum(cand, 0)
@@ -281,8 +287,9 @@ class Stack:
         st = np.take_along_axis(scores["stars"], safe, 1)
         like = log_like(st, self.scoring["like"]) if self.scoring.get("like") else 0 * st
         pick = np.take_along_axis(scores["pick"], safe, 1)
-        spread = np.maximum(pick.std(axis=1, keepdims=True, where=valid), 1e-6)
-        centre = pick.mean(axis=1, keepdims=True, where=valid)
+        some = valid | ~valid.any(axis=1, keepdims=True)  # no empty mean: a user with none
+        spread = np.maximum(pick.std(axis=1, keepdims=True, where=some), 1e-6)
+        centre = pick.mean(axis=1, keepdims=True, where=some)
         cols += [(st - 3.5) / 2, like, squash(np.where(valid, (pick - centre) / spread, 0))]
 
         def ease_of_part(part: np.ndarray) -> list:
