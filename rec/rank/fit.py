@@ -93,8 +93,9 @@ def train_ranker(paths, p, device: str, resume: bool, record=None) -> dict:
     features = load_features(paths.features_dir)
     if "svd_rank" not in features.scoring.get("channels", {}) or \
             not features.extra.get("ease.npz"):
-        raise UsageError("output/features has no EASE channel (saved by an older rec): run "
-                         "`rec save-features` again")
+        from rec.rank.serving import NO_EASE
+
+        raise UsageError(NO_EASE)
     if not features.of_vocab(ds.vocab):
         raise UsageError("output/features describes other users or movies than "
                          "output/dataset: run `rec save-features` again")

@@ -35,6 +35,10 @@ from rec.shortlists import Shortlist
 from rec.storage import snapshot as snapshots, unit
 
 RUN = "rec ctr-train --data movielens"
+# what a features folder without EASE's file says, wherever it is found (recommend, evaluate,
+# ctr-train): saved by an older rec, or the file removed
+NO_EASE = (f"output/features has no EASE channel ({EASE} missing: saved by an older rec, or "
+           "removed): run `rec save-features` again")
 
 
 @dataclass
@@ -124,9 +128,11 @@ def serving_stack(features, dataset: Dataset, k: int, few_users: bool = False,
     `few_users`: it scores at most FEW_USERS users (rec.rank.channels), which read a few
     rows of EASE's B, each checked as read (rec.rank.easefile), not all of it at once."""
     if EASE not in features.extra or "svd_rank" not in features.scoring.get("channels", {}):
-        raise UsageError("output/features has no EASE channel: run `rec save-features` again")
+        raise UsageError(f"{NO_EASE}, or `rec recommend --recall-only` for the two-tower's "
+                         "order alone")
     stack = Stack.over(dataset, features.movies, features.scoring,
-                       load_item_models(features.extra[EASE], EASE, rows_only=few_users), k)
+                       load_item_models(features.extra[EASE], f"output/features/{EASE}",
+                                        rows_only=few_users), k)
     stack.scale_k = scale_k
     return stack
 
@@ -218,10 +224,11 @@ def report(paths, dataset: Dataset, rank_args: dict, relevant: tuple,
             features = load_features(paths.features_dir)
         except UsageError as e:
             return {}, [f"recall channels and the rank stage not evaluated: {e}"]
-    if not features.of_vocab(dataset.vocab) or \
-            EASE not in features.extra:
+    if not features.of_vocab(dataset.vocab):
         return {}, ["recall channels and the rank stage not evaluated: output/features is "
-                    "not of this dataset or this rec: run `rec save-features`"]
+                    "not of this dataset: run `rec save-features`"]
+    if EASE not in features.extra:
+        return {}, [f"recall channels and the rank stage not evaluated: {NO_EASE}"]
     try:
         model = load_ranker(paths, features, dataset)
     except UsageError as e:
