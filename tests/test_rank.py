@@ -673,3 +673,14 @@ def test_a_new_user_who_rated_every_movie_gets_one_warning_not_numpys(ranked):
     assert result.exit_code == 0, result.stderr
     assert result.stderr.startswith("warning: 1 of 1 users got fewer than 5 movies")
     assert result.stderr.count("\n") == 1 and "RuntimeWarning" not in result.stderr
+
+
+def test_picks_past_the_ranked_candidates_have_an_empty_score_not_minus_inf(ranked):
+    result = rec(ranked, "recommend", "1", "--top", "100000", "--format", "tsv")
+    assert result.exit_code == 0, result.stderr
+    rows = [line.split("\t") for line in result.stdout.splitlines()[1:]]
+    scores = [r[7] for r in rows]
+    assert "-inf" not in scores and "" in scores
+    first_empty = scores.index("")
+    assert all(s for s in scores[:first_empty]) and not any(scores[first_empty:])
+    assert all("found by two-tower" in r[8] for r in rows[first_empty:])

@@ -51,7 +51,7 @@ from rec.typed import read_stdin
 SCORING_THREADS = 2  # rank-stage blocks scored and explained at once (BLAS: one thread, above)
 HELP = ("Top-N unseen movies for users, each with a short reason. USERS are user ids; - reads "
         "ids from stdin; --all does every user. stars: the predicted rating; score: the order, "
-        "higher first (a logit: only differences count).")
+        "higher first (a logit: only differences count; empty past the ranked candidates).")
 SIMILAR_HELP = ("Movies closest to a movie in the taste space. MOVIE... are movie ids or title "
                 "substrings (case-insensitive); - reads one per line from stdin.")
 RECOMMEND_COLUMNS = ["user", "rank", "movie", "title", "year", "genres", "stars", "score",
@@ -210,11 +210,15 @@ def _block(cat, movie_text: MovieCells, chunk: np.ndarray, picks, reasons) -> di
     shown = np.arange(picks.movies.shape[1])[None, :] < picks.counts[:, None]
     at_user, at_rank = np.nonzero(shown)  # row-major: user by user, best first
     user_ids = [_plain_id(cat.features.user_ids[u]) for u in chunk.tolist()]
+    scores = np.round(picks.scores[shown].astype(np.float64), 3)
+    score_cells = scores.tolist()
+    for i in np.flatnonzero(~np.isfinite(scores)).tolist():  # the two-tower's fill after the
+        score_cells[i] = None  # ranked candidates ran out: unscored, an empty cell, not -inf
     block = {"user": [user_ids[b] for b in at_user.tolist()],
              "rank": (at_rank + 1).tolist(), **movie_text.columns(picks.movies[shown].tolist()),
              # np.round of float32 values in float64 is round()'s: x * 10**d is exact
              "stars": np.round(picks.stars[shown].astype(np.float64), 2).tolist(),
-             "score": np.round(picks.scores[shown].astype(np.float64), 3).tolist(),
+             "score": score_cells,
              "reason": [text for row in reasons for text in row]}
     return block
 
