@@ -192,3 +192,17 @@ def test_a_new_users_ratings_count_as_rated_in_the_order_given(trained, tmp_path
     movie_ids = [str(cat.features.movie_ids[m]) for m in cat.rating_movie[order]]
     assert movie_ids == [ids[2], ids[0], ids[3], ids[1]]
     assert cat.rating_time[mine].min() > latest
+
+
+def test_rated_lines_with_a_timestamp_are_taken_in_time_order():
+    """A ratings file's own lines (movie, rating, time) were read as 'rating 8.8e+08'."""
+    from rec.errors import UsageError
+    from rec.twotower.foldin import parse_rated
+
+    got = parse_rated("10\t4\t300\n# c\n20\t5\t100\n30\t3\t200\n", "f")
+    assert [(m, r) for m, r, _ in got] == [("20", 5.0), ("30", 3.0), ("10", 4.0)]
+    assert [w for _, _, w in got] == ["f:3", "f:4", "f:1"]  # the lines they came from
+    untimed = parse_rated("10\t4\t300\n20\t5\n", "f")  # not every line timed: as given
+    assert [m for m, _, _ in untimed] == ["10", "20"]
+    with pytest.raises(UsageError, match=r"f:1: the third column 'noon' is not a timestamp"):
+        parse_rated("10\t4\tnoon\n", "f")

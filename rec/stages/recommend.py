@@ -245,7 +245,8 @@ def recommend_command(
                                      "`rec ctr-train` trained it for these features)."),
     rated: Optional[str] = typer.Option(None, "--rated", help="Recommend for someone not in the "
                                         "dataset: a file of 'movie<TAB>rating' lines (movie: "
-                                        "an id or a title substring; - reads stdin).",
+                                        "an id or a title substring; a third column, a "
+                                        "timestamp, orders them; - reads stdin).",
                                         rich_help_panel="New user (fold-in)"),
     like: Optional[List[str]] = typer.Option(None, "--like", help="A liked movie (the highest "
                                              "rating; repeatable).",

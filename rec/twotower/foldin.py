@@ -77,17 +77,28 @@ DECIMAL_COMMA = re.compile(r"\d+,\d+")
 
 
 def parse_rated(text: str, source: str, spaced: list | None = None) -> list[tuple[str, float, str]]:
-    """Lines of `movie<TAB>rating` (movie: an id or a title substring); blank lines and
-    lines starting with # are skipped. Without a tab the last word is the rating (a decimal
+    """Lines of `movie<TAB>rating` (movie: an id or a title substring), or
+    `movie<TAB>rating<TAB>timestamp` (then, when every line has one, taken in time order:
+    the order a new user's ratings count as rated in); blank lines and lines starting
+    with # are skipped. Without a tab the last word is the rating (a decimal
     comma is a decimal point: 4,5 is 4.5); each such line is also appended to `spaced` as
     (the whole line, where), for the caller to check that the whole line is not a title
     itself ('Toy Story 2'). Each is (movie, rating, where: "SOURCE:LINE"); byte-order marks
     and Unicode forms are normalised first (rec.typed.clean)."""
-    out = []
+    out, stamps = [], []
     for number, line in enumerate(clean(text).splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
+        stamp = None
+        if line.count("\t") == 2:  # movie<TAB>rating<TAB>timestamp (a ratings file's lines)
+            line, _, stamp_text = line.rpartition("\t")
+            try:
+                stamp = float(stamp_text)
+            except ValueError:
+                raise UsageError(f"{source}:{number}: the third column {shown(stamp_text)} is "
+                                 "not a timestamp (expected 'movie<TAB>rating[<TAB>time]')")
+        stamps.append(stamp)
         movie, _, rating = line.rpartition("\t") if "\t" in line else line.rpartition(" ")
         if DECIMAL_COMMA.fullmatch(rating):  # 4,5: how much of Europe writes 4.5
             rating = rating.replace(",", ".")
@@ -103,6 +114,9 @@ def parse_rated(text: str, source: str, spaced: list | None = None) -> list[tupl
         out.append((movie.strip(), value, f"{source}:{number}"))
         if "\t" not in line and spaced is not None:
             spaced.append((line, f"{source}:{number}"))
+    if stamps and None not in stamps:  # every line timed: rated in time order (the recency
+        order = sorted(range(len(out)), key=stamps.__getitem__)  # feature's latest), stable
+        out = [out[i] for i in order]
     return out
 
 
