@@ -431,7 +431,9 @@ def test_similar_by_id_ranks_movies_sharing_the_genres(world):
 def test_similar_s_table_names_one_query_in_its_title_once(world):
     title = world["vocab"].titles[4]
     table = run(world, "similar", "5", "--top", "3", "--format", "table").stdout.splitlines()
-    assert table[0].strip() == f"similar to movie 5, {title}"
+    from rec.twotower.titles import shown_title
+
+    assert table[0].strip() == f"similar to movie 5, {shown_title(title)}"  # as rows say it
     assert "query" not in table[1]  # not "· query 5", nor a column of 5s
     both = run(world, "similar", "5", "6", "--top", "2", "--format", "table").stdout
     assert both.splitlines()[0].strip() == "similar movies" and "query" in both

@@ -367,7 +367,7 @@ def similar_command(
     if len(rows) == 1:  # the query said once, in the title ("· query 1" was its bare id)
         layout = {**TABLE_LAYOUT, "query": HIDE}
         title = (f"similar to movie {_plain_id(cat.features.movie_ids[rows[0]])}, "
-                 f"{cat.titles[rows[0]]}")
+                 f"{shown_title(cat.titles[rows[0]])}")
     with RowWriter(SIMILAR_COLUMNS, fmt, title=title, layout=layout) as out:
         for query in rows:
             found, sims = similar_movies(cat, query, top, allowed)
