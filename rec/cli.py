@@ -39,6 +39,7 @@ COMMANDS = [
     ("status", "status:command", "Which stages ran, with what, fresh or stale."),
     ("recommend", "recommend:recommend_command:HELP", "Explained top-N movies for users."),
     ("similar", "recommend:similar_command:SIMILAR_HELP", "Movies closest to a movie."),
+    ("history", "history:command", "What users rated, best first or latest first."),
     ("pipeline", "pipeline:command", "Every stage in order, download to recommend."),
 ]
 SHORT_HELP = {name: short for name, _, short in COMMANDS}

@@ -523,3 +523,43 @@ def test_a_vector_file_missing_from_the_features_names_it_and_the_stage(world, t
     (out / "features" / name).unlink()
     result = rec(None, "--output-dir", str(out), "recommend", "1")
     assert_usage_error(result, f"missing {out / 'features' / name}: run `rec save-features` again")
+
+
+# --- history --------------------------------------------------------------------------------
+
+
+def test_history_lists_a_users_ratings_best_first_then_the_latest(world):
+    ds = load_dataset(world["paths"])
+    v = ds.vocab
+    u = 7
+    mine = np.flatnonzero(ds.rating_users == v.user_ids.index(u))
+    rows = tsv(run(world, "history", str(u), "--top", "0"))
+    assert len(rows) == len(mine) and [r["rank"] for r in rows] == [str(i + 1) for i in range(len(mine))]
+    got = [(float(r["stars"]), r["date"]) for r in rows]
+    assert got == sorted(got, key=lambda g: (-g[0], tuple(-int(x) for x in g[1].split("-"))))
+    by_movie = {v.movie_ids[m]: float(r) for m, r in zip(ds.rating_movies[mine], ds.rating_values[mine])}
+    assert {int(r["movie"]): float(r["stars"]) for r in rows} == by_movie
+    assert set(r["part"] for r in rows) <= {"train", "eval"}
+    assert len(tsv(run(world, "history", str(u), "--top", "3"))) == 3
+
+
+def test_history_parts_and_recent_order(world):
+    everything = tsv(run(world, "history", "7", "--top", "0"))
+    train = tsv(run(world, "history", "7", "--top", "0", "--part", "train"))
+    held = tsv(run(world, "history", "7", "--top", "0", "--part", "eval"))
+    assert {r["part"] for r in train} == {"train"} and {r["part"] for r in held} <= {"eval"}
+    assert sorted(r["movie"] for r in train + held) == sorted(r["movie"] for r in everything)
+    recent = [r["date"] for r in tsv(run(world, "history", "7", "--sort", "recent", "--top", "0"))]
+    assert recent == sorted(recent, reverse=True)
+    two = tsv(run(world, "history", "-", "--top", "1", input="3\n9\n"))
+    assert [r["user"] for r in two] == ["3", "9"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["99999"], "unknown user id 99999 (the dataset's "),
+    (["7", "--sort", "x"], "unknown --sort 'x': choose stars or recent"),
+    (["7", "--part", "val"], "unknown --part 'val': choose all, train or eval"),
+    (["7", "--top", "-1"], "--top must be 0 (all) or more (got -1)"),
+])
+def test_history_bad_input_is_one_line(world, args, message):
+    assert_usage_error(run(world, "history", *args), message)

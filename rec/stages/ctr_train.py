@@ -103,8 +103,7 @@ class CtrParams:
         help="Fixes init, shuffling, dropout, the Criteo split.")] = 42
     patience: Annotated[int, Option(
         "--patience", rich_help_panel=TRAINING,
-        min=1, help="Stop after this many epochs without a better val AUC (the rank "
-        "stage: NDCG@10 of its choosing users).")] = 2
+        min=1, help="Stop after this many epochs without a better val AUC (rank: NDCG).")] = 2
     categorical: Annotated[str, Option(
         "--categorical", rich_help_panel=CRITEO_PANEL,
         help="hash (into --hash-size ids) or vocab (an id per value seen "

@@ -51,7 +51,7 @@ from rec.typed import read_stdin
 SCORING_THREADS = 2  # rank-stage blocks scored and explained at once (BLAS: one thread, above)
 HELP = ("Top-N unseen movies for users, each with a short reason. USERS are user ids; - reads "
         "ids from stdin; --all does every user. stars: the predicted rating; score: the order, "
-        "higher first (a logit: only differences count; empty past the ranked candidates).")
+        "higher first (a logit: only differences count).")
 SIMILAR_HELP = ("Movies closest to a movie in the taste space. MOVIE... are movie ids or title "
                 "substrings (case-insensitive); - reads one per line from stdin.")
 RECOMMEND_COLUMNS = ["user", "rank", "movie", "title", "year", "genres", "stars", "score",
@@ -244,9 +244,9 @@ def recommend_command(
                                      "alone, without the rank stage (used by default when "
                                      "`rec ctr-train` trained it for these features)."),
     rated: Optional[str] = typer.Option(None, "--rated", help="Recommend for someone not in the "
-                                        "dataset: a file of 'movie<TAB>rating' lines (movie: "
-                                        "an id or a title substring; a third column, a "
-                                        "timestamp, orders them; - reads stdin).",
+                                        "dataset: a file of 'movie<TAB>rating[<TAB>time]' "
+                                        "lines (movie: an id or a title substring; - reads "
+                                        "stdin).",
                                         rich_help_panel="New user (fold-in)"),
     like: Optional[List[str]] = typer.Option(None, "--like", help="A liked movie (the highest "
                                              "rating; repeatable).",

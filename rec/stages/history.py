@@ -1,0 +1,118 @@
+"""`rec history`: what users rated, from output/dataset alone (no model, no paddle).
+
+To judge a list, read it beside the user's own ratings: `rec history 42` prints their
+ratings best first (ties: the latest first), `--sort recent` latest first; `--top N` the
+first N (0: all); `--part` the training part only (what `rec recommend --exclude train` and
+evaluate's lists know of), or the evaluation part (what they are measured on). Rows go
+through the one output mechanism (rec.results: a table on a terminal, TSV in a pipe).
+
+    user  rank  movie  title  year  genres  stars  date (UTC, of the rating)  part
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import List, Optional
+
+import numpy as np
+import typer
+
+from rec.errors import UsageError
+from rec.results import RowWriter
+from rec.stages import get_paths, stage
+from rec.stages.options import RowsFormat
+from rec.texttable import HIDE, KEEP, SHORT, TITLE, TWO
+
+HELP = ("What users rated (output/dataset): best first, or --sort recent; --part train is "
+        "what their recommendations were built from. USERS are user ids; - reads ids from "
+        "stdin.")
+COLUMNS = ["user", "rank", "movie", "title", "year", "genres", "stars", "date", "part"]
+LAYOUT = {"user": TITLE, "rank": KEEP, "movie": KEEP, "title": TWO, "year": HIDE,
+          "genres": SHORT, "stars": KEEP, "date": KEEP, "part": KEEP}
+PARTS = {"all": None, "train": "train", "eval": "eval"}  # --part: which ratings
+
+
+@stage
+def command(
+    ctx: typer.Context,
+    users: List[str] = typer.Argument(..., help="User ids; - reads them from stdin.",
+                                      metavar="USERS", show_default=False),
+    top: int = typer.Option(20, "--top", "-n", help="Ratings per user (0: all)."),
+    sort: str = typer.Option("stars", "--sort", help="stars (best first, then the latest) "
+                             "or recent (the latest first)."),
+    part: str = typer.Option("all", "--part", help="all, train (the split's training part: "
+                             "what recommend --exclude train knows) or eval (what evaluate "
+                             "measures on: validation, or a held-out user's ratings to predict)."),
+    fmt: RowsFormat = "auto",
+) -> None:
+    from rec.datasets.contract import GIVEN, TRAIN, load_dataset
+    from rec.stages.recommend import _plain_id, expand_stdin
+    from rec.twotower.titles import shown_title
+
+    if top < 0:
+        raise UsageError(f"--top must be 0 (all) or more (got {top})")
+    if sort not in ("stars", "recent"):
+        raise UsageError(f"unknown --sort {sort!r}: choose stars or recent")
+    if part not in PARTS:
+        raise UsageError(f"unknown --part {part!r}: choose all, train or eval")
+    ds = load_dataset(get_paths(ctx), mmap=True)
+    rows = user_rows(ds, expand_stdin(users, per_line=False))
+    v = ds.vocab
+    order = np.argsort(ds.rating_users, kind="stable")
+    starts = np.searchsorted(ds.rating_users[order], np.arange(ds.n_users + 1))
+    known = np.isin(ds.split, (TRAIN, GIVEN))  # what a list is built from
+    names = {TRAIN: "train", GIVEN: "given"}
+    genre_text = {}
+    with RowWriter(COLUMNS, fmt, title="ratings", layout=LAYOUT) as out:
+        for u in rows.tolist():
+            mine = order[starts[u]:starts[u + 1]]
+            if PARTS[part] == "train":
+                mine = mine[known[mine]]
+            elif PARTS[part] == "eval":
+                mine = mine[~known[mine]]
+            times = ds.rating_times[mine].astype(np.int64)
+            keys = (-times,) if sort == "recent" else (-times, -ds.rating_values[mine])
+            mine = mine[np.lexsort(keys)]  # the last key sorts first
+            for rank, r in enumerate(mine[:top or None].tolist(), start=1):
+                m = int(ds.rating_movies[r])
+                if m not in genre_text:
+                    genre_text[m] = "|".join(v.genres[g] for g in ds.movie_genres[m] if g)
+                year = v.years[m]
+                out.write({"user": _plain_id(str(v.user_ids[u])), "rank": rank,
+                           "movie": _plain_id(str(v.movie_ids[m])),
+                           "title": shown_title(v.titles[m]), "year": year or None,
+                           "genres": genre_text[m],
+                           "stars": round(float(ds.rating_values[r]), 2),
+                           "date": date_of(int(ds.rating_times[r])),
+                           "part": names.get(int(ds.split[r]), "eval")})
+
+
+def user_rows(ds, tokens: list[str]) -> np.ndarray:
+    """Dataset rows of raw user ids given as text, in order, each once; one line naming
+    the unknown ones otherwise."""
+    from rec.datasets.contract import id_key
+    from rec.errors import shown
+    from rec.twotower.recommending import users_span
+
+    index = {str(u): i for i, u in enumerate(ds.vocab.user_ids)}
+    rows, unknown = {}, []
+    for token in tokens:
+        key = id_key(token)
+        if key is None:
+            raise UsageError(f"not a user id: {shown(token)}")
+        if key in index:
+            rows.setdefault(index[key], None)
+        else:
+            unknown.append(shown(key, 40, quote=False))
+    if unknown:
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        raise UsageError(f"unknown user id {', '.join(unknown[:3])}{more} "
+                         f"({users_span([str(u) for u in ds.vocab.user_ids])})")
+    return np.fromiter(rows, np.int64, len(rows))
+
+
+def date_of(timestamp: int) -> Optional[str]:
+    """'2000-12-31' (UTC) of a rating's Unix time; None for none (0 or less)."""
+    if timestamp <= 0:
+        return None
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%d")
