@@ -61,13 +61,14 @@ def movielens(root: Path, opts) -> list[dict]:
         wall, _ = rec(root, "train")
         print(f"two-tower train (recall model): {wall:.0f} s")
         rec(root, "save-features")
-    extra = ["--epochs", str(opts.epochs)] if opts.epochs else []
+    # --model wide_deep: MovieLens' default is the rank stage, which takes no --negatives
+    extra = ["--model", "wide_deep", *(["--epochs", str(opts.epochs)] if opts.epochs else [])]
     rows = [ctr_run(root, "wide_deep", extra)]
     if not opts.skip_like_only:
         rows.append(ctr_run(root, "wide_deep --negatives 0", ["--negatives", "0", *extra]))
         ctr_run(root, "wide_deep", extra)  # leave the default model in place
     if not opts.skip_deepfm:
-        rows.append(ctr_run(root, "deepfm", ["--model", "deepfm", *extra]))
+        rows.append(ctr_run(root, "deepfm", ["--model", "deepfm", *extra[2:]]))
     return rows
 
 

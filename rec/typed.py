@@ -31,15 +31,28 @@ def clean(text: str) -> str:
 
 
 def fold(text: str) -> str:
-    """The form two texts are compared in: clean, case folded ('É' and 'é', 'ß' and 'ss'),
-    accents dropped ('Misérables' and 'Miserables': people type titles without them),
-    white space as single spaces."""
-    text = " ".join(clean(text).casefold().split())
-    if text.isascii():
-        return text
-    decomposed = unicodedata.normalize("NFKD", text)
-    return unicodedata.normalize("NFC", "".join(c for c in decomposed
-                                                if not unicodedata.combining(c)))
+    """The form two texts are compared in: clean, compatibility forms decomposed ('™' is
+    'TM'), accents dropped from Latin, Greek and Cyrillic letters ('Misérables' and
+    'Miserables': people type titles without them; not kana's voicing marks, which make
+    other words), case folded ('É' and 'é', 'ß' and 'ss'), NFC, white space as single
+    spaces (last: a spacing accent leaves a space)."""
+    text = clean(text)
+    if not text.isascii():
+        kept, base = [], ""
+        for c in unicodedata.normalize("NFKD", text):
+            if unicodedata.combining(c):
+                if base.startswith(ACCENTED_SCRIPTS) or base in ("", "SPACE"):
+                    continue  # (a spacing accent, '´', decomposes to a space and a mark)
+            else:
+                base = unicodedata.name(c, "")
+            kept.append(c)
+        text = unicodedata.normalize("NFC", "".join(kept).casefold())
+    else:
+        text = text.casefold()
+    return " ".join(text.split())
+
+
+ACCENTED_SCRIPTS = ("LATIN", "GREEK", "CYRILLIC")  # letters whose accents fold drops
 
 
 def decode(data: bytes, source: str) -> str:

@@ -204,5 +204,8 @@ def test_rated_lines_with_a_timestamp_are_taken_in_time_order():
     assert [w for _, _, w in got] == ["f:3", "f:4", "f:1"]  # the lines they came from
     untimed = parse_rated("10\t4\t300\n20\t5\n", "f")  # not every line timed: as given
     assert [m for m, _, _ in untimed] == ["10", "20"]
-    with pytest.raises(UsageError, match=r"f:1: the third column 'noon' is not a timestamp"):
-        parse_rated("10\t4\tnoon\n", "f")
+    for bad in ("noon", "nan", "inf"):
+        with pytest.raises(UsageError, match=rf"f:1: the third column '{bad}' is not a timestamp"):
+            parse_rated(f"10\t4\t{bad}\n", "f")
+    aligned = parse_rated("Toy Story\t\t5\n", "f")  # two tabs to align the columns
+    assert [(m, r) for m, r, _ in aligned] == [("Toy Story", 5.0)]

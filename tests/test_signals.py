@@ -183,3 +183,21 @@ def test_a_signal_while_a_run_publishes_waits_for_the_model_history_and_record(t
     assert recorded and (folder.best / "weights.npz").read_bytes() == b"new"
     assert json.loads(folder.history.read_text()) == [{"epoch": 1}]
     assert not folder.staging.best.exists()
+
+
+def test_an_error_while_publishing_is_told_not_hidden_by_a_waiting_signal(tmp_path):
+    """A full disk during publish with Ctrl-C waiting came out as 'interrupted', and
+    'the run had ended' with nothing published."""
+    from rec.engine.trainer import publish
+    from rec.paths import TrainingFolder
+
+    folder = TrainingFolder(tmp_path / "ctr", tmp_path / "ctr" / "model")
+    folder.staging.best.mkdir(parents=True)
+    (folder.staging.best / "weights.npz").write_bytes(b"new")
+
+    def record():
+        os.kill(os.getpid(), signal.SIGINT)
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        publish(folder, {"auc": 0.7}, [{"epoch": 1}], record)

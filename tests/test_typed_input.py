@@ -318,3 +318,13 @@ def test_a_vocab_from_before_the_scales_were_recorded_still_gets_the_datasets_ow
         ds = load_dataset(Paths(root / "data", root / "output"))
         ds.vocab.rating_range = ds.vocab.codes = None
         assert ds.rating_range == scale and demographic_codes(ds.vocab) == codes
+
+
+def test_fold_drops_latin_accents_but_not_kana_voicing():
+    from rec.typed import fold
+
+    assert fold("Les Mise\u0301rables") == fold("LES MISÉRABLES") == "les miserables"
+    assert fold("Ελληνικά") == "ελληνικα" and fold("Foo™ Bar") == "footm bar"
+    assert fold("ガス") != fold("カス")  # another word, not an accent
+    assert fold("´") == "" and fold("a ¨  b") == "a b"  # spacing accents leave no spaces
+    assert fold(fold("Amélie ™ (2001)")) == fold("Amélie ™ (2001)")

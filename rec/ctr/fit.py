@@ -31,10 +31,12 @@ def train(paths: Paths, p, device: str, resume: bool,
         from rec.rank.fit import train_ranker
 
         p.check()
+        inputs = [*dataset_paths(paths), paths.model.params, paths.features_dir / SCORING]
+        read_as = manifest.fingerprints(inputs)  # now, not inside publish (Ctrl-C waits)
         return train_ranker(paths, p, device, resume, record=lambda: manifest.record(
-            paths, "ctr-train", {**asdict(p), "device": device},
-            inputs=[*dataset_paths(paths), paths.model.params, paths.features_dir / SCORING],
-            outputs=[paths.ctr.best, paths.ctr.metrics], resolved=p.left_out()))
+            paths, "ctr-train", {**asdict(p), "device": device}, inputs=inputs,
+            outputs=[paths.ctr.best, paths.ctr.metrics], resolved=p.left_out(),
+            read_as=read_as))
     from rec.engine import runtime, trainer
     from rec.ctr import training as ct
     from rec.ctr.sources import make_source
@@ -51,7 +53,7 @@ def train(paths: Paths, p, device: str, resume: bool,
     p.check()
     job = runtime.start(device)
     vocab = paths.ctr.checkpoint / CATEGORIES if resume and p.categorical == "vocab" else None
-    source, data_id, input_files = make_source(paths, p, vocab)
+    source, data_id, input_files, read_as = make_source(paths, p, vocab)
     if p.val_input:
         source.validation()  # read (and check) the validation file before any training
     runtime.seed_all(p.seed)
@@ -92,5 +94,5 @@ def train(paths: Paths, p, device: str, resume: bool,
 
     spec.record = lambda: manifest.record(  # with the model (trainer.publish)
         paths, "ctr-train", {**asdict(p), "device": job.device}, inputs=input_files,
-        outputs=[paths.ctr.best, paths.ctr.metrics], resolved=p.left_out())
+        outputs=[paths.ctr.best, paths.ctr.metrics], resolved=p.left_out(), read_as=read_as)
     return trainer.fit(spec, job, objective, state, resume, summarize).metrics

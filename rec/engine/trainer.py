@@ -296,11 +296,7 @@ def fit(spec: FitSpec, job: Job, objective: Objective, state: dict, resume: bool
     result = FitResult(spec, job, state, history, best)
     result.metrics = summarize(result)  # of the run's best model, still in folder.staging
     if job.main:
-        try:
-            publish(spec.folder, result.metrics, history, spec.record)
-        except KeyboardInterrupt as e:  # deferred to the end of publish: all of it is done
-            e.resume_hint = "the run had ended: its model, history and record are in place"
-            raise
+        publish(spec.folder, result.metrics, history, spec.record)
     return result
 
 
@@ -360,16 +356,23 @@ def publish(folder: TrainingFolder, metrics: dict, history: list[dict],
     again, with the run's new metrics."""
     staged = folder.staging.best
     source = staged if staged.is_dir() else folder.best
-    with interrupts.deferred():
-        with unit.sealed_dir(folder.best) as tmp:
-            for path in sorted(source.iterdir()):
-                if path.is_file() and path.name not in (METRICS, unit.UNIT):
-                    shutil.copyfile(path, tmp / path.name)
-            write_json(tmp / METRICS, metrics)
-        write_json(folder.history, history)
-        if record is not None:
-            record()
-        shutil.rmtree(staged, ignore_errors=True)
+    done = False
+    try:
+        with interrupts.deferred():
+            with unit.sealed_dir(folder.best) as tmp:
+                for path in sorted(source.iterdir()):
+                    if path.is_file() and path.name not in (METRICS, unit.UNIT):
+                        shutil.copyfile(path, tmp / path.name)
+                write_json(tmp / METRICS, metrics)
+            write_json(folder.history, history)
+            if record is not None:
+                record()
+            shutil.rmtree(staged, ignore_errors=True)
+            done = True
+    except KeyboardInterrupt as e:  # waited for the end of the block, which got there
+        if done:
+            e.resume_hint = "the run had ended: its model, history and record are in place"
+        raise
 
 
 def _checkpoint(spec: FitSpec, objective: Objective, state: dict) -> None:

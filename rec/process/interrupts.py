@@ -135,7 +135,8 @@ def held_during_import() -> Iterator[None]:
 
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
-    """SIGINT and SIGTERM that arrive inside the block take effect when it ends.
+    """SIGINT and SIGTERM that arrive inside the block take effect when it ends (unless it
+    ends in an error of its own, which then stops the command instead).
 
     Python runs signal handlers in the main thread whichever thread the signal reached, so
     swapping the handlers (not masking the signal, which paddle's threads would still
@@ -146,12 +147,16 @@ def deferred() -> Iterator[None]:
     caught: list[int] = []
     previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum))
                 for s in SIGNALS}
+    failed = False
     try:
         yield
+    except BaseException:  # the block's own error stops the command, and is the one told
+        failed = True  # (a signal raised over it hid, say, a full disk behind "interrupted")
+        raise
     finally:
         for s, handler in previous.items():
             signal.signal(s, signal.SIG_DFL if handler is None else handler)
-        if caught:
+        if caught and not failed:
             handler = previous[caught[0]]
             if callable(handler):
                 handler(caught[0], None)

@@ -230,6 +230,12 @@ def record(paths: Paths, stage: str, params: dict[str, Any], inputs: list[Path],
     write_json(paths.manifest, manifest)
 
 
+def fingerprints(inputs: list) -> dict:
+    """record's `read_as` for inputs hashed now, as a stage starts reading them: not at its
+    end, inside trainer.publish, where Ctrl-C waits (a Criteo day file is ~90 s of hashing)."""
+    return {p: fingerprint(p) for p in inputs}
+
+
 def stage_state(entry: dict | None, hashed: dict | None = None) -> str:
     """'not run', 'fresh', 'stale' (inputs changed), 'missing' (a folder or file it
     wrote is gone) or 'modified' (its outputs changed).

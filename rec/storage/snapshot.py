@@ -162,8 +162,9 @@ def read(path: Path | str, load: Callable[[Snapshot], T], tries: int = TRIES) ->
                 return load(snapshot)
             except (RecError, OSError) as e:
                 if not snapshot.replaced():
-                    if isinstance(e, FileNotFoundError) and e.filename:  # not a swap's doing
-                        raise UsageError(f"missing {e.filename}") from None
+                    if isinstance(e, FileNotFoundError) and \
+                            Path(str(e.filename or "")).parent == Path(snapshot.path):
+                        raise UsageError(f"missing {e.filename}") from None  # not a swap's
                     raise
                 if attempt >= tries:  # swapped again and again: not the reader's fault
                     raise RecError(f"{path} was replaced {tries} times while being read (a "

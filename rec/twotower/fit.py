@@ -69,10 +69,12 @@ def train(paths: Paths, params, device: str, resume: bool, threads: int | None,
                 **result.summary(*kind.keys), **result.speed()}
 
     # the manifest entry goes in with the model (trainer.publish: signals wait for both)
+    inputs = dataset_paths(paths)
+    read_as = manifest.fingerprints(inputs)  # now: Ctrl-C waits for publish's record
     spec.record = lambda: manifest.record(
-        paths, "train", {**params.__dict__, "device": job.device}, inputs=dataset_paths(paths),
+        paths, "train", {**params.__dict__, "device": job.device}, inputs=inputs,
         outputs=[paths.model.best, paths.model.history],  # every file
-        resolved=auto_values(kind, params, n_train, ds.n_users, ds.n_movies))
+        resolved=auto_values(kind, params, n_train, ds.n_users, ds.n_movies), read_as=read_as)
     return trainer.fit(spec, job, objective, state, resume, summarize).metrics
 
 

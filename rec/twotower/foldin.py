@@ -91,11 +91,14 @@ def parse_rated(text: str, source: str, spaced: list | None = None) -> list[tupl
         if not line or line.startswith("#"):
             continue
         stamp = None
-        if line.count("\t") == 2:  # movie<TAB>rating<TAB>timestamp (a ratings file's lines)
-            line, _, stamp_text = line.rpartition("\t")
-            try:
+        fields = line.split("\t")
+        if len(fields) == 3 and all(f.strip() for f in fields):  # movie, rating, time (a
+            line, stamp_text = "\t".join(fields[:2]), fields[2]  # ratings file's own lines;
+            try:  # 'Toy Story\t\t5', columns aligned by two tabs, is a movie and a rating)
                 stamp = float(stamp_text)
             except ValueError:
+                stamp = float("nan")
+            if not np.isfinite(stamp):
                 raise UsageError(f"{source}:{number}: the third column {shown(stamp_text)} is "
                                  "not a timestamp (expected 'movie<TAB>rating[<TAB>time]')")
         stamps.append(stamp)

@@ -199,7 +199,7 @@ def find_users(cat: Catalog, tokens: list[str]) -> np.ndarray:
 
 def users_span(ids: list[str]) -> str:
     """"the dataset's 6,040 users have ids 1 to 6040" (the span where every id is a number)."""
-    numbers = [int(i) for i in ids if i.isdigit()]
+    numbers = [int(i) for i in ids if i.isascii() and i.isdigit()]  # not '²
     if not numbers or len(numbers) < len(ids):
         return f"not among the dataset's {len(ids):,} users"
     return f"the dataset's {len(ids):,} users have ids {min(numbers)} to {max(numbers)}"
