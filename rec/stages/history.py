@@ -47,6 +47,7 @@ def command(
 ) -> None:
     from rec.datasets.contract import GIVEN, TRAIN, load_dataset
     from rec.stages.recommend import _plain_id, expand_stdin
+    from rec.twotower.recommending import rows_of_user_ids
     from rec.twotower.titles import shown_title
 
     if top < 0:
@@ -56,7 +57,8 @@ def command(
     if part not in PARTS:
         raise UsageError(f"unknown --part {part!r}: choose all, train or eval")
     ds = load_dataset(get_paths(ctx), mmap=True)
-    rows = user_rows(ds, expand_stdin(users, per_line=False))
+    rows = rows_of_user_ids([str(u) for u in ds.vocab.user_ids],
+                            expand_stdin(users, per_line=False))
     v = ds.vocab
     order = np.argsort(ds.rating_users, kind="stable")
     starts = np.searchsorted(ds.rating_users[order], np.arange(ds.n_users + 1))
@@ -85,30 +87,6 @@ def command(
                            "stars": round(float(ds.rating_values[r]), 2),
                            "date": date_of(int(ds.rating_times[r])),
                            "part": names.get(int(ds.split[r]), "eval")})
-
-
-def user_rows(ds, tokens: list[str]) -> np.ndarray:
-    """Dataset rows of raw user ids given as text, in order, each once; one line naming
-    the unknown ones otherwise."""
-    from rec.datasets.contract import id_key
-    from rec.errors import shown
-    from rec.twotower.recommending import users_span
-
-    index = {str(u): i for i, u in enumerate(ds.vocab.user_ids)}
-    rows, unknown = {}, []
-    for token in tokens:
-        key = id_key(token)
-        if key is None:
-            raise UsageError(f"not a user id: {shown(token)}")
-        if key in index:
-            rows.setdefault(index[key], None)
-        else:
-            unknown.append(shown(key, 40, quote=False))
-    if unknown:
-        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
-        raise UsageError(f"unknown user id {', '.join(unknown[:3])}{more} "
-                         f"({users_span([str(u) for u in ds.vocab.user_ids])})")
-    return np.fromiter(rows, np.int64, len(rows))
 
 
 def date_of(timestamp: int) -> Optional[str]:

@@ -180,7 +180,15 @@ def build_catalog(features: Features, dataset: Dataset) -> Catalog:
 
 def find_users(cat: Catalog, tokens: list[str]) -> np.ndarray:
     """User rows for raw user ids given as text, in order, each once; UsageError otherwise."""
-    row = cat.features.user_row()
+    return rows_of_user_ids(cat.features.user_ids, tokens,
+                            "; for someone new, give their movies: --like, --rated")
+
+
+def rows_of_user_ids(user_ids: list[str], tokens: list[str], hint: str = "") -> np.ndarray:
+    """Rows (indices into `user_ids`, raw ids as text) of user ids typed as `tokens`, in
+    order, each once; one line naming the unknown ones (and the ids there are, `hint`
+    after) otherwise. recommend's (the saved vectors') and history's (the dataset's)."""
+    row = {u: i for i, u in enumerate(user_ids)}
     rows, unknown = {}, []
     for token in tokens:
         key = id_key(token)
@@ -192,8 +200,8 @@ def find_users(cat: Catalog, tokens: list[str]) -> np.ndarray:
             unknown.append(shown(key, 40, quote=False))
     if unknown:
         more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
-        raise UsageError(f"unknown user id {', '.join(unknown[:3])}{more} ({users_span(cat.features.user_ids)}; for someone new, give their movies: "
-                         "--like, --rated)")
+        raise UsageError(f"unknown user id {', '.join(unknown[:3])}{more} "
+                         f"({users_span(user_ids)}{hint})")
     return np.fromiter(rows, dtype=np.int64, count=len(rows))
 
 
