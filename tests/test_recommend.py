@@ -563,3 +563,22 @@ def test_history_parts_and_recent_order(world):
 ])
 def test_history_bad_input_is_one_line(world, args, message):
     assert_usage_error(run(world, "history", *args), message)
+
+
+def test_a_list_does_not_give_one_reason_ten_times():
+    """The group's reason ("popular with 25-34 year-old ...") strongest for every pick was
+    9 of some users' 10 reasons: each repeat costs REPEAT_COST, so one that also
+    qualifies takes over; a kind that does not qualify (-inf) never does."""
+    from rec.twotower.reasons import GENRE, GROUP, REPEAT_COST, SIMILAR, _spread_kinds
+
+    n = 6
+    strength = np.zeros((2, n, 3), np.float32)
+    strength[..., SIMILAR] = [0.55, 0.55, 0.55, 0.55, 0.55, 0.55]
+    strength[..., GENRE] = -np.inf
+    strength[..., GROUP] = 0.7
+    strength[1, :, SIMILAR] = -np.inf  # user 1: the group is all there is
+    liked = np.array([[1, 2, 3, 4, 5, 6]] * 2)  # a different liked movie each time
+    kind = _spread_kinds(strength, liked, np.zeros((2, n), np.int64))
+    assert kind[0].tolist() == [GROUP, GROUP] + [SIMILAR] * 4  # 0.7 - 2 x 0.1 < 0.55
+    assert kind[1].tolist() == [GROUP] * n
+    assert REPEAT_COST == 0.1
