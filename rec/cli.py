@@ -36,7 +36,7 @@ COMMANDS = [
     ("ctr-train", "ctr_train:command", "The rank stage (default), or a Wide&Deep / DeepFM CTR model."),
     ("ctr-predict", "ctr_predict:command", "Click probabilities, one row per input line."),
     ("export", "export:command", "Trained networks as Paddle Inference / ONNX models."),
-    ("status", "status:command", "Which stages ran, with what, fresh or stale."),
+    ("status", "status:command", "Which stages ran, with what: fresh, stale, missing."),
     ("recommend", "recommend:recommend_command:HELP", "Explained top-N movies for users."),
     ("similar", "recommend:similar_command:SIMILAR_HELP", "Movies closest to a movie."),
     ("history", "history:command", "What users rated, best first or latest first."),
