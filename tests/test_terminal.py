@@ -128,7 +128,8 @@ def test_training_table_fits_80_columns_with_whole_values_and_the_best_mark(monk
 
     from rich.console import Console
 
-    from rec.engine.trainer import Monitor, epoch_table
+    from rec.console import epoch_table
+    from rec.engine.trainer import Monitor
 
     columns = {"pick_loss": "pick loss", "rating_loss": "rating loss", "val_hr@10": "val HR@10",
                "val_ndcg@10": "val NDCG@10", "val_rmse": "val RMSE"}

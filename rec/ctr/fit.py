@@ -44,7 +44,9 @@ def train(paths: Paths, p, device: str, resume: bool,
 
     monitor = trainer.Monitor("auc", bigger_is_better=True, label="val AUC", state_key="best_auc")
     state = trainer.new_state(monitor)
-    if resume and (paths.ctr.checkpoint / "rank.pdparams").is_file():
+    from rec.rank.training import RANK_CHECKPOINT
+
+    if resume and (paths.ctr.checkpoint / RANK_CHECKPOINT[0]).is_file():
         raise UsageError("the checkpoint is the rank stage's, which trains in seconds and is "
                          "not resumed: run `rec ctr-train --data movielens` without --resume")
     if resume:

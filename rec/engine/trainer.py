@@ -72,7 +72,7 @@ from rec.storage import unit
 
 from rec.engine import runtime
 from rec.storage.atomic import atomic_dir, write_json
-from rec.console import EpochDisplay, epoch_line, epoch_table, log  # noqa: F401 (tests)
+from rec.console import EpochDisplay, epoch_line, epoch_table, log
 from rec.errors import UsageError
 from rec.paths import METRICS, RUN, STATE, TrainingFolder
 from rec.engine.runtime import Job

@@ -130,12 +130,9 @@ def train_ranker(paths, p, device: str, resume: bool, record=None) -> dict:
             views.append((other, vecs))
     train_parts, choosing = [], {s: [] for s in serving_ks}
     for v, vecs in views:
-        stack.k = k
         train_parts.append(rt.build_examples(stack, v, vecs, train_users))
         for s in serving_ks:
-            stack.k = s
-            choosing[s].append(rt.build_examples(stack, v, vecs, val_users))
-    stack.k = k
+            choosing[s].append(rt.build_examples(stack, v, vecs, val_users, k=s))
     del views
     train_ex = rt.Examples.concat(train_parts) if len(train_parts) > 1 else train_parts[0]
     choosing = {s: rt.Examples.concat(parts) if len(parts) > 1 else parts[0]

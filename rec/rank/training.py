@@ -33,6 +33,7 @@ from rec.engine.trainer import Epoch, Objective, Trainable
 import paddle  # noqa: E402
 
 RANK_VAL = 0.2  # share of the tuning users that choose the epoch
+RANK_CHECKPOINT = ("rank.pdparams", "rank.pdopt")  # the network's files in a checkpoint
 CHUNK = 512  # users whose candidates are built at once (fewer on a large catalogue)
 DISCOUNTS = 1.0 / np.log2(np.arange(2, 12))
 BLENDS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # the two-tower blends tried (choose_blend)
@@ -63,17 +64,17 @@ class Examples:
         are copied into arrays allocated zeroed (their pages are taken as they are written)
         and dropped from `parts` as they go, so the peak is about one copy, not two."""
         names = ("users", "x", "liked", "valid", "n_liked", "by_channel", "movies")
-        full = [p for p in parts if p.x is not None]  # build_examples' of no users: x None
-        if not full:
+        kept = [i for i, p in enumerate(parts) if p.x is not None]  # x None: no users
+        if not kept:
             return parts[0]
-        width = max(p.x.shape[1] for p in full)
-        n = sum(len(p.users) for p in full)
+        width = max(parts[i].x.shape[1] for i in kept)
+        n = sum(len(parts[i].users) for i in kept)
         out = {}
         for name in names:
-            first = getattr(full[0], name)
+            first = getattr(parts[kept[0]], name)
             out[name] = np.zeros((n, *(() if first.ndim == 1 else (width, *first.shape[2:]))),
                                  first.dtype)
-        at, full = 0, None
+        at = 0
         for i, part in enumerate(parts):
             if part.x is None:
                 parts[i] = None
@@ -97,9 +98,10 @@ def liked_users(view: Dataset) -> np.ndarray:
 
 
 def build_examples(stack: Stack, view: Dataset, user_vecs: np.ndarray,
-                   users: np.ndarray | None = None) -> Examples:
+                   users: np.ndarray | None = None, k: int | None = None) -> Examples:
     """Users of the view with a liked VAL rating (those of `users` only, when given):
-    candidates, features, labels, a chunk of users at a time, joined by Examples.concat."""
+    candidates (each channel's top `k`, default the stack's), features, labels, a chunk of
+    users at a time, joined by Examples.concat."""
     vu, vm, vr = view.part(VAL)
     rel = vr >= RELEVANT
     users = liked_users(view) if users is None else np.intersect1d(users, liked_users(view))
@@ -109,7 +111,7 @@ def build_examples(stack: Stack, view: Dataset, user_vecs: np.ndarray,
     for s in range(0, len(users), step):
         chunk = users[s: s + step]
         block = known_block(view, user_vecs, chunk)
-        cand, by, scores = stack.candidates(block)
+        cand, by, scores = stack.candidates(block, k)
         x = stack.features(block, cand, by, scores)
         del scores
         liked = np.zeros((len(chunk), view.n_movies), bool)
@@ -242,7 +244,7 @@ def rank_objective(net, optimizer, train: Examples, choosing: dict, batch_users:
     two-tower blend on that k's lists (choose_blend), its NDCG@10 the epoch's. save(folder,
     epoch, weights, choices) writes the best epoch's files into `folder`, choices being
     {"k", "k_table", "blend", "blend_table"}."""
-    part = Trainable(net, optimizer, "rank.pdparams", "rank.pdopt")
+    part = Trainable(net, optimizer, *RANK_CHECKPOINT)
     chosen = {}
 
     def train_epoch(epoch: Epoch) -> tuple[dict, int]:

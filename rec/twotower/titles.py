@@ -115,8 +115,7 @@ def find_movie(cat, query: str) -> int:
         listed = "; ".join(f"{cat.features.movie_ids[r]} {shown_title(cat.titles[r])}"
                            for r in matches[:5])
         more = f"; ... {len(matches) - 5} more" if len(matches) > 5 else ""
-        years = {YEAR_RE.search(cat.titles[r]).group() if YEAR_RE.search(cat.titles[r])
-                 else None for r in matches}
+        years = {m.group() if (m := YEAR_RE.search(cat.titles[r])) else None for r in matches}
         how = "give a movie id, or the title with its year" if len(years) == len(matches) \
             else "give a movie id"  # two of the same title and year: only the id tells
         raise UsageError(f"{shown(text)} matches {len(matches)} movies: {listed}{more}; {how}")
