@@ -191,6 +191,42 @@ def test_a_stale_rank_model_is_not_used_and_recommend_says_why(copy):
     assert report(copy)["ranked"] is False
 
 
+def test_a_damaged_rank_model_or_one_of_weights_not_finite_is_not_used(copy):
+    """A rank model whose weights file is damaged, or holds a NaN (a diverged run, a file
+    written by other means and resealed: it would order every list by NaN), is not used:
+    recommend serves the two-tower and says why, evaluate measures the channels alone."""
+    import hashlib
+    import io
+
+    folder = copy / "output" / "ctr" / "model"
+    saved = (folder / "weights.npz").read_bytes()
+    (folder / "weights.npz").write_bytes(saved[:100] + bytes([saved[100] ^ 1]) + saved[101:])
+    result = rec(copy, "recommend", "1", "--top", "5", "--format", "tsv")
+    assert result.exit_code == 0 and "two-tower order only: " in result.stderr
+    assert rec(copy, "evaluate").exit_code == 0
+    assert report(copy)["ranked"] is False
+    assert any(n.startswith("rank stage not evaluated: ") for n in report(copy)["notes"])
+    (folder / "weights.npz").write_bytes(saved)
+    with np.load(folder / "weights.npz") as z:
+        weights = {k: z[k] for k in z.files}
+    first = sorted(weights)[0]
+    weights[first] = weights[first].copy()
+    weights[first].flat[0] = np.nan
+    buffer = io.BytesIO()
+    np.savez(buffer, **weights)
+    (folder / "weights.npz").write_bytes(buffer.getvalue())
+    seal = json.loads((folder / "unit.json").read_text())
+    seal["sha256"]["weights.npz"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    seal["bytes"]["weights.npz"] = len(buffer.getvalue())
+    (folder / "unit.json").write_text(json.dumps(seal))
+    result = rec(copy, "recommend", "1", "--top", "5", "--format", "tsv")
+    assert result.exit_code == 0
+    assert "model/weights.npz holds weights that are not finite numbers: run `rec ctr-train " \
+        "--data movielens` again" in result.stderr
+    assert result.stdout == rec(copy, "recommend", "1", "--top", "5", "--recall-only",
+                                "--format", "tsv").stdout
+
+
 def test_ctr_predict_refuses_the_rank_stage_in_one_line(ranked):
     error = one_line_error(rec(ranked, "ctr-predict", input="1 2\n"), 2)
     assert "holds the rank stage" in error and "--model wide_deep" in error

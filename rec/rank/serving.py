@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rec.datasets.contract import Dataset, is_dataset
-from rec.errors import UsageError
+from rec.errors import RecError, UsageError
 from rec.metrics import dense_chunk
 from rec.paths import EASE, read_json, reading
 from rec.rank.easefile import load_item_models
@@ -78,7 +78,7 @@ def stale_reason(paths, features, dataset: Dataset) -> str | None:
     """Why output/ctr/model cannot rank these features' candidates (None: it can)."""
     try:
         model = load_ranker(paths, features, dataset)
-    except UsageError as e:
+    except RecError as e:
         return str(e)
     return None if model is not None else "no rank model"
 
@@ -116,6 +116,9 @@ def _load(snapshot, paths, features, dataset) -> RankModel | None:
         with np.load(io.BytesIO(snapshot.read_bytes(best.weights.name)),
                      allow_pickle=False) as z:
             net = NumpyRanker({k: z[k] for k in z.files})
+        if not net.finite():  # a diverged or forged file: NaN logits order nothing
+            raise UsageError(f"{best.weights} holds weights that are not finite numbers: "
+                             f"run `{RUN}` again")
     # checked once it is known to be a rank model (another kind is not read further)
     unit.check(snapshot, RUN, {}, snapshot.loaded)
     return RankModel(net, config)
@@ -231,7 +234,7 @@ def report(paths, dataset: Dataset, rank_args: dict, relevant: tuple,
         return {}, [f"recall channels and the rank stage not evaluated: {NO_EASE}"]
     try:
         model = load_ranker(paths, features, dataset)
-    except UsageError as e:
+    except RecError as e:  # stale or damaged: the channels alone, as recommend serves them
         model = None
         notes.append(f"rank stage not evaluated: {e}")
     stack = serving_stack(features, dataset, model.k if model else 100, False,

@@ -211,7 +211,7 @@ def fold_in_user(paths: Paths, cat, rated: str | None, like: list[str], dislike:
     (a movie given twice) go to stderr."""
     from rec.datasets.contract import demographic_codes
     from rec.twotower import kinds
-    from rec.twotower.titles import find_movie, index as title_index
+    from rec.twotower.titles import find_movie, index as title_index, shown_title
 
     if not kinds.kind(cat.features.scoring["match"]).folds_in:
         raise UsageError("a new user needs the default model: run `rec train` (without "
@@ -242,7 +242,7 @@ def fold_in_user(paths: Paths, cat, rated: str | None, like: list[str], dislike:
     if not given:
         raise UsageError(f"--rated {rated}: no ratings in it (lines of 'movie<TAB>rating')")
     movies, ratings, notes = profile(given, lambda q: find_movie(cat, q), (low, high),
-                                     lambda row: cat.titles[row])
+                                     lambda row: shown_title(cat.titles[row]))
     for note in notes:
         warn(note)
     parts = load_parts(paths.features_dir, cat.n_movies, cat.features.extra.get(FOLD_IN))
