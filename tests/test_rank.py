@@ -203,9 +203,14 @@ def test_a_damaged_rank_model_or_one_of_weights_not_finite_is_not_used(copy):
     (folder / "weights.npz").write_bytes(saved[:100] + bytes([saved[100] ^ 1]) + saved[101:])
     result = rec(copy, "recommend", "1", "--top", "5", "--format", "tsv")
     assert result.exit_code == 0 and "two-tower order only: " in result.stderr
-    assert rec(copy, "evaluate").exit_code == 0
+    assert "weights.npz is damaged" in result.stderr
+    evaluated = rec(copy, "--quiet", "evaluate")  # a warning, as recommend's: --quiet or not
+    assert evaluated.exit_code == 0
+    assert "warning: rank stage not evaluated: " in evaluated.stderr
+    assert "weights.npz is damaged" in evaluated.stderr
     assert report(copy)["ranked"] is False
-    assert any(n.startswith("rank stage not evaluated: ") for n in report(copy)["notes"])
+    assert any(n.startswith("rank stage not evaluated: ") and "is damaged" in n
+               for n in report(copy)["notes"])
     (folder / "weights.npz").write_bytes(saved)
     with np.load(folder / "weights.npz") as z:
         weights = {k: z[k] for k in z.files}
@@ -221,10 +226,14 @@ def test_a_damaged_rank_model_or_one_of_weights_not_finite_is_not_used(copy):
     (folder / "unit.json").write_text(json.dumps(seal))
     result = rec(copy, "recommend", "1", "--top", "5", "--format", "tsv")
     assert result.exit_code == 0
-    assert "model/weights.npz holds weights that are not finite numbers: run `rec ctr-train " \
-        "--data movielens` again" in result.stderr
+    refused = ("ctr/model holds weights that are not finite numbers: run `rec ctr-train "
+               "--data movielens` again")
+    assert refused in result.stderr
     assert result.stdout == rec(copy, "recommend", "1", "--top", "5", "--recall-only",
                                 "--format", "tsv").stdout
+    assert rec(copy, "evaluate").exit_code == 0
+    assert report(copy)["ranked"] is False
+    assert any(refused in n for n in report(copy)["notes"])
 
 
 def test_ctr_predict_refuses_the_rank_stage_in_one_line(ranked):

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, SMALL, one_line_error, rec
-from rec.twotower.titles import shown_title
 
 ACCENTED = "Misérables, Les (1995)"  # movie 1's title in the synthetic world
 
@@ -202,20 +201,20 @@ def test_titles_are_looked_up_through_one_index_built_once(ml1m, monkeypatch):
 
 
 def test_a_movie_liked_and_disliked_is_refused_naming_both(ml1m):
-    title = vocab(ml1m)["titles"][1]
-    error = one_line_error(rec(ml1m, "recommend", "--like", title, "--dislike",
-                               str(vocab(ml1m)["movie_ids"][1])), 2)
-    assert error == (f"error: {shown_title(title)} is given twice with different ratings, "
+    """Named as every list shows it: "Les Misérables (1995)", not the file's "Misérables,
+    Les (1995)"."""
+    error = one_line_error(rec(ml1m, "recommend", "--like", ACCENTED, "--dislike",
+                               str(vocab(ml1m)["movie_ids"][0])), 2)
+    assert error == ("error: Les Misérables (1995) is given twice with different ratings, "
                      "5 (--like) and 1 (--dislike): give it once")
 
 
 def test_a_movie_rated_twice_with_two_ratings_is_refused_naming_both_lines(ml1m, tmp_path):
-    m = vocab(ml1m)["movie_ids"][1]
+    m = vocab(ml1m)["movie_ids"][0]
     (tmp_path / "r.tsv").write_text(f"{m}\t4\n# again\n{m}\t2\n")
     error = one_line_error(rec(ml1m, "recommend", "--rated", str(tmp_path / "r.tsv")), 2)
-    assert error == (f"error: {shown_title(vocab(ml1m)['titles'][1])} is given twice with "
-                     f"different ratings, 4 ({tmp_path / 'r.tsv'}:1) and "
-                     f"2 ({tmp_path / 'r.tsv'}:3): give it once")
+    assert error == (f"error: Les Misérables (1995) is given twice with different ratings, "
+                     f"4 ({tmp_path / 'r.tsv'}:1) and 2 ({tmp_path / 'r.tsv'}:3): give it once")
 
 
 def test_the_same_movie_given_twice_alike_counts_once_with_a_note(ml1m):
@@ -224,8 +223,14 @@ def test_the_same_movie_given_twice_alike_counts_once_with_a_note(ml1m):
     result = rec(ml1m, "recommend", "--like", str(v["movie_ids"][1]), "--rated", "-",
                  "--format", "tsv", input=f"{v['titles'][1]}\t5\n")
     assert result.exit_code == 0 and result.stdout == once
-    assert result.stderr == (f"warning: {shown_title(v['titles'][1])} is given twice "
-                             "(stdin:1 and --like), both 5: counted once\n")
+    assert result.stderr == (f"warning: {v['titles'][1]} is given twice (stdin:1 and --like), "
+                             "both 5: counted once\n")
+    once = recommend(ml1m, "--like", str(v["movie_ids"][0]))
+    result = rec(ml1m, "recommend", "--like", str(v["movie_ids"][0]), "--rated", "-",
+                 "--format", "tsv", input=f"{ACCENTED}\t5\n")
+    assert result.exit_code == 0 and result.stdout == once
+    assert result.stderr == ("warning: Les Misérables (1995) is given twice (stdin:1 and "
+                             "--like), both 5: counted once\n")
 
 
 # --- each dataset's scales ------------------------------------------------------------------

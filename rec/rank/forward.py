@@ -23,7 +23,7 @@ class NumpyRanker:
         self.layers = [(np.asarray(params[f"{n}.weight"], np.float32),
                         np.asarray(params[f"{n}.bias"], np.float32)) for n in names]
 
-    def finite(self) -> bool:
+    def all_finite(self) -> bool:
         """Whether every weight and bias is a finite number."""
         return all(np.isfinite(w).all() and np.isfinite(b).all() for w, b in self.layers)
 

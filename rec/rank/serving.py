@@ -35,6 +35,9 @@ from rec.shortlists import Shortlist
 from rec.storage import snapshot as snapshots, unit
 
 RUN = "rec ctr-train --data movielens"
+# the note of a rank model evaluate refused (stale, damaged, not finite): a warning, as
+# recommend's, where the other notes are progress (--quiet hides those)
+NOT_EVALUATED = "rank stage not evaluated: "
 # what a features folder without EASE's file says, wherever it is found (recommend, evaluate,
 # ctr-train): saved by an older rec, or the file removed
 NO_EASE = (f"output/features has no EASE channel ({EASE} missing: saved by an older rec, or "
@@ -85,7 +88,9 @@ def stale_reason(paths, features, dataset: Dataset) -> str | None:
 
 def load_ranker(paths, features, dataset: Dataset) -> RankModel | None:
     """The rank model of output/ctr/model, or None when there is none (or a CTR model of
-    another kind); a UsageError when it was built for other features or another dataset."""
+    another kind); a UsageError when it was built for other features, another dataset or
+    an older layout, or holds weights that are not finite numbers; a RecError when its
+    files are damaged or not of one run."""
     best = paths.ctr
     if not best.config.is_file():
         return None
@@ -116,12 +121,15 @@ def _load(snapshot, paths, features, dataset) -> RankModel | None:
         with np.load(io.BytesIO(snapshot.read_bytes(best.weights.name)),
                      allow_pickle=False) as z:
             net = NumpyRanker({k: z[k] for k in z.files})
-        if not net.finite():  # a diverged or forged file: NaN logits order nothing
-            raise UsageError(f"{best.weights} holds weights that are not finite numbers: "
-                             f"run `{RUN}` again")
     # checked once it is known to be a rank model (another kind is not read further)
     unit.check(snapshot, RUN, {}, snapshot.loaded)
-    return RankModel(net, config)
+    model = RankModel(net, config)
+    # a whole run's model can still hold NaN (a diverged run, a file written by other means
+    # and resealed): NaN logits, or a NaN penalty or blend, would order every list by nothing
+    if not (net.all_finite() and np.isfinite(model.penalty) and np.isfinite(model.blend)):
+        raise UsageError(f"{best.best} holds weights that are not finite numbers: run "
+                         f"`{RUN}` again")
+    return model
 
 
 def serving_stack(features, dataset: Dataset, k: int, few_users: bool = False,
@@ -236,7 +244,7 @@ def report(paths, dataset: Dataset, rank_args: dict, relevant: tuple,
         model = load_ranker(paths, features, dataset)
     except RecError as e:  # stale or damaged: the channels alone, as recommend serves them
         model = None
-        notes.append(f"rank stage not evaluated: {e}")
+        notes.append(f"{NOT_EVALUATED}{e}")
     stack = serving_stack(features, dataset, model.k if model else 100, False,
                           model.scale_k if model else 0)
     # the file mapped beside B's blocks (55 MB on ml-1m, 380 on ml-latest-small; its pages

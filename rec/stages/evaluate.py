@@ -28,11 +28,12 @@ from rich.table import Table
 from rec.storage import manifest
 from rec.storage.atomic import write_json
 from rec.storage.unit import UNIT
-from rec.console import log, show_table, steps
+from rec.console import log, show_table, steps, warn
 from rec.results import emit, emit_object, resolve_format
 from rec.datasets.contract import dataset_paths
 from rec.rank import evaluation
 from rec.rank.evaluation import KEYS, STEPS
+from rec.rank.serving import NOT_EVALUATED
 from rec.stages import get_paths, stage
 from rec.stages.options import SEED_RANGE, Device, Format
 
@@ -80,8 +81,8 @@ def command(
                     outputs=[paths.eval_report])
     rows = [{"model": name, **{k: metrics.get(k) for k in KEYS}} for name, metrics in
             model_rows(report)]
-    for note in report["notes"]:
-        log(note)
+    for note in report["notes"]:  # a refused rank model is a warning, the rest progress
+        (warn if note.startswith(NOT_EVALUATED) else log)(note)
     title = f"rec evaluate · {report['dataset']} · {report['validation_ratings']:,} " + \
         (f"to predict · {report['held_out_users']:,} held-out users (fold-in)"
          if report["split"] == "users" else

@@ -331,7 +331,7 @@ def rank_stage(paths: Paths, cat, n_users: int):
 
     try:
         model = load_ranker(paths, cat.features, cat.dataset)
-    except (UsageError, RecError) as e:
+    except RecError as e:  # a UsageError too: stale, damaged or not finite
         warn(f"two-tower order only: {e}")
         return None
     if model is None:
