@@ -88,10 +88,10 @@ def model_is_whole(folder: Path) -> dict[str, bytes]:
 
 
 # best-of-run (config.json, run.json, 2 renames), checkpoint (state.json, 3 renames), the
-# model folder: metrics.json, unit.json, 3 renames (all old until the last), then history
-# and manifest
-TRAIN_WRITES = 15
-TRAIN_PUBLISHED = 13
+# model folder: metrics.json, its copy of history.json, unit.json, 3 renames (all old until
+# the last), then history and manifest
+TRAIN_WRITES = 16
+TRAIN_PUBLISHED = 14
 
 
 @pytest.mark.parametrize("n", sweep(TRAIN_WRITES, {1, TRAIN_PUBLISHED, TRAIN_WRITES + 1}))
@@ -124,6 +124,25 @@ def test_full_disk_as_a_fresh_train_stages_its_first_model_keeps_the_earlier_run
     assert f"resuming after epoch {epoch}" in result.stderr
 
 
+def test_a_run_stopped_between_its_model_and_its_history_has_them_put_together(
+        world, monkeypatch):
+    """The write of history.json right after the model's swap fails, where a kill -9 could
+    stop a run too: the new model sits beside the previous run's history until the next
+    writing stage puts back the model's own copy."""
+    model = world / "output" / "model"
+    previous = (model / "history.json").read_bytes()
+    run_with_fault(world, monkeypatch, ["train", "--epochs", "1", "--seed", "7"],
+                   TRAIN_PUBLISHED + 1, TRAIN_WRITES)
+    published = (model / "best" / "history.json").read_bytes()
+    assert len(json.loads(published)) == 1 and published != previous
+    assert (model / "history.json").read_bytes() == previous
+    result = rec(world, "evaluate")
+    assert result.exit_code == 0, result.stderr
+    assert "history.json was the previous run's" in result.stderr
+    assert (model / "history.json").read_bytes() == published
+    assert "history.json was" not in rec(world, "evaluate").stderr  # once
+
+
 def test_read_only_while_train_publishes_its_model(world, monkeypatch):
     best = world / "output" / "model" / "best"
     old = model_is_whole(best)
@@ -134,9 +153,10 @@ def test_read_only_while_train_publishes_its_model(world, monkeypatch):
 
 
 # best-of-run (config.json, weights.npz, run.json, 2 renames), checkpoint (state.json, 3
-# renames), the model folder (metrics.json, unit.json, 3 renames), history, manifest
-CTR_WRITES = 16
-CTR_PUBLISHED = 14
+# renames), the model folder (metrics.json, history.json, unit.json, 3 renames), history,
+# manifest
+CTR_WRITES = 17
+CTR_PUBLISHED = 15
 
 
 @pytest.mark.parametrize("n", sweep(CTR_WRITES, {4, CTR_PUBLISHED, CTR_WRITES + 1}))

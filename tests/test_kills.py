@@ -273,14 +273,19 @@ def test_ctr_train_killed_between_the_renames_of_its_model(world):
 
 
 def test_train_killed_between_the_renames_of_its_model_then_evaluate(world):
-    """The model, its config and its metrics are one folder (output/model/best): killed
-    with none in place, the next command (a reader) puts the run's whole model back."""
+    """The model, its config, its metrics and its history are one folder
+    (output/model/best): killed with none in place, the next command puts the run's whole
+    model back, and history.json beside it from the model's copy (the kill came before
+    the run wrote it)."""
     best = world / "output" / "model" / "best"
     proc, new = killed(world, best, 2, "SIGKILL", "train", "--epochs", "2")
     assert proc.returncode == -signal.SIGKILL and not best.exists()
     assert rec(world, "evaluate").exit_code == 0
     assert digest(best) == new and set(new) == {"model.pdparams", "config.json",
-                                                "metrics.json", "unit.json", "run.json"}
+                                                "metrics.json", "history.json", "unit.json",
+                                                "run.json"}
+    history = (world / "output" / "model" / "history.json").read_bytes()
+    assert history == (best / "history.json").read_bytes() and len(json.loads(history)) == 2
     assert leftovers(world) == []
 
 

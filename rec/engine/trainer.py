@@ -74,7 +74,7 @@ from rec.engine import runtime
 from rec.storage.atomic import atomic_dir, write_json
 from rec.console import EpochDisplay, epoch_line, epoch_table, log
 from rec.errors import UsageError
-from rec.paths import METRICS, RUN, STATE, TrainingFolder
+from rec.paths import HISTORY, METRICS, RUN, STATE, TrainingFolder
 from rec.engine.runtime import Job
 
 
@@ -349,8 +349,9 @@ def publish(folder: TrainingFolder, metrics: dict, history: list[dict],
     and swapped in whole (rec.storage.unit.sealed_dir), so a reader finds the old model with
     its metrics or the new one with its, and a run stopped midway (a diverged epoch, a kill
     before this) leaves the previous one as it was. Then the run's history.json (written
-    here alone, so that a stopped run leaves the published model's) and `record` (the
-    stage's manifest entry). Ctrl-C and SIGTERM wait for all three: one stopping between
+    here alone, so that a stopped run leaves the published model's; the model holds a copy,
+    which the next writing stage puts back where a kill -9 came between the two:
+    rec.storage.recovery.restore_histories) and `record` (the stage's manifest entry). Ctrl-C and SIGTERM wait for all three: one stopping between
     them left the new model beside the old history and the old run's record. A --resume
     run that found nothing better than the model it published before publishes that one
     again, with the run's new metrics."""
@@ -361,9 +362,14 @@ def publish(folder: TrainingFolder, metrics: dict, history: list[dict],
         with interrupts.deferred():
             with unit.sealed_dir(folder.best) as tmp:
                 for path in sorted(source.iterdir()):
-                    if path.is_file() and path.name not in (METRICS, unit.UNIT):
+                    if path.is_file() and path.name not in (METRICS, HISTORY, unit.UNIT):
                         shutil.copyfile(path, tmp / path.name)
                 write_json(tmp / METRICS, metrics)
+                # the model's own copy of its run's history: a kill -9 after the swap and
+                # before the next line left the previous run's history.json beside the new
+                # model, which the next writing stage now puts right from this copy
+                # (rec.storage.recovery.restore_histories)
+                write_json(tmp / HISTORY, history)
             write_json(folder.history, history)
             if record is not None:
                 record()

@@ -22,7 +22,7 @@ from pathlib import Path
 from rec.storage import atomic, lock
 from rec.console import log, warn
 from rec.errors import RecError
-from rec.paths import Paths
+from rec.paths import HISTORY, Paths
 
 
 def swapped_folders(paths: Paths) -> dict[Path, str]:
@@ -49,12 +49,33 @@ def repair(folder: Path) -> None:
 
 
 def recover(paths: Paths) -> None:
-    """Repair every swapped folder under output/ and remove temporary leftovers. Only while
-    holding the output folder's lock."""
+    """Repair every swapped folder under output/, remove temporary leftovers and put back
+    the history.json of the model in place. Only while holding the output folder's lock."""
     for folder in swapped_folders(paths):
         repair(folder)
     for home in _temporary_homes(paths):
         atomic.sweep(home)
+    restore_histories(paths)
+
+
+def restore_histories(paths: Paths) -> None:
+    """history.json beside a published model is the history of the run that published it
+    (rec.engine.trainer.publish writes it right after swapping the model in, and a copy
+    inside the model): where a run was killed in between, the model's copy replaces the
+    previous run's file. A model published before it carried a copy is left as it is."""
+    for folder in (paths.model, paths.ctr):
+        try:
+            published = (folder.best / HISTORY).read_bytes()
+        except OSError:  # no model, or one without its copy
+            continue
+        try:
+            if folder.history.read_bytes() == published:
+                continue
+        except OSError:
+            pass
+        atomic.write_bytes(folder.history, published)
+        log(f"{folder.history} was the previous run's (a run was killed as it published "
+            "its model): put back from the model's copy")
 
 
 def recover_as_reader(paths: Paths, command: str | None) -> None:
