@@ -121,7 +121,8 @@ class Paths:
     @property
     def ctr(self) -> TrainingFolder:
         """rec ctr-train: output/ctr/ holds the run, output/ctr/model/ its best model
-        (PARAMS, CONFIG, METRICS, WEIGHTS and, for the Criteo vocab transform, CATEGORIES)."""
+        (PARAMS, CONFIG, METRICS, a copy of HISTORY, WEIGHTS and, for the Criteo vocab
+        transform, CATEGORIES)."""
         return TrainingFolder(self.ctr_dir, self.ctr_dir / "model")
 
     @property

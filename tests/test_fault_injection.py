@@ -138,9 +138,16 @@ def test_a_run_stopped_between_its_model_and_its_history_has_them_put_together(
     assert (model / "history.json").read_bytes() == previous
     result = rec(world, "evaluate")
     assert result.exit_code == 0, result.stderr
-    assert "history.json was the previous run's" in result.stderr
+    assert "history.json did not match the published model's history" in result.stderr
     assert (model / "history.json").read_bytes() == published
-    assert "history.json was" not in rec(world, "evaluate").stderr  # once
+    assert "put back" not in rec(world, "evaluate").stderr  # once
+    (model / "history.json").unlink()  # removed by hand: put back too, by any writing stage
+    assert "history.json was missing" in rec(world, "export").stderr
+    assert (model / "history.json").read_bytes() == published
+    (model / "best" / "history.json").write_bytes(b"[]")  # not the copy the model sealed
+    (model / "history.json").unlink()
+    assert "put back" not in rec(world, "export").stderr
+    assert not (model / "history.json").exists()
 
 
 def test_read_only_while_train_publishes_its_model(world, monkeypatch):

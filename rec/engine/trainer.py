@@ -351,8 +351,10 @@ def publish(folder: TrainingFolder, metrics: dict, history: list[dict],
     before this) leaves the previous one as it was. Then the run's history.json (written
     here alone, so that a stopped run leaves the published model's; the model holds a copy,
     which the next writing stage puts back where a kill -9 came between the two:
-    rec.storage.recovery.restore_histories) and `record` (the stage's manifest entry). Ctrl-C and SIGTERM wait for all three: one stopping between
-    them left the new model beside the old history and the old run's record. A --resume
+    rec.storage.recovery.restore_histories) and `record` (the stage's manifest entry).
+    Ctrl-C and SIGTERM wait for all three: one stopping between them left the new model
+    beside the old history and the old run's record (a kill -9 still leaves the old
+    record: `rec status` says the stage's outputs were modified). A --resume
     run that found nothing better than the model it published before publishes that one
     again, with the run's new metrics."""
     staged = folder.staging.best

@@ -5,24 +5,29 @@ writes it. A writing stage, holding the output folder's lock, repairs all of the
 starts (`recover`): a folder missing after a kill between the two renames of its swap is
 restored from the newest complete copy beside it, and the other leftovers (folders being
 built, previous copies, temporary files) are removed. (Every artifact of several files is
-one folder swapped in whole, rec.storage.unit: there is nothing else to finish.)
+one folder swapped in whole, rec.storage.unit: there is nothing else to finish, but for
+history.json beside a trained model, which is put back from the model's sealed copy:
+`restore_histories`.)
 
 A reader (recommend, similar, status, ctr-predict) never waits, and cannot tell a killed
 swap from one in progress by the names alone. Only when it finds leftovers does it try the
 lock, without waiting: free, no writer is running, so they are a killed run's and it repairs
-as a writer would (renames and removals, nothing rebuilt) and goes on; held, they belong to
+as a writer would (renames, removals, history.json put back) and goes on; held, they belong to
 the running writer and the reader reads what is there; not takeable at all (a read-only
 output folder), it says in one line, if a folder is missing, which stage restores it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 from rec.storage import atomic, lock
 from rec.console import log, warn
 from rec.errors import RecError
 from rec.paths import HISTORY, Paths
+from rec.storage.unit import UNIT
 
 
 def swapped_folders(paths: Paths) -> dict[Path, str]:
@@ -61,21 +66,35 @@ def recover(paths: Paths) -> None:
 def restore_histories(paths: Paths) -> None:
     """history.json beside a published model is the history of the run that published it
     (rec.engine.trainer.publish writes it right after swapping the model in, and a copy
-    inside the model): where a run was killed in between, the model's copy replaces the
-    previous run's file. A model published before it carried a copy is left as it is."""
+    inside the model): where it is not (a run stopped between the two, by a kill -9 or a
+    full disk; the file removed or edited by hand), the model's copy replaces it. Only a
+    copy the model's seal names as it is (unit.json's sha256) and that is a JSON list; a
+    model published before it carried a copy is left as it is. A failed write is a
+    warning: the stage that found it goes on (its own work does not read the file)."""
     for folder in (paths.model, paths.ctr):
         try:
             published = (folder.best / HISTORY).read_bytes()
-        except OSError:  # no model, or one without its copy
+            sealed = json.loads((folder.best / UNIT).read_text())["sha256"][HISTORY]
+            beside = folder.history.read_bytes() if folder.history.exists() else None
+        except (OSError, ValueError, KeyError, TypeError):  # no model, or no sealed copy
+            continue
+        if beside == published or hashlib.sha256(published).hexdigest() != sealed:
             continue
         try:
-            if folder.history.read_bytes() == published:
+            if not isinstance(json.loads(published), list):
                 continue
-        except OSError:
-            pass
-        atomic.write_bytes(folder.history, published)
-        log(f"{folder.history} was the previous run's (a run was killed as it published "
-            "its model): put back from the model's copy")
+        except ValueError:
+            continue
+        try:
+            atomic.write_bytes(folder.history, published)
+        except OSError as e:
+            warn(f"{folder.history} is not the published model's history and could not be "
+                 f"put back from the model's copy: {e.strerror or e}")
+            continue
+        log(f"{folder.history} " + ("was missing" if beside is None else
+                                    "did not match the published model's history")
+            + " (a run stopped as it published, or the file was removed or edited): put "
+            "back from the model's copy")
 
 
 def recover_as_reader(paths: Paths, command: str | None) -> None:
