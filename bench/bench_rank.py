@@ -90,6 +90,7 @@ def ease_tops(ds, lam: float, users: np.ndarray) -> np.ndarray:
     from rec.ease import ease_from_gram
     from rec.rank.channels import Ease, UserSideScores, ease_items, gram, history_scorer, \
         user_side
+    from rec.shortlists import dense_top
 
     tu, tm, _ = ds.part(TRAIN)
     items = ease_items(tm, ds.n_movies)
@@ -101,14 +102,10 @@ def ease_tops(ds, lam: float, users: np.ndarray) -> np.ndarray:
     tops = []
     for lo in range(0, len(users), 1024):
         block = users[lo:lo + 1024]
-        s = score(block)
         row = np.full(ds.n_users, -1)
         row[block] = np.arange(len(block))
         mine = row[hu] >= 0
-        s[row[hu[mine]], hm[mine]] = -np.inf
-        best = np.argpartition(-s, K - 1, axis=1)[:, :K]
-        order = np.argsort(-np.take_along_axis(s, best, 1), axis=1, kind="stable")
-        tops.append(np.take_along_axis(best, order, 1))
+        tops.append(dense_top(score(block), row[hu[mine]], hm[mine], K))  # ranking_metrics'
     return np.concatenate(tops)
 
 

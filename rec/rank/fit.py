@@ -91,10 +91,9 @@ def train_ranker(paths, p, device: str, resume: bool, record=None) -> dict:
     job = runtime.start(device)
     ds = load_dataset(paths)
     features = load_features(paths.features_dir)
-    if "svd_rank" not in features.scoring.get("channels", {}) or \
-            not features.extra.get("ease.npz"):
-        from rec.rank.serving import NO_EASE
+    from rec.rank.serving import NO_EASE, has_item_models
 
+    if not has_item_models(features):
         raise UsageError(NO_EASE)
     if not features.of_vocab(ds.vocab):
         raise UsageError("output/features describes other users or movies than "

@@ -1,8 +1,9 @@
 """Serving recall then rank in numpy (no paddle): `rec recommend` and `rec evaluate`.
 
 `load_ranker(paths, features, dataset)` reads output/ctr/model when it holds a rank model
-built for exactly these features and this dataset (fresh), None otherwise, with the reason
-(`stale_reason`): recommend then serves the two-tower's order alone and says why.
+built for exactly these features and this dataset (fresh), None when there is none, an
+error saying why otherwise: recommend then serves the two-tower's order alone and says why,
+evaluate measures the channels alone and says why.
 `serving_stack` builds the Stack of rec.rank.features for the real dataset: EASE as
 save-features fitted it (all training ratings, the λ chosen on the tuning slice),
 popularity from the training counts. `ranked(stack, ranker, block)` gives each user's
@@ -77,13 +78,10 @@ class RankModel:
                                  self.blend)
 
 
-def stale_reason(paths, features, dataset: Dataset) -> str | None:
-    """Why output/ctr/model cannot rank these features' candidates (None: it can)."""
-    try:
-        model = load_ranker(paths, features, dataset)
-    except RecError as e:
-        return str(e)
-    return None if model is not None else "no rank model"
+def has_item_models(features) -> bool:
+    """Whether saved features hold the EASE and PureSVD channels (EASE's file and the
+    channels' settings): else NO_EASE, wherever they are needed."""
+    return EASE in features.extra and "svd_rank" in features.scoring.get("channels", {})
 
 
 def load_ranker(paths, features, dataset: Dataset) -> RankModel | None:
@@ -138,7 +136,7 @@ def serving_stack(features, dataset: Dataset, k: int, few_users: bool = False,
     channel's top `k` the candidates (`scale_k`: the rank model's, Stack.scale_k).
     `few_users`: it scores at most FEW_USERS users (rec.rank.channels), which read a few
     rows of EASE's B, each checked as read (rec.rank.easefile), not all of it at once."""
-    if EASE not in features.extra or "svd_rank" not in features.scoring.get("channels", {}):
+    if not has_item_models(features):
         raise UsageError(f"{NO_EASE}, or `rec recommend --recall-only` for the two-tower's "
                          "order alone")
     stack = Stack.over(dataset, features.movies, features.scoring,

@@ -19,15 +19,13 @@ output folder), it says in one line, if a folder is missing, which stage restore
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
-from rec.storage import atomic, lock
+from rec.storage import atomic, lock, unit
 from rec.console import log, warn
 from rec.errors import RecError
 from rec.paths import HISTORY, Paths
-from rec.storage.unit import UNIT
 
 
 def swapped_folders(paths: Paths) -> dict[Path, str]:
@@ -72,13 +70,14 @@ def restore_histories(paths: Paths) -> None:
     model published before it carried a copy is left as it is. A failed write is a
     warning: the stage that found it goes on (its own work does not read the file)."""
     for folder in (paths.model, paths.ctr):
-        try:
-            published = (folder.best / HISTORY).read_bytes()
-            sealed = json.loads((folder.best / UNIT).read_text())["sha256"][HISTORY]
-            beside = folder.history.read_bytes() if folder.history.exists() else None
-        except (OSError, ValueError, KeyError, TypeError):  # no model, or no sealed copy
+        published = unit.sealed_bytes(folder.best, HISTORY)
+        if published is None:  # no model, or no copy its seal names as it is
             continue
-        if beside == published or hashlib.sha256(published).hexdigest() != sealed:
+        try:
+            beside = folder.history.read_bytes() if folder.history.exists() else None
+        except OSError:
+            continue
+        if beside == published:
             continue
         try:
             if not isinstance(json.loads(published), list):

@@ -87,6 +87,18 @@ def run_of(folder: Path | str) -> str | None:
         return None
 
 
+def sealed_bytes(folder: Path | str, name: str) -> bytes | None:
+    """The bytes of the file `name` of the unit `folder` when its UNIT names it with these
+    very bytes' sha256; None otherwise (no such file, no seal, another file's digest)."""
+    folder = Path(folder)
+    try:
+        data = (folder / name).read_bytes()
+        sealed = json.loads((folder / UNIT).read_text())["sha256"][name]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return data if hashlib.sha256(data).hexdigest() == sealed else None
+
+
 def listed(snapshot) -> set[str]:
     """The names of the files whose sha256 the unit in `snapshot` (rec.storage.snapshot.Snapshot)
     records (none when UNIT is missing or damaged: `check` says so)."""
