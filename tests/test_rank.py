@@ -635,6 +635,22 @@ def test_recent_marks_each_users_latest_ratings():
     assert not recent(np.zeros(0, np.int64), np.zeros(0, np.int64), None, 0, 2).any()
 
 
+def test_latest_first_is_lexsorts_order_whatever_the_keys_span():
+    """recent's order as one int64 key where the row, time and movie fit in it, lexsort's
+    where they do not (times far apart, a huge catalogue): the same permutation, ties kept
+    in the order given."""
+    from rec.rank.features import _latest_first
+
+    rng = np.random.default_rng(5)
+    rows = np.sort(rng.integers(0, 40, 3000))
+    for times, movies in [(rng.integers(0, 30, 3000), rng.integers(0, 20, 3000)),  # ties
+                          (rng.integers(9 * 10**8, 10**9, 3000), rng.integers(0, 62_000, 3000)),
+                          (rng.integers(-2**40, 2**40, 3000), rng.integers(0, 2**30, 3000))]:
+        want = np.lexsort((movies, -times, rows))
+        assert np.array_equal(_latest_first(rows, movies, times), want)
+    assert len(_latest_first(*(np.zeros(0, np.int64),) * 3)) == 0
+
+
 def test_the_recent_feature_is_eases_score_from_the_latest_movies():
     """Two users with the same movies, rated in opposite orders: EASE from their latest
     RECENT movies scores the movies that go with the later ones, and the Block's times

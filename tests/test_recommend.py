@@ -468,6 +468,24 @@ def test_negative_and_sparse_ids_print_as_numbers_and_sort_numerically():
     assert [cat.features.user_ids[r] for r in all_users(cat)] == ["-5", "2", "10", "1000", "x"]
 
 
+def test_all_users_in_small_chunks_get_the_lists_of_one_chunk(world, monkeypatch):
+    """--all scores chunk_users users at a time (fewer on a large catalogue, to bound its
+    (users x catalogue) arrays): how many go together changes no list, no reason."""
+    from rec.twotower import recommending
+
+    whole = run(world, "recommend", "--all", "--top", "5")
+    assert whole.exit_code == 0 and len(tsv(whole)) > 500
+    # the reasons too: a user's cosines to their liked movies are BLAS products whose bits
+    # depend on their shape, which depended on the users beside them (rec.twotower.reasons)
+    for size in (7, 1):  # 1: each user alone, as `rec recommend 9`
+        monkeypatch.setattr(recommending, "CHUNK_USERS", size)
+        chunked = run(world, "recommend", "--all", "--top", "5")
+        assert chunked.exit_code == 0 and chunked.stdout == whole.stdout, size
+    monkeypatch.undo()
+    assert recommending.chunk_users(3_883) == 1024  # ml-1m
+    assert 100 <= recommending.chunk_users(62_000) <= 150  # ml-25m: 32 MiB per array
+
+
 def test_reasons_explained_in_threads_are_the_reasons_explained_in_turn(world):
     """recommend --all explains chunks in its scoring threads: the group statistics each
     fills in (Catalog.group_stats, shared) must come out as they do one chunk after another."""

@@ -156,11 +156,11 @@ def recommendation_blocks(cat, users: np.ndarray, top: int, allowed: np.ndarray,
                           include_seen: bool, explore: int, seed: int, rank=None,
                           train_only: bool = False) -> Iterator[dict]:
     """Blocks of rows of RECOMMEND_COLUMNS (each a dict of columns, RowWriter.write_block),
-    user by user, CHUNK_USERS users a block. With `rank` ((Stack, RankModel):
+    user by user, chunk_users(...) users a block. With `rank` ((Stack, RankModel):
     rec.rank.serving) the list is recall then rank, and each reason names the channel that
     ranks the movie highest."""
     from rec.twotower.reasons import explain
-    from rec.twotower.recommending import (CHUNK_USERS, EXPLORE_POOL, chunk_ratings,
+    from rec.twotower.recommending import (EXPLORE_POOL, chunk_ratings, chunk_users,
                                            explored_picks, recommend_chunk)
 
     def explained(chunk):
@@ -181,7 +181,8 @@ def recommendation_blocks(cat, users: np.ndarray, top: int, allowed: np.ndarray,
 
     movie_text = MovieCells(cat)
     short = 0
-    chunks = [users[start:start + CHUNK_USERS] for start in range(0, len(users), CHUNK_USERS)]
+    size = chunk_users(cat.n_movies)
+    chunks = [users[start:start + size] for start in range(0, len(users), size)]
     # The next chunks are scored and explained in other threads while this one is printed:
     # numpy's matrix and element-wise work releases the GIL, so the cores overlap them (the
     # rank stage's scoring, four fifths of the work, in as many threads as cores; explain

@@ -97,11 +97,18 @@ def _closest_liked(cat: Catalog, picks: Picks, ratings: ChunkRatings, user_mean:
     bounds = np.searchsorted(pos, np.arange(shape[0] + 1))
     n_liked = np.diff(bounds)
     users = np.flatnonzero(n_liked > 0)
-    users = users[np.argsort(n_liked[users], kind="stable")]
+    # each user's likes padded to a width of their own (the next power of two), users of
+    # one width together: BLAS's bits depend on a product's shape, and padded to the
+    # group's widest a user's cosines, and so at a near-tie their reasons, changed with the
+    # users asked for beside them (`rec recommend 9` against `--all`)
+    widths = 1 << np.ceil(np.log2(np.maximum(n_liked, 1))).astype(np.int64)
+    users = users[np.lexsort((n_liked[users], widths[users]))]
     pick_taste = cat.taste[picks.movies.clip(0)]  # (B, N, k)
-    for g in range(0, len(users), GROUP_USERS):
-        us = users[g: g + GROUP_USERS]
-        width = int(n_liked[us].max())
+    starts = np.flatnonzero(np.r_[True, widths[users][1:] != widths[users][:-1]])
+    groups = [users[a:b][g:g + GROUP_USERS] for a, b in zip(starts, np.r_[starts[1:], len(users)])
+              for g in range(0, b - a, GROUP_USERS)]
+    for us in groups:
+        width = int(widths[us[0]])
         real = np.arange(width)[None, :] < n_liked[us][:, None]  # (G, L)
         at = np.where(real, bounds[us][:, None] + np.arange(width)[None, :], bounds[us][:, None])
         sims = np.matmul(pick_taste[us], cat.taste[lm[at]].transpose(0, 2, 1))  # (G, N, L)
