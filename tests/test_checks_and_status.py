@@ -32,7 +32,10 @@ def stages_run(monkeypatch) -> list:
     (["--device", "tpu"], "--device must be cpu, gpu or gpu:N (got 'tpu')"),
     (["--source", "/no/such/file.zip", "--dataset", "ml-1m"],
      "--source /no/such/file.zip does not exist"),
-    (["--source", "x.zip"], "--source does not apply to --dataset synthetic"),
+    # no --dataset: the one the source holds, as download takes it (ml-1m by default)
+    (["--source", "x.zip"], "--source x.zip does not exist"),
+    (["--source", "x.zip", "--dataset", "synthetic"],
+     "--source does not apply to --dataset synthetic"),
     (["--split", "later"], "unknown --split 'later': choose random, time, time-user, users"),
     (["--match", "dots"], "unknown --match 'dots': choose softmax, dot, cosine"),
     (["--dataset", "ml-2m"], None),

@@ -397,6 +397,7 @@ def test_a_source_names_its_dataset_when_no_dataset_is_given(tmp_path, tiny):
     flat = tmp_path / "flat.zip"  # no folder to name its dataset: taken as ml-1m, the default
     flat.write_bytes(make_zip(TINY["ml-latest-small"], top=None))
     r = rec(tmp_path, "--source", str(flat))
+    assert r.exit_code == 2  # the user's own file: bad input, not a failure while working
     assert one_error(r) == (f"error: --source {flat} is not a valid ml-1m dataset: "
                             "ml-1m/users.dat is missing; is it another dataset? name it with "
                             "--dataset")

@@ -92,11 +92,29 @@ def test_skipped_stages_do_not_run(tmp_path):
     assert list(stages) == ["download"]
 
 
+def test_a_source_names_the_dataset_as_download_takes_it(tmp_path):
+    """`rec pipeline --source .../ml-100k` is ml-100k (its folder's name), as for download;
+    synthetic without a --source; --dataset when given."""
+    import shutil
+
+    from rec.stages.pipeline import chosen_dataset
+
+    folder = tmp_path / "ml-100k"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "ml100k_five_lines", folder)
+    assert chosen_dataset(None, str(folder)) == "ml-100k"
+    assert chosen_dataset(None, None) == "synthetic"
+    assert chosen_dataset("ml-1m", str(folder)) == "ml-1m"
+    skip = [w for stage in ("preprocess", "train", "evaluate", "save-features", "ctr-train",
+                            "recommend") for w in ("--skip", stage)]
+    r = rec(tmp_path, "pipeline", "--source", str(folder), *skip)
+    assert r.stderr.splitlines()[0] == f"== rec download --dataset ml-100k --source {folder}"
+
+
 def test_a_failing_stage_ends_the_run_with_its_own_error_and_exit_code(tmp_path):
     empty = tmp_path / "empty"  # a folder: checked up front; not a dataset: download says so
     empty.mkdir()
     r = rec(tmp_path, "pipeline", "--dataset", "ml-100k", "--source", str(empty))
-    assert r.exit_code == 1 and r.stdout == ""
+    assert r.exit_code == 2 and r.stdout == ""  # bad input, as download exits
     assert r.stderr == (f"== rec download --dataset ml-100k --source {empty}\n"
                         f"error: --source {empty} is not a valid ml-100k dataset: "
                         "ml-100k/u.user is missing\n")

@@ -158,6 +158,9 @@ def test_ids_from_stdin(world):
     result = run(world, "recommend", "-", "--top", "2", input="12\n  9\n\n12\n")
     assert result.exit_code == 0, result.output
     assert [r["user"] for r in tsv(result)] == ["12", "12", "9", "9"]  # each user once
+    # a line that is no id is named, as --rated names its lines (a header, say)
+    result = run(world, "recommend", "-", input="12\n\n9 user\n")
+    assert_usage_error(result, "error: stdin:3: not a user id: 'user'\n")
 
 
 def test_because_you_rated_names_a_movie_the_user_rated_at_least_their_average(world):
@@ -314,10 +317,27 @@ def test_damaged_feature_matrices_are_one_clear_error(world, tmp_path, name, dam
 
 
 def test_missing_feature_files_exit_2(tmp_path):
-    """An empty output folder names every stage still to run, the first one first."""
+    """An empty output folder names every stage still to run, the first one first: from
+    download, unless the folder's manifest records one; a folder of features without its
+    files names the file."""
     result = rec(None, "--output-dir", str(tmp_path), "recommend", "1")
-    assert_usage_error(result, "usr_feat.pkl: run `rec preprocess`, `rec train` and "
+    assert_usage_error(result, f"missing {tmp_path / 'features'} (the saved vectors): run "
+                       "`rec download`, `rec preprocess`, `rec train` and `rec save-features` "
+                       "first")
+    (tmp_path / "manifest.json").write_text('{"stages": {"download": {}}}')
+    result = rec(None, "--output-dir", str(tmp_path), "similar", "Toy Story")
+    assert_usage_error(result, "(the saved vectors): run `rec preprocess`, `rec train` and "
                                "`rec save-features` first")
+    result = rec(None, "--output-dir", str(tmp_path), "history", "1")
+    assert_usage_error(result, f"missing {tmp_path / 'dataset'}: run `rec preprocess` first")
+    (tmp_path / "features").mkdir()
+    result = rec(None, "--output-dir", str(tmp_path), "recommend", "1")
+    assert_usage_error(result, "features/usr_feat.pkl: run `rec preprocess`, `rec train` and "
+                               "`rec save-features` first")
+    (tmp_path / "manifest.json").unlink()
+    result = rec(None, "--output-dir", str(tmp_path), "evaluate")
+    assert_usage_error(result, f"missing {tmp_path / 'dataset'}: run `rec download` and "
+                               "`rec preprocess` first")
 
 
 def test_missing_features_beside_a_trained_model_name_save_features_alone(world, tmp_path):
@@ -327,7 +347,7 @@ def test_missing_features_beside_a_trained_model_name_save_features_alone(world,
     shutil.rmtree(out / "features")
     (out / "model" / "best").mkdir(parents=True)  # this world's vectors come from its truth
     result = rec(None, "--output-dir", str(out), "recommend", "1")
-    assert_usage_error(result, "usr_feat.pkl: run `rec save-features` first")
+    assert_usage_error(result, "features (the saved vectors): run `rec save-features` first")
 
 
 def test_unknown_users_and_movies_say_what_to_give_instead(world):

@@ -127,7 +127,8 @@ def test_a_folder_mixed_by_hand_is_refused_at_once(runs, monkeypatch):
 
 def test_a_folder_missing_for_good_is_the_usual_error_at_once(tmp_path, monkeypatch):
     monkeypatch.setattr(snapshot.time, "sleep", lambda s: pytest.fail("retried"))
-    with pytest.raises(UsageError, match="missing .*usr_feat.pkl: run .*`rec save-features` first"):
+    with pytest.raises(UsageError, match="missing .*features \\(the saved vectors\\): run "
+                                         ".*`rec save-features` first"):
         load_features(tmp_path / "features")
 
 

@@ -260,9 +260,20 @@ def load_vocab(paths: Paths) -> Vocab:
 
 
 def _require(snapshot, names: list[str]) -> None:
+    if not snapshot.path.is_dir():  # nothing preprocessed (nor downloaded, maybe)
+        raise UsageError(f"missing {snapshot.path}: run {_preprocess_first(snapshot.path)} "
+                         "first")
     for name in names:
         if not snapshot.is_file(name):
             raise UsageError(f"missing {snapshot.path / name}: run `rec preprocess` first")
+
+
+def _preprocess_first(dataset_dir: Path) -> str:
+    """`rec preprocess`, after `rec download` where the output folder records none."""
+    from rec.twotower.features import downloaded
+
+    return "`rec preprocess`" if downloaded(dataset_dir.parent) else \
+        "`rec download` and `rec preprocess`"
 
 
 def _load_vocab(snapshot) -> tuple[Vocab, str]:
@@ -270,6 +281,9 @@ def _load_vocab(snapshot) -> tuple[Vocab, str]:
     from rec.storage.manifest import file_fingerprint
 
     path = snapshot.path / VOCAB
+    if not snapshot.path.is_dir():
+        raise UsageError(f"missing {snapshot.path}: run {_preprocess_first(snapshot.path)} "
+                         "first")
     if not snapshot.is_file(VOCAB):
         raise UsageError(f"missing {path}: run `rec preprocess` first")
     with reading(path, "rec preprocess"):

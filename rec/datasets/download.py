@@ -79,11 +79,16 @@ def is_url(source: str) -> bool:
     return source.lower().startswith(("http://", "https://"))
 
 
-def _check(spec: DatasetSpec, folder: Path, origin: str, hint: str = "") -> dict[str, int]:
+def _check(spec: DatasetSpec, folder: Path, origin: str, hint: str = "",
+           given: bool = False) -> dict[str, int]:
+    """check_structure's rows; its error names `origin`. `given`: the user's own --source
+    (a zip or folder on this machine), which is bad input (exit 2) where a download's
+    archive that fails is a failure while working (exit 1)."""
     try:
         return registry.check_structure(spec, folder)
     except RecError as e:
-        raise RecError(f"{origin} is not a valid {spec.name} dataset: {e}{hint}") from None
+        raise (UsageError if given else RecError)(
+            f"{origin} is not a valid {spec.name} dataset: {e}{hint}") from None
 
 
 def dataset_in(source: str) -> str | None:
@@ -185,7 +190,7 @@ def _from_path(paths: Paths, spec: DatasetSpec, source: str, hint: str = "") -> 
             extra = {"md5": fetch.md5_of(path)}
         else:
             raise not_a_zip(source, path)
-        rows = _check(spec, stage, f"--source {source}", hint)
+        rows = _check(spec, stage, f"--source {source}", hint, given=True)
         marker = write_marker(stage, spec, str(path.resolve()), "structure", rows, extra)
     return marker
 

@@ -127,9 +127,11 @@ def _stop(proc: subprocess.Popen, signum: int = signal.SIGINT) -> None:
 @stage
 def command(
     ctx: typer.Context,
-    dataset: str = typer.Option("synthetic", "--dataset", "-d",
-                                help="download, preprocess: the dataset (synthetic: generated "
-                                "offline)."),
+    dataset: Optional[str] = typer.Option(
+        None, "--dataset", "-d", show_default=False,
+        help="download, preprocess: the dataset [default: the one --source holds, by its "
+        "folder's name, as download takes it; synthetic (generated offline) without "
+        "--source]."),
     source: Optional[str] = typer.Option(None, "--source", metavar="PATH_OR_URL",
                                          help="download: a mirror URL, .zip or folder."),
     seed: Optional[int] = typer.Option(None, "--seed", **SEED_RANGE,
@@ -150,6 +152,7 @@ def command(
     for skipped in skip or ():
         if skipped not in STAGES:
             raise UsageError(f"unknown --skip {skipped!r}: choose among {', '.join(STAGES)}")
+    dataset = chosen_dataset(dataset, source)
     stages = stage_commands(dataset, source, seed, split, device, epochs, match)
     check_options(ctx, dataset, source, split, match, device, user,
                   [*stages, recommend_command(user or "1", top)])
@@ -169,6 +172,19 @@ def command(
 
         user = str(load_vocab(paths).user_ids[0])
     run_stage(global_args, recommend_command(user, top), show_stdout=True)
+
+
+def chosen_dataset(dataset: Optional[str], source: Optional[str]) -> str:
+    """--dataset, else the one --source holds as download takes it (the folder's name in
+    the archive or path, else ml-1m), else synthetic: `rec pipeline --source ml-1m.zip`
+    stopped at "--source does not apply to --dataset synthetic"."""
+    if dataset is not None:
+        return dataset
+    if source is None:
+        return "synthetic"
+    from rec.datasets.download import dataset_in
+
+    return dataset_in(source) or registry.DEFAULT
 
 
 def recommend_command(user: str, top: int) -> list[str]:

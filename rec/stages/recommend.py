@@ -72,16 +72,27 @@ def _plain_id(raw: str):
     return int(raw) if INT_RE.fullmatch(raw) else raw
 
 
+class FromStdin(str):
+    """A token read from stdin, which knows its line (`where`, "stdin:3") for the message
+    that refuses it, as --rated's do."""
+
+    where: str
+
+
 def expand_stdin(args: list[str], per_line: bool) -> list[str]:
-    """The arguments with '-' replaced by stdin: whitespace-separated tokens, or whole lines."""
+    """The arguments with '-' replaced by stdin: whitespace-separated tokens, or whole lines
+    (FromStdin, each with its line)."""
     out = []
     for arg in args:
         if arg != "-":
             out.append(arg)
             continue
-        text = read_stdin()
-        items = [line.strip() for line in text.splitlines()] if per_line else text.split()
-        items = [item for item in items if item]
+        items = []
+        for number, line in enumerate(read_stdin().splitlines(), 1):
+            for item in [line.strip()] if per_line else line.split():
+                if item:
+                    items.append(FromStdin(item))
+                    items[-1].where = f"stdin:{number}"
         if not items:
             raise UsageError("nothing to read on stdin (expected one id per line)")
         out.extend(items)
@@ -242,8 +253,9 @@ def recommend_command(
     year_from: Optional[int] = typer.Option(None, "--year-from", help="Only movies from this year on."),
     year_to: Optional[int] = typer.Option(None, "--year-to", help="Only movies up to this year."),
     recall_only: bool = typer.Option(False, "--recall-only", help="The two-tower's order "
-                                     "alone, without the rank stage (used by default when "
-                                     "`rec ctr-train` trained it for these features)."),
+                                     "alone. Without it the rank stage orders the list "
+                                     "whenever `rec ctr-train` trained it for these "
+                                     "features."),
     rated: Optional[str] = typer.Option(None, "--rated", help="Recommend for someone not in the "
                                         "dataset: a file of 'movie<TAB>rating[<TAB>time]' "
                                         "lines (movie: an id or a title substring; - reads "

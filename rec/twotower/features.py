@@ -235,15 +235,30 @@ def load_features(folder: Path, item_models: bool = True) -> Features:
         raise RecError(f"{e}: run `rec save-features` again", e.exit_code) from None
 
 
+def downloaded(output_dir: Path) -> bool:
+    """Whether output_dir's manifest records a download (else an error that names the
+    stages to run starts with `rec download`): unreadable counts as recorded (no claim)."""
+    import json
+
+    try:
+        stages = json.loads((output_dir / "manifest.json").read_text("utf-8"))["stages"]
+        return "download" in stages
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+
+
 def stages_to_run(output_dir: Path) -> str:
     """"`rec save-features`", or the stages before it too where their outputs are missing
-    as well (an empty output folder: preprocess, train, save-features), so that the first
-    command named is the one to run first."""
+    as well (an empty output folder: download, preprocess, train, save-features), so that
+    the first command named is the one to run first."""
     from rec.paths import BEST, VOCAB
 
     needed = []
     if not (output_dir / "dataset" / VOCAB).is_file():
-        needed.append("`rec preprocess`")
+        needed += [*(["`rec download`"] if not downloaded(output_dir) else []),
+                   "`rec preprocess`"]
     if not (output_dir / "model" / BEST).is_dir():
         needed.append("`rec train`")
     needed.append("`rec save-features`")
@@ -266,6 +281,9 @@ def npz_run_id(data, path: Path) -> str:
 
 def _load_features(snapshot, item_models: bool = True) -> Features:
     folder = snapshot.path
+    if not folder.is_dir():  # the whole folder: say so, not the first file looked for
+        raise UsageError(f"missing {folder} (the saved vectors): run "
+                         f"{stages_to_run(folder.parent)} first")
     for name in (USER_VECTORS, MOVIE_VECTORS, SCORING):
         if not snapshot.is_file(name):
             raise UsageError(f"missing {folder / name}: run {stages_to_run(folder.parent)} first")

@@ -202,8 +202,9 @@ def rows_of_user_ids(user_ids: list[str], tokens: list[str], hint: str = "") -> 
     rows, unknown = {}, []
     for token in tokens:
         key = id_key(token)
-        if key is None:
-            raise UsageError(f"not a user id: {shown(token)}")
+        if key is None:  # a line of stdin says which (rec.stages.recommend.FromStdin)
+            where = getattr(token, "where", None)
+            raise UsageError(f"{where + ': ' if where else ''}not a user id: {shown(token)}")
         if key in row:
             rows.setdefault(row[key], None)
         else:
