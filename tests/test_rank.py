@@ -639,7 +639,7 @@ def test_latest_first_is_lexsorts_order_whatever_the_keys_span():
     """recent's order as one int64 key where the row, time and movie fit in it, lexsort's
     where they do not (times far apart, a huge catalogue): the same permutation, ties kept
     in the order given."""
-    from rec.rank.features import _latest_first
+    from rec.rank.ordering import latest_first
 
     rng = np.random.default_rng(5)
     rows = np.sort(rng.integers(0, 40, 3000))
@@ -647,8 +647,8 @@ def test_latest_first_is_lexsorts_order_whatever_the_keys_span():
                           (rng.integers(9 * 10**8, 10**9, 3000), rng.integers(0, 62_000, 3000)),
                           (rng.integers(-2**40, 2**40, 3000), rng.integers(0, 2**30, 3000))]:
         want = np.lexsort((movies, -times, rows))
-        assert np.array_equal(_latest_first(rows, movies, times), want)
-    assert len(_latest_first(*(np.zeros(0, np.int64),) * 3)) == 0
+        assert np.array_equal(latest_first(rows, movies, times), want)
+    assert len(latest_first(*(np.zeros(0, np.int64),) * 3)) == 0
 
 
 def test_the_recent_feature_is_eases_score_from_the_latest_movies():

@@ -40,7 +40,7 @@ import numpy as np
 from rec.datasets.contract import RELEVANT, TRAIN
 from rec.rank.channels import CHANNELS, Ease, PureSvd, top_k
 from rec.rank.moments import Holes, finite_max, moments  # noqa: F401 (finite_max: tests)
-from rec.rank.ordering import descending_ranks
+from rec.rank.ordering import descending_ranks, latest_first
 from rec.scoring import head_scores, log_like
 
 SCORED = ("two_tower", "ease", "svd")  # channels whose score is a feature (popularity: its count)
@@ -117,26 +117,11 @@ def recent(rows: np.ndarray, movies: np.ndarray, times: np.ndarray | None, n_row
     if times is None:
         order = np.lexsort((-np.arange(n), rows))
     else:
-        order = _latest_first(rows, movies, np.asarray(times, np.int64))
+        order = latest_first(rows, movies, np.asarray(times, np.int64))
     starts = np.searchsorted(rows[order], np.arange(n_rows))
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(n) - starts[rows[order]]
     return rank < r
-
-
-def _latest_first(rows: np.ndarray, movies: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """np.lexsort((movies, -times, rows)): by row, the latest time first, equal times by
-    movie, as one int64 key sorted stably when the three fit in it (a quarter of lexsort's
-    time: 6 ms against 24 for 1,024 ml-1m users' 145k ratings), else lexsort itself."""
-    if not len(rows):
-        return np.zeros(0, np.int64)
-    latest, span = int(times.max()), int(times.max()) - int(times.min()) + 1
-    width = int(movies.max()) + 1
-    height = int(rows.max()) + 1
-    if int(movies.min()) < 0 or int(rows.min()) < 0 or height * span * width >= 1 << 63:
-        return np.lexsort((movies, -times, rows))
-    key = (rows.astype(np.int64) * span + (latest - times)) * width + movies
-    return np.argsort(key, kind="stable")
 
 
 @dataclass
