@@ -203,3 +203,15 @@ def read_json(path: Path, run: str, keys: tuple[str, ...] = (), snapshot=None) -
         if missing:
             raise ValueError(f"no {', '.join(missing)}")
     return obj
+
+
+def downloaded(output_dir: Path) -> bool:
+    """Whether output_dir's manifest records a download (else an error that names the
+    stages to run starts with `rec download`): unreadable counts as recorded (no claim)."""
+    try:
+        stages = json.loads((output_dir / "manifest.json").read_text("utf-8"))["stages"]
+        return "download" in stages
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError, KeyError, TypeError):
+        return True

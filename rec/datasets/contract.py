@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from rec.errors import RecError, UsageError
-from rec.paths import SPLIT, VOCAB, Paths, reading
+from rec.paths import SPLIT, VOCAB, Paths, downloaded, reading
 from rec.storage import unit
 
 FORMAT_VERSION = 1
@@ -270,8 +270,6 @@ def _require(snapshot, names: list[str]) -> None:
 
 def _preprocess_first(dataset_dir: Path) -> str:
     """`rec preprocess`, after `rec download` where the output folder records none."""
-    from rec.twotower.features import downloaded
-
     return "`rec preprocess`" if downloaded(dataset_dir.parent) else \
         "`rec download` and `rec preprocess`"
 

@@ -235,25 +235,11 @@ def load_features(folder: Path, item_models: bool = True) -> Features:
         raise RecError(f"{e}: run `rec save-features` again", e.exit_code) from None
 
 
-def downloaded(output_dir: Path) -> bool:
-    """Whether output_dir's manifest records a download (else an error that names the
-    stages to run starts with `rec download`): unreadable counts as recorded (no claim)."""
-    import json
-
-    try:
-        stages = json.loads((output_dir / "manifest.json").read_text("utf-8"))["stages"]
-        return "download" in stages
-    except FileNotFoundError:
-        return False
-    except (OSError, ValueError, KeyError, TypeError):
-        return True
-
-
 def stages_to_run(output_dir: Path) -> str:
     """"`rec save-features`", or the stages before it too where their outputs are missing
     as well (an empty output folder: download, preprocess, train, save-features), so that
     the first command named is the one to run first."""
-    from rec.paths import BEST, VOCAB
+    from rec.paths import BEST, VOCAB, downloaded
 
     needed = []
     if not (output_dir / "dataset" / VOCAB).is_file():
