@@ -182,6 +182,49 @@ def test_status_checks_every_file_of_the_export_it_calls_fresh(exported, tmp_pat
     assert states(root)["export"] == "modified"
 
 
+def test_status_compares_a_folder_by_its_files_contents_not_their_times(exported, tmp_path):
+    """A `touch` (or a copy without its times) of a file in the downloaded data or the
+    export left them 'modified' and preprocess 'stale' (a newcomer reran everything): a
+    folder whose files' stats changed is hashed, as a file is. Changed bytes still show."""
+    root = copy_world(exported, tmp_path / "copy")  # its data is the world's, outside it
+    run_stages(tmp_path, ["download", "--dataset", "synthetic", *SMALL],
+               ["preprocess", "--seed", "7"])
+    raw = tmp_path / "data" / "synthetic" / "ratings.dat"
+    weights = next((root / "output" / "export").rglob("*.pdiparams"))
+    for path in (raw, weights):
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5 * 10**9))
+    for _ in range(2):  # and again, with the stats as they are now
+        assert states(root)["export"] == "fresh"
+        assert states(tmp_path)["download"] == states(tmp_path)["preprocess"] == "fresh"
+    raw.write_bytes(raw.read_bytes().replace(b"1", b"2", 1))
+    weights.write_bytes(weights.read_bytes()[::-1])
+    assert states(root)["export"] == "modified"
+    assert states(tmp_path)["download"] == "modified"
+    assert states(tmp_path)["preprocess"] == "stale"
+
+
+def test_status_reads_an_older_recs_folder_fingerprints(exported, tmp_path):
+    """A manifest from before the content fingerprints: a folder recorded by its files'
+    stats alone, and no stats entry for it, is fresh while those stats are unchanged."""
+    from rec.storage.manifest import folder_stats
+
+    root = copy_world(exported, tmp_path)
+    manifest = root / "output" / "manifest.json"
+    obj = json.loads(manifest.read_text())
+    for entry in obj["stages"].values():
+        for key in ("inputs", "outputs"):
+            for path in entry[key]:
+                if Path(path).is_dir():
+                    entry[key][path] = folder_stats(Path(path))
+                    entry["stats"].pop(path, None)
+    manifest.write_text(json.dumps(obj))
+    assert states(root)["export"] == states(root)["download"] == "fresh"
+    weights = next((root / "output" / "export").rglob("*.pdiparams"))
+    os.utime(weights, ns=(0, 0))  # what an older rec could tell: its stats changed
+    assert states(root)["export"] == "modified"
+
+
 @pytest.mark.parametrize("name,state", [("best/metrics.json", "modified"),
                                         ("history.json", "missing"),  # a recorded file
                                         ("best/config.json", "modified")])

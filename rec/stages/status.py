@@ -2,7 +2,8 @@
 
 Every stage that records itself has a row (export too), "not run" when it never ran. A
 stage is fresh only when every file of its artifacts is as it wrote them (each stage
-records all of them: a folder's fingerprint covers each file's name, size and mtime) and
+records all of them: a folder's fingerprint covers each file's name and content, read
+again only where a name, size or mtime changed: a copy or a `touch` is still fresh) and
 its inputs are as it read them. The stage holding the output folder's lock now (rec.storage.lock
 names it) is "running", whatever its last run left.
 """

@@ -45,40 +45,70 @@ def file_fingerprint(f) -> str:
     return h.hexdigest()
 
 
+CONTENT = "c1:"  # a folder's fingerprint over its files' contents (an older rec's: their stats)
+
+
 def fingerprint(path: Path) -> str | None:
-    """Content hash of a file; for a folder, a hash over its files' names, sizes and mtimes
-    (TOO_MANY past FOLDER_FILES files: a manifest naming / is not a reason to walk the disk);
-    None for anything else (missing, a device, a pipe)."""
+    """Content hash of a file; for a folder, CONTENT and a hash over its files' names and
+    contents (TOO_MANY past FOLDER_FILES files: a manifest naming / is not a reason to walk
+    the disk); None for anything else (missing, a device, a pipe)."""
     path = Path(path)
-    h = hashlib.blake2b(digest_size=12)
     try:
         if path.is_file():
             with open(path, "rb") as f:
                 return file_fingerprint(f)
-        if not path.is_dir():
-            return None
-        files = []
-        for child in path.rglob("*"):
-            if child.is_file():
-                files.append(child)
-                if len(files) > FOLDER_FILES:
-                    return TOO_MANY
-        for child in sorted(files):
+        files = _folder_files(path)
+        if not isinstance(files, list):
+            return files
+        h = hashlib.blake2b(digest_size=12)
+        for child in files:
+            with open(child, "rb") as f:
+                h.update(f"{child.relative_to(path)}\0{file_fingerprint(f)}\n".encode())
+    except OSError:  # unreadable now: it cannot be what was recorded
+        return None
+    return CONTENT + h.hexdigest()
+
+
+def _folder_files(path: Path) -> list[Path] | str | None:
+    """A folder's files, sorted; TOO_MANY past FOLDER_FILES; None when it is no folder."""
+    if not path.is_dir():
+        return None
+    files = []
+    for child in path.rglob("*"):
+        if child.is_file():
+            files.append(child)
+            if len(files) > FOLDER_FILES:
+                return TOO_MANY
+    return sorted(files)
+
+
+def folder_stats(path: Path) -> str | None:
+    """A hash over a folder's files' names, sizes and mtimes: what spares `rec status` the
+    hash of its contents while none of them changed (and an older rec's folder fingerprint);
+    TOO_MANY past FOLDER_FILES files, None when it is no folder or unreadable."""
+    path = Path(path)
+    h = hashlib.blake2b(digest_size=12)
+    try:
+        files = _folder_files(path)
+        if not isinstance(files, list):
+            return files
+        for child in files:
             st = child.stat()
             h.update(f"{child.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    except OSError:  # unreadable now: it cannot be what was recorded
+    except OSError:
         return None
     return h.hexdigest()
 
 
-def file_stat(path: Path) -> list[int] | None:
-    """[size, mtime_ns] of a file; None for a folder (its fingerprint is stats already) or a
-    missing path."""
+def file_stat(path: Path) -> list[int] | str | None:
+    """[size, mtime_ns] of a file, folder_stats of a folder; None for a missing path."""
     try:
         st = Path(path).stat()
     except OSError:
         return None
-    return [st.st_size, st.st_mtime_ns] if Path(path).is_file() else None
+    if Path(path).is_dir():
+        return folder_stats(path)
+    return [st.st_size, st.st_mtime_ns]
 
 
 # --- reading it: what rec wrote, or "unreadable" ----------------------------------------------
@@ -249,6 +279,9 @@ def stage_state(entry: dict | None, hashed: dict | None = None) -> str:
     def unchanged(p: str, fp) -> bool:
         if stats.get(p) is not None and stats[p] == file_stat(Path(p)):
             return True
+        if isinstance(fp, str) and not fp.startswith(CONTENT) and fp != TOO_MANY and \
+                Path(p).is_dir():  # an older rec's folder fingerprint: its files' stats
+            return fp == folder_stats(Path(p))
         if p not in hashed:
             hashed[p] = fingerprint(Path(p))
         return hashed[p] == fp
