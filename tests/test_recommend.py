@@ -585,6 +585,7 @@ def test_history_parts_and_recent_order(world):
     everything = tsv(run(world, "history", "7", "--top", "0"))
     train = tsv(run(world, "history", "7", "--top", "0", "--part", "train"))
     held = tsv(run(world, "history", "7", "--top", "0", "--part", "eval"))
+    assert tsv(run(world, "history", "7", "--top", "0", "--part", "validation")) == held
     assert {r["part"] for r in train} == {"train"} and {r["part"] for r in held} <= {"eval"}
     assert sorted(r["movie"] for r in train + held) == sorted(r["movie"] for r in everything)
     recent = [r["date"] for r in tsv(run(world, "history", "7", "--sort", "recent", "--top", "0"))]
@@ -596,7 +597,7 @@ def test_history_parts_and_recent_order(world):
 @pytest.mark.parametrize("args,message", [
     (["99999"], "unknown user id 99999 (the dataset's "),
     (["7", "--sort", "x"], "unknown --sort 'x': choose stars or recent"),
-    (["7", "--part", "val"], "unknown --part 'val': choose all, train or eval"),
+    (["7", "--part", "val"], "unknown --part 'val': choose all, train or eval (validation)"),
     (["7", "--top", "-1"], "--top must be 0 (all) or more (got -1)"),
 ])
 def test_history_bad_input_is_one_line(world, args, message):

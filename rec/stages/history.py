@@ -41,8 +41,9 @@ def command(
     sort: str = typer.Option("stars", "--sort", help="stars (best first, then the latest) "
                              "or recent (the latest first)."),
     part: str = typer.Option("all", "--part", help="all, train (the split's training part: "
-                             "what recommend --exclude train knows) or eval (what evaluate "
-                             "measures on: validation, or a held-out user's ratings to predict)."),
+                             "what recommend --exclude train knows) or eval (also: validation; what "
+                             "evaluate measures on: validation, or a held-out user's ratings "
+                             "to predict)."),
     fmt: RowsFormat = "auto",
 ) -> None:
     from rec.datasets.contract import GIVEN, TRAIN, load_dataset
@@ -54,8 +55,9 @@ def command(
         raise UsageError(f"--top must be 0 (all) or more (got {top})")
     if sort not in ("stars", "recent"):
         raise UsageError(f"unknown --sort {sort!r}: choose stars or recent")
+    part = "eval" if part == "validation" else part  # what the README and split call it
     if part not in PARTS:
-        raise UsageError(f"unknown --part {part!r}: choose all, train or eval")
+        raise UsageError(f"unknown --part {part!r}: choose all, train or eval (validation)")
     ds = load_dataset(get_paths(ctx), mmap=True)
     rows = rows_of_user_ids([str(u) for u in ds.vocab.user_ids],
                             expand_stdin(users, per_line=False))
