@@ -204,6 +204,28 @@ def test_status_compares_a_folder_by_its_files_contents_not_their_times(exported
     assert states(tmp_path)["preprocess"] == "stale"
 
 
+def test_a_folder_replaced_after_it_was_read_is_stale_whatever_its_stats(tmp_path):
+    """preprocess records the data folder's fingerprint as it read it; when another output
+    folder's download replaced it before the record, the stats taken then are the new
+    folder's and must not vouch for the version read."""
+    from rec.paths import Paths
+    from rec.storage import manifest
+
+    paths = Paths(tmp_path / "data", tmp_path / "output")
+    folder = tmp_path / "data" / "ml-1m"
+    folder.mkdir(parents=True)
+    (folder / "ratings.dat").write_text("1::1::5::1\n")
+    read_as = manifest.fingerprint(folder)
+    (folder / "ratings.dat").write_text("1::2::5::1\n")  # replaced before the record
+    manifest.record(paths, "preprocess", {}, inputs=[folder], outputs=[],
+                    read_as={folder: read_as})
+    entry = manifest.read(paths)[0]["stages"]["preprocess"]
+    assert manifest.stage_state(entry) == "stale"
+    manifest.record(paths, "preprocess", {}, inputs=[folder], outputs=[])  # read as it is
+    entry = manifest.read(paths)[0]["stages"]["preprocess"]
+    assert manifest.stage_state(entry) == "fresh" and str(folder) in entry["stats"]
+
+
 def test_status_reads_an_older_recs_folder_fingerprints(exported, tmp_path):
     """A manifest from before the content fingerprints: a folder recorded by its files'
     stats alone, and no stats entry for it, is fresh while those stats are unchanged."""

@@ -88,10 +88,10 @@ def model_is_whole(folder: Path) -> dict[str, bytes]:
 
 
 # best-of-run (config.json, run.json, 2 renames), checkpoint (state.json, 3 renames), the
-# model folder: metrics.json, its copy of history.json, unit.json, 3 renames (all old until
-# the last), then history and manifest
-TRAIN_WRITES = 16
-TRAIN_PUBLISHED = 14
+# model folder: metrics.json, its copy of history.json, its record, unit.json, 3 renames
+# (all old until the last), then history and manifest
+TRAIN_WRITES = 17
+TRAIN_PUBLISHED = 15
 
 
 @pytest.mark.parametrize("n", sweep(TRAIN_WRITES, {1, TRAIN_PUBLISHED, TRAIN_WRITES + 1}))
@@ -150,6 +150,36 @@ def test_a_run_stopped_between_its_model_and_its_history_has_them_put_together(
     assert not (model / "history.json").exists()
 
 
+def test_a_run_stopped_before_its_record_keeps_it_in_its_model(world, monkeypatch):
+    """The manifest's write, the last of train's, fails (as a kill -9 right after the
+    model's swap would stop it): the model carries its run's record, `rec status` reads it
+    (train fresh, with the run's parameters, not 'modified'), and the next writing stage
+    writes it into the manifest, once."""
+    def train_entry() -> dict:
+        return json.loads((world / "output" / "manifest.json").read_text())["stages"]["train"]
+
+    before = train_entry()
+    run_with_fault(world, monkeypatch, ["train", "--epochs", "1", "--seed", "8"],
+                   TRAIN_WRITES, TRAIN_WRITES)
+    sealed = json.loads((world / "output" / "model" / "best" / "record.json").read_text())
+    assert train_entry() == before and sealed["run"] != before.get("run")
+    assert sealed["params"]["seed"] == 8 and sealed["params"]["epochs"] == 1
+    status = rec(world, "status", "--format", "json")
+    rows = {row["stage"]: row for row in map(json.loads, status.stdout.splitlines())}
+    assert rows["train"]["state"] == "fresh" and rows["train"]["params"]["seed"] == 8
+    assert rows["save-features"]["state"] == "stale"  # made from the previous model
+    assert train_entry() == before  # status reads, and writes nothing
+    result = rec(world, "evaluate")
+    assert result.exit_code == 0, result.stderr
+    assert "the manifest's record of `rec train` was not the one its output carries" in \
+        result.stderr
+    assert train_entry()["run"] == sealed["run"] and train_entry()["params"]["seed"] == 8
+    assert "put back" not in rec(world, "evaluate").stderr  # once
+    status = rec(world, "status", "--format", "json")
+    assert {row["stage"]: row["state"] for row in map(json.loads, status.stdout.splitlines())}[
+        "train"] == "fresh"
+
+
 def test_read_only_while_train_publishes_its_model(world, monkeypatch):
     best = world / "output" / "model" / "best"
     old = model_is_whole(best)
@@ -160,10 +190,10 @@ def test_read_only_while_train_publishes_its_model(world, monkeypatch):
 
 
 # best-of-run (config.json, weights.npz, run.json, 2 renames), checkpoint (state.json, 3
-# renames), the model folder (metrics.json, history.json, unit.json, 3 renames), history,
-# manifest
-CTR_WRITES = 17
-CTR_PUBLISHED = 15
+# renames), the model folder (metrics.json, history.json, record.json, unit.json, 3
+# renames), history, manifest
+CTR_WRITES = 18
+CTR_PUBLISHED = 16
 
 
 @pytest.mark.parametrize("n", sweep(CTR_WRITES, {4, CTR_PUBLISHED, CTR_WRITES + 1}))

@@ -107,7 +107,20 @@ def test_a_source_names_the_dataset_as_download_takes_it(tmp_path):
     skip = [w for stage in ("preprocess", "train", "evaluate", "save-features", "ctr-train",
                             "recommend") for w in ("--skip", stage)]
     r = rec(tmp_path, "pipeline", "--source", str(folder), *skip)
-    assert r.stderr.splitlines()[0] == f"== rec download --dataset ml-100k --source {folder}"
+    # download takes it itself (and says what to do if the source is not that dataset)
+    assert r.stderr.splitlines()[0] == f"== rec download --source {folder}"
+    assert f"--source {folder}: taken as --dataset ml-100k" in r.stderr
+    import io
+    import zipfile
+
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as zf:
+        zf.writestr("ml-100k/u.data", "1\t1\t5\t1\n")
+    data = data.getvalue()
+    at = data.find(b"PK\x01\x02")  # its table of contents damaged: zipfile cannot list it
+    damaged = tmp_path / "damaged.zip"
+    damaged.write_bytes(data[:at] + b"XXXX" + data[at + 4:])
+    assert chosen_dataset(None, str(damaged)) == "ml-1m"  # download then says it is damaged
 
 
 def test_a_failing_stage_ends_the_run_with_its_own_error_and_exit_code(tmp_path):

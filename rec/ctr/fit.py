@@ -21,7 +21,7 @@ from rec import __version__
 from rec.datasets.contract import dataset_paths
 from rec.errors import UsageError
 from rec.paths import CATEGORIES, SCORING, Paths
-from rec.storage import manifest
+from rec.storage import manifest, records
 
 
 def train(paths: Paths, p, device: str, resume: bool,
@@ -33,7 +33,7 @@ def train(paths: Paths, p, device: str, resume: bool,
         p.check()
         inputs = [*dataset_paths(paths), paths.model.params, paths.features_dir / SCORING]
         read_as = manifest.fingerprints(inputs)  # now, not inside publish (Ctrl-C waits)
-        return train_ranker(paths, p, device, resume, record=lambda: manifest.record(
+        return train_ranker(paths, p, device, resume, record=lambda: records.pending(
             paths, "ctr-train", {**asdict(p), "device": device}, inputs=inputs,
             outputs=[paths.ctr.best, paths.ctr.metrics], resolved=p.left_out(),
             read_as=read_as))
@@ -94,7 +94,7 @@ def train(paths: Paths, p, device: str, resume: bool,
             metrics.update(ct.recall_then_rank(paths, source, p.candidates))
         return metrics
 
-    spec.record = lambda: manifest.record(  # with the model (trainer.publish)
+    spec.record = lambda: records.pending(  # with the model (trainer.publish)
         paths, "ctr-train", {**asdict(p), "device": job.device}, inputs=input_files,
         outputs=[paths.ctr.best, paths.ctr.metrics], resolved=p.left_out(), read_as=read_as)
     return trainer.fit(spec, job, objective, state, resume, summarize).metrics

@@ -103,8 +103,11 @@ def dataset_in(source: str) -> str | None:
         subfolders = [p.name for p in path.iterdir() if p.is_dir()]
         names = [path.resolve().name] + (subfolders if len(subfolders) == 1 else [])
     elif zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            tops = {name.split("/", 1)[0] for name in zf.namelist() if "/" in name}
+        try:
+            with zipfile.ZipFile(path) as zf:
+                tops = {name.split("/", 1)[0] for name in zf.namelist() if "/" in name}
+        except (zipfile.BadZipFile, OSError):  # damaged: the download refuses it, saying so
+            return None
         names = list(tops) if len(tops) == 1 else []
     else:
         return None

@@ -71,7 +71,7 @@ from rec.process import interrupts
 from rec.storage import unit
 
 from rec.engine import runtime
-from rec.storage.atomic import atomic_dir, write_json
+from rec.storage.atomic import atomic_dir, write_bytes, write_json
 from rec.console import EpochDisplay, epoch_line, epoch_table, log
 from rec.errors import UsageError
 from rec.paths import HISTORY, METRICS, RUN, STATE, TrainingFolder
@@ -164,7 +164,7 @@ class FitSpec:
     no_samples: str = "no training samples"  # the error when an epoch trained on nothing
     keep_last: bool = False  # every epoch replaces the best (no selection, no early stop)
     resumable: bool = True  # `run --resume` continues a checkpoint (the rank stage: no)
-    record: Callable[[], None] | None = None  # the stage's manifest entry, with the model
+    record: Callable[[], Any] | None = None  # its manifest entry (records.pending): publish
 
 
 @dataclass
@@ -343,7 +343,7 @@ def _check_own_model(spec: FitSpec, state: dict) -> None:
 
 
 def publish(folder: TrainingFolder, metrics: dict, history: list[dict],
-            record: Callable[[], None] | None = None) -> None:
+            record: Callable[[], Any] | None = None) -> None:
     """Put the run's best model (folder.staging.best, where fit saves it) with the run's
     metrics inside in place of the previous one, once the run has ended: one folder, sealed
     and swapped in whole (rec.storage.unit.sealed_dir), so a reader finds the old model with
@@ -351,30 +351,35 @@ def publish(folder: TrainingFolder, metrics: dict, history: list[dict],
     before this) leaves the previous one as it was. Then the run's history.json (written
     here alone, so that a stopped run leaves the published model's; the model holds a copy,
     which the next writing stage puts back where a kill -9 came between the two:
-    rec.storage.recovery.restore_histories) and `record` (the stage's manifest entry).
-    Ctrl-C and SIGTERM wait for all three: one stopping between them left the new model
-    beside the old history and the old run's record (a kill -9 still leaves the old
-    record: `rec status` says the stage's outputs were modified). A --resume
+    rec.storage.recovery.restore_histories) and `record`'s entry in the manifest (sealed in
+    the model too, for a kill -9 before it: rec.storage.records). Ctrl-C and SIGTERM wait
+    for all three: one stopping between them left the new model beside the old history and
+    the old run's record. A --resume
     run that found nothing better than the model it published before publishes that one
     again, with the run's new metrics."""
+    from rec.storage.records import RECORD
+
     staged = folder.staging.best
     source = staged if staged.is_dir() else folder.best
     done = False
     try:
         with interrupts.deferred():
+            pending = record() if record is not None else None
             with unit.sealed_dir(folder.best) as tmp:
                 for path in sorted(source.iterdir()):
-                    if path.is_file() and path.name not in (METRICS, HISTORY, unit.UNIT):
+                    if path.is_file() and path.name not in (METRICS, HISTORY, RECORD,
+                                                            unit.UNIT):
                         shutil.copyfile(path, tmp / path.name)
                 write_json(tmp / METRICS, metrics)
-                # the model's own copy of its run's history: a kill -9 after the swap and
-                # before the next line left the previous run's history.json beside the new
-                # model, which the next writing stage now puts right from this copy
-                # (rec.storage.recovery.restore_histories)
+                # the model's own copies of its run's history and record: a kill -9 after
+                # the swap left the previous run's beside the new model, which the next
+                # writing stage now puts right from these (rec.storage.recovery.recover)
                 write_json(tmp / HISTORY, history)
+                if pending is not None:
+                    write_bytes(tmp / RECORD, pending.data)
             write_json(folder.history, history)
-            if record is not None:
-                record()
+            if pending is not None:
+                pending.commit()
             shutil.rmtree(staged, ignore_errors=True)
             done = True
     except KeyboardInterrupt as e:  # waited for the end of the block, which got there

@@ -74,7 +74,8 @@ def choose_k(stack: Stack, view, user_vecs: np.ndarray) -> tuple[int, dict]:
 
 def train_ranker(paths, p, device: str, resume: bool, record=None) -> dict:
     """The run (p: the ctr-train parameters: epochs, lr, seed, patience, batch size);
-    `record` writes the stage's manifest entry, with the model (trainer.publish)."""
+    `record` makes the stage's manifest entry (rec.storage.records.pending), sealed in the
+    model and written with it (trainer.publish)."""
     from rec.engine import runtime, trainer
     from rec.models.ranker import Ranker, RankerConfig
     from rec.rank import training as rt

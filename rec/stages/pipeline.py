@@ -43,9 +43,11 @@ STAGES = ("download", "preprocess", "train", "save-features", "ctr-train", "eval
 
 def stage_commands(dataset: str, source: Optional[str], seed: Optional[int],
                    split: Optional[str], device: str, epochs: Optional[int],
-                   match: Optional[str]) -> list[list[str]]:
+                   match: Optional[str], named: bool = True) -> list[list[str]]:
     """The `rec` command lines of the stages before recommend (without global options).
-    --seed seeds synthetic data, the split and training; a real dataset takes no seed."""
+    --seed seeds synthetic data, the split and training; a real dataset takes no seed.
+    `named`: --dataset was given; else the one the --source holds, which download takes
+    itself (and says so, or what to do when the source is not that dataset)."""
     def given(*pairs) -> list[str]:
         return [str(word) for flag, value in pairs if value is not None for word in (flag, value)]
 
@@ -55,7 +57,8 @@ def stage_commands(dataset: str, source: Optional[str], seed: Optional[int],
     kind = kinds.KINDS.get(match or kinds.DEFAULT)
     ctr_model = [] if kind is not None and kind.recalls else ["--model", "wide_deep"]
     return [
-        ["download", "--dataset", dataset, *given(("--source", source), ("--seed", download_seed))],
+        ["download", *(["--dataset", dataset] if named or source is None else []),
+         *given(("--source", source), ("--seed", download_seed))],
         ["preprocess", "--dataset", dataset, *given(("--split", split), ("--seed", seed))],
         ["train", "--device", device, *given(("--seed", seed), ("--epochs", epochs),
                                              ("--match", match))],
@@ -152,8 +155,8 @@ def command(
     for skipped in skip or ():
         if skipped not in STAGES:
             raise UsageError(f"unknown --skip {skipped!r}: choose among {', '.join(STAGES)}")
-    dataset = chosen_dataset(dataset, source)
-    stages = stage_commands(dataset, source, seed, split, device, epochs, match)
+    named, dataset = dataset is not None, chosen_dataset(dataset, source)
+    stages = stage_commands(dataset, source, seed, split, device, epochs, match, named)
     check_options(ctx, dataset, source, split, match, device, user,
                   [*stages, recommend_command(user or "1", top)])
     paths = get_paths(ctx)

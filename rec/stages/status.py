@@ -14,7 +14,7 @@ import re
 
 import typer
 
-from rec.storage import lock, manifest
+from rec.storage import lock, manifest, records
 from rec.build_info import paddle_build
 from rec.console import log, warn
 from rec.results import emit
@@ -46,7 +46,11 @@ def command(
     if why:  # exit 1, as for any damaged file: a script asking what ran must not read "nothing"
         raise RecError(f"{manifest.unreadable(paths, why)}; the next writing stage replaces "
                        f"it, or remove it")
-    stages = recorded["stages"]
+    # a unit's own record where the manifest's is another run's: a run stopped between its
+    # output's swap and the manifest's write (rec.storage.records), its outputs as they are
+    stages = {**recorded["stages"], **{
+        stage: manifest.as_written(entry) for stage, entry in
+        records.sealed(paths, recorded["stages"]).items()}}
     names = manifest.RECORDED + [s for s in stages if s not in manifest.RECORDED]
     mismatched = manifest.mismatches(paths, stages)
     for why in mismatched.values():

@@ -12,6 +12,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -106,9 +107,7 @@ def file_stat(path: Path) -> list[int] | str | None:
         st = Path(path).stat()
     except OSError:
         return None
-    if Path(path).is_dir():
-        return folder_stats(path)
-    return [st.st_size, st.st_mtime_ns]
+    return folder_stats(path) if Path(path).is_dir() else [st.st_size, st.st_mtime_ns]
 
 
 # --- reading it: what rec wrote, or "unreadable" ----------------------------------------------
@@ -234,30 +233,65 @@ def record(paths: Paths, stage: str, params: dict[str, Any], inputs: list[Path],
     replaced, with a warning). `read_as` holds the fingerprints of inputs taken as they were
     read (a folder another command may replace since: the record must say what was read).
     `resolved`: what this run makes of options whose default is None or 0 = auto, recorded
-    as their defaults."""
+    as their defaults. A stage that publishes a unit seals its `entry` in it first
+    (rec.storage.records) and `commit`s it after the swap."""
+    commit(paths, stage, entry(paths, params, inputs, outputs, read_as, resolved))
+
+
+def entry(paths: Paths, params: dict[str, Any], inputs: list[Path], outputs: list[Path],
+          read_as: dict[Path, str | None] | None = None,
+          resolved: dict[str, Any] | None = None) -> dict:
+    """A stage's entry as `record` writes it, but for what its outputs are once in place
+    (their fingerprints and stats) and its order: those `commit` adds. "run" tells one
+    run's entry from another's; "output_dir" is where its paths point."""
     defaults = {**_option_defaults, **{k: v for k, v in (resolved or {}).items()
                                        if k in _option_defaults}}
-    manifest, why = read(paths)
-    if why:
-        warn(f"{unreadable(paths, why)}; replaced by a new one that records this {stage} "
-             f"alone")
-    order = max((e.get("order") for e in manifest["stages"].values()
-                 if isinstance(e.get("order"), int)), default=0) + 1
-    # stat before hashing: a file changed while it is hashed has another mtime next time
-    stats = {_abs(p): file_stat(p) for p in [*inputs, *outputs]}
-    manifest.setdefault("stages", {})[stage] = {
+    return {
+        "run": secrets.token_hex(8),
         "command": " ".join(["rec"] + sys.argv[1:]),
         "params": params,
         "defaults": {k: defaults[k] for k in params if k in defaults},
         "version": __version__,
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "inputs": {_abs(p): (read_as or {}).get(p) or fingerprint(p) for p in inputs},
-        "outputs": {_abs(p): fingerprint(p) for p in outputs},
-        "stats": {p: st for p, st in stats.items() if st is not None},
+        "outputs": [_abs(p) for p in outputs],
+        "output_dir": _abs(paths.output_dir),
+    }
+
+
+def commit(paths: Paths, stage: str, pending: dict, late: bool = False) -> None:
+    """Write `entry`'s `pending` entry into the manifest, its outputs fingerprinted as they
+    are now. `late`: long after its run read its inputs (rec.storage.records.restore): their
+    stats are not recorded, so `rec status` hashes them (they may have changed since)."""
+    manifest, why = read(paths)
+    if why:
+        warn(f"{unreadable(paths, why)}; replaced by a new one that records this {stage} "
+             f"alone")
+    order = max((e.get("order") for e in manifest["stages"].values()
+                 if isinstance(e.get("order"), int)), default=0) + 1
+    manifest.setdefault("stages", {})[stage] = {
+        **as_written(pending, late),
         "order": order,  # which of two stages ran last (`time` has whole seconds only)
     }
     manifest["output_dir"] = _abs(paths.output_dir)  # where its paths point
     write_json(paths.manifest, manifest)
+
+
+def as_written(pending: dict, late: bool = True) -> dict:
+    """`entry`'s `pending` entry as `commit` writes it (but for its order), its outputs
+    fingerprinted now: what `rec status` reads for a unit's own record."""
+    inputs, outputs = pending["inputs"], pending["outputs"]
+    # stat before hashing: a file changed while it is hashed has another mtime next time
+    stats = {p: file_stat(Path(p)) for p in [*([] if late else inputs), *outputs]}
+    for p, fp in ({} if late else inputs).items():  # a folder's stats, if it is the one read
+        if isinstance(stats[p], str) and fingerprint(Path(p)) != fp:  # (another download's?)
+            stats[p] = None
+    return {
+        **{k: pending[k] for k in ("run", "command", "params", "defaults", "version", "time")},
+        "inputs": inputs,
+        "outputs": {p: fingerprint(Path(p)) for p in outputs},
+        "stats": {p: st for p, st in stats.items() if st is not None},
+    }
 
 
 def fingerprints(inputs: list) -> dict:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rec.storage import atomic, lock, unit
+from rec.storage import atomic, lock, records, unit
 from rec.console import log, warn
 from rec.errors import RecError
 from rec.paths import HISTORY, Paths
@@ -52,13 +52,15 @@ def repair(folder: Path) -> None:
 
 
 def recover(paths: Paths) -> None:
-    """Repair every swapped folder under output/, remove temporary leftovers and put back
-    the history.json of the model in place. Only while holding the output folder's lock."""
+    """Repair every swapped folder under output/, remove temporary leftovers, put back
+    the history.json of the model in place and the manifest's record of each unit that
+    carries one (rec.storage.records). Only while holding the output folder's lock."""
     for folder in swapped_folders(paths):
         repair(folder)
     for home in _temporary_homes(paths):
         atomic.sweep(home)
     restore_histories(paths)
+    records.restore(paths)
 
 
 def restore_histories(paths: Paths) -> None:

@@ -135,7 +135,12 @@ def save_features(folder: Path, user_ids, user_vecs: np.ndarray, movie_ids, movi
                                    "run_id": run_id})
         for name, data in extra.items():
             write_bytes(tmp / name, data)
-    return [folder / name for name in [*HASHED, SCORING, *extra, unit.UNIT]]
+    return features_files(folder, extra)
+
+
+def features_files(folder: Path, extra: dict) -> list[Path]:
+    """The files save_features writes into `folder` with these `extra` files."""
+    return [Path(folder) / name for name in [*HASHED, SCORING, *extra, unit.UNIT]]
 
 
 HASHED = [USER_VECTORS, MOVIE_VECTORS, USER_MATRIX, MOVIE_MATRIX, VECTOR_IDS]  # in unit.json

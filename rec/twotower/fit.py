@@ -17,7 +17,7 @@ from typing import Callable
 from rec import __version__
 from rec.datasets.contract import dataset_identity, dataset_paths, load_dataset
 from rec.paths import OPTIMIZER, PARAMS, Paths
-from rec.storage import manifest
+from rec.storage import manifest, records
 from rec.twotower import kinds
 
 
@@ -71,7 +71,7 @@ def train(paths: Paths, params, device: str, resume: bool, threads: int | None,
     # the manifest entry goes in with the model (trainer.publish: signals wait for both)
     inputs = dataset_paths(paths)
     read_as = manifest.fingerprints(inputs)  # now: Ctrl-C waits for publish's record
-    spec.record = lambda: manifest.record(
+    spec.record = lambda: records.pending(
         paths, "train", {**params.__dict__, "device": job.device}, inputs=inputs,
         outputs=[paths.model.best, paths.model.history],  # every file
         resolved=auto_values(kind, params, n_train, ds.n_users, ds.n_movies), read_as=read_as)

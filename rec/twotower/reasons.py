@@ -84,10 +84,10 @@ def _closest_liked(cat: Catalog, picks: Picks, ratings: ChunkRatings, user_mean:
     """For each pick, of the movies the user rated at least their own average (and at least
     LIKED_MIN stars), the one closest to it, less REPEAT_COST for each pick higher in the
     list it was cited for (among those qualifying as similar when the closest does):
-    (cosine, movie, rating). Users are taken
-    GROUP_USERS at a time, in order of how many movies they liked, and each group's
-    (picks x likes) cosines are one batched product over likes padded to the group's most
-    (a product per user cost 30x more in Python overhead than in arithmetic)."""
+    (cosine, movie, rating). Users are taken GROUP_USERS at a time, those whose likes pad
+    to the same width (the next power of two of their count) together, and each group's
+    (picks x likes) cosines are one batched product (a product per user cost 30x more in
+    Python overhead than in arithmetic)."""
     shape = picks.movies.shape
     cosine = np.full(shape, -np.inf, dtype=np.float32)
     movie = np.full(shape, -1, dtype=np.int64)

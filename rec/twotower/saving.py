@@ -13,7 +13,7 @@ import numpy as np
 from rec.datasets.contract import VAL, dataset_identity, dataset_paths, load_dataset
 from rec.errors import RecError
 from rec.paths import Paths
-from rec.storage import manifest, unit
+from rec.storage import records, unit
 
 CHECK_PAIRS = 2000
 TOLERANCE = 1e-4
@@ -23,7 +23,7 @@ def save(paths: Paths, device: str) -> dict:
     """Save the features (see the module's docstring); the summary the stage prints."""
     from rec.engine.runtime import setup_device
     from rec.twotower import kinds
-    from rec.twotower.features import save_features
+    from rec.twotower.features import features_files, save_features
 
     device = setup_device(device)
     ds = load_dataset(paths)
@@ -46,12 +46,16 @@ def save(paths: Paths, device: str) -> dict:
     run_id = unit.new_run_id()
     item_file, scoring["channels"] = item_channels(ds, run_id)
     extra.update(item_file)
-    written = save_features(paths.features_dir, ds.vocab.user_ids, user_vecs,
-                            ds.vocab.movie_ids, movie_vecs, scoring, extra, run_id,
-                            tagged=tuple(item_file))
-    manifest.record(paths, "save-features", {"device": device},
-                    inputs=dataset_paths(paths) + [paths.model.params],
-                    outputs=written)
+    # the manifest entry, sealed in the folder too (rec.storage.records): a kill -9 between
+    # the folder's swap and the manifest's write leaves it with the features
+    extra[records.RECORD] = b""  # its place among the files save_features writes
+    pending = records.pending(paths, "save-features", {"device": device},
+                              inputs=dataset_paths(paths) + [paths.model.params],
+                              outputs=features_files(paths.features_dir, extra))
+    extra[records.RECORD] = pending.data
+    save_features(paths.features_dir, ds.vocab.user_ids, user_vecs, ds.vocab.movie_ids,
+                  movie_vecs, scoring, extra, run_id, tagged=tuple(item_file))
+    pending.commit()
     return {"users": len(user_vecs), "movies": len(movie_vecs), "dim": int(user_vecs.shape[1]),
             "match": scoring["match"], "checked_pairs": int(len(pick)),
             "max_abs_diff": max_diff, "output": str(paths.features_dir)}
