@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SMALL, SMALL_WORLD, copy_world, one_line_error, rec, run_stages
+from conftest import (SMALL, SMALL_WORLD, copy_world, one_line_error, rec, reseal,
+                      run_stages)
 
 
 # --- rec pipeline: every option before the first stage ---------------------------------------
@@ -224,6 +225,48 @@ def test_a_folder_replaced_after_it_was_read_is_stale_whatever_its_stats(tmp_pat
     manifest.record(paths, "preprocess", {}, inputs=[folder], outputs=[])  # read as it is
     entry = manifest.read(paths)[0]["stages"]["preprocess"]
     assert manifest.stage_state(entry) == "fresh" and str(folder) in entry["stats"]
+
+
+def _reseal_record(best: Path, change) -> None:
+    """Edit the model's record.json by `change(entry)` and seal the unit again, as a
+    future rec or a hand might."""
+    record = json.loads((best / "record.json").read_text())
+    change(record)
+    (best / "record.json").write_text(json.dumps(record))
+    reseal(best)
+
+
+def test_a_units_record_is_taken_only_when_the_manifest_does_not_describe_the_unit(
+        exported, tmp_path):
+    """The manifest's entry of another run that records the model as it is (an older rec
+    that republished it, copying its record along) stays; a record the manifest could not
+    read (a fingerprint too long, a path outside the output folder) is never written into
+    it; a record taken gets its inputs' stats, each hashed once."""
+    root = copy_world(exported, tmp_path)
+    best, path = root / "output" / "model" / "best", root / "output" / "manifest.json"
+    obj = json.loads(path.read_text())
+    obj["stages"]["train"]["run"] = "an-older-rec"
+    obj["stages"]["train"]["params"]["epochs"] = 99
+    path.write_text(json.dumps(obj))
+    r = rec(root, "status", "--format", "json")
+    rows = {row["stage"]: row for row in map(json.loads, r.stdout.splitlines())}
+    assert rows["train"]["params"]["epochs"] == 99 and rows["train"]["state"] == "fresh"
+    assert "put back" not in rec(root, "evaluate").stderr
+    del obj["stages"]["train"]  # the record lost: the model's is taken, not a bad one
+    path.write_text(json.dumps(obj))
+    for bad in ({"inputs": {str(root / "output" / "x"): "f" * 80}},
+                {"inputs": {"/etc/passwd": "abc"}}):
+        _reseal_record(best, lambda e, bad=bad: e.update(bad))
+        r = rec(root, "evaluate")
+        assert r.exit_code == 0 and "put back" not in r.stderr and "unreadable" not in r.stderr
+        assert "train" not in json.loads(path.read_text())["stages"]
+    copy = copy_world(exported, tmp_path / "fresh")
+    obj = json.loads((copy / "output" / "manifest.json").read_text())
+    del obj["stages"]["train"]
+    (copy / "output" / "manifest.json").write_text(json.dumps(obj))
+    assert "put back from it" in rec(copy, "evaluate").stderr
+    entry = json.loads((copy / "output" / "manifest.json").read_text())["stages"]["train"]
+    assert set(entry["inputs"]) <= set(entry["stats"])  # verified: status hashes none
 
 
 def test_status_reads_an_older_recs_folder_fingerprints(exported, tmp_path):

@@ -250,8 +250,13 @@ def test_a_foreign_manifest_is_unreadable_for_status_and_replaced_by_a_stage(wor
     assert one_line_error(status, 1).startswith(f"error: {path} is unreadable (")
     r = rec(world, "evaluate")
     assert r.exit_code == 0 and f"warning: {path} is unreadable (" in r.stderr
+    assert list(json.loads(path.read_text())["stages"]) == ["evaluate"]
+    # the model carries its own record (rec.storage.records): status reads it, and the next
+    # writing stage writes it into the new manifest
     states = [line.split("\t")[:2] for line in rec(world, "status").stdout.splitlines()[1:]]
-    assert ["evaluate", "fresh"] in states and ["train", "not run"] in states
+    assert ["evaluate", "fresh"] in states and ["train", "fresh"] in states
+    assert "put back from it" in rec(world, "evaluate").stderr
+    assert "train" in json.loads(path.read_text())["stages"]
 
 
 def test_a_manifest_that_is_a_folder_stops_writers_before_their_work(world):
@@ -275,7 +280,9 @@ def test_a_copied_output_folder_keeps_its_record(world, tmp_path):
 
 
 def test_a_folder_fingerprint_stops_at_a_bound(tmp_path, monkeypatch):
-    monkeypatch.setattr(manifest, "FOLDER_FILES", 3)
+    from rec.storage import fingerprints
+
+    monkeypatch.setattr(fingerprints, "FOLDER_FILES", 3)
     for i in range(5):
         (tmp_path / f"f{i}").write_text("x")
     assert manifest.fingerprint(tmp_path) == manifest.TOO_MANY

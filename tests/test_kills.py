@@ -275,17 +275,20 @@ def test_ctr_train_killed_between_the_renames_of_its_model(world):
 def test_train_killed_between_the_renames_of_its_model_then_evaluate(world):
     """The model, its config, its metrics and its history are one folder
     (output/model/best): killed with none in place, the next command puts the run's whole
-    model back, and history.json beside it from the model's copy (the kill came before
-    the run wrote it)."""
+    model back, and history.json beside it from the model's copy, and the manifest's
+    record from the model's (the kill came before the run wrote them)."""
     best = world / "output" / "model" / "best"
     proc, new = killed(world, best, 2, "SIGKILL", "train", "--epochs", "2")
     assert proc.returncode == -signal.SIGKILL and not best.exists()
     assert rec(world, "evaluate").exit_code == 0
     assert digest(best) == new and set(new) == {"model.pdparams", "config.json",
                                                 "metrics.json", "history.json", "unit.json",
-                                                "run.json"}
+                                                "run.json", "record.json"}
     history = (world / "output" / "model" / "history.json").read_bytes()
     assert history == (best / "history.json").read_bytes() and len(json.loads(history)) == 2
+    stages = json.loads((world / "output" / "manifest.json").read_text())["stages"]
+    assert stages["train"]["run"] == json.loads((best / "record.json").read_text())["run"]
+    assert stages["train"]["params"]["epochs"] == 2
     assert leftovers(world) == []
 
 

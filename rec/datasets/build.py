@@ -191,7 +191,7 @@ def read_raw(folder: Path) -> tuple[RawMovieLens, str | None]:
     when a `rec download` for another output folder replaces the shared data folder meanwhile
     (rec.storage.snapshot.read_unchanged: read again, and said on stderr)."""
     def load():
-        return parse_folder(folder), manifest.fingerprint(folder)
+        return parse_folder(folder), manifest.read_version(folder)
 
     def changed():
         warn(f"{folder} was replaced while it was read (a `rec download` for another output "

@@ -49,7 +49,7 @@ def command(
     # a unit's own record where the manifest's is another run's: a run stopped between its
     # output's swap and the manifest's write (rec.storage.records), its outputs as they are
     stages = {**recorded["stages"], **{
-        stage: manifest.as_written(entry) for stage, entry in
+        stage: manifest.as_written(entry, "none") for stage, entry in
         records.sealed(paths, recorded["stages"]).items()}}
     names = manifest.RECORDED + [s for s in stages if s not in manifest.RECORDED]
     mismatched = manifest.mismatches(paths, stages)

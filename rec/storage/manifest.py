@@ -1,15 +1,16 @@
 """output/manifest.json: what each stage ran with, what it read and what it wrote.
 
 Fingerprints let `rec status` say a stage is stale: its inputs changed since it ran.
-Each file's size and mtime are recorded beside its fingerprint ("stats"): `rec status`
-hashes only a file whose size or mtime changed since (as make and git do), so it reads
-none of the dataset's or the models' megabytes on every run.
+Each path's stats are recorded beside its fingerprint (rec.storage.fingerprints): `rec
+status` hashes only what changed since (as make and git do), so it reads none of the
+dataset's or the models' megabytes on every run. A stage that publishes a unit records
+itself in two steps, `entry` then `commit`, the entry sealed in the unit meanwhile
+(rec.storage.records).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import secrets
@@ -19,6 +20,10 @@ from typing import Any
 
 from rec import __version__
 from rec.storage.atomic import write_json
+# the fingerprints of files and folders (named here too, where callers found them)
+from rec.storage.fingerprints import (CONTENT, FOLDER_FILES, TOO_MANY,  # noqa: F401
+                                      file_fingerprint, file_stat, fingerprint, folder_stats,
+                                      read_version, unchanged)
 from rec.console import warn
 from rec.errors import UsageError
 from rec.paths import Paths
@@ -32,82 +37,6 @@ UPSTREAM = {
     "save-features": "train",
     "ctr-train": "preprocess",
 }
-
-
-FOLDER_FILES = 10_000  # a folder fingerprint stops here: rec's folders hold a few files
-TOO_MANY = "more-files-than-rec-writes"  # the fingerprint of a folder beyond FOLDER_FILES
-
-
-def file_fingerprint(f) -> str:
-    """`fingerprint` of an open file (binary, read from where it is to its end)."""
-    h = hashlib.blake2b(digest_size=12)
-    for block in iter(lambda: f.read(1 << 20), b""):
-        h.update(block)
-    return h.hexdigest()
-
-
-CONTENT = "c1:"  # a folder's fingerprint over its files' contents (an older rec's: their stats)
-
-
-def fingerprint(path: Path) -> str | None:
-    """Content hash of a file; for a folder, CONTENT and a hash over its files' names and
-    contents (TOO_MANY past FOLDER_FILES files: a manifest naming / is not a reason to walk
-    the disk); None for anything else (missing, a device, a pipe)."""
-    path = Path(path)
-    try:
-        if path.is_file():
-            with open(path, "rb") as f:
-                return file_fingerprint(f)
-        files = _folder_files(path)
-        if not isinstance(files, list):
-            return files
-        h = hashlib.blake2b(digest_size=12)
-        for child in files:
-            with open(child, "rb") as f:
-                h.update(f"{child.relative_to(path)}\0{file_fingerprint(f)}\n".encode())
-    except OSError:  # unreadable now: it cannot be what was recorded
-        return None
-    return CONTENT + h.hexdigest()
-
-
-def _folder_files(path: Path) -> list[Path] | str | None:
-    """A folder's files, sorted; TOO_MANY past FOLDER_FILES; None when it is no folder."""
-    if not path.is_dir():
-        return None
-    files = []
-    for child in path.rglob("*"):
-        if child.is_file():
-            files.append(child)
-            if len(files) > FOLDER_FILES:
-                return TOO_MANY
-    return sorted(files)
-
-
-def folder_stats(path: Path) -> str | None:
-    """A hash over a folder's files' names, sizes and mtimes: what spares `rec status` the
-    hash of its contents while none of them changed (and an older rec's folder fingerprint);
-    TOO_MANY past FOLDER_FILES files, None when it is no folder or unreadable."""
-    path = Path(path)
-    h = hashlib.blake2b(digest_size=12)
-    try:
-        files = _folder_files(path)
-        if not isinstance(files, list):
-            return files
-        for child in files:
-            st = child.stat()
-            h.update(f"{child.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    except OSError:
-        return None
-    return h.hexdigest()
-
-
-def file_stat(path: Path) -> list[int] | str | None:
-    """[size, mtime_ns] of a file, folder_stats of a folder; None for a missing path."""
-    try:
-        st = Path(path).stat()
-    except OSError:
-        return None
-    return folder_stats(path) if Path(path).is_dir() else [st.st_size, st.st_mtime_ns]
 
 
 # --- reading it: what rec wrote, or "unreadable" ----------------------------------------------
@@ -246,6 +175,7 @@ def entry(paths: Paths, params: dict[str, Any], inputs: list[Path], outputs: lis
     run's entry from another's; "output_dir" is where its paths point."""
     defaults = {**_option_defaults, **{k: v for k, v in (resolved or {}).items()
                                        if k in _option_defaults}}
+    read = {p: (read_as or {}).get(p) or read_version(p) for p in inputs}
     return {
         "run": secrets.token_hex(8),
         "command": " ".join(["rec"] + sys.argv[1:]),
@@ -253,16 +183,16 @@ def entry(paths: Paths, params: dict[str, Any], inputs: list[Path], outputs: lis
         "defaults": {k: defaults[k] for k in params if k in defaults},
         "version": __version__,
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "inputs": {_abs(p): (read_as or {}).get(p) or fingerprint(p) for p in inputs},
+        "inputs": {_abs(p): fp for p, fp in read.items()},
+        # each input's stats as it was hashed (read_version): they vouch for that version
+        "input_stats": {_abs(p): getattr(fp, "stats", None) for p, fp in read.items()},
         "outputs": [_abs(p) for p in outputs],
         "output_dir": _abs(paths.output_dir),
     }
 
 
-def commit(paths: Paths, stage: str, pending: dict, late: bool = False) -> None:
-    """Write `entry`'s `pending` entry into the manifest, its outputs fingerprinted as they
-    are now. `late`: long after its run read its inputs (rec.storage.records.restore): their
-    stats are not recorded, so `rec status` hashes them (they may have changed since)."""
+def commit(paths: Paths, stage: str, pending: dict, mode: str = "now") -> None:
+    """Write `entry`'s `pending` entry into the manifest (as_written's `mode`)."""
     manifest, why = read(paths)
     if why:
         warn(f"{unreadable(paths, why)}; replaced by a new one that records this {stage} "
@@ -270,22 +200,27 @@ def commit(paths: Paths, stage: str, pending: dict, late: bool = False) -> None:
     order = max((e.get("order") for e in manifest["stages"].values()
                  if isinstance(e.get("order"), int)), default=0) + 1
     manifest.setdefault("stages", {})[stage] = {
-        **as_written(pending, late),
+        **as_written(pending, mode),
         "order": order,  # which of two stages ran last (`time` has whole seconds only)
     }
     manifest["output_dir"] = _abs(paths.output_dir)  # where its paths point
     write_json(paths.manifest, manifest)
 
 
-def as_written(pending: dict, late: bool = True) -> dict:
+def as_written(pending: dict, mode: str) -> dict:
     """`entry`'s `pending` entry as `commit` writes it (but for its order), its outputs
-    fingerprinted now: what `rec status` reads for a unit's own record."""
+    fingerprinted now. The inputs' stats: "now", as they were when hashed (right after the
+    run); "late", now, where their hash still is the one recorded (a record written long
+    after its run, rec.storage.records.restore: one hash each); "none" (`rec status`
+    reading a unit's own record: no hash, status hashes them)."""
     inputs, outputs = pending["inputs"], pending["outputs"]
-    # stat before hashing: a file changed while it is hashed has another mtime next time
-    stats = {p: file_stat(Path(p)) for p in [*([] if late else inputs), *outputs]}
-    for p, fp in ({} if late else inputs).items():  # a folder's stats, if it is the one read
-        if isinstance(stats[p], str) and fingerprint(Path(p)) != fp:  # (another download's?)
-            stats[p] = None
+    stats = {p: file_stat(Path(p)) for p in outputs}  # stat, then hash (a change shows)
+    if mode == "now":
+        stats.update((pending.get("input_stats") or {}).items())
+    elif mode == "late":
+        for p, fp in inputs.items():
+            st = file_stat(Path(p))
+            stats[p] = st if st is not None and fingerprint(Path(p)) == fp else None
     return {
         **{k: pending[k] for k in ("run", "command", "params", "defaults", "version", "time")},
         "inputs": inputs,
@@ -296,8 +231,9 @@ def as_written(pending: dict, late: bool = True) -> dict:
 
 def fingerprints(inputs: list) -> dict:
     """record's `read_as` for inputs hashed now, as a stage starts reading them: not at its
-    end, inside trainer.publish, where Ctrl-C waits (a Criteo day file is ~90 s of hashing)."""
-    return {p: fingerprint(p) for p in inputs}
+    end, inside trainer.publish, where Ctrl-C waits (a Criteo day file is ~90 s of hashing);
+    each with its stats as it was hashed (read_version)."""
+    return {p: read_version(p) for p in inputs}
 
 
 def stage_state(entry: dict | None, hashed: dict | None = None) -> str:
@@ -309,23 +245,12 @@ def stage_state(entry: dict | None, hashed: dict | None = None) -> str:
         return "not run"
     hashed = {} if hashed is None else hashed
     stats = entry.get("stats") if isinstance(entry.get("stats"), dict) else {}
-
-    def unchanged(p: str, fp) -> bool:
-        if stats.get(p) is not None and stats[p] == file_stat(Path(p)):
-            return True
-        if isinstance(fp, str) and not fp.startswith(CONTENT) and fp != TOO_MANY and \
-                Path(p).is_dir():  # an older rec's folder fingerprint: its files' stats
-            return fp == folder_stats(Path(p))
-        if p not in hashed:
-            hashed[p] = fingerprint(Path(p))
-        return hashed[p] == fp
-
     inputs, outputs = entry.get("inputs"), entry.get("outputs")
     for p, fp in (inputs if isinstance(inputs, dict) else {}).items():
-        if not unchanged(p, fp):
+        if not unchanged(p, fp, stats.get(p), hashed):
             return "stale"
     changed = [p for p, fp in (outputs if isinstance(outputs, dict) else {}).items()
-               if not unchanged(p, fp)]
+               if not unchanged(p, fp, stats.get(p), hashed)]
     if any(not os.path.lexists(p) for p in changed):
         return "missing"
     return "modified" if changed else "fresh"

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rec.console import log
+from rec.jsontext import dumps
 from rec.paths import Paths
 from rec.storage import manifest, unit
 
@@ -49,8 +50,8 @@ class Pending:
     entry: dict
 
     @property
-    def data(self) -> bytes:
-        return json.dumps(self.entry, indent=1, ensure_ascii=False).encode("utf-8")
+    def data(self) -> bytes:  # NaN as null, as the manifest writes it (never a failed seal)
+        return dumps(self.entry, indent=1).encode("utf-8")
 
     def commit(self) -> None:
         manifest.commit(self.paths, self.stage, self.entry)
@@ -66,35 +67,52 @@ def pending(paths: Paths, stage: str, params: dict[str, Any], inputs: list[Path]
 
 
 def sealed(paths: Paths, stages: dict | None = None) -> dict[str, dict]:
-    """{stage: the entry its unit carries} where that is not the manifest's (`stages`: the
-    manifest's, when read already), its paths pointed at this output folder."""
+    """{stage: the entry its unit carries} where the manifest's (`stages`, when read
+    already) is another run's and does not describe the unit as it is (an older rec that
+    republished a unit copies its record along), its paths pointed at this output folder."""
     if stages is None:
         stages = manifest.read(paths)[0]["stages"]
     found = {}
     for folder, stage in units(paths).items():
         data = unit.sealed_bytes(folder, RECORD)
-        if data is None:
-            continue
-        entry = _entry(data, paths)
+        entry = None if data is None else _entry(data, paths, stage)
         current = stages.get(stage)
-        if entry is None or (isinstance(current, dict) and current.get("run") == entry["run"]):
+        if entry is None or (isinstance(current, dict) and (
+                current.get("run") == entry["run"] or _describes(current, folder))):
             continue
         found[stage] = entry
     return found
 
 
+def _describes(entry: dict, folder: Path) -> bool:
+    """Whether a manifest entry records `folder` as it is now."""
+    outputs, stats = entry.get("outputs"), entry.get("stats")
+    key = manifest._abs(folder)
+    if not isinstance(outputs, dict) or key not in outputs:
+        return False
+    return manifest.unchanged(key, outputs[key], (stats or {}).get(key) if isinstance(
+        stats, dict) else None, {})
+
+
 def restore(paths: Paths) -> None:
-    """Write into the manifest each unit's record it lacks (see the module docstring). Only
-    while holding the output folder's lock (rec.storage.recovery.recover)."""
-    for stage, entry in sealed(paths).items():
-        manifest.commit(paths, stage, entry, late=True)
+    """Write into the manifest each unit's record it lacks (see the module docstring): not
+    into one that cannot be read (the stage's own record replaces it, and the next writing
+    stage adds these). Only while holding the output folder's lock
+    (rec.storage.recovery.recover)."""
+    recorded, why = manifest.read(paths)
+    if why:
+        return
+    for stage, entry in sealed(paths, recorded["stages"]).items():
+        manifest.commit(paths, stage, entry, "late")
         log(f"the manifest's record of `rec {stage}` was not the one its output carries (a run "
             "stopped as it published): put back from it")
 
 
-def _entry(data: bytes, paths: Paths) -> dict | None:
+def _entry(data: bytes, paths: Paths, stage: str) -> dict | None:
     """The sealed entry as manifest.entry made it, its paths under the output folder it
-    was written in pointed at this one (a moved or copied folder); None when it is not."""
+    was written in pointed at this one (a moved or copied folder); None when it is not,
+    or when the manifest would not read it as `stage`'s entry (manifest._entry_problem:
+    fingerprints, paths outside the output folder)."""
     try:
         entry = json.loads(data.decode("utf-8"))
     except ValueError:
@@ -115,4 +133,12 @@ def _entry(data: bytes, paths: Paths) -> dict | None:
     entry["inputs"] = {moved(p): fp for p, fp in entry["inputs"].items()}
     entry["outputs"] = [moved(p) for p in entry["outputs"]]
     entry["output_dir"] = str(here)
+    stats = entry.get("input_stats")
+    entry["input_stats"] = {moved(p): st for p, st in stats.items()} \
+        if isinstance(stats, dict) else {}
+    as_read = {**entry, "outputs": dict.fromkeys(entry["outputs"]), "order": 0}
+    if manifest._entry_problem(stage, as_read) or any(
+            not Path(p).is_relative_to(here) for key in ("inputs", "outputs")
+            if (stage, key) not in manifest.OUTSIDE for p in as_read[key]):
+        return None
     return entry
