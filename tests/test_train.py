@@ -122,6 +122,13 @@ def test_evaluate_and_preprocess_show_their_table_once(trained, tmp_path):
     assert "global_mean" not in table.stderr and "rec evaluate ·" not in table.stderr
     piped = rec(trained, "evaluate", "--format", "tsv")
     assert "global_mean" in piped.stderr and piped.stdout.startswith("model\thr@10")
+    # for people 4 decimals, as the summary on stderr; TSV keeps eval.json's 6
+    import re
+
+    hrs = [row.split("\t")[1] for row in piped.stdout.splitlines()[1:]]
+    assert any(len(v.split(".")[-1]) == 6 for v in hrs)
+    assert all(f"{float(v):.4f}" in table.stdout for v in hrs if v)
+    assert not re.search(r"\d\.\d{5}", table.stdout)
     root = copy_world(trained, tmp_path)
     shown = rec(root, "preprocess", "--format", "table")
     assert shown.exit_code == 0 and "preprocess synthetic" in shown.stdout

@@ -97,5 +97,8 @@ def command(
         show_table(table)
     if fmt == "json":
         emit_object(report, "json")
-    else:
+    elif resolve_format(fmt) == "table":  # for people: 4 decimals, as the summary on stderr
+        emit([{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+              for row in rows], ["model"] + KEYS, fmt, title=title)
+    else:  # TSV and CSV for scripts: every digit eval.json holds
         emit(rows, ["model"] + KEYS, fmt, title=title)
