@@ -260,18 +260,19 @@ def load_vocab(paths: Paths) -> Vocab:
 
 
 def _require(snapshot, names: list[str]) -> None:
-    if not snapshot.path.is_dir():  # nothing preprocessed (nor downloaded, maybe)
-        raise UsageError(f"missing {snapshot.path}: run {_preprocess_first(snapshot.path)} "
-                         "first")
+    _require_folder(snapshot)
     for name in names:
         if not snapshot.is_file(name):
             raise UsageError(f"missing {snapshot.path / name}: run `rec preprocess` first")
 
 
-def _preprocess_first(dataset_dir: Path) -> str:
-    """`rec preprocess`, after `rec download` where the output folder records none."""
-    return "`rec preprocess`" if downloaded(dataset_dir.parent) else \
-        "`rec download` and `rec preprocess`"
+def _require_folder(snapshot) -> None:
+    """The dataset folder missing whole: nothing preprocessed, and maybe nothing downloaded
+    (`rec download` first where the output folder's manifest records none)."""
+    if not snapshot.path.is_dir():
+        first = "`rec preprocess`" if downloaded(snapshot.path.parent) else \
+            "`rec download` and `rec preprocess`"
+        raise UsageError(f"missing {snapshot.path}: run {first} first")
 
 
 def _load_vocab(snapshot) -> tuple[Vocab, str]:
@@ -279,9 +280,7 @@ def _load_vocab(snapshot) -> tuple[Vocab, str]:
     from rec.storage.manifest import file_fingerprint
 
     path = snapshot.path / VOCAB
-    if not snapshot.path.is_dir():
-        raise UsageError(f"missing {snapshot.path}: run {_preprocess_first(snapshot.path)} "
-                         "first")
+    _require_folder(snapshot)
     if not snapshot.is_file(VOCAB):
         raise UsageError(f"missing {path}: run `rec preprocess` first")
     with reading(path, "rec preprocess"):

@@ -72,6 +72,7 @@ from rec.storage import unit
 
 from rec.engine import runtime
 from rec.storage.atomic import atomic_dir, write_bytes, write_json
+from rec.storage.records import RECORD
 from rec.console import EpochDisplay, epoch_line, epoch_table, log
 from rec.errors import UsageError
 from rec.paths import HISTORY, METRICS, RUN, STATE, TrainingFolder
@@ -357,8 +358,6 @@ def publish(folder: TrainingFolder, metrics: dict, history: list[dict],
     the old run's record. A --resume
     run that found nothing better than the model it published before publishes that one
     again, with the run's new metrics."""
-    from rec.storage.records import RECORD
-
     staged = folder.staging.best
     source = staged if staged.is_dir() else folder.best
     done = False

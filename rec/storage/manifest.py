@@ -219,8 +219,8 @@ def as_written(pending: dict, mode: str) -> dict:
         stats.update((pending.get("input_stats") or {}).items())
     elif mode == "late":
         for p, fp in inputs.items():
-            st = file_stat(Path(p))
-            stats[p] = st if st is not None and fingerprint(Path(p)) == fp else None
+            now = read_version(Path(p))
+            stats[p] = now.stats if now is not None and now == fp else None
     return {
         **{k: pending[k] for k in ("run", "command", "params", "defaults", "version", "time")},
         "inputs": inputs,

@@ -90,8 +90,8 @@ def _describes(entry: dict, folder: Path) -> bool:
     key = manifest._abs(folder)
     if not isinstance(outputs, dict) or key not in outputs:
         return False
-    return manifest.unchanged(key, outputs[key], (stats or {}).get(key) if isinstance(
-        stats, dict) else None, {})
+    return manifest.unchanged(key, outputs[key],
+                              stats.get(key) if isinstance(stats, dict) else None, {})
 
 
 def restore(paths: Paths) -> None:
@@ -122,23 +122,15 @@ def _entry(data: bytes, paths: Paths, stage: str) -> dict | None:
     if not isinstance(entry, dict) or any(not isinstance(entry.get(k), t)
                                           for k, t in kinds.items()):
         return None
-    if not all(isinstance(p, str) and Path(p).is_absolute()
-               for p in [*entry["inputs"], *entry["outputs"]]):
-        return None
-    there, here = Path(entry["output_dir"]), Path(manifest._abs(paths.output_dir))
-
-    def moved(name: str) -> str:
-        path = Path(name)
-        return str(here / path.relative_to(there)) if path.is_relative_to(there) else name
-    entry["inputs"] = {moved(p): fp for p, fp in entry["inputs"].items()}
-    entry["outputs"] = [moved(p) for p in entry["outputs"]]
-    entry["output_dir"] = str(here)
+    # in the manifest's form, read as the manifest reads its entries: checked
+    # (manifest._entry_problem), its paths pointed from the folder it was written in to this
+    # one, and refused outside it but where a stage records them (manifest._relocated)
     stats = entry.get("input_stats")
-    entry["input_stats"] = {moved(p): st for p, st in stats.items()} \
-        if isinstance(stats, dict) else {}
-    as_read = {**entry, "outputs": dict.fromkeys(entry["outputs"]), "order": 0}
-    if manifest._entry_problem(stage, as_read) or any(
-            not Path(p).is_relative_to(here) for key in ("inputs", "outputs")
-            if (stage, key) not in manifest.OUTSIDE for p in as_read[key]):
+    as_read = {**entry, "outputs": dict.fromkeys(entry["outputs"]), "order": 0,
+               "stats": stats if isinstance(stats, dict) else {}}
+    if manifest._entry_problem(stage, as_read) or manifest._relocated(
+            {"stages": {stage: as_read}, "output_dir": entry["output_dir"]}, paths):
         return None
+    entry.update(inputs=as_read["inputs"], outputs=list(as_read["outputs"]),
+                 input_stats=as_read["stats"], output_dir=manifest._abs(paths.output_dir))
     return entry

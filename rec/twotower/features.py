@@ -138,8 +138,8 @@ def save_features(folder: Path, user_ids, user_vecs: np.ndarray, movie_ids, movi
     return features_files(folder, extra)
 
 
-def features_files(folder: Path, extra: dict) -> list[Path]:
-    """The files save_features writes into `folder` with these `extra` files."""
+def features_files(folder: Path, extra) -> list[Path]:
+    """The files save_features writes into `folder` with the `extra` files (their names)."""
     return [Path(folder) / name for name in [*HASHED, SCORING, *extra, unit.UNIT]]
 
 

@@ -48,10 +48,10 @@ def save(paths: Paths, device: str) -> dict:
     extra.update(item_file)
     # the manifest entry, sealed in the folder too (rec.storage.records): a kill -9 between
     # the folder's swap and the manifest's write leaves it with the features
-    extra[records.RECORD] = b""  # its place among the files save_features writes
     pending = records.pending(paths, "save-features", {"device": device},
                               inputs=dataset_paths(paths) + [paths.model.params],
-                              outputs=features_files(paths.features_dir, extra))
+                              outputs=features_files(paths.features_dir,
+                                                     [*extra, records.RECORD]))
     extra[records.RECORD] = pending.data
     save_features(paths.features_dir, ds.vocab.user_ids, user_vecs, ds.vocab.movie_ids,
                   movie_vecs, scoring, extra, run_id, tagged=tuple(item_file))
