@@ -47,6 +47,37 @@ def test_smallest_k_is_argpartition_to_the_index():
                               np.argpartition(-a, k - 1, axis=1)[:, :k])
 
 
+def test_dense_top_is_whole_rows_ranking_to_the_index():
+    """dense_top ranks the best groups of columns alone, and a row whole where ties or too
+    few finite scores could make that differ: the indices of ranking every row whole."""
+    from rec.shortlists import GROUP, dense_top, full_top
+
+    rng = np.random.default_rng(5)
+    for b, m, kind in ((200, 3883, "continuous"), (150, 2000, "ties"), (100, 700, "-inf"),
+                       (60, GROUP * 11 + 3, "continuous"), (40, GROUP * 10, "continuous"),
+                       (30, 50, "continuous"), (64, 1000, "nan")):
+        scores = (rng.standard_normal(m) + rng.standard_normal((b, m))).astype(np.float32)
+        if kind == "ties":
+            scores = np.round(scores, 1)
+            scores[:10] = np.round(scores[:10])  # rows with ties among the best
+        elif kind == "-inf":
+            scores[rng.random(scores.shape) < 0.9] = -np.inf
+            scores[:5, 4:] = -np.inf  # fewer than k finite scores
+        elif kind == "nan":
+            scores[rng.random(scores.shape) < 0.01] = np.nan
+        seen = rng.random((b, m)) < 0.05
+        seen[0, :] = True  # a row that saw everything
+        rows, cols = np.nonzero(seen)
+        for k in (1, 3, 10):
+            worst = -scores
+            worst[rows, cols] = np.inf
+            assert np.array_equal(dense_top(scores, rows, cols, k), full_top(worst, k)), (kind, k)
+    # the grouped path is taken (and exact) on a plain continuous catalogue
+    scores = rng.standard_normal((50, 3883)).astype(np.float64)
+    assert np.array_equal(dense_top(scores, np.zeros(0, int), np.zeros(0, int), 10),
+                          np.argsort(-scores, axis=1)[:, :10])
+
+
 def test_upper_gram_gives_the_same_ease_as_the_full_gram():
     rng = np.random.default_rng(2)
     x = binary(rng, 500, 300, 12_000)
