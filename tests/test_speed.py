@@ -160,29 +160,38 @@ def test_host_tensor_shares_the_arrays_memory_on_the_cpu():
 
 
 def test_one_ranking_pass_gives_each_like_weights_own_metrics():
-    """Validation ranks every like weight from one score computation: each weight's order is
-    rec.scoring.score's with that weight, number for number, and so are its metrics."""
+    """Validation ranks every like weight from one score computation, each as a shortlist
+    of the best by pick logit: each weight's metrics are those of rec.scoring.score's order
+    with that weight, on a catalogue past the shortlist (rows ranked on it, and rows ranked
+    whole: a near tie, too few unseen movies) and one within it."""
     from rec.metrics import ranking_metrics
-    from rec.scoring import score, vector_scorer
-    from rec.twotower.recall_rank import LIKE_WEIGHTS, like_weight_orders
+    from rec.scoring import vector_scorer
+    from rec.twotower.recall_rank import LIKE_WEIGHTS
+    from rec.twotower.topscores import like_weight_shortlists
 
     rng = np.random.default_rng(0)
-    users, movies = rng.normal(size=(30, 9)).astype(np.float32), \
-        rng.normal(size=(50, 9)).astype(np.float32)
-    scoring = {"match": "softmax", "split": 5, "offset": 3.5, "clip": [1, 5],
-               "like": {"a": 1.3, "b": -4.0, "weight": 0.0}}
-    block = np.array([4, 0, 17])
-    orders = like_weight_orders(users, movies, scoring)(block)
-    assert sorted(orders) == sorted(LIKE_WEIGHTS)
-    seen_u, seen_m = rng.integers(0, 30, 200), rng.integers(0, 50, 200)
-    rel_u, rel_m = rng.integers(0, 30, 60), rng.integers(0, 50, 60)
-    together = ranking_metrics(like_weight_orders(users, movies, scoring), 30, 50, seen_u,
-                               seen_m, rel_u, rel_m, chunk=7)
-    for w in LIKE_WEIGHTS:
-        alone = {**scoring, "like": {**scoring["like"], "weight": w}}
-        assert np.array_equal(orders[w], score(users[block], movies, alone))
-        assert together[w] == ranking_metrics(vector_scorer(users, movies, alone), 30, 50,
-                                              seen_u, seen_m, rel_u, rel_m, chunk=7)
+    for n_users, n_movies in ((30, 50), (80, 400)):
+        users = rng.normal(size=(n_users, 9)).astype(np.float32)
+        movies = rng.normal(size=(n_movies, 9)).astype(np.float32)
+        movies[1] = movies[0]  # two movies with the same scores for everyone
+        users[::2, :5] *= 0.05  # half the users' picks nearly flat: log P(like) decides
+        # a steep like-calibration: log P(like) from -15 to 0, so that a movie far down
+        # the picks can reach a top 10 (the shortlist's ceiling sends its row whole)
+        scoring = {"match": "softmax", "split": 5, "offset": 3.5, "clip": [1, 5],
+                   "like": {"a": 5.0, "b": -20.0, "weight": 0.0}}
+        seen_u = rng.integers(0, n_users, 10 * n_movies)
+        seen_m = rng.integers(0, n_movies, 10 * n_movies)
+        seen_u, seen_m = np.r_[seen_u, np.zeros(n_movies - 30, int)], \
+            np.r_[seen_m, np.arange(30, n_movies)]  # user 0 left 30 unseen at most
+        rel_u, rel_m = rng.integers(0, n_users, 6 * n_users), rng.integers(0, n_movies, 6 * n_users)
+        rank_args = (n_users, n_movies, seen_u, seen_m, rel_u, rel_m)
+        together = ranking_metrics(like_weight_shortlists(users, movies, scoring, LIKE_WEIGHTS,
+                                                          seen_u, seen_m), *rank_args, chunk=7)
+        assert sorted(together) == sorted(LIKE_WEIGHTS)
+        for w in LIKE_WEIGHTS:
+            alone = {**scoring, "like": {**scoring["like"], "weight": w}}
+            assert together[w] == ranking_metrics(vector_scorer(users, movies, alone),
+                                                  *rank_args, chunk=7), (n_movies, w)
 
 
 def test_the_networks_heads_are_the_saved_vectors_products():

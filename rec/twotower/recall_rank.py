@@ -17,8 +17,9 @@ Validation each epoch, on a fixed seeded sample of VAL_USERS users with a liked 
 the dataset's VAL part (rec train passes the tuning view, rec.datasets.tuning: that is the
 tuning slice, never the evaluation split): RMSE/MAE of the rating head on their ratings,
 and HR@10 / NDCG@10 of the final order with the evaluate protocol, for each like weight of
-LIKE_WEIGHTS (all ranked in one pass: like_weight_orders); the best weight is kept. The
-best epoch is the one with the best NDCG@10.
+LIKE_WEIGHTS (all ranked in one pass, each as a shortlist of the best by pick logit:
+rec.twotower.topscores.like_weight_shortlists); the best weight is kept. The best epoch is
+the one with the best NDCG@10.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from rec.metrics import dense_chunk, ranking_metrics, rmse_mae
 from rec.paths import OPTIMIZER, PARAMS
 from rec.scoring import like_calibration, stars_pairs
 from rec.twotower.kind import Auto, Kind
+from rec.twotower.topscores import like_weight_shortlists
 
 DISLIKED_WEIGHT = 0.1  # pick-loss weight of a training rating below RELEVANT (measured)
 # final order: pick logit + w * log P(like), w chosen each epoch on the tuning slice among
@@ -230,20 +232,28 @@ def trained_vectors(net, ds: Dataset, hist: Histories | None = None,
 
 
 def final_scoring(net, user_vecs: np.ndarray, movie_vecs: np.ndarray,
-                  hist: Histories, users: np.ndarray | None = None) -> dict:
+                  hist: Histories, users: np.ndarray | None = None,
+                  sample: tuple | None = None) -> dict:
     """scoring.json for these vectors (user_vecs[i] is user users[i], default all): the
     split of the vectors, the like-calibration fitted on (a sample of at most CALIBRATION
     of) those users' training ratings (held-out users' given ones left out), and the
-    weight of log P(like) in the order."""
+    weight of log P(like) in the order. `sample`: calibration_sample(hist, users), when
+    the caller keeps it (validation: the same users every epoch)."""
     base = net.scoring()
     users = np.arange(len(user_vecs)) if users is None else users
+    rows, movies, liked = sample or calibration_sample(hist, users)
+    a, b = like_calibration(stars_pairs(user_vecs[rows], movie_vecs[movies], base), liked)
+    return {**base, "like": {"a": a, "b": b, "weight": float(net.config.like_weight)}}
+
+
+def calibration_sample(hist: Histories, users: np.ndarray) -> tuple:
+    """(rows into `users`, movies, liked) of the like-calibration's seeded sample of at most
+    CALIBRATION of `users`' training ratings."""
     row, movie, rating, _ = hist.rows(users)
     trained = np.isin(users, hist.users_with_history)[row]
     row, movie, rating = row[trained], movie[trained], rating[trained]
     pick = np.random.default_rng(0).permutation(len(row))[:CALIBRATION]
-    predicted = stars_pairs(user_vecs[row[pick]], movie_vecs[movie[pick]], base)
-    a, b = like_calibration(predicted, rating[pick] >= RELEVANT)
-    return {**base, "like": {"a": a, "b": b, "weight": float(net.config.like_weight)}}
+    return row[pick], movie[pick], rating[pick] >= RELEVANT
 
 
 def recall_rank_objective(net, optimizer, ds: Dataset, batch_users: int,
@@ -331,17 +341,19 @@ def recall_rank_objective(net, optimizer, ds: Dataset, batch_users: int,
     threads = runtime.math_threads()
     val_chunk = min(dense_chunk(ds.n_movies), -(-max(len(val_users), 1) // threads))
 
+    both = np.r_[val_users, cal_users]
+    sample = calibration_sample(hist, both)  # the like-calibration's ratings, every epoch
+
     def validate() -> dict:
-        both = np.r_[val_users, cal_users]
         user_vecs, movie_vecs = trained_vectors(net, ds, hist, both, movies=movies)
-        scoring = final_scoring(net, user_vecs, movie_vecs, hist, both)
+        scoring = final_scoring(net, user_vecs, movie_vecs, hist, both, sample)
         user_vecs = user_vecs[: len(val_users)]
         rmse, mae = rmse_mae(stars_pairs(user_vecs[vu], movie_vecs[vm], scoring), vr,
                              net.config.rating_range)
         # the like weight: chosen here, on the tuning slice, every weight ranked in one pass
-        rankings = ranking_metrics(like_weight_orders(user_vecs, movie_vecs, scoring),
-                                   len(val_users), ds.n_movies, su, sm, vu[rel], vm[rel],
-                                   chunk=val_chunk, threads=threads)
+        orders = like_weight_shortlists(user_vecs, movie_vecs, scoring, LIKE_WEIGHTS, su, sm)
+        rankings = ranking_metrics(orders, len(val_users), ds.n_movies, su, sm, vu[rel],
+                                   vm[rel], chunk=val_chunk, threads=threads)
         best = None
         for w in LIKE_WEIGHTS:
             if best is None or rankings[w]["ndcg@10"] > best[1]["ndcg@10"] + 1e-9:
@@ -356,21 +368,6 @@ def recall_rank_objective(net, optimizer, ds: Dataset, batch_users: int,
         runtime.save_model(folder, net, config)
 
     return Objective([part], train_epoch, validate, save_best)
-
-
-def like_weight_orders(user_vecs: np.ndarray, movie_vecs: np.ndarray, scoring: dict):
-    """score_chunk for ranking_metrics: {w: rec.scoring.score's order with like weight w}
-    for each w of LIKE_WEIGHTS, the same numbers, with the pick logits and log P(like)
-    computed once per chunk of users instead of once per weight (five times less work:
-    validation was as long as the epoch's training on ml-1m)."""
-    from rec.scoring import log_like, pick_logits, stars
-
-    def orders(block: np.ndarray) -> dict:
-        users = user_vecs[block]
-        pick = pick_logits(users, movie_vecs, scoring)
-        like = log_like(stars(users, movie_vecs, scoring), scoring["like"])
-        return {w: pick + np.float32(w) * like if w else pick for w in LIKE_WEIGHTS}
-    return orders
 
 
 def vector_mismatch(model, ds: Dataset, user_vecs: np.ndarray, movie_vecs: np.ndarray,
