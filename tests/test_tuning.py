@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from conftest import rec, reseal
-from rec.datasets.contract import GIVEN, TRAIN, VAL
-from rec.datasets.tuning import slice_codes, uniform_hash
+from rec.datasets.contract import GIVEN, TRAIN, VAL, load_dataset
+from rec.datasets.tuning import slice_codes, tuning_view, uniform_hash
+from rec.paths import Paths
 
 
 def test_the_random_slice_is_a_function_of_each_pair_alone():
@@ -136,13 +137,48 @@ def test_the_whole_fit_does_not_change_when_only_the_validation_ratings_change(t
         assert np.array_equal(first[key], second[key]), key
 
 
+def test_a_ctr_model_on_movielens_does_not_change_when_only_the_validation_ratings_change(
+        tmp_path):
+    """`ctr-train --model wide_deep` keeps its best epoch and stops early on the tuning
+    slice: change the evaluation split's ratings, train again, the same weights, the same
+    validation figures, and fewer validation samples than the evaluation split holds."""
+    root = tmp_path / "w"
+    assert rec(root, "download", "--dataset", "synthetic", "--users", "300", "--movies",
+               "200", "--ratings", "24000").exit_code == 0
+    assert rec(root, "preprocess").exit_code == 0
+    ctr = root / "output" / "ctr"
+
+    def fit() -> tuple[dict, dict]:
+        _in_a_new_process(root, "ctr-train", "--model", "wide_deep", "--epochs", "3",
+                          "--negatives", "1")
+        with np.load(ctr / "model" / "weights.npz") as z:
+            weights = {k: z[k] for k in z.files}
+        metrics = json.loads((ctr / "model" / "metrics.json").read_text())
+        return weights, metrics
+
+    first, metrics = fit()
+    view = tuning_view(load_dataset(Paths(root / "data", root / "output")))
+    in_slice = int((view.split == VAL).sum())  # validated on: the slice, one negative each
+    assert in_slice < metrics["val_samples"] <= 2 * in_slice
+    ds = root / "output" / "dataset"
+    val = np.flatnonzero(np.load(ds / "split.npy") == VAL)
+    values = np.load(ds / "rating_values.npy")
+    values[val] = 6.0 - values[val]  # the evaluation split rated the other way round
+    np.save(ds / "rating_values.npy", values)
+    reseal(ds)
+    shutil.rmtree(ctr)
+    second, again = fit()
+    assert first.keys() == second.keys()
+    for key in first:
+        assert np.array_equal(first[key], second[key]), key
+    for key in ("auc", "logloss", "baseline_auc", "best_epoch", "val_samples"):
+        assert metrics[key] == again[key], key
+
+
 def test_users_kind_draws_more_lists_from_the_same_held_out_users_only(tmp_path):
     """--split users: the rank stage's extra draws move only the held-out tuning users'
     ratings between given and to-predict; the training part (what every channel was
     fitted on) is untouched."""
-    from rec.datasets.contract import load_dataset
-    from rec.datasets.tuning import tuning_view
-    from rec.paths import Paths
     from rec.rank.fit import redrawn
 
     root = tmp_path / "w"

@@ -17,6 +17,7 @@ import numpy as np
 from rec.ctr.fields import MovieLensFields
 from rec.datasets import criteo
 from rec.datasets.contract import RELEVANT, dataset_identity, dataset_paths, load_dataset
+from rec.datasets.tuning import tuning_view
 from rec.errors import UsageError
 from rec.paths import CATEGORIES
 
@@ -65,17 +66,20 @@ def require_two_classes(labels: np.ndarray | None, where: str, positives: int = 
 
 
 class MovieLensSource:
-    """(user, movie) pairs of output/dataset: label 1 when the rating is 4 or more, 0 when it
-    is lower and, with `negatives` K > 0, for K movies per training rating that the user did
-    not rate (drawn uniformly from the catalogue, anew each epoch). With K = 0 the model
-    learns "will like, given watched" (the course's CTR view of ratings); with K > 0 it
-    learns "will watch and like", the rank stage of recall then rank. Validation gets K
-    such negatives per validation rating too, drawn once from `seed`."""
+    """(user, movie) pairs of `ds`: label 1 when the rating is 4 or more, 0 when it is lower
+    and, with `negatives` K > 0, for K movies per training rating that the user did not
+    rate (drawn uniformly from the catalogue, anew each epoch). With K = 0 the model learns
+    "will like, given watched" (the course's CTR view of ratings); with K > 0 it learns
+    "will watch and like", the rank stage of recall then rank. Validation gets K such
+    negatives per validation rating too, drawn once from `seed`. `rec ctr-train` passes
+    the tuning view (rec.datasets.tuning): its validation, which chooses the epochs and
+    stops early, is the tuning slice, never the evaluation split; `evaluated` is the
+    dataset itself, for the report after training (recall then rank)."""
 
     name = "movielens"
 
-    def __init__(self, ds, crosses: bool, negatives: int = 0, seed: int = 0):
-        self.ds = ds
+    def __init__(self, ds, crosses: bool, negatives: int = 0, seed: int = 0, evaluated=None):
+        self.ds, self.evaluated = ds, evaluated if evaluated is not None else ds
         self.fields = MovieLensFields.from_dataset(ds, crosses)
         self.negatives = int(negatives)
         (tu, tm, tr), (vu, vm, vr) = ds.train_val()
@@ -95,8 +99,8 @@ class MovieLensSource:
             val_labels = np.concatenate([val_labels, np.zeros(len(nu), np.float32)])
         self.val = Arrays(self.fields.inputs(vu, vm), val_labels)
         self.n_train = len(self.train) * (1 + self.negatives)
-        require_two_classes(self.val.labels, "the validation part of output/dataset "
-                            f"(label: rating >= {RELEVANT})")
+        require_two_classes(self.val.labels, "the validation part (the tuning slice) of "
+                            f"output/dataset (label: rating >= {RELEVANT})")
 
     def _unrated(self, users: np.ndarray, rated: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
         """One uniformly drawn movie per entry of `users` that the user has not rated (keys
@@ -251,7 +255,8 @@ def make_source(paths, p, vocab_path: Path | None):
     from rec.console import log
 
     if p.data == "movielens":
-        source = MovieLensSource(load_dataset(paths), p.crosses, p.negatives, p.seed)
+        ds = load_dataset(paths)
+        source = MovieLensSource(tuning_view(ds), p.crosses, p.negatives, p.seed, evaluated=ds)
         files = dataset_paths(paths)
         return source, dataset_identity(paths), files, manifest.fingerprints(files)
     files = [Path(p.input)] + ([Path(p.val_input)] if p.val_input else [])

@@ -54,7 +54,8 @@ def recall_then_rank(paths, source, candidates: int) -> dict:
     best = paths.ctr.staging if paths.ctr.staging.config.is_file() else paths.ctr
     config = read_json(best.config, "rec ctr-train", ("model",))
     net = NumpyCtr.load(best.weights, config["model"])
-    result = recall_rerank_metrics(source.ds, features, net, source.fields, candidates)
+    # a report on the evaluation split (nothing is chosen on it), as `rec evaluate`'s
+    result = recall_rerank_metrics(source.evaluated, features, net, source.fields, candidates)
     if result is None:
         warn("output/features does not match output/dataset: recall-then-rank comparison "
              "skipped (run `rec save-features` again)")

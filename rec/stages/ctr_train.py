@@ -5,7 +5,9 @@ MovieLens-as-CTR (`--model wide_deep|deepfm`, the course's CTR view) or a raw Cr
 What follows is the CTR models'.
 
 Data (`--data`):
-  movielens  output/dataset on its saved split; label 1 when the rating is 4 or 5, 0 when it
+  movielens  output/dataset's training ratings through the tuning view (rec.datasets.tuning:
+             the validation that chooses epochs and stops early is the tuning slice, never
+             the evaluation split); label 1 when the rating is 4 or 5, 0 when it
              is lower and for --negatives unrated movies per rating (drawn each epoch:
              "will watch and like", the rank stage of recall then rank); sparse
              fields user, gender, age, occupation, movie, year bucket, genres (pooled), and
@@ -24,8 +26,8 @@ resumed run retraces an uninterrupted one.
 With --data movielens and output/features present, the run ends with the recall-then-rank
 comparison: HR@10 and NDCG@10 of the two-tower model's top 10 (recall alone) and of its top
 `--candidates` reordered by pick + RERANK_WEIGHT x log P(ctr) (rec.scoring.rerank_order),
-on the validation users, in the
-metrics (keys recall_hr@10, rerank_hr@10, recall_ndcg@10, rerank_ndcg@10).
+on the evaluation split's users (a report, as `rec evaluate`'s: nothing is chosen on it), in
+the metrics (keys recall_hr@10, rerank_hr@10, recall_ndcg@10, rerank_ndcg@10).
 
 The options and their checks are here; the training is rec/ctr/fit.py's.
 """
