@@ -279,6 +279,29 @@ def test_a_copied_output_folder_keeps_its_record(world, tmp_path):
     assert ["train", "fresh"] in [line.split("\t")[:2] for line in r.stdout.splitlines()]
 
 
+def test_a_copied_project_is_checked_against_its_own_data(world, tmp_path):
+    """A project (data/ and output/) copied elsewhere: status reads the copy's data, not the
+    folder the manifest was written in: fresh as copied, and a change to the copy's data
+    shows in the copy alone."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(world / "data", copy / "data")
+    shutil.copytree(world / "output", copy / "output")
+
+    def states(root: Path) -> dict:
+        r = rec(root, "status")
+        assert r.exit_code == 0, r.stderr
+        return dict(line.split("\t")[:2] for line in r.stdout.splitlines()[1:])
+    assert states(copy)["download"] == "fresh" and states(copy)["preprocess"] == "fresh"
+    data = next(p for p in sorted((copy / "data").rglob("*")) if p.is_file() and
+                p.suffix in (".dat", ".csv", ".data", ".tsv"))
+    with data.open("a") as f:
+        f.write("\n")
+    assert (states(copy)["download"], states(copy)["preprocess"]) == ("modified", "stale")
+    assert (states(world)["download"], states(world)["preprocess"]) == ("fresh", "fresh")
+
+
 def test_a_folder_fingerprint_stops_at_a_bound(tmp_path, monkeypatch):
     from rec.storage import fingerprints
 

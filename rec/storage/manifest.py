@@ -74,31 +74,45 @@ def _entry_problem(stage: Any, entry: Any) -> str | None:
 
 
 def _relocated(obj: dict, paths: Paths) -> str | None:
-    """Point the paths recorded under the folder the manifest was written in (its
-    "output_dir") at the folder it is in now, so that a copied or moved output folder keeps
-    its record; why not, when a path lies outside both where no stage records one."""
+    """Point the paths recorded under the folders the manifest was written for (its
+    "output_dir" and "data_dir") at the folders it is read for now, so that a copied or
+    moved project (data/ and output/) keeps its record and is checked against its own data;
+    why not, when a path lies outside both where no stage records one. (A manifest from
+    before "data_dir" keeps its data paths as they are.)"""
     here = Path(_abs(paths.output_dir))
     there = obj.get("output_dir", str(here))
     if not isinstance(there, str) or not Path(there).is_absolute():
         return "output_dir is not an absolute path"
+    moves = [(Path(there), here)]
+    data_there = obj.get("data_dir")
+    if data_there is not None:
+        if not isinstance(data_there, str) or not Path(data_there).is_absolute():
+            return "data_dir is not an absolute path"
+        moves.append((Path(data_there), Path(_abs(paths.data_dir))))
+
+    def moved(name: str) -> Path:
+        path = Path(name)
+        for old, new in moves:  # the output folder first: a data folder inside it is rare
+            if path.is_relative_to(old):
+                return new / path.relative_to(old)
+        return path
     for stage, entry in obj["stages"].items():
         for key in ("inputs", "outputs"):
-            moved = {}
+            now = {}
             for name, digest in entry[key].items():
-                path = Path(name)
-                if path.is_relative_to(there):
-                    path = here / path.relative_to(there)
-                elif (stage, key) not in OUTSIDE and not Path(_abs(path)).is_relative_to(here):
+                path = moved(name)
+                if path == Path(name) and (stage, key) not in OUTSIDE and \
+                        not Path(_abs(path)).is_relative_to(here):
                     return (f"{stage}: {key} path {name[:60]!r} is outside {paths.output_dir}, "
                             f"where rec writes")
-                moved[str(path)] = digest
-            entry[key] = moved
+                now[str(path)] = digest
+            entry[key] = now
         stats = entry.get("stats")
         if isinstance(stats, dict):  # the sizes and mtimes that spare `status` a hash
-            entry["stats"] = {str(here / Path(n).relative_to(there))
-                              if Path(n).is_relative_to(there) else n: v
-                              for n, v in stats.items()}
+            entry["stats"] = {str(moved(n)): v for n, v in stats.items()}
     obj["output_dir"] = str(here)
+    if data_there is not None:
+        obj["data_dir"] = _abs(paths.data_dir)
     return None
 
 
@@ -172,7 +186,7 @@ def entry(paths: Paths, params: dict[str, Any], inputs: list[Path], outputs: lis
           resolved: dict[str, Any] | None = None) -> dict:
     """A stage's entry as `record` writes it, but for what its outputs are once in place
     (their fingerprints and stats) and its order: those `commit` adds. "run" tells one
-    run's entry from another's; "output_dir" is where its paths point."""
+    run's entry from another's; "output_dir" and "data_dir" are where its paths point."""
     defaults = {**_option_defaults, **{k: v for k, v in (resolved or {}).items()
                                        if k in _option_defaults}}
     read = {p: (read_as or {}).get(p) or read_version(p) for p in inputs}
@@ -188,6 +202,7 @@ def entry(paths: Paths, params: dict[str, Any], inputs: list[Path], outputs: lis
         "input_stats": {_abs(p): getattr(fp, "stats", None) for p, fp in read.items()},
         "outputs": [_abs(p) for p in outputs],
         "output_dir": _abs(paths.output_dir),
+        "data_dir": _abs(paths.data_dir),
     }
 
 
@@ -204,6 +219,7 @@ def commit(paths: Paths, stage: str, pending: dict, mode: str = "now") -> None:
         "order": order,  # which of two stages ran last (`time` has whole seconds only)
     }
     manifest["output_dir"] = _abs(paths.output_dir)  # where its paths point
+    manifest["data_dir"] = _abs(paths.data_dir)
     write_json(paths.manifest, manifest)
 
 
