@@ -300,6 +300,22 @@ def test_status_checks_every_file_of_the_model_it_calls_fresh(exported, tmp_path
     assert states(root)["train"] == state
 
 
+def test_what_reads_an_edited_output_is_stale(exported, tmp_path):
+    """A hand-edited file of output/features (or of the model) makes the stage that wrote
+    it 'modified' and every stage that reads it 'stale', even where the reader's record
+    names another file of that folder (export: the features' unit.json, unchanged)."""
+    root = copy_world(exported, tmp_path)
+    scoring = root / "output" / "features" / "scoring.json"
+    scoring.write_text(scoring.read_text().replace('"clip"', '"clip" ', 1))
+    assert {k: v for k, v in states(root).items() if k in ("train", "save-features", "export")} \
+        == {"train": "fresh", "save-features": "modified", "export": "stale"}
+    root = copy_world(exported, tmp_path / "again")
+    config = root / "output" / "model" / "best" / "config.json"
+    config.write_text(config.read_text() + " ")
+    assert {k: v for k, v in states(root).items() if k in ("train", "save-features", "export")} \
+        == {"train": "modified", "save-features": "stale", "export": "stale"}
+
+
 def test_status_says_missing_when_what_a_stage_wrote_is_gone(exported, tmp_path):
     """A newcomer removed output/export: 'modified' read as if it had been edited."""
     import shutil

@@ -11,6 +11,7 @@ names it) is "running", whatever its last run left.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import typer
 
@@ -60,6 +61,7 @@ def command(
     if holder and running not in names:
         log(f"{paths.output_dir} is in use by `{holder}`")
     rows, hashed = [], {}  # a file read by several stages is hashed once
+    edited: list[Path] = []  # outputs of stages edited since their run (in stage order)
     for name in names:
         entry = stages.get(name)
         params = (entry or {}).get("params")
@@ -69,6 +71,13 @@ def command(
         else:
             state = ("stale" if name in mismatched and entry
                      else manifest.stage_state(entry, hashed))
+            # what reads an edited output is stale, even where its record names a file of
+            # it the edit left alone (a unit's unit.json: evaluate, export)
+            if state == "fresh" and any(Path(p).is_relative_to(e) for p in entry["inputs"]
+                                        for e in edited):
+                state = "stale"
+            if state == "modified":
+                edited += [Path(p) for p in entry["outputs"]]
             when = (entry or {}).get("time", "")
         defaults = (entry or {}).get("defaults")
         rows.append({
