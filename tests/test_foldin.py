@@ -154,6 +154,13 @@ def test_bad_rating_lines_name_the_line(trained, tmp_path):
     assert result.exit_code == 2 and result.stderr == (
         f"error: {tmp_path / 'bad.tsv'}:1: rating 9 for '1' is outside this dataset's scale, "
         "1 to 5\n")
+    (tmp_path / "bad.tsv").write_text("1\t5\nno such movie at all\t4\n")
+    result = rec(trained, "recommend", "--rated", str(tmp_path / "bad.tsv"))
+    assert result.exit_code == 2 and result.stderr.startswith(
+        f"error: {tmp_path / 'bad.tsv'}:2: no movie title contains 'no such movie at all'")
+    result = rec(trained, "recommend", "--rated", str(tmp_path / "missing.tsv"))
+    assert result.exit_code == 2 and result.stderr == (
+        f"error: cannot read --rated {tmp_path / 'missing.tsv'}: No such file or directory\n")
 
 
 def test_a_rating_model_cannot_fold_in(trained, tmp_path):

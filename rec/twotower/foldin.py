@@ -138,7 +138,10 @@ def profile(given: list[tuple[str, float, str]], find, scale: tuple[float, float
         if not low <= value <= high:
             raise UsageError(f"{where}: rating {value:g} for {shown(query)} is outside this "
                              f"dataset's scale, {low:g} to {high:g}")
-        row = find(query)
+        try:
+            row = find(query)
+        except UsageError as e:  # not found, or ambiguous: a line of --rated says which
+            raise UsageError(f"{where}: {e}" if ":" in where else str(e)) from None
         if row in rows:
             first, at = rows[row]
             if first != value:
@@ -230,7 +233,7 @@ def fold_in_user(paths: Paths, cat, rated: str | None, like: list[str], dislike:
             try:
                 text, source = decode(Path(rated).read_bytes(), f"--rated {rated}"), rated
             except OSError as e:
-                raise UsageError(f"cannot read --rated {rated}: {e}")
+                raise UsageError(f"cannot read --rated {rated}: {e.strerror or e}")
         spaced = []
         given += parse_rated(text, source, spaced)
         for line, where in spaced:  # 'Toy Story 2': Toy Story rated 2, or a title?
