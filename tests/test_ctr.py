@@ -9,6 +9,7 @@ MovieLens, preprocessed, with a quickly trained two-tower model and its saved fe
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -433,6 +434,53 @@ def test_predict_pairs_from_stdin_in_order(ml_world):
                               "warning: line 3: expected USER MOVIE (two ids), got '1 two': "
                               "skipped (--skip-bad)\n"
                               "warning: 2 bad lines skipped, 2 scored\n")
+
+
+def piped_path(text: str) -> tuple[str, int]:
+    """A path that reads `text` from a pipe, as bash's `<(printf ...)` gives one
+    (/dev/fd/N), and the pipe's read end, for the caller to close."""
+    if not Path("/dev/fd").is_dir():
+        pytest.skip("no /dev/fd on this system")
+    read, write = os.pipe()
+    os.write(write, text.encode())  # a few bytes: the pipe's buffer holds them
+    os.close(write)
+    return f"/dev/fd/{read}", read
+
+
+def test_predict_reads_pairs_from_any_readable_path(ml_world, tmp_path):
+    # a regular-file test refused these as "no such file: /dev/fd/63" and "/dev/null"
+    expected = rec(ml_world, "ctr-predict", input="1 2\n3 7\n")
+    assert expected.exit_code == 0 and expected.stdout.count("\n") == 3, expected.output
+    path, read = piped_path("1 2\n3 7\n")
+    try:
+        piped = rec(ml_world, "ctr-predict", path)
+    finally:
+        os.close(read)
+    assert (piped.exit_code, piped.stdout, piped.stderr) == (0, expected.stdout, "")
+    empty = rec(ml_world, "ctr-predict", "/dev/null")
+    assert (empty.exit_code, empty.stdout, empty.stderr) == \
+        (0, "line\tuser\tmovie\tprobability\n", "")
+
+
+def test_predict_refuses_a_missing_path_and_a_folder_in_one_line(ml_world, tmp_path):
+    for path, message in ((tmp_path / "nope.txt", f"no such file: {tmp_path / 'nope.txt'}"),
+                          (tmp_path, f"{tmp_path} is a folder, not a file")):
+        result = rec(ml_world, "ctr-predict", str(path))
+        assert (result.exit_code, result.stdout, result.stderr) == (2, "", f"error: {message}\n")
+
+
+def test_predict_reads_criteo_lines_from_a_pipe(criteo_world, criteo_trained, tmp_path):
+    world = tmp_path / "w"
+    shutil.copytree(criteo_world / "deepfm", world / "output")
+    text = (FIXTURES / "criteo_small.txt").read_text()
+    expected = rec(world, "ctr-predict", "-", input=text)
+    assert expected.exit_code == 0, expected.output
+    path, read = piped_path(text)
+    try:
+        piped = rec(world, "ctr-predict", path)
+    finally:
+        os.close(read)
+    assert (piped.exit_code, piped.stdout, piped.stderr) == (0, expected.stdout, expected.stderr)
 
 
 def test_same_seed_same_result_and_resume_matches(ml_copy, tmp_path):
