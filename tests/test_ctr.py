@@ -424,16 +424,26 @@ def test_predict_pairs_from_stdin_in_order(ml_world):
         [("2", "3", "7"), ("4", "1", "2"), ("5", "3", "7")]
     assert rows[0]["probability"] == rows[2]["probability"]
     bad = rec(ml_world, "ctr-predict", input="1 2\n99999 2\n")
-    one_line_error(bad, 2, "line 2: unknown user id 99999")
+    one_line_error(bad, 2, "stdin:2: unknown user id 99999")
     bad = rec(ml_world, "ctr-predict", input="1 2\n1 two\n")
-    one_line_error(bad, 2, "line 2: expected USER MOVIE")
+    one_line_error(bad, 2, "stdin:2: expected USER MOVIE")
     skipped = rec(ml_world, "ctr-predict", "--skip-bad", input="1 2\n99999 2\n1 two\n3 7\n")
     assert skipped.exit_code == 0, skipped.output
     assert [r["line"] for r in tsv(skipped.stdout)] == ["1", "4"]
-    assert skipped.stderr == ("warning: line 2: unknown user id 99999: skipped (--skip-bad)\n"
-                              "warning: line 3: expected USER MOVIE (two ids), got '1 two': "
+    assert skipped.stderr == ("warning: stdin:2: unknown user id 99999: skipped (--skip-bad)\n"
+                              "warning: stdin:3: expected USER MOVIE (two ids), got '1 two': "
                               "skipped (--skip-bad)\n"
                               "warning: 2 bad lines skipped, 2 scored\n")
+
+
+def test_predict_names_a_bad_line_by_its_file_or_stdin(ml_world, tmp_path):
+    # as recommend's ids and --rated name theirs: "stdin:2", "FILE:2" (was "line 2")
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1 2\n99999 2\n")
+    for args, where in (([str(pairs)], f"{pairs}:2"), (["-"], "stdin:2")):
+        result = rec(ml_world, "ctr-predict", *args, input=pairs.read_text())
+        assert (result.exit_code, result.stdout, result.stderr) == \
+            (2, "", f"error: {where}: unknown user id 99999\n")
 
 
 def piped_path(text: str) -> tuple[str, int]:
@@ -587,7 +597,7 @@ def test_predict_says_which_input_the_model_expects(ml_world, criteo_world, crit
     # Criteo lines to a MovieLens model: not "line 1: unknown user id 0"
     criteo_lines = (FIXTURES / "criteo_small.txt").read_text()
     result = rec(ml_world, "ctr-predict", input=criteo_lines)
-    one_line_error(result, 2, "line 1 is a Criteo line", "a MovieLens model",
+    one_line_error(result, 2, "stdin:1: a Criteo line", "a MovieLens model",
                    "USER MOVIE pairs")
     # USER MOVIE pairs (with or without a header) to a Criteo model
     world = tmp_path / "w"

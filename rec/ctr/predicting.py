@@ -67,16 +67,19 @@ def said_criteo(chunks: Iterator) -> Iterator:
         raise UsageError(f"{e}; the trained CTR model is {EXPECTS['criteo']}") from None
 
 
-def read_pairs(stream, user_index: dict, movie_index: dict, on_bad=None) -> Iterator[tuple]:
-    """Chunks of (line numbers, raw user ids, raw movie ids, user indices, movie indices).
-    A bad line is a usage error, or with `on_bad` given to it (its message) and skipped."""
+def read_pairs(stream, source: str, user_index: dict, movie_index: dict,
+               on_bad=None) -> Iterator[tuple]:
+    """Chunks of (line numbers, raw user ids, raw movie ids) read from `stream`. A bad line
+    is a usage error naming it as `source`:N ("stdin:3", as recommend's ids and --rated
+    name theirs), or with `on_bad` given to it (its message) and skipped."""
     lines, users, movies = [], [], []
     for number, line in enumerate(stream, start=1):
         text = clean(line).strip()  # a byte-order mark would make line 1 look like a header
         if not text:
             continue
+        where = f"{source}:{number}"
         if line.count("\t") >= CRITEO_TABS:
-            raise UsageError(f"line {number} is a Criteo line, but the trained CTR model is "
+            raise UsageError(f"{where}: a Criteo line, but the trained CTR model is "
                              f"{EXPECTS['movielens']}")
         tokens = SPLIT.split(text)
         u, m = (id_key(tokens[0]), id_key(tokens[1])) if len(tokens) >= 2 else (None, None)
@@ -88,8 +91,8 @@ def read_pairs(stream, user_index: dict, movie_index: dict, on_bad=None) -> Iter
                    if m not in movie_index else None)
         if problem is not None:
             if on_bad is None:
-                raise UsageError(f"line {number}: {problem}")
-            on_bad(f"line {number}: {problem}")
+                raise UsageError(f"{where}: {problem}")
+            on_bad(f"{where}: {problem}")
             continue
         lines.append(number)
         users.append(u)
@@ -115,6 +118,7 @@ def movielens_rows(model, config: dict, paths, path: str, batch: int,
     fields = MovieLensFields.from_dataset(ds, config["features"].get("crosses", False))
     user_index = {str(u): i for i, u in enumerate(ds.vocab.user_ids)}
     movie_index = {str(m): i for i, m in enumerate(ds.vocab.movie_ids)}
+    source = "stdin" if path == "-" else path
     if path == "-":
         stream = sys.stdin
     else:
@@ -123,7 +127,7 @@ def movielens_rows(model, config: dict, paths, path: str, batch: int,
         except OSError as e:
             raise UsageError(f"cannot read {path}: {e.strerror}")
     try:
-        for lines, users, movies in read_pairs(stream, user_index, movie_index, on_bad):
+        for lines, users, movies in read_pairs(stream, source, user_index, movie_index, on_bad):
             u = np.array([user_index[x] for x in users], dtype=np.int64)
             m = np.array([movie_index[x] for x in movies], dtype=np.int64)
             p = ct.predict(model, Arrays(fields.inputs(u, m), None), batch)
