@@ -446,6 +446,44 @@ def test_predict_names_a_bad_line_by_its_file_or_stdin(ml_world, tmp_path):
             (2, "", f"error: {where}: unknown user id 99999\n")
 
 
+NOT_A_PAIR = "expected USER MOVIE (two ids), got"
+
+
+@pytest.mark.parametrize("text,error", [
+    ("foo\n", f"stdin:1: {NOT_A_PAIR} 'foo'"),  # was taken for a header: no row, exit 0
+    ("1\n", f"stdin:1: {NOT_A_PAIR} '1'"),
+    ("foo\n1 2\n", f"stdin:1: {NOT_A_PAIR} 'foo'"),  # line 1 was dropped unseen
+    ("1.5 2.5\n1 2\n", f"stdin:1: {NOT_A_PAIR} '1.5 2.5'"),  # digits: no header
+    ("user movie rating\n1 2\n", f"stdin:1: {NOT_A_PAIR} 'user movie rating'"),
+    ("1 2\nuser movie\n", f"stdin:2: {NOT_A_PAIR} 'user movie'"),  # a header is line 1
+    ("\nuser movie\n1 2\n", f"stdin:2: {NOT_A_PAIR} 'user movie'"),
+])
+def test_predict_refuses_a_first_line_that_is_no_header(ml_world, text, error):
+    result = rec(ml_world, "ctr-predict", input=text)
+    assert (result.exit_code, result.stdout, result.stderr) == (2, "", f"error: {error}\n")
+
+
+@pytest.mark.parametrize("header", ["user movie", "user_id\tmovie_id", '"userId","movieId"',
+                                    "\ufeffUser, Movie"])
+def test_predict_skips_a_header_of_two_names_on_line_1(ml_world, header):
+    plain = rec(ml_world, "ctr-predict", input="1 2\n3 7\n")
+    assert plain.exit_code == 0, plain.output
+    title, *rows = plain.stdout.splitlines()
+    # the same rows, each a line further down
+    shifted = [f"{int(row.split(chr(9))[0]) + 1}\t{row.split(chr(9), 1)[1]}" for row in rows]
+    result = rec(ml_world, "ctr-predict", input=f"{header}\n1 2\n3 7\n")
+    assert (result.exit_code, result.stdout.splitlines(), result.stderr) == \
+        (0, [title, *shifted], "")
+
+
+def test_skip_bad_skips_a_first_line_that_is_no_header_and_says_so(ml_world):
+    result = rec(ml_world, "ctr-predict", "--skip-bad", input="foo\n1 2\n")
+    assert result.exit_code == 0, result.output
+    assert [r["line"] for r in tsv(result.stdout)] == ["2"]
+    assert result.stderr == (f"warning: stdin:1: {NOT_A_PAIR} 'foo': skipped (--skip-bad)\n"
+                             "warning: 1 bad line skipped, 1 scored\n")
+
+
 def piped_path(text: str) -> tuple[str, int]:
     """A path that reads `text` from a pipe, as bash's `<(printf ...)` gives one
     (/dev/fd/N), and the pipe's read end, for the caller to close."""
