@@ -86,8 +86,7 @@ def read_pairs(stream, source: str, user_index: dict, movie_index: dict,
         tokens = SPLIT.split(text)
         if number == 1 and is_header(tokens):
             continue
-        # exactly two: a line of three ids is not scored as its first two, unseen
-        u, m = (id_key(tokens[0]), id_key(tokens[1])) if len(tokens) == 2 else (None, None)
+        u, m = (id_key(tokens[0]), id_key(tokens[1])) if len(tokens) >= 2 else (None, None)
         problem = (f"expected USER MOVIE (two ids), got {shown(text)}" if u is None or m is None
                    else f"unknown user id {shown(u, 40, quote=False)}" if u not in user_index
                    else f"unknown movie id {shown(m, 40, quote=False)}"

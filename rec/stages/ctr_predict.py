@@ -4,10 +4,10 @@ Input (a file or any readable path, `<(zcat x.gz)` too; stdin with `-`, the defa
 chosen by what the model was trained on:
   criteo     raw Criteo lines (with a label column, or 39 columns with --no-label);
              .gz files work
-  movielens  one pair per line: USER MOVIE (exactly two raw ids, separated by spaces,
-             tabs or a comma); line 1 is skipped when it is a header: two names without
-             digits (`user movie`, `user_id<TAB>movie_id`); any other line that is not
-             two ids (`1`, `foo`, `1 2 5`) is a bad line
+  movielens  one pair per line: USER MOVIE (raw ids, separated by spaces, tabs or a comma;
+             further columns are ignored); line 1 is skipped when it is a header: two
+             names without digits (`user movie`, `user_id<TAB>movie_id`), any other line
+             that is not a pair is a bad line
 
 Output: one row per input line, in input order, each carrying the input's line number so
 scores join back to the lines (`paste`, `join`, or a key in JSON):
