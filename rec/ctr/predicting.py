@@ -107,11 +107,12 @@ def read_pairs(stream, source: str, user_index: dict, movie_index: dict,
 
 
 def is_header(fields: list[str]) -> bool:
-    """Whether line 1's fields are a header: exactly two names, neither with a digit in it
-    (`user movie`, `user_id<TAB>movie_id`, `"userId","movieId"`). Only such a line: a first
-    line of `foo`, `1` or `1.5 2.5` is refused like any other, where taking whatever did not
-    parse for a header dropped it unseen, a row short of one per line."""
-    return len(fields) == 2 and all(f and not HAS_DIGIT.search(f) for f in fields)
+    """Whether line 1's fields are a header: two or more names, none with a digit in it
+    (`user movie`, `user_id<TAB>movie_id`, `"userId","movieId","rating"`: columns after the
+    pair are ignored, a header's too). Only such a line: a first line of `foo`, `1` or
+    `1.5 2.5` is refused like any other, where taking whatever did not parse for a header
+    dropped it unseen, a row short of one per line."""
+    return len(fields) >= 2 and all(f and not HAS_DIGIT.search(f) for f in fields)
 
 
 def movielens_rows(model, config: dict, paths, path: str, batch: int,

@@ -5,9 +5,9 @@ chosen by what the model was trained on:
   criteo     raw Criteo lines (with a label column, or 39 columns with --no-label);
              .gz files work
   movielens  one pair per line: USER MOVIE (raw ids, separated by spaces, tabs or a comma;
-             further columns are ignored); line 1 is skipped when it is a header: two
-             names without digits (`user movie`, `user_id<TAB>movie_id`), any other line
-             that is not a pair is a bad line
+             further columns are ignored); line 1 is skipped when it is a header: names
+             without digits (`user movie`, `user_id<TAB>movie_id`), any other line that
+             does not start with two ids is a bad line
 
 Output: one row per input line, in input order, each carrying the input's line number so
 scores join back to the lines (`paste`, `join`, or a key in JSON):
@@ -43,7 +43,7 @@ def command(
     ctx: typer.Context,
     input: str = typer.Argument("-", metavar="INPUT",
                                 help="Criteo-format file for a Criteo model, USER MOVIE lines "
-                                "for a MovieLens model (line 1 may be a header of two names "
+                                "for a MovieLens model (line 1 may be a header of names "
                                 "without digits, e.g. 'user movie'); - reads stdin."),
     no_label: bool = typer.Option(False, "--no-label",
                                   help="Criteo: the lines have no label column (39 columns)."),
