@@ -8,12 +8,15 @@ decomposed (e + U+0301): the same text to a person, other code points to Python.
 input is decoded by `decode` (UTF-8, or UTF-16 by its mark; anything else is refused in
 one line naming it), goes through `clean` (BOMs gone, Unicode NFC) before it is parsed, and
 a title is matched by `fold` (clean, case folded, NFC again since case folding can undo it,
-and any run of white space, a no-break space too, as one space) on both sides.
+and any run of white space, a no-break space too, as one space) on both sides. A path given
+to read from is checked by `check_readable`: a pipe or `<(...)` is as good as a file.
 """
 
 from __future__ import annotations
 
 import codecs
+import os
+import stat
 import sys
 import unicodedata
 
@@ -73,3 +76,20 @@ def read_stdin() -> str:
     stream = getattr(sys.stdin, "buffer", None)
     data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
     return decode(data, "stdin")
+
+
+def check_readable(path: str) -> None:
+    """Refuse, in one line naming it (exit 2), a path given to read from that does not
+    exist, is a folder or cannot be read. Anything else is read: a regular file, but also a
+    pipe, `<(...)`'s /dev/fd/N, /dev/stdin or /dev/null, which a regular-file test refused
+    as "no such file". It is not opened here: a pipe can be read only once, by the reader."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UsageError(f"no such file: {path}") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"{path} is a folder, not a file")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"cannot read {path}: permission denied")

@@ -9,6 +9,7 @@ MovieLens, preprocessed, with a quickly trained two-tower model and its saved fe
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -423,16 +424,110 @@ def test_predict_pairs_from_stdin_in_order(ml_world):
         [("2", "3", "7"), ("4", "1", "2"), ("5", "3", "7")]
     assert rows[0]["probability"] == rows[2]["probability"]
     bad = rec(ml_world, "ctr-predict", input="1 2\n99999 2\n")
-    one_line_error(bad, 2, "line 2: unknown user id 99999")
+    one_line_error(bad, 2, "stdin:2: unknown user id 99999")
     bad = rec(ml_world, "ctr-predict", input="1 2\n1 two\n")
-    one_line_error(bad, 2, "line 2: expected USER MOVIE")
+    one_line_error(bad, 2, "stdin:2: expected USER MOVIE")
     skipped = rec(ml_world, "ctr-predict", "--skip-bad", input="1 2\n99999 2\n1 two\n3 7\n")
     assert skipped.exit_code == 0, skipped.output
     assert [r["line"] for r in tsv(skipped.stdout)] == ["1", "4"]
-    assert skipped.stderr == ("warning: line 2: unknown user id 99999: skipped (--skip-bad)\n"
-                              "warning: line 3: expected USER MOVIE (two ids), got '1 two': "
+    assert skipped.stderr == ("warning: stdin:2: unknown user id 99999: skipped (--skip-bad)\n"
+                              "warning: stdin:3: expected USER MOVIE (two ids), got '1 two': "
                               "skipped (--skip-bad)\n"
                               "warning: 2 bad lines skipped, 2 scored\n")
+
+
+def test_predict_names_a_bad_line_by_its_file_or_stdin(ml_world, tmp_path):
+    # as recommend's ids and --rated name theirs: "stdin:2", "FILE:2" (was "line 2")
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1 2\n99999 2\n")
+    for args, where in (([str(pairs)], f"{pairs}:2"), (["-"], "stdin:2")):
+        result = rec(ml_world, "ctr-predict", *args, input=pairs.read_text())
+        assert (result.exit_code, result.stdout, result.stderr) == \
+            (2, "", f"error: {where}: unknown user id 99999\n")
+
+
+NOT_A_PAIR = "expected USER MOVIE (two ids), got"
+
+
+@pytest.mark.parametrize("text,error", [
+    ("foo\n", f"stdin:1: {NOT_A_PAIR} 'foo'"),  # was taken for a header: no row, exit 0
+    ("1\n", f"stdin:1: {NOT_A_PAIR} '1'"),
+    ("foo\n1 2\n", f"stdin:1: {NOT_A_PAIR} 'foo'"),  # line 1 was dropped unseen
+    ("1.5 2.5\n1 2\n", f"stdin:1: {NOT_A_PAIR} '1.5 2.5'"),  # digits: no header
+    ("1 2\nuser movie\n", f"stdin:2: {NOT_A_PAIR} 'user movie'"),  # a header is line 1
+    ("\nuser movie\n1 2\n", f"stdin:2: {NOT_A_PAIR} 'user movie'"),
+])
+def test_predict_refuses_a_first_line_that_is_no_header(ml_world, text, error):
+    result = rec(ml_world, "ctr-predict", input=text)
+    assert (result.exit_code, result.stdout, result.stderr) == (2, "", f"error: {error}\n")
+
+
+@pytest.mark.parametrize("header", ["user movie", "user_id\tmovie_id", '"userId","movieId"',
+                                    "\ufeffUser, Movie", "user\tmovie\trating"])
+def test_predict_skips_a_header_of_names_on_line_1(ml_world, header):
+    plain = rec(ml_world, "ctr-predict", input="1 2\n3 7\n")
+    assert plain.exit_code == 0, plain.output
+    title, *rows = plain.stdout.splitlines()
+    # the same rows, each a line further down
+    shifted = [f"{int(row.split(chr(9))[0]) + 1}\t{row.split(chr(9), 1)[1]}" for row in rows]
+    result = rec(ml_world, "ctr-predict", input=f"{header}\n1 2\n3 7\n")
+    assert (result.exit_code, result.stdout.splitlines(), result.stderr) == \
+        (0, [title, *shifted], "")
+
+
+def test_skip_bad_skips_a_first_line_that_is_no_header_and_says_so(ml_world):
+    result = rec(ml_world, "ctr-predict", "--skip-bad", input="foo\n1 2\n")
+    assert result.exit_code == 0, result.output
+    assert [r["line"] for r in tsv(result.stdout)] == ["2"]
+    assert result.stderr == (f"warning: stdin:1: {NOT_A_PAIR} 'foo': skipped (--skip-bad)\n"
+                             "warning: 1 bad line skipped, 1 scored\n")
+
+
+def piped_path(text: str) -> tuple[str, int]:
+    """A path that reads `text` from a pipe, as bash's `<(printf ...)` gives one
+    (/dev/fd/N), and the pipe's read end, for the caller to close."""
+    if not Path("/dev/fd").is_dir():
+        pytest.skip("no /dev/fd on this system")
+    read, write = os.pipe()
+    os.write(write, text.encode())  # a few bytes: the pipe's buffer holds them
+    os.close(write)
+    return f"/dev/fd/{read}", read
+
+
+def test_predict_reads_pairs_from_any_readable_path(ml_world, tmp_path):
+    # a regular-file test refused these as "no such file: /dev/fd/63" and "/dev/null"
+    expected = rec(ml_world, "ctr-predict", input="1 2\n3 7\n")
+    assert expected.exit_code == 0 and expected.stdout.count("\n") == 3, expected.output
+    path, read = piped_path("1 2\n3 7\n")
+    try:
+        piped = rec(ml_world, "ctr-predict", path)
+    finally:
+        os.close(read)
+    assert (piped.exit_code, piped.stdout, piped.stderr) == (0, expected.stdout, "")
+    empty = rec(ml_world, "ctr-predict", "/dev/null")
+    assert (empty.exit_code, empty.stdout, empty.stderr) == \
+        (0, "line\tuser\tmovie\tprobability\n", "")
+
+
+def test_predict_refuses_a_missing_path_and_a_folder_in_one_line(ml_world, tmp_path):
+    for path, message in ((tmp_path / "nope.txt", f"no such file: {tmp_path / 'nope.txt'}"),
+                          (tmp_path, f"{tmp_path} is a folder, not a file")):
+        result = rec(ml_world, "ctr-predict", str(path))
+        assert (result.exit_code, result.stdout, result.stderr) == (2, "", f"error: {message}\n")
+
+
+def test_predict_reads_criteo_lines_from_a_pipe(criteo_world, criteo_trained, tmp_path):
+    world = tmp_path / "w"
+    shutil.copytree(criteo_world / "deepfm", world / "output")
+    text = (FIXTURES / "criteo_small.txt").read_text()
+    expected = rec(world, "ctr-predict", "-", input=text)
+    assert expected.exit_code == 0, expected.output
+    path, read = piped_path(text)
+    try:
+        piped = rec(world, "ctr-predict", path)
+    finally:
+        os.close(read)
+    assert (piped.exit_code, piped.stdout, piped.stderr) == (0, expected.stdout, expected.stderr)
 
 
 def test_same_seed_same_result_and_resume_matches(ml_copy, tmp_path):
@@ -539,7 +634,7 @@ def test_predict_says_which_input_the_model_expects(ml_world, criteo_world, crit
     # Criteo lines to a MovieLens model: not "line 1: unknown user id 0"
     criteo_lines = (FIXTURES / "criteo_small.txt").read_text()
     result = rec(ml_world, "ctr-predict", input=criteo_lines)
-    one_line_error(result, 2, "line 1 is a Criteo line", "a MovieLens model",
+    one_line_error(result, 2, "stdin:1: a Criteo line", "a MovieLens model",
                    "USER MOVIE pairs")
     # USER MOVIE pairs (with or without a header) to a Criteo model
     world = tmp_path / "w"

@@ -355,7 +355,7 @@ def test_a_5000_digit_id_is_unknown_in_one_short_line(world):
         line = one_line_error(rec(world, *args), 2)
         assert line.startswith(f"error: {message}") and "(5,00" in line and len(line) < 200
     line = one_line_error(rec(world, "ctr-predict", "-", input=f"1 1\n{huge} 1\n"), 2)
-    assert line.startswith("error: line 2: unknown user id 9999") and len(line) < 200
+    assert line.startswith("error: stdin:2: unknown user id 9999") and len(line) < 200
     assert rec(world, "recommend", "0001", "--format", "json").exit_code == 0  # still user 1
 
 

@@ -20,6 +20,7 @@ from rec.typed import clean
 
 PAIR_CHUNK = 65536
 SPLIT = re.compile(r"[\s,]+")
+HAS_DIGIT = re.compile(r"[0-9]")
 CRITEO_TABS = 38  # a Criteo line has 39 tab-separated fields (40 with its label)
 # What each kind of model reads, for errors on input meant for the other kind.
 EXPECTS = {
@@ -67,29 +68,33 @@ def said_criteo(chunks: Iterator) -> Iterator:
         raise UsageError(f"{e}; the trained CTR model is {EXPECTS['criteo']}") from None
 
 
-def read_pairs(stream, user_index: dict, movie_index: dict, on_bad=None) -> Iterator[tuple]:
-    """Chunks of (line numbers, raw user ids, raw movie ids, user indices, movie indices).
-    A bad line is a usage error, or with `on_bad` given to it (its message) and skipped."""
+def read_pairs(stream, source: str, user_index: dict, movie_index: dict,
+               on_bad=None) -> Iterator[tuple]:
+    """Chunks of (line numbers, raw user ids, raw movie ids) read from `stream`: blank lines
+    are skipped (the line numbers still count them), line 1 too when it `is_header`. A bad
+    line is a usage error naming it as `source`:N ("stdin:3", as recommend's ids and --rated
+    name theirs), or with `on_bad` given to it (its message) and skipped."""
     lines, users, movies = [], [], []
     for number, line in enumerate(stream, start=1):
-        text = clean(line).strip()  # a byte-order mark would make line 1 look like a header
+        text = clean(line).strip()  # a byte-order mark would make line 1's user id no id
         if not text:
             continue
+        where = f"{source}:{number}"
         if line.count("\t") >= CRITEO_TABS:
-            raise UsageError(f"line {number} is a Criteo line, but the trained CTR model is "
+            raise UsageError(f"{where}: a Criteo line, but the trained CTR model is "
                              f"{EXPECTS['movielens']}")
         tokens = SPLIT.split(text)
+        if number == 1 and is_header(tokens):
+            continue
         u, m = (id_key(tokens[0]), id_key(tokens[1])) if len(tokens) >= 2 else (None, None)
-        if (u is None or m is None) and number == 1:
-            continue  # a header
         problem = (f"expected USER MOVIE (two ids), got {shown(text)}" if u is None or m is None
                    else f"unknown user id {shown(u, 40, quote=False)}" if u not in user_index
                    else f"unknown movie id {shown(m, 40, quote=False)}"
                    if m not in movie_index else None)
         if problem is not None:
             if on_bad is None:
-                raise UsageError(f"line {number}: {problem}")
-            on_bad(f"line {number}: {problem}")
+                raise UsageError(f"{where}: {problem}")
+            on_bad(f"{where}: {problem}")
             continue
         lines.append(number)
         users.append(u)
@@ -99,6 +104,15 @@ def read_pairs(stream, user_index: dict, movie_index: dict, on_bad=None) -> Iter
             lines, users, movies = [], [], []
     if lines:
         yield lines, users, movies
+
+
+def is_header(fields: list[str]) -> bool:
+    """Whether line 1's fields are a header: two or more names, none with a digit in it
+    (`user movie`, `user_id<TAB>movie_id`, `"userId","movieId","rating"`: columns after the
+    pair are ignored, a header's too). Only such a line: a first line of `foo`, `1` or
+    `1.5 2.5` is refused like any other, where taking whatever did not parse for a header
+    dropped it unseen, a row short of one per line."""
+    return len(fields) >= 2 and all(f and not HAS_DIGIT.search(f) for f in fields)
 
 
 def movielens_rows(model, config: dict, paths, path: str, batch: int,
@@ -115,6 +129,7 @@ def movielens_rows(model, config: dict, paths, path: str, batch: int,
     fields = MovieLensFields.from_dataset(ds, config["features"].get("crosses", False))
     user_index = {str(u): i for i, u in enumerate(ds.vocab.user_ids)}
     movie_index = {str(m): i for i, m in enumerate(ds.vocab.movie_ids)}
+    source = "stdin" if path == "-" else path
     if path == "-":
         stream = sys.stdin
     else:
@@ -123,7 +138,7 @@ def movielens_rows(model, config: dict, paths, path: str, batch: int,
         except OSError as e:
             raise UsageError(f"cannot read {path}: {e.strerror}")
     try:
-        for lines, users, movies in read_pairs(stream, user_index, movie_index, on_bad):
+        for lines, users, movies in read_pairs(stream, source, user_index, movie_index, on_bad):
             u = np.array([user_index[x] for x in users], dtype=np.int64)
             m = np.array([movie_index[x] for x in movies], dtype=np.int64)
             p = ct.predict(model, Arrays(fields.inputs(u, m), None), batch)

@@ -40,6 +40,7 @@ from typing import IO, Callable, Iterator
 import numpy as np
 
 from rec.errors import UsageError
+from rec.typed import check_readable
 
 N_DENSE, N_CAT = 13, 26
 N_COLUMNS = 1 + N_DENSE + N_CAT
@@ -200,8 +201,7 @@ def open_binary(path: str | Path) -> IO[bytes]:
         return sys.stdin.buffer if hasattr(sys.stdin, "buffer") else io.BytesIO(
             sys.stdin.read().encode("latin-1"))
     p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"no such file: {p}")
+    check_readable(str(p))
     if p.suffix == ".gz":
         return gzip.open(p, "rb")
     return open(p, "rb")

@@ -1,10 +1,13 @@
 """`rec ctr-predict`: per-sample click probabilities from output/ctr's best model, streamed.
 
-Input (a file, or stdin with `-`, the default), chosen by what the model was trained on:
+Input (a file or any readable path, `<(zcat x.gz)` too; stdin with `-`, the default),
+chosen by what the model was trained on:
   criteo     raw Criteo lines (with a label column, or 39 columns with --no-label);
              .gz files work
   movielens  one pair per line: USER MOVIE (raw ids, separated by spaces, tabs or a comma;
-             further columns are ignored; a header line is skipped)
+             further columns are ignored); line 1 is skipped when it is a header: names
+             without digits (`user movie`, `user_id<TAB>movie_id`), any other line that
+             does not start with two ids is a bad line
 
 Output: one row per input line, in input order, each carrying the input's line number so
 scores join back to the lines (`paste`, `join`, or a key in JSON):
@@ -28,10 +31,11 @@ from rec.results import RowWriter
 from rec.errors import UsageError
 from rec.stages import get_paths, stage
 from rec.stages.options import Device, RowsFormat
+from rec.typed import check_readable
 
 HELP = ("Click probabilities from the trained CTR model, one row per input line in order "
         "(TSV on stdout): raw Criteo lines, or USER MOVIE pairs for a MovieLens model. "
-        "INPUT is a file; - (default) reads stdin.")
+        "INPUT is a file (a pipe or <(...) too); - (default) reads stdin.")
 
 
 @stage
@@ -39,7 +43,8 @@ def command(
     ctx: typer.Context,
     input: str = typer.Argument("-", metavar="INPUT",
                                 help="Criteo-format file for a Criteo model, USER MOVIE lines "
-                                "for a MovieLens model; - reads stdin."),
+                                "for a MovieLens model (line 1 may be a header of names "
+                                "without digits, e.g. 'user movie'); - reads stdin."),
     no_label: bool = typer.Option(False, "--no-label",
                                   help="Criteo: the lines have no label column (39 columns)."),
     device: Device = "cpu",
@@ -54,8 +59,8 @@ def command(
     from rec.engine.runtime import setup_device
 
     paths = get_paths(ctx)
-    if input != "-" and not __import__("pathlib").Path(input).is_file():
-        raise UsageError(f"no such file: {input}")
+    if input != "-":
+        check_readable(input)  # before the model loads: a typo'd path fails at once
     setup_device(device)  # first: the model is built on the device it then runs on
     model, config, transform = ct.load_model(paths)
     kind = config["features"]["kind"]
