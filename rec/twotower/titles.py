@@ -23,25 +23,72 @@ from rec.errors import UsageError, shown
 from rec.typed import clean, fold
 
 YEAR_RE = re.compile(r"\s*\(\d{4}\)\s*$")
-# MovieLens moves a leading article to the end: 'Misérables, Les', 'Avventura, L''
-ARTICLE_RE = re.compile(r"^(.*), (The|A|An|Les|La|Le|L'|Il|Das|Der|Die|El|Los|Las|Un|Une)$")
+# MovieLens moves a title's leading article to its end, and so that of each alternate title
+# in parentheses after it: 'Misérables, Les', 'Avventura, L'', 'Postman, The (Postino, Il)'.
+# One list for both, the articles of the languages its titles come in: ml-1m, ml-100k and
+# ml-latest-small also move I, Lo, Una, O, De, Det, En and Da ('Vitelloni, I', 'Convento,
+# O', 'Passion, En', 'Hip Hop Witch, Da'); each sits last after ', ', so a comma in a title
+# ('Honey, I Shrunk the Kids', 'Monsters, Inc.') is no article.
+ARTICLES = ("The", "A", "An",  # English
+            "Le", "La", "Les", "L'", "Un", "Une",  # French (Italian's L' too)
+            "Il", "Lo", "I", "Gli", "Uno", "Una",  # Italian
+            "El", "Los", "Las",  # Spanish
+            "O", "Os", "As",  # Portuguese
+            "Der", "Die", "Das", "Ein", "Eine",  # German
+            "De", "Het", "Een", "Den", "Det", "En", "Ett",  # Dutch and Scandinavian
+            "Da")  # 'Hip Hop Witch, Da': ml-latest-small moves it as an article
+ARTICLE_RE = re.compile(r"(.*), (%s)" % "|".join(map(re.escape, ARTICLES)))
+# The alternates: the groups in parentheses, each after a space, that end a title before its
+# year ('(Buono, il brutto, il cattivo, Il)', '(a.k.a. Gates of Hell, The)'). A parenthesis
+# inside the title starts none: '(500) Days of Summer', 'You Can (Not) Redo', 'Frontière(s)'.
+ALTERNATES_RE = re.compile(r"(?: \([^()]*\))*$")
+ALTERNATE_RE = re.compile(r" \(([^()]*)\)")
+AKA_RE = re.compile(r"(?:a\.k\.a\.?|aka) ", re.IGNORECASE)  # 'a.k.a. Raccoon War, The'
 SEP = "\n"  # between names in the scanned string: a query never holds it (refused if it does)
 
 
-def display_title(title: str) -> str:
-    """'Usual Suspects, The (1995)' -> 'The Usual Suspects': how a person says the title."""
-    base = YEAR_RE.sub("", title)
-    m = ARTICLE_RE.match(base)
+def said(name: str) -> str:
+    """'Usual Suspects, The' -> 'The Usual Suspects', 'Avventura, L'' -> 'L'Avventura',
+    'a.k.a. Raccoon War, The' -> 'a.k.a. The Raccoon War': one name as a person says it."""
+    aka = AKA_RE.match(name)
+    start = aka.end() if aka else 0
+    m = ARTICLE_RE.fullmatch(name, start) if ", " in name else None
     if not m:
-        return base
-    return m.group(2) + ("" if m.group(2).endswith("'") else " ") + m.group(1)
+        return name
+    article = m.group(2)
+    return name[:start] + article + ("" if article.endswith("'") else " ") + m.group(1)
+
+
+def title_parts(title: str) -> tuple[str, list[str], str]:
+    """'Good, the Bad and the Ugly, The (Buono, il brutto, il cattivo, Il) (1966)' ->
+    ('The Good, the Bad and the Ugly', ['Il Buono, il brutto, il cattivo'], ' (1966)'):
+    the title and its alternates as said, and the year as the title carries it ('' if
+    none)."""
+    year = YEAR_RE.search(title)
+    base = title[:year.start()] if year else title
+    # (most titles end in no parenthesis: the regex's search from every position is skipped)
+    cut = ALTERNATES_RE.search(base).start() if base.endswith(")") else len(base)
+    return (said(base[:cut]), [said(a) for a in ALTERNATE_RE.findall(base, cut)],
+            title[year.start():] if year else "")
+
+
+def with_alternates(main: str, alternates: list[str]) -> str:
+    """('The Postman', ['Il Postino']) -> 'The Postman (Il Postino)'."""
+    return main + "".join(f" ({a})" for a in alternates)
+
+
+def display_title(title: str) -> str:
+    """'Usual Suspects, The (1995)' -> 'The Usual Suspects', 'Postman, The (Postino, Il)
+    (1994)' -> 'The Postman (Il Postino)': how a person says the title."""
+    main, alternates, _ = title_parts(title)
+    return with_alternates(main, alternates)
 
 
 def shown_title(title: str) -> str:
     """'Untouchables, The (1987)' -> 'The Untouchables (1987)': the title column's form,
     the reasons' with the year kept."""
-    year = YEAR_RE.search(title)
-    return display_title(title) + (title[year.start():] if year else "")
+    main, alternates, year = title_parts(title)
+    return with_alternates(main, alternates) + year
 
 
 class TitleIndex:
