@@ -378,6 +378,18 @@ def test_a_title_and_each_alternate_are_said_with_their_article_first(title, sai
     assert display_title(title) == re.sub(r" \(\d{4}\)$", "", said)  # the reasons' form
 
 
+@pytest.mark.parametrize("typed", ["The Good, the Bad and the Ugly",
+                                   "the good, the bad and the ugly (1966)",
+                                   "Il buono, il brutto, il cattivo"])
+def test_similar_and_like_find_a_title_with_an_alternate_as_people_say_it(ml1m, typed):
+    movie = str(vocab(ml1m)["movie_ids"][2])
+    liked = recommend(ml1m, "--like", typed)
+    assert liked == recommend(ml1m, "--like", movie)
+    similar = rec(ml1m, "similar", typed, "--format", "tsv")
+    assert similar.exit_code == 0, similar.output
+    assert similar.stdout == rec(ml1m, "similar", movie, "--format", "tsv").stdout
+
+
 def test_a_title_with_an_alternate_is_shown_as_said(ml1m):
     said = "The Good, the Bad and the Ugly (Il Buono, il brutto, il cattivo)"
     error = one_line_error(rec(ml1m, "recommend", "--like", ALTERNATE, "--dislike",
@@ -386,3 +398,36 @@ def test_a_title_with_an_alternate_is_shown_as_said(ml1m):
                      "5 (--like) and 1 (--dislike): give it once")
     assert f"\tbecause you liked {said}\n" in recommend(ml1m, "--like", ALTERNATE)
 
+
+ALTERNATES = ["Postman, The (1997)", "Postman, The (Postino, Il) (1994)",
+              "Good, the Bad and the Ugly, The (Buono, il brutto, il cattivo, Il) (1966)",
+              "Good, the Bad, the Weird, The (Joheunnom nabbeunnom isanghannom) (2008)",
+              "Party, The (Boum, La) (1980)", "Party 2, The (Boum 2, La) (1982)",
+              "Pom Poko (a.k.a. Raccoon War, The) (Heisei tanuki gassen pompoko) (1994)"]
+
+
+@pytest.mark.parametrize("typed, rows", [
+    ("The Good, the Bad and the Ugly", [2]), ("the good, the bad and the ugly (1966)", [2]),
+    ("The Good, the Bad and the Ugly (Il Buono, il brutto, il cattivo)", [2]),
+    ("The Good, the Bad and the Ugly (Il buono, il brutto, il cattivo) (1966)", [2]),
+    (ALTERNATES[2], [2]), ("Il buono, il brutto, il cattivo", [2]),
+    ("The Good, the Bad", [2, 3]),  # contained in both
+    ("The Postman", [0]),  # a whole title equal to it wins over a part equal to it
+    ("The Postman (1994)", [1]), ("Il Postino", [1]),
+    ("La Boum", [4]), ("The Party", [4]),  # a part equal to it wins over 'The Party 2'
+    ("The Raccoon War", [6]), ("a.k.a. the raccoon war", [6]), ("Raccoon War, The", [6]),
+])
+def test_a_title_with_alternates_is_found_by_all_of_it_or_one_part(typed, rows):
+    from rec.twotower.titles import TitleIndex
+
+    assert TitleIndex(ALTERNATES).matches(typed) == rows
+
+
+def test_a_part_of_a_title_is_a_title_name_and_close_to_a_near_miss():
+    from rec.twotower.titles import TitleIndex, close_titles
+
+    index = TitleIndex(ALTERNATES)
+    assert index.named("the party") == [4] and index.named("The Good") == []
+    assert close_titles(ALTERNATES, "The Good the Bad and the Ugly") == (
+        "'The Good, the Bad and the Ugly (Il Buono, il brutto, il cattivo) (1966)' or "
+        "'The Good, the Bad, the Weird (Joheunnom nabbeunnom isanghannom) (2008)'")
