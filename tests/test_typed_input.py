@@ -3,13 +3,14 @@ stdin, `ctr-predict` pairs), and each dataset's own scales: ratings in halves, n
 demographics, its own age and occupation codes.
 
 Three tiny worlds, each trained for one epoch: the synthetic data (ml-1m's layout, one
-title made accented), the same data written as ml-latest (half stars, no demographics) and
-as ml-100k (ages in years, occupations by name)."""
+title made accented and one given an alternate title), the same data written as ml-latest
+(half stars, no demographics) and as ml-100k (ages in years, occupations by name)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import unicodedata
 from pathlib import Path
@@ -20,6 +21,8 @@ import pytest
 from conftest import ROOT, SMALL, one_line_error, rec
 
 ACCENTED = "Misérables, Les (1995)"  # movie 1's title in the synthetic world
+# movie 3's: an alternate title in parentheses, with its own article moved to the end
+ALTERNATE = "Good, the Bad and the Ugly, The (Buono, il brutto, il cattivo, Il) (1966)"
 
 
 def build(root: Path, dataset: str, *extra: list[str]) -> Path:
@@ -40,7 +43,9 @@ def ml1m(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ml1m")
     movies = synthetic_raw(root) / "movies.dat"
     lines = movies.read_text(encoding="latin-1").splitlines()
-    lines[0] = "::".join([lines[0].split("::")[0], ACCENTED, lines[0].split("::")[2]])
+    for row, title in ((0, ACCENTED), (2, ALTERNATE)):
+        movie, _, genres = lines[row].split("::")
+        lines[row] = "::".join([movie, title, genres])
     movies.write_text("\n".join(lines) + "\n", encoding="latin-1")
     return build(root, "synthetic", ["ctr-train", "--model", "wide_deep", "--epochs", "1"])
 
@@ -334,3 +339,95 @@ def test_fold_drops_latin_accents_but_not_kana_voicing():
     assert fold("ガス") != fold("カス")  # another word, not an accent
     assert fold("´") == "" and fold("a ¨  b") == "a b"  # spacing accents leave no spaces
     assert fold(fold("Amélie ™ (2001)")) == fold("Amélie ™ (2001)")
+
+
+# --- titles with alternates: as said, and found by a part -----------------------------------
+
+
+@pytest.mark.parametrize("title, said", [
+    ("Usual Suspects, The (1995)", "The Usual Suspects (1995)"),
+    ("Avventura, L' (1960)", "L'Avventura (1960)"),
+    # the alternate's own moved article is turned around too, from the same list
+    ("Good, the Bad and the Ugly, The (Buono, il brutto, il cattivo, Il) (1966)",
+     "The Good, the Bad and the Ugly (Il Buono, il brutto, il cattivo) (1966)"),
+    ("Fistful of Dollars, A (Per un pugno di dollari) (1964)",
+     "A Fistful of Dollars (Per un pugno di dollari) (1964)"),
+    ("Bear, The (Ours, L') (1988)", "The Bear (L'Ours) (1988)"),
+    ("Trou, Le (Hole, The) (Night Watch, The) (1960)",
+     "Le Trou (The Hole) (The Night Watch) (1960)"),
+    ("Vitelloni, I (a.k.a. Young Ones, The) (1953)", "I Vitelloni (a.k.a. The Young Ones) (1953)"),
+    ("Convent, The (Convento, O) (1995)", "The Convent (O Convento) (1995)"),
+    ("Human Centipede, The (First Sequence) (2009)", "The Human Centipede (First Sequence) (2009)"),
+    ("Babylon 5, The", "The Babylon 5"),  # no year
+    # as written but for a moved article: a comma that moves none, a parenthesis inside the
+    # title, an alternate without one
+    ("Honey, I Shrunk the Kids (1989)", "Honey, I Shrunk the Kids (1989)"),
+    ("Monsters, Inc. (Monstres, Inc.) (2001)", "Monsters, Inc. (Monstres, Inc.) (2001)"),
+    ("(500) Days of Summer (2009)", "(500) Days of Summer (2009)"),
+    ("You Can (Not) Redo, The (2012)", "The You Can (Not) Redo (2012)"),
+    ("Frontière(s) (2007)", "Frontière(s) (2007)"),
+    ("Hard 8 (a.k.a. Sydney, a.k.a. Hard Eight) (1996)",
+     "Hard 8 (a.k.a. Sydney, a.k.a. Hard Eight) (1996)"),
+    ("Tale of Two Sisters, A (Janghwa, Hongryeon) (2003)",
+     "A Tale of Two Sisters (Janghwa, Hongryeon) (2003)"),
+])
+def test_a_title_and_each_alternate_are_said_with_their_article_first(title, said):
+    from rec.twotower.titles import display_title, shown_title
+
+    assert shown_title(title) == said
+    assert display_title(title) == re.sub(r" \(\d{4}\)$", "", said)  # the reasons' form
+
+
+@pytest.mark.parametrize("typed", ["The Good, the Bad and the Ugly",
+                                   "the good, the bad and the ugly (1966)",
+                                   "Il buono, il brutto, il cattivo"])
+def test_similar_and_like_find_a_title_with_an_alternate_as_people_say_it(ml1m, typed):
+    movie = str(vocab(ml1m)["movie_ids"][2])
+    liked = recommend(ml1m, "--like", typed)
+    assert liked == recommend(ml1m, "--like", movie)
+    similar = rec(ml1m, "similar", typed, "--format", "tsv")
+    assert similar.exit_code == 0, similar.output
+    assert similar.stdout == rec(ml1m, "similar", movie, "--format", "tsv").stdout
+
+
+def test_a_title_with_an_alternate_is_shown_as_said(ml1m):
+    said = "The Good, the Bad and the Ugly (Il Buono, il brutto, il cattivo)"
+    error = one_line_error(rec(ml1m, "recommend", "--like", ALTERNATE, "--dislike",
+                               str(vocab(ml1m)["movie_ids"][2])), 2)
+    assert error == (f"error: {said} (1966) is given twice with different ratings, "
+                     "5 (--like) and 1 (--dislike): give it once")
+    assert f"\tbecause you liked {said}\n" in recommend(ml1m, "--like", ALTERNATE)
+
+
+ALTERNATES = ["Postman, The (1997)", "Postman, The (Postino, Il) (1994)",
+              "Good, the Bad and the Ugly, The (Buono, il brutto, il cattivo, Il) (1966)",
+              "Good, the Bad, the Weird, The (Joheunnom nabbeunnom isanghannom) (2008)",
+              "Party, The (Boum, La) (1980)", "Party 2, The (Boum 2, La) (1982)",
+              "Pom Poko (a.k.a. Raccoon War, The) (Heisei tanuki gassen pompoko) (1994)"]
+
+
+@pytest.mark.parametrize("typed, rows", [
+    ("The Good, the Bad and the Ugly", [2]), ("the good, the bad and the ugly (1966)", [2]),
+    ("The Good, the Bad and the Ugly (Il Buono, il brutto, il cattivo)", [2]),
+    ("The Good, the Bad and the Ugly (Il buono, il brutto, il cattivo) (1966)", [2]),
+    (ALTERNATES[2], [2]), ("Il buono, il brutto, il cattivo", [2]),
+    ("The Good, the Bad", [2, 3]),  # contained in both
+    ("The Postman", [0]),  # a whole title equal to it wins over a part equal to it
+    ("The Postman (1994)", [1]), ("Il Postino", [1]),
+    ("La Boum", [4]), ("The Party", [4]),  # a part equal to it wins over 'The Party 2'
+    ("The Raccoon War", [6]), ("a.k.a. the raccoon war", [6]), ("Raccoon War, The", [6]),
+])
+def test_a_title_with_alternates_is_found_by_all_of_it_or_one_part(typed, rows):
+    from rec.twotower.titles import TitleIndex
+
+    assert TitleIndex(ALTERNATES).matches(typed) == rows
+
+
+def test_a_part_of_a_title_is_a_title_name_and_close_to_a_near_miss():
+    from rec.twotower.titles import TitleIndex, close_titles
+
+    index = TitleIndex(ALTERNATES)
+    assert index.named("the party") == [4] and index.named("The Good") == []
+    assert close_titles(ALTERNATES, "The Good the Bad and the Ugly") == (
+        "'The Good, the Bad and the Ugly (Il Buono, il brutto, il cattivo) (1966)' or "
+        "'The Good, the Bad, the Weird (Joheunnom nabbeunnom isanghannom) (2008)'")

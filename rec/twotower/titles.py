@@ -3,14 +3,15 @@
 A query that is a whole number is a movie id. Anything else is a title: case and Unicode
 form do not matter (rec.typed.fold on both sides), and neither do the year nor where the
 article sits ('The Usual Suspects', 'usual suspects, the (1995)', 'The Usual Suspects
-(1995)'). A title equal to the
-query wins over titles that merely contain it; several equal or (without one) several
-containing it are refused, listing them.
+(1995)'). A title with alternates in parentheses is found by all of it or by one of its
+parts alone ('The Good, the Bad and the Ugly (1966)', 'Il buono, il brutto, il cattivo').
+A title equal to the query wins over a part equal to it, which wins over titles that merely
+contain it; several equal or (without one) several containing it are refused, listing them.
 
-The lookups are built once per catalogue: the ids' dict, and `TitleIndex`: a dict of each
-movie's names for the equal ones, and all the names in one string that `str.find` scans for
-the containing ones. So a profile of 1,000 titles costs about what 1,000 ids do, not 1,000
-regex passes over every title (nor 1,000 dicts of every id).
+The lookups are built once per catalogue: the ids' dict, and `TitleIndex`: dicts of each
+movie's names and of their parts for the equal ones, and all of them in one string that
+`str.find` scans for the containing ones. So a profile of 1,000 titles costs about what
+1,000 ids do, not 1,000 regex passes over every title (nor 1,000 dicts of every id).
 """
 
 from __future__ import annotations
@@ -23,45 +24,110 @@ from rec.errors import UsageError, shown
 from rec.typed import clean, fold
 
 YEAR_RE = re.compile(r"\s*\(\d{4}\)\s*$")
-# MovieLens moves a leading article to the end: 'Misérables, Les', 'Avventura, L''
-ARTICLE_RE = re.compile(r"^(.*), (The|A|An|Les|La|Le|L'|Il|Das|Der|Die|El|Los|Las|Un|Une)$")
+# MovieLens moves a title's leading article to its end, and so that of each alternate title
+# in parentheses after it: 'Misérables, Les', 'Avventura, L'', 'Postman, The (Postino, Il)'.
+# One list for both, the articles of the languages its titles come in: ml-1m, ml-100k and
+# ml-latest-small also move I, Lo, Una, O, De, Det, En and Da ('Vitelloni, I', 'Convento,
+# O', 'Passion, En', 'Hip Hop Witch, Da'); each sits last after ', ', so a comma in a title
+# ('Honey, I Shrunk the Kids', 'Monsters, Inc.') is no article.
+ARTICLES = ("The", "A", "An",  # English
+            "Le", "La", "Les", "L'", "Un", "Une",  # French (Italian's L' too)
+            "Il", "Lo", "I", "Gli", "Uno", "Una",  # Italian
+            "El", "Los", "Las",  # Spanish
+            "O", "Os", "As",  # Portuguese
+            "Der", "Die", "Das", "Ein", "Eine",  # German
+            "De", "Het", "Een", "Den", "Det", "En", "Ett",  # Dutch and Scandinavian
+            "Da")  # 'Hip Hop Witch, Da': ml-latest-small moves it as an article
+ARTICLE_RE = re.compile(r"(.*), (%s)" % "|".join(map(re.escape, ARTICLES)))
+# The alternates: the groups in parentheses, each after a space, that end a title before its
+# year ('(Buono, il brutto, il cattivo, Il)', '(a.k.a. Gates of Hell, The)'). A parenthesis
+# inside the title starts none: '(500) Days of Summer', 'You Can (Not) Redo', 'Frontière(s)'.
+ALTERNATES_RE = re.compile(r"(?: \([^()]*\))*$")
+ALTERNATE_RE = re.compile(r" \(([^()]*)\)")
+AKA_RE = re.compile(r"(?:a\.k\.a\.?|aka) ", re.IGNORECASE)  # 'a.k.a. Raccoon War, The'
 SEP = "\n"  # between names in the scanned string: a query never holds it (refused if it does)
 
 
-def display_title(title: str) -> str:
-    """'Usual Suspects, The (1995)' -> 'The Usual Suspects': how a person says the title."""
-    base = YEAR_RE.sub("", title)
-    m = ARTICLE_RE.match(base)
+def said(name: str) -> str:
+    """'Usual Suspects, The' -> 'The Usual Suspects', 'Avventura, L'' -> 'L'Avventura',
+    'a.k.a. Raccoon War, The' -> 'a.k.a. The Raccoon War': one name as a person says it."""
+    aka = AKA_RE.match(name)
+    start = aka.end() if aka else 0
+    m = ARTICLE_RE.fullmatch(name, start) if ", " in name else None
     if not m:
-        return base
-    return m.group(2) + ("" if m.group(2).endswith("'") else " ") + m.group(1)
+        return name
+    article = m.group(2)
+    return name[:start] + article + ("" if article.endswith("'") else " ") + m.group(1)
+
+
+def title_parts(title: str) -> tuple[str, list[str], str]:
+    """'Good, the Bad and the Ugly, The (Buono, il brutto, il cattivo, Il) (1966)' ->
+    ('The Good, the Bad and the Ugly', ['Il Buono, il brutto, il cattivo'], ' (1966)'):
+    the title and its alternates as said, and the year as the title carries it ('' if
+    none)."""
+    year = YEAR_RE.search(title)
+    base = title[:year.start()] if year else title
+    # (most titles end in no parenthesis: the regex's search from every position is skipped)
+    cut = ALTERNATES_RE.search(base).start() if base.endswith(")") else len(base)
+    return (said(base[:cut]), [said(a) for a in ALTERNATE_RE.findall(base, cut)],
+            title[year.start():] if year else "")
+
+
+def without_aka(name: str) -> str:
+    """'a.k.a. The Raccoon War' -> 'The Raccoon War': an alternate as a person types it."""
+    aka = AKA_RE.match(name)
+    return name[aka.end():] if aka else name
+
+
+def with_alternates(main: str, alternates: list[str]) -> str:
+    """('The Postman', ['Il Postino']) -> 'The Postman (Il Postino)'."""
+    return main + "".join(f" ({a})" for a in alternates)
+
+
+def display_title(title: str) -> str:
+    """'Usual Suspects, The (1995)' -> 'The Usual Suspects', 'Postman, The (Postino, Il)
+    (1994)' -> 'The Postman (Il Postino)': how a person says the title."""
+    main, alternates, _ = title_parts(title)
+    return with_alternates(main, alternates)
 
 
 def shown_title(title: str) -> str:
     """'Untouchables, The (1987)' -> 'The Untouchables (1987)': the title column's form,
     the reasons' with the year kept."""
-    year = YEAR_RE.search(title)
-    return display_title(title) + (title[year.start():] if year else "")
+    main, alternates, year = title_parts(title)
+    return with_alternates(main, alternates) + year
 
 
 class TitleIndex:
-    """Every movie's names (title, title without the year, the title as said), folded."""
+    """Every movie's names, folded: its whole names (the title, without the year, as said,
+    as said with the year) and its part names (the title without its alternates, and each
+    alternate, as said, with the year and without: 'The Good, the Bad and the Ugly (1966)',
+    'Il Buono, il brutto, il cattivo'; a.k.a. dropped)."""
 
     def __init__(self, titles: list[str]):
-        self.exact: dict[str, list[int]] = {}
-        starts, rows, parts, at = [], [], [], 0
+        self.exact: dict[str, list[int]] = {}  # whole names
+        self.exact_parts: dict[str, list[int]] = {}  # part names
+        starts, rows, scanned, at = [], [], [], 0
         for row, title in enumerate(titles):
-            year = YEAR_RE.search(title)
-            said = display_title(title)  # 'The Matrix', and with the year as titles carry it
-            for name in dict.fromkeys((fold(title), fold(YEAR_RE.sub("", title)), fold(said),
-                                       fold(said + " " + year.group().strip()) if year
-                                       else fold(said))):
-                self.exact.setdefault(name, []).append(row)
-                starts.append(at)
-                rows.append(row)
-                parts.append(name)
-                at += len(name) + len(SEP)
-        self.text = SEP.join(parts)
+            main, alternates, year = title_parts(title)
+            said_title = with_alternates(main, alternates)
+            said_year = " " + year.strip() if year else ""  # (one space: 'X(1982)' too)
+            # (the same text folded once: most titles are said as written)
+            whole = dict.fromkeys(map(fold, dict.fromkeys(
+                (title, title[:len(title) - len(year)], said_title, said_title + said_year))))
+            pieces = {}
+            if alternates:
+                pieces = dict.fromkeys(name for piece in (main, *map(without_aka, alternates))
+                                       for name in (fold(piece), fold(piece + said_year))
+                                       if name not in whole)
+            for names, found in ((whole, self.exact), (pieces, self.exact_parts)):
+                for name in names:
+                    found.setdefault(name, []).append(row)
+                    starts.append(at)
+                    rows.append(row)
+                    scanned.append(name)
+                    at += len(name) + len(SEP)
+        self.text = SEP.join(scanned)
         self.starts, self.rows = starts, rows
 
     def containing(self, query: str) -> list[int]:
@@ -74,13 +140,18 @@ class TitleIndex:
 
     def named(self, query: str) -> list[int]:
         """The rows of the movies one of whose names is `query` (folded), not merely holds it."""
-        return sorted(set(self.exact.get(fold(query), ())))
+        q = fold(query)
+        return sorted(set(self.exact.get(q, ())) | set(self.exact_parts.get(q, ())))
 
     def matches(self, query: str) -> list[int]:
+        """A whole name equal to the query wins over a part name equal to it ('The Postman'
+        is Kevin Costner's, not 'The Postman (Il Postino)'), which wins over names that
+        merely contain it."""
         q = fold(query)
         if not q or SEP in q:
             return []
-        return sorted(set(self.exact.get(q, ()))) or self.containing(q)
+        return (sorted(set(self.exact.get(q, ()))) or sorted(set(self.exact_parts.get(q, ())))
+                or self.containing(q))
 
 
 def index(cat) -> TitleIndex:
@@ -127,13 +198,18 @@ CLOSE = 3  # titles suggested for a query that matched none
 
 def close_titles(titles: list[str], query: str) -> str:
     """"'The Matrix (1999)' or 'The Mask (1994)'": the titles (as said) closest to a query
-    that matched none, by difflib's ratio over the folded titles without their year; ''
-    when none is close. Only on that error's path (about 0.1 s per 10,000 titles)."""
+    that matched none, by difflib's ratio over the folded titles without their year (and
+    without their alternates too); '' when none is close. Only on that error's path (about
+    0.1 s per 10,000 titles)."""
     import difflib
 
-    said = {}
+    by_name = {}  # folded name -> title
     for title in titles:
-        said.setdefault(fold(display_title(title)), title)
-    near = difflib.get_close_matches(fold(YEAR_RE.sub("", query)), list(said), n=CLOSE,
-                                     cutoff=0.6)
-    return " or ".join(f"'{shown_title(said[n])}'" for n in near)
+        main, alternates, _ = title_parts(title)
+        by_name.setdefault(fold(with_alternates(main, alternates)), title)
+        if alternates:  # 'The Good the Bad and the Ugly' is closest to the title alone
+            by_name.setdefault(fold(main), title)
+    near = difflib.get_close_matches(fold(YEAR_RE.sub("", query)), list(by_name), n=2 * CLOSE,
+                                     cutoff=0.6)  # (a title and its part may both be close)
+    closest = list(dict.fromkeys(by_name[n] for n in near))[:CLOSE]
+    return " or ".join(f"'{shown_title(t)}'" for t in closest)
