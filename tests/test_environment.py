@@ -350,10 +350,10 @@ def test_a_5000_digit_id_is_unknown_in_one_short_line(world):
     for args, message in ((["recommend", huge], "unknown user id 9999"),
                           (["similar", huge], "unknown movie id 9999"),
                           (["recommend", "--rated", str(world / "rated.txt")],
-                           "unknown movie id 9999"),
+                           f"{world / 'rated.txt'}:1: unknown movie id 9999"),
                           (["recommend", "x" + huge], "not a user id: 'x999")):
         line = one_line_error(rec(world, *args), 2)
-        assert line.startswith(f"error: {message}") and "(5,00" in line and len(line) < 200
+        assert line.startswith(f"error: {message}") and "(5,00" in line and len(line) < 250
     line = one_line_error(rec(world, "ctr-predict", "-", input=f"1 1\n{huge} 1\n"), 2)
     assert line.startswith("error: stdin:2: unknown user id 9999") and len(line) < 200
     assert rec(world, "recommend", "0001", "--format", "json").exit_code == 0  # still user 1
