@@ -94,17 +94,17 @@ def test_reader_real_sample_lines():
 
 
 @pytest.mark.parametrize("line,message", [
-    ("2\t1", "line 2: the label must be 0 or 1 (got '2')"),
-    ("\t1", "line 2: the label must be 0 or 1 (it is empty)"),
-    ("0\t1.5", "line 2: I1 is not an integer ('1.5')"),
-    ("0\t1\t-", "line 2: I2 is not an integer ('-')"),
-    ("1" + "\t" * 14 + "12345xyz", "line 2: C1 is not hexadecimal ('12345xyz')"),
-    ("1" + "\t0" * 40, "line 2: 41 tab-separated fields, expected at most 40"),
+    ("2\t1", ":2: the label must be 0 or 1 (got '2')"),
+    ("\t1", ":2: the label must be 0 or 1 (it is empty)"),
+    ("0\t1.5", ":2: I1 is not an integer ('1.5')"),
+    ("0\t1\t-", ":2: I2 is not an integer ('-')"),
+    ("1" + "\t" * 14 + "12345xyz", ":2: C1 is not hexadecimal ('12345xyz')"),
+    ("1" + "\t0" * 40, ":2: 41 tab-separated fields, expected at most 40"),
 ])
 def test_bad_lines_name_the_line_and_field(line, message):
     with pytest.raises(criteo.CriteoFormatError) as e:
         criteo.parse_lines(["1\t2", line, "0"], source="f.txt")
-    assert str(e.value) == f"f.txt {message}"
+    assert str(e.value) == f"f.txt{message}"
     assert e.value.exit_code == 2
 
 
@@ -113,7 +113,7 @@ def test_file_without_labels():
     assert c.labels is None and c.line_numbers.tolist() == [1, 2]
     np.testing.assert_array_equal(c.dense[0], [5, 0, -1, 12, np.nan, 3, 100, 0, 7, 1, 2, np.nan, 9])
     assert c.cats[0, 0] == 0x68FD1E64
-    with pytest.raises(criteo.CriteoFormatError, match="line 1: 41 tab-separated"):
+    with pytest.raises(criteo.CriteoFormatError, match="input:1: 41 tab-separated"):
         criteo.parse_lines(["\t".join(["1"] * 14 + ["a"] * 27)], has_label=False)
 
 
@@ -266,10 +266,10 @@ def test_predict_bad_line_is_one_clear_error(criteo_world, criteo_trained, tmp_p
     world = tmp_path / "w"
     shutil.copytree(criteo_world / "deepfm", world / "output")
     result = rec(world, "ctr-predict", str(FIXTURES / "criteo_bad_hex.txt"))
-    one_line_error(result, 2, "line 3", "C2 is not hexadecimal", "'xyz12345'")
+    one_line_error(result, 2, "criteo_bad_hex.txt:3:", "C2 is not hexadecimal", "'xyz12345'")
     result = rec(world, "ctr-train", "--data", "criteo", "--input",
                  str(FIXTURES / "criteo_bad_hex.txt"))
-    one_line_error(result, 2, "criteo_bad_hex.txt line 3: C2 is not hexadecimal")
+    one_line_error(result, 2, "criteo_bad_hex.txt:3: C2 is not hexadecimal")
 
 
 def test_predict_skip_bad_warns_per_line_and_scores_the_others(criteo_world, criteo_trained,
@@ -284,9 +284,9 @@ def test_predict_skip_bad_warns_per_line_and_scores_the_others(criteo_world, cri
     assert result.exit_code == 0, result.output
     assert [r["line"] for r in tsv(result.stdout)] == ["1", "2", "5"]
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
-    assert [w.split(":")[1] for w in warnings[:3]] == [" stdin line 3", " stdin line 4",
-                                                       " stdin line 6"]
-    assert warnings[0] == ("warning: stdin line 3: C2 is not hexadecimal ('xyz12345'): "
+    assert [w.split(":")[1:3] for w in warnings[:3]] == [[" stdin", "3"], [" stdin", "4"],
+                                                         [" stdin", "6"]]
+    assert warnings[0] == ("warning: stdin:3: C2 is not hexadecimal ('xyz12345'): "
                            "skipped (--skip-bad)")
     assert warnings[3:] == ["warning: 3 bad lines skipped, 3 scored"]
 
@@ -581,6 +581,8 @@ def test_ctrl_c_keeps_the_last_complete_checkpoint(ml_copy, monkeypatch):
     (["ctr-train", "--model", "fm"], 2, "unknown --model 'fm'"),
     (["ctr-train", "--data", "tsv"], 2, "unknown --data 'tsv'"),
     (["ctr-train", "--input", "/nonexistent/x.txt"], 2, "no such file: /nonexistent/x.txt"),
+    (["ctr-train", "--data", "criteo", "--input", "/dev/null"], 2,
+     "/dev/null is not a file: ctr-train reads its Criteo lines again every epoch"),
     (["ctr-train", "--hidden", "12,x"], 2, "--hidden must be layer sizes"),
     (["ctr-train", "--resume"], 2, "nothing to resume"),
     (["ctr-predict", "/nonexistent/x.txt"], 2, "no such file"),
@@ -641,7 +643,7 @@ def test_predict_says_which_input_the_model_expects(ml_world, criteo_world, crit
     shutil.copytree(criteo_world / "deepfm", world / "output")
     for pairs in ("1 2\n3 7\n", "user,movie\n1 2\n"):
         result = rec(world, "ctr-predict", input=pairs)
-        one_line_error(result, 2, "line 1:", "a Criteo model", "raw Criteo lines",
+        one_line_error(result, 2, "stdin:1:", "a Criteo model", "raw Criteo lines",
                        "--data movielens")
 
 

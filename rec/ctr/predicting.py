@@ -63,7 +63,7 @@ def said_criteo(chunks: Iterator) -> Iterator:
     try:
         yield from chunks
     except CriteoFormatError as e:
-        if " line 1: " not in str(e):
+        if e.line != 1:
             raise
         raise UsageError(f"{e}; the trained CTR model is {EXPECTS['criteo']}") from None
 

@@ -261,8 +261,10 @@ def make_source(paths, p, vocab_path: Path | None):
         return source, dataset_identity(paths), files, manifest.fingerprints(files)
     files = [Path(p.input)] + ([Path(p.val_input)] if p.val_input else [])
     for f in files:
-        if not f.is_file():
-            raise UsageError(f"no such file: {f}")
+        if not f.is_file():  # a pipe or <(...) exists but cannot be read again each epoch
+            raise UsageError(f"{f} is not a file: ctr-train reads its Criteo lines again "
+                             "every epoch (save them to a file first)" if f.exists()
+                             else f"no such file: {f}")
     transform = criteo.CriteoTransform(p.categorical, p.hash_size, p.min_count)
     source = CriteoSource(Path(p.input), transform, p.val_ratio, p.seed,
                           Path(p.val_input) if p.val_input else None)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +57,12 @@ _HEX[0] = 254
 
 
 class CriteoFormatError(UsageError):
-    """A malformed line: the message names the file's line number and the field."""
+    """A malformed line: the message names it as SOURCE:N ("stdin:3", "day_0.gz:12", as
+    rec names lines everywhere) and the field; `line` is N."""
+
+    def __init__(self, source: str, line: int, problem: str):
+        super().__init__(f"{source}:{line}: {problem}")
+        self.line = line
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -113,7 +117,7 @@ def parse_bytes(data: bytes, first_line: int = 1, has_label: bool = True,
     lengths = field_end - field_start
     if (n_fields > width).any():
         i = int(np.flatnonzero(n_fields > width)[0])
-        raise CriteoFormatError(f"{source} line {first_line + i}: {n_fields[i]} tab-separated "
+        raise CriteoFormatError(source, first_line + i, f"{n_fields[i]} tab-separated "
                                 f"fields, expected at most {width}"
                                 + ("" if has_label else " (a file without labels)"))
     starts = np.zeros((n_lines, width), dtype=np.int64)
@@ -135,7 +139,7 @@ def parse_bytes(data: bytes, first_line: int = 1, has_label: bool = True,
         i, j = _first_bad(mask)
         text = _field_text(buf, int(starts[i, offset + j]), int(lens[i, offset + j]))
         name = names[j]
-        raise CriteoFormatError(f"{source} line {numbers[i]}: {name} {message} ({text!r})")
+        raise CriteoFormatError(source, numbers[i], f"{name} {message} ({text!r})")
 
     off = 1 if has_label else 0
     labels = None
@@ -146,7 +150,7 @@ def parse_bytes(data: bytes, first_line: int = 1, has_label: bool = True,
             i = int(np.flatnonzero(~ok)[0])
             text = _field_text(buf, int(starts[i, 0]), int(lens[i, 0]))
             got = f"got {text!r}" if text else "it is empty"
-            raise CriteoFormatError(f"{source} line {numbers[i]}: the label must be 0 or 1 ({got})")
+            raise CriteoFormatError(source, numbers[i], f"the label must be 0 or 1 ({got})")
         labels = (first == 49).astype(np.float32)
 
     # integers: optional leading '-', then up to 18 digits; decoded position by position
@@ -217,10 +221,7 @@ def parse_skipping(data: bytes, first_line: int, has_label: bool, source: str,
             chunk = parse_bytes(data, first_line, has_label, source)
             break
         except CriteoFormatError as e:
-            found = re.match(r" line (\d+): ", str(e)[len(source):])  # "SOURCE line N: ..."
-            if found is None:
-                raise
-            bad.append((int(found.group(1)), str(e)))
+            bad.append((e.line, str(e)))
             lines = data.split(b"\n")
             lines[bad[-1][0] - first_line] = b""
             data = b"\n".join(lines)
