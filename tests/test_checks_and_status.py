@@ -300,20 +300,19 @@ def test_status_checks_every_file_of_the_model_it_calls_fresh(exported, tmp_path
     assert states(root)["train"] == state
 
 
-def test_what_reads_an_edited_output_is_stale(exported, tmp_path):
-    """A hand-edited file of output/features (or of the model) makes the stage that wrote
-    it 'modified' and every stage that reads it 'stale', even where the reader's record
-    names another file of that folder (export: the features' unit.json, unchanged)."""
+def test_what_reads_an_edited_unit_is_stale(exported, tmp_path):
+    """A hand-edited file of output/features makes save-features 'modified' and what reads
+    the features as a unit 'stale' (evaluate: its record names the unit's seal, unit.json,
+    which the edit left as it was); running save-features again makes it right."""
     root = copy_world(exported, tmp_path)
+    assert rec(root, "evaluate").exit_code == 0
     scoring = root / "output" / "features" / "scoring.json"
     scoring.write_text(scoring.read_text().replace('"clip"', '"clip" ', 1))
-    assert {k: v for k, v in states(root).items() if k in ("train", "save-features", "export")} \
-        == {"train": "fresh", "save-features": "modified", "export": "stale"}
-    root = copy_world(exported, tmp_path / "again")
-    config = root / "output" / "model" / "best" / "config.json"
-    config.write_text(config.read_text() + " ")
-    assert {k: v for k, v in states(root).items() if k in ("train", "save-features", "export")} \
-        == {"train": "modified", "save-features": "stale", "export": "stale"}
+    assert {k: v for k, v in states(root).items() if k in ("train", "save-features", "evaluate")} \
+        == {"train": "fresh", "save-features": "modified", "evaluate": "stale"}
+    assert rec(root, "save-features").exit_code == 0
+    assert {k: v for k, v in states(root).items() if k in ("save-features", "evaluate")} \
+        == {"save-features": "fresh", "evaluate": "stale"}  # it evaluated the old unit
 
 
 def test_status_says_missing_when_what_a_stage_wrote_is_gone(exported, tmp_path):

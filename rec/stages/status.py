@@ -22,6 +22,7 @@ from rec.results import emit
 from rec.errors import RecError
 from rec.stages import get_paths, stage
 from rec.stages.options import RowsFormat
+from rec.storage.unit import UNIT
 from rec.texttable import KEEP, NOTE
 
 HELP = "Show which stages have run, when, with which parameters, and whether they are stale."
@@ -71,10 +72,13 @@ def command(
         else:
             state = ("stale" if name in mismatched and entry
                      else manifest.stage_state(entry, hashed))
-            # what reads an edited output is stale, even where its record names a file of
-            # it the edit left alone (a unit's unit.json: evaluate, export)
-            if state == "fresh" and any(Path(p).is_relative_to(e) for p in entry["inputs"]
-                                        for e in edited):
+            # what reads an edited unit is stale: its record names the unit's seal (evaluate
+            # and export record output/features/unit.json), which an edit of another of its
+            # files leaves as it was, and the seal no longer holds until the unit is written
+            # again (a stage that reads the edited file itself compares it as usual)
+            units = [Path(p).parent for p in (entry or {}).get("inputs", {})
+                     if Path(p).name == UNIT]
+            if state == "fresh" and any(e.is_relative_to(u) for u in units for e in edited):
                 state = "stale"
             if state == "modified":
                 edited += [Path(p) for p in entry["outputs"]]

@@ -74,29 +74,36 @@ def _entry_problem(stage: Any, entry: Any) -> str | None:
 
 
 def _relocated(obj: dict, paths: Paths) -> str | None:
-    """Point the paths recorded under the folders the manifest was written for (its
-    "output_dir" and "data_dir") at the folders it is read for now, so that a copied or
-    moved project (data/ and output/) keeps its record and is checked against its own data;
-    why not, when a path lies outside both where no stage records one. (A manifest from
-    before "data_dir" keeps its data paths as they are.)"""
+    """Point the paths recorded under the folder the manifest was written in (its
+    "output_dir") at the folder it is in now, so that a copied or moved output folder keeps
+    its record; why not, when a path lies outside both where no stage records one. A whole
+    project moved (its output folder and an entry's data folder, its "data_dir", moved
+    together: the same relative path from one to the other before and now) has that entry's
+    data paths pointed at the data folder in use too, so that a copy is checked against its
+    own data; a data folder elsewhere (`--data-dir`), or an entry from before "data_dir",
+    keeps them as they are."""
     here = Path(_abs(paths.output_dir))
     there = obj.get("output_dir", str(here))
     if not isinstance(there, str) or not Path(there).is_absolute():
         return "output_dir is not an absolute path"
-    moves = [(Path(there), here)]
-    data_there = obj.get("data_dir")
-    if data_there is not None:
-        if not isinstance(data_there, str) or not Path(data_there).is_absolute():
-            return "data_dir is not an absolute path"
-        moves.append((Path(data_there), Path(_abs(paths.data_dir))))
-
-    def moved(name: str) -> Path:
-        path = Path(name)
-        for old, new in moves:  # the output folder first: a data folder inside it is rare
-            if path.is_relative_to(old):
-                return new / path.relative_to(old)
-        return path
+    data_here = Path(_abs(paths.data_dir))
     for stage, entry in obj["stages"].items():
+        moves = [(Path(there), here)]
+        data_there = entry.get("data_dir")
+        if data_there is not None:
+            if not isinstance(data_there, str) or not Path(data_there).is_absolute():
+                return f"{stage}: data_dir is not an absolute path"
+            if Path(there) != here and os.path.relpath(data_there, there) == \
+                    os.path.relpath(data_here, here):
+                moves.append((Path(data_there), data_here))
+                entry["data_dir"] = str(data_here)
+
+        def moved(name: str) -> Path:
+            path = Path(name)
+            for old, new in moves:  # the output folder first: a data folder in it is rare
+                if path.is_relative_to(old):
+                    return new / path.relative_to(old)
+            return path
         for key in ("inputs", "outputs"):
             now = {}
             for name, digest in entry[key].items():
@@ -111,8 +118,6 @@ def _relocated(obj: dict, paths: Paths) -> str | None:
         if isinstance(stats, dict):  # the sizes and mtimes that spare `status` a hash
             entry["stats"] = {str(moved(n)): v for n, v in stats.items()}
     obj["output_dir"] = str(here)
-    if data_there is not None:
-        obj["data_dir"] = _abs(paths.data_dir)
     return None
 
 
@@ -219,7 +224,6 @@ def commit(paths: Paths, stage: str, pending: dict, mode: str = "now") -> None:
         "order": order,  # which of two stages ran last (`time` has whole seconds only)
     }
     manifest["output_dir"] = _abs(paths.output_dir)  # where its paths point
-    manifest["data_dir"] = _abs(paths.data_dir)
     write_json(paths.manifest, manifest)
 
 
@@ -239,6 +243,7 @@ def as_written(pending: dict, mode: str) -> dict:
             stats[p] = now.stats if now is not None and now == fp else None
     return {
         **{k: pending[k] for k in ("run", "command", "params", "defaults", "version", "time")},
+        **({"data_dir": pending["data_dir"]} if "data_dir" in pending else {}),
         "inputs": inputs,
         "outputs": {p: fingerprint(Path(p)) for p in outputs},
         "stats": {p: st for p, st in stats.items() if st is not None},

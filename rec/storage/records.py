@@ -128,12 +128,10 @@ def _entry(data: bytes, paths: Paths, stage: str) -> dict | None:
     stats = entry.get("input_stats")
     as_read = {**entry, "outputs": dict.fromkeys(entry["outputs"]), "order": 0,
                "stats": stats if isinstance(stats, dict) else {}}
-    folders = {k: entry[k] for k in ("output_dir", "data_dir") if k in entry}
     if manifest._entry_problem(stage, as_read) or manifest._relocated(
-            {"stages": {stage: as_read}, **folders}, paths):
+            {"stages": {stage: as_read}, "output_dir": entry["output_dir"]}, paths):
         return None
     entry.update(inputs=as_read["inputs"], outputs=list(as_read["outputs"]),
-                 input_stats=as_read["stats"], output_dir=manifest._abs(paths.output_dir))
-    if "data_dir" in entry:
-        entry["data_dir"] = manifest._abs(paths.data_dir)
+                 input_stats=as_read["stats"], output_dir=manifest._abs(paths.output_dir),
+                 **({"data_dir": as_read["data_dir"]} if "data_dir" in as_read else {}))
     return entry
