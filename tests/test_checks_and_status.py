@@ -313,6 +313,11 @@ def test_what_reads_an_edited_unit_is_stale(exported, tmp_path):
     assert rec(root, "save-features").exit_code == 0
     assert {k: v for k, v in states(root).items() if k in ("save-features", "evaluate")} \
         == {"save-features": "fresh", "evaluate": "stale"}  # it evaluated the old unit
+    root = copy_world(exported, tmp_path / "gone")
+    assert rec(root, "evaluate").exit_code == 0
+    (root / "output" / "features" / "scoring.json").unlink()  # missing: stale all the same
+    assert {k: v for k, v in states(root).items() if k in ("save-features", "evaluate")} \
+        == {"save-features": "missing", "evaluate": "stale"}
 
 
 def test_status_says_missing_when_what_a_stage_wrote_is_gone(exported, tmp_path):

@@ -294,6 +294,10 @@ def test_a_copied_project_is_checked_against_its_own_data(world, tmp_path):
         assert r.exit_code == 0, r.stderr
         return dict(line.split("\t")[:2] for line in r.stdout.splitlines()[1:])
     assert states(copy)["download"] == "fresh" and states(copy)["preprocess"] == "fresh"
+    # a stage run in the copy with another data folder leaves the pairing for a later read
+    r = rec(None, "--data-dir", str(copy / "output" / "data"), "--output-dir",
+            str(copy / "output"), "evaluate")
+    assert r.exit_code == 0, r.stderr
     data = next(p for p in sorted((copy / "data").rglob("*")) if p.is_file() and
                 p.suffix in (".dat", ".csv", ".data", ".tsv"))
     with data.open("a") as f:

@@ -62,7 +62,8 @@ def command(
     if holder and running not in names:
         log(f"{paths.output_dir} is in use by `{holder}`")
     rows, hashed = [], {}  # a file read by several stages is hashed once
-    edited: list[Path] = []  # outputs of stages edited since their run (in stage order)
+    written: dict[str, object] = {}  # each output as its stage recorded it
+    edited: list[Path] = []  # outputs changed since their stage ran (in stage order)
     for name in names:
         entry = stages.get(name)
         params = (entry or {}).get("params")
@@ -72,16 +73,18 @@ def command(
         else:
             state = ("stale" if name in mismatched and entry
                      else manifest.stage_state(entry, hashed))
-            # what reads an edited unit is stale: its record names the unit's seal (evaluate
-            # and export record output/features/unit.json), which an edit of another of its
-            # files leaves as it was, and the seal no longer holds until the unit is written
-            # again (a stage that reads the edited file itself compares it as usual)
-            units = [Path(p).parent for p in (entry or {}).get("inputs", {})
-                     if Path(p).name == UNIT]
+            # what read a unit as its stage wrote it is stale once another of its files is
+            # edited or gone: its record names the unit's seal (evaluate records
+            # output/features/unit.json), which such an edit leaves as it was (a stage that
+            # reads the edited file itself compares it as usual)
+            units = [Path(p).parent for p, fp in (entry or {}).get("inputs", {}).items()
+                     if Path(p).name == UNIT and p in written and written[p] == fp]
             if state == "fresh" and any(e.is_relative_to(u) for u in units for e in edited):
                 state = "stale"
-            if state == "modified":
-                edited += [Path(p) for p in entry["outputs"]]
+            if entry:
+                written.update(entry["outputs"])
+                if state != "fresh":  # edited or gone, whatever its inputs say
+                    edited += [Path(p) for p in manifest.changed_outputs(entry, hashed)]
             when = (entry or {}).get("time", "")
         defaults = (entry or {}).get("defaults")
         rows.append({

@@ -89,14 +89,18 @@ def _relocated(obj: dict, paths: Paths) -> str | None:
     data_here = Path(_abs(paths.data_dir))
     for stage, entry in obj["stages"].items():
         moves = [(Path(there), here)]
-        data_there = entry.get("data_dir")
+        # the entry's data folder and the output folder it was recorded with: a pair that
+        # only moves together (a later write into the moved output folder, run with another
+        # data folder, leaves it as it was, to be moved on a later read)
+        data_there, out_then = entry.get("data_dir"), entry.get("output_dir", there)
         if data_there is not None:
-            if not isinstance(data_there, str) or not Path(data_there).is_absolute():
-                return f"{stage}: data_dir is not an absolute path"
-            if Path(there) != here and os.path.relpath(data_there, there) == \
+            for name, value in (("data_dir", data_there), ("output_dir", out_then)):
+                if not isinstance(value, str) or not Path(value).is_absolute():
+                    return f"{stage}: {name} is not an absolute path"
+            if Path(out_then) != here and os.path.relpath(data_there, out_then) == \
                     os.path.relpath(data_here, here):
                 moves.append((Path(data_there), data_here))
-                entry["data_dir"] = str(data_here)
+                entry["data_dir"], entry["output_dir"] = str(data_here), str(here)
 
         def moved(name: str) -> Path:
             path = Path(name)
@@ -243,7 +247,8 @@ def as_written(pending: dict, mode: str) -> dict:
             stats[p] = now.stats if now is not None and now == fp else None
     return {
         **{k: pending[k] for k in ("run", "command", "params", "defaults", "version", "time")},
-        **({"data_dir": pending["data_dir"]} if "data_dir" in pending else {}),
+        # the folders the paths were recorded under, for a read after the project moved
+        **{k: pending[k] for k in ("data_dir", "output_dir") if k in pending},
         "inputs": inputs,
         "outputs": {p: fingerprint(Path(p)) for p in outputs},
         "stats": {p: st for p, st in stats.items() if st is not None},
@@ -266,15 +271,23 @@ def stage_state(entry: dict | None, hashed: dict | None = None) -> str:
         return "not run"
     hashed = {} if hashed is None else hashed
     stats = entry.get("stats") if isinstance(entry.get("stats"), dict) else {}
-    inputs, outputs = entry.get("inputs"), entry.get("outputs")
+    inputs = entry.get("inputs")
     for p, fp in (inputs if isinstance(inputs, dict) else {}).items():
         if not unchanged(p, fp, stats.get(p), hashed):
             return "stale"
-    changed = [p for p, fp in (outputs if isinstance(outputs, dict) else {}).items()
-               if not unchanged(p, fp, stats.get(p), hashed)]
+    changed = changed_outputs(entry, hashed)
     if any(not os.path.lexists(p) for p in changed):
         return "missing"
     return "modified" if changed else "fresh"
+
+
+def changed_outputs(entry: dict, hashed: dict) -> list[str]:
+    """The outputs of a stage's `entry` that are no longer what it wrote (changed or gone),
+    whatever its inputs say (stage_state's `hashed`)."""
+    stats = entry.get("stats") if isinstance(entry.get("stats"), dict) else {}
+    outputs = entry.get("outputs")
+    return [p for p, fp in (outputs if isinstance(outputs, dict) else {}).items()
+            if not unchanged(p, fp, stats.get(p), hashed)]
 
 
 # --- which dataset: the one downloaded last, into the data folder in use --------------------

@@ -132,6 +132,6 @@ def _entry(data: bytes, paths: Paths, stage: str) -> dict | None:
             {"stages": {stage: as_read}, "output_dir": entry["output_dir"]}, paths):
         return None
     entry.update(inputs=as_read["inputs"], outputs=list(as_read["outputs"]),
-                 input_stats=as_read["stats"], output_dir=manifest._abs(paths.output_dir),
-                 **({"data_dir": as_read["data_dir"]} if "data_dir" in as_read else {}))
+                 input_stats=as_read["stats"],
+                 **{k: as_read[k] for k in ("data_dir", "output_dir") if k in as_read})
     return entry
