@@ -158,8 +158,9 @@ def steps(title: str, costs: dict[str, float]) -> Iterator[Callable[..., None]]:
     (`rec evaluate`): yields `step(name, plan=None)`, called as each step starts. `costs`
     gives each step's share of the time (measured), so the bar moves with the time and rich
     can tell the time remaining; a step may bring a new `plan` (its costs and those after
-    it, replacing `costs`) when the work turns out to be of another kind. On a terminal
-    only (stderr), not under --quiet; erased when it ends."""
+    it, replacing `costs`) when the work turns out to be of another kind; `step.part(i, n)`
+    moves the bar within the current step. On a terminal only (stderr), not under --quiet;
+    erased when it ends."""
     with progress("steps", transient=True) as bar:
         task = bar.add_task(title, total=sum(costs.values()))
         done: list[float] = []
@@ -172,6 +173,12 @@ def steps(title: str, costs: dict[str, float]) -> Iterator[Callable[..., None]]:
             bar.update(task, completed=sum(done), description=f"{title}: {name}")
             done.append(costs[name])
 
+        def part(finished: int, of: int) -> None:
+            """`finished` of the current step's `of` equal parts are done (the rank stage's
+            blocks of users): the bar moves within a long step instead of waiting on it."""
+            if done:
+                bar.update(task, completed=sum(done[:-1]) + done[-1] * finished / max(of, 1))
+        step.part = part
         yield step
 
 

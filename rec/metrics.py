@@ -182,7 +182,8 @@ def dense_chunk(n_movies: int, at_most: int = 1024) -> int:
 def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.ndarray,
                     seen_movies: np.ndarray, relevant_users: np.ndarray,
                     relevant_movies: np.ndarray, k: int = 10, chunk: int | None = None,
-                    movie_counts: np.ndarray | None = None, threads: int = 1) -> dict:
+                    movie_counts: np.ndarray | None = None, threads: int = 1,
+                    progress=None) -> dict:
     """HR@k and NDCG@k, averaged over users with at least one relevant movie.
 
     For each such user every movie they did not rate in training is ranked by
@@ -201,7 +202,8 @@ def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.nda
     `threads` > 1 scores and ranks that many chunks at once (score_chunk must then be safe
     to call from several threads): numpy and scipy release the GIL in their loops, so the
     cores share the work; the chunks are the same and their results are gathered in order,
-    so the metrics are the same."""
+    so the metrics are the same. `progress(i, n)`, when given, is called as the i-th of n
+    blocks of users is done (evaluate's progress bar)."""
     chunk = chunk or dense_chunk(n_movies)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     users_with_rel = np.unique(relevant_users)
@@ -246,17 +248,23 @@ def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.nda
               for start in range(0, len(users_with_rel), chunk)]
     found: dict = {}  # name -> (hits, ndcgs, tops)
     single = True
+
+    def gather(results) -> bool:
+        single = True
+        for i, (single, out) in enumerate(results, start=1):
+            for name, parts in out.items():
+                for into, part in zip(found.setdefault(name, ([], [], [])), parts):
+                    into.append(part)
+            if progress is not None:
+                progress(i, len(blocks))
+        return single
     if threads > 1 and len(blocks) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(threads) as pool:
-            results = list(pool.map(rank_block, blocks))  # in order
+            single = gather(pool.map(rank_block, blocks))  # in order, each as it is done
     else:
-        results = map(rank_block, blocks)
-    for single, out in results:
-        for name, parts in out.items():
-            for into, part in zip(found.setdefault(name, ([], [], [])), parts):
-                into.append(part)
+        single = gather(map(rank_block, blocks))
     out = {name: _summary(*lists, len(users_with_rel), n_movies, k, movie_counts)
            for name, lists in found.items()}
     if single:

@@ -201,6 +201,13 @@ def test_ranking_metrics_in_threads_are_the_same():
     one = ranking_metrics(scorer, **args)
     assert ranking_metrics(scorer, **args, threads=2) == one
     assert one["a"]["ranked_users"] == len(np.unique(rel_u))
+    # evaluate's progress bar: each block as it is done, in order, the same metrics
+    for threads in (1, 2):
+        calls = []
+        assert ranking_metrics(scorer, **args, threads=threads,
+                               progress=lambda i, n: calls.append((i, n))) == one
+        n = -(-len(np.unique(rel_u)) // 64)
+        assert calls == [(i, n) for i in range(1, n + 1)]
 
 
 def test_row_sums_are_add_at_to_the_bit():

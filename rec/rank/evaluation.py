@@ -80,7 +80,7 @@ def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
                                      "recall channels and the rank stage": 20})
         report = evaluate_users(model, ds, device)
         step("recall channels and the rank stage")
-        return with_rank_stage(paths, ds, report)
+        return with_rank_stage(paths, ds, report, progress=getattr(step, "part", None))
     (tu, tm, tr), (vu, vm, vr) = ds.train_val()
     rel = vr >= RELEVANT
     counts = np.bincount(tm, minlength=ds.n_movies)
@@ -103,7 +103,7 @@ def evaluate(paths, device: str, seed: int = 0, step=lambda name: None) -> dict:
         ratings = background.submit(rating_baselines, (tu, tm, tr), (vu, vm, vr), clip,
                                     rank_args, seed)
         step("recall channels and the rank stage")
-        rank_stage = rank_stage_report(paths, ds, saved)
+        rank_stage = rank_stage_report(paths, ds, saved, getattr(step, "part", None))
         ranked_already = channels_as_ranked(rank_stage[0], ds, saved)
         step("rec")
         result = vector_metrics(user_vecs, movie_vecs, scoring, vu, vm, vr, clip,
@@ -134,7 +134,7 @@ def channels_as_ranked(extra: dict, ds, saved) -> dict:
     return {name: extra["channels"][name] for name in ("two_tower", "popularity")}
 
 
-def rank_stage_report(paths, ds, features=None) -> tuple[dict, list]:
+def rank_stage_report(paths, ds, features=None, progress=None) -> tuple[dict, list]:
     """rec.rank.serving.report's (extra, notes) on this dataset's evaluation split.
     `features`: output/features as already read (saved_from), not read a second time."""
     from rec.rank.serving import report as rank_report
@@ -145,16 +145,18 @@ def rank_stage_report(paths, ds, features=None) -> tuple[dict, list]:
     counts = np.bincount(ds.part(TRAIN)[1], minlength=ds.n_movies)
     rank_args = dict(n_users=ds.n_users, n_movies=ds.n_movies, seen_users=su, seen_movies=sm,
                      relevant_users=vu[rel], relevant_movies=vm[rel], k=K, movie_counts=counts,
-                     threads=SCORING_THREADS)
+                     threads=SCORING_THREADS, progress=progress)
     return rank_report(paths, ds, rank_args, (vu[rel], vm[rel]), features)
 
 
-def with_rank_stage(paths, ds, report: dict, computed: tuple | None = None) -> dict:
+def with_rank_stage(paths, ds, report: dict, computed: tuple | None = None,
+                    progress=None) -> dict:
     """The report with the recall channels and, when output/ctr/model holds a fresh rank
     model, the ranked list as the headline (what `rec recommend` outputs); the two-tower's
     own order moves to "two_tower". Every choice behind them is in "selection".
     `computed`: rank_stage_report's result when already at hand."""
-    extra, notes = computed if computed is not None else rank_stage_report(paths, ds)
+    extra, notes = computed if computed is not None else rank_stage_report(paths, ds,
+                                                                           progress=progress)
     stale = earlier_model(paths) if extra else None
     if stale:  # its channels and ranked list are another model's: not this model's row
         extra, notes = {}, [f"recall channels and the ranked list not evaluated: {stale}"]
