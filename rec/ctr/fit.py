@@ -66,9 +66,9 @@ def train(paths: Paths, p, device: str, resume: bool,
     full_config = {"model": config.to_json(), "features": source.describe(),
                    "train": asdict(p), "device": job.device, "data_fingerprint": data_id,
                    "rec_version": __version__}
-    if p.data == "movielens":
-        v = source.ds.vocab
-        full_config["dataset"] = {"name": v.dataset, "split": v.split}
+    if p.data == "movielens":  # the dataset's own split; the view's slice is its "tuning"
+        v = source.evaluated.vocab
+        full_config["dataset"] = {"name": v.dataset, "split": source.ds.vocab.split}
     label = v.dataset if p.data == "movielens" else Path(p.input).name
     spec = trainer.FitSpec(
         run="rec ctr-train", folder=paths.ctr, epochs=p.epochs, patience=p.patience, seed=p.seed,

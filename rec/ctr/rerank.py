@@ -18,7 +18,8 @@ from rec.scoring import rerank_order, vector_scorer
 
 def recall_rerank_metrics(ds, features, net: NumpyCtr, fields: MovieLensFields,
                           candidates: int = 200, k: int = 10) -> dict | None:
-    """HR@k / NDCG@k on the validation users (relevant = validation ratings of 4 or more,
+    """HR@k / NDCG@k on `ds`'s validation users (ctr-train passes the dataset itself: the
+    evaluation split; relevant = validation ratings of 4 or more,
     movies rated in training excluded, as `rec evaluate` does) for the two-tower model's
     ranking alone ("recall") and for its top `candidates` reordered with the click
     probability in place of the rating head (rec.scoring.rerank_order: "rerank"). None when the saved vectors do not cover the dataset's users and movies."""

@@ -87,7 +87,7 @@ class MovieLensSource:
         self.train_rated = np.unique(tu.astype(np.int64) * ds.n_movies + tm)
         self.train = Arrays(self.fields.inputs(tu, tm), self.train_pairs[2])
         val_labels = (vr >= RELEVANT).astype(np.float32)
-        require_two_classes(None, "the training part of output/dataset "
+        require_two_classes(None, "the training part of output/dataset (less the tuning slice) "
                             f"(label: rating >= {RELEVANT})",
                             int(np.count_nonzero(self.train.labels)),
                             len(self.train) * (1 + self.negatives))

@@ -60,7 +60,7 @@ def recall_then_rank(paths, source, candidates: int) -> dict:
         warn("output/features does not match output/dataset: recall-then-rank comparison "
              "skipped (run `rec save-features` again)")
         return {}
-    log(f"recall then rank ({result['ranked_users']:,} validation users, top {candidates} "
+    log(f"recall then rank ({result['ranked_users']:,} evaluation users, top {candidates} "
         f"candidates): HR@10 {result['recall_hr@10']:.4f} -> {result['rerank_hr@10']:.4f}, "
         f"NDCG@10 {result['recall_ndcg@10']:.4f} -> {result['rerank_ndcg@10']:.4f}")
     return result
