@@ -318,6 +318,12 @@ def test_what_reads_an_edited_unit_is_stale(exported, tmp_path):
     (root / "output" / "features" / "scoring.json").unlink()  # missing: stale all the same
     assert {k: v for k, v in states(root).items() if k in ("save-features", "evaluate")} \
         == {"save-features": "missing", "evaluate": "stale"}
+    # the model: save-features and export record its weights alone, and read it whole
+    root = copy_world(exported, tmp_path / "model")
+    config = root / "output" / "model" / "best" / "config.json"
+    config.write_text(config.read_text() + " ")
+    assert {k: v for k, v in states(root).items() if k in ("train", "save-features", "export")} \
+        == {"train": "modified", "save-features": "stale", "export": "stale"}
 
 
 def test_status_says_missing_when_what_a_stage_wrote_is_gone(exported, tmp_path):

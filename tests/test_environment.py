@@ -306,6 +306,33 @@ def test_a_copied_project_is_checked_against_its_own_data(world, tmp_path):
     assert (states(world)["download"], states(world)["preprocess"]) == ("fresh", "fresh")
 
 
+def test_a_data_folder_inside_the_output_folder_stays_when_only_the_output_moves(tmp_path):
+    """--data-dir inside the output folder, the output folder copied alone and read with the
+    original data folder: the data paths stay (they follow their own pair, not the output
+    folder's move), so a change to the data in use shows."""
+    import shutil
+
+    first = tmp_path / "a" / "output"
+    assert rec(None, "--data-dir", str(first / "data"), "--output-dir", str(first), "download",
+               "--dataset", "synthetic", "--users", "30", "--movies", "40",
+               "--ratings", "300").exit_code == 0
+    second = tmp_path / "b" / "output"
+    shutil.copytree(first, second)
+
+    def download_state() -> str:
+        r = rec(None, "--data-dir", str(first / "data"), "--output-dir", str(second), "status",
+                "--format", "json")
+        assert r.exit_code == 0, r.stderr
+        return {json.loads(line)["stage"]: json.loads(line)["state"]
+                for line in r.stdout.splitlines()}["download"]
+    assert download_state() == "fresh"
+    data = next(p for p in sorted((first / "data").rglob("*")) if p.is_file() and
+                p.suffix in (".dat", ".csv", ".data", ".tsv"))
+    with data.open("a") as f:
+        f.write("\n")
+    assert download_state() == "modified"
+
+
 def test_a_folder_fingerprint_stops_at_a_bound(tmp_path, monkeypatch):
     from rec.storage import fingerprints
 

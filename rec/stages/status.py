@@ -62,7 +62,6 @@ def command(
     if holder and running not in names:
         log(f"{paths.output_dir} is in use by `{holder}`")
     rows, hashed = [], {}  # a file read by several stages is hashed once
-    written: dict[str, object] = {}  # each output as its stage recorded it
     edited: list[Path] = []  # outputs changed since their stage ran (in stage order)
     for name in names:
         entry = stages.get(name)
@@ -73,18 +72,18 @@ def command(
         else:
             state = ("stale" if name in mismatched and entry
                      else manifest.stage_state(entry, hashed))
-            # what read a unit as its stage wrote it is stale once another of its files is
-            # edited or gone: its record names the unit's seal (evaluate records
-            # output/features/unit.json), which such an edit leaves as it was (a stage that
-            # reads the edited file itself compares it as usual)
-            units = [Path(p).parent for p, fp in (entry or {}).get("inputs", {}).items()
-                     if Path(p).name == UNIT and p in written and written[p] == fp]
+            # what read a sealed unit (a folder with its unit.json: the model, the features,
+            # the rank model) is stale once a file of it is edited or gone, whatever the
+            # stage that wrote it says: its record names one file of the unit (the seal,
+            # the weights), which such an edit leaves as it was, and no reader takes the
+            # unit until it is written again (rec.storage.unit.read checks the seal). A
+            # unit absent when it was read (fingerprint None) is compared as usual
+            units = {Path(p).parent for p, fp in (entry or {}).get("inputs", {}).items()
+                     if fp is not None and (Path(p).parent / UNIT).is_file()}
             if state == "fresh" and any(e.is_relative_to(u) for u in units for e in edited):
                 state = "stale"
-            if entry:
-                written.update(entry["outputs"])
-                if state != "fresh":  # edited or gone, whatever its inputs say
-                    edited += [Path(p) for p in manifest.changed_outputs(entry, hashed)]
+            if entry and state != "fresh":  # its outputs edited or gone, whatever its inputs
+                edited += [Path(p) for p in manifest.changed_outputs(entry, hashed)]
             when = (entry or {}).get("time", "")
         defaults = (entry or {}).get("defaults")
         rows.append({

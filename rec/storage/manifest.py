@@ -88,26 +88,28 @@ def _relocated(obj: dict, paths: Paths) -> str | None:
         return "output_dir is not an absolute path"
     data_here = Path(_abs(paths.data_dir))
     for stage, entry in obj["stages"].items():
-        moves = [(Path(there), here)]
         # the entry's data folder and the output folder it was recorded with: a pair that
         # only moves together (a later write into the moved output folder, run with another
         # data folder, leaves it as it was, to be moved on a later read)
-        data_there, out_then = entry.get("data_dir"), entry.get("output_dir", there)
+        data_there = entry.get("data_dir")
+        out_then = entry.setdefault("output_dir", there) if data_there is not None else there
+        data_move = None  # (old, new) of the entry's data paths; None: they stay
         if data_there is not None:
             for name, value in (("data_dir", data_there), ("output_dir", out_then)):
                 if not isinstance(value, str) or not Path(value).is_absolute():
                     return f"{stage}: {name} is not an absolute path"
             if Path(out_then) != here and os.path.relpath(data_there, out_then) == \
                     os.path.relpath(data_here, here):
-                moves.append((Path(data_there), data_here))
+                data_move = Path(data_there), data_here
                 entry["data_dir"], entry["output_dir"] = str(data_here), str(here)
 
         def moved(name: str) -> Path:
             path = Path(name)
-            for old, new in moves:  # the output folder first: a data folder in it is rare
-                if path.is_relative_to(old):
-                    return new / path.relative_to(old)
-            return path
+            # a data path follows its pair's rule, even in the output folder (--data-dir
+            # inside it): it moves with the pair or stays
+            if data_there is not None and path.is_relative_to(data_there):
+                return data_move[1] / path.relative_to(data_move[0]) if data_move else path
+            return here / path.relative_to(there) if path.is_relative_to(there) else path
         for key in ("inputs", "outputs"):
             now = {}
             for name, digest in entry[key].items():
