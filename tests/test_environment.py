@@ -333,6 +333,25 @@ def test_a_data_folder_inside_the_output_folder_stays_when_only_the_output_moves
     assert download_state() == "modified"
 
 
+def test_an_output_folder_inside_the_data_folder_keeps_its_record_when_copied(tmp_path):
+    """--data-dir a folder that holds the output folder (`--data-dir .`), the output folder
+    copied alone: its own paths follow it (the folder they are deepest in), the data paths
+    stay; the manifest reads, fresh."""
+    import shutil
+
+    project = tmp_path / "a"
+    for stage in (["download", "--dataset", "synthetic", "--users", "30", "--movies", "40",
+                   "--ratings", "300"], ["preprocess"]):
+        r = rec(None, "--data-dir", str(project), "--output-dir", str(project / "output"), *stage)
+        assert r.exit_code == 0, r.stderr
+    shutil.copytree(project / "output", tmp_path / "b" / "output")
+    r = rec(None, "--data-dir", str(project), "--output-dir", str(tmp_path / "b" / "output"),
+            "status", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    states = {json.loads(line)["stage"]: json.loads(line)["state"] for line in r.stdout.splitlines()}
+    assert (states["download"], states["preprocess"]) == ("fresh", "fresh")
+
+
 def test_a_folder_fingerprint_stops_at_a_bound(tmp_path, monkeypatch):
     from rec.storage import fingerprints
 

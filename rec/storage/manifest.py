@@ -105,11 +105,14 @@ def _relocated(obj: dict, paths: Paths) -> str | None:
 
         def moved(name: str) -> Path:
             path = Path(name)
-            # a data path follows its pair's rule, even in the output folder (--data-dir
-            # inside it): it moves with the pair or stays
-            if data_there is not None and path.is_relative_to(data_there):
+            # a path follows the folder it is deepest in: a data path its pair's rule even
+            # inside the output folder (--data-dir in it: it moves with the pair or stays),
+            # an output path the output folder's even inside the data folder (--data-dir .)
+            in_data = data_there is not None and path.is_relative_to(data_there)
+            in_output = path.is_relative_to(there)
+            if in_data and not (in_output and Path(there).is_relative_to(data_there)):
                 return data_move[1] / path.relative_to(data_move[0]) if data_move else path
-            return here / path.relative_to(there) if path.is_relative_to(there) else path
+            return here / path.relative_to(there) if in_output else path
         for key in ("inputs", "outputs"):
             now = {}
             for name, digest in entry[key].items():
