@@ -179,6 +179,31 @@ def dense_chunk(n_movies: int, at_most: int = 1024) -> int:
     return max(1, min(at_most, DENSE_ELEMENTS // max(n_movies, 1)))
 
 
+class PairsByUser:
+    """(user, movie) pairs, sorted by user once, so that a block of users' own pairs are
+    one slice of them (ranking_metrics' seen and relevant movies, validation's seen ones)."""
+
+    def __init__(self, users: np.ndarray, movies: np.ndarray):
+        order = np.argsort(users, kind="stable")
+        self.users, self.movies = users[order], movies[order]
+
+    def in_block(self, block: np.ndarray, row_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row in the block, movie) of the pairs of `block`'s users (sorted indices);
+        `row_of`: block_rows(block, ...)."""
+        lo = np.searchsorted(self.users, block[0])
+        hi = np.searchsorted(self.users, block[-1], side="right")
+        rows = row_of[self.users[lo:hi]]
+        keep = rows >= 0
+        return rows[keep], self.movies[lo:hi][keep]
+
+
+def block_rows(block: np.ndarray, n_users: int) -> np.ndarray:
+    """Each user's row in `block`, -1 for the users outside it."""
+    row_of = np.full(n_users, -1)
+    row_of[block] = np.arange(len(block))
+    return row_of
+
+
 def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.ndarray,
                     seen_movies: np.ndarray, relevant_users: np.ndarray,
                     relevant_movies: np.ndarray, k: int = 10, chunk: int | None = None,
@@ -207,26 +232,17 @@ def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.nda
     chunk = chunk or dense_chunk(n_movies)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     users_with_rel = np.unique(relevant_users)
-    order = np.argsort(seen_users, kind="stable")
-    su, sm = seen_users[order], seen_movies[order]
-    rorder = np.argsort(relevant_users, kind="stable")
-    ru, rm = relevant_users[rorder], relevant_movies[rorder]
+    seen_pairs = PairsByUser(seen_users, seen_movies)
+    relevant_pairs = PairsByUser(relevant_users, relevant_movies)
 
     def rank_block(block: np.ndarray) -> tuple[bool, dict]:
         """(single, {name: (hits, ndcgs, top)}) of one chunk of users."""
         scored = score_chunk(block)
         single = not isinstance(scored, dict)
-        row_of = np.full(n_users, -1)
-        row_of[block] = np.arange(len(block))
-        lo, hi = np.searchsorted(su, block[0]), np.searchsorted(su, block[-1], side="right")
-        rows = row_of[su[lo:hi]]
-        keep = rows >= 0
-        seen = rows[keep], sm[lo:hi][keep]
+        row_of = block_rows(block, n_users)
+        seen = seen_pairs.in_block(block, row_of)
         relevant = np.zeros((len(block), n_movies), dtype=bool)
-        lo, hi = np.searchsorted(ru, block[0]), np.searchsorted(ru, block[-1], side="right")
-        rows = row_of[ru[lo:hi]]
-        keep = rows >= 0
-        relevant[rows[keep], rm[lo:hi][keep]] = True
+        relevant[relevant_pairs.in_block(block, row_of)] = True
         n_rel = np.minimum(relevant.sum(axis=1), k)
         ideal = np.cumsum(discounts)[n_rel - 1]
         out = {}
@@ -247,7 +263,6 @@ def ranking_metrics(score_chunk, n_users: int, n_movies: int, seen_users: np.nda
     blocks = [users_with_rel[start: start + chunk]
               for start in range(0, len(users_with_rel), chunk)]
     found: dict = {}  # name -> (hits, ndcgs, tops)
-    single = True
 
     def gather(results) -> bool:
         single = True

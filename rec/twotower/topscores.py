@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rec.metrics import PairsByUser, block_rows
 from rec.scoring import like_weight, log_like, pick_logits, score, stars
 from rec.shortlists import Shortlist
 
@@ -94,8 +95,7 @@ def like_weight_shortlists(user_vecs: np.ndarray, movie_vecs: np.ndarray, scorin
     is computed for those alone; ranking_metrics ranks a row whole (`dense`) where that
     could differ. The same metrics as the full orders: training's validation ranks five
     weights over 1,500 ml-1m users in a third of the time."""
-    order = np.argsort(seen_users, kind="stable")
-    su, sm = seen_users[order], seen_movies[order]
+    seen = PairsByUser(seen_users, seen_movies)
     like = scoring["like"]
     short = max(SHORTLIST * k, 64)
 
@@ -103,12 +103,8 @@ def like_weight_shortlists(user_vecs: np.ndarray, movie_vecs: np.ndarray, scorin
         users = user_vecs[block]
         pick = pick_logits(users, movie_vecs, scoring)
         star_values = stars(users, movie_vecs, scoring)
-        row_of = np.full(len(user_vecs), -1)
-        row_of[block] = np.arange(len(block))
-        lo, hi = np.searchsorted(su, block[0]), np.searchsorted(su, block[-1], side="right")
-        rows = row_of[su[lo:hi]]
-        keep = rows >= 0
-        pick[rows[keep], sm[lo:hi][keep]] = -np.inf  # seen: never ranked, at any weight
+        # seen: never ranked, at any weight
+        pick[seen.in_block(block, block_rows(block, len(user_vecs)))] = -np.inf
 
         def full(w: float, rows=slice(None)) -> np.ndarray:  # score()'s order, seen -inf
             return pick[rows] + np.float32(w) * log_like(star_values[rows], like) if w \
