@@ -110,7 +110,31 @@ class Catalog:
         return sums, counts
 
 
+    def rating_rows(self, user_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(indices of the ratings of users `user_rows`, their user's position in
+        `user_rows`): user by user, each user's in rating order. From an index of the
+        ratings by user built once (no sort where they come sorted by user, as preprocess
+        writes them), where a pass over every rating per chunk of users took 10 ms of
+        each 1,024 ml-1m users' 100 (`--all`)."""
+        users = self.rating_user
+        with _BY_USER:  # built again if the ratings changed (a folded-in user's added)
+            if getattr(self, "_by_user", (None,))[0] is not users:
+                order = None if (users[1:] >= users[:-1]).all() else \
+                    np.argsort(users, kind="stable")
+                ordered = users if order is None else users[order]
+                self._by_user = users, order, np.searchsorted(ordered, np.arange(
+                    len(self.features.user_ids) + 1))
+            _, order, starts = self._by_user
+        lo, hi = starts[user_rows], starts[user_rows + 1]
+        counts = hi - lo
+        pos = np.repeat(np.arange(len(user_rows)), counts)
+        # lo of each rating's user, plus its place among the user's ratings
+        at = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(len(pos))
+        return (at if order is None else order[at]), pos
+
+
 _GROUP_STATS = threading.Lock()  # Catalog.group_stats' filling, one thread at a time
+_BY_USER = threading.Lock()  # Catalog.rating_rows' index, built once
 
 
 def _rows_by_id(feature_ids: list[str], raw_ids: list) -> np.ndarray:
@@ -264,15 +288,15 @@ class ChunkRatings:
 
 
 def chunk_ratings(cat: Catalog, user_rows: np.ndarray, train_only: bool = False) -> ChunkRatings:
-    """One pass over all ratings picks out the chunk's (rows must be distinct); with
+    """The chunk's ratings (rows must be distinct), Catalog.rating_rows'; with
     `train_only`, only those in the training part of the split (as of the training cut)."""
-    pos_of = np.full(len(cat.features.user_ids), -1, dtype=np.int64)
-    pos_of[user_rows] = np.arange(len(user_rows))
-    pos = pos_of[cat.rating_user]
-    sel = np.flatnonzero((pos >= 0) & cat.rating_train) if train_only else np.flatnonzero(pos >= 0)
-    sel = sel[np.lexsort((-cat.rating_value[sel], pos[sel]))]
-    return ChunkRatings(pos[sel], cat.rating_movie[sel], cat.rating_value[sel],
-                        cat.rating_time[sel])
+    sel, pos = cat.rating_rows(np.asarray(user_rows, np.int64))
+    if train_only:
+        keep = cat.rating_train[sel]
+        sel, pos = sel[keep], pos[keep]
+    order = np.lexsort((-cat.rating_value[sel], pos))  # stable: equals in rating order
+    sel, pos = sel[order], pos[order]
+    return ChunkRatings(pos, cat.rating_movie[sel], cat.rating_value[sel], cat.rating_time[sel])
 
 
 @dataclass
