@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from rec.metrics import PairsByUser, block_rows
-from rec.scoring import like_weight, log_like, pick_logits, score, stars
+from rec.scoring import like_weight, log_like, pick_logits, score, star_product
 from rec.shortlists import Shortlist
 
 PARTITION_ROWS = 64  # rows per np.argpartition in best_columns
@@ -59,7 +59,7 @@ def best_scored(users: np.ndarray, movies: np.ndarray, scoring: dict, blocked, k
         blocked(scores)
         return best_columns(scores, k)
     pick = pick_logits(users, movies, scoring)  # score()'s products, in its order
-    star_values = stars(users, movies, scoring)
+    star_values = star_product(users, movies, scoring)  # stars() where read alone
     like = scoring["like"]
     weight = np.float32(like["weight"])
     blocked(pick)  # -inf where the order is -inf
@@ -68,7 +68,7 @@ def best_scored(users: np.ndarray, movies: np.ndarray, scoring: dict, blocked, k
     left_out = np.take_along_axis(pick, part[:, :1], 1)[:, 0]
     listed = part[:, 1:]
     order = np.take_along_axis(pick, listed, 1)
-    order += weight * log_like(np.take_along_axis(star_values, listed, 1), like)
+    order += weight * log_like(star_values.stars_at(listed), like)
     best, values = best_columns(order, k + 1)
     cols, vals = np.take_along_axis(listed, best[:, :k], 1), values[:, :k]
     sure = np.isfinite(vals[:, -1]) & (vals[:, -1] > left_out) & (values[:, k] < vals[:, -1])
@@ -77,7 +77,7 @@ def best_scored(users: np.ndarray, movies: np.ndarray, scoring: dict, blocked, k
     unsure = np.flatnonzero(~sure)
     if len(unsure):  # scored whole: the same element-wise order as score()'s
         whole = pick[unsure]
-        whole += weight * log_like(star_values[unsure], like)
+        whole += weight * log_like(star_values.stars(unsure), like)
         cols[unsure], vals[unsure] = best_columns(whole, k)
     return cols, vals
 
@@ -102,12 +102,12 @@ def like_weight_shortlists(user_vecs: np.ndarray, movie_vecs: np.ndarray, scorin
     def score_chunk(block: np.ndarray) -> dict:
         users = user_vecs[block]
         pick = pick_logits(users, movie_vecs, scoring)
-        star_values = stars(users, movie_vecs, scoring)
+        star_values = star_product(users, movie_vecs, scoring)  # stars() where read alone
         # seen: never ranked, at any weight
         pick[seen.in_block(block, block_rows(block, len(user_vecs)))] = -np.inf
 
         def full(w: float, rows=slice(None)) -> np.ndarray:  # score()'s order, seen -inf
-            return pick[rows] + np.float32(w) * log_like(star_values[rows], like) if w \
+            return pick[rows] + np.float32(w) * log_like(star_values.stars(rows), like) if w \
                 else pick[rows]
         if short + 1 >= pick.shape[1]:
             return {w: full(w) for w in weights}
@@ -115,7 +115,7 @@ def like_weight_shortlists(user_vecs: np.ndarray, movie_vecs: np.ndarray, scorin
         ceiling = np.take_along_axis(pick, part[:, :1], 1)[:, 0]  # the best pick left out
         listed = part[:, 1:]
         listed_pick = np.take_along_axis(pick, listed, 1)
-        listed_like = log_like(np.take_along_axis(star_values, listed, 1), like)
+        listed_like = log_like(star_values.stars_at(listed), like)
         return {w: Shortlist(listed, listed_pick + np.float32(w) * listed_like if w else
                              listed_pick, ceiling, lambda rows, w=w: full(w, rows))
                 for w in weights}
