@@ -31,11 +31,19 @@ from rec.twotower.topscores import best_columns, best_scored
 CHUNK_USERS = 1024  # users scored per matrix product: 1024 x 3883 float32 is 16 MB
 
 
-def chunk_users(n_movies: int) -> int:
-    """Users per chunk of `rec recommend`: CHUNK_USERS, fewer on a large catalogue, as
-    every (users x catalogue) computation (rec.metrics.dense_chunk: 134 at ml-25m's 62k
-    movies, where 1,024 users made each of the rank stage's score arrays 254 MB)."""
-    return dense_chunk(n_movies, CHUNK_USERS)
+# The rank stage's chunks are smaller: its feature rows (users x candidates x features) for
+# 1,024 ml-1m users are 48 MB, above the 32 MB past which glibc's malloc always maps fresh
+# pages, so every chunk faulted them in again (`--all`: 1-2 s of system time, 0.3 s at 512
+# users; 3.2-3.5 s wall against 3.2-4.5, and a peak of 500 MB against 740)
+RANK_CHUNK_USERS = 512
+
+
+def chunk_users(n_movies: int, ranked: bool = False) -> int:
+    """Users per chunk of `rec recommend`: CHUNK_USERS (RANK_CHUNK_USERS when the rank
+    stage orders the list), fewer on a large catalogue, as every (users x catalogue)
+    computation (rec.metrics.dense_chunk: 134 at ml-25m's 62k movies, where 1,024 users
+    made each of the rank stage's score arrays 254 MB)."""
+    return dense_chunk(n_movies, RANK_CHUNK_USERS if ranked else CHUNK_USERS)
 
 
 EXPLORE_POOL = 3  # --explore draws from the best EXPLORE_POOL * N candidates
