@@ -179,6 +179,14 @@ def dense_chunk(n_movies: int, at_most: int = 1024) -> int:
     return max(1, min(at_most, DENSE_ELEMENTS // max(n_movies, 1)))
 
 
+# The rank stage's chunks (recommend, evaluate) are smaller: its feature rows (users x
+# candidates x features) for 1,024 ml-1m users are 48 MB, above the 32 MB past which
+# glibc's malloc always maps fresh pages, so every chunk faulted them in again: `recommend
+# --all` 1-2 s of system time (0.3 s at 512 users), 3.2-4.5 s wall (3.2-3.5), a peak of
+# 740 MB (500); evaluate 4.5-4.9 s (4.3-4.7), 840-910 MB (640)
+RANK_CHUNK_USERS = 512
+
+
 class PairsByUser:
     """(user, movie) pairs, sorted by user once, so that a block of users' own pairs are
     one slice of them (ranking_metrics' seen and relevant movies, validation's seen ones)."""

@@ -30,7 +30,8 @@ import numpy as np
 
 from rec.datasets.contract import GIVEN, RELEVANT, TRAIN, VAL, load_dataset
 from rec.errors import UsageError
-from rec.metrics import EASE_MAX_MOVIES, baseline_metrics, ease_metrics, rating_baselines
+from rec.metrics import (EASE_MAX_MOVIES, RANK_CHUNK_USERS, baseline_metrics, dense_chunk,
+                         ease_metrics, rating_baselines)
 from rec.twotower.features import earlier_model
 from rec.twotower.heldout import evaluate_held_out, vector_metrics
 
@@ -145,7 +146,8 @@ def rank_stage_report(paths, ds, features=None, progress=None) -> tuple[dict, li
     counts = np.bincount(ds.part(TRAIN)[1], minlength=ds.n_movies)
     rank_args = dict(n_users=ds.n_users, n_movies=ds.n_movies, seen_users=su, seen_movies=sm,
                      relevant_users=vu[rel], relevant_movies=vm[rel], k=K, movie_counts=counts,
-                     threads=SCORING_THREADS, progress=progress)
+                     threads=SCORING_THREADS, progress=progress,
+                     chunk=dense_chunk(ds.n_movies, RANK_CHUNK_USERS))
     return rank_report(paths, ds, rank_args, (vu[rel], vm[rel]), features)
 
 

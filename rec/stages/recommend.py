@@ -299,7 +299,7 @@ def recommend_command(
     # the rank stage, when it is fresh; it ranks unseen movies only (its channels leave the
     # user's own out): --include-seen lists the two-tower's order, and says so
     ranks = not (recall_only or include_seen)
-    if ranks and (every_user or len(tokens) > FEW_USERS):
+    if ranks and (every_user or len(tokens) > 32):  # more than rec.rank.channels.FEW_USERS
         preload("scipy.sparse")  # the rank stage's EASE products, imported meanwhile
     cat = load_catalog(paths, ranks)
     # never more than the catalogue: memory follows these, not what was asked
@@ -325,13 +325,9 @@ def recommend_command(
             out.write_block(block)
 
 
-FEW_USERS = 32  # rec.rank.channels.FEW_USERS, without importing it here
-
-
 def preload(module: str) -> None:
-    """Import `module` in a thread of its own, while the catalogue and the rank model are
-    read: the rank stage's first block of users needed scipy.sparse (0.11-0.16 s of
-    imports, both scoring threads waiting on it) after all of that."""
+    """Import `module` in a thread of its own while the catalogue and the rank model are read
+    (the rank stage's first users waited 0.11-0.16 s for scipy.sparse after all of that)."""
     import importlib
     import threading
 

@@ -22,20 +22,13 @@ import numpy as np
 
 from rec.datasets.contract import VAL, Dataset, id_key
 from rec.errors import UsageError, shown
-from rec.metrics import dense_chunk
+from rec.metrics import RANK_CHUNK_USERS, dense_chunk
 from rec.scoring import stars_pairs
 from rec.twotower.features import Features
 from rec.twotower.titles import display_title, find_movie  # noqa: F401 (their home before)
 from rec.twotower.topscores import best_columns, best_scored
 
 CHUNK_USERS = 1024  # users scored per matrix product: 1024 x 3883 float32 is 16 MB
-
-
-# The rank stage's chunks are smaller: its feature rows (users x candidates x features) for
-# 1,024 ml-1m users are 48 MB, above the 32 MB past which glibc's malloc always maps fresh
-# pages, so every chunk faulted them in again (`--all`: 1-2 s of system time, 0.3 s at 512
-# users; 3.2-3.5 s wall against 3.2-4.5, and a peak of 500 MB against 740)
-RANK_CHUNK_USERS = 512
 
 
 def chunk_users(n_movies: int, ranked: bool = False) -> int:
