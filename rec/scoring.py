@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from rec.lanes import lane_product
+
+
 def _prepared(vectors: np.ndarray, scoring: dict) -> np.ndarray:
     """float32 vectors, unit length for the cosine match."""
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -40,9 +43,10 @@ def _rating_operands(users: np.ndarray, movies: np.ndarray, scoring: dict):
     return users, movies, offset, np.float32(scoring["scale"])
 
 
-def stars(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
-    """Predicted ratings (len(users), len(movies)), unclipped."""
-    return star_product(users, movies, scoring).stars()
+def stars(users: np.ndarray, movies: np.ndarray, scoring: dict, keys=None) -> np.ndarray:
+    """Predicted ratings (len(users), len(movies)), unclipped. `keys`: the users' rows
+    (rec.lanes: each row's bits then its own, whoever else is in the product)."""
+    return star_product(users, movies, scoring, keys).stars()
 
 
 class StarProduct:
@@ -63,10 +67,11 @@ class StarProduct:
         return self.offset + self.scale * np.take_along_axis(self.product, columns, 1)
 
 
-def star_product(users: np.ndarray, movies: np.ndarray, scoring: dict) -> StarProduct:
+def star_product(users: np.ndarray, movies: np.ndarray, scoring: dict,
+                 keys=None) -> StarProduct:
     """stars() of (users x movies), its element-wise part left to be done where asked."""
     u, m, offset, scale = _rating_operands(users, movies, scoring)
-    return StarProduct(u @ m.T, offset, scale)
+    return StarProduct(lane_product(u, m.T, keys), offset, scale)
 
 
 def stars_pairs(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
@@ -75,10 +80,12 @@ def stars_pairs(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndar
     return offset + scale * np.einsum("ij,ij->i", u, m)
 
 
-def pick_logits(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
+def pick_logits(users: np.ndarray, movies: np.ndarray, scoring: dict,
+                keys=None) -> np.ndarray:
     """The softmax match's recall logits (len(users), len(movies))."""
     p = int(scoring["split"])
-    return np.asarray(users, np.float32)[:, :p] @ np.asarray(movies, np.float32)[:, :p].T
+    return lane_product(np.asarray(users, np.float32)[:, :p],
+                        np.asarray(movies, np.float32)[:, :p].T, keys)
 
 
 def log_like(star_values: np.ndarray, like: dict) -> np.ndarray:
@@ -110,25 +117,26 @@ def like_weight(scoring: dict) -> float:
     return float((scoring.get("like") or {}).get("weight") or 0.0)
 
 
-def score(users: np.ndarray, movies: np.ndarray, scoring: dict) -> np.ndarray:
+def score(users: np.ndarray, movies: np.ndarray, scoring: dict, keys=None) -> np.ndarray:
     """The order `rec recommend` ranks by (len(users), len(movies)); see the docstring."""
     if scoring["match"] != "softmax":
-        return stars(users, movies, scoring)
-    order = pick_logits(users, movies, scoring)
+        return stars(users, movies, scoring, keys)
+    order = pick_logits(users, movies, scoring, keys)
     like = scoring.get("like")
     if like and like.get("weight"):
-        order += np.float32(like["weight"]) * log_like(stars(users, movies, scoring), like)
+        order += np.float32(like["weight"]) * log_like(stars(users, movies, scoring, keys),
+                                                       like)
     return order
 
 
-def head_scores(users: np.ndarray, movies: np.ndarray, scoring: dict) -> tuple:
+def head_scores(users: np.ndarray, movies: np.ndarray, scoring: dict, keys=None) -> tuple:
     """(stars, pick, order), each (len(users), len(movies)), the stars computed once: the
     rating head (unclipped), the recall logits (the stars for the pure rating models) and
     score()'s order, a new array."""
-    star_values = np.asarray(stars(users, movies, scoring), np.float32)  # a new array already
+    star_values = np.asarray(stars(users, movies, scoring, keys), np.float32)  # a new array
     if scoring["match"] != "softmax":
         return star_values, star_values, star_values.copy()
-    pick = pick_logits(users, movies, scoring)
+    pick = pick_logits(users, movies, scoring, keys)
     like = scoring.get("like") or {}
     # weight 0 (the tuning slice's choice on ml-1m): pick + 0 * log P(like) is pick to the
     # bit (log P(like) is finite and <= 0), without a pass of exp and log over the catalogue
@@ -179,5 +187,5 @@ def like_calibration(star_values: np.ndarray, liked: np.ndarray,
 
 def vector_scorer(user_vecs: np.ndarray, movie_vecs: np.ndarray, scoring: dict):
     """`score_chunk` for rec.metrics.ranking_metrics from saved-style vectors: the scores
-    `rec recommend` ranks by."""
-    return lambda block: score(user_vecs[block], movie_vecs, scoring)
+    `rec recommend` ranks by (each user's row keyed by its index: rec.lanes)."""
+    return lambda block: score(user_vecs[block], movie_vecs, scoring, block)

@@ -159,6 +159,38 @@ def test_a_users_ranked_list_does_not_depend_on_who_else_is_asked_for(ranked):
         assert rows(str(user))[user] == everyone[user], user
     some = list(everyone)[5:9]
     assert {u: everyone[u] for u in some} == rows(*map(str, some))
+    # every user at another place in its block (BLAS's bits depend on it: rec.lanes); the
+    # recall-only list too
+    shuffled = [str(u) for u in np.random.default_rng(3).permutation(list(everyone))]
+    assert rows(*shuffled) == everyone
+    alone = rec(ranked, "recommend", "--all", "--recall-only", "--format", "tsv")
+    mixed = rec(ranked, "recommend", *shuffled, "--recall-only", "--format", "tsv")
+    assert sorted(alone.stdout.splitlines()) == sorted(mixed.stdout.splitlines())
+
+
+def test_a_users_raw_rank_logits_are_the_same_bits_wherever_they_sit_in_the_block(ranked):
+    """Below the shown scores' 3 decimals: each user's candidates and rank logits, to the
+    bit, for every user in --all's order and shuffled (BLAS's bits depend on a row's place
+    in its tile unless the products are keyed: rec.lanes; unkeyed, a shuffled block's
+    logits differed in the last bits)."""
+    from rec.paths import Paths
+    from rec.rank.serving import rank_picks
+    from rec.stages.recommend import load_catalog, rank_stage
+    from rec.twotower.recommending import all_users, chunk_ratings
+
+    paths = Paths(ranked / "data", ranked / "output")
+    cat = load_catalog(paths, True)
+    rows = all_users(cat)
+    stack, model = rank_stage(paths, cat, len(rows))
+    allowed = np.ones(cat.n_movies, bool)
+
+    def picks(users):
+        out, _ = rank_picks(cat, users, chunk_ratings(cat, users), 10, allowed, stack, model)
+        return {int(u): (m.tolist(), s.tobytes()) for u, m, s in zip(users, out.movies,
+                                                                      out.scores)}
+    everyone = picks(rows)
+    assert picks(np.random.default_rng(5).permutation(rows)) == everyone
+    assert picks(rows[7:8]) == {int(rows[7]): everyone[int(rows[7])]}
 
 
 def test_a_new_user_goes_through_the_same_channels_and_ranker(ranked):
@@ -526,7 +558,7 @@ def test_a_rank_model_saved_with_a_popularity_penalty_still_orders_by_it():
     from rec.rank.serving import RankModel
 
     class Net:
-        def logits(self, x):
+        def logits(self, x, keys=None):
             return x[..., 1].copy()
     x = np.zeros((2, 3, POPULARITY + 1), np.float32)
     x[..., 1] = [[3, 2, 1], [1, 2, 3]]

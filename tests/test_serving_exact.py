@@ -531,3 +531,41 @@ def io_bytes(**arrays) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
+
+
+def test_a_keyed_rows_product_is_the_same_whoever_else_is_in_it():
+    """BLAS's bits for a row depend on where it sits in its tile (12 rows with this numpy's
+    OpenBLAS): keyed by what the row is (rec.lanes), a user's scores are the same alone,
+    among others in any order, and in --all's consecutive blocks."""
+    from rec.lanes import LANES, lane_product
+
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((700, 32)).astype(np.float32)
+    b = rng.standard_normal((32, 523)).astype(np.float32)
+    keys = np.arange(700)
+    whole = lane_product(a, b, keys)
+    for _ in range(30):
+        some = rng.choice(700, rng.integers(1, 60), replace=False)  # any order
+        assert np.array_equal(lane_product(a[some], b, keys[some]), whole[some])
+    for lo, hi in ((0, 1), (3, 400), (LANES, 5 * LANES), (690, 700)):  # consecutive blocks
+        assert np.array_equal(lane_product(a[lo:hi], b, keys[lo:hi]), whole[lo:hi])
+    assert np.array_equal(lane_product(a, b, None), a @ b)
+    assert lane_product(a[:0], b, keys[:0]).shape == (0, 523)
+
+
+def test_the_rank_networks_logit_of_a_keyed_row_is_the_same_wherever_it_sits():
+    from rec.rank.forward import FORWARD_ROWS, NumpyRanker
+
+    rng = np.random.default_rng(12)
+    params = {"layers.0.weight": rng.standard_normal((41, 128)), "layers.0.bias":
+              rng.standard_normal(128), "layers.1.weight": rng.standard_normal((128, 64)),
+              "layers.1.bias": rng.standard_normal(64), "layers.2.weight":
+              rng.standard_normal((64, 1)), "layers.2.bias": rng.standard_normal(1)}
+    net = NumpyRanker(params)
+    x = rng.standard_normal((FORWARD_ROWS + 500, 41)).astype(np.float32)
+    movies = rng.integers(0, 3883, len(x))  # a candidate's row is keyed by its movie
+    whole = net.logits(x, movies)
+    perm = rng.permutation(len(x))
+    assert np.array_equal(net.logits(x[perm], movies[perm]), whole[perm])
+    for i in rng.choice(len(x), 20, replace=False):
+        assert np.array_equal(net.logits(x[i:i + 1], movies[i:i + 1]), whole[i:i + 1])

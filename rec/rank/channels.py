@@ -34,6 +34,7 @@ from rec.datasets.contract import RELEVANT, TRAIN, VAL, Dataset
 from rec.ease import UserSideEase, binary_csr, ease_from_gram, few_users
 from rec.metrics import (ColumnBlocks, dense_chunk, ranking_metrics, rows_times,
                          smallest_k)
+from rec.lanes import lane_product
 from rec.paths import EASE as EASE_FILE
 
 CHANNELS = ("two_tower", "ease", "svd", "popularity")
@@ -217,9 +218,11 @@ class PureSvd:
     v: np.ndarray  # (len(items), rank) float32
 
     def scores(self, rows: np.ndarray, movies: np.ndarray, n_users: int,
-               n_movies: int) -> np.ndarray:
-        return spread_columns(history_times(self.items, rows, movies, n_users, n_movies,
-                                            self.v) @ self.v.T, self.items, n_movies)
+               n_movies: int, keys=None) -> np.ndarray:
+        """`keys`: the users' rows, rec.lanes' (None: a plain product)."""
+        return spread_columns(lane_product(history_times(self.items, rows, movies, n_users,
+                                                         n_movies, self.v), self.v.T, keys),
+                              self.items, n_movies)
 
 
 def top_eigenvectors(g: np.ndarray, rank: int) -> np.ndarray:

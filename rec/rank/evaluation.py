@@ -30,6 +30,7 @@ import numpy as np
 
 from rec.datasets.contract import GIVEN, RELEVANT, TRAIN, VAL, load_dataset
 from rec.errors import UsageError
+from rec.lanes import whole_lanes
 from rec.metrics import (EASE_MAX_MOVIES, RANK_CHUNK_USERS, baseline_metrics, dense_chunk,
                          ease_metrics, rating_baselines)
 from rec.twotower.features import earlier_model
@@ -147,7 +148,7 @@ def rank_stage_report(paths, ds, features=None, progress=None) -> tuple[dict, li
     rank_args = dict(n_users=ds.n_users, n_movies=ds.n_movies, seen_users=su, seen_movies=sm,
                      relevant_users=vu[rel], relevant_movies=vm[rel], k=K, movie_counts=counts,
                      threads=SCORING_THREADS, progress=progress,
-                     chunk=dense_chunk(ds.n_movies, RANK_CHUNK_USERS))
+                     chunk=whole_lanes(dense_chunk(ds.n_movies, RANK_CHUNK_USERS)))
     return rank_report(paths, ds, rank_args, (vu[rel], vm[rel]), features)
 
 

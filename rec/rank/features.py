@@ -93,6 +93,9 @@ class Block:
     values: np.ndarray  # history: the rating (stars)
     demographics: np.ndarray  # (B, 3) [gender, age, occupation] vocabulary indices
     times: np.ndarray | None = None  # history: when it was rated (None: in the order given)
+    # the users' rows (catalogue or dataset index), which key their products (rec.lanes):
+    # serving sets them, so that a user's scores are the same whoever is in the block
+    keys: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.user_vecs)
@@ -175,7 +178,7 @@ class Stack:
         ("ease_recent"), for the features."""
         b, m = len(block), self.n_movies
         u, sc = block.user_vecs, self.scoring
-        star_values, pick, two_tower = head_scores(u, self.movie_vecs, sc)
+        star_values, pick, two_tower = head_scores(u, self.movie_vecs, sc, block.keys)
         heads = {"stars": star_values, "pick": pick}
         liked = block.values >= RELEVANT
         heads["ease_liked"] = self.ease.scores(block.rows[liked], block.movies[liked], b, m)
@@ -191,7 +194,7 @@ class Stack:
             ease = self.ease.scores(block.rows, block.movies, b, m)
         out = {"two_tower": two_tower,
                "ease": ease,
-               "svd": self.svd.scores(block.rows, block.movies, b, m),
+               "svd": self.svd.scores(block.rows, block.movies, b, m, block.keys),
                "popularity": np.broadcast_to(np.log1p(self.counts).astype(np.float32),
                                              (b, m)).copy()}
         for s in out.values():

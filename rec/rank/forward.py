@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rec.lanes import LaneLayout
+
 FORWARD_ROWS = 4032  # 2^6 x 3^2 x 7 rows per block
 
 
@@ -31,15 +33,20 @@ class NumpyRanker:
     def n_features(self) -> int:
         return self.layers[0][0].shape[0]
 
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        """x (B, C, n_features) -> (B, C) float32."""
+    def logits(self, x: np.ndarray, keys=None) -> np.ndarray:
+        """x (B, C, n_features) -> (B, C) float32. `keys` (B * C,): each row's key, whose
+        lane it is computed in (rec.lanes.LaneLayout: its bits its own, wherever it sits
+        in x); None: the rows where they are."""
         shape = x.shape[:-1]
         # one 2-D product per layer: numpy's 3-D matmul loops over the batch in C (100x slower)
         x = np.ascontiguousarray(x, np.float32).reshape(-1, x.shape[-1])
+        layout = LaneLayout(keys) if keys is not None else None
+        if layout is not None:
+            x = layout.place(x)  # FORWARD_ROWS is a multiple of LANES: lanes kept
         out = np.empty(len(x), np.float32)
         for lo in range(0, len(x), FORWARD_ROWS):
             out[lo:lo + FORWARD_ROWS] = self._forward(x[lo:lo + FORWARD_ROWS])
-        return out.reshape(shape)
+        return (layout.take(out) if layout is not None else out).reshape(shape)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         for i, (w, b) in enumerate(self.layers):

@@ -71,11 +71,12 @@ class RankModel:
         """The order's two-tower blend (0 for a model saved before there was one)."""
         return float(self.config.get("order", {}).get("two_tower_blend", 0.0))
 
-    def order(self, x: np.ndarray) -> np.ndarray:
+    def order(self, x: np.ndarray, keys=None) -> np.ndarray:
         """The rank stage's order of candidates x (rows, n_features): the network's logits
-        less the model's popularity penalty (older models) plus its two-tower blend."""
-        return two_tower_blended(popularity_penalised(self.net.logits(x), x, self.penalty), x,
-                                 self.blend)
+        less the model's popularity penalty (older models) plus its two-tower blend.
+        `keys`: each row's (its movie: rec.lanes), None for a plain product."""
+        return two_tower_blended(popularity_penalised(self.net.logits(x, keys), x,
+                                                      self.penalty), x, self.blend)
 
 
 def has_item_models(features) -> bool:
@@ -158,7 +159,12 @@ def ranked(stack: Stack, model: RankModel, block: Block, scores: dict | None = N
     x = stack.features(block, cand, by, scores, ranks)
     valid = cand >= 0
     logits = np.full(cand.shape, -np.inf, np.float32)
-    logits[valid] = model.order(x[valid])  # padding is a quarter of the rows on ml-1m
+    # padding is a quarter of the rows on ml-1m. A candidate's row is keyed by its user and
+    # movie (rec.lanes), spread over the lanes: by the movie alone a movie everyone gets
+    # filled one lane, and the padded rows were twice the candidates
+    keys = None if block.keys is None else \
+        np.asarray(block.keys, np.int64)[np.nonzero(valid)[0]] * 67 + cand[valid]
+    logits[valid] = model.order(x[valid], keys)
     return cand, logits, best_channels(ranks, by)
 
 
@@ -190,6 +196,7 @@ def evaluation_scorer(stack: Stack, model: RankModel | None, dataset: Dataset,
 
     def score_chunk(users: np.ndarray) -> dict:
         block = known_block(dataset, user_vecs, users)
+        block.keys = users  # as recommend keys them: the same scores (rec.lanes)
         scores = stack.channel_scores(block)
         out = {name: scores[name] for name in ("two_tower", "ease", "svd", "popularity")}
         if model is None:
@@ -327,7 +334,8 @@ def rank_picks(cat, user_rows: np.ndarray, ratings, top: int, allowed: np.ndarra
     demographics = np.stack([cat.user_gender[user_rows], cat.user_age[user_rows],
                              cat.user_occupation[user_rows]], axis=1)
     block = Block(f.users[user_rows], ratings.pos, ratings.movie.astype(np.int64),
-                  np.asarray(ratings.value, np.float32), demographics, ratings.time)
+                  np.asarray(ratings.value, np.float32), demographics, ratings.time,
+                  keys=user_rows)
     cand, logits, by = ranked(stack, model, block)
     logits = np.where((cand >= 0) & allowed[np.maximum(cand, 0)], logits, -np.inf)
     order = descending_order(logits)[:, :top]  # argsort(-logits, kind="stable")

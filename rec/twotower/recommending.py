@@ -22,6 +22,7 @@ import numpy as np
 
 from rec.datasets.contract import VAL, Dataset, id_key
 from rec.errors import UsageError, shown
+from rec.lanes import whole_lanes
 from rec.metrics import RANK_CHUNK_USERS, dense_chunk
 from rec.scoring import stars_pairs
 from rec.twotower.features import Features
@@ -33,10 +34,9 @@ CHUNK_USERS = 1024  # users scored per matrix product: 1024 x 3883 float32 is 16
 
 def chunk_users(n_movies: int, ranked: bool = False) -> int:
     """Users per chunk of `rec recommend`: CHUNK_USERS (RANK_CHUNK_USERS when the rank
-    stage orders the list), fewer on a large catalogue, as every (users x catalogue)
-    computation (rec.metrics.dense_chunk: 134 at ml-25m's 62k movies, where 1,024 users
-    made each of the rank stage's score arrays 254 MB)."""
-    return dense_chunk(n_movies, RANK_CHUNK_USERS if ranked else CHUNK_USERS)
+    stage orders the list), fewer on a large catalogue (rec.metrics.dense_chunk: 96 at
+    ml-25m's 62k movies), in whole rec.lanes.LANES (its products keyed as they are)."""
+    return whole_lanes(dense_chunk(n_movies, RANK_CHUNK_USERS if ranked else CHUNK_USERS))
 
 
 EXPLORE_POOL = 3  # --explore draws from the best EXPLORE_POOL * N candidates
@@ -112,11 +112,9 @@ class Catalog:
 
 
     def rating_rows(self, user_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(indices of the ratings of users `user_rows`, their user's position in
-        `user_rows`): user by user, each user's in rating order. From an index of the
-        ratings by user built once (no sort where they come sorted by user, as preprocess
-        writes them), where a pass over every rating per chunk of users took 10 ms of
-        each 1,024 ml-1m users' 100 (`--all`)."""
+        """(indices of the ratings of users `user_rows`, their user's position in it): user
+        by user, each user's in rating order, from an index of the ratings by user built
+        once (a pass over every rating per chunk took 10 of 1,024 ml-1m users' 100 ms)."""
         users = self.rating_user
         with _BY_USER:  # built again if the ratings changed (a folded-in user's added)
             if getattr(self, "_by_user", (None,))[0] is not users:
@@ -322,7 +320,8 @@ def recommend_chunk(cat: Catalog, user_rows: np.ndarray, ratings: ChunkRatings, 
         if not include_seen:
             scores[ratings.pos, ratings.movie] = -np.inf
     pool = top * EXPLORE_POOL if explore else top
-    cand, cand_scores = best_scored(f.users[user_rows], f.movies, f.scoring, blocked, pool)
+    cand, cand_scores = best_scored(f.users[user_rows], f.movies, f.scoring, blocked, pool,
+                                    keys=user_rows)
     available = np.isfinite(cand_scores).sum(axis=1)
     width = min(top, cand.shape[1])
     movies = np.full((len(user_rows), top), -1, dtype=np.int64)

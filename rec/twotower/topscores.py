@@ -49,17 +49,18 @@ def best_columns(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
 
 
-def best_scored(users: np.ndarray, movies: np.ndarray, scoring: dict, blocked, k: int):
-    """best_columns(score(users, movies, scoring) with `blocked(scores)` setting -inf where
-    a movie may not be recommended, k): (columns, scores), the same to the bit."""
+def best_scored(users: np.ndarray, movies: np.ndarray, scoring: dict, blocked, k: int,
+                keys=None):
+    """best_columns(score(users, movies, scoring, keys) with `blocked(scores)` setting
+    -inf where a movie may not be recommended, k): (columns, scores), the same to the bit."""
     n = len(movies)
     short = max(SHORTLIST * k, 64)
     if not like_weight(scoring) or short + 1 >= n:
-        scores = score(users, movies, scoring)
+        scores = score(users, movies, scoring, keys)
         blocked(scores)
         return best_columns(scores, k)
-    pick = pick_logits(users, movies, scoring)  # score()'s products, in its order
-    star_values = star_product(users, movies, scoring)  # stars() where read alone
+    pick = pick_logits(users, movies, scoring, keys)  # score()'s products, in its order
+    star_values = star_product(users, movies, scoring, keys)  # stars() where read alone
     like = scoring["like"]
     weight = np.float32(like["weight"])
     blocked(pick)  # -inf where the order is -inf
