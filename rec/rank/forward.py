@@ -6,7 +6,8 @@ where all of them at once were 230 MB for 1,024 ml-1m users (2-3x slower, memory
 BLAS computes each row of a product from tiles of rows: a block that starts at a multiple
 of the tile height gives every row the same bits as one product over all the rows, and
 FORWARD_ROWS is a multiple of every sgemm tile height OpenBLAS uses (8 to 96 rows; 24 on
-the 2-core EPYC, where 8,176-row blocks changed the last bits and 8,184 did not).
+the 2-core EPYC, where 8,176-row blocks changed the last bits and 8,184 did not), and of
+rec.lanes.LANES: with keys, the rows are laid out in lanes first, and the blocks keep them.
 """
 
 from __future__ import annotations

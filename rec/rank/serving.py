@@ -74,7 +74,7 @@ class RankModel:
     def order(self, x: np.ndarray, keys=None) -> np.ndarray:
         """The rank stage's order of candidates x (rows, n_features): the network's logits
         less the model's popularity penalty (older models) plus its two-tower blend.
-        `keys`: each row's (its movie: rec.lanes), None for a plain product."""
+        `keys`: each row's (its user's and movie's: rec.lanes), None for a plain product."""
         return two_tower_blended(popularity_penalised(self.net.logits(x, keys), x,
                                                       self.penalty), x, self.blend)
 
