@@ -42,7 +42,7 @@ from rec.console import warn
 from rec.results import RowWriter
 from rec.errors import UsageError
 from rec.paths import Paths
-from rec.stages import get_paths, stage
+from rec.stages import get_paths, preload, stage
 from rec.stages.options import SEED_RANGE, RowsFormat
 from rec.texttable import HIDE, KEEP, NOTE, SHORT, TITLE, TWO
 from rec.twotower.titles import shown_title
@@ -323,15 +323,6 @@ def recommend_command(
         for block in recommendation_blocks(cat, rows, top, allowed, include_seen, explore,
                                            seed, rank, exclude == "train"):
             out.write_block(block)
-
-
-def preload(module: str) -> None:
-    """Import `module` in a thread of its own while the catalogue and the rank model are read
-    (the rank stage's first users waited 0.11-0.16 s for scipy.sparse after all of that)."""
-    import importlib
-    import threading
-
-    threading.Thread(target=importlib.import_module, args=(module,), daemon=True).start()
 
 
 def rank_model_present(paths: Paths) -> bool:
