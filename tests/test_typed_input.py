@@ -423,6 +423,26 @@ def test_a_title_with_alternates_is_found_by_all_of_it_or_one_part(typed, rows):
     assert TitleIndex(ALTERNATES).matches(typed) == rows
 
 
+SEQUELS = ["Star Wars: Episode IV - A New Hope (1977)",
+           "Star Wars: Episode V - The Empire Strikes Back (1980)",
+           "Star Wars: Episode I - The Phantom Menace (1999)", "Terminator, The (1984)",
+           "Terminator 2: Judgment Day (1991)", "Godfather, The (1972)",
+           "Godfather: Part II, The (1974)", "Mask (1985)", "Mask, The (1994)"]
+
+
+@pytest.mark.parametrize("typed, rows", [
+    ("Star Wars", [0, 1, 2]),  # refused: 'give a movie id, or (part of) the title with its year'
+    ("Star Wars (1977)", [0]), ("star wars (1999)", [2]), ("Star Wars (2005)", []),
+    ("Terminator", [3]), ("Godfather", [5]),  # the title without its article is a name
+    ("Godfather (1974)", [6]), ("Godfather: Part II", [6]),
+    ("Mask", [7]), ("The Mask", [8]),  # a whole title wins over one without its article
+])
+def test_a_title_without_its_article_or_part_of_it_with_its_year_finds_the_movie(typed, rows):
+    from rec.twotower.titles import TitleIndex
+
+    assert TitleIndex(SEQUELS).matches(typed) == rows
+
+
 def test_a_part_of_a_title_is_a_title_name_and_close_to_a_near_miss():
     from rec.twotower.titles import TitleIndex, close_titles
 

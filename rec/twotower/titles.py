@@ -5,8 +5,12 @@ form do not matter (rec.typed.fold on both sides), and neither do the year nor w
 article sits ('The Usual Suspects', 'usual suspects, the (1995)', 'The Usual Suspects
 (1995)'). A title with alternates in parentheses is found by all of it or by one of its
 parts alone ('The Good, the Bad and the Ugly (1966)', 'Il buono, il brutto, il cattivo').
-A title equal to the query wins over a part equal to it, which wins over titles that merely
-contain it; several equal or (without one) several containing it are refused, listing them.
+A title equal to the query wins over a part equal to it (an alternate; the title without its
+article: 'Godfather' is 'The Godfather', where 'The Godfather: Part II' merely contains it),
+which wins over titles that merely contain it; several equal or (without one) several
+containing it are refused, listing them. A query ending in a year that matches nothing as
+a whole is looked up without it among that year's titles: 'Star Wars (1977)' is 'Star Wars:
+Episode IV - A New Hope (1977)', as the refusal of 'Star Wars' advises.
 
 The lookups are built once per catalogue: the ids' dict, and `TitleIndex`: dicts of each
 movie's names and of their parts for the equal ones, and all of them in one string that
@@ -79,6 +83,13 @@ def without_aka(name: str) -> str:
     return name[aka.end():] if aka else name
 
 
+def bare(name: str) -> str | None:
+    """'Godfather, The' -> 'Godfather': a name whose article MovieLens moved to its end,
+    without it (None for a name with none)."""
+    m = ARTICLE_RE.fullmatch(without_aka(name)) if ", " in name else None
+    return m.group(1) if m else None
+
+
 def with_alternates(main: str, alternates: list[str]) -> str:
     """('The Postman', ['Il Postino']) -> 'The Postman (Il Postino)'."""
     return main + "".join(f" ({a})" for a in alternates)
@@ -108,8 +119,10 @@ class TitleIndex:
         self.exact: dict[str, list[int]] = {}  # whole names
         self.exact_parts: dict[str, list[int]] = {}  # part names
         starts, rows, scanned, at = [], [], [], 0
+        self.years: list[str] = []  # each title's year as it carries it (' (1977)', or '')
         for row, title in enumerate(titles):
             main, alternates, year = title_parts(title)
+            self.years.append(year.strip())
             said_title = with_alternates(main, alternates)
             said_year = " " + year.strip() if year else ""  # (one space: 'X(1982)' too)
             # (the same text folded once: most titles are said as written)
@@ -120,6 +133,12 @@ class TitleIndex:
                 pieces = dict.fromkeys(name for piece in (main, *map(without_aka, alternates))
                                        for name in (fold(piece), fold(piece + said_year))
                                        if name not in whole)
+            base = title[:len(title) - len(year)]
+            cut = ALTERNATES_RE.search(base).start() if base.endswith(")") else len(base)
+            for raw in (base[:cut], *ALTERNATE_RE.findall(base, cut)):
+                if (name := bare(raw)) is not None:  # 'Godfather' for 'Godfather, The'
+                    pieces.update(dict.fromkeys(
+                        n for n in (fold(name), fold(name + said_year)) if n not in whole))
             for names, found in ((whole, self.exact), (pieces, self.exact_parts)):
                 for name in names:
                     found.setdefault(name, []).append(row)
@@ -150,8 +169,19 @@ class TitleIndex:
         q = fold(query)
         if not q or SEP in q:
             return []
-        return (sorted(set(self.exact.get(q, ()))) or sorted(set(self.exact_parts.get(q, ())))
-                or self.containing(q))
+        found = (sorted(set(self.exact.get(q, ()))) or sorted(set(self.exact_parts.get(q, ())))
+                 or self.containing(q))
+        year = YEAR_RE.search(query)
+        if found or not year or not fold(query[:year.start()]):
+            return found
+        # 'Star Wars (1977)': the name without the year, among that year's titles
+        of_year = [r for r in self.matches(query[:year.start()])
+                   if self.years[r] == year.group().strip()]
+        return of_year or self.of_year(fold(query[:year.start()]), year.group().strip())
+
+    def of_year(self, q: str, year: str) -> list[int]:
+        """The rows of `year`'s titles one of whose names contains `q` (folded)."""
+        return [r for r in self.containing(q) if self.years[r] == year]
 
 
 def index(cat) -> TitleIndex:
@@ -187,8 +217,9 @@ def find_movie(cat, query: str) -> int:
                            for r in matches[:5])
         more = f"; ... {len(matches) - 5} more" if len(matches) > 5 else ""
         years = {m.group() if (m := YEAR_RE.search(cat.titles[r])) else None for r in matches}
-        how = "give a movie id, or the title with its year" if len(years) == len(matches) \
-            else "give a movie id"  # two of the same title and year: only the id tells
+        how = ("give a movie id, or (part of) the title with its year"
+               if len(years) == len(matches)
+               else "give a movie id")  # two of the same title and year: only the id tells
         raise UsageError(f"{shown(text)} matches {len(matches)} movies: {listed}{more}; {how}")
     return matches[0]
 
