@@ -216,3 +216,18 @@ def test_rated_lines_with_a_timestamp_are_taken_in_time_order():
             parse_rated(f"10\t4\t{bad}\n", "f")
     aligned = parse_rated("Toy Story\t\t5\n", "f")  # two tabs to align the columns
     assert [(m, r) for m, r, _ in aligned] == [("Toy Story", 5.0)]
+
+
+def test_a_first_line_of_column_names_is_a_header_not_a_movie():
+    """A spreadsheet's 'movie<TAB>rating' first line was refused as a rating that is not a
+    number (ctr-predict skipped its own header); any other line of names still is."""
+    from rec.errors import UsageError
+    from rec.twotower.foldin import parse_rated
+
+    for header in ("movie\trating", "# mine\nTitle\tStars\tTimestamp", "Movie ID\tRating\n"):
+        got = parse_rated(f"{header}\nHeat\t5\t9\nAladdin\t4\t8\n", "f")
+        assert [(m, r) for m, r, _ in got] == [("Aladdin", 4.0), ("Heat", 5.0)]
+    with pytest.raises(UsageError, match=r"f:2: the rating 'rating' is not a number"):
+        parse_rated("Heat\t5\nmovie\trating\n", "f")  # a second line of names: an error
+    with pytest.raises(UsageError, match=r"f:1: the rating 'five' is not a number"):
+        parse_rated("Heat\tfive\n", "f")  # names, but not a header's

@@ -76,20 +76,38 @@ NEW_USER = "new"  # the user column of a folded-in user's rows
 DECIMAL_COMMA = re.compile(r"\d+,\d+")
 
 
+# the column names a first line of --rated may give instead of a rating: movie, rating, time
+RATED_HEADER = ({"movie", "movieid", "movie_id", "movie id", "title", "item", "id"},
+                {"rating", "ratings", "stars", "score", "value"},
+                {"time", "timestamp", "date"})
+
+
+def is_rated_header(line: str) -> bool:
+    """Whether a line is column names: 'movie<TAB>rating[<TAB>time]' in RATED_HEADER's
+    words (any case), which no movie and rating line is (its rating is a number)."""
+    fields = [f.strip().casefold() for f in line.split("\t")]
+    return 2 <= len(fields) <= 3 and all(f in names for f, names in zip(fields, RATED_HEADER))
+
+
 def parse_rated(text: str, source: str, spaced: list | None = None) -> list[tuple[str, float, str]]:
     """Lines of `movie<TAB>rating` (movie: an id or a title substring), or
     `movie<TAB>rating<TAB>timestamp` (then, when every line has one, taken in time order:
     the order a new user's ratings count as rated in); blank lines and lines starting
-    with # are skipped. Without a tab the last word is the rating (a decimal
+    with # are skipped, and so is a first line of column names ('movie<TAB>rating', the
+    header a spreadsheet writes: RATED_HEADER's names). Without a tab the last word is the rating (a decimal
     comma is a decimal point: 4,5 is 4.5); each such line is also appended to `spaced` as
     (the whole line, where), for the caller to check that the whole line is not a title
     itself ('Toy Story 2'). Each is (movie, rating, where: "SOURCE:LINE"); byte-order marks
     and Unicode forms are normalised first (rec.typed.clean)."""
-    out, stamps = [], []
+    out, stamps, first = [], [], True
     for number, line in enumerate(clean(text).splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
+        if first and is_rated_header(line):
+            first = False
+            continue
+        first = False
         stamp = None
         fields = line.split("\t")
         if len(fields) == 3 and all(f.strip() for f in fields):  # movie, rating, time (a
