@@ -305,6 +305,8 @@ def test_unreachable_names_source(tmp_path, tiny, monkeypatch):
     line = one_error(r)
     assert line.startswith(f"error: cannot reach {url}: ") and "--source PATH_OR_URL" in line
     assert r.stdout == ""
+    # nothing arrived: no empty data/.downloads left behind (a newcomer's find)
+    assert not (tmp_path / "data" / ".downloads").exists()
 
 
 def test_timeout(tmp_path, tiny, server):

@@ -180,6 +180,14 @@ def download(url: str, part: Path, policy: Policy, label: str) -> Path:
                     raise _Retry(f"transfer cut short at {got} of {total} bytes")
             return part
 
-        return _with_retries(url, policy, attempt)
+        try:
+            return _with_retries(url, policy, attempt)
+        except BaseException:
+            if not part.exists():  # nothing arrived: no empty data/.downloads left behind
+                try:
+                    part.parent.rmdir()
+                except OSError:  # other partial downloads there (kept to resume)
+                    pass
+            raise
 
 
