@@ -6,8 +6,10 @@ one that qualifies is printed, less REPEAT_COST for each pick higher in the user
 that gave the same sentence (so a list does not say one thing ten times); ties go to the
 earlier kind in this list:
 
-  1. similar  "because you rated Heat 5 stars": of the movies the user rated at least their
-              own average (and at least 3 stars), the one closest to the recommendation in
+  1. similar  "because you rated Heat 5 stars": of the movies the user liked (rated
+              RELEVANT, 4 stars, or at least their own average, and at least 3 stars: a
+              generous rater's 4 counted too, or someone who gave Heat 5 and Aladdin 4 had
+              their animated picks explained by Heat), the one closest to the recommendation in
               the taste space (cosine of `Features.taste()` vectors, the pick vectors of the
               recall model, less the catalogue's mean vector: Catalog.taste; ties go to the
               higher rating).
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rec.datasets.contract import RELEVANT
 from rec.twotower.foldin import NEW_USER
 from rec.twotower.recommending import Catalog, ChunkRatings, Picks, display_title
 
@@ -81,8 +84,8 @@ GROUP_USERS = 64  # users whose likes are compared with their picks in one batch
 
 
 def _closest_liked(cat: Catalog, picks: Picks, ratings: ChunkRatings, user_mean: np.ndarray):
-    """For each pick, of the movies the user rated at least their own average (and at least
-    LIKED_MIN stars), the one closest to it, less REPEAT_COST for each pick higher in the
+    """For each pick, of the movies the user liked (RELEVANT stars or at least their own
+    average, and at least LIKED_MIN stars), the one closest to it, less REPEAT_COST for each pick higher in the
     list it was cited for (among those qualifying as similar when the closest does):
     (cosine, movie, rating). Users are taken GROUP_USERS at a time, those whose likes pad
     to the same width (the next power of two of their count) together, and each group's
@@ -92,7 +95,7 @@ def _closest_liked(cat: Catalog, picks: Picks, ratings: ChunkRatings, user_mean:
     cosine = np.full(shape, -np.inf, dtype=np.float32)
     movie = np.full(shape, -1, dtype=np.int64)
     rating = np.zeros(shape, dtype=np.float32)
-    liked = ratings.value >= np.maximum(user_mean[ratings.pos], LIKED_MIN)
+    liked = ratings.value >= np.maximum(np.minimum(user_mean[ratings.pos], RELEVANT), LIKED_MIN)
     pos, lm, lv = ratings.pos[liked], ratings.movie[liked], ratings.value[liked]
     bounds = np.searchsorted(pos, np.arange(shape[0] + 1))
     n_liked = np.diff(bounds)
