@@ -237,7 +237,7 @@ def explain(cat: Catalog, user_rows: np.ndarray, picks: Picks, ratings: ChunkRat
     key = ((code.astype(np.int64) << 59) | (((code == 1) & new_user[row]).astype(np.int64) << 58)
            | (cited.astype(np.int64) << 32) | star_value.astype(np.float32).view(np.uint32))
     _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    pieces = _Pieces(cat)
+    pieces = _Pieces.of(cat)
     users = user_rows[row[first]].tolist()
     texts = np.array([pieces.text(c, u, s, m, s, g) for c, u, s, m, g in zip(
         code[first].tolist(), users, star_value[first].tolist(), liked_movie[first].tolist(),
@@ -256,11 +256,20 @@ CONSTANT = {4: "highly rated overall", 5: "predicted from your ratings",
 
 
 class _Pieces:
-    """Reason texts by code (explain's np.select), each piece built once per call."""
+    """Reason texts by code (explain's np.select), each piece built once per catalogue:
+    `--all`'s chunks share them (the same liked movies and ratings recur), a dict's reads
+    and writes are atomic, and two threads building one text build the same text."""
 
     def __init__(self, cat: Catalog):
         self.cat, self.similar, self.genre, self.group, self.seen = cat, {}, {}, {}, {}
         self.top_stars = cat.features.scoring.get("clip", [1.0, 5.0])[1]  # what --like gives
+
+    @classmethod
+    def of(cls, cat: Catalog) -> "_Pieces":
+        pieces = cat.__dict__.get("_reason_pieces")
+        if pieces is None:
+            pieces = cat.__dict__["_reason_pieces"] = cls(cat)
+        return pieces
 
     def text(self, code: int, user: int, rated: float, liked: int, liked_rating: float,
              genre: int) -> str:
@@ -280,11 +289,12 @@ class _Pieces:
                 self.genre[genre] = f"you like {GENRE_PLURALS.get(name, name)}"
             return self.genre[genre]
         if code == 3:
-            if user not in self.group:
-                cat = self.cat
-                self.group[user] = "popular with " + group_phrase(
-                    cat.age_labels[cat.user_age[user]], cat.occupation_labels[cat.user_occupation[user]])
-            return self.group[user]
+            cat = self.cat
+            group = (int(cat.user_age[user]), int(cat.user_occupation[user]))
+            if group not in self.group:
+                self.group[group] = "popular with " + group_phrase(
+                    cat.age_labels[group[0]], cat.occupation_labels[group[1]])
+            return self.group[group]
         if code == 0:
             if rated not in self.seen:
                 self.seen[rated] = f"you rated it {stars(rated)}"
