@@ -16,7 +16,9 @@ row's bits are a function of its contents and its key alone. LANES is a multiple
 tile height OpenBLAS's sgemm kernels use (8 to 96 rows; 12 here, 24 on the EPYC of
 rec.rank.forward's measurements). Consecutive keys that start and end on a multiple of
 LANES (`--all`'s chunks of users) are placed as they are: no copy, the same product as
-before. Pure numpy.
+before. No product is taller than a block of rows (memory bounded whatever the keys). The
+bits are one BLAS thread's (recommend and evaluate set it): several threads split a tall
+product differently. Pure numpy.
 """
 
 from __future__ import annotations
@@ -75,4 +77,20 @@ def lane_product(a: np.ndarray, b: np.ndarray, keys: np.ndarray | None) -> np.nd
     if keys is None:
         return a @ b
     layout = LaneLayout(keys)
-    return layout.take(layout.place(a) @ b)
+    # never a product taller than `block` rows (a multiple of LANES): a lane holding many of
+    # the rows (users asked at a stride of 96) made it up to LANES times the rows, the
+    # memory of as many score rows, and past ~3,900 rows x 3,883 movies OpenBLAS split the
+    # work otherwise, and the bits changed
+    block = max(LANES, whole_lanes(min(10 * LANES, (1 << 23) // max(b.shape[1], 1))))
+    if layout.height <= block:
+        return layout.take(layout.place(a) @ b)
+    at = np.arange(layout.at.start, layout.at.stop) if isinstance(layout.at, slice) else \
+        layout.at
+    out = np.empty((len(a), b.shape[1]), np.result_type(a, b))
+    for lo in range(0, layout.height, block):
+        rows = np.flatnonzero((at >= lo) & (at < lo + block))
+        if len(rows):
+            padded = np.zeros((min(block, layout.height - lo), a.shape[1]), a.dtype)
+            padded[at[rows] - lo] = a[rows]
+            out[rows] = (padded @ b)[at[rows] - lo]
+    return out

@@ -73,6 +73,8 @@ def _text_cell(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
+        if value == 0:  # -0.0 is 0: _text_column keys 0.0 and -0.0 as one, the first seen
+            value = 0.0  # deciding their text ('-0' for a user asked beside another)
         return f"{value:.6g}" if abs(value) >= 1e-4 or value == 0 else f"{value:.3e}"
     return str(value)
 

@@ -569,3 +569,24 @@ def test_the_rank_networks_logit_of_a_keyed_row_is_the_same_wherever_it_sits():
     assert np.array_equal(net.logits(x[perm], movies[perm]), whole[perm])
     for i in rng.choice(len(x), 20, replace=False):
         assert np.array_equal(net.logits(x[i:i + 1], movies[i:i + 1]), whole[i:i + 1])
+
+
+def test_rows_that_share_a_lane_are_the_same_bits_and_bounded_memory():
+    """Users asked at a stride of 96 share one lane: the padded product was LANES times
+    the rows (6,048 rows for 63 users), past the size where OpenBLAS splits its work
+    otherwise (the bits changed) and LANES times the memory."""
+    import tracemalloc
+
+    from rec.lanes import LANES, lane_product
+
+    rng = np.random.default_rng(13)
+    a = rng.standard_normal((63, 64)).astype(np.float32)
+    b = rng.standard_normal((64, 3883)).astype(np.float32)
+    keys = np.arange(63) * LANES
+    alone = np.concatenate([lane_product(a[i:i + 1], b, keys[i:i + 1]) for i in range(63)])
+    tracemalloc.start()
+    together = lane_product(a, b, keys)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert np.array_equal(together, alone)
+    assert peak < 20 * together.nbytes  # not LANES times the rows

@@ -141,6 +141,17 @@ def test_a_block_prints_what_its_rows_print(capsys, fmt):
         assert blocked.splitlines()[1].split("\t")[5] == "True"
 
 
+def test_a_negative_zero_prints_as_zero_whatever_comes_before_it(capsys):
+    """A column keyed its cells by value, 0.0 and -0.0 as one, the first seen deciding the
+    text: a user's score of 0 printed '-0' when asked beside a user whose -0.0 came first."""
+    from rec.results import RowWriter
+
+    for scores in ([-0.0, 0.0], [0.0, -0.0], [-0.0]):
+        with RowWriter(["score"], "tsv") as out:
+            out.write_block({"score": scores})
+        assert capsys.readouterr().out.splitlines()[1:] == ["0"] * len(scores)
+
+
 def test_host_tensor_shares_the_arrays_memory_on_the_cpu():
     """A step's inputs reach Paddle without a copy (DLPack): the tensor is the array, so it
     holds exactly the array's numbers; a read-only array is copied instead."""

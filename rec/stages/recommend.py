@@ -222,7 +222,7 @@ def _block(cat, movie_text: MovieCells, chunk: np.ndarray, picks, reasons) -> di
     shown = np.arange(picks.movies.shape[1])[None, :] < picks.counts[:, None]
     at_user, at_rank = np.nonzero(shown)  # row-major: user by user, best first
     user_ids = [_plain_id(cat.features.user_ids[u]) for u in chunk.tolist()]
-    scores = np.round(picks.scores[shown].astype(np.float64), 3)
+    scores = np.round(picks.scores[shown].astype(np.float64), 3) + 0.0  # -0.0 is 0.0
     score_cells = scores.tolist()
     for i in np.flatnonzero(~np.isfinite(scores)).tolist():  # the two-tower's fill after the
         score_cells[i] = None  # ranked candidates ran out: unscored, an empty cell, not -inf
