@@ -647,6 +647,19 @@ def test_predict_says_which_input_the_model_expects(ml_world, criteo_world, crit
                        "--data movielens")
 
 
+def test_resume_refuses_a_checkpoint_validated_on_the_evaluation_split(ml_copy):
+    """An older rec trained Wide&Deep on every training rating and chose its epochs on the
+    evaluation split; its checkpoint's best AUC is not the tuning slice's to compare with."""
+    state_file = ml_copy / "output" / "ctr" / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    assert state["data_fingerprint"].endswith("+tuning-view")
+    state["data_fingerprint"] = state["data_fingerprint"][:-len("+tuning-view")]  # as before
+    state_file.write_text(json.dumps(state))
+    result = rec(ml_copy, "ctr-train", "--resume", "--epochs", "5")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "changed since the checkpoint was written: train from scratch" in result.stderr
+
+
 def test_resume_refuses_another_model(ml_copy):
     result = rec(ml_copy, "ctr-train", "--resume", "--epochs", "5", "--model", "deepfm")
     assert result.exit_code == 2 and result.stderr.count("\n") == 1

@@ -70,9 +70,13 @@ def train(paths: Paths, p, device: str, resume: bool,
         v = source.evaluated.vocab
         full_config["dataset"] = {"name": v.dataset, "split": source.ds.vocab.split}
     label = v.dataset if p.data == "movielens" else Path(p.input).name
+    # what --resume compares: on MovieLens the training data is the tuning view's (the
+    # slice chooses the epochs), which a checkpoint of an older rec, trained on every
+    # training rating and validated on the evaluation split, was not: it is refused
+    trained_on = data_id + "+tuning-view" if p.data == "movielens" else data_id
     spec = trainer.FitSpec(
         run="rec ctr-train", folder=paths.ctr, epochs=p.epochs, patience=p.patience, seed=p.seed,
-        monitor=monitor, params=asdict(p), data_id=data_id, data_name="the training data",
+        monitor=monitor, params=asdict(p), data_id=trained_on, data_name="the training data",
         title=f"rec ctr-train · {label} · {p.model} · {job.device}",
         columns={"train_loss": "train loss", "auc": "val AUC", "logloss": "val log loss",
                  "baseline_auc": "LR AUC", "baseline_logloss": "LR log loss"},
