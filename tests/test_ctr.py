@@ -360,7 +360,7 @@ def test_movielens_negatives_are_unrated_movies_drawn_per_epoch(ml_copy):
     rate in training, drawn anew each epoch from (seed, epoch); validation negatives avoid
     every rated movie and are fixed by the seed."""
     import numpy as np
-    from rec.ctr.sources import MovieLensSource
+    from rec.ctr.sources import Arrays, MovieLensSource
     from rec.datasets.contract import load_dataset
     from rec.paths import Paths
 
@@ -377,15 +377,25 @@ def test_movielens_negatives_are_unrated_movies_drawn_per_epoch(ml_copy):
         return ids[:, 0] - off[0], ids[:, 4] - off[4]
 
     epoch = lambda e: (lambda *more: np.random.default_rng([5, e, *more]))  # noqa: E731
-    first = next(src.train_parts(epoch(1)))
+    whole = lambda e: Arrays.concat(list(src.train_parts(epoch(e), 64)))  # noqa: E731
+    first = whole(1)
+    assert len(list(src.train_parts(epoch(1), 64))) > 1  # built a part at a time
+    # ... the same samples in the same order as the whole epoch built and shuffled at once
+    nu, nm = src._unrated(np.repeat(tu, 3), src.train_rated, epoch(1)(1))
+    every = Arrays(src.fields.inputs(np.r_[tu, nu], np.r_[tm, nm]),
+                   np.r_[src.train_pairs[2], np.zeros(len(nu), np.float32)])
+    at_once = every.take(epoch(1)().permutation(len(every)))
+    for key in at_once.inputs:
+        np.testing.assert_array_equal(first.inputs[key], at_once.inputs[key])
+    np.testing.assert_array_equal(first.labels, at_once.labels)
     u, m = pairs(first)
     neg = first.labels == 0
     drawn = neg & ~np.isin(u * n_movies + m, list(rated_train))
     assert len(first) == src.n_train and 2.9 * len(tu) < drawn.sum() <= 3 * len(tu)
     assert not (first.labels == 1)[np.isin(u * n_movies + m, list(rated_train), invert=True)].any()
-    again = next(src.train_parts(epoch(1)))
-    np.testing.assert_array_equal(again.inputs["ids"], first.inputs["ids"])
-    assert not np.array_equal(next(src.train_parts(epoch(2))).inputs["ids"], first.inputs["ids"])
+    again = next(src.train_parts(epoch(1)))  # one part of 16 default batches: the same order
+    np.testing.assert_array_equal(again.inputs["ids"], first.inputs["ids"][:len(again)])
+    assert not np.array_equal(whole(2).inputs["ids"], first.inputs["ids"])
     vu, vm = pairs(src.validation())
     vneg = src.validation().labels == 0
     n_val = int((ds.split == 1).sum())
@@ -398,7 +408,7 @@ def test_movielens_negatives_are_unrated_movies_drawn_per_epoch(ml_copy):
 def test_numpy_forward_matches_paddle(ml_copy, model):
     from rec.ctr import training as ct
     from rec.ctr.forward import NumpyCtr
-    from rec.ctr.sources import MovieLensSource
+    from rec.ctr.sources import Arrays, MovieLensSource
     from rec.datasets.contract import load_dataset
     from rec.paths import Paths
 

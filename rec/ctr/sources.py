@@ -22,6 +22,7 @@ from rec.errors import UsageError
 from rec.paths import CATEGORIES
 
 MAX_VAL_ROWS = 2_000_000  # validation lines kept in memory (the rest are skipped)
+PART_BATCHES = 16  # batches of MovieLens samples built at a time (MovieLensSource.train_parts)
 
 
 @dataclass
@@ -85,12 +86,11 @@ class MovieLensSource:
         (tu, tm, tr), (vu, vm, vr) = ds.train_val()
         self.train_pairs = (tu, tm, (tr >= RELEVANT).astype(np.float32))
         self.train_rated = np.unique(tu.astype(np.int64) * ds.n_movies + tm)
-        self.train = Arrays(self.fields.inputs(tu, tm), self.train_pairs[2])
         val_labels = (vr >= RELEVANT).astype(np.float32)
         require_two_classes(None, "the training part of output/dataset (less the tuning slice) "
                             f"(label: rating >= {RELEVANT})",
-                            int(np.count_nonzero(self.train.labels)),
-                            len(self.train) * (1 + self.negatives))
+                            int(np.count_nonzero(self.train_pairs[2])),
+                            len(tu) * (1 + self.negatives))
         if self.negatives:
             rated = np.unique(ds.rating_users.astype(np.int64) * ds.n_movies + ds.rating_movies)
             nu, nm = self._unrated(np.repeat(vu, self.negatives), rated,
@@ -98,7 +98,7 @@ class MovieLensSource:
             vu, vm = np.concatenate([vu, nu]), np.concatenate([vm, nm])
             val_labels = np.concatenate([val_labels, np.zeros(len(nu), np.float32)])
         self.val = Arrays(self.fields.inputs(vu, vm), val_labels)
-        self.n_train = len(self.train) * (1 + self.negatives)
+        self.n_train = len(tu) * (1 + self.negatives)
         require_two_classes(self.val.labels, "the validation part (the tuning slice) of "
                             f"output/dataset (label: rating >= {RELEVANT})")
 
@@ -127,17 +127,25 @@ class MovieLensSource:
         return {"n_ids": f.n_ids, "slot_fields": f.slot_fields, "n_dense": 0,
                 "n_cross": f.n_cross}
 
-    def train_parts(self, rng) -> Iterator[Arrays]:
+    def train_parts(self, rng, batch_size: int = 4096) -> Iterator[Arrays]:
         """The epoch's training samples (with the epoch's negatives, drawn by `rng(1)`),
-        shuffled by `rng()` (rec.engine.trainer.Epoch.rng)."""
-        train = self.train
+        shuffled by `rng()` (rec.engine.trainer.Epoch.rng), PART_BATCHES batches of
+        `batch_size` a part: only the (user, movie, label) triples are held for the whole
+        epoch, each part's model inputs are built when it comes (the same samples in the
+        same order as building them all and shuffling the whole: on ml-1m with 4 negatives
+        per rating the epoch's 4 million samples were 0.9 GB of inputs, twice over for the
+        shuffled copy: a peak of 2.5 GB)."""
+        users, movies, labels = self.train_pairs
         if self.negatives:
-            tu = self.train_pairs[0]
-            nu, nm = self._unrated(np.repeat(tu, self.negatives), self.train_rated, rng(1))
-            train = Arrays.concat([train, Arrays(self.fields.inputs(nu, nm),
-                                                 np.zeros(len(nu), np.float32))])
-        self.n_train = len(train)
-        yield train.take(rng().permutation(len(train)))
+            nu, nm = self._unrated(np.repeat(users, self.negatives), self.train_rated, rng(1))
+            users, movies = np.concatenate([users, nu]), np.concatenate([movies, nm])
+            labels = np.concatenate([labels, np.zeros(len(nu), np.float32)])
+        self.n_train = len(users)
+        order = rng().permutation(len(users))
+        step = max(1, batch_size) * PART_BATCHES
+        for lo in range(0, len(order), step):
+            at = order[lo:lo + step]
+            yield Arrays(self.fields.inputs(users[at], movies[at]), labels[at])
 
     def validation(self) -> Arrays:
         return self.val
@@ -195,8 +203,9 @@ class CriteoSource:
         return {"n_ids": self.transform.n_ids, "slot_fields": list(range(criteo.N_CAT)),
                 "n_dense": criteo.N_DENSE, "n_cross": 0}
 
-    def train_parts(self, rng) -> Iterator[Arrays]:
-        """The epoch's training lines, chunk i shuffled by `rng(i)` (rec.engine.trainer.Epoch.rng)."""
+    def train_parts(self, rng, batch_size: int = 4096) -> Iterator[Arrays]:
+        """The epoch's training lines, chunk i shuffled by `rng(i)` (rec.engine.trainer.Epoch.rng);
+        its parts are the file's chunks, whatever the batch size."""
         collect = self._val is None and self.val_path is None
         if collect:
             val_parts = []

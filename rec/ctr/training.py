@@ -182,7 +182,8 @@ def ctr_objective(source, batch_size: int, model, opt, baseline, base_opt,
         train_model, train_base = parts[0].train_net, parts[1].train_net
         loss_sum, n = 0.0, 0
         epoch.started(source.n_train or state.get("n_train"))
-        for part in source.train_parts(epoch.rng):
+        # parts of whole batches (the batches are as if the epoch were one part)
+        for part in source.train_parts(epoch.rng, batch_size):
             for i in range(0, len(part), batch_size):
                 if len(part) - i < world:  # every process needs a sample
                     break
