@@ -8,6 +8,7 @@ MAX_VAL_ROWS).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -143,9 +144,19 @@ class MovieLensSource:
         self.n_train = len(users)
         order = rng().permutation(len(users))
         step = max(1, batch_size) * PART_BATCHES
-        for lo in range(0, len(order), step):
+
+        def part(lo: int) -> Arrays:
             at = order[lo:lo + step]
-            yield Arrays(self.fields.inputs(users[at], movies[at]), labels[at])
+            return Arrays(self.fields.inputs(users[at], movies[at]), labels[at])
+        # the next part is built in a thread while Paddle trains on this one (its CPU
+        # kernels keep to about one core; numpy's gathers release the GIL)
+        with ThreadPoolExecutor(1) as builder:
+            ahead = builder.submit(part, 0)
+            for lo in range(0, len(order), step):
+                current = ahead.result()
+                if lo + step < len(order):
+                    ahead = builder.submit(part, lo + step)
+                yield current
 
     def validation(self) -> Arrays:
         return self.val
