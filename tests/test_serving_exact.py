@@ -284,16 +284,22 @@ def test_select_is_the_stable_argsort_of_the_union():
                                         for i in range(len(CHANNELS))], axis=-1))
 
 
+def random_ranker(rng, n_features: int):
+    """A rank network of the default shape (n_features -> 128 -> 64 -> 1), random weights."""
+    from rec.rank.forward import NumpyRanker
+
+    shapes = [(n_features, 128), (128, 64), (64, 1)]
+    return NumpyRanker({key: value for i, (a, b) in enumerate(shapes) for key, value in (
+        (f"layers.{i}.weight", rng.standard_normal((a, b))),
+        (f"layers.{i}.bias", rng.standard_normal(b)))})
+
+
 @pytest.mark.parametrize("rows", [1, 5000, 10_001])
 def test_rank_forward_by_blocks_is_the_whole_product(rows):
-    from rec.rank.forward import FORWARD_ROWS, NumpyRanker
+    from rec.rank.forward import FORWARD_ROWS
 
     rng = np.random.default_rng(8)
-    params = {"layers.0.weight": rng.standard_normal((37, 128)), "layers.0.bias":
-              rng.standard_normal(128), "layers.1.weight": rng.standard_normal((128, 64)),
-              "layers.1.bias": rng.standard_normal(64), "layers.2.weight":
-              rng.standard_normal((64, 1)), "layers.2.bias": rng.standard_normal(1)}
-    net = NumpyRanker(params)
+    net = random_ranker(rng, 37)
     x = rng.standard_normal((rows, 37)).astype(np.float32)
     whole = x
     for i, (w, b) in enumerate(net.layers):
@@ -554,14 +560,10 @@ def test_a_keyed_rows_product_is_the_same_whoever_else_is_in_it():
 
 
 def test_the_rank_networks_logit_of_a_keyed_row_is_the_same_wherever_it_sits():
-    from rec.rank.forward import FORWARD_ROWS, NumpyRanker
+    from rec.rank.forward import FORWARD_ROWS
 
     rng = np.random.default_rng(12)
-    params = {"layers.0.weight": rng.standard_normal((41, 128)), "layers.0.bias":
-              rng.standard_normal(128), "layers.1.weight": rng.standard_normal((128, 64)),
-              "layers.1.bias": rng.standard_normal(64), "layers.2.weight":
-              rng.standard_normal((64, 1)), "layers.2.bias": rng.standard_normal(1)}
-    net = NumpyRanker(params)
+    net = random_ranker(rng, 41)
     x = rng.standard_normal((FORWARD_ROWS + 500, 41)).astype(np.float32)
     movies = rng.integers(0, 3883, len(x))  # a candidate's row is keyed by its movie
     whole = net.logits(x, movies)
