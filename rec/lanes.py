@@ -11,10 +11,10 @@ at a near-tie the order could change.
 `lane_product(a, b, keys)` gives row i of a @ b the bits of row i computed at a position
 congruent to keys[i] modulo LANES in a product of whole tiles: the rows are placed in a
 zero-padded matrix, each at such a position (rows of one lane one LANES further on each),
-and read back. Keys are what a row is (a user's catalogue row; a candidate's movie), so a
-row's bits are a function of its contents and its key alone. LANES is a multiple of every
-tile height OpenBLAS's sgemm kernels use (8 to 96 rows; 12 here, 24 on the EPYC of
-rec.rank.forward's measurements). Consecutive keys that start and end on a multiple of
+and read back. Keys are what a row is (a user's catalogue row; a candidate's user and
+movie), so a row's bits are a function of its contents and its key alone. LANES is a
+multiple of every tile height OpenBLAS's sgemm kernels use (8 to 96 rows; 12 here, 24 on
+the EPYC of rec.rank.forward's measurements). Consecutive keys that start and end on a multiple of
 LANES (`--all`'s chunks of users) are placed as they are: no copy, the same product as
 before. No product is taller than a block of rows (memory bounded whatever the keys). The
 bits are one BLAS thread's (recommend and evaluate set it): several threads split a tall
