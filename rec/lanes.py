@@ -14,11 +14,11 @@ zero-padded matrix, each at such a position (rows of one lane one LANES further 
 and read back. Keys are what a row is (a user's catalogue row; a candidate's user and
 movie), so a row's bits are a function of its contents and its key alone. LANES is a
 multiple of every tile height OpenBLAS's sgemm kernels use (8 to 96 rows; 12 here, 24 on
-the EPYC of rec.rank.forward's measurements). Consecutive keys that start and end on a multiple of
-LANES (`--all`'s chunks of users) are placed as they are: no copy, the same product as
-before. No product is taller than a block of rows (memory bounded whatever the keys). The
-bits are one BLAS thread's (recommend and evaluate set it): several threads split a tall
-product differently. Pure numpy.
+the EPYC of rec.rank.forward's measurements). Consecutive keys that start and end on a
+multiple of LANES (`--all`'s chunks of users) are placed as they are: no copy, the same
+product as before. No product is taller than a block of rows (memory bounded whatever the
+keys). The bits are one BLAS thread's (recommend and evaluate set it): several threads
+split a tall product differently. Pure numpy.
 """
 
 from __future__ import annotations
