@@ -110,7 +110,6 @@ class Catalog:
             done |= wanted
         return sums, counts
 
-
     def rating_rows(self, user_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(indices of the ratings of users `user_rows`, their user's position in it): user
         by user, each user's in rating order, from an index of the ratings by user built
