@@ -431,6 +431,11 @@ def test_recommend_never_imports_paddle(world):
     assert_paddle_free(["--output-dir", str(world["paths"].output_dir), "recommend", "1",
                         "--top", "2", "--format", "tsv"],
                        forbidden=("paddle", "pydantic", "rich", "importlib.metadata"))
+    # --all without a rank model: the two-tower's order, neither scipy (the rank stage's
+    # EASE products, preloaded when there is one) nor the rank stage's modules
+    assert_paddle_free(["--output-dir", str(world["paths"].output_dir), "recommend", "--all",
+                        "--top", "2", "--format", "tsv"],
+                       forbidden=("paddle", "scipy", "rec.rank.serving"))
 
 
 # --- similar --------------------------------------------------------------------------------
