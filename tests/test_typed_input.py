@@ -434,7 +434,10 @@ SEQUELS = ["Star Wars: Episode IV - A New Hope (1977)",
     ("Star Wars", [0, 1, 2]),  # refused: 'give a movie id, or (part of) the title with its year'
     ("Star Wars (1977)", [0]), ("star wars (1999)", [2]), ("Star Wars (2005)", []),
     ("Terminator", [3]), ("Godfather", [5]),  # the title without its article is a name
-    ("Godfather (1974)", [6]), ("Godfather: Part II", [6]),
+    ("Godfather (1974)", [5, 6]), ("Godfather: Part II", [6]),  # 'Godfather' names 1972's:
+    ("Terminator (1991)", [3, 4]),  # a wrong year is refused with it listed, not swapped
+    ("Wars (1977)", [0]), ("ars (1977)", []),  # among that year's titles by whole words
+
     ("Mask", [7]), ("The Mask", [8]),  # a whole title wins over one without its article
 ])
 def test_a_title_without_its_article_or_part_of_it_with_its_year_finds_the_movie(typed, rows):

@@ -177,11 +177,24 @@ class TitleIndex:
         # 'Star Wars (1977)': the name without the year, among that year's titles
         of_year = [r for r in self.matches(query[:year.start()])
                    if self.years[r] == year.group().strip()]
-        return of_year or self.of_year(fold(query[:year.start()]), year.group().strip())
+        if of_year:
+            return of_year
+        of_year = self.of_year(fold(query[:year.start()]), year.group().strip())
+        # a name of a movie of another year ('Rocky (1975)': Rocky is 1976) is listed with
+        # them, never swapped silently for a title of that year that merely holds it (The
+        # Rocky Horror Picture Show)
+        return sorted(set(of_year) | set(self.named(query[:year.start()]))) if of_year else []
 
     def of_year(self, q: str, year: str) -> list[int]:
-        """The rows of `year`'s titles one of whose names contains `q` (folded)."""
-        return [r for r in self.containing(q) if self.years[r] == year]
+        """The rows of `year`'s titles one of whose names contains `q` (folded) as whole
+        words ('godfather' in 'the godfather: part ii', not 'heat' in 'theater')."""
+        words = re.compile(r"(?<!\w)" + re.escape(q) + r"(?!\w)")
+        found = set()
+        for m in words.finditer(self.text):
+            r = self.rows[bisect.bisect_right(self.starts, m.start()) - 1]
+            if self.years[r] == year:
+                found.add(r)
+        return sorted(found)
 
 
 def index(cat) -> TitleIndex:
