@@ -331,9 +331,15 @@ def rank_model_present(paths: Paths) -> bool:
     import json
 
     try:
-        return json.loads(paths.ctr.config.read_text())["features"].get("kind") == "rank"
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        text = paths.ctr.config.read_text()
+    except FileNotFoundError:
         return False
+    except OSError:
+        return True  # there but unreadable: the rank stage's loader says why
+    try:
+        return json.loads(text)["features"].get("kind") == "rank"
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return True  # damaged: the rank stage's loader warns (two-tower order only: ...)
 
 
 def rank_stage(paths: Paths, cat, n_users: int):
