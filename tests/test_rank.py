@@ -223,6 +223,15 @@ def test_a_stale_rank_model_is_not_used_and_recommend_says_why(copy):
     assert report(copy)["ranked"] is False
 
 
+def test_a_rank_model_whose_config_is_damaged_is_not_used_and_recommend_says_so(copy):
+    """recommend looks for a rank model before reading EASE's file: a config.json there but
+    damaged still counts as one, so the loader says why it is not used (a reviewer's find:
+    it was taken for no model, silently)."""
+    (copy / "output" / "ctr" / "model" / "config.json").write_text("{ broken")
+    result = rec(copy, "recommend", "1", "--top", "5", "--format", "tsv")
+    assert result.exit_code == 0 and "two-tower order only: " in result.stderr, result.stderr
+
+
 def test_a_damaged_rank_model_or_one_of_weights_not_finite_is_not_used(copy):
     """A rank model whose weights file is damaged, or holds a NaN (a diverged run, a file
     written by other means and resealed: it would order every list by NaN), is not used:
