@@ -300,8 +300,10 @@ def recommend_command(
     # user's own out): --include-seen lists the two-tower's order, and says so. Without a
     # rank model EASE's file is not read nor scipy imported (ml-1m --all: 0.92 s -> 0.85)
     ranks = not (recall_only or include_seen) and rank_model_present(paths)
-    if ranks and (every_user or len(tokens) > 32):  # more than rec.rank.channels.FEW_USERS
-        preload("scipy.sparse")  # the rank stage's EASE products, imported meanwhile
+    if ranks:  # more than a few users: EASE's products through scipy, imported meanwhile
+        from rec.rank.channels import FEW_USERS  # (the rank stage imports it anyway)
+        if every_user or len(tokens) > FEW_USERS:
+            preload("scipy.sparse")
     cat = load_catalog(paths, ranks)
     # never more than the catalogue: memory follows these, not what was asked
     top = capped(cat, top)

@@ -94,8 +94,8 @@ def parse_rated(text: str, source: str, spaced: list | None = None) -> list[tupl
     `movie<TAB>rating<TAB>timestamp` (then, when every line has one, taken in time order:
     the order a new user's ratings count as rated in); blank lines and lines starting
     with # are skipped, and so is a first line of column names ('movie<TAB>rating', the
-    header a spreadsheet writes: RATED_HEADER's names). Without a tab the last word is the rating (a decimal
-    comma is a decimal point: 4,5 is 4.5); each such line is also appended to `spaced` as
+    header a spreadsheet writes: RATED_HEADER's names). Without a tab the last word is the
+    rating (a decimal comma is a decimal point: 4,5 is 4.5); each such line is also appended to `spaced` as
     (the whole line, where), for the caller to check that the whole line is not a title
     itself ('Toy Story 2'). Each is (movie, rating, where: "SOURCE:LINE"); byte-order marks
     and Unicode forms are normalised first (rec.typed.clean)."""

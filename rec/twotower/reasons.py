@@ -9,10 +9,10 @@ earlier kind in this list:
   1. similar  "because you rated Heat 5 stars": of the movies the user liked (rated
               RELEVANT, 4 stars, or at least their own average, and at least 3 stars: a
               generous rater's 4 counted too, or someone who gave Heat 5 and Aladdin 4 had
-              their animated picks explained by Heat), the one closest to the recommendation in
-              the taste space (cosine of `Features.taste()` vectors, the pick vectors of the
-              recall model, less the catalogue's mean vector: Catalog.taste; ties go to the
-              higher rating).
+              their animated picks explained by Heat), the one closest to the
+              recommendation in the taste space (cosine of `Features.taste()` vectors, the
+              pick vectors of the recall model, less the catalogue's mean vector:
+              Catalog.taste; ties go to the higher rating).
               Strength = the cosine; qualifies from 0.5. A new user's top rating (--like,
               or --rated at the top of the scale) reads "because you liked Heat". Down a
               user's list, a liked movie already cited costs REPEAT_COST of cosine per
@@ -85,9 +85,9 @@ GROUP_USERS = 64  # users whose likes are compared with their picks in one batch
 
 def _closest_liked(cat: Catalog, picks: Picks, ratings: ChunkRatings, user_mean: np.ndarray):
     """For each pick, of the movies the user liked (RELEVANT stars or at least their own
-    average, and at least LIKED_MIN stars), the one closest to it, less REPEAT_COST for each pick higher in the
-    list it was cited for (among those qualifying as similar when the closest does):
-    (cosine, movie, rating). Users are taken GROUP_USERS at a time, those whose likes pad
+    average, and at least LIKED_MIN stars), the one closest to it, less REPEAT_COST for each
+    pick higher in the list it was cited for (among those qualifying as similar when the
+    closest does): (cosine, movie, rating). Users are taken GROUP_USERS at a time, those whose likes pad
     to the same width (the next power of two of their count) together, and each group's
     (picks x likes) cosines are one batched product (a product per user cost 30x more in
     Python overhead than in arithmetic)."""

@@ -64,17 +64,24 @@ def said(name: str) -> str:
     return name[:start] + article + ("" if article.endswith("'") else " ") + m.group(1)
 
 
-def title_parts(title: str) -> tuple[str, list[str], str]:
+def raw_parts(title: str) -> tuple[str, list[str], str]:
     """'Good, the Bad and the Ugly, The (Buono, il brutto, il cattivo, Il) (1966)' ->
-    ('The Good, the Bad and the Ugly', ['Il Buono, il brutto, il cattivo'], ' (1966)'):
-    the title and its alternates as said, and the year as the title carries it ('' if
-    none)."""
+    ('Good, the Bad and the Ugly, The', ['Buono, il brutto, il cattivo, Il'], ' (1966)'):
+    the title and its alternates as MovieLens writes them, and the year as the title
+    carries it ('' if none)."""
     year = YEAR_RE.search(title)
     base = title[:year.start()] if year else title
     # (most titles end in no parenthesis: the regex's search from every position is skipped)
     cut = ALTERNATES_RE.search(base).start() if base.endswith(")") else len(base)
-    return (said(base[:cut]), [said(a) for a in ALTERNATE_RE.findall(base, cut)],
-            title[year.start():] if year else "")
+    return base[:cut], ALTERNATE_RE.findall(base, cut), title[year.start():] if year else ""
+
+
+def title_parts(title: str) -> tuple[str, list[str], str]:
+    """'Good, the Bad and the Ugly, The (Buono, il brutto, il cattivo, Il) (1966)' ->
+    ('The Good, the Bad and the Ugly', ['Il Buono, il brutto, il cattivo'], ' (1966)'):
+    raw_parts' title and alternates as said."""
+    main, alternates, year = raw_parts(title)
+    return said(main), [said(a) for a in alternates], year
 
 
 def without_aka(name: str) -> str:
@@ -119,9 +126,10 @@ class TitleIndex:
         self.exact: dict[str, list[int]] = {}  # whole names
         self.exact_parts: dict[str, list[int]] = {}  # part names
         starts, rows, scanned, at = [], [], [], 0
-        self.years: list[str] = []  # each title's year as it carries it (' (1977)', or '')
+        self.years: list[str] = []  # each title's year, '(1977)' ('' for none)
         for row, title in enumerate(titles):
-            main, alternates, year = title_parts(title)
+            raw_main, raw_alternates, year = raw_parts(title)
+            main, alternates = said(raw_main), [said(a) for a in raw_alternates]
             self.years.append(year.strip())
             said_title = with_alternates(main, alternates)
             said_year = " " + year.strip() if year else ""  # (one space: 'X(1982)' too)
@@ -133,9 +141,7 @@ class TitleIndex:
                 pieces = dict.fromkeys(name for piece in (main, *map(without_aka, alternates))
                                        for name in (fold(piece), fold(piece + said_year))
                                        if name not in whole)
-            base = title[:len(title) - len(year)]
-            cut = ALTERNATES_RE.search(base).start() if base.endswith(")") else len(base)
-            for raw in (base[:cut], *ALTERNATE_RE.findall(base, cut)):
+            for raw in (raw_main, *raw_alternates):
                 if (name := bare(raw)) is not None:  # 'Godfather' for 'Godfather, The'
                     pieces.update(dict.fromkeys(
                         n for n in (fold(name), fold(name + said_year)) if n not in whole))
@@ -172,18 +178,19 @@ class TitleIndex:
         found = (sorted(set(self.exact.get(q, ()))) or sorted(set(self.exact_parts.get(q, ())))
                  or self.containing(q))
         year = YEAR_RE.search(query)
-        if found or not year or not fold(query[:year.start()]):
+        name = query[:year.start()] if year else ""
+        if found or not fold(name):
             return found
         # 'Star Wars (1977)': the name without the year, among that year's titles
-        of_year = [r for r in self.matches(query[:year.start()])
-                   if self.years[r] == year.group().strip()]
+        year = year.group().strip()
+        of_year = [r for r in self.matches(name) if self.years[r] == year]
         if of_year:
             return of_year
-        of_year = self.of_year(fold(query[:year.start()]), year.group().strip())
+        of_year = self.of_year(fold(name), year)
         # a name of a movie of another year ('Rocky (1975)': Rocky is 1976) is listed with
         # them, never swapped silently for a title of that year that merely holds it (The
         # Rocky Horror Picture Show)
-        return sorted(set(of_year) | set(self.named(query[:year.start()]))) if of_year else []
+        return sorted(set(of_year) | set(self.named(name))) if of_year else []
 
     def of_year(self, q: str, year: str) -> list[int]:
         """The rows of `year`'s titles one of whose names contains `q` (folded) as whole
