@@ -404,6 +404,26 @@ def test_movielens_negatives_are_unrated_movies_drawn_per_epoch(ml_copy):
     assert vneg.sum() >= extra.sum()
 
 
+def test_unrated_draws_are_the_same_from_the_table_and_the_sorted_keys(ml_copy, monkeypatch):
+    """A small catalogue looks its rated pairs up in a table, a large one in sorted keys:
+    the same draws, each an unrated movie (or dropped after four redraws)."""
+    import numpy as np
+    from rec.ctr import sources
+    from rec.datasets.contract import load_dataset
+    from rec.paths import Paths
+
+    ds = load_dataset(Paths(ml_copy / "data", ml_copy / "output"))
+    src = sources.MovieLensSource(ds, crosses=False, negatives=0)
+    users = np.repeat(src.train_pairs[0], 5)
+    table = src._unrated(users, src.train_rated, np.random.default_rng(3))
+    monkeypatch.setattr(sources, "DENSE_RATED_KEYS", 0)
+    keys = src._unrated(users, src.train_rated, np.random.default_rng(3))
+    for a, b in zip(table, keys):
+        np.testing.assert_array_equal(a, b)
+    drawn = table[0].astype(np.int64) * ds.n_movies + table[1]
+    assert 0.95 * len(users) < len(drawn) and not np.isin(drawn, src.train_rated).any()
+
+
 @pytest.mark.parametrize("model", ["wide_deep", "deepfm"])
 def test_numpy_forward_matches_paddle(ml_copy, model):
     from rec.ctr import training as ct

@@ -61,8 +61,12 @@ def train(paths: Paths, p, device: str, resume: bool,
     runtime.seed_all(p.seed)
     config, model, _, baseline = ct.new_models(source, p.model, p.embedding_size,
                                                p.hidden_sizes(), p.dropout)
-    opt = paddle.optimizer.Adam(learning_rate=p.lr, parameters=model.parameters())
-    base_opt = paddle.optimizer.Adam(learning_rate=p.baseline_lr, parameters=baseline.parameters())
+    # merged Adam (one kernel for every parameter; equal to float rounding): 2 of the 14.5 ms
+    # of an ml-1m Wide&Deep step went to per-parameter update calls
+    opt = paddle.optimizer.Adam(learning_rate=p.lr, parameters=model.parameters(),
+                                use_multi_tensor=True)
+    base_opt = paddle.optimizer.Adam(learning_rate=p.baseline_lr,
+                                     parameters=baseline.parameters(), use_multi_tensor=True)
     full_config = {"model": config.to_json(), "features": source.describe(),
                    "train": asdict(p), "device": job.device, "data_fingerprint": data_id,
                    "rec_version": __version__}

@@ -24,6 +24,7 @@ from rec.paths import CATEGORIES
 
 MAX_VAL_ROWS = 2_000_000  # validation lines kept in memory (the rest are skipped)
 PART_BATCHES = 16  # batches of MovieLens samples built at a time (MovieLensSource.train_parts)
+DENSE_RATED_KEYS = 2 ** 26  # (user, movie) pairs up to which the rated ones are a table
 
 
 @dataclass
@@ -110,17 +111,29 @@ class MovieLensSource:
         n_movies = self.ds.n_movies
         users = users.astype(np.int64)
 
-        def is_rated(movies: np.ndarray) -> np.ndarray:
-            keys = users * n_movies + movies
-            return rated[np.minimum(np.searchsorted(rated, keys), len(rated) - 1)] == keys
+        n_keys = (int(users.max()) + 1) * n_movies if len(users) else 0
+        if n_keys <= DENSE_RATED_KEYS:  # a lookup table: ml-1m's 23 MB, 10x faster
+            table = np.zeros(n_keys, bool)
+            table[rated[rated < n_keys]] = True
+
+            def is_rated(at: np.ndarray) -> np.ndarray:
+                return table[users[at] * n_movies + movies[at]]
+        else:
+            def is_rated(at: np.ndarray) -> np.ndarray:
+                keys = users[at] * n_movies + movies[at]
+                return rated[np.minimum(np.searchsorted(rated, keys), len(rated) - 1)] == keys
 
         movies = rng.integers(0, n_movies, size=len(users))
+        # only the redrawn entries are looked up again (each lookup of all 3.2 million of an
+        # ml-1m epoch took 0.25 s, five of them an epoch); the same draws as looking up all
+        hit = np.flatnonzero(is_rated(slice(None)))
         for _ in range(4):
-            hit = is_rated(movies)
-            if not hit.any():
+            if not len(hit):
                 break
-            movies[hit] = rng.integers(0, n_movies, size=int(hit.sum()))
-        keep = ~is_rated(movies)
+            movies[hit] = rng.integers(0, n_movies, size=len(hit))
+            hit = hit[is_rated(hit)]
+        keep = np.ones(len(users), bool)
+        keep[hit] = False
         return users[keep], movies[keep]
 
     def model_shape(self) -> dict:
