@@ -2,13 +2,14 @@
 
 Every model reads the same inputs, whatever the data source:
 
-    ids      int64 (B, S)   slots: ids in one shared id space (per-field offsets, or hashed)
+    ids      int (B, S)     slots: ids in one shared id space (per-field offsets, or hashed;
+                            int32 where the id space allows: MovieLens)
     weights  float32 (B, S) each slot's weight, or None (all 1). A multi-valued field (a
                             movie's genres) spans several slots with weights 1/count, and
                             padding slots weigh 0: the field's embedding is the mean of its
                             values' embeddings ("pooled field")
     dense    float32 (B, D) numeric features (Criteo's log counts), or None when D = 0
-    cross    int64 (B, C)   optional wide-only ids (e.g. user x genre), with cross_weights
+    cross    int (B, C)     optional wide-only ids (e.g. user x genre), with cross_weights
 
 `CtrConfig.slot_fields` says which field each slot belongs to; the field embeddings are
 (B, F, k). When every field is one slot (Criteo) the pooling is skipped; otherwise it is one
