@@ -218,6 +218,27 @@ def test_rated_lines_with_a_timestamp_are_taken_in_time_order():
     assert [(m, r) for m, r, _ in aligned] == [("Toy Story", 5.0)]
 
 
+def test_a_spreadsheets_csv_lines_are_movie_and_rating():
+    """'Aladdin,5' (a spreadsheet's CSV) was refused as "expected 'movie<TAB>rating'";
+    a title's own commas stay in it, quoted or not; the decimal comma after a space and
+    'movie rating' keep their meaning."""
+    from rec.errors import UsageError
+    from rec.twotower.foldin import parse_rated
+
+    def read(text):
+        return [(m, r) for m, r, _ in parse_rated(text, "f")]
+
+    assert read("movie,rating\nAladdin,5\n1,4\nToy Story, 3\n") == [
+        ("Aladdin", 5.0), ("1", 4.0), ("Toy Story", 3.0)]
+    assert read('American President, The (1995),4\n"American President, The (1995)",2.5\n') == [
+        ("American President, The (1995)", 4.0), ("American President, The (1995)", 2.5)]
+    assert read("Heat,5,300\nAladdin,4,100\n") == [("Aladdin", 4.0), ("Heat", 5.0)]  # timed
+    assert read("Toy Story 4,5\nAladdin 5\nHeat\t4,5\n") == [
+        ("Toy Story", 4.5), ("Aladdin", 5.0), ("Heat", 4.5)]
+    with pytest.raises(UsageError, match=r"f:1: expected 'movie<TAB>rating', got 'Heat,five'"):
+        parse_rated("Heat,five\n", "f")
+
+
 def test_a_first_line_of_column_names_is_a_header_not_a_movie():
     """A spreadsheet's 'movie<TAB>rating' first line was refused as a rating that is not a
     number (ctr-predict skipped its own header); any other line of names still is."""

@@ -258,8 +258,8 @@ def recommend_command(
                                      "features."),
     rated: Optional[str] = typer.Option(None, "--rated", help="Recommend for someone not in the "
                                         "dataset: a file of 'movie<TAB>rating[<TAB>time]' "
-                                        "lines (movie: an id or a title substring; - reads "
-                                        "stdin).",
+                                        "lines, or CSV (movie: an id or a title substring; "
+                                        "- reads stdin).",
                                         rich_help_panel="New user (fold-in)"),
     like: Optional[List[str]] = typer.Option(None, "--like", help="A liked movie (the highest "
                                              "rating; repeatable).",

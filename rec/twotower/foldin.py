@@ -83,10 +83,44 @@ RATED_HEADER = ({"movie", "movieid", "movie_id", "movie id", "title", "item", "i
 
 
 def is_rated_header(line: str) -> bool:
-    """Whether a line is column names: 'movie<TAB>rating[<TAB>time]' in RATED_HEADER's
-    words (any case), which no movie and rating line is (its rating is a number)."""
-    fields = [f.strip().casefold() for f in line.split("\t")]
+    """Whether a line is column names: 'movie<TAB>rating[<TAB>time]' (or with commas) in
+    RATED_HEADER's words (any case), which no movie and rating line is (its rating is a
+    number)."""
+    fields = [f.strip().casefold() for f in line.split("\t" if "\t" in line else ",")]
     return 2 <= len(fields) <= 3 and all(f in names for f, names in zip(fields, RATED_HEADER))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return bool(np.isfinite(float(text)))
+    except ValueError:
+        return False
+
+
+def comma_separated(line: str) -> str:
+    """A line of 'movie,rating[,time]' (a spreadsheet's CSV: the title quoted where it holds
+    a comma, or not: the rating is after the last comma) as its tab-separated fields; any
+    other line as it is. Only for a line with no tab whose last word is not a rating
+    ('Toy Story 4,5' is Toy Story rated 4.5, the decimal comma; 'Toy Story,5' is this)."""
+    if "\t" in line or "," not in line:
+        return line
+    head, _, last = line.rpartition(" ")
+    if (head.strip() and not head.rstrip().endswith(",")  # 'Toy Story, 5' is a CSV line
+            and (DECIMAL_COMMA.fullmatch(last) or _is_number(last))):
+        return line
+    if '"' in line:  # a quoted title: "American President, The (1995)",5
+        import csv
+
+        fields = next(csv.reader([line], skipinitialspace=True))
+    else:  # split at every comma, the title's own joined back as they were typed
+        fields = line.split(",")
+    numbers = 0  # the rating, and a time after it
+    while numbers < min(2, len(fields) - 1) and _is_number(fields[-1 - numbers]):
+        numbers += 1
+    if not numbers:
+        return line
+    title = ",".join(fields[:-numbers])
+    return "\t".join([title.strip(), *(f.strip() for f in fields[-numbers:])])
 
 
 def parse_rated(text: str, source: str, spaced: list | None = None) -> list[tuple[str, float, str]]:
@@ -95,7 +129,9 @@ def parse_rated(text: str, source: str, spaced: list | None = None) -> list[tupl
     the order a new user's ratings count as rated in); blank lines and lines starting
     with # are skipped, and so is a first line of column names ('movie<TAB>rating', the
     header a spreadsheet writes: RATED_HEADER's names). Without a tab the last word is the
-    rating (a decimal comma is a decimal point: 4,5 is 4.5); each such line is also appended to `spaced` as
+    rating (a decimal comma is a decimal point: 4,5 is 4.5), or, where it is not one, the
+    line is `movie,rating[,time]` (a CSV line: comma_separated); each line whose rating
+    follows a space is also appended to `spaced` as
     (the whole line, where), for the caller to check that the whole line is not a title
     itself ('Toy Story 2'). Each is (movie, rating, where: "SOURCE:LINE"); byte-order marks
     and Unicode forms are normalised first (rec.typed.clean)."""
@@ -108,6 +144,7 @@ def parse_rated(text: str, source: str, spaced: list | None = None) -> list[tupl
             first = False
             continue
         first = False
+        line = comma_separated(line)
         stamp = None
         fields = line.split("\t")
         if len(fields) == 3 and all(f.strip() for f in fields):  # movie, rating, time (a
