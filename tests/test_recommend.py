@@ -158,6 +158,8 @@ def test_ids_from_stdin(world):
     result = run(world, "recommend", "-", "--top", "2", input="12\n  9\n\n12\n")
     assert result.exit_code == 0, result.output
     assert [r["user"] for r in tsv(result)] == ["12", "12", "9", "9"]  # each user once
+    assert result.stderr == "warning: each user is listed once (repeated ids left out: 1)\n"
+    assert run(world, "recommend", "12", "9", "--top", "2").stderr == ""  # none repeated
     # a line that is no id is named, as --rated names its lines (a header, say)
     result = run(world, "recommend", "-", input="12\n\n9 user\n")
     assert_usage_error(result, "error: stdin:3: not a user id: 'user'\n")

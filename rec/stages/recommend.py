@@ -296,25 +296,25 @@ def recommend_command(
                          "or a new user's movies (--rated FILE, --like MOVIE, --dislike MOVIE)")
     tokens = [] if every_user or new_user else expand_stdin(users, per_line=False)
     paths = get_paths(ctx)
-    # the rank stage, when it is fresh; it ranks unseen movies only (its channels leave the
-    # user's own out): --include-seen lists the two-tower's order, and says so. Without a
-    # rank model EASE's file is not read nor scipy imported (ml-1m --all: 0.92 s -> 0.85)
+    # the rank stage, when it is fresh (unseen movies only: --include-seen lists the two-tower's
+    # order, and says so); without one, no EASE file nor scipy (ml-1m --all: 0.92 s -> 0.85)
     ranks = not (recall_only or include_seen) and rank_model_present(paths)
     if ranks:  # more than a few users: EASE's products through scipy, imported meanwhile
         from rec.rank.channels import FEW_USERS  # (the rank stage imports it anyway)
         if every_user or len(tokens) > FEW_USERS:
             preload("scipy.sparse")
     cat = load_catalog(paths, ranks)
-    # never more than the catalogue: memory follows these, not what was asked
-    top = capped(cat, top)
+    top = capped(cat, top)  # never more than the catalogue: memory follows it, not the ask
     explore = min(explore, top)
     if new_user:
         from rec.twotower.foldin import fold_in_user
 
         rows = np.array([fold_in_user(get_paths(ctx), cat, rated, like or [], dislike or [],
                                       gender, age, occupation)])
-    else:
-        rows = all_users(cat) if every_user else find_users(cat, tokens)
+    elif every_user:
+        rows = all_users(cat)
+    elif len(rows := find_users(cat, tokens)) < len(tokens):  # a join expects a list per id
+        warn(f"each user is listed once (repeated ids left out: {len(tokens) - len(rows):,})")
     allowed = movie_mask(cat, genre or [], year_from, year_to)
     if seed is None and explore:
         seed = int(np.random.SeedSequence().entropy % 2**63)  # fresh each run
