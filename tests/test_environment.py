@@ -200,6 +200,16 @@ def test_a_reader_that_goes_away_midway_through_a_block_ends_it_with_141(trained
     assert (proc.wait(timeout=120), stderr) == (141, "")
 
 
+@pytest.mark.parametrize("args", [["recommend", "-"], ["recommend", "--rated", "-"],
+                                  ["history", "-"]])
+def test_a_closed_stdin_read_by_dash_is_one_line(trained, args):
+    """`rec recommend - <&-` was an internal error (AttributeError: sys.stdin is None)."""
+    proc = run_rec(trained, *args, capture_output=True, text=True,
+                   preexec_fn=lambda: os.close(0))
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2, "", "error: standard input is closed: pipe or redirect what `-` reads into it\n")
+
+
 def test_a_closed_or_full_stdout_is_one_line(trained):
     closed = run_rec(trained, "recommend", "1", capture_output=False, stderr=subprocess.PIPE,
                      pass_fds=(), preexec_fn=lambda: os.close(1), text=True)
