@@ -223,6 +223,26 @@ def test_a_stale_rank_model_is_not_used_and_recommend_says_why(copy):
     assert report(copy)["ranked"] is False
 
 
+def test_a_rank_model_outdated_by_a_rating_model_says_the_way_out(copy):
+    """After `rec train --match dot` and save-features the rank model is stale, and the
+    advice to run ctr-train again went round in a circle: ctr-train refuses a rating model
+    (an adversarial trial's find). Now recommend and export say what does work."""
+    assert rec(copy, "train", "--match", "dot", "--epochs", "1").exit_code == 0
+    assert rec(copy, "save-features").exit_code == 0
+    way_out = ("the rank model was trained on other saved features: the rank stage stacks on "
+               "the default two-tower, not on these (--match dot): `rec train` without "
+               "--match, or remove output/ctr/model (a CTR model instead: `rec ctr-train "
+               "--data movielens --model wide_deep`)")
+    result = rec(copy, "recommend", "1", "--top", "3")
+    assert result.exit_code == 0 and result.stderr == f"warning: two-tower order only: {way_out}\n"
+    assert "without --match" in rec(copy, "ctr-train", "--data", "movielens").stderr
+    result = rec(copy, "export")
+    assert result.exit_code == 2 and way_out in result.stderr
+    shutil.rmtree(copy / "output" / "ctr" / "model")  # the way out works
+    assert rec(copy, "recommend", "1", "--top", "3").stderr == ""
+    assert rec(copy, "export").exit_code == 0
+
+
 def test_a_rank_model_whose_config_is_damaged_is_not_used_and_recommend_says_so(copy):
     """recommend looks for a rank model before reading EASE's file: a config.json there but
     damaged still counts as one, so the loader says why it is not used (a reviewer's find:

@@ -109,8 +109,8 @@ def _load(snapshot, paths, features, dataset) -> RankModel | None:
         raise UsageError("the rank model was built with another feature layout (an older "
                          f"rec): run `{RUN}` again")
     if features_run != features.scoring.get("run_id"):
-        raise UsageError("the rank model was trained on other saved features: run "
-                         f"`{RUN}` again")
+        raise UsageError("the rank model was trained on other saved features: " +
+                         _rerun(features))
     if not is_dataset(config.get("data_fingerprint"), paths, dataset):
         raise UsageError(f"the rank model was trained on another output/dataset: run `{RUN}` "
                          "again")
@@ -129,6 +129,20 @@ def _load(snapshot, paths, features, dataset) -> RankModel | None:
         raise UsageError(f"{best.best} holds weights that are not finite numbers: run "
                          f"`{RUN}` again")
     return model
+
+
+def _rerun(features) -> str:
+    """What to run for a rank model the saved features outdate: ctr-train again, unless
+    they are a model of a kind it cannot stack on (`rec train --match dot`), where that
+    refuses: then the way back to the default two-tower, or out of the rank stage."""
+    from rec.twotower.kinds import KINDS
+
+    kind = KINDS.get(features.scoring.get("match"))
+    if kind is None or kind.recalls:
+        return f"run `{RUN}` again"
+    return (f"the rank stage stacks on the default two-tower, not on these (--match "
+            f"{kind.name}): `rec train` without --match, or remove output/ctr/model (a CTR "
+            f"model instead: `{RUN} --model wide_deep`)")
 
 
 def serving_stack(features, dataset: Dataset, k: int, few_users: bool = False,
