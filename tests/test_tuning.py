@@ -193,3 +193,17 @@ def test_users_kind_draws_more_lists_from_the_same_held_out_users_only(tmp_path)
     changed = (other.split != view.split).mean() / (~train).mean()
     assert 0.2 < changed < 0.45  # about 2 x 0.8 x 0.2 of the held-out ratings move
     assert np.array_equal(redrawn(view, 1).split, other.split)  # seeded
+
+
+def test_too_few_training_ratings_for_the_tuning_slice_say_so(tmp_path):
+    """Ten ratings: preprocess splits them 9 / 1, and train's tuning slice (a tenth of the
+    training ratings) is empty. It said the saved split had an empty part and to rerun
+    preprocess with another --val-ratio, which no ratio fixed (an adversarial trial's find)."""
+    assert rec(tmp_path, "download", "--dataset", "synthetic", "--users", "2", "--movies",
+               "20", "--ratings", "10").exit_code == 0
+    assert rec(tmp_path, "preprocess").exit_code == 0
+    result = rec(tmp_path, "train")
+    assert result.exit_code == 2 and result.stderr == (
+        "error: too few training ratings (9) for the tuning slice every choice is made on (a "
+        "tenth of them) and the rest: use a larger dataset, or a smaller --val-ratio in `rec "
+        "preprocess`\n")

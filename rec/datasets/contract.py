@@ -173,6 +173,11 @@ class Dataset:
         is a usage error (exit 2)."""
         train, val = self.part(TRAIN), self.part(VAL)
         if len(train[0]) == 0 or len(val[0]) == 0:
+            if "tuning" in (self.vocab.split or {}):  # rec.datasets.tuning's view of it
+                raise UsageError(
+                    f"too few training ratings ({len(train[0]) + len(val[0]):,}) for the "
+                    "tuning slice every choice is made on (a tenth of them) and the rest: "
+                    "use a larger dataset, or a smaller --val-ratio in `rec preprocess`")
             raise UsageError("the saved split has an empty train or validation part: "
                              "run `rec preprocess` with another --val-ratio")
         return train, val
