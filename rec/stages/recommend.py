@@ -119,7 +119,7 @@ def load_catalog(paths: Paths, ranks: bool = False):
     read only when the command `ranks`."""
     # imported here so `rec --help` does not pay for them
     from rec.datasets.contract import is_dataset, load_dataset
-    from rec.twotower.features import earlier_model, load_features
+    from rec.twotower.features import earlier_model, features_rerun, load_features
     from rec.twotower.recommending import build_catalog
 
     # first: missing vectors is the likely error
@@ -128,7 +128,7 @@ def load_catalog(paths: Paths, ranks: bool = False):
     saved_from = features.scoring.get("dataset_fingerprint")
     if saved_from is not None and not is_dataset(saved_from, paths, dataset):
         raise UsageError("output/features was saved from another output/dataset (preprocess "
-                         "ran since): run `rec save-features` again")
+                         f"ran since): {features_rerun(paths, dataset)}")
     stale = earlier_model(paths, features.scoring)
     if stale:  # the saved vectors still serve, consistently: the earlier model's
         warn(f"{stale}; until then these are that run's recommendations")

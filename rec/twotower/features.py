@@ -225,6 +225,22 @@ def earlier_model(paths, scoring: dict | None = None) -> str | None:
             "(trained again since?): run `rec save-features`, then `rec ctr-train`")
 
 
+def features_rerun(paths, dataset) -> str:
+    """What to run when output/features was saved from another output/dataset: save-features
+    again, or first `rec train` when output/model is of another dataset too (save-features
+    refuses that one: the advice led to a second error)."""
+    from rec.datasets.contract import is_dataset
+
+    try:
+        config = json.loads(paths.model.config.read_text())
+        trained_on = (config.get("dataset") or {}).get("fingerprint")
+    except (OSError, ValueError, AttributeError):  # missing or damaged: save-features says
+        trained_on = None
+    if trained_on is None or is_dataset(trained_on, paths, dataset):
+        return "run `rec save-features` again"
+    return "run `rec train`, then `rec save-features`"
+
+
 def load_features(folder: Path, item_models: bool = True) -> Features:
     """The vectors of `folder`, every file from the same save-features run: read through
     one directory descriptor, checked against the unit as read, and read again whole when a
