@@ -1,6 +1,6 @@
 """Results on stdout, one mechanism for every command (`RowWriter` / `emit`): result rows
-become a rich table (terminal), TSV with a header (pipe), CSV (RFC 4180) or JSON lines
-(`--format json`); `--no-header` drops the TSV/CSV header line. A reader that goes away
+become a rich table (terminal), TSV with a header (pipe), CSV (RFC 4180's quoting, LF line
+ends) or JSON lines (`--format json`); `--no-header` drops the TSV/CSV header line. A reader that goes away
 (`| head -1`) stops the command quietly; any other write fault is one error line.
 
 rich is imported only where it draws a table: a command in a pipe does not pay for it.
