@@ -71,12 +71,17 @@ def decode(data: bytes, source: str) -> str:
     return clean(text)
 
 
-def read_stdin() -> str:
-    """All of stdin, decoded as `decode` does; a closed stdin (`<&-`: Python's sys.stdin
-    is None) is a one-line error, not an internal one."""
+def open_stdin():
+    """sys.stdin, for '-' to read; a closed one (`<&-`: Python's sys.stdin is None) is a
+    one-line error, not an internal one."""
     if sys.stdin is None:
         raise UsageError("standard input is closed: pipe or redirect what `-` reads into it")
-    stream = getattr(sys.stdin, "buffer", None)
+    return sys.stdin
+
+
+def read_stdin() -> str:
+    """All of stdin (open_stdin), decoded as `decode` does."""
+    stream = getattr(open_stdin(), "buffer", None)
     data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
     return decode(data, "stdin")
 

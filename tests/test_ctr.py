@@ -420,6 +420,25 @@ def test_unrated_draws_are_the_same_from_the_table_and_the_sorted_keys(ml_copy, 
     keys = src._unrated(users, src.train_rated, np.random.default_rng(3))
     for a, b in zip(table, keys):
         np.testing.assert_array_equal(a, b)
+
+    def every_entry_looked_up_each_round(users, rated, rng):  # the code before, as written
+        def is_rated(movies):
+            keys = users * ds.n_movies + movies
+            return rated[np.minimum(np.searchsorted(rated, keys), len(rated) - 1)] == keys
+
+        movies = rng.integers(0, ds.n_movies, size=len(users))
+        for _ in range(4):
+            hit = is_rated(movies)
+            if not hit.any():
+                break
+            movies[hit] = rng.integers(0, ds.n_movies, size=int(hit.sum()))
+        keep = ~is_rated(movies)
+        return users[keep], movies[keep]
+
+    before = every_entry_looked_up_each_round(users.astype(np.int64), src.train_rated,
+                                              np.random.default_rng(3))
+    for a, b in zip(table, before):
+        np.testing.assert_array_equal(a, b)
     drawn = table[0].astype(np.int64) * ds.n_movies + table[1]
     assert 0.95 * len(users) < len(drawn) and not np.isin(drawn, src.train_rated).any()
 
@@ -464,6 +483,23 @@ def test_predict_pairs_from_stdin_in_order(ml_world):
                               "warning: stdin:3: expected USER MOVIE (two ids), got '1 two': "
                               "skipped (--skip-bad)\n"
                               "warning: 2 bad lines skipped, 2 scored\n")
+
+
+@pytest.mark.parametrize("model", [None, "wide_deep"])
+def test_predict_from_a_closed_stdin_is_one_line(ml_world, criteo_world, criteo_trained, model):
+    """`rec ctr-predict <&-` (stdin, '-', the default) was an internal error: sys.stdin is
+    None (an adversarial trial's find): MovieLens pairs, and Criteo lines (model given)."""
+    import subprocess
+    import sys
+
+    out = ml_world / "output" if model is None else criteo_world / model
+    proc = subprocess.run([sys.executable, "-m", "rec", "--output-dir", str(out),
+                           "--data-dir", str(ml_world / "data"), "ctr-predict"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          preexec_fn=lambda: os.close(0))
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2, "", "error: standard input is closed: pipe or redirect what `-` reads into it\n")
 
 
 def test_predict_names_a_bad_line_by_its_file_or_stdin(ml_world, tmp_path):

@@ -233,9 +233,13 @@ def test_a_spreadsheets_csv_lines_are_movie_and_rating():
     assert read('American President, The (1995),4\n"American President, The (1995)",2.5\n') == [
         ("American President, The (1995)", 4.0), ("American President, The (1995)", 2.5)]
     assert read("Heat,5,300\nAladdin,4,100\n") == [("Aladdin", 4.0), ("Heat", 5.0)]  # timed
-    assert read("Toy Story 4,5\nAladdin 5\nHeat\t4,5\n") == [
-        ("Toy Story", 4.5), ("Aladdin", 5.0), ("Heat", 4.5)]
-    with pytest.raises(UsageError, match=r"f:1: expected 'movie<TAB>rating', got 'Heat,five'"):
+    assert read("Toy Story 4,5\nAladdin 5\nHeat\t4,5\nAmerican President, 4,5\n") == [
+        ("Toy Story", 4.5), ("Aladdin", 5.0), ("Heat", 4.5), ("American President,", 4.5)]
+    # under a comma-separated header every line is CSV: a title ending in a number stays whole
+    assert read('"movie","rating"\nToy Story 2,5\nApollo 13,4\nHeat,"4,5"\nAladdin,3,\n') == [
+        ("Toy Story 2", 5.0), ("Apollo 13", 4.0), ("Heat", 4.5), ("Aladdin", 3.0)]
+    with pytest.raises(UsageError, match=r"f:1: expected 'movie<TAB>rating' \(or "
+                       r"'movie,rating'\), got 'Heat,five'"):
         parse_rated("Heat,five\n", "f")
 
 

@@ -243,18 +243,6 @@ def test_a_rank_model_outdated_by_a_rating_model_says_the_way_out(copy):
     assert rec(copy, "export").exit_code == 0
 
 
-def test_features_and_model_of_another_split_name_train_first(copy):
-    """preprocess again (another seed): recommend said to run save-features, which then
-    refused the model, trained on the old split (an adversarial trial's find)."""
-    assert rec(copy, "preprocess", "--seed", "7").exit_code == 0
-    for command in (["recommend", "1"], ["similar", "1"]):
-        result = rec(copy, *command)
-        assert result.exit_code == 2 and result.stderr == (
-            "error: output/features was saved from another output/dataset (preprocess ran "
-            "since): run `rec train`, then `rec save-features`\n")
-    assert "run `rec train` again" in rec(copy, "save-features").stderr
-
-
 def test_a_rank_model_whose_config_is_damaged_is_not_used_and_recommend_says_so(copy):
     """recommend looks for a rank model before reading EASE's file: a config.json there but
     damaged still counts as one, so the loader says why it is not used (a reviewer's find:

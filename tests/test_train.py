@@ -345,8 +345,11 @@ def test_model_and_features_know_the_dataset_they_came_from(world):
     for stage in ("evaluate", "save-features"):
         result = rec(world, stage)
         assert result.exit_code == 2 and "run `rec train` again" in result.stderr
-    result = rec(world, "recommend", "1")
-    assert result.exit_code == 2 and "run `rec save-features` again" in result.stderr
+    for command in (["recommend", "1"], ["similar", "1"]):  # train first: save-features
+        result = rec(world, *command)  # refuses the model (they said save-features)
+        assert result.exit_code == 2 and result.stderr == (
+            "error: output/features was saved from another output/dataset (preprocess ran "
+            "since): run `rec train`, then `rec save-features`\n")
 
 
 def test_malicious_pickle_is_refused_without_running(tmp_path):

@@ -204,6 +204,6 @@ def test_too_few_training_ratings_for_the_tuning_slice_say_so(tmp_path):
     assert rec(tmp_path, "preprocess").exit_code == 0
     result = rec(tmp_path, "train")
     assert result.exit_code == 2 and result.stderr == (
-        "error: too few training ratings (9) for the tuning slice every choice is made on (a "
+        "error: too few training ratings for the tuning slice every choice is made on (a "
         "tenth of them) and the rest: use a larger dataset, or a smaller --val-ratio in `rec "
         "preprocess`\n")

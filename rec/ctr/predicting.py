@@ -131,7 +131,9 @@ def movielens_rows(model, config: dict, paths, path: str, batch: int,
     movie_index = {str(m): i for i, m in enumerate(ds.vocab.movie_ids)}
     source = "stdin" if path == "-" else path
     if path == "-":
-        stream = sys.stdin
+        from rec.typed import open_stdin
+
+        stream = open_stdin()
     else:
         try:
             stream = open(path, encoding="utf-8", errors="replace")

@@ -174,10 +174,12 @@ class Dataset:
         train, val = self.part(TRAIN), self.part(VAL)
         if len(train[0]) == 0 or len(val[0]) == 0:
             if "tuning" in (self.vocab.split or {}):  # rec.datasets.tuning's view of it
+                whole = "users" if self.vocab.split["tuning"].get("kind") == "users" else \
+                    "ratings"  # --split users: the slice holds out whole training users
                 raise UsageError(
-                    f"too few training ratings ({len(train[0]) + len(val[0]):,}) for the "
-                    "tuning slice every choice is made on (a tenth of them) and the rest: "
-                    "use a larger dataset, or a smaller --val-ratio in `rec preprocess`")
+                    f"too few training {whole} for the tuning slice every choice is made on "
+                    f"(a tenth of them) and the rest: use a larger dataset, or a smaller "
+                    "--val-ratio in `rec preprocess`")
             raise UsageError("the saved split has an empty train or validation part: "
                              "run `rec preprocess` with another --val-ratio")
         return train, val

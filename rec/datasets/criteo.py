@@ -202,8 +202,11 @@ def _first_bad(mask: np.ndarray) -> tuple[int, int]:
 def open_binary(path: str | Path) -> IO[bytes]:
     """A Criteo file (plain or .gz) as bytes; '-' is stdin."""
     if str(path) == "-":
-        return sys.stdin.buffer if hasattr(sys.stdin, "buffer") else io.BytesIO(
-            sys.stdin.read().encode("latin-1"))
+        from rec.typed import open_stdin
+
+        stdin = open_stdin()
+        return stdin.buffer if hasattr(stdin, "buffer") else io.BytesIO(
+            stdin.read().encode("latin-1"))
     p = Path(path)
     check_readable(str(p))
     if p.suffix == ".gz":

@@ -86,41 +86,53 @@ def is_rated_header(line: str) -> bool:
     """Whether a line is column names: 'movie<TAB>rating[<TAB>time]' (or with commas) in
     RATED_HEADER's words (any case), which no movie and rating line is (its rating is a
     number)."""
-    fields = [f.strip().casefold() for f in line.split("\t" if "\t" in line else ",")]
+    fields = [f.strip().strip('"').casefold()
+              for f in line.split("\t" if "\t" in line else ",")]
     return 2 <= len(fields) <= 3 and all(f in names for f, names in zip(fields, RATED_HEADER))
 
 
-def _is_number(text: str) -> bool:
+def _number(text: str) -> str | None:
+    """`text` as a number's text (a decimal comma made a point), or None."""
+    text = text.strip()
+    if DECIMAL_COMMA.fullmatch(text):
+        text = text.replace(",", ".")
     try:
-        return bool(np.isfinite(float(text)))
+        return text if np.isfinite(float(text)) else None
     except ValueError:
-        return False
+        return None
 
 
-def comma_separated(line: str) -> str:
+def comma_separated(line: str, csv_file: bool = False) -> str:
     """A line of 'movie,rating[,time]' (a spreadsheet's CSV: the title quoted where it holds
     a comma, or not: the rating is after the last comma) as its tab-separated fields; any
-    other line as it is. Only for a line with no tab whose last word is not a rating
-    ('Toy Story 4,5' is Toy Story rated 4.5, the decimal comma; 'Toy Story,5' is this)."""
+    other line as it is. In a file whose header is comma-separated (`csv_file`), every
+    line; otherwise only one whose last word is not a rating: 'Toy Story 4,5' is Toy Story
+    rated 4.5 (the decimal comma), as is 'Heat, 4,5'; 'Toy Story,5' and 'Toy Story, 5' are
+    CSV."""
     if "\t" in line or "," not in line:
         return line
     head, _, last = line.rpartition(" ")
-    if (head.strip() and not head.rstrip().endswith(",")  # 'Toy Story, 5' is a CSV line
-            and (DECIMAL_COMMA.fullmatch(last) or _is_number(last))):
+    if not csv_file and head.strip() and (
+            DECIMAL_COMMA.fullmatch(last)
+            or (_number(last) is not None and not head.rstrip().endswith(","))):
         return line
-    if '"' in line:  # a quoted title: "American President, The (1995)",5
+    if '"' in line:  # quoted: "American President, The (1995)",5 or Heat,"4,5"
         import csv
 
         fields = next(csv.reader([line], skipinitialspace=True))
     else:  # split at every comma, the title's own joined back as they were typed
         fields = line.split(",")
-    numbers = 0  # the rating, and a time after it
-    while numbers < min(2, len(fields) - 1) and _is_number(fields[-1 - numbers]):
-        numbers += 1
+    while len(fields) > 2 and not fields[-1].strip():  # 'Heat,5,': an empty last column
+        fields.pop()
+    numbers = []  # the rating, and a time after it
+    while len(numbers) < min(2, len(fields) - 1):
+        number = _number(fields[-1 - len(numbers)])
+        if number is None:
+            break
+        numbers.insert(0, number)
     if not numbers:
         return line
-    title = ",".join(fields[:-numbers])
-    return "\t".join([title.strip(), *(f.strip() for f in fields[-numbers:])])
+    return "\t".join([",".join(fields[:-len(numbers)]).strip(), *numbers])
 
 
 def parse_rated(text: str, source: str, spaced: list | None = None) -> list[tuple[str, float, str]]:
@@ -135,16 +147,16 @@ def parse_rated(text: str, source: str, spaced: list | None = None) -> list[tupl
     (the whole line, where), for the caller to check that the whole line is not a title
     itself ('Toy Story 2'). Each is (movie, rating, where: "SOURCE:LINE"); byte-order marks
     and Unicode forms are normalised first (rec.typed.clean)."""
-    out, stamps, first = [], [], True
+    out, stamps, first, csv_file = [], [], True, False
     for number, line in enumerate(clean(text).splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         if first and is_rated_header(line):
-            first = False
+            first, csv_file = False, "\t" not in line  # 'movie,rating': every line CSV
             continue
         first = False
-        line = comma_separated(line)
+        line = comma_separated(line, csv_file)
         stamp = None
         fields = line.split("\t")
         if len(fields) == 3 and all(f.strip() for f in fields):  # movie, rating, time (a
@@ -168,7 +180,8 @@ def parse_rated(text: str, source: str, spaced: list | None = None) -> list[tupl
             raise UsageError(f"{source}:{number}: the rating {shown(rating.strip())} is not a "
                              f"number (expected 'movie<TAB>rating', e.g. 'Toy Story<TAB>5')")
         if not movie.strip() or not np.isfinite(value):
-            raise UsageError(f"{source}:{number}: expected 'movie<TAB>rating', got {shown(line)}")
+            raise UsageError(f"{source}:{number}: expected 'movie<TAB>rating' (or "
+                             f"'movie,rating'), got {shown(line)}")
         out.append((movie.strip(), value, f"{source}:{number}"))
         if "\t" not in line and spaced is not None:
             spaced.append((line, f"{source}:{number}"))
