@@ -92,6 +92,59 @@ def test_skipped_stages_do_not_run(tmp_path):
     assert list(stages) == ["download"]
 
 
+def test_the_pipeline_holds_its_folders_from_the_first_stage_to_the_last(tmp_path, monkeypatch):
+    """Each stage took and let go of the folders' locks: between two stages another writer
+    got in (a preprocess of another split; a second pipeline), and the run ended "fine" on
+    its data (an adversarial trial: 11 preprocesses of 40 got in). Now a writer is refused
+    before every stage, while the stages themselves write."""
+    from rec.stages import pipeline
+
+    tries = []
+    real = pipeline.run_stage
+
+    def another_writer_first(global_args, args, **kwargs):
+        other = subprocess.run([sys.executable, "-m", "rec", "--data-dir", str(tmp_path / "data"),
+                                "--output-dir", str(tmp_path / "output"), "preprocess",
+                                "--split", "users"], capture_output=True, text=True, env=ENV,
+                               timeout=120)
+        tries.append((other.returncode, other.stderr))
+        return real(global_args, args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "run_stage", another_writer_first)
+    skip = [w for stage in ("train", "save-features", "ctr-train", "evaluate", "recommend")
+            for w in ("--skip", stage)]
+    r = rec(tmp_path, "pipeline", *skip)
+    assert r.exit_code == 0, r.stderr
+    busy = f"is in use by `rec pipeline (pid {os.getpid()})`: wait for it to finish"
+    assert len(tries) == 2 and all(code == 2 and busy in err for code, err in tries), tries
+    split = json.loads((tmp_path / "output" / "dataset" / "vocab.json").read_text())["split"]
+    assert split["method"] == "random"  # the pipeline's, not the other writer's
+    assert not (tmp_path / "output" / ".lock").exists()  # let go at the end
+
+
+def test_only_the_holders_own_children_skip_its_lock(tmp_path, monkeypatch):
+    """The environment alone never skips a lock: the parent must be the holder, and hold it."""
+    from rec.storage import lock
+
+    folder = tmp_path / "out"
+    check = ("import sys; from rec.storage import lock; "
+             "print(lock.held_by_parent(sys.argv[1]))")
+
+    def child_sees(env: dict) -> str:
+        return subprocess.run([sys.executable, "-c", check, str(folder)], capture_output=True,
+                              text=True, env={**ENV, **env}, timeout=60).stdout.strip()
+
+    held = lock.for_children([folder])
+    with lock.hold(folder, "rec pipeline"):
+        assert child_sees(held) == "True"
+        assert child_sees({}) == "False"  # not told
+        assert child_sees(lock.for_children([tmp_path / "other"])) == "False"  # not this one
+        monkeypatch.setenv(lock.HELD_ENV, held[lock.HELD_ENV])
+        assert not lock.held_by_parent(folder)  # the holder itself: its parent is not
+        monkeypatch.delenv(lock.HELD_ENV)
+    assert child_sees(held) == "False"  # told, but the lock is let go
+
+
 def test_a_source_names_the_dataset_as_download_takes_it(tmp_path):
     """`rec pipeline --source .../ml-100k` is ml-100k (its folder's name), as for download;
     synthetic without a --source; --dataset when given."""

@@ -30,6 +30,7 @@ from rec.datasets import registry
 from rec.errors import UsageError
 from rec.stages import get_paths, stage
 from rec.stages.options import SEED_RANGE
+from rec.storage import lock
 from rec.twotower import kinds
 
 HELP = ("Run every stage in order: download, preprocess, train, save-features, ctr-train "
@@ -76,14 +77,15 @@ def _real_file(stream) -> bool:
         return False
 
 
-def run_stage(global_args: list[str], args: list[str], show_stdout: bool = False) -> None:
+def run_stage(global_args: list[str], args: list[str], show_stdout: bool = False,
+              env: dict | None = None) -> None:
     """Run `rec GLOBAL ARGS` to the end; its stderr is ours, its stdout ours or nothing.
     A failure ends this command with the stage's exit code (the stage said why). Ctrl-C or
     SIGTERM (rec.process.interrupts: raised here) lets the stage stop cleanly (its files complete
     or untouched), then stops with the stage's 130 or 143. Killed with SIGKILL, this command
     cannot stop the stage: the kernel sends it SIGTERM (rec.process.parent_death)."""
     log(f"== rec {' '.join(args)}")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    env = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(
         filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))}  # this rec
     out = subprocess.DEVNULL
     if show_stdout:
@@ -162,19 +164,25 @@ def command(
     paths = get_paths(ctx)
     global_args = ["--data-dir", str(paths.data_dir), "--output-dir", str(paths.output_dir),
                    *(["--quiet"] if is_quiet() else []), *(["-v"] if is_verbose() else [])]
-    for args in stages:
-        if args[0] in (skip or ()):
-            log(f"== rec {args[0]}: skipped (--skip)")
-        else:
-            run_stage(global_args, args)
-    if "recommend" in (skip or ()):
-        log("== rec recommend: skipped (--skip)")
-        return
-    if user is None:
-        from rec.datasets.contract import load_vocab
+    # both folders held from the first stage to the last: between two stages another
+    # writer (a preprocess, a second pipeline) got in, and the run went on, "fine", on its
+    # data; each stage knows its parent holds them (rec.storage.lock.held_by_parent)
+    folders = [paths.data_dir, paths.output_dir]
+    with lock.hold_all(folders, "rec pipeline"):
+        held = lock.for_children(folders)
+        for args in stages:
+            if args[0] in (skip or ()):
+                log(f"== rec {args[0]}: skipped (--skip)")
+            else:
+                run_stage(global_args, args, env=held)
+        if "recommend" in (skip or ()):
+            log("== rec recommend: skipped (--skip)")
+            return
+        if user is None:
+            from rec.datasets.contract import load_vocab
 
-        user = str(load_vocab(paths).user_ids[0])
-    run_stage(global_args, recommend_command(user, top), show_stdout=True)
+            user = str(load_vocab(paths).user_ids[0])
+        run_stage(global_args, recommend_command(user, top), show_stdout=True, env=held)
 
 
 def chosen_dataset(dataset: Optional[str], source: Optional[str]) -> str:

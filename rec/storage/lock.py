@@ -7,13 +7,16 @@ take it, only if free at once, to finish a folder swap a killed run left halfway
 The kernel releases a flock when its holder dies (kill -9 included), so a lock file left
 behind by a killed run never blocks the next one: the file's existence means nothing, only
 the lock on it does. A run that finishes removes the file. Workers of a `--nproc` run (PADDLE_TRAINERS_NUM is set) take no lock:
-the launching process holds it for them.
+the launching process holds it for them. So do the stages `rec pipeline` runs (`for_children`:
+it holds its folders from the first stage to the last, and no other writer gets in between):
+a stage takes no lock on a folder its parent process holds and names in HELD_ENV.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import sys
 from pathlib import Path
@@ -22,6 +25,7 @@ from typing import Iterator
 from rec.errors import EXIT_USAGE, RecError, environment_error
 
 LOCK = ".lock"
+HELD_ENV = "REC_HELD_LOCKS"  # {"pid": the holder, "folders": [real paths]}: for_children
 
 try:
     import fcntl
@@ -39,6 +43,28 @@ class Busy(RecError):
 def is_worker() -> bool:
     """A process started by paddle.distributed.launch (its launcher holds the locks)."""
     return bool(os.environ.get("PADDLE_TRAINERS_NUM"))
+
+
+def for_children(folders: list[Path]) -> dict:
+    """The environment entry by which child processes know that this process holds the
+    locks of `folders` for them (held_by_parent)."""
+    return {HELD_ENV: json.dumps({"pid": os.getpid(),
+                                  "folders": [os.path.realpath(f) for f in folders]})}
+
+
+def held_by_parent(folder: Path | str) -> bool:
+    """Whether this process's parent holds `folder`'s lock for it: HELD_ENV names the
+    parent and the folder, and the lock file names the parent as its holder now (an
+    environment inherited further down, or left over, never skips a lock)."""
+    try:
+        held = json.loads(os.environ.get(HELD_ENV) or "{}")
+        pid, folders = int(held["pid"]), held["folders"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    if pid != os.getppid() or os.path.realpath(folder) not in folders:
+        return False
+    holder = running(folder) or ""
+    return holder.endswith(f"(pid {pid})")
 
 
 def _holder(fd: int) -> str:
@@ -86,7 +112,7 @@ def hold(folder: Path | str, command: str | None = None) -> Iterator[None]:
     """Own `folder` (created if missing) for the block, or raise Busy at once. A folder
     created here that holds nothing but the lock file at the end (the command failed before
     writing, say `rec train` before `rec preprocess`) is removed with it."""
-    if fcntl is None or is_worker():
+    if fcntl is None or is_worker() or held_by_parent(folder):
         yield
         return
     path = Path(folder) / LOCK
