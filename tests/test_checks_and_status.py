@@ -177,7 +177,7 @@ def test_status_checks_every_file_of_the_export_it_calls_fresh(exported, tmp_pat
     assert [str(p) for p in weights] == ["movie_tower/model.pdiparams",
                                          "user_tower/model.pdiparams"]
     (export / weights[0]).unlink()
-    assert states(root)["export"] == "modified"
+    assert states(root)["export"] == "missing"  # a file it wrote is gone
     root = copy_world(exported, tmp_path / "again")
     (root / "output" / "export" / weights[1]).write_bytes(b"")
     assert states(root)["export"] == "modified"
@@ -290,9 +290,9 @@ def test_status_reads_an_older_recs_folder_fingerprints(exported, tmp_path):
     assert states(root)["export"] == "modified"
 
 
-@pytest.mark.parametrize("name,state", [("best/metrics.json", "modified"),
+@pytest.mark.parametrize("name,state", [("best/metrics.json", "missing"),  # of the seal
                                         ("history.json", "missing"),  # a recorded file
-                                        ("best/config.json", "modified")])
+                                        ("best/config.json", "missing")])
 def test_status_checks_every_file_of_the_model_it_calls_fresh(exported, tmp_path, name,
                                                               state):
     root = copy_world(exported, tmp_path)
@@ -334,6 +334,13 @@ def test_status_says_missing_when_what_a_stage_wrote_is_gone(exported, tmp_path)
     shutil.rmtree(root / "output" / "export")
     assert states(root)["export"] == "missing"
     assert states(root)["save-features"] == "fresh"
+    # a file of a sealed folder (output/model/best) gone: missing too, not 'modified' (an
+    # adversarial trial's find); a file of it changed: modified
+    config = root / "output" / "model" / "best" / "config.json"
+    config.write_text(config.read_text() + " ")
+    assert states(root)["train"] == "modified"
+    (root / "output" / "model" / "best" / "model.pdparams").unlink()
+    assert states(root)["train"] == "missing"
 
 
 @pytest.mark.parametrize("stage", ["ctr-train", "train", "export", "download"])

@@ -281,9 +281,19 @@ def stage_state(entry: dict | None, hashed: dict | None = None) -> str:
         if not unchanged(p, fp, stats.get(p), hashed):
             return "stale"
     changed = changed_outputs(entry, hashed)
-    if any(not os.path.lexists(p) for p in changed):
+    if any(not os.path.lexists(p) or _sealed_file_gone(p) for p in changed):
         return "missing"
     return "modified" if changed else "fresh"
+
+
+def _sealed_file_gone(path: str) -> bool:
+    """Whether `path` is a sealed folder (rec.storage.unit: output/model/best) one of whose
+    files is gone: a deleted model.pdparams read as 'modified', the folder being there."""
+    try:
+        names = json.loads((Path(path) / "unit.json").read_text())["sha256"]
+        return any(not (Path(path) / name).exists() for name in names)
+    except (OSError, ValueError, TypeError, KeyError):  # no folder, or no (readable) seal
+        return False
 
 
 def changed_outputs(entry: dict, hashed: dict) -> list[str]:
