@@ -460,6 +460,13 @@ def test_source_that_is_not_an_archive(tmp_path, tiny):
     text.write_text("hello")
     r = rec(tmp_path, "--source", str(text))
     assert r.exit_code == 2 and "zip" in one_error(r)
+    # an empty --source named the working folder; the data folder itself was exit 1
+    r = rec(tmp_path, "--source", "")
+    assert r.exit_code == 2 and one_error(r) == "error: --source is empty: give a .zip, a " \
+        "folder or a URL"
+    (tmp_path / "data").mkdir(exist_ok=True)
+    r = rec(tmp_path, "--source", str(tmp_path / "data"), "--force")
+    assert r.exit_code == 2 and "contains the data folder itself" in one_error(r)
 
 
 def _evil_zip(kind: str) -> bytes:

@@ -20,7 +20,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from rec.errors import RecError
+from rec.errors import RecError, UsageError
 
 CHUNK = 1 << 16
 
@@ -125,8 +125,8 @@ def copy_folder(src: Path, dest: Path, expected: list[str]) -> None:
     """Copy the `expected` files of an already-extracted dataset (the folder itself, or a
     folder holding it); nothing else in it is read, so nothing else is copied."""
     if dest.resolve().is_relative_to(src.resolve()):
-        raise RecError(f"--source {src} contains the data folder itself; point it at the "
-                       f"dataset folder")
+        raise UsageError(f"--source {src} contains the data folder itself; point it at the "
+                         f"dataset folder")
     if not all((src / name).is_file() for name in expected):
         subdirs = [p for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")]
         if len(subdirs) == 1 and any((subdirs[0] / n).exists() for n in expected):

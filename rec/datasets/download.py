@@ -174,6 +174,8 @@ def check_source(spec: DatasetSpec, source: str | None) -> None:
         raise UsageError(f"--source does not apply to --dataset {spec.name}")
     if is_url(source):
         return
+    if not source.strip():  # Path("") is ".": it named the working folder
+        raise UsageError("--source is empty: give a .zip, a folder or a URL")
     path = Path(source).expanduser()
     if not path.exists():
         raise UsageError(f"--source {source} does not exist")
