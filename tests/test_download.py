@@ -499,19 +499,34 @@ def test_zip_slip_refused(tmp_path, tiny, kind):
 # --- synthetic, usage ----------------------------------------------------------------------
 
 
-def _synthetic(tmp_path: Path, seed: str) -> dict[str, bytes]:
+def _synthetic(tmp_path: Path, seed: str, *more: str) -> dict[str, bytes]:
     r = rec(tmp_path, "--dataset", "synthetic", "--seed", seed, "--users", "20", "--movies", "40",
-            "--ratings", "200", "--format", "json")
+            "--ratings", "200", "--format", "json", *more)
     assert r.exit_code == 0, r.stderr
-    assert "regenerated" in r.stderr and json_out(r)["ratings"] == 200
+    assert "same options generate the same data" in r.stderr and json_out(r)["ratings"] == 200
     folder = tmp_path / "data" / "synthetic"
     return {n: (folder / n).read_bytes() for n in ("users.dat", "movies.dat", "ratings.dat")}
 
 
 def test_synthetic_is_deterministic_by_seed(tmp_path):
     first = _synthetic(tmp_path, "1")
-    assert _synthetic(tmp_path, "1") == first
+    assert _synthetic(tmp_path, "1", "--force") == first
     assert _synthetic(tmp_path, "2") != first
+
+
+def test_synthetic_with_the_same_options_is_already_present(tmp_path):
+    """Generated again, it was the same data with a new time in its marker, and `rec status`
+    called download modified and every later stage stale (an adversarial trial's find)."""
+    _synthetic(tmp_path, "1")
+    marker = (tmp_path / "data" / "synthetic" / ".rec-verified.json").read_bytes()
+    r = rec(tmp_path, "--dataset", "synthetic", "--seed", "1", "--users", "20", "--movies",
+            "40", "--ratings", "200", "--format", "json")
+    assert r.exit_code == 0 and json_out(r)["status"] == "already present", r.stderr
+    assert (tmp_path / "data" / "synthetic" / ".rec-verified.json").read_bytes() == marker
+    (tmp_path / "data" / "synthetic" / "ratings.dat").write_text("cut short")  # not what it was
+    assert "same options generate" in rec(tmp_path, "--dataset", "synthetic", "--seed", "1",
+                                          "--users", "20", "--movies", "40", "--ratings",
+                                          "200").stderr
 
 
 def test_synthetic_bad_options(tmp_path):

@@ -202,8 +202,7 @@ def _from_path(paths: Paths, spec: DatasetSpec, source: str, hint: str = "") -> 
 
 def generate_synthetic(paths: Paths, spec: DatasetSpec, syn: SyntheticSpec) -> dict:
     target = paths.raw(spec.name)
-    log(f"generating {target} (seed {syn.seed}); synthetic data is regenerated on every call, "
-        f"identically for the same options")
+    log(f"generating {target} (seed {syn.seed}); the same options generate the same data")
     with atomic_dir(target) as stage:
         try:
             generate(stage, syn)

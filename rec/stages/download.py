@@ -127,6 +127,15 @@ def command(
         if syn.problem():
             raise UsageError(syn.problem())
         params.update(syn.__dict__)
+        marker = None if force else verified_marker(target, spec)
+        if marker is not None and marker.get("synthetic") == syn.__dict__:
+            # the same options make the same data: generated again, it was the same files
+            # with a new time in its marker, and every later stage read as out of date
+            log(f"{target} is already present, generated with these options; nothing to do "
+                "(--force generates it again)")
+            _record_if_missing(paths, spec, params, left_out(spec, named, source))
+            emit_object(summary(paths, spec, marker, "already present"), fmt)
+            return
         marker = generate_synthetic(paths, spec, syn)
         status = "generated"
     else:
