@@ -90,6 +90,12 @@ def test_skipped_stages_do_not_run(tmp_path):
         "== rec recommend: skipped (--skip)"]
     stages = json.loads((tmp_path / "output" / "manifest.json").read_text())["stages"]
     assert list(stages) == ["download"]
+    # an option that only skipped stages read is said to be unused (it was ignored silently)
+    r = rec(tmp_path, "pipeline", *skip, "--split", "time", "--epochs", "3", "--seed", "3")
+    assert r.exit_code == 0, r.stderr
+    assert [line for line in r.stderr.splitlines() if line.startswith("warning:")] == [
+        "warning: --split is not used: preprocess skipped (--skip)",
+        "warning: --epochs is not used: train skipped (--skip)"]
 
 
 def test_the_pipeline_holds_its_folders_from_the_first_stage_to_the_last(tmp_path, monkeypatch):

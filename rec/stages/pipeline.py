@@ -25,7 +25,7 @@ import typer
 
 import rec
 from rec.process import interrupts, parent_death
-from rec.console import error_line, is_quiet, is_verbose, log
+from rec.console import error_line, is_quiet, is_verbose, log, warn
 from rec.datasets import registry
 from rec.errors import UsageError
 from rec.stages import get_paths, stage
@@ -40,6 +40,11 @@ PACKAGE_PARENT = Path(rec.__file__).resolve().parent.parent
 GRACE_S = 10.0  # a stage stopped by Ctrl-C or SIGTERM gets this long to finish cleanly
 STAGES = ("download", "preprocess", "train", "save-features", "ctr-train", "evaluate",
           "recommend")  # in the order they run
+TRAINERS = ("train", "save-features", "ctr-train", "evaluate")
+OPTION_STAGES = {"--dataset": ("download", "preprocess"), "--source": ("download",),
+                 "--seed": ("download", "preprocess", "train"), "--split": ("preprocess",),
+                 "--device": TRAINERS, "--epochs": ("train",), "--match": ("train",),
+                 "--user": ("recommend",), "--top": ("recommend",)}  # the stages each reaches
 
 
 def stage_commands(dataset: str, source: Optional[str], seed: Optional[int],
@@ -157,6 +162,13 @@ def command(
     for skipped in skip or ():
         if skipped not in STAGES:
             raise UsageError(f"unknown --skip {skipped!r}: choose among {', '.join(STAGES)}")
+    given = {"--dataset": dataset, "--source": source, "--seed": seed, "--split": split,
+             "--device": None if device == "cpu" else device, "--epochs": epochs,
+             "--match": match, "--user": user, "--top": None if top == 10 else top}
+    for option, value in given.items():  # a value no stage that runs would read
+        takers = OPTION_STAGES[option]
+        if value is not None and all(t in (skip or ()) for t in takers):
+            warn(f"{option} is not used: {', '.join(takers)} skipped (--skip)")
     named, dataset = dataset is not None, chosen_dataset(dataset, source)
     stages = stage_commands(dataset, source, seed, split, device, epochs, match, named)
     check_options(ctx, dataset, source, split, match, device, user,
