@@ -523,6 +523,15 @@ def test_synthetic_with_the_same_options_is_already_present(tmp_path):
             "40", "--ratings", "200", "--format", "json")
     assert r.exit_code == 0 and json_out(r)["status"] == "already present", r.stderr
     assert (tmp_path / "data" / "synthetic" / ".rec-verified.json").read_bytes() == marker
+    # a project sharing the data folder regenerates it with other options; this one, asked
+    # for those, finds them present and records them (its manifest said seed 1: 'modified')
+    options = ["--users", "20", "--movies", "40", "--ratings", "200"]
+    assert run_rec(tmp_path, "download", "--dataset", "synthetic", "--seed", "2", *options,
+                   out="other").exit_code == 0
+    assert json_out(rec(tmp_path, "--dataset", "synthetic", "--seed", "2", *options,
+                        "--format", "json"))["status"] == "already present"
+    rows = run_rec(tmp_path, "status", "--format", "json", out="out").stdout.splitlines()
+    assert json.loads(rows[0])["state"] == "fresh" and json.loads(rows[0])["params"]["seed"] == 2
     (tmp_path / "data" / "synthetic" / "ratings.dat").write_text("cut short")  # not what it was
     assert "same options generate" in rec(tmp_path, "--dataset", "synthetic", "--seed", "1",
                                           "--users", "20", "--movies", "40", "--ratings",

@@ -104,16 +104,22 @@ def test_the_pipeline_holds_its_folders_from_the_first_stage_to_the_last(tmp_pat
     its data (an adversarial trial: 11 preprocesses of 40 got in). Now a writer is refused
     before every stage, while the stages themselves write."""
     from rec.stages import pipeline
+    from rec.storage import lock
 
     tries = []
     real = pipeline.run_stage
 
     def another_writer_first(global_args, args, **kwargs):
-        other = subprocess.run([sys.executable, "-m", "rec", "--data-dir", str(tmp_path / "data"),
-                                "--output-dir", str(tmp_path / "output"), "preprocess",
+        folders = ["--data-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "output")]
+        other = subprocess.run([sys.executable, "-m", "rec", *folders, "preprocess",
                                 "--split", "users"], capture_output=True, text=True, env=ENV,
                                timeout=120)
-        tries.append((other.returncode, other.stderr))
+        status = subprocess.run([sys.executable, "-m", "rec", *folders, "status", "--format",
+                                 "json"], capture_output=True, text=True, env=ENV, timeout=120)
+        rows = {r["stage"]: r["state"] for r in map(json.loads, status.stdout.splitlines())}
+        tries.append((args[0], other.returncode, other.stderr, rows[args[0]]))
+        if args[0] != "download":  # the data folder, shared by projects: download's alone
+            assert lock.running(tmp_path / "data") is None
         return real(global_args, args, **kwargs)
 
     monkeypatch.setattr(pipeline, "run_stage", another_writer_first)
@@ -121,8 +127,10 @@ def test_the_pipeline_holds_its_folders_from_the_first_stage_to_the_last(tmp_pat
             for w in ("--skip", stage)]
     r = rec(tmp_path, "pipeline", *skip)
     assert r.exit_code == 0, r.stderr
-    busy = f"is in use by `rec pipeline (pid {os.getpid()})`: wait for it to finish"
-    assert len(tries) == 2 and all(code == 2 and busy in err for code, err in tries), tries
+    assert [t[0] for t in tries] == ["download", "preprocess"]
+    for stage, code, err, state in tries:  # the lock file names the stage running now
+        assert code == 2 and f"is in use by `rec {stage} in rec pipeline (pid {os.getpid()})`" \
+            in err and state == "running", tries
     split = json.loads((tmp_path / "output" / "dataset" / "vocab.json").read_text())["split"]
     assert split["method"] == "random"  # the pipeline's, not the other writer's
     assert not (tmp_path / "output" / ".lock").exists()  # let go at the end

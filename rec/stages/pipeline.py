@@ -41,9 +41,10 @@ GRACE_S = 10.0  # a stage stopped by Ctrl-C or SIGTERM gets this long to finish 
 STAGES = ("download", "preprocess", "train", "save-features", "ctr-train", "evaluate",
           "recommend")  # in the order they run
 TRAINERS = ("train", "save-features", "ctr-train", "evaluate")
-OPTION_STAGES = {"--dataset": ("download", "preprocess"), "--source": ("download",),
+OPTION_STAGES = {"--dataset": ("download", "preprocess"),  # --source names the dataset too
+                 "--source": ("download", "preprocess"),  # --match picks ctr-train's model
                  "--seed": ("download", "preprocess", "train"), "--split": ("preprocess",),
-                 "--device": TRAINERS, "--epochs": ("train",), "--match": ("train",),
+                 "--device": TRAINERS, "--epochs": ("train",), "--match": ("train", "ctr-train"),
                  "--user": ("recommend",), "--top": ("recommend",)}  # the stages each reaches
 
 
@@ -83,7 +84,7 @@ def _real_file(stream) -> bool:
 
 
 def run_stage(global_args: list[str], args: list[str], show_stdout: bool = False,
-              env: dict | None = None) -> None:
+              env: dict | None = None, pass_fds: tuple = ()) -> None:
     """Run `rec GLOBAL ARGS` to the end; its stderr is ours, its stdout ours or nothing.
     A failure ends this command with the stage's exit code (the stage said why). Ctrl-C or
     SIGTERM (rec.process.interrupts: raised here) lets the stage stop cleanly (its files complete
@@ -99,12 +100,16 @@ def run_stage(global_args: list[str], args: list[str], show_stdout: bool = False
     sys.stdout.flush()
     sys.stderr.flush()
     proc = subprocess.Popen([sys.executable, "-m", "rec", *global_args, *args], env=env,
-                            stdout=out, stderr=err, text=True,
+                            stdout=out, stderr=err, text=True, pass_fds=pass_fds,
                             preexec_fn=parent_death.child_setup())
     try:
         stdout, stderr = proc.communicate()
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (rec.process.interrupts.Terminated)
-        _stop(proc, getattr(e, "signum", signal.SIGINT))
+        try:
+            _stop(proc, getattr(e, "signum", signal.SIGINT))
+        except KeyboardInterrupt:  # a second one while it stops: killed, and waited for
+            proc.kill()  # (the output folder's lock is let go only once it is gone)
+            proc.wait()
         if proc.returncode in (0, -signal.SIGKILL):  # it finished first, or ignored the signal
             raise  # and said nothing of it: one line from rec.stages.stage
         # The stage said how it stopped (its 130 or 143; or a signal it died of, the one
@@ -163,7 +168,7 @@ def command(
         if skipped not in STAGES:
             raise UsageError(f"unknown --skip {skipped!r}: choose among {', '.join(STAGES)}")
     given = {"--dataset": dataset, "--source": source, "--seed": seed, "--split": split,
-             "--device": None if device == "cpu" else device, "--epochs": epochs,
+             "--device": None if device.strip().lower() == "cpu" else device, "--epochs": epochs,
              "--match": match, "--user": user, "--top": None if top == 10 else top}
     for option, value in given.items():  # a value no stage that runs would read
         takers = OPTION_STAGES[option]
@@ -176,17 +181,23 @@ def command(
     paths = get_paths(ctx)
     global_args = ["--data-dir", str(paths.data_dir), "--output-dir", str(paths.output_dir),
                    *(["--quiet"] if is_quiet() else []), *(["-v"] if is_verbose() else [])]
-    # both folders held from the first stage to the last: between two stages another
+    # the output folder held from the first stage to the last: between two stages another
     # writer (a preprocess, a second pipeline) got in, and the run went on, "fine", on its
-    # data; each stage knows its parent holds them (rec.storage.lock.held_by_parent)
-    folders = [paths.data_dir, paths.output_dir]
-    with lock.hold_all(folders, "rec pipeline"):
-        held = lock.for_children(folders)
+    # data. Each stage knows its parent holds it (rec.storage.lock.held_by_parent) and
+    # inherits the lock; the lock file names the stage running (for `rec status`). The
+    # data folder, shared by projects, stays download's to lock, for as long as it runs.
+    with lock.hold(paths.output_dir, "rec pipeline") as fd:
+        held = lock.for_children([paths.output_dir])
+
+        def run(args: list[str], **kwargs) -> None:
+            lock.write_note(fd, f"rec {args[0]} in rec pipeline")
+            run_stage(global_args, args, env=held, pass_fds=(fd,), **kwargs)
+
         for args in stages:
             if args[0] in (skip or ()):
                 log(f"== rec {args[0]}: skipped (--skip)")
             else:
-                run_stage(global_args, args, env=held)
+                run(args)
         if "recommend" in (skip or ()):
             log("== rec recommend: skipped (--skip)")
             return
@@ -194,7 +205,7 @@ def command(
             from rec.datasets.contract import load_vocab
 
             user = str(load_vocab(paths).user_ids[0])
-        run_stage(global_args, recommend_command(user, top), show_stdout=True, env=held)
+        run(recommend_command(user, top), show_stdout=True)
 
 
 def chosen_dataset(dataset: Optional[str], source: Optional[str]) -> str:

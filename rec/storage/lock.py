@@ -47,7 +47,9 @@ def is_worker() -> bool:
 
 def for_children(folders: list[Path]) -> dict:
     """The environment entry by which child processes know that this process holds the
-    locks of `folders` for them (held_by_parent)."""
+    locks of `folders` for them (held_by_parent). A child should also inherit the lock's
+    descriptor (subprocess's pass_fds): the flock then lasts while either holds it, and a
+    stage still finishing after its parent was killed keeps the folder its own."""
     return {HELD_ENV: json.dumps({"pid": os.getpid(),
                                   "folders": [os.path.realpath(f) for f in folders]})}
 
@@ -107,13 +109,23 @@ def _acquire(path: Path) -> int:
         os.close(fd)  # the holder before us removed this file: lock the new one
 
 
+def write_note(fd: int, command: str) -> None:
+    """Name the lock's holder in its file: "COMMAND (pid N)", N this process (what `rec
+    status` and a refused writer read; `rec pipeline` renames it for each stage)."""
+    note = f"{command} (pid {os.getpid()})\n".encode("utf-8")
+    with contextlib.suppress(OSError):  # the lock holds without the note
+        os.pwrite(fd, note, 0)
+        os.ftruncate(fd, len(note))
+
+
 @contextlib.contextmanager
-def hold(folder: Path | str, command: str | None = None) -> Iterator[None]:
-    """Own `folder` (created if missing) for the block, or raise Busy at once. A folder
-    created here that holds nothing but the lock file at the end (the command failed before
-    writing, say `rec train` before `rec preprocess`) is removed with it."""
+def hold(folder: Path | str, command: str | None = None) -> Iterator[int | None]:
+    """Own `folder` (created if missing) for the block, or raise Busy at once; the lock
+    file's descriptor is yielded (None where no lock is taken here). A folder created here
+    that holds nothing but the lock file at the end (the command failed before writing, say
+    `rec train` before `rec preprocess`) is removed with it."""
     if fcntl is None or is_worker() or held_by_parent(folder):
-        yield
+        yield None
         return
     path = Path(folder) / LOCK
     if path.parent.is_symlink() and not path.parent.exists():
@@ -129,11 +141,8 @@ def hold(folder: Path | str, command: str | None = None) -> Iterator[None]:
             e.filename = str(folder)  # the folder is what cannot be written
         raise environment_error(e, nothing_changed=True) or e
     try:
-        note = f"{command or ' '.join(['rec', *sys.argv[1:]])} (pid {os.getpid()})\n"
-        with contextlib.suppress(OSError):  # the lock holds without the note
-            os.pwrite(fd, note.encode("utf-8"), 0)
-            os.ftruncate(fd, len(note.encode("utf-8")))
-        yield
+        write_note(fd, command or " ".join(["rec", *sys.argv[1:]]))
+        yield fd
     finally:
         with contextlib.suppress(OSError):
             path.unlink()  # while still locked: see _acquire
