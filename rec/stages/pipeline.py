@@ -191,7 +191,8 @@ def command(
 
         def run(args: list[str], **kwargs) -> None:
             lock.write_note(fd, f"rec {args[0]} in rec pipeline")
-            run_stage(global_args, args, env=held, pass_fds=(fd,), **kwargs)
+            run_stage(global_args, args, env=held, pass_fds=() if fd is None else (fd,),
+                      **kwargs)
 
         for args in stages:
             if args[0] in (skip or ()):

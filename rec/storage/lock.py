@@ -8,8 +8,8 @@ The kernel releases a flock when its holder dies (kill -9 included), so a lock f
 behind by a killed run never blocks the next one: the file's existence means nothing, only
 the lock on it does. A run that finishes removes the file. Workers of a `--nproc` run (PADDLE_TRAINERS_NUM is set) take no lock:
 the launching process holds it for them. So do the stages `rec pipeline` runs (`for_children`:
-it holds its folders from the first stage to the last, and no other writer gets in between):
-a stage takes no lock on a folder its parent process holds and names in HELD_ENV.
+it holds the output folder from the first stage to the last, and no other writer gets in
+between): a stage takes no lock on a folder its parent process holds and names in HELD_ENV.
 """
 
 from __future__ import annotations
@@ -109,9 +109,12 @@ def _acquire(path: Path) -> int:
         os.close(fd)  # the holder before us removed this file: lock the new one
 
 
-def write_note(fd: int, command: str) -> None:
+def write_note(fd: int | None, command: str) -> None:
     """Name the lock's holder in its file: "COMMAND (pid N)", N this process (what `rec
-    status` and a refused writer read; `rec pipeline` renames it for each stage)."""
+    status` and a refused writer read; `rec pipeline` renames it for each stage). None: no
+    lock taken here (hold's), nothing to name."""
+    if fd is None:
+        return
     note = f"{command} (pid {os.getpid()})\n".encode("utf-8")
     with contextlib.suppress(OSError):  # the lock holds without the note
         os.pwrite(fd, note, 0)
