@@ -10,12 +10,16 @@ alike, the widest first, only as far as the width requires. A column of numbers 
 aligned, and a column of floats shows each with as many decimals as the longest (4.10
 above 3.76, not 4.1; a key/value column mixing counts and rates is left alone). The
 full values stay in TSV, CSV and JSON.
+
+Widths are screen columns (`text_width`): a wide character (CJK) takes two, a combining mark none;
+measured by characters, a row of Japanese text was half again wider than the terminal.
 """
 
 from __future__ import annotations
 
 import re
 import textwrap
+import unicodedata
 
 KEEP, SHORT, TWO, WRAP, NOTE, HIDE, TITLE = ("keep", "short", "two lines", "wrap", "note",
                                            "hide", "title")
@@ -25,28 +29,49 @@ NARROWEST = 6  # a shortened column keeps its header and at least this many char
 LONGEST_WORD = 24  # a WRAP column is never narrower than its longest word, up to this
 
 
+def _char_cells(ch: str) -> int:
+    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def text_width(text: str) -> int:
+    """The screen columns `text` takes (len() where every character takes one)."""
+    return len(text) if text.isascii() else sum(map(_char_cells, text))
+
+
+def _head(text: str, width: int) -> str:
+    """The longest start of `text` that takes at most `width` columns."""
+    used = 0
+    for i, ch in enumerate(text):
+        used += _char_cells(ch)
+        if used > width:
+            return text[:i]
+    return text
+
+
 def _cut(text: str, width: int) -> str:
-    """`text` in `width` characters; a closing "(...)" such as a title's year is kept."""
-    if len(text) <= width:
+    """`text` in `width` columns; a closing "(...)" such as a title's year is kept."""
+    if text_width(text) <= width:
         return text
     m = re.search(r" \([^()]{1,12}\)$", text)
-    keep = m.group(0) if m and width - len(m.group(0)) >= NARROWEST else ""
-    return text[:max(width - len(keep) - 1, 0)].rstrip() + ELLIPSIS + keep
+    keep = m.group(0) if m and width - text_width(m.group(0)) >= NARROWEST else ""
+    return _head(text, max(width - text_width(keep) - 1, 0)).rstrip() + ELLIPSIS + keep
 
 
 def _least(column: str, texts: list[str], layout: str) -> int:
-    natural = max([len(column)] + [len(t) for t in texts])
+    natural = max([text_width(column)] + [text_width(t) for t in texts])
     if layout == KEEP:
         return natural
     if layout == WRAP:  # words are not folded unless one is wider than LONGEST_WORD
-        word = max([len(w) for t in texts for w in t.split()] or [0])
-        return min(natural, max(len(column), NARROWEST, min(word, LONGEST_WORD)))
-    return min(natural, max(len(column), NARROWEST))
+        word = max([text_width(w) for t in texts for w in t.split()] or [0])
+        return min(natural, max(text_width(column), NARROWEST, min(word, LONGEST_WORD)))
+    return min(natural, max(text_width(column), NARROWEST))
 
 
 def _widths(columns: list[str], rows: list[list[str]], how: dict, width: int) -> list[int]:
-    """Natural widths; while too wide, the widest column that can give loses a character."""
-    out = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    """Natural widths; while too wide, the widest column that can give loses a column."""
+    out = [max([text_width(c)] + [text_width(r[i]) for r in rows]) for i, c in enumerate(columns)]
     least = [_least(c, [r[i] for r in rows], how[c]) for i, c in enumerate(columns)]
     excess = sum(out) + len(GAP) * (len(columns) - 1) - width
     while excess > 0:
@@ -83,13 +108,30 @@ def _same_decimals(texts: list[str], values: list) -> list[str]:
     return [t if v is None else next(padded) for t, v in zip(texts, values)]
 
 
+def _wrap(text: str, width: int) -> list[str]:
+    """textwrap.wrap by screen columns: its lines (of characters) folded again where wide
+    characters make one longer than `width` columns."""
+    out = []
+    for line in textwrap.wrap(text, width, break_on_hyphens=False):
+        while text_width(line) > width and _head(line, width):
+            out.append(_head(line, width))
+            line = line[len(out[-1]):]
+        out.append(line)
+    return out
+
+
 def _cell_lines(text: str, width: int, layout: str) -> list[str]:
     if layout == SHORT or layout == KEEP:
         return [_cut(text, width) if layout == SHORT else text]
-    lines = textwrap.wrap(text, width, break_on_hyphens=False) or [""]
+    lines = _wrap(text, width) or [""]
     if layout == TWO and len(lines) > 2:  # the rest of the text cut on the second line
         return [lines[0], _cut(" ".join(text.split())[len(lines[0]):].strip(), width)]
     return lines
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    gap = " " * max(width - text_width(text), 0)
+    return gap + text if right else text + gap
 
 
 def render(columns: list[str], rows: list[dict], layout: dict, title: str | None,
@@ -113,11 +155,11 @@ def render(columns: list[str], rows: list[dict], layout: dict, title: str | None
                     if right[i] else [t[i] for t in texts] for i, c in enumerate(shown)]
     texts = [list(row) for row in zip(*columns_text)] if texts else texts
     widths = _widths(shown, texts, how, width)
-    just = lambda text, i: text.rjust(widths[i]) if right[i] else text.ljust(widths[i])
+    just = lambda text, i: _pad(text, widths[i], right[i])  # noqa: E731
     line_width = sum(widths) + len(GAP) * (len(shown) - 1)
     indent = widths[0] + len(GAP) if len(shown) > 1 else 0
-    out = [line.center(line_width).rstrip()
-           for line in textwrap.wrap(title or "", max(width, 20), break_on_hyphens=False)]
+    out = [(" " * max((line_width - text_width(line)) // 2, 0) + line).rstrip()
+           for line in _wrap(title or "", max(width, 20))]
     out.append(GAP.join(just(c, i) for i, c in enumerate(shown)).rstrip())
     out += [" " * indent + c for c in notes]  # each column has a header, a note's too
     out.append("─" * line_width)
@@ -128,6 +170,5 @@ def render(columns: list[str], rows: list[dict], layout: dict, title: str | None
                                 for i, ls in enumerate(lines)).rstrip())
         for c in notes:
             text = cell(row.get(c))
-            out += [" " * indent + line for line in
-                    textwrap.wrap(text, max(width - indent, 20), break_on_hyphens=False)]
+            out += [" " * indent + line for line in _wrap(text, max(width - indent, 20))]
     return "\n".join(out) + "\n"

@@ -97,6 +97,24 @@ def test_a_title_longer_than_two_lines_is_cut_keeping_its_year(capsys, monkeypat
     assert lines[6].strip().startswith("because")  # no third line
 
 
+def test_wide_characters_take_two_columns_in_a_table(capsys, monkeypatch):
+    """A row of Japanese text (download's source, a title) was laid out by characters: 128
+    columns wide on an 80-column terminal (an adversarial trial's find)."""
+    from rec.texttable import text_width
+
+    monkeypatch.setenv("COLUMNS", "80")
+    path = "/データ/映画の評価/" * 4 + "ml-100k"
+    results.emit_object({"dataset": "ml-100k", "source": path, "status": "copied"}, "table")
+    lines = capsys.readouterr().out.splitlines()
+    assert max(text_width(line) for line in lines) <= 80 < text_width(path) + 8
+    assert "".join(line[8:].strip() for line in lines if "/" in line) == path  # all of it
+    rows = [{**recommend_rows()[0], "title": "千と千尋の神隠し (Spirited Away) " * 2 + "(2001)"}]
+    results.emit(rows, RECOMMEND_COLUMNS, "table", "top 1", TABLE_LAYOUT)
+    lines = capsys.readouterr().out.splitlines()
+    assert max(text_width(line) for line in lines) <= 80 and any("(2001)" in x for x in lines)
+    assert text_width("e\u0301té") == 3 and text_width("映画") == 4 and text_width("ab") == 2
+
+
 def test_a_column_of_floats_lines_up_its_decimals(capsys):
     rows = [{"rank": 1, "stars": 4.1, "n": 7}, {"rank": 2, "stars": 3.76, "n": 12},
             {"rank": 3, "stars": 4.0, "n": 3}]
