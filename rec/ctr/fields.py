@@ -41,7 +41,6 @@ class MovieLensFields:
                                     off[2] + users[:, 2], off[3] + users[:, 3]], axis=1)
         count = np.maximum((genres > 0).sum(axis=1, keepdims=True), 1)
         genre_w = ((genres > 0) / count).astype(np.float32)
-        self.movie_genres = genres
         self.movie_genre_weights = genre_w
         self.movie_slots = np.concatenate(
             [(off[4] + np.arange(self.n_movies))[:, None],
@@ -55,9 +54,8 @@ class MovieLensFields:
         # of int64, and a part of an epoch's inputs gathered 2.7x faster (np.take by rows)
         # by the thread that builds them beside Paddle's training
         dtype = np.int32 if max(self.n_ids, self.n_cross) < 2 ** 31 else np.int64
-        self.user_slots, self.movie_slots = (self.user_slots.astype(dtype),
-                                             self.movie_slots.astype(dtype))
-        self.cross_genres = genres.astype(dtype)
+        self.user_slots, self.movie_slots, self.movie_genres = (
+            self.user_slots.astype(dtype), self.movie_slots.astype(dtype), genres.astype(dtype))
         self.id_dtype = dtype
 
     @classmethod
@@ -77,7 +75,7 @@ class MovieLensFields:
                                           rows(self.movie_weights, movies)], axis=1)}
         if self.crosses:
             out["cross"] = (users.astype(self.id_dtype)[:, None] * self.n_genres
-                            + rows(self.cross_genres, movies))
+                            + rows(self.movie_genres, movies))
             out["cross_weights"] = rows(self.movie_genre_weights, movies)
         return out
 

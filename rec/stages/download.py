@@ -134,12 +134,14 @@ def command(
             log(f"{target} is already present, generated with these options; nothing to do "
                 "(--force generates it again)")
             recorded = (manifest.read(paths)[0]["stages"].get("download") or {}).get("params")
+            resolved = left_out(spec, named, source)
             if {k: (recorded or {}).get(k) for k in syn.__dict__} != syn.__dict__:
                 # this project recorded other options (another project regenerated the
                 # shared data folder since): the manifest says what is there now
                 manifest.record(paths, "download", params, inputs=[], outputs=[target],
-                                resolved=left_out(spec, named, source))
-            _record_if_missing(paths, spec, params, left_out(spec, named, source))
+                                resolved=resolved)
+            else:
+                _record_if_missing(paths, spec, params, resolved)
             emit_object(summary(paths, spec, marker, "already present"), fmt)
             return
         marker = generate_synthetic(paths, spec, syn)

@@ -289,8 +289,10 @@ def stage_state(entry: dict | None, hashed: dict | None = None) -> str:
 def _sealed_file_gone(path: str) -> bool:
     """Whether `path` is a sealed folder (rec.storage.unit: output/model/best) one of whose
     files is gone: a deleted model.pdparams read as 'modified', the folder being there."""
+    from rec.storage.unit import UNIT
+
     try:
-        names = json.loads((Path(path) / "unit.json").read_text())["sha256"]
+        names = json.loads((Path(path) / UNIT).read_text())["sha256"]
         return any(not (Path(path) / name).exists() for name in names)
     except (OSError, ValueError, TypeError, KeyError):  # no folder, or no (readable) seal
         return False
